@@ -1,0 +1,113 @@
+//! The analysts a run can include, and the names of the pipeline's steps.
+//!
+//! A run's steps are always `Data Collection`, then one step per selected analyst in the
+//! canonical order below, then `Final Assessment`. The job engine creates the step list when the
+//! run is created, so the shape lives here, shared by everyone.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{truncate, IdError};
+
+pub const DATA_COLLECTION: &str = "Data Collection";
+pub const FINAL_ASSESSMENT: &str = "Final Assessment";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnalystKind {
+    Invest,
+    Risk,
+    Sentiment,
+    Technical,
+}
+
+impl AnalystKind {
+    /// Every analyst, in the canonical order used for steps and reports.
+    pub const ALL: [AnalystKind; 4] = [Self::Invest, Self::Risk, Self::Sentiment, Self::Technical];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Invest => "invest",
+            Self::Risk => "risk",
+            Self::Sentiment => "sentiment",
+            Self::Technical => "technical",
+        }
+    }
+
+    /// The name of this analyst's step in a run's progress.
+    pub fn step_name(self) -> &'static str {
+        match self {
+            Self::Invest => "Invest Analyst",
+            Self::Risk => "Risk Analyst",
+            Self::Sentiment => "Sentiment Analyst",
+            Self::Technical => "Technical Analyst",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Invest => "Trend, momentum and valuation proxies, turned into an investment thesis.",
+            Self::Risk => "Volatility, drawdown, value at risk and beta: how much could go wrong.",
+            Self::Sentiment => "Market-implied sentiment from price and volume, and headline tone when news is configured.",
+            Self::Technical => "RSI, MACD, Bollinger bands and moving-average crossovers.",
+        }
+    }
+
+    pub fn from_step_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.step_name() == name)
+    }
+}
+
+impl fmt::Display for AnalystKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.id())
+    }
+}
+
+impl FromStr for AnalystKind {
+    type Err = IdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim().to_ascii_lowercase();
+        Self::ALL.into_iter().find(|a| a.id() == t).ok_or_else(|| {
+            IdError(format!(
+                "'{}' is not an analyst (choose from {})",
+                truncate(s),
+                Self::ALL.map(|a| a.id()).join(", ")
+            ))
+        })
+    }
+}
+
+/// The step names of a run with these analysts, in order.
+pub fn step_names(analysts: &[AnalystKind]) -> Vec<String> {
+    let mut sorted = analysts.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let mut names = Vec::with_capacity(sorted.len() + 2);
+    names.push(DATA_COLLECTION.to_string());
+    names.extend(sorted.iter().map(|a| a.step_name().to_string()));
+    names.push(FINAL_ASSESSMENT.to_string());
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_in_canonical_order_without_duplicates() {
+        let steps = step_names(&[AnalystKind::Sentiment, AnalystKind::Invest, AnalystKind::Sentiment]);
+        assert_eq!(steps, vec!["Data Collection", "Invest Analyst", "Sentiment Analyst", "Final Assessment"]);
+    }
+
+    #[test]
+    fn analyst_ids_parse_case_insensitively_and_name_the_choices() {
+        assert_eq!("RISK".parse::<AnalystKind>().unwrap(), AnalystKind::Risk);
+        let e = "fundamentals".parse::<AnalystKind>().unwrap_err();
+        assert!(e.0.contains("invest, risk, sentiment, technical"), "{e}");
+        assert_eq!(AnalystKind::from_step_name("Technical Analyst"), Some(AnalystKind::Technical));
+    }
+}

@@ -1,0 +1,89 @@
+//! The other bodies of the REST API.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analyst::AnalystKind;
+use crate::ids::RunId;
+use crate::request::FieldError;
+use crate::result::Rating;
+use crate::status::JobStatus;
+
+/// `202` body of `POST /api/trading/run` and `POST /api/trading/retry/:runId`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartResponse {
+    pub run_id: RunId,
+    pub status: JobStatus,
+    pub message: String,
+}
+
+/// An RFC 9457 problem details body (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// One row of the history list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub run_id: RunId,
+    pub symbol: String,
+    pub model_id: String,
+    pub analysts: Vec<AnalystKind>,
+    pub status: JobStatus,
+    pub progress: u8,
+    pub rating: Option<Rating>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration: Option<u64>,
+}
+
+/// A page of history, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunsPage {
+    pub runs: Vec<RunSummary>,
+    pub page: u32,
+    pub per_page: u32,
+    pub total: u64,
+}
+
+/// An entry of `GET /api/trading/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelInfo {
+    pub id: String,
+    pub label: String,
+    pub provider: String,
+    pub available: bool,
+    /// Why the model cannot be used right now, e.g. "XAI_API_KEY is not set".
+    pub reason: Option<String>,
+    pub default: bool,
+}
+
+/// An entry of `GET /api/trading/analysts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalystInfo {
+    pub id: AnalystKind,
+    pub name: String,
+    pub description: String,
+}
+
+impl AnalystInfo {
+    pub fn all() -> Vec<AnalystInfo> {
+        AnalystKind::ALL
+            .into_iter()
+            .map(|a| AnalystInfo { id: a, name: a.step_name().to_string(), description: a.description().to_string() })
+            .collect()
+    }
+}

@@ -1,0 +1,27 @@
+//! Types shared by the browser and the server. Everything here compiles to WebAssembly and
+//! depends on serde alone (plus uuid and chrono for ids and dates).
+//!
+//! Reading order:
+//! - [`ids`]: `RunId`, `Symbol`, `ModelId` — validated newtypes.
+//! - [`analyst`]: the analysts a user can pick and the step names of the pipeline.
+//! - [`status`]: `JobStatus` and `StepStatus`, the job state machine's vocabulary.
+//! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
+//! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
+//! - [`result`]: `AnalysisResult`, the final assessment.
+//! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
+
+pub mod analyst;
+pub mod api;
+pub mod ids;
+pub mod progress;
+pub mod request;
+pub mod result;
+pub mod status;
+
+pub use analyst::{AnalystKind, step_names, DATA_COLLECTION, FINAL_ASSESSMENT};
+pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
+pub use ids::{IdError, ModelId, RunId, Symbol};
+pub use progress::{Progress, StepProgress};
+pub use request::{FieldError, StartRequest, ValidStart};
+pub use result::{AnalysisResult, AnalystReport, Figure, PricePoint, Rating, Stance, TokenUsage};
+pub use status::{JobStatus, StepStatus};

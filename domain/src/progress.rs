@@ -1,0 +1,74 @@
+//! The body of `GET /api/trading/progress/:runId`, field for field as the blueprint's API.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::analyst::AnalystKind;
+use crate::ids::{ModelId, RunId, Symbol};
+use crate::result::AnalysisResult;
+use crate::status::{JobStatus, StepStatus};
+
+/// One step of a run as the progress view shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepProgress {
+    pub name: String,
+    pub status: StepStatus,
+    /// 0–100, this step's own progress.
+    pub progress: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Milliseconds from the step's start to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// What the step is doing right now, e.g. "Waiting for the model".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl StepProgress {
+    pub fn pending(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: StepStatus::Pending,
+            progress: 0,
+            started_at: None,
+            completed_at: None,
+            duration_ms: None,
+            detail: None,
+        }
+    }
+}
+
+/// The progress of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub run_id: RunId,
+    pub status: JobStatus,
+    /// 0–100 over the whole run, weighted by step.
+    pub progress: u8,
+    pub current_step: Option<String>,
+    pub steps: Vec<StepProgress>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// Seconds, while the run is active; never 0 while it is still going.
+    pub estimated_time_remaining: Option<u64>,
+    pub result: Option<AnalysisResult>,
+    pub error: Option<String>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Milliseconds from start to end, once the run has ended.
+    pub duration: Option<u64>,
+    // Beyond the blueprint: what the run is, so a page can be rebuilt from this body alone.
+    pub symbol: Symbol,
+    pub model_id: ModelId,
+    pub analysts: Vec<AnalystKind>,
+    pub as_of: Option<NaiveDate>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub attempt: u32,
+    pub cancel_requested: bool,
+    pub retry_of: Option<RunId>,
+    pub llm_calls: u32,
+}

@@ -1,0 +1,173 @@
+//! The final assessment of a run.
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::analyst::AnalystKind;
+
+/// The five-point rating scale, strongest buy first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Rating {
+    Buy,
+    Overweight,
+    Hold,
+    Underweight,
+    Sell,
+}
+
+impl Rating {
+    pub const ALL: [Rating; 5] = [Self::Buy, Self::Overweight, Self::Hold, Self::Underweight, Self::Sell];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "Buy",
+            Self::Overweight => "Overweight",
+            Self::Hold => "Hold",
+            Self::Underweight => "Underweight",
+            Self::Sell => "Sell",
+        }
+    }
+
+    /// From a score in [-1, 1] (negative bearish), with fixed band edges.
+    pub fn from_score(score: f64) -> Self {
+        if score >= 0.45 {
+            Self::Buy
+        } else if score >= 0.15 {
+            Self::Overweight
+        } else if score > -0.15 {
+            Self::Hold
+        } else if score > -0.45 {
+            Self::Underweight
+        } else {
+            Self::Sell
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// One analyst's view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stance {
+    Bullish,
+    Neutral,
+    Bearish,
+}
+
+impl Stance {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bullish => "bullish",
+            Self::Neutral => "neutral",
+            Self::Bearish => "bearish",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "bullish" => Some(Self::Bullish),
+            "neutral" => Some(Self::Neutral),
+            "bearish" => Some(Self::Bearish),
+            _ => None,
+        }
+    }
+
+    pub fn score(self) -> f64 {
+        match self {
+            Self::Bullish => 1.0,
+            Self::Neutral => 0.0,
+            Self::Bearish => -1.0,
+        }
+    }
+}
+
+/// A named figure with its display form, e.g. `{label: "RSI(14)", value: 61.2, display: "61.2"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    pub label: String,
+    pub value: Option<f64>,
+    pub display: String,
+}
+
+/// Tokens spent on model calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenUsage {
+    pub prompt: u64,
+    pub completion: u64,
+}
+
+impl TokenUsage {
+    pub fn total(&self) -> u64 {
+        self.prompt + self.completion
+    }
+
+    pub fn add(&mut self, other: TokenUsage) {
+        self.prompt += other.prompt;
+        self.completion += other.completion;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalystReport {
+    pub analyst: AnalystKind,
+    pub stance: Stance,
+    /// 0–1.
+    pub confidence: f64,
+    pub key_figures: Vec<Figure>,
+    /// Markdown, written by a model: render it as untrusted text.
+    pub report: String,
+}
+
+/// One day of the price chart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PricePoint {
+    pub date: NaiveDate,
+    pub close: f64,
+    pub sma50: Option<f64>,
+    pub sma200: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisResult {
+    pub symbol: String,
+    pub as_of: NaiveDate,
+    pub model_id: String,
+    pub rating: Rating,
+    /// 0–1.
+    pub confidence: f64,
+    pub summary: String,
+    pub key_risks: Vec<String>,
+    pub reports: Vec<AnalystReport>,
+    /// Headline figures of the data, for the figures table.
+    pub figures: Vec<Figure>,
+    /// About a year of closes up to the as-of date.
+    pub chart: Vec<PricePoint>,
+    pub llm_calls: u32,
+    pub tokens: TokenUsage,
+    /// True when the rule-based offline model wrote the reports.
+    pub rule_based: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rating_bands_are_symmetric_and_ordered() {
+        assert_eq!(Rating::from_score(0.9), Rating::Buy);
+        assert_eq!(Rating::from_score(0.2), Rating::Overweight);
+        assert_eq!(Rating::from_score(0.0), Rating::Hold);
+        assert_eq!(Rating::from_score(-0.2), Rating::Underweight);
+        assert_eq!(Rating::from_score(-0.9), Rating::Sell);
+        assert_eq!(Rating::from_score(0.15), Rating::Overweight);
+        assert_eq!(Rating::from_score(-0.15), Rating::Underweight);
+        assert_eq!(Rating::parse(" overweight"), Some(Rating::Overweight));
+    }
+}

@@ -1,0 +1,364 @@
+//! [`RunService`]: starting, reading, cancelling, retrying and listing runs.
+//!
+//! The REST handlers and the Leptos server functions both call this and nothing else, so the
+//! two front doors behave identically. Every method takes the caller's user id; a run of
+//! another user is reported exactly like a run that does not exist.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::{
+    FieldError, JobStatus, ModelId, Progress, RunId, RunSummary, RunsPage, StartRequest, ValidStart,
+};
+use sha2::{Digest, Sha256};
+
+use crate::eta::{self, StepDurations};
+use crate::events::{Event, Events};
+use crate::model::{InsertOutcome, Job, NewJob};
+use crate::store::{JobStore, StoreError};
+
+pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
+pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
+pub const JOB_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
+pub const POLL_AFTER_DEFAULT: Duration = Duration::from_secs(2);
+pub const PER_PAGE_DEFAULT: u32 = 20;
+pub const PER_PAGE_MAX: u32 = 100;
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+/// How long medians of step durations are reused before the history is read again.
+const ETA_CACHE_FOR: Duration = Duration::from_secs(30);
+const ETA_HISTORY_RUNS: u32 = 20;
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Active (pending + running) runs one user may have at once.
+    pub max_active_per_user: u32,
+    /// Attempts a run gets before an expired lease fails it.
+    pub max_attempts: u32,
+    /// How long one attempt may run.
+    pub job_timeout: Duration,
+    /// The model used when a request names none.
+    pub default_model: ModelId,
+    /// The `Retry-After` hint for clients polling an active run.
+    pub poll_after: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_active_per_user: MAX_ACTIVE_PER_USER_DEFAULT,
+            max_attempts: MAX_ATTEMPTS_DEFAULT,
+            job_timeout: JOB_TIMEOUT_DEFAULT,
+            default_model: ModelId::offline(),
+            poll_after: POLL_AFTER_DEFAULT,
+        }
+    }
+}
+
+impl ServiceConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_active_per_user == 0 {
+            return Err("MAX_ACTIVE_JOBS_PER_USER must be at least 1".into());
+        }
+        if self.max_attempts == 0 {
+            return Err("max attempts must be at least 1".into());
+        }
+        if self.job_timeout < Duration::from_secs(1) {
+            return Err("JOB_TIMEOUT_SECS must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Checks what only the analysis side knows: does the symbol have data, at that date, and does
+/// the model exist and have its key?
+#[async_trait]
+pub trait RequestChecker: Send + Sync + 'static {
+    async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>>;
+}
+
+/// Errors of the run service, each with the HTTP status it becomes.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// 400: the request names what is wrong, field by field.
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// 404: no such run, or not the caller's.
+    #[error("no such run")]
+    NotFound,
+    /// 429: the caller already has `limit` active runs.
+    #[error("you already have {limit} analyses running or queued")]
+    TooManyActive { limit: u32, retry_after: Duration },
+    /// 422: the idempotency key was used for a different request.
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyConflict { run_id: RunId },
+    /// 409: retry of a run that did not fail, time out or get cancelled.
+    #[error("a {0} run cannot be retried")]
+    NotRetryable(JobStatus),
+    /// 503: the database is unreachable; the client may try again.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    /// 500: a bug or corrupt data; logged, never shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(e) => ServiceError::Unavailable(e.to_string()),
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// A run as `start` or `retry` left it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub job: Job,
+    /// False when an idempotent repeat returned an earlier run.
+    pub created: bool,
+}
+
+pub struct RunService {
+    store: Arc<dyn JobStore>,
+    events: Events,
+    checker: Arc<dyn RequestChecker>,
+    config: ServiceConfig,
+    eta_cache: Mutex<HashMap<String, (Instant, Arc<StepDurations>)>>,
+}
+
+impl RunService {
+    pub fn new(store: Arc<dyn JobStore>, events: Events, checker: Arc<dyn RequestChecker>, config: ServiceConfig) -> Result<Self, String> {
+        config.validate()?;
+        Ok(Self { store, events, checker, config, eta_cache: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// Validates a request and queues a run for `user_id`.
+    pub async fn start(&self, user_id: &str, request: &StartRequest, idempotency_key: Option<&str>) -> Result<Started> {
+        let key = idempotency_key.map(check_idempotency_key).transpose()?;
+        let start = request.validate(&self.config.default_model).map_err(ServiceError::Invalid)?;
+        self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
+        let hash = request_hash(&start);
+        self.insert(user_id, &start, None, key, Some(hash)).await
+    }
+
+    /// Queues a new run with the same request as a failed, timed-out or cancelled one.
+    pub async fn retry(&self, user_id: &str, run_id: RunId) -> Result<Started> {
+        let old = self.owned(user_id, run_id).await?;
+        if !old.status.is_retryable() {
+            return Err(ServiceError::NotRetryable(old.status));
+        }
+        let start = ValidStart {
+            symbol: old.symbol.parse().map_err(|e: domain::IdError| ServiceError::Internal(e.0))?,
+            model_id: old.model_id.parse().map_err(|e: domain::IdError| ServiceError::Internal(e.0))?,
+            analysts: old.analysts.clone(),
+            as_of: old.as_of,
+        };
+        // The model may have become unavailable since (a key removed): say so now, not later.
+        self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
+        self.insert(user_id, &start, Some(run_id), None, None).await
+    }
+
+    async fn insert(
+        &self,
+        user_id: &str,
+        start: &ValidStart,
+        retry_of: Option<RunId>,
+        idempotency_key: Option<String>,
+        request_hash: Option<String>,
+    ) -> Result<Started> {
+        let job = NewJob {
+            run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
+            user_id: user_id.to_string(),
+            symbol: start.symbol.to_string(),
+            model_id: start.model_id.to_string(),
+            analysts: start.analysts.clone(),
+            as_of: start.as_of,
+            priority: 0,
+            max_attempts: self.config.max_attempts,
+            timeout_ms: self.config.job_timeout.as_millis() as u64,
+            retry_of,
+            idempotency_key,
+            request_hash,
+        };
+        match self.store.insert(&job, self.config.max_active_per_user).await? {
+            InsertOutcome::Created(job) => {
+                self.events.send_local(Event::JobAvailable);
+                if let Err(e) = self.store.publish(&Event::JobAvailable).await {
+                    // The job is stored; workers' polling will find it.
+                    tracing::warn!(error = %e, "could not notify workers");
+                }
+                Ok(Started { job, created: true })
+            }
+            InsertOutcome::Existing(job) => Ok(Started { job, created: false }),
+            InsertOutcome::IdempotencyConflict(job) => Err(ServiceError::IdempotencyConflict { run_id: job.run_id }),
+            InsertOutcome::LimitReached { .. } => Err(ServiceError::TooManyActive {
+                limit: self.config.max_active_per_user,
+                retry_after: self.config.poll_after.max(Duration::from_secs(5)),
+            }),
+        }
+    }
+
+    /// The run, if it exists and belongs to `user_id`; archived runs too, so an old link
+    /// still shows its result.
+    pub async fn owned(&self, user_id: &str, run_id: RunId) -> Result<Job> {
+        let job = match self.store.get(run_id).await? {
+            Some(job) => Some(job),
+            None => self.store.get_archived(run_id).await?,
+        };
+        match job {
+            Some(job) if job.user_id == user_id => Ok(job),
+            _ => Err(ServiceError::NotFound),
+        }
+    }
+
+    /// The progress body of a run, and its version (the ETag).
+    pub async fn progress(&self, user_id: &str, run_id: RunId) -> Result<(Progress, i64)> {
+        let job = self.owned(user_id, run_id).await?;
+        let version = job.version;
+        Ok((self.to_progress(job).await, version))
+    }
+
+    /// Cancels a run: a pending one at once, a running one as soon as its worker notices
+    /// (within a second). Cancelling a run that already ended changes nothing.
+    pub async fn cancel(&self, user_id: &str, run_id: RunId) -> Result<Progress> {
+        let job = self.owned(user_id, run_id).await?;
+        if job.status.is_terminal() {
+            return Ok(self.to_progress(job).await);
+        }
+        let job = self.store.request_cancel(run_id).await?.ok_or(ServiceError::NotFound)?;
+        if job.status == JobStatus::Running {
+            let event = Event::CancelRequested { run_id };
+            self.events.send_local(event.clone());
+            if let Err(e) = self.store.publish(&event).await {
+                tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
+            }
+        }
+        Ok(self.to_progress(job).await)
+    }
+
+    /// A page of the user's runs, newest first. `page` counts from 1.
+    pub async fn list(&self, user_id: &str, status: Option<JobStatus>, page: u32, per_page: u32) -> Result<RunsPage> {
+        let page = page.max(1);
+        let per_page = per_page.clamp(1, PER_PAGE_MAX);
+        let offset = u64::from(page - 1) * u64::from(per_page);
+        let (jobs, total) = self.store.list_for_user(user_id, status, per_page, offset).await?;
+        Ok(RunsPage { runs: jobs.iter().map(summary).collect(), page, per_page, total })
+    }
+
+    async fn durations(&self, model_id: &str) -> Arc<StepDurations> {
+        if let Some((at, d)) = self.eta_cache.lock().expect("not poisoned").get(model_id) {
+            if at.elapsed() < ETA_CACHE_FOR {
+                return d.clone();
+            }
+        }
+        let d = match self.store.recent_steps(model_id, ETA_HISTORY_RUNS).await {
+            Ok(history) => Arc::new(StepDurations::from_history(&history)),
+            // An estimate is not worth failing a progress read for.
+            Err(_) => Arc::new(StepDurations::default()),
+        };
+        self.eta_cache.lock().expect("not poisoned").insert(model_id.to_string(), (Instant::now(), d.clone()));
+        d
+    }
+
+    pub async fn to_progress(&self, job: Job) -> Progress {
+        let eta = if job.is_active() {
+            let durations = self.durations(&job.model_id).await;
+            eta::remaining(&job.steps, &durations, self.store.clock().now()).map(|d| d.as_secs_f64().ceil() as u64)
+        } else {
+            None
+        };
+        Progress {
+            run_id: job.run_id,
+            status: job.status,
+            progress: job.progress_percent,
+            current_step: job.current_step,
+            steps: job.steps,
+            started_at: job.started_at,
+            estimated_time_remaining: eta,
+            result: job.result,
+            error: job.error,
+            completed_at: job.completed_at,
+            duration: job.duration_ms,
+            symbol: job.symbol.parse().unwrap_or_else(|_| "UNKNOWN".parse().expect("valid")),
+            model_id: job.model_id.parse().unwrap_or_else(|_| ModelId::offline()),
+            analysts: job.analysts,
+            as_of: job.as_of,
+            created_at: job.created_at,
+            updated_at: job.updated_at,
+            attempt: job.attempt,
+            cancel_requested: job.cancel_requested,
+            retry_of: job.retry_of,
+            llm_calls: job.llm_calls,
+        }
+    }
+}
+
+fn summary(job: &Job) -> RunSummary {
+    RunSummary {
+        run_id: job.run_id,
+        symbol: job.symbol.clone(),
+        model_id: job.model_id.clone(),
+        analysts: job.analysts.clone(),
+        status: job.status,
+        progress: job.progress_percent,
+        rating: job.result.as_ref().map(|r| r.rating),
+        created_at: job.created_at,
+        started_at: job.started_at,
+        completed_at: job.completed_at,
+        duration: job.duration_ms,
+    }
+}
+
+fn check_idempotency_key(key: &str) -> Result<String> {
+    if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(ServiceError::Invalid(vec![FieldError::new(
+            "Idempotency-Key",
+            format!("must be 1–{IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+        )]));
+    }
+    Ok(key.to_string())
+}
+
+/// A digest of the normalised request: the same analysis asked twice hashes the same.
+fn request_hash(start: &ValidStart) -> String {
+    let json = serde_json::to_vec(start).expect("plain data");
+    let digest = Sha256::digest(json);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equivalent_requests_hash_alike() {
+        let a = StartRequest { symbol: Some("aapl".into()), analysts: Some(vec!["risk".into(), "invest".into()]), ..Default::default() };
+        let b = StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["invest".into(), "risk".into(), "risk".into()]), model_id: Some("offline".into()), ..Default::default() };
+        let c = StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["invest".into()]), ..Default::default() };
+        let m = ModelId::offline();
+        let h = |r: &StartRequest| request_hash(&r.validate(&m).unwrap());
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&c));
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_visible_ascii() {
+        assert!(check_idempotency_key("order-42").is_ok());
+        assert!(check_idempotency_key("").is_err());
+        assert!(check_idempotency_key("has space").is_err());
+        assert!(check_idempotency_key(&"k".repeat(256)).is_err());
+    }
+}

@@ -1,0 +1,576 @@
+//! The PostgreSQL backend: for several web and worker processes sharing one database.
+//!
+//! Claims use `for update skip locked`, so concurrent claimers never wait on each other and
+//! never take the same row. The per-user limit takes a transaction-scoped advisory lock keyed
+//! by the user, which serialises that user's inserts (and only theirs) across processes.
+//! Events travel by `NOTIFY` on one channel; [`PostgresStore::listen`] forwards them into the
+//! process's [`Events`].
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, StepProgress, TokenUsage};
+use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::{parse_status, Control, JobStore, Result, Settle, StoreError};
+use crate::clock::Clock;
+use crate::events::{Event, Events};
+use crate::model::{close_steps, overall_percent, Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
+
+/// The NOTIFY channel every process listens on.
+pub const CHANNEL: &str = "trading_agent_events";
+const POOL_SIZE: u32 = 16;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(StdDuration::from_secs(5))
+            .connect(url)
+            .await?;
+        Ok(Self { pool, clock })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Forwards notifications from other processes into `events` until the task is dropped.
+    /// `PgListener` reconnects by itself after the server restarts; a notification sent while
+    /// it was away is lost, which is why workers also poll.
+    pub async fn listen(&self, events: Events) -> Result<tokio::task::JoinHandle<()>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
+                        Ok(event) => events.send_local(event),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
+                    },
+                    // The connection dropped and will be re-established on the next call; a
+                    // missed wake-up is covered by the workers' poll.
+                    Ok(None) => events.send_local(Event::Reconnected),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "notification listener failed; retrying");
+                        tokio::time::sleep(StdDuration::from_secs(1)).await;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+fn decode(row: &PgRow) -> Result<Job> {
+    let analysts: Json<Vec<AnalystKind>> = row.try_get("analysts")?;
+    let steps: Json<Vec<StepProgress>> = row.try_get("steps")?;
+    let checkpoints: Json<std::collections::BTreeMap<String, serde_json::Value>> = row.try_get("checkpoints")?;
+    let result: Option<Json<AnalysisResult>> = row.try_get("result")?;
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: row.try_get("id")?,
+        run_id: RunId::from_uuid(row.try_get::<Uuid, _>("run_id")?),
+        user_id: row.try_get("user_id")?,
+        symbol: row.try_get("symbol")?,
+        model_id: row.try_get("model_id")?,
+        analysts: analysts.0,
+        as_of: row.try_get::<Option<NaiveDate>, _>("as_of")?,
+        status: parse_status(&status)?,
+        current_step: row.try_get("current_step")?,
+        progress_percent: row.try_get::<i16, _>("progress_percent")?.clamp(0, 100) as u8,
+        steps: steps.0,
+        checkpoints: checkpoints.0,
+        result: result.map(|r| r.0),
+        error: row.try_get("error")?,
+        priority: row.try_get("priority")?,
+        attempt: row.try_get::<i32, _>("attempt")?.max(0) as u32,
+        max_attempts: row.try_get::<i32, _>("max_attempts")?.max(0) as u32,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        heartbeat_at: row.try_get("heartbeat_at")?,
+        cancel_requested: row.try_get("cancel_requested")?,
+        version: row.try_get("version")?,
+        retry_of: row.try_get::<Option<Uuid>, _>("retry_of")?.map(RunId::from_uuid),
+        idempotency_key: row.try_get("idempotency_key")?,
+        request_hash: row.try_get("request_hash")?,
+        timeout_ms: row.try_get::<i64, _>("timeout_ms")?.max(0) as u64,
+        timeout_at: row.try_get("timeout_at")?,
+        llm_calls: row.try_get::<i32, _>("llm_calls")?.max(0) as u32,
+        tokens: TokenUsage {
+            prompt: row.try_get::<i64, _>("prompt_tokens")?.max(0) as u64,
+            completion: row.try_get::<i64, _>("completion_tokens")?.max(0) as u64,
+        },
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
+    })
+}
+
+fn control(row: Option<PgRow>, run_id: RunId) -> Result<Control> {
+    match row {
+        Some(r) => Ok(Control { cancel_requested: r.try_get::<bool, _>(0)? }),
+        None => Err(StoreError::LeaseLost(run_id)),
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::migrate!("../migrations/postgres")
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("select 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert(&self, job: &NewJob, active_limit: u32) -> Result<InsertOutcome> {
+        let mut tx = self.pool.begin().await?;
+        // Serialises this user's inserts across every process until commit.
+        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7262))")
+            .bind(&job.user_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(key) = &job.idempotency_key {
+            let existing = sqlx::query("select * from trading_agent_jobs where user_id = $1 and idempotency_key = $2")
+                .bind(&job.user_id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                let existing = decode(&row)?;
+                tx.rollback().await?;
+                return Ok(if existing.request_hash == job.request_hash {
+                    InsertOutcome::Existing(existing)
+                } else {
+                    InsertOutcome::IdempotencyConflict(existing)
+                });
+            }
+        }
+        let active: i64 = sqlx::query_scalar(
+            "select count(*) from trading_agent_jobs where user_id = $1 and status in ('pending', 'running')",
+        )
+        .bind(&job.user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if active >= i64::from(active_limit) {
+            tx.rollback().await?;
+            return Ok(InsertOutcome::LimitReached { active: active as u32 });
+        }
+        let now = self.clock.now();
+        let row = sqlx::query(
+            "insert into trading_agent_jobs
+                (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
+                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+             returning *",
+        )
+        .bind(job.run_id.as_uuid())
+        .bind(&job.user_id)
+        .bind(&job.symbol)
+        .bind(&job.model_id)
+        .bind(Json(&job.analysts))
+        .bind(job.as_of)
+        .bind(Json(job.initial_steps()))
+        .bind(job.priority)
+        .bind(job.max_attempts as i32)
+        .bind(job.timeout_ms as i64)
+        .bind(job.retry_of.map(|r| r.as_uuid()))
+        .bind(&job.idempotency_key)
+        .bind(&job.request_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let created = decode(&row)?;
+        tx.commit().await?;
+        Ok(InsertOutcome::Created(created))
+    }
+
+    async fn get(&self, run_id: RunId) -> Result<Option<Job>> {
+        sqlx::query("select * from trading_agent_jobs where run_id = $1")
+            .bind(run_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>> {
+        sqlx::query("select * from trading_agent_jobs_archive where run_id = $1")
+            .bind(run_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn list_for_user(&self, user_id: &str, status: Option<JobStatus>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)> {
+        let status = status.map(|s| s.as_str());
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs
+             where user_id = $1 and ($2::text is null or status = $2)
+             order by created_at desc, id desc limit $3 offset $4",
+        )
+        .bind(user_id)
+        .bind(status)
+        .bind(i64::from(limit))
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2)",
+        )
+        .bind(user_id)
+        .bind(status)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((rows.iter().map(decode).collect::<Result<_>>()?, total as u64))
+    }
+
+    async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
+        let now = self.clock.now();
+        sqlx::query(
+            "update trading_agent_jobs
+             set status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
+                 heartbeat_at = $3, started_at = coalesce(started_at, $3),
+                 timeout_at = $3 + timeout_ms * interval '1 millisecond',
+                 version = version + 1, updated_at = $3
+             where id = (select id from trading_agent_jobs where status = 'pending'
+                         order by priority desc, created_at, id
+                         limit 1 for update skip locked)
+             returning *",
+        )
+        .bind(owner)
+        .bind(now + lease)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| decode(&r))
+        .transpose()
+    }
+
+    async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
+        let now = self.clock.now();
+        let row = sqlx::query(
+            "update trading_agent_jobs set lease_expires_at = $1, heartbeat_at = $2
+             where run_id = $3 and lease_owner = $4 and attempt = $5 and status = 'running'
+             returning cancel_requested",
+        )
+        .bind(now + lease)
+        .bind(now)
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        control(row, fence.run_id)
+    }
+
+    async fn control(&self, fence: &Fence) -> Result<Control> {
+        let row = sqlx::query(
+            "select cancel_requested from trading_agent_jobs
+             where run_id = $1 and lease_owner = $2 and attempt = $3 and status = 'running'",
+        )
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        control(row, fence.run_id)
+    }
+
+    async fn save_progress(&self, fence: &Fence, progress: &ProgressSnapshot) -> Result<Control> {
+        let row = sqlx::query(
+            "update trading_agent_jobs
+             set steps = $1, progress_percent = $2, current_step = $3, version = version + 1, updated_at = $4
+             where run_id = $5 and lease_owner = $6 and attempt = $7 and status = 'running'
+             returning cancel_requested",
+        )
+        .bind(Json(&progress.steps))
+        .bind(i16::from(progress.progress_percent))
+        .bind(&progress.current_step)
+        .bind(self.clock.now())
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        control(row, fence.run_id)
+    }
+
+    async fn save_checkpoint(&self, fence: &Fence, progress: &ProgressSnapshot, checkpoint: &Checkpoint) -> Result<Control> {
+        let row = sqlx::query(
+            "update trading_agent_jobs
+             set steps = $1, progress_percent = $2, current_step = $3,
+                 checkpoints = checkpoints || jsonb_build_object($4::text, $5::jsonb),
+                 llm_calls = llm_calls + $6, prompt_tokens = prompt_tokens + $7,
+                 completion_tokens = completion_tokens + $8,
+                 version = version + 1, updated_at = $9
+             where run_id = $10 and lease_owner = $11 and attempt = $12 and status = 'running'
+             returning cancel_requested",
+        )
+        .bind(Json(&progress.steps))
+        .bind(i16::from(progress.progress_percent))
+        .bind(&progress.current_step)
+        .bind(&checkpoint.step)
+        .bind(Json(&checkpoint.output))
+        .bind(checkpoint.llm_calls as i32)
+        .bind(checkpoint.tokens.prompt as i64)
+        .bind(checkpoint.tokens.completion as i64)
+        .bind(self.clock.now())
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        control(row, fence.run_id)
+    }
+
+    async fn finish(&self, fence: &Fence, steps: &[StepProgress], finish: &Finish) -> Result<()> {
+        let percent = if matches!(finish, Finish::Completed(_)) { 100 } else { overall_percent(steps) };
+        let result = match finish {
+            Finish::Completed(r) => Some(Json(r.as_ref().clone())),
+            _ => None,
+        };
+        let done = sqlx::query(
+            "update trading_agent_jobs
+             set status = $1, steps = $2, progress_percent = $3, current_step = null, result = $4, error = $5,
+                 lease_expires_at = null, completed_at = $6,
+                 duration_ms = (extract(epoch from ($6 - coalesce(started_at, $6))) * 1000)::bigint,
+                 version = version + 1, updated_at = $6
+             where run_id = $7 and lease_owner = $8 and attempt = $9 and status = 'running'",
+        )
+        .bind(finish.status().as_str())
+        .bind(Json(steps))
+        .bind(i16::from(percent))
+        .bind(result)
+        .bind(finish.error())
+        .bind(self.clock.now())
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(fence.run_id));
+        }
+        Ok(())
+    }
+
+    async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()> {
+        let done = sqlx::query(
+            "update trading_agent_jobs
+             set status = 'pending', attempt = attempt - 1, lease_owner = null, lease_expires_at = null,
+                 heartbeat_at = null, timeout_at = null, steps = $1, progress_percent = $2, current_step = null,
+                 version = version + 1, updated_at = $3
+             where run_id = $4 and lease_owner = $5 and attempt = $6 and status = 'running'",
+        )
+        .bind(Json(steps))
+        .bind(i16::from(overall_percent(steps)))
+        .bind(self.clock.now())
+        .bind(fence.run_id.as_uuid())
+        .bind(&fence.owner)
+        .bind(fence.attempt as i32)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(fence.run_id));
+        }
+        Ok(())
+    }
+
+    async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("select * from trading_agent_jobs where run_id = $1 for update")
+            .bind(run_id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let job = decode(&row)?;
+        let now = self.clock.now();
+        let updated = match job.status {
+            JobStatus::Pending => {
+                let steps = close_steps(&job.steps, &[], now);
+                sqlx::query(
+                    "update trading_agent_jobs
+                     set status = 'cancelled', cancel_requested = true, steps = $1, current_step = null,
+                         completed_at = $2, version = version + 1, updated_at = $2
+                     where id = $3 returning *",
+                )
+                .bind(Json(&steps))
+                .bind(now)
+                .bind(job.id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            JobStatus::Running if !job.cancel_requested => {
+                sqlx::query(
+                    "update trading_agent_jobs set cancel_requested = true, version = version + 1, updated_at = $1
+                     where id = $2 returning *",
+                )
+                .bind(now)
+                .bind(job.id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            _ => {
+                tx.rollback().await?;
+                return Ok(Some(job));
+            }
+        };
+        let job = decode(&updated)?;
+        tx.commit().await?;
+        Ok(Some(job))
+    }
+
+    async fn expired_leases(&self, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < $1
+             order by lease_expires_at limit $2",
+        )
+        .bind(self.clock.now())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs where status = 'running' and timeout_at < $1
+             order by timeout_at limit $2",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn settle(&self, observed: &Job, settle: &Settle) -> Result<bool> {
+        let now = self.clock.now();
+        let query = match settle {
+            Settle::Requeue { steps } => sqlx::query(
+                "update trading_agent_jobs
+                 set status = 'pending', lease_owner = null, lease_expires_at = null, heartbeat_at = null,
+                     timeout_at = null, steps = $1, progress_percent = $2, current_step = null,
+                     version = version + 1, updated_at = $3
+                 where run_id = $4 and status = 'running' and lease_owner is not distinct from $5
+                   and attempt = $6 and lease_expires_at is not distinct from $7",
+            )
+            .bind(Json(steps.clone()))
+            .bind(i16::from(overall_percent(steps)))
+            .bind(now),
+            Settle::End { steps, finish } => sqlx::query(
+                "update trading_agent_jobs
+                 set status = $1, steps = $2, progress_percent = $3, current_step = null, error = $4,
+                     lease_expires_at = null, completed_at = $5,
+                     duration_ms = (extract(epoch from ($5 - coalesce(started_at, $5))) * 1000)::bigint,
+                     version = version + 1, updated_at = $5
+                 where run_id = $6 and status = 'running' and lease_owner is not distinct from $7
+                   and attempt = $8 and lease_expires_at is not distinct from $9",
+            )
+            .bind(finish.status().as_str())
+            .bind(Json(steps.clone()))
+            .bind(i16::from(overall_percent(steps)))
+            .bind(finish.error().map(str::to_string))
+            .bind(now),
+        };
+        let done = query
+            .bind(observed.run_id.as_uuid())
+            .bind(observed.lease_owner.clone())
+            .bind(observed.attempt as i32)
+            .bind(observed.lease_expires_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        // One short statement per batch: the CTE locks only the rows it moves (skipping rows
+        // another janitor holds), so the table is never locked as a whole.
+        let moved = sqlx::query(
+            "with doomed as (
+                 select id from trading_agent_jobs
+                 where status in ('completed', 'failed', 'timeout', 'cancelled') and completed_at < $1
+                 order by completed_at limit $2 for update skip locked
+             ), gone as (
+                 delete from trading_agent_jobs j using doomed where j.id = doomed.id returning j.*
+             )
+             insert into trading_agent_jobs_archive select gone.*, $3 from gone",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .bind(self.clock.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(moved.rows_affected())
+    }
+
+    async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>> {
+        let rows: Vec<Json<Vec<StepProgress>>> = sqlx::query_scalar(
+            "select steps from trading_agent_jobs where model_id = $1 and status = 'completed'
+             order by completed_at desc limit $2",
+        )
+        .bind(model_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|j| j.0).collect())
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("select status, count(*) from trading_agent_jobs group by status")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(|(s, n)| Ok((parse_status(&s)?, n as u64))).collect()
+    }
+
+    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query("insert into trading_agent_settings (name, value) values ($1, $2) on conflict (name) do nothing")
+            .bind(name)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("select value from trading_agent_settings where name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn publish(&self, event: &Event) -> Result<()> {
+        sqlx::query("select pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(super::to_json(event))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

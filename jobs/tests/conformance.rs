@@ -1,0 +1,585 @@
+//! The job store conformance suite: every test here runs against real SQLite and real
+//! PostgreSQL, so both backends keep exactly the same behaviour. (River's `riverdrivertest`.)
+//!
+//! PostgreSQL comes from `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
+//! each test creates and drops a database of its own.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Duration as ChronoDuration;
+use domain::{AnalystKind, FieldError, JobStatus, RunId, StartRequest, StepStatus, ValidStart};
+use jobs::analysis::StepUsage;
+use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
+use jobs::reaper::{Reaper, ReaperConfig};
+use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
+use jobs::store::{JobStore, Settle, StoreError};
+use jobs::testing::{sample_result, ScriptedAnalysis, StepScript, TestDb};
+use jobs::worker::{RunEnd, Worker, WorkerConfig};
+use jobs::{Events, ManualClock, RequestChecker, RunService, ServiceConfig, ServiceError};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    store: Arc<dyn JobStore>,
+    clock: ManualClock,
+    events: Events,
+    _db: TestDb,
+}
+
+impl Harness {
+    async fn new(db: TestDb) -> Self {
+        let clock = ManualClock::starting_now();
+        let store = db.store(Arc::new(clock.clone())).await;
+        Self { store, clock, events: Events::new(), _db: db }
+    }
+
+    fn worker(&self, analysis: Arc<ScriptedAnalysis>, index: usize) -> Worker {
+        let config = WorkerConfig { workers: 1, lease: Duration::from_secs(30), check_every: Duration::from_millis(100), ..WorkerConfig::default() };
+        Worker::new(self.store.clone(), analysis, self.events.clone(), config, index)
+    }
+
+    async fn job(&self, run_id: RunId) -> jobs::Job {
+        self.store.get(run_id).await.unwrap().expect("job exists")
+    }
+
+    /// Polls the store until `cond` holds for the job (the work under test happens elsewhere).
+    async fn wait_for(&self, run_id: RunId, what: &str, cond: impl Fn(&jobs::Job) -> bool) -> jobs::Job {
+        let start = Instant::now();
+        loop {
+            let job = self.job(run_id).await;
+            if cond(&job) {
+                return job;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}: {job:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn new_job(user: &str) -> NewJob {
+    NewJob {
+        run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
+        user_id: user.to_string(),
+        symbol: "AAPL".into(),
+        model_id: "offline".into(),
+        analysts: vec![AnalystKind::Invest, AnalystKind::Risk],
+        as_of: None,
+        priority: 0,
+        max_attempts: 3,
+        timeout_ms: 600_000,
+        retry_of: None,
+        idempotency_key: None,
+        request_hash: None,
+    }
+}
+
+async fn insert(h: &Harness, job: NewJob) -> jobs::Job {
+    match h.store.insert(&job, 1000).await.unwrap() {
+        InsertOutcome::Created(j) => j,
+        other => panic!("expected Created, got {other:?}"),
+    }
+}
+
+const LEASE: ChronoDuration = ChronoDuration::seconds(30);
+
+/// Higher priority first, then oldest first; a claimed job carries a lease and attempt 1.
+async fn claim_order(h: Harness) {
+    let mut ids = Vec::new();
+    for p in [0, 5, 0, 5] {
+        ids.push(insert(&h, NewJob { priority: p, ..new_job("u") }).await.run_id);
+        h.clock.advance(ChronoDuration::milliseconds(5));
+    }
+    let mut order = Vec::new();
+    while let Some(job) = h.store.claim("w", LEASE).await.unwrap() {
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempt, 1);
+        assert_eq!(job.lease_owner.as_deref(), Some("w"));
+        assert_eq!(job.lease_expires_at, Some(job.heartbeat_at.unwrap() + LEASE));
+        assert_eq!(job.timeout_at, Some(job.started_at.unwrap() + ChronoDuration::milliseconds(600_000)));
+        order.push(job.run_id);
+    }
+    assert_eq!(order, vec![ids[1], ids[3], ids[0], ids[2]]);
+}
+
+/// 500 jobs, 8 claimers racing: every job is claimed exactly once.
+async fn exactly_once_claim(h: Harness) {
+    for i in 0..500 {
+        insert(&h, new_job(&format!("user{}", i % 50))).await;
+    }
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = h.store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(job) = store.claim(&format!("w{w}"), LEASE).await.unwrap() {
+                mine.push(job.run_id);
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    let mut busy_claimers = 0;
+    for t in tasks {
+        let mine = t.await.unwrap();
+        busy_claimers += usize::from(!mine.is_empty());
+        all.extend(mine);
+    }
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 500, "claims in all");
+    assert_eq!(unique.len(), 500, "no job claimed twice");
+    assert!(busy_claimers >= 2, "claims were spread over claimers ({busy_claimers})");
+    let counts = h.store.count_by_status().await.unwrap();
+    assert_eq!(counts, vec![(JobStatus::Running, 500)]);
+}
+
+/// A worker whose lease was taken over cannot write progress, checkpoints or the end.
+async fn fencing(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let a = h.store.claim("a", LEASE).await.unwrap().unwrap();
+    let fence_a = a.fence().unwrap();
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    let report = Rescuer::new(h.store.clone(), h.events.clone(), RescuerConfig::default()).run_once().await.unwrap();
+    assert_eq!(report, RescueReport { requeued: 1, failed: 0, cancelled: 0 });
+    let b = h.store.claim("b", LEASE).await.unwrap().unwrap();
+    assert_eq!((b.run_id, b.attempt), (id, 2));
+    let fence_b = b.fence().unwrap();
+
+    let snap = ProgressSnapshot { steps: b.steps.clone(), progress_percent: 10, current_step: Some("x".into()) };
+    assert!(matches!(h.store.save_progress(&fence_a, &snap).await, Err(StoreError::LeaseLost(r)) if r == id));
+    assert!(matches!(h.store.heartbeat(&fence_a, LEASE).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(h.store.control(&fence_a).await, Err(StoreError::LeaseLost(_))));
+    let cp = Checkpoint { step: "Data Collection".into(), output: serde_json::json!({"a": 1}), llm_calls: 1, tokens: Default::default() };
+    assert!(matches!(h.store.save_checkpoint(&fence_a, &snap, &cp).await, Err(StoreError::LeaseLost(_))));
+    let done = Finish::Completed(Box::new(sample_result("AAPL", 0)));
+    assert!(matches!(h.store.finish(&fence_a, &b.steps, &done).await, Err(StoreError::LeaseLost(_))));
+    assert!(matches!(h.store.release(&fence_a, &b.steps).await, Err(StoreError::LeaseLost(_))));
+
+    let untouched = h.job(id).await;
+    assert_eq!(untouched.version, b.version, "no write of the old owner landed");
+    assert!(untouched.checkpoints.is_empty());
+
+    assert!(!h.store.save_progress(&fence_b, &snap).await.unwrap().cancel_requested);
+    h.store.finish(&fence_b, &b.steps, &done).await.unwrap();
+    let ended = h.job(id).await;
+    assert_eq!(ended.status, JobStatus::Completed);
+    assert_eq!(ended.progress_percent, 100);
+    assert!(matches!(h.store.finish(&fence_b, &b.steps, &done).await, Err(StoreError::LeaseLost(_))), "ended jobs refuse writes");
+}
+
+/// Expired leases: requeued with completed steps kept, failed after the last attempt, cancelled
+/// when a cancel was pending; live leases are left alone.
+async fn rescue(h: Harness) {
+    let rescuer = Rescuer::new(h.store.clone(), h.events.clone(), RescuerConfig::default());
+    let id = insert(&h, NewJob { max_attempts: 2, ..new_job("u") }).await.run_id;
+    let live = insert(&h, new_job("u2")).await.run_id;
+
+    let job = h.store.claim("a", LEASE).await.unwrap().unwrap();
+    let mut steps = job.steps.clone();
+    steps[0].status = StepStatus::Completed;
+    steps[0].progress = 100;
+    steps[1].status = StepStatus::InProgress;
+    steps[1].progress = 40;
+    let snap = ProgressSnapshot { steps, progress_percent: 30, current_step: Some("Invest Analyst".into()) };
+    let cp = Checkpoint { step: "Data Collection".into(), output: serde_json::json!({"prices": 3}), llm_calls: 0, tokens: Default::default() };
+    h.store.save_checkpoint(&job.fence().unwrap(), &snap, &cp).await.unwrap();
+
+    assert_eq!(rescuer.run_once().await.unwrap(), RescueReport::default(), "lease still valid");
+    h.clock.advance(ChronoDuration::seconds(20));
+    let other = h.store.claim("b", LEASE).await.unwrap().unwrap();
+    assert_eq!(other.run_id, live);
+    h.clock.advance(ChronoDuration::seconds(11));
+    // `id` expired (31 s); `live` was claimed 11 s ago.
+    assert_eq!(rescuer.run_once().await.unwrap(), RescueReport { requeued: 1, failed: 0, cancelled: 0 });
+    let requeued = h.job(id).await;
+    assert_eq!(requeued.status, JobStatus::Pending);
+    assert_eq!(requeued.lease_owner, None);
+    assert_eq!(requeued.steps[0].status, StepStatus::Completed);
+    assert_eq!(requeued.steps[1].status, StepStatus::Pending, "unfinished step starts over");
+    assert_eq!(requeued.checkpoints["Data Collection"], serde_json::json!({"prices": 3}));
+    assert_eq!(h.job(live).await.status, JobStatus::Running);
+
+    // Second and last attempt dies too: failed, saying why.
+    let again = h.store.claim("c", LEASE).await.unwrap().unwrap();
+    assert_eq!((again.run_id, again.attempt), (id, 2));
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    // `live` has expired by now as well, on its first attempt.
+    let report = rescuer.run_once().await.unwrap();
+    assert_eq!(report, RescueReport { requeued: 1, failed: 1, cancelled: 0 });
+    let failed = h.job(id).await;
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert!(failed.error.as_deref().unwrap().contains("interrupted 2 times"), "{:?}", failed.error);
+    assert!(failed.completed_at.is_some());
+
+    // A running job asked to cancel whose worker vanished ends cancelled.
+    assert_eq!(h.store.request_cancel(live).await.unwrap().unwrap().status, JobStatus::Cancelled);
+    let c = insert(&h, new_job("u3")).await.run_id;
+    let job = h.store.claim("d", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.run_id, c);
+    h.store.request_cancel(c).await.unwrap();
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    assert_eq!(rescuer.run_once().await.unwrap().cancelled, 1);
+    let cancelled = h.job(c).await;
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(cancelled.steps.iter().all(|s| s.status == StepStatus::Skipped));
+}
+
+/// A worker dies right after a checkpoint; the next attempt skips every completed step, so no
+/// step (no model call) runs twice and `llm_calls` counts each step once.
+async fn resume_from_checkpoint(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let dying = Arc::new(ScriptedAnalysis::new().with("Invest Analyst", StepScript::CompleteThenHang));
+    let worker = h.worker(dying.clone(), 0);
+    let task = tokio::spawn(async move { worker.run_once(&CancellationToken::new()).await });
+    h.wait_for(id, "the invest checkpoint", |j| j.checkpoints.contains_key("Invest Analyst")).await;
+    task.abort(); // the process dies: no further writes
+    let _ = task.await;
+
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    let report = Rescuer::new(h.store.clone(), h.events.clone(), RescuerConfig::default()).run_once().await.unwrap();
+    assert_eq!(report.requeued, 1);
+
+    let healthy = Arc::new(ScriptedAnalysis::new());
+    let (job, end) = h.worker(healthy.clone(), 1).run_once(&CancellationToken::new()).await.unwrap().unwrap();
+    assert_eq!((job.run_id, job.attempt, end), (id, 2, RunEnd::Completed));
+    let first: Vec<_> = dying.executed().into_iter().map(|(_, s)| s).collect();
+    let second: Vec<_> = healthy.executed().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(first, vec!["Data Collection", "Invest Analyst"]);
+    assert_eq!(second, vec!["Risk Analyst", "Final Assessment"], "completed steps were not run again");
+    let done = h.job(id).await;
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.llm_calls, 4, "one call per step, none counted twice");
+    assert_eq!(done.tokens.prompt, 40);
+    assert_eq!(done.checkpoints["Invest Analyst"]["attempt"], 1, "the first attempt's output was kept");
+    assert_eq!(done.checkpoints["Risk Analyst"]["attempt"], 2);
+    assert!(done.steps.iter().all(|s| s.status == StepStatus::Completed));
+}
+
+/// A run past its deadline is stopped by its worker; the reaper ends one whose worker is stuck.
+async fn timeout(h: Harness) {
+    let id = insert(&h, NewJob { timeout_ms: 300, ..new_job("u") }).await.run_id;
+    let hang = Arc::new(ScriptedAnalysis::new().with("Risk Analyst", StepScript::Hang));
+    let started = Instant::now();
+    let (_, end) = h.worker(hang, 0).run_once(&CancellationToken::new()).await.unwrap().unwrap();
+    assert_eq!(end, RunEnd::TimedOut);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let job = h.job(id).await;
+    assert_eq!(job.status, JobStatus::Timeout);
+    assert!(job.error.as_deref().unwrap().contains("did not finish within 0 seconds") || job.error.as_deref().unwrap().contains("within"), "{:?}", job.error);
+    let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]);
+
+    // Backstop: a claimed job whose worker never ends it.
+    let stuck = insert(&h, NewJob { timeout_ms: 60_000, ..new_job("u") }).await.run_id;
+    let claimed = h.store.claim("zombie", LEASE).await.unwrap().unwrap();
+    assert_eq!(claimed.run_id, stuck);
+    let reaper = Reaper::new(h.store.clone(), ReaperConfig::default());
+    h.clock.advance(ChronoDuration::seconds(62));
+    assert_eq!(reaper.run_once().await.unwrap(), 0, "within the slack the worker may still end it");
+    h.clock.advance(ChronoDuration::seconds(4));
+    assert_eq!(reaper.run_once().await.unwrap(), 1);
+    let reaped = h.job(stuck).await;
+    assert_eq!(reaped.status, JobStatus::Timeout);
+    assert_eq!(reaped.error.as_deref(), Some("The analysis did not finish within 1 minute and was stopped."));
+    let snap = ProgressSnapshot { steps: reaped.steps.clone(), progress_percent: 1, current_step: None };
+    assert!(matches!(h.store.save_progress(&claimed.fence().unwrap(), &snap).await, Err(StoreError::LeaseLost(_))));
+}
+
+/// Cancelling a pending run ends it at once and no worker ever claims it.
+async fn cancel_pending(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let job = h.store.request_cancel(id).await.unwrap().unwrap();
+    assert_eq!(job.status, JobStatus::Cancelled);
+    assert!(job.cancel_requested);
+    assert!(job.steps.iter().all(|s| s.status == StepStatus::Skipped));
+    assert!(h.store.claim("w", LEASE).await.unwrap().is_none());
+    let again = h.store.request_cancel(id).await.unwrap().unwrap();
+    assert_eq!(again.version, job.version, "cancelling twice changes nothing");
+    assert!(h.store.request_cancel(RunId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().is_none());
+}
+
+/// Cancelling a running run stops it within a second, by event and by polling alike; finished
+/// steps stay completed, the rest are skipped.
+async fn cancel_running(h: Harness) {
+    for by_event in [true, false] {
+        let id = insert(&h, new_job("u")).await.run_id;
+        let hang = Arc::new(ScriptedAnalysis::new().with("Invest Analyst", StepScript::Hang));
+        let worker = h.worker(hang, 0);
+        let task = tokio::spawn(async move { worker.run_once(&CancellationToken::new()).await });
+        h.wait_for(id, "invest in progress", |j| j.steps[1].status == StepStatus::InProgress).await;
+        let asked = Instant::now();
+        let job = h.store.request_cancel(id).await.unwrap().unwrap();
+        assert_eq!((job.status, job.cancel_requested), (JobStatus::Running, true));
+        if by_event {
+            h.events.send_local(jobs::Event::CancelRequested { run_id: id });
+        }
+        let (_, end) = task.await.unwrap().unwrap().unwrap();
+        assert_eq!(end, RunEnd::Cancelled);
+        assert!(asked.elapsed() < Duration::from_secs(1), "stopped after {:?}", asked.elapsed());
+        let job = h.job(id).await;
+        assert_eq!(job.status, JobStatus::Cancelled);
+        let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
+        assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Skipped, StepStatus::Skipped, StepStatus::Skipped]);
+    }
+}
+
+struct AcceptAll;
+
+#[async_trait::async_trait]
+impl RequestChecker for AcceptAll {
+    async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>> {
+        if start.symbol.as_str() == "NODATA" {
+            return Err(vec![FieldError::new("symbol", "no data for NODATA")]);
+        }
+        Ok(())
+    }
+}
+
+fn service(h: &Harness, limit: u32) -> RunService {
+    let config = ServiceConfig { max_active_per_user: limit, ..ServiceConfig::default() };
+    RunService::new(h.store.clone(), h.events.clone(), Arc::new(AcceptAll), config).unwrap()
+}
+
+fn request(symbol: &str) -> StartRequest {
+    StartRequest { symbol: Some(symbol.into()), analysts: Some(vec!["risk".into()]), ..Default::default() }
+}
+
+/// Retrying a failed, timed-out or cancelled run creates a new pending run linked to it; other
+/// runs cannot be retried, and nobody retries another user's run.
+async fn retry(h: Harness) {
+    let svc = service(&h, 10);
+    let first = svc.start("alice", &request("msft"), None).await.unwrap().job;
+    let claimed = h.store.claim("w", LEASE).await.unwrap().unwrap();
+    h.store.finish(&claimed.fence().unwrap(), &claimed.steps, &Finish::Failed("model said no".into())).await.unwrap();
+
+    let again = svc.retry("alice", first.run_id).await.unwrap().job;
+    assert_ne!(again.run_id, first.run_id);
+    assert_eq!(again.retry_of, Some(first.run_id));
+    assert_eq!(again.status, JobStatus::Pending);
+    assert_eq!((again.symbol.as_str(), again.analysts.as_slice()), ("MSFT", &[AnalystKind::Risk][..]));
+    assert_eq!(h.job(first.run_id).await.status, JobStatus::Failed, "history is kept");
+
+    assert!(matches!(svc.retry("alice", again.run_id).await, Err(ServiceError::NotRetryable(JobStatus::Pending))));
+    assert!(matches!(svc.retry("bob", first.run_id).await, Err(ServiceError::NotFound)));
+    let cancelled = svc.cancel("alice", again.run_id).await.unwrap();
+    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert!(svc.retry("alice", again.run_id).await.is_ok());
+    assert!(matches!(svc.start("alice", &request("nodata"), None).await, Err(ServiceError::Invalid(e)) if e[0].field == "symbol"));
+}
+
+/// 50 concurrent starts by one user with a limit of 3 create exactly 3 runs.
+async fn per_user_limit(h: Harness) {
+    let svc = Arc::new(service(&h, 3));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let svc = svc.clone();
+        tasks.push(tokio::spawn(async move { svc.start("carol", &request("aapl"), None).await }));
+    }
+    let (mut created, mut limited) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) if s.created => created += 1,
+            Err(ServiceError::TooManyActive { limit: 3, retry_after }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+                limited += 1
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((created, limited), (3, 47));
+    let (runs, total) = h.store.list_for_user("carol", None, 100, 0).await.unwrap();
+    assert_eq!((runs.len(), total), (3, 3));
+    assert!(svc.start("dave", &request("aapl"), None).await.is_ok(), "other users are not limited");
+    // A finished run frees a slot.
+    h.store.request_cancel(runs[0].run_id).await.unwrap();
+    assert!(svc.start("carol", &request("aapl"), None).await.unwrap().created);
+}
+
+/// The same key and request return the original run; the same key with another request is a
+/// conflict; keys are per user.
+async fn idempotency(h: Harness) {
+    let svc = service(&h, 10);
+    let a = svc.start("erin", &request("aapl"), Some("key-1")).await.unwrap();
+    assert!(a.created);
+    let b = svc.start("erin", &request("AAPL"), Some("key-1")).await.unwrap();
+    assert!(!b.created);
+    assert_eq!(b.job.run_id, a.job.run_id);
+    match svc.start("erin", &request("msft"), Some("key-1")).await {
+        Err(ServiceError::IdempotencyConflict { run_id }) => assert_eq!(run_id, a.job.run_id),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let c = svc.start("frank", &request("aapl"), Some("key-1")).await.unwrap();
+    assert!(c.created && c.job.run_id != a.job.run_id);
+    assert!(matches!(svc.start("erin", &request("aapl"), Some("bad key")).await, Err(ServiceError::Invalid(_))));
+    let (_, total) = h.store.list_for_user("erin", None, 10, 0).await.unwrap();
+    assert_eq!(total, 1);
+}
+
+/// The janitor archives only finished runs older than the retention, in batches, and archived
+/// runs can still be read.
+async fn retention(h: Harness) {
+    let mut old = Vec::new();
+    for i in 0..7 {
+        let id = insert(&h, new_job(&format!("u{i}"))).await.run_id;
+        let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(job.run_id, id);
+        h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
+        old.push(id);
+    }
+    let old_pending = insert(&h, new_job("p")).await.run_id;
+    h.clock.advance(ChronoDuration::days(31));
+    let recent = insert(&h, new_job("r")).await.run_id;
+    let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(job.run_id, old_pending, "oldest first");
+    h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
+    let _ = recent;
+
+    let before = h.clock_now() - ChronoDuration::days(30);
+    let mut batches = Vec::new();
+    loop {
+        let n = h.store.archive_finished(before, 3).await.unwrap();
+        batches.push(n);
+        if n == 0 {
+            break;
+        }
+    }
+    assert_eq!(batches, vec![3, 3, 1, 0]);
+    for id in &old {
+        assert!(h.store.get(*id).await.unwrap().is_none());
+        let archived = h.store.get_archived(*id).await.unwrap().expect("archived");
+        assert_eq!(archived.status, JobStatus::Cancelled);
+    }
+    assert!(h.store.get(old_pending).await.unwrap().is_some(), "finished recently: kept");
+    assert!(h.store.get(recent).await.unwrap().is_some(), "pending: kept");
+
+    // The janitor does the same through its loop.
+    h.clock.advance(ChronoDuration::days(31));
+    let janitor = Janitor::new(h.store.clone(), JanitorConfig { batch: 1, ..JanitorConfig::default() }).unwrap();
+    assert_eq!(janitor.run_once().await.unwrap(), 1);
+    assert!(h.store.get(old_pending).await.unwrap().is_none());
+}
+
+/// Visible writes bump the version (the ETag); heartbeats do not. Listing pages and filters.
+async fn versions_and_listing(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let v0 = h.job(id).await.version;
+    let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+    assert!(job.version > v0);
+    let fence = job.fence().unwrap();
+    h.clock.advance(ChronoDuration::seconds(5));
+    h.store.heartbeat(&fence, LEASE).await.unwrap();
+    let after_hb = h.job(id).await;
+    assert_eq!(after_hb.version, job.version);
+    assert_eq!(after_hb.lease_expires_at, Some(h.clock_now() + LEASE));
+    let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 12, current_step: Some("Data Collection".into()) };
+    h.store.save_progress(&fence, &snap).await.unwrap();
+    let after = h.job(id).await;
+    assert_eq!(after.version, job.version + 1);
+    assert_eq!(after.progress_percent, 12);
+    assert_eq!(after.current_step.as_deref(), Some("Data Collection"));
+
+    for _ in 0..4 {
+        insert(&h, new_job("u")).await;
+        h.clock.advance(ChronoDuration::milliseconds(10));
+    }
+    let (page1, total) = h.store.list_for_user("u", None, 2, 0).await.unwrap();
+    let (page3, _) = h.store.list_for_user("u", None, 2, 4).await.unwrap();
+    assert_eq!((page1.len(), page3.len(), total), (2, 1, 5));
+    assert!(page1[0].created_at >= page1[1].created_at, "newest first");
+    assert_eq!(page3[0].run_id, id, "the oldest is last");
+    let (running, n) = h.store.list_for_user("u", Some(JobStatus::Running), 10, 0).await.unwrap();
+    assert_eq!((running.len(), n), (1, 1));
+    assert_eq!(h.store.setting_or_insert("k", "first").await.unwrap(), "first");
+    assert_eq!(h.store.setting_or_insert("k", "second").await.unwrap(), "first");
+}
+
+/// Graceful release gives the job back without spending an attempt.
+async fn release(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let slow = Arc::new(ScriptedAnalysis::new().with("Invest Analyst", StepScript::Hang));
+    let worker = h.worker(slow, 0);
+    let hard_stop = CancellationToken::new();
+    let stop = hard_stop.clone();
+    let task = tokio::spawn(async move { worker.run_once(&stop).await });
+    h.wait_for(id, "invest started", |j| j.steps[1].status == StepStatus::InProgress).await;
+    hard_stop.cancel();
+    let (_, end) = task.await.unwrap().unwrap().unwrap();
+    assert_eq!(end, RunEnd::Released);
+    let job = h.job(id).await;
+    assert_eq!((job.status, job.attempt, job.lease_owner.clone()), (JobStatus::Pending, 0, None));
+    assert_eq!(job.steps[0].status, StepStatus::Completed);
+    let again = h.store.claim("other", LEASE).await.unwrap().unwrap();
+    assert_eq!((again.run_id, again.attempt), (id, 1));
+}
+
+/// A failing step fails the run with the analysis's message; the settle of a job that moved on
+/// is refused.
+async fn failure_and_stale_settle(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let failing = Arc::new(ScriptedAnalysis::new().with("Risk Analyst", StepScript::Fail("The model returned nonsense twice.".into())));
+    let (_, end) = h.worker(failing, 0).run_once(&CancellationToken::new()).await.unwrap().unwrap();
+    assert_eq!(end, RunEnd::Failed);
+    let job = h.job(id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.error.as_deref(), Some("The model returned nonsense twice."));
+    assert_eq!(job.steps[2].status, StepStatus::Failed);
+    assert_eq!(job.steps[3].status, StepStatus::Skipped);
+    assert_eq!(job.llm_calls, 2);
+    assert!(job.duration_ms.is_some());
+
+    let id2 = insert(&h, new_job("u")).await.run_id;
+    let seen = h.store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(seen.run_id, id2);
+    h.store.heartbeat(&seen.fence().unwrap(), LEASE + ChronoDuration::seconds(1)).await.unwrap();
+    let requeue = Settle::Requeue { steps: seen.steps.clone() };
+    assert!(!h.store.settle(&seen, &requeue).await.unwrap(), "a heartbeat since the read wins");
+    let usage = StepUsage::default();
+    let _ = usage;
+}
+
+impl Harness {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use jobs::Clock;
+        self.clock.now()
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::new(super::TestDb::sqlite()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::new(super::TestDb::postgres().await).await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    claim_order,
+    exactly_once_claim,
+    fencing,
+    rescue,
+    resume_from_checkpoint,
+    timeout,
+    cancel_pending,
+    cancel_running,
+    retry,
+    per_user_limit,
+    idempotency,
+    retention,
+    versions_and_listing,
+    release,
+    failure_and_stale_settle,
+);
