@@ -1,1 +1,26 @@
+//! The Trading Agents analysis. Knows nothing about HTTP servers or databases.
+//!
+//! Reading order:
+//! - [`market`]: daily prices behind [`market::MarketData`] — the bundled CSVs, Yahoo, Stooq.
+//! - [`indicators`]: returns, averages, RSI, MACD, Bollinger, ATR, volatility, drawdown, VaR…
+//! - [`snapshot`]: Data Collection's output — every figure the analysts read.
+//! - [`analysts`]: each analyst's key figures and the signals it reads from them.
+//! - [`model`]: the offline rule-based model and OpenAI-compatible chat models, from a catalog.
+//! - [`sentiment`], [`news`]: headline tone with the VADER lexicon, headlines from RSS.
+//! - [`pipeline`]: Data Collection → analysts (concurrently) → Final Assessment, resumable.
+//! - [`retry`], [`format`]: backoff for HTTP providers; figures written for people.
 
+pub mod analysts;
+pub mod format;
+pub mod indicators;
+pub mod market;
+pub mod model;
+pub mod news;
+pub mod pipeline;
+pub mod retry;
+pub mod sentiment;
+pub mod snapshot;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use pipeline::{Pipeline, PipelineError, Reporter, RunSpec};

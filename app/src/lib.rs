@@ -1,1 +1,88 @@
+//! The Leptos user interface, rendered on the server and hydrated in the browser.
+//!
+//! Reading order:
+//! - [`api`]: the server functions (thin: context → `RunService` → error mapping) and the
+//!   browser's REST client for progress polling (with ETags).
+//! - [`routes`]: one file per page — `/` (new analysis), `/runs/:id` (progress then result),
+//!   `/runs` (history).
+//! - [`components`]: the progress view, the result view, the price chart, small pieces.
+//! - [`poll`]: the polling loop of the run page (browser only).
+//! - [`markdown`]: model reports rendered as views — never as HTML, so nothing a model writes
+//!   can inject markup or script.
+//! - [`format`]: durations, percentages, relative times.
 
+// Leptos views are deeply nested types; the release build needs more room to lay them out.
+#![recursion_limit = "512"]
+
+use leptos::prelude::*;
+use leptos_meta::{Link, Meta, MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+pub mod api;
+pub mod components;
+pub mod format;
+pub mod markdown;
+pub mod poll;
+pub mod routes;
+
+/// The HTML document around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects run only in the browser: this marks the page as interactive (tests wait for it).
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+    view! {
+        <Stylesheet id="leptos" href="/pkg/trading-agents.css"/>
+        <Link rel="icon" href="/favicon.ico"/>
+        <Meta name="color-scheme" content="light dark"/>
+        <Meta name="description" content="Multi-agent stock analysis: data collection, analysts, a final assessment."/>
+        <Title formatter=|t: String| if t.is_empty() { "Trading Agents".to_string() } else { format!("{t} · Trading Agents") }/>
+        <Router>
+            <a class="skip-link" href="#main">"Skip to content"</a>
+            <header class="site-header">
+                <A href="/" attr:class="brand">
+                    <span class="brand-mark" aria-hidden="true">"▲"</span>
+                    " Trading Agents"
+                </A>
+                <nav aria-label="Main">
+                    <A href="/" exact=true>"New analysis"</A>
+                    <A href="/runs" exact=true>"History"</A>
+                </nav>
+            </header>
+            <main id="main">
+                <Routes fallback=routes::NotFound>
+                    <Route path=path!("/") view=routes::home::HomePage/>
+                    <Route path=path!("/runs") view=routes::history::HistoryPage/>
+                    <Route path=path!("/runs/:id") view=routes::run::RunPage/>
+                </Routes>
+            </main>
+            <footer class="site-footer">
+                "Analyses are computed from historical prices and are not investment advice."
+            </footer>
+        </Router>
+    }
+}

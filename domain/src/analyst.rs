@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{truncate, IdError};
+use crate::ids::{IdError, truncate};
 
 pub const DATA_COLLECTION: &str = "Data Collection";
 pub const FINAL_ASSESSMENT: &str = "Final Assessment";
@@ -50,7 +50,9 @@ impl AnalystKind {
         match self {
             Self::Invest => "Trend, momentum and valuation proxies, turned into an investment thesis.",
             Self::Risk => "Volatility, drawdown, value at risk and beta: how much could go wrong.",
-            Self::Sentiment => "Market-implied sentiment from price and volume, and headline tone when news is configured.",
+            Self::Sentiment => {
+                "Market-implied sentiment from price and volume, and headline tone when news is configured."
+            }
             Self::Technical => "RSI, MACD, Bollinger bands and moving-average crossovers.",
         }
     }

@@ -45,10 +45,13 @@ impl FromStr for RunId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Only the canonical hyphenated form: one run, one spelling (the store compares text).
         if s.len() != 36 {
-            return Err(IdError(format!("'{}' is not a run id (expected a UUID such as 0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a)", truncate(s))));
+            return Err(IdError(format!(
+                "'{}' is not a run id (expected a UUID such as 0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a)",
+                truncate(s)
+            )));
         }
         Uuid::parse_str(s)
-            .map(|u| RunId(u))
+            .map(RunId)
             .map_err(|_| IdError(format!("'{}' is not a run id (expected a UUID)", truncate(s))))
     }
 }
@@ -87,11 +90,21 @@ impl FromStr for Symbol {
             return Err(IdError("a symbol is required, e.g. AAPL".into()));
         }
         if t.chars().count() > Self::MAX_LEN {
-            return Err(IdError(format!("'{}' is too long for a ticker symbol (at most {} characters)", truncate(t), Self::MAX_LEN)));
+            return Err(IdError(format!(
+                "'{}' is too long for a ticker symbol (at most {} characters)",
+                truncate(t),
+                Self::MAX_LEN
+            )));
         }
         let up = t.to_ascii_uppercase();
-        if let Some(bad) = up.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '^'))) {
-            return Err(IdError(format!("'{}' is not a ticker symbol: '{}' is not allowed (letters, digits, '.', '-', '^')", truncate(t), bad)));
+        if let Some(bad) =
+            up.chars().find(|c| !(c.is_ascii_uppercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '^')))
+        {
+            return Err(IdError(format!(
+                "'{}' is not a ticker symbol: '{}' is not allowed (letters, digits, '.', '-', '^')",
+                truncate(t),
+                bad
+            )));
         }
         Ok(Symbol(up))
     }
@@ -146,10 +159,21 @@ impl FromStr for ModelId {
             return Err(IdError("a model id is required, e.g. offline".into()));
         }
         if t.len() > Self::MAX_LEN {
-            return Err(IdError(format!("'{}' is too long for a model id (at most {} characters)", truncate(t), Self::MAX_LEN)));
+            return Err(IdError(format!(
+                "'{}' is too long for a model id (at most {} characters)",
+                truncate(t),
+                Self::MAX_LEN
+            )));
         }
-        if let Some(bad) = t.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_' | ':' | '/'))) {
-            return Err(IdError(format!("'{}' is not a model id: '{}' is not allowed (lower-case letters, digits, '.', '-', '_', ':', '/')", truncate(t), bad)));
+        if let Some(bad) = t
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '-' | '_' | ':' | '/')))
+        {
+            return Err(IdError(format!(
+                "'{}' is not a model id: '{}' is not allowed (lower-case letters, digits, '.', '-', '_', ':', '/')",
+                truncate(t),
+                bad
+            )));
         }
         Ok(ModelId(t.to_string()))
     }

@@ -18,7 +18,7 @@ pub mod request;
 pub mod result;
 pub mod status;
 
-pub use analyst::{AnalystKind, step_names, DATA_COLLECTION, FINAL_ASSESSMENT};
+pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{IdError, ModelId, RunId, Symbol};
 pub use progress::{Progress, StepProgress};

@@ -7,8 +7,8 @@
 //! run is cancelled, the context's cancellation token fires and reports return an error.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -180,7 +180,8 @@ impl JobContext {
         if !state.tracker.complete(step, self.inner.clock.now()) {
             return Err(AnalysisError::Engine(format!("step '{step}' is not part of this run or already finished")));
         }
-        let checkpoint = Checkpoint { step: step.to_string(), output, llm_calls: usage.llm_calls, tokens: usage.tokens };
+        let checkpoint =
+            Checkpoint { step: step.to_string(), output, llm_calls: usage.llm_calls, tokens: usage.tokens };
         let snapshot = state.tracker.snapshot();
         let started = Instant::now();
         loop {

@@ -4,8 +4,8 @@
 //! [`Clock`] rather than from the database's `now()`, so tests can move time forward with a
 //! [`ManualClock`] and watch leases expire without waiting.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 

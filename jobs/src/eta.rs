@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::{AnalystKind, StepProgress, StepStatus, DATA_COLLECTION, FINAL_ASSESSMENT};
+use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, StepProgress, StepStatus};
 
 const DEFAULT_DATA: Duration = Duration::from_secs(2);
 const DEFAULT_ANALYST: Duration = Duration::from_secs(30);
@@ -112,11 +112,21 @@ mod tests {
     use super::*;
 
     fn done(name: &str, ms: u64) -> StepProgress {
-        StepProgress { status: StepStatus::Completed, progress: 100, duration_ms: Some(ms), ..StepProgress::pending(name) }
+        StepProgress {
+            status: StepStatus::Completed,
+            progress: 100,
+            duration_ms: Some(ms),
+            ..StepProgress::pending(name)
+        }
     }
 
     fn running(name: &str, started: DateTime<Utc>, progress: u8) -> StepProgress {
-        StepProgress { status: StepStatus::InProgress, progress, started_at: Some(started), ..StepProgress::pending(name) }
+        StepProgress {
+            status: StepStatus::InProgress,
+            progress,
+            started_at: Some(started),
+            ..StepProgress::pending(name)
+        }
     }
 
     #[test]
@@ -151,7 +161,11 @@ mod tests {
         // invest: 10 - 4 = 6 s left; risk: 0 left but overran by 0 → floor 1 s; + final 2 s.
         assert_eq!(remaining(&steps, &d, now), Some(Duration::from_secs(8)));
 
-        let late = vec![done("Data Collection", 1000), running("Risk Analyst", now - chrono::Duration::seconds(10), 0), StepProgress::pending("Final Assessment")];
+        let late = vec![
+            done("Data Collection", 1000),
+            running("Risk Analyst", now - chrono::Duration::seconds(10), 0),
+            StepProgress::pending("Final Assessment"),
+        ];
         // 10 s into a 4 s step: 6 s overrun is the least it still needs, + 2 s final.
         assert_eq!(remaining(&late, &d, now), Some(Duration::from_secs(8)));
     }

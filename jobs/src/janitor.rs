@@ -25,7 +25,11 @@ pub struct JanitorConfig {
 
 impl Default for JanitorConfig {
     fn default() -> Self {
-        Self { retention_days: RETENTION_DAYS_DEFAULT, batch: JANITOR_BATCH_DEFAULT, interval: JANITOR_INTERVAL_DEFAULT }
+        Self {
+            retention_days: RETENTION_DAYS_DEFAULT,
+            batch: JANITOR_BATCH_DEFAULT,
+            interval: JANITOR_INTERVAL_DEFAULT,
+        }
     }
 }
 

@@ -47,6 +47,6 @@ pub use analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{Event, Events};
 pub use model::{Fence, Job, JobSpec, NewJob};
-pub use service::{RequestChecker, RunService, ServiceConfig, ServiceError};
-pub use store::{connect, JobStore, StoreError};
+pub use service::{RequestChecker, RunService, ServiceConfig, ServiceError, Started, UserId};
+pub use store::{JobStore, StoreError, connect};
 pub use worker::{WorkerConfig, WorkerPool};

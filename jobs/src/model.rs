@@ -130,7 +130,9 @@ pub enum InsertOutcome {
     /// The idempotency key was used before for a different request.
     IdempotencyConflict(Job),
     /// The user already has this many active runs.
-    LimitReached { active: u32 },
+    LimitReached {
+        active: u32,
+    },
 }
 
 /// The visible progress of a running job, written as a whole by its worker.
@@ -250,9 +252,16 @@ mod tests {
         let t = Utc::now();
         let mut running = step("Risk Analyst", StepStatus::InProgress, 40);
         running.started_at = Some(t - chrono::Duration::seconds(2));
-        let steps = vec![step("Data Collection", StepStatus::Completed, 100), running, step("Final Assessment", StepStatus::Pending, 0)];
+        let steps = vec![
+            step("Data Collection", StepStatus::Completed, 100),
+            running,
+            step("Final Assessment", StepStatus::Pending, 0),
+        ];
         let closed = close_steps(&steps, &["Risk Analyst"], t);
-        assert_eq!(closed.iter().map(|s| s.status).collect::<Vec<_>>(), vec![StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]);
+        assert_eq!(
+            closed.iter().map(|s| s.status).collect::<Vec<_>>(),
+            vec![StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]
+        );
         assert_eq!(closed[1].duration_ms, Some(2000));
         let reset = reset_unfinished_steps(&steps);
         assert_eq!(reset[1], StepProgress::pending("Risk Analyst"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use domain::StepStatus;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{close_steps, Finish};
+use crate::model::{Finish, close_steps};
 use crate::store::{JobStore, Settle, StoreError};
 use crate::worker::human_duration;
 

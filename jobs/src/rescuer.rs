@@ -13,7 +13,7 @@ use domain::StepStatus;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::{Event, Events};
-use crate::model::{close_steps, reset_unfinished_steps, Finish};
+use crate::model::{Finish, close_steps, reset_unfinished_steps};
 use crate::store::{JobStore, Settle, StoreError};
 
 pub const RESCUER_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);

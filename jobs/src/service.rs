@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
-    FieldError, JobStatus, ModelId, Progress, RunId, RunSummary, RunsPage, StartRequest, ValidStart,
+    FieldError, JobStatus, ModelId, Problem, Progress, RunId, RunSummary, RunsPage, StartRequest, ValidStart,
 };
 use sha2::{Digest, Sha256};
 
@@ -113,6 +113,77 @@ impl From<StoreError> for ServiceError {
     }
 }
 
+impl ServiceError {
+    /// The HTTP status this error becomes.
+    pub fn status(&self) -> u16 {
+        match self {
+            ServiceError::Invalid(_) => 400,
+            ServiceError::NotFound => 404,
+            ServiceError::NotRetryable(_) => 409,
+            ServiceError::IdempotencyConflict { .. } => 422,
+            ServiceError::TooManyActive { .. } => 429,
+            ServiceError::Internal(_) => 500,
+            ServiceError::Unavailable(_) => 503,
+        }
+    }
+
+    /// The seconds a client should wait before trying again, where that is known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ServiceError::TooManyActive { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            ServiceError::Unavailable(_) => Some(5),
+            _ => None,
+        }
+    }
+
+    /// The RFC 9457 body, the same for the REST API and the server functions. Internal and
+    /// database details are not in it: they are logged where the error is handled.
+    pub fn problem(&self) -> Problem {
+        let (kind, title, detail, errors) = match self {
+            ServiceError::Invalid(errors) => (
+                "invalid-request",
+                "Invalid request",
+                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+                errors.clone(),
+            ),
+            ServiceError::NotFound => ("not-found", "Run not found", "There is no such run.".to_string(), vec![]),
+            ServiceError::NotRetryable(status) => (
+                "not-retryable",
+                "Run cannot be retried",
+                format!("Only failed, timed-out or cancelled runs can be retried; this one is {status}."),
+                vec![],
+            ),
+            ServiceError::IdempotencyConflict { run_id } => (
+                "idempotency-conflict",
+                "Idempotency key reused",
+                format!("This Idempotency-Key was already used for a different request (run {run_id})."),
+                vec![],
+            ),
+            ServiceError::TooManyActive { limit, .. } => (
+                "too-many-active-runs",
+                "Too many active runs",
+                format!(
+                    "You already have {limit} analyses running or queued. Wait for one to finish, or cancel one, and try again."
+                ),
+                vec![],
+            ),
+            ServiceError::Unavailable(_) => (
+                "unavailable",
+                "Service unavailable",
+                "The database cannot be reached right now. Your runs are safe; try again in a few seconds.".to_string(),
+                vec![],
+            ),
+            ServiceError::Internal(_) => (
+                "internal",
+                "Internal error",
+                "Something went wrong on our side. It has been logged.".to_string(),
+                vec![],
+            ),
+        };
+        Problem { kind: format!("/problems/{kind}"), title: title.to_string(), status: self.status(), detail, errors }
+    }
+}
+
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 /// A run as `start` or `retry` left it.
@@ -123,6 +194,10 @@ pub struct Started {
     pub created: bool,
 }
 
+/// Who is asking: the id carried by the signed session cookie.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserId(pub String);
+
 pub struct RunService {
     store: Arc<dyn JobStore>,
     events: Events,
@@ -132,7 +207,12 @@ pub struct RunService {
 }
 
 impl RunService {
-    pub fn new(store: Arc<dyn JobStore>, events: Events, checker: Arc<dyn RequestChecker>, config: ServiceConfig) -> Result<Self, String> {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        events: Events,
+        checker: Arc<dyn RequestChecker>,
+        config: ServiceConfig,
+    ) -> Result<Self, String> {
         config.validate()?;
         Ok(Self { store, events, checker, config, eta_cache: Mutex::new(HashMap::new()) })
     }
@@ -259,10 +339,10 @@ impl RunService {
     }
 
     async fn durations(&self, model_id: &str) -> Arc<StepDurations> {
-        if let Some((at, d)) = self.eta_cache.lock().expect("not poisoned").get(model_id) {
-            if at.elapsed() < ETA_CACHE_FOR {
-                return d.clone();
-            }
+        if let Some((at, d)) = self.eta_cache.lock().expect("not poisoned").get(model_id)
+            && at.elapsed() < ETA_CACHE_FOR
+        {
+            return d.clone();
         }
         let d = match self.store.recent_steps(model_id, ETA_HISTORY_RUNS).await {
             Ok(history) => Arc::new(StepDurations::from_history(&history)),
@@ -345,9 +425,19 @@ mod tests {
 
     #[test]
     fn equivalent_requests_hash_alike() {
-        let a = StartRequest { symbol: Some("aapl".into()), analysts: Some(vec!["risk".into(), "invest".into()]), ..Default::default() };
-        let b = StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["invest".into(), "risk".into(), "risk".into()]), model_id: Some("offline".into()), ..Default::default() };
-        let c = StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["invest".into()]), ..Default::default() };
+        let a = StartRequest {
+            symbol: Some("aapl".into()),
+            analysts: Some(vec!["risk".into(), "invest".into()]),
+            ..Default::default()
+        };
+        let b = StartRequest {
+            symbol: Some("AAPL".into()),
+            analysts: Some(vec!["invest".into(), "risk".into(), "risk".into()]),
+            model_id: Some("offline".into()),
+            ..Default::default()
+        };
+        let c =
+            StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["invest".into()]), ..Default::default() };
         let m = ModelId::offline();
         let h = |r: &StartRequest| request_hash(&r.validate(&m).unwrap());
         assert_eq!(h(&a), h(&b));

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 use crate::clock::Clock;
-use crate::store::{postgres::PostgresStore, sqlite::SqliteStore, JobStore};
+use crate::store::{JobStore, postgres::PostgresStore, sqlite::SqliteStore};
 
 /// The server PostgreSQL tests use: `TEST_DATABASE_URL`, or the local one CI provides.
 pub fn postgres_admin_url() -> String {
@@ -57,10 +57,11 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL is needed for this test ({admin_url}): {e}"));
         let now = chrono::Utc::now().timestamp();
-        let stale: Vec<String> = sqlx::query_scalar("select datname from pg_database where datname like 'ta\\_test\\_%'")
-            .fetch_all(&mut admin)
-            .await
-            .unwrap_or_default();
+        let stale: Vec<String> =
+            sqlx::query_scalar("select datname from pg_database where datname like 'ta\\_test\\_%'")
+                .fetch_all(&mut admin)
+                .await
+                .unwrap_or_default();
         for name in stale {
             let born = name.split('_').nth(2).and_then(|t| t.parse::<i64>().ok()).unwrap_or(now);
             if now - born > 86_400 {
@@ -106,9 +107,11 @@ impl Drop for TestDb {
                     rt.block_on(async move {
                         use sqlx::Connection;
                         if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists \"{name}\" with (force)")))
-                                .execute(&mut admin)
-                                .await;
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "drop database if exists \"{name}\" with (force)"
+                            )))
+                            .execute(&mut admin)
+                            .await;
                         }
                     });
                 })

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use domain::{StepProgress, StepStatus};
 
-use crate::model::{overall_percent, ProgressSnapshot};
+use crate::model::{ProgressSnapshot, overall_percent};
 
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -105,10 +105,12 @@ mod tests {
     use super::*;
 
     fn tracker() -> Tracker {
-        Tracker::new(domain::step_names(&[domain::AnalystKind::Invest, domain::AnalystKind::Risk])
-            .into_iter()
-            .map(StepProgress::pending)
-            .collect())
+        Tracker::new(
+            domain::step_names(&[domain::AnalystKind::Invest, domain::AnalystKind::Risk])
+                .into_iter()
+                .map(StepProgress::pending)
+                .collect(),
+        )
     }
 
     #[test]

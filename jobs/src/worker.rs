@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{Analysis, AnalysisError, JobContext};
 use crate::events::{Event, Events};
-use crate::model::{close_steps, reset_unfinished_steps, Finish, Job};
+use crate::model::{Finish, Job, close_steps, reset_unfinished_steps};
 use crate::store::{JobStore, StoreError};
 
 pub const WORKERS_DEFAULT: usize = 4;
@@ -120,7 +120,13 @@ pub enum RunEnd {
 }
 
 impl Worker {
-    pub fn new(store: Arc<dyn JobStore>, analysis: Arc<dyn Analysis>, events: Events, config: WorkerConfig, index: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        analysis: Arc<dyn Analysis>,
+        events: Events,
+        config: WorkerConfig,
+        index: usize,
+    ) -> Self {
         let owner = format!("{}:{}:{}", config.owner_prefix, index, &uuid::Uuid::new_v4().simple().to_string()[..8]);
         Self { store, analysis, events, config, owner }
     }
@@ -171,7 +177,8 @@ impl Worker {
 
     async fn run_job(&self, job: &Job, hard_stop: &CancellationToken) -> RunEnd {
         let fence = job.fence().expect("a claimed job is running under a lease");
-        let ctx = JobContext::new(job.spec(), fence.clone(), job.steps.clone(), job.checkpoints.clone(), self.store.clone());
+        let ctx =
+            JobContext::new(job.spec(), fence.clone(), job.steps.clone(), job.checkpoints.clone(), self.store.clone());
         tracing::info!(run_id = %job.run_id, attempt = job.attempt, worker = %self.owner, "running job");
 
         let clock = self.store.clock();
@@ -181,16 +188,25 @@ impl Worker {
             .unwrap_or(Duration::from_millis(job.timeout_ms));
 
         // Aborted when this future ends or is dropped: the watcher never outlives its job.
-        let watcher = AbortOnDrop(tokio::spawn(watch(ctx.clone(), self.store.clone(), self.events.clone(), self.config.clone())));
+        let watcher =
+            AbortOnDrop(tokio::spawn(watch(ctx.clone(), self.store.clone(), self.events.clone(), self.config.clone())));
         let cancel = ctx.cancellation();
+        /// Why the run stopped, as seen by this worker.
         enum Stop {
-            Done(Result<domain::AnalysisResult, AnalysisError>),
+            Completed(Box<domain::AnalysisResult>),
+            Failed { step: Option<String>, message: String },
+            Engine(String),
             Interrupted,
             Timeout,
             Release,
         }
         let stop = tokio::select! {
-            r = self.analysis.run(ctx.clone()) => Stop::Done(r),
+            r = self.analysis.run(ctx.clone()) => match r {
+                Ok(result) => Stop::Completed(Box::new(result)),
+                Err(AnalysisError::Failed { step, message }) => Stop::Failed { step, message },
+                Err(AnalysisError::Cancelled) => Stop::Interrupted,
+                Err(AnalysisError::Engine(e)) => Stop::Engine(e),
+            },
             _ = cancel.cancelled() => Stop::Interrupted,
             _ = tokio::time::sleep(deadline) => Stop::Timeout,
             _ = hard_stop.cancelled() => Stop::Release,
@@ -203,17 +219,23 @@ impl Worker {
         }
         let now = clock.now();
         let steps = ctx.steps().await;
-        let (finish, end) = match stop {
-            Stop::Done(Ok(result)) => (Finish::Completed(Box::new(result)), RunEnd::Completed),
-            Stop::Done(Err(AnalysisError::Failed { step, message })) => {
+        match stop {
+            Stop::Completed(result) => {
+                let steps = close_steps(&steps, &[], now);
+                self.finish(job, &steps, Finish::Completed(result), RunEnd::Completed).await
+            }
+            Stop::Failed { step, message } => {
                 let failed: Vec<&str> = step.as_deref().into_iter().collect();
                 let steps = close_steps(&steps, &failed, now);
-                return self.finish(job, &steps, Finish::Failed(message), RunEnd::Failed).await;
+                self.finish(job, &steps, Finish::Failed(message), RunEnd::Failed).await
             }
-            Stop::Done(Err(AnalysisError::Cancelled)) | Stop::Interrupted => (Finish::Cancelled, RunEnd::Cancelled),
-            Stop::Done(Err(AnalysisError::Engine(e))) => {
+            Stop::Interrupted => {
+                let steps = close_steps(&steps, &[], now);
+                self.finish(job, &steps, Finish::Cancelled, RunEnd::Cancelled).await
+            }
+            Stop::Engine(e) => {
                 tracing::error!(run_id = %job.run_id, error = %e, "engine error; the lease will expire and the job be rescued");
-                return RunEnd::Abandoned;
+                RunEnd::Abandoned
             }
             Stop::Timeout => {
                 let running: Vec<&str> =
@@ -223,11 +245,11 @@ impl Worker {
                     "The analysis did not finish within {} and was stopped.",
                     human_duration(Duration::from_millis(job.timeout_ms))
                 );
-                return self.finish(job, &steps, Finish::Timeout(message), RunEnd::TimedOut).await;
+                self.finish(job, &steps, Finish::Timeout(message), RunEnd::TimedOut).await
             }
             Stop::Release => {
                 let steps = reset_unfinished_steps(&steps);
-                return match self.store.release(&fence, &steps).await {
+                match self.store.release(&fence, &steps).await {
                     Ok(()) => {
                         self.announce(Event::JobAvailable).await;
                         tracing::info!(run_id = %job.run_id, "released at shutdown");
@@ -237,11 +259,9 @@ impl Worker {
                         tracing::warn!(run_id = %job.run_id, error = %e, "release failed; the lease will expire");
                         RunEnd::Abandoned
                     }
-                };
+                }
             }
-        };
-        let steps = close_steps(&steps, &[], now);
-        self.finish(job, &steps, finish, end).await
+        }
     }
 
     async fn finish(&self, job: &Job, steps: &[domain::StepProgress], finish: Finish, end: RunEnd) -> RunEnd {
@@ -347,7 +367,7 @@ async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config
 /// "10 minutes", "90 seconds".
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 120 && s % 60 == 0 {
+    if s >= 120 && s.is_multiple_of(60) {
         format!("{} minutes", s / 60)
     } else if s == 60 {
         "1 minute".into()
@@ -365,7 +385,12 @@ pub struct WorkerPool {
 }
 
 impl WorkerPool {
-    pub fn new(store: Arc<dyn JobStore>, analysis: Arc<dyn Analysis>, events: Events, config: WorkerConfig) -> Result<Self, String> {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        analysis: Arc<dyn Analysis>,
+        events: Events,
+        config: WorkerConfig,
+    ) -> Result<Self, String> {
         config.validate()?;
         Ok(Self { store, analysis, events, config })
     }
@@ -375,7 +400,8 @@ impl WorkerPool {
         let hard_stop = CancellationToken::new();
         let mut handles = Vec::new();
         for i in 0..self.config.workers {
-            let worker = Worker::new(self.store.clone(), self.analysis.clone(), self.events.clone(), self.config.clone(), i);
+            let worker =
+                Worker::new(self.store.clone(), self.analysis.clone(), self.events.clone(), self.config.clone(), i);
             let (stop, hard) = (shutdown.clone(), hard_stop.clone());
             handles.push(tokio::spawn(async move { worker.run(stop, hard).await }));
         }

@@ -16,7 +16,7 @@ use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
 use jobs::store::{JobStore, Settle, StoreError};
-use jobs::testing::{sample_result, ScriptedAnalysis, StepScript, TestDb};
+use jobs::testing::{ScriptedAnalysis, StepScript, TestDb, sample_result};
 use jobs::worker::{RunEnd, Worker, WorkerConfig};
 use jobs::{Events, ManualClock, RequestChecker, RunService, ServiceConfig, ServiceError};
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,12 @@ impl Harness {
     }
 
     fn worker(&self, analysis: Arc<ScriptedAnalysis>, index: usize) -> Worker {
-        let config = WorkerConfig { workers: 1, lease: Duration::from_secs(30), check_every: Duration::from_millis(100), ..WorkerConfig::default() };
+        let config = WorkerConfig {
+            workers: 1,
+            lease: Duration::from_secs(30),
+            check_every: Duration::from_millis(100),
+            ..WorkerConfig::default()
+        };
         Worker::new(self.store.clone(), analysis, self.events.clone(), config, index)
     }
 
@@ -150,7 +155,12 @@ async fn fencing(h: Harness) {
     assert!(matches!(h.store.save_progress(&fence_a, &snap).await, Err(StoreError::LeaseLost(r)) if r == id));
     assert!(matches!(h.store.heartbeat(&fence_a, LEASE).await, Err(StoreError::LeaseLost(_))));
     assert!(matches!(h.store.control(&fence_a).await, Err(StoreError::LeaseLost(_))));
-    let cp = Checkpoint { step: "Data Collection".into(), output: serde_json::json!({"a": 1}), llm_calls: 1, tokens: Default::default() };
+    let cp = Checkpoint {
+        step: "Data Collection".into(),
+        output: serde_json::json!({"a": 1}),
+        llm_calls: 1,
+        tokens: Default::default(),
+    };
     assert!(matches!(h.store.save_checkpoint(&fence_a, &snap, &cp).await, Err(StoreError::LeaseLost(_))));
     let done = Finish::Completed(Box::new(sample_result("AAPL", 0)));
     assert!(matches!(h.store.finish(&fence_a, &b.steps, &done).await, Err(StoreError::LeaseLost(_))));
@@ -165,7 +175,10 @@ async fn fencing(h: Harness) {
     let ended = h.job(id).await;
     assert_eq!(ended.status, JobStatus::Completed);
     assert_eq!(ended.progress_percent, 100);
-    assert!(matches!(h.store.finish(&fence_b, &b.steps, &done).await, Err(StoreError::LeaseLost(_))), "ended jobs refuse writes");
+    assert!(
+        matches!(h.store.finish(&fence_b, &b.steps, &done).await, Err(StoreError::LeaseLost(_))),
+        "ended jobs refuse writes"
+    );
 }
 
 /// Expired leases: requeued with completed steps kept, failed after the last attempt, cancelled
@@ -182,7 +195,12 @@ async fn rescue(h: Harness) {
     steps[1].status = StepStatus::InProgress;
     steps[1].progress = 40;
     let snap = ProgressSnapshot { steps, progress_percent: 30, current_step: Some("Invest Analyst".into()) };
-    let cp = Checkpoint { step: "Data Collection".into(), output: serde_json::json!({"prices": 3}), llm_calls: 0, tokens: Default::default() };
+    let cp = Checkpoint {
+        step: "Data Collection".into(),
+        output: serde_json::json!({"prices": 3}),
+        llm_calls: 0,
+        tokens: Default::default(),
+    };
     h.store.save_checkpoint(&job.fence().unwrap(), &snap, &cp).await.unwrap();
 
     assert_eq!(rescuer.run_once().await.unwrap(), RescueReport::default(), "lease still valid");
@@ -266,7 +284,12 @@ async fn timeout(h: Harness) {
     assert!(started.elapsed() < Duration::from_secs(5));
     let job = h.job(id).await;
     assert_eq!(job.status, JobStatus::Timeout);
-    assert!(job.error.as_deref().unwrap().contains("did not finish within 0 seconds") || job.error.as_deref().unwrap().contains("within"), "{:?}", job.error);
+    assert!(
+        job.error.as_deref().unwrap().contains("did not finish within 0 seconds")
+            || job.error.as_deref().unwrap().contains("within"),
+        "{:?}",
+        job.error
+    );
     let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]);
 
@@ -320,7 +343,10 @@ async fn cancel_running(h: Harness) {
         let job = h.job(id).await;
         assert_eq!(job.status, JobStatus::Cancelled);
         let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
-        assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Skipped, StepStatus::Skipped, StepStatus::Skipped]);
+        assert_eq!(
+            statuses,
+            vec![StepStatus::Completed, StepStatus::Skipped, StepStatus::Skipped, StepStatus::Skipped]
+        );
     }
 }
 
@@ -365,7 +391,9 @@ async fn retry(h: Harness) {
     let cancelled = svc.cancel("alice", again.run_id).await.unwrap();
     assert_eq!(cancelled.status, JobStatus::Cancelled);
     assert!(svc.retry("alice", again.run_id).await.is_ok());
-    assert!(matches!(svc.start("alice", &request("nodata"), None).await, Err(ServiceError::Invalid(e)) if e[0].field == "symbol"));
+    assert!(
+        matches!(svc.start("alice", &request("nodata"), None).await, Err(ServiceError::Invalid(e)) if e[0].field == "symbol")
+    );
 }
 
 /// 50 concurrent starts by one user with a limit of 3 create exactly 3 runs.
@@ -472,7 +500,11 @@ async fn versions_and_listing(h: Harness) {
     let after_hb = h.job(id).await;
     assert_eq!(after_hb.version, job.version);
     assert_eq!(after_hb.lease_expires_at, Some(h.clock_now() + LEASE));
-    let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 12, current_step: Some("Data Collection".into()) };
+    let snap = ProgressSnapshot {
+        steps: job.steps.clone(),
+        progress_percent: 12,
+        current_step: Some("Data Collection".into()),
+    };
     h.store.save_progress(&fence, &snap).await.unwrap();
     let after = h.job(id).await;
     assert_eq!(after.version, job.version + 1);
@@ -517,7 +549,9 @@ async fn release(h: Harness) {
 /// is refused.
 async fn failure_and_stale_settle(h: Harness) {
     let id = insert(&h, new_job("u")).await.run_id;
-    let failing = Arc::new(ScriptedAnalysis::new().with("Risk Analyst", StepScript::Fail("The model returned nonsense twice.".into())));
+    let failing = Arc::new(
+        ScriptedAnalysis::new().with("Risk Analyst", StepScript::Fail("The model returned nonsense twice.".into())),
+    );
     let (_, end) = h.worker(failing, 0).run_once(&CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(end, RunEnd::Failed);
     let job = h.job(id).await;

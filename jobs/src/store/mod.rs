@@ -93,7 +93,13 @@ pub trait JobStore: Send + Sync + 'static {
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>>;
 
     /// A user's jobs, newest first, and how many there are in all.
-    async fn list_for_user(&self, user_id: &str, status: Option<JobStatus>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)>;
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+        status: Option<JobStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Job>, u64)>;
 
     /// Claims the highest-priority, oldest pending job for `owner`, in one statement, and
     /// commits: the caller runs the analysis outside any transaction.
@@ -108,7 +114,12 @@ pub trait JobStore: Send + Sync + 'static {
     async fn save_progress(&self, fence: &Fence, progress: &ProgressSnapshot) -> Result<Control>;
 
     /// Stores a finished step's output with the progress, and adds its cost to the job's totals.
-    async fn save_checkpoint(&self, fence: &Fence, progress: &ProgressSnapshot, checkpoint: &Checkpoint) -> Result<Control>;
+    async fn save_checkpoint(
+        &self,
+        fence: &Fence,
+        progress: &ProgressSnapshot,
+        checkpoint: &Checkpoint,
+    ) -> Result<Control>;
 
     /// Ends the job as its worker saw it end.
     async fn finish(&self, fence: &Fence, steps: &[StepProgress], finish: &Finish) -> Result<()>;

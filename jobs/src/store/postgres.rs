@@ -17,10 +17,12 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{parse_status, Control, JobStore, Result, Settle, StoreError};
+use super::{Control, JobStore, Result, Settle, StoreError, parse_status};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
-use crate::model::{close_steps, overall_percent, Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
+use crate::model::{
+    Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
+};
 
 /// The NOTIFY channel every process listens on.
 pub const CHANNEL: &str = "trading_agent_events";
@@ -227,7 +229,13 @@ impl JobStore for PostgresStore {
             .transpose()
     }
 
-    async fn list_for_user(&self, user_id: &str, status: Option<JobStatus>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)> {
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+        status: Option<JobStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(|s| s.as_str());
         let rows = sqlx::query(
             "select * from trading_agent_jobs
@@ -321,7 +329,12 @@ impl JobStore for PostgresStore {
         control(row, fence.run_id)
     }
 
-    async fn save_checkpoint(&self, fence: &Fence, progress: &ProgressSnapshot, checkpoint: &Checkpoint) -> Result<Control> {
+    async fn save_checkpoint(
+        &self,
+        fence: &Fence,
+        progress: &ProgressSnapshot,
+        checkpoint: &Checkpoint,
+    ) -> Result<Control> {
         let row = sqlx::query(
             "update trading_agent_jobs
              set steps = $1, progress_percent = $2, current_step = $3,
@@ -566,11 +579,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn publish(&self, event: &Event) -> Result<()> {
-        sqlx::query("select pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(super::to_json(event))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(super::to_json(event)).execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -17,10 +17,12 @@ use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{from_json, parse_run_id, parse_status, to_json, Control, JobStore, Result, Settle, StoreError};
+use super::{Control, JobStore, Result, Settle, StoreError, from_json, parse_run_id, parse_status, to_json};
 use crate::clock::Clock;
 use crate::events::Event;
-use crate::model::{close_steps, overall_percent, Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
+use crate::model::{
+    Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
+};
 
 const READ_CONNECTIONS: u32 = 8;
 
@@ -40,11 +42,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(StdDuration::from_secs(10))
             .foreign_keys(true);
-        if let Some(dir) = options.get_filename().parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
-            }
+        if let Some(dir) = options.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
         }
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let reader = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options).await?;
@@ -101,7 +103,10 @@ fn decode(row: &SqliteRow) -> Result<Job> {
         timeout_ms: int("timeout_ms")?.max(0) as u64,
         timeout_at: time("timeout_at", opt_int("timeout_at")?)?,
         llm_calls: int("llm_calls")?.max(0) as u32,
-        tokens: TokenUsage { prompt: int("prompt_tokens")?.max(0) as u64, completion: int("completion_tokens")?.max(0) as u64 },
+        tokens: TokenUsage {
+            prompt: int("prompt_tokens")?.max(0) as u64,
+            completion: int("completion_tokens")?.max(0) as u64,
+        },
         started_at: time("started_at", opt_int("started_at")?)?,
         completed_at: time("completed_at", opt_int("completed_at")?)?,
         created_at: time("created_at", Some(int("created_at")?))?.expect("some"),
@@ -221,7 +226,13 @@ impl JobStore for SqliteStore {
             .transpose()
     }
 
-    async fn list_for_user(&self, user_id: &str, status: Option<JobStatus>, limit: u32, offset: u64) -> Result<(Vec<Job>, u64)> {
+    async fn list_for_user(
+        &self,
+        user_id: &str,
+        status: Option<JobStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(|s| s.as_str());
         let rows = sqlx::query(
             "select * from trading_agent_jobs
@@ -313,7 +324,12 @@ impl JobStore for SqliteStore {
         control(row, fence.run_id)
     }
 
-    async fn save_checkpoint(&self, fence: &Fence, progress: &ProgressSnapshot, checkpoint: &Checkpoint) -> Result<Control> {
+    async fn save_checkpoint(
+        &self,
+        fence: &Fence,
+        progress: &ProgressSnapshot,
+        checkpoint: &Checkpoint,
+    ) -> Result<Control> {
         let row = sqlx::query(
             "update trading_agent_jobs
              set steps = ?1, progress_percent = ?2, current_step = ?3,

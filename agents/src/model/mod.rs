@@ -1,0 +1,172 @@
+//! Models behind one trait: the built-in offline analysts and OpenAI-compatible chat APIs.
+//!
+//! A model writes two things: one analyst's view (stance, confidence, Markdown report) and the
+//! final assessment. The figures it reasons over are always computed by us
+//! ([`crate::analysts::key_figures`]); what a model adds is judgement and prose.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{AnalystKind, AnalystReport, ModelInfo, Rating, Stance, TokenUsage};
+
+use crate::retry::RetryPolicy;
+use crate::snapshot::MarketSnapshot;
+
+pub mod catalog;
+pub mod offline;
+pub mod openai;
+pub mod prompt;
+
+pub use catalog::{Catalog, CatalogEntry, Provider};
+
+/// Model calls made and tokens spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub calls: u32,
+    pub tokens: TokenUsage,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.calls += other.calls;
+        self.tokens.add(other.tokens);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalystView {
+    pub stance: Stance,
+    pub confidence: f64,
+    pub report: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    pub rating: Rating,
+    pub confidence: f64,
+    pub summary: String,
+    pub key_risks: Vec<String>,
+}
+
+/// Where a model reports how far along its answer is (0–100, with a word on what it does).
+#[async_trait]
+pub trait Progress: Send + Sync {
+    async fn report(&self, percent: u8, detail: &str);
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    #[error("the model '{0}' is not in the catalog")]
+    Unknown(String),
+    #[error("the model '{0}' cannot be used: {1}")]
+    Unavailable(String, String),
+    #[error("the model provider kept rate limiting requests ({0} tries)")]
+    RateLimited(u32),
+    #[error("the model provider failed ({status}): {message}")]
+    Upstream { status: u16, message: String },
+    #[error("the model provider rejected the API key ({0})")]
+    Unauthorized(u16),
+    #[error("the model did not answer in time ({0} tries)")]
+    Timeout(u32),
+    #[error("the model's answer could not be used: {0}")]
+    InvalidAnswer(String),
+    #[error("the model provider cannot be reached: {0}")]
+    Network(String),
+}
+
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    fn id(&self) -> &str;
+
+    /// True for the built-in rule-based model.
+    fn rule_based(&self) -> bool;
+
+    async fn analyst_view(
+        &self,
+        kind: AnalystKind,
+        data: &MarketSnapshot,
+        progress: &dyn Progress,
+    ) -> Result<(AnalystView, Usage), ModelError>;
+
+    async fn assessment(
+        &self,
+        data: &MarketSnapshot,
+        reports: &[AnalystReport],
+        progress: &dyn Progress,
+    ) -> Result<(Assessment, Usage), ModelError>;
+}
+
+/// How the registry builds models.
+#[derive(Debug, Clone)]
+pub struct ModelsConfig {
+    /// What the offline model waits per call, to behave like a hosted model (`SIMULATED_LATENCY_MS`).
+    pub simulated_latency: Duration,
+    /// Per-call timeout when the catalog entry sets none.
+    pub call_timeout: Duration,
+    /// Longest silence within a streamed answer before the call counts as hung.
+    pub idle_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        Self {
+            simulated_latency: Duration::ZERO,
+            call_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The models of a catalog, with their keys read from the environment once.
+pub struct Models {
+    catalog: Catalog,
+    keys: HashMap<String, String>,
+    client: reqwest::Client,
+    config: ModelsConfig,
+    offline: Arc<offline::OfflineModel>,
+}
+
+impl Models {
+    /// `env` looks up API key variables (the process environment in production).
+    pub fn new(
+        catalog: Catalog,
+        env: &dyn Fn(&str) -> Option<String>,
+        client: reqwest::Client,
+        config: ModelsConfig,
+    ) -> Self {
+        let keys = catalog
+            .entries()
+            .iter()
+            .filter_map(|e| e.api_key_env.as_ref())
+            .filter_map(|var| env(var).filter(|v| !v.trim().is_empty()).map(|v| (var.clone(), v)))
+            .collect();
+        let offline = Arc::new(offline::OfflineModel::new(config.simulated_latency));
+        Self { catalog, keys, client, config, offline }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn infos(&self) -> Vec<ModelInfo> {
+        self.catalog.infos(&|var| self.keys.get(var).cloned())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Arc<dyn Model>, ModelError> {
+        let entry = self.catalog.get(id).ok_or_else(|| ModelError::Unknown(id.to_string()))?;
+        if let Some(reason) = entry.unavailable_reason(&|var| self.keys.get(var).cloned()) {
+            return Err(ModelError::Unavailable(id.to_string(), reason));
+        }
+        Ok(match entry.provider {
+            Provider::Offline => self.offline.clone(),
+            Provider::OpenaiCompatible => {
+                let key = entry.api_key_env.as_ref().and_then(|v| self.keys.get(v)).cloned();
+                Arc::new(openai::ChatModel::new(entry.clone(), key, self.client.clone(), &self.config))
+            }
+        })
+    }
+}

@@ -1,0 +1,298 @@
+//! OpenAI-compatible chat completions (`POST {base_url}/chat/completions`): OpenAI, xAI,
+//! OpenRouter, Groq, Ollama, vLLM and the like.
+//!
+//! # Failure handling
+//! - 429 and 5xx are retried with exponential backoff, honouring `Retry-After`; so are
+//!   timeouts and dropped connections. 401/403 and other 4xx fail at once: retrying a
+//!   rejected key or a bad request only costs time.
+//! - A call has an overall timeout, and a streamed answer an idle timeout between chunks, so
+//!   a provider that hangs mid-answer is noticed.
+//! - The answer must be the JSON the prompt asked for; if not, one repair request says what was
+//!   wrong; a second bad answer fails the step with that reason.
+//! - Streaming answers advance the step's progress as text arrives. Token usage comes from the
+//!   provider when it reports it, else it is estimated from the text (4 characters a token).
+//! - The API key is sent only in the `Authorization` header and never appears in errors.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::{AnalystKind, AnalystReport, TokenUsage};
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
+use super::{AnalystView, Assessment, CatalogEntry, Model, ModelError, ModelsConfig, Progress, Usage};
+use crate::retry::{RetryPolicy, is_retryable, retry_after};
+use crate::snapshot::MarketSnapshot;
+
+/// Characters of answer text a report is expected to have, for the progress estimate.
+const EXPECTED_ANSWER_CHARS: usize = 1_400;
+const MAX_TOKENS_DEFAULT: u32 = 1_200;
+
+pub struct ChatModel {
+    entry: CatalogEntry,
+    key: Option<String>,
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    call_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+/// One answered call.
+struct Answer {
+    text: String,
+    tokens: TokenUsage,
+}
+
+impl ChatModel {
+    pub fn new(entry: CatalogEntry, key: Option<String>, client: reqwest::Client, config: &ModelsConfig) -> Self {
+        let call_timeout = entry.timeout_secs.map(Duration::from_secs).unwrap_or(config.call_timeout);
+        Self { entry, key, client, retry: config.retry, call_timeout, idle_timeout: config.idle_timeout }
+    }
+
+    fn url(&self) -> String {
+        format!("{}/chat/completions", self.entry.base_url.as_deref().unwrap_or_default().trim_end_matches('/'))
+    }
+
+    fn body(&self, messages: &[Value]) -> Value {
+        let mut body = json!({
+            "model": self.entry.model,
+            "messages": messages,
+            "temperature": 0.2,
+            "max_tokens": self.entry.max_tokens.unwrap_or(MAX_TOKENS_DEFAULT),
+            "stream": self.entry.stream,
+        });
+        if self.entry.stream {
+            body["stream_options"] = json!({ "include_usage": true });
+        }
+        if self.entry.json_mode {
+            body["response_format"] = json!({ "type": "json_object" });
+        }
+        body
+    }
+
+    /// One chat call with retries. Progress moves from `from` to `to` as the answer streams in.
+    async fn call(&self, messages: &[Value], progress: &dyn Progress, from: u8, to: u8) -> Result<Answer, ModelError> {
+        let mut retry = 0;
+        loop {
+            let attempt = tokio::time::timeout(self.call_timeout, self.call_once(messages, progress, from, to)).await;
+            let err = match attempt {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(Failure::Fatal(e))) => return Err(e),
+                Ok(Err(Failure::Retryable(e, wait))) => (e, wait),
+                Err(_) => (ModelError::Timeout(retry + 1), None),
+            };
+            if retry >= self.retry.max_retries {
+                return Err(match err.0 {
+                    ModelError::RateLimited(_) => ModelError::RateLimited(retry + 1),
+                    ModelError::Timeout(_) => ModelError::Timeout(retry + 1),
+                    other => other,
+                });
+            }
+            let wait = self.retry.delay(retry, err.1);
+            tracing::warn!(model = %self.entry.id, error = %err.0, ?wait, "model call failed; retrying");
+            progress.report(from, &format!("Retrying after: {}", err.0)).await;
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+
+    async fn call_once(
+        &self,
+        messages: &[Value],
+        progress: &dyn Progress,
+        from: u8,
+        to: u8,
+    ) -> Result<Answer, Failure> {
+        let mut req = self.client.post(self.url()).json(&self.body(messages));
+        if let Some(key) = &self.key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let wait = retry_after(resp.headers());
+            let body = resp.text().await.unwrap_or_default();
+            let message = provider_message(&body);
+            return Err(if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+                Failure::Retryable(ModelError::RateLimited(1), wait)
+            } else if is_retryable(status) {
+                Failure::Retryable(ModelError::Upstream { status: status.as_u16(), message }, wait)
+            } else if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                Failure::Fatal(ModelError::Unauthorized(status.as_u16()))
+            } else {
+                Failure::Fatal(ModelError::Upstream { status: status.as_u16(), message })
+            });
+        }
+        let prompt_chars: usize = messages.iter().filter_map(|m| m["content"].as_str()).map(str::len).sum();
+        let streamed = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        let (text, usage) = if streamed {
+            self.read_stream(resp, progress, from, to).await?
+        } else {
+            let body: Value = resp.json().await.map_err(|e| {
+                Failure::Retryable(ModelError::InvalidAnswer(format!("unreadable response body: {e}")), None)
+            })?;
+            let text = body["choices"][0]["message"]["content"].as_str().map(str::to_string).ok_or_else(|| {
+                Failure::Retryable(
+                    ModelError::InvalidAnswer("the response has no choices[0].message.content".into()),
+                    None,
+                )
+            })?;
+            (text, usage_of(&body))
+        };
+        let tokens =
+            usage.unwrap_or(TokenUsage { prompt: (prompt_chars / 4) as u64, completion: (text.len() / 4) as u64 });
+        Ok(Answer { text, tokens })
+    }
+
+    /// Reads a server-sent-events answer, reporting progress as text arrives.
+    async fn read_stream(
+        &self,
+        resp: reqwest::Response,
+        progress: &dyn Progress,
+        from: u8,
+        to: u8,
+    ) -> Result<(String, Option<TokenUsage>), Failure> {
+        let mut stream = resp.bytes_stream();
+        let mut buf = String::new();
+        let mut text = String::new();
+        let mut usage = None;
+        let mut last_report = Instant::now();
+        loop {
+            let chunk = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
+                Err(_) => return Err(Failure::Retryable(ModelError::Timeout(1), None)),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(transport(e)),
+                Ok(Some(Ok(bytes))) => bytes,
+            };
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                let line = line.trim();
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
+                if data == "[DONE]" {
+                    return Ok((text, usage));
+                }
+                let event: Value = serde_json::from_str(data).map_err(|e| {
+                    Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
+                })?;
+                if let Some(err) = event.get("error") {
+                    return Err(Failure::Retryable(
+                        ModelError::Upstream { status: 200, message: provider_message(&err.to_string()) },
+                        None,
+                    ));
+                }
+                if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
+                    text.push_str(delta);
+                }
+                if let Some(u) = usage_of(&event) {
+                    usage = Some(u);
+                }
+            }
+            if last_report.elapsed() >= Duration::from_millis(200) {
+                let share = (text.len() as f64 / EXPECTED_ANSWER_CHARS as f64).min(1.0);
+                let pct = from + ((to - from) as f64 * share) as u8;
+                progress.report(pct, "Receiving the answer").await;
+                last_report = Instant::now();
+            }
+        }
+        // A stream that ends without [DONE] is complete enough if it carried text.
+        if text.is_empty() {
+            return Err(Failure::Retryable(
+                ModelError::InvalidAnswer("the stream ended without an answer".into()),
+                None,
+            ));
+        }
+        Ok((text, usage))
+    }
+
+    /// Asks, checks, and asks once more with the reason if the answer is unusable.
+    async fn ask<T>(
+        &self,
+        mut messages: Vec<Value>,
+        parse: fn(&str) -> Result<T, String>,
+        progress: &dyn Progress,
+    ) -> Result<(T, Usage), ModelError> {
+        let mut usage = Usage::default();
+        progress.report(5, "Waiting for the model").await;
+        let first = self.call(&messages, progress, 10, 80).await?;
+        usage.calls += 1;
+        usage.tokens.add(first.tokens);
+        match parse(&first.text) {
+            Ok(v) => return Ok((v, usage)),
+            Err(reason) => {
+                tracing::warn!(model = %self.entry.id, %reason, "answer rejected; asking for a repair");
+                progress.report(80, "Asking the model to correct its answer").await;
+                messages.push(json!({ "role": "assistant", "content": first.text }));
+                messages.push(repair_message(&reason));
+            }
+        }
+        let second = self.call(&messages, progress, 80, 95).await?;
+        usage.calls += 1;
+        usage.tokens.add(second.tokens);
+        parse(&second.text)
+            .map(|v| (v, usage))
+            .map_err(|reason| ModelError::InvalidAnswer(format!("{reason} (also after one correction)")))
+    }
+}
+
+enum Failure {
+    Retryable(ModelError, Option<Duration>),
+    Fatal(ModelError),
+}
+
+fn transport(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        Failure::Retryable(ModelError::Timeout(1), None)
+    } else {
+        // `without_url`: the URL is ours, but keep errors short and free of query strings.
+        Failure::Retryable(ModelError::Network(e.without_url().to_string()), None)
+    }
+}
+
+fn usage_of(v: &Value) -> Option<TokenUsage> {
+    let u = v.get("usage")?;
+    Some(TokenUsage { prompt: u["prompt_tokens"].as_u64()?, completion: u["completion_tokens"].as_u64()? })
+}
+
+/// The provider's own error message if the body has one (`{"error":{"message":…}}`), else the
+/// start of the body.
+fn provider_message(body: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().or(v["message"].as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.chars().take(200).collect())
+}
+
+#[async_trait]
+impl Model for ChatModel {
+    fn id(&self) -> &str {
+        &self.entry.id
+    }
+
+    fn rule_based(&self) -> bool {
+        false
+    }
+
+    async fn analyst_view(
+        &self,
+        kind: AnalystKind,
+        data: &MarketSnapshot,
+        progress: &dyn Progress,
+    ) -> Result<(AnalystView, Usage), ModelError> {
+        self.ask(analyst_messages(kind, data), parse_analyst, progress).await
+    }
+
+    async fn assessment(
+        &self,
+        data: &MarketSnapshot,
+        reports: &[AnalystReport],
+        progress: &dyn Progress,
+    ) -> Result<(Assessment, Usage), ModelError> {
+        self.ask(assessment_messages(data, reports), parse_assessment, progress).await
+    }
+}

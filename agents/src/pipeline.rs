@@ -1,0 +1,303 @@
+//! The Trading Agents pipeline: Data Collection → the selected analysts, concurrently →
+//! Final Assessment.
+//!
+//! It reports through a [`Reporter`] and knows nothing of how progress is stored. Each step's
+//! output is handed to the reporter when the step completes; on a later attempt the reporter
+//! returns those outputs as checkpoints and the steps are not run again — no model call is
+//! repeated and the calls they cost are counted once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use domain::{AnalysisResult, AnalystKind, AnalystReport, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, TokenUsage};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::analysts::key_figures;
+use crate::format::{figure, level, pct, signed_pct};
+use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
+use crate::model::{Assessment, Model, ModelError, Models, Progress, Usage};
+use crate::news::RssNews;
+use crate::sentiment::Lexicon;
+use crate::snapshot::{self, Headline, MarketSnapshot};
+
+/// What to analyse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSpec {
+    pub symbol: String,
+    pub model_id: String,
+    pub analysts: Vec<AnalystKind>,
+    pub as_of: Option<NaiveDate>,
+}
+
+/// Where the pipeline reports. `Error` is the reporter's reason to stop (e.g. cancelled).
+#[async_trait]
+pub trait Reporter: Send + Sync {
+    type Error: Send;
+
+    /// The output of a step an earlier attempt completed.
+    fn checkpoint(&self, step: &str) -> Option<Value>;
+
+    async fn start_step(&self, step: &str, detail: Option<&str>) -> Result<(), Self::Error>;
+
+    async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), Self::Error>;
+
+    async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), Self::Error>;
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PipelineError<E> {
+    /// The analysis cannot be done; `message` is for the user.
+    Failed { step: Option<String>, message: String },
+    /// The reporter asked to stop.
+    Reporter(E),
+}
+
+impl<E> From<E> for PipelineError<E> {
+    fn from(e: E) -> Self {
+        PipelineError::Reporter(e)
+    }
+}
+
+/// A step's output as checkpointed: the output and what it cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Stored<T> {
+    output: T,
+    calls: u32,
+    tokens: TokenUsage,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAssessment {
+    rating: domain::Rating,
+    confidence: f64,
+    summary: String,
+    key_risks: Vec<String>,
+}
+
+pub struct Pipeline {
+    market: Arc<dyn MarketData>,
+    models: Arc<Models>,
+    news: Option<(Arc<RssNews>, Arc<Lexicon>)>,
+}
+
+struct StepProgress<'a, R: Reporter> {
+    reporter: &'a R,
+    step: &'a str,
+}
+
+#[async_trait]
+impl<R: Reporter> Progress for StepProgress<'_, R> {
+    async fn report(&self, percent: u8, detail: &str) {
+        // A stop request surfaces at the next start/complete; the worker also drops the run.
+        let _ = self.reporter.step_progress(self.step, percent, Some(detail)).await;
+    }
+}
+
+fn restore<T: DeserializeOwned>(value: Option<Value>) -> Option<Stored<T>> {
+    // An output that no longer decodes (written by another version) is recomputed.
+    value.and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn stored<T: Serialize>(output: &T, usage: Usage) -> Value {
+    serde_json::to_value(Stored { output, calls: usage.calls, tokens: usage.tokens }).expect("plain data")
+}
+
+fn model_failure<E>(step: &str, model: &str, e: ModelError) -> PipelineError<E> {
+    let hint = match &e {
+        ModelError::RateLimited(_) => " Try again in a few minutes.",
+        ModelError::Unauthorized(_) => " Check the API key.",
+        ModelError::Timeout(_) | ModelError::Network(_) => " The provider may be down; try again later.",
+        _ => "",
+    };
+    PipelineError::Failed { step: Some(step.to_string()), message: format!("{step} ({model}): {e}.{hint}") }
+}
+
+fn data_failure<E>(e: MarketError) -> PipelineError<E> {
+    PipelineError::Failed { step: Some(DATA_COLLECTION.to_string()), message: format!("{DATA_COLLECTION}: {e}.") }
+}
+
+impl Pipeline {
+    pub fn new(market: Arc<dyn MarketData>, models: Arc<Models>) -> Self {
+        Self { market, models, news: None }
+    }
+
+    pub fn with_news(mut self, news: Arc<RssNews>, lexicon: Arc<Lexicon>) -> Self {
+        self.news = Some((news, lexicon));
+        self
+    }
+
+    pub fn market(&self) -> &Arc<dyn MarketData> {
+        &self.market
+    }
+
+    pub fn models(&self) -> &Arc<Models> {
+        &self.models
+    }
+
+    pub async fn run<R: Reporter>(
+        &self,
+        spec: &RunSpec,
+        reporter: &R,
+    ) -> Result<AnalysisResult, PipelineError<R::Error>> {
+        let model = self
+            .models
+            .get(&spec.model_id)
+            .map_err(|e| PipelineError::Failed { step: None, message: format!("{e}.") })?;
+        let mut usage = Usage::default();
+
+        let data = match restore::<MarketSnapshot>(reporter.checkpoint(DATA_COLLECTION)) {
+            Some(s) => s.output,
+            None => {
+                let data = self.collect(spec, reporter).await?;
+                reporter.complete_step(DATA_COLLECTION, stored(&data, Usage::default()), Usage::default()).await?;
+                data
+            }
+        };
+
+        let mut reports: BTreeMap<AnalystKind, AnalystReport> = BTreeMap::new();
+        let mut todo = Vec::new();
+        for kind in &spec.analysts {
+            match restore::<AnalystReport>(reporter.checkpoint(kind.step_name())) {
+                Some(s) => {
+                    usage.add(Usage { calls: s.calls, tokens: s.tokens });
+                    reports.insert(*kind, s.output);
+                }
+                None => todo.push(*kind),
+            }
+        }
+        let fresh =
+            futures::future::try_join_all(todo.iter().map(|k| self.analyst(*k, &data, model.as_ref(), reporter)))
+                .await?;
+        for (report, u) in fresh {
+            usage.add(u);
+            reports.insert(report.analyst, report);
+        }
+        let reports: Vec<AnalystReport> = reports.into_values().collect();
+
+        let assessment = match restore::<StoredAssessment>(reporter.checkpoint(FINAL_ASSESSMENT)) {
+            Some(s) => {
+                usage.add(Usage { calls: s.calls, tokens: s.tokens });
+                s.output
+            }
+            None => {
+                reporter.start_step(FINAL_ASSESSMENT, Some("Waiting for the model")).await?;
+                let progress = StepProgress { reporter, step: FINAL_ASSESSMENT };
+                let (a, u) = model
+                    .assessment(&data, &reports, &progress)
+                    .await
+                    .map_err(|e| model_failure(FINAL_ASSESSMENT, model.id(), e))?;
+                let Assessment { rating, confidence, summary, key_risks } = a;
+                let out = StoredAssessment { rating, confidence, summary, key_risks };
+                reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u).await?;
+                usage.add(u);
+                out
+            }
+        };
+
+        Ok(AnalysisResult {
+            symbol: data.symbol.clone(),
+            as_of: data.as_of,
+            model_id: spec.model_id.clone(),
+            rating: assessment.rating,
+            confidence: assessment.confidence,
+            summary: assessment.summary,
+            key_risks: assessment.key_risks,
+            reports,
+            figures: headline_figures(&data),
+            chart: data.chart.clone(),
+            llm_calls: usage.calls,
+            tokens: usage.tokens,
+            rule_based: model.rule_based(),
+        })
+    }
+
+    async fn collect<R: Reporter>(
+        &self,
+        spec: &RunSpec,
+        reporter: &R,
+    ) -> Result<MarketSnapshot, PipelineError<R::Error>> {
+        let step = DATA_COLLECTION;
+        reporter.start_step(step, Some(&format!("Loading {} prices", spec.symbol))).await?;
+        let series = self.market.daily(&spec.symbol, spec.as_of, LOOKBACK).await.map_err(data_failure)?;
+        let as_of = series.last_date().expect("non-empty");
+        require_history(&series, as_of).map_err(data_failure)?;
+        reporter.step_progress(step, 40, Some("Loading the S&P 500")).await?;
+        let benchmark = self.benchmark(&series, as_of).await;
+        reporter.step_progress(step, 70, Some("Computing indicators")).await?;
+        let mut data = snapshot::compute(&series, benchmark.as_ref(), self.market.name());
+        if let (Some((news, lexicon)), None) = (&self.news, spec.as_of) {
+            reporter.step_progress(step, 85, Some("Reading headlines")).await?;
+            match news.headlines(&spec.symbol).await {
+                Ok(titles) => {
+                    data.headlines =
+                        titles.into_iter().map(|t| Headline { score: lexicon.compound(&t), title: t }).collect();
+                }
+                // Headlines are a bonus: the analysis goes on from prices alone.
+                Err(e) => tracing::warn!(symbol = %spec.symbol, error = %e, "no headlines"),
+            }
+        }
+        Ok(data)
+    }
+
+    /// The S&P 500 over the same window, or its last stretch before the window when the
+    /// series ends earlier (the note on beta then says so); `None` when there is none.
+    async fn benchmark(&self, series: &Series, as_of: NaiveDate) -> Option<Series> {
+        if series.symbol == BENCHMARK {
+            return Some(series.clone());
+        }
+        match self.market.daily(BENCHMARK, Some(as_of), LOOKBACK).await {
+            Ok(s) => Some(s),
+            Err(MarketError::OutOfRange { last, as_of: wanted, .. }) if wanted > last => {
+                self.market.daily(BENCHMARK, Some(last), LOOKBACK).await.ok()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no benchmark data");
+                None
+            }
+        }
+    }
+
+    async fn analyst<R: Reporter>(
+        &self,
+        kind: AnalystKind,
+        data: &MarketSnapshot,
+        model: &dyn Model,
+        reporter: &R,
+    ) -> Result<(AnalystReport, Usage), PipelineError<R::Error>> {
+        let step = kind.step_name();
+        reporter.start_step(step, Some("Waiting for the model")).await?;
+        let progress = StepProgress { reporter, step };
+        let (view, usage) =
+            model.analyst_view(kind, data, &progress).await.map_err(|e| model_failure(step, model.id(), e))?;
+        let report = AnalystReport {
+            analyst: kind,
+            stance: view.stance,
+            confidence: view.confidence,
+            key_figures: key_figures(kind, data),
+            report: view.report,
+        };
+        reporter.complete_step(step, stored(&report, usage), usage).await?;
+        Ok((report, usage))
+    }
+}
+
+/// The figures table of a result.
+fn headline_figures(d: &MarketSnapshot) -> Vec<Figure> {
+    vec![
+        figure("Last close", Some(d.last_close), level),
+        figure("1-day change", d.change_1d, signed_pct),
+        figure("12-month return", d.momentum_12m, signed_pct),
+        figure("52-week high", d.high_52w, level),
+        figure("52-week low", d.low_52w, level),
+        figure("Volatility (1Y)", d.volatility_1y, pct),
+        figure("Max drawdown (1Y)", d.max_drawdown_1y, |v| signed_pct(-v)),
+        figure("RSI(14)", d.rsi14, |v| format!("{v:.1}")),
+        figure("Beta vs S&P 500", d.beta, |v| format!("{v:.2}")),
+    ]
+}

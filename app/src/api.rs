@@ -1,0 +1,211 @@
+//! Server functions and the browser's REST calls.
+//!
+//! Server functions are thin: take the app context and the caller's id, call the same
+//! [`jobs::RunService`] as the REST API, turn its error into the same problem details. The
+//! progress poll goes to the REST endpoint instead, because it speaks HTTP caching (ETag,
+//! `If-None-Match` → 304) and sends a `Retry-After` hint, which server functions cannot.
+
+use std::fmt;
+
+use domain::{AnalystInfo, ModelInfo, Problem, Progress, RunsPage, StartRequest, StartResponse};
+use leptos::prelude::*;
+use leptos::server_fn::codec::JsonEncoding;
+use serde::{Deserialize, Serialize};
+
+/// An error as the UI sees it: a problem details body, from the server or made up locally
+/// when the server could not be reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppError(pub Problem);
+
+impl AppError {
+    pub fn local(title: &str, detail: impl Into<String>) -> Self {
+        AppError(Problem {
+            kind: "/problems/client".into(),
+            title: title.into(),
+            status: 0,
+            detail: detail.into(),
+            errors: vec![],
+        })
+    }
+
+    pub fn status(&self) -> u16 {
+        self.0.status
+    }
+}
+
+impl fmt::Display for AppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.detail)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        let detail = match &value {
+            ServerFnErrorErr::Request(_) => {
+                "The server cannot be reached. Check your connection; we will keep trying.".to_string()
+            }
+            other => other.to_string(),
+        };
+        AppError::local("Connection problem", detail)
+    }
+}
+
+#[cfg(feature = "ssr")]
+pub mod ssr {
+    //! What the server provides to server functions.
+
+    use std::sync::Arc;
+
+    use domain::{ModelInfo, Problem};
+    use jobs::{RunService, ServiceError, UserId};
+    use leptos::prelude::*;
+
+    use super::AppError;
+
+    /// Provided by the server as context for every request.
+    #[derive(Clone)]
+    pub struct AppContext {
+        pub service: Arc<RunService>,
+        /// The model catalog with availability, fixed at start-up (keys come from the environment).
+        pub models: Arc<Vec<ModelInfo>>,
+        /// Symbols the market data can list, for suggestions.
+        pub symbols: Arc<Vec<String>>,
+    }
+
+    pub fn internal(detail: &str) -> AppError {
+        AppError(ServiceError::Internal(detail.to_string()).problem())
+    }
+
+    /// The context and the caller, or an internal error if the server was wired wrongly.
+    pub fn context() -> Result<(AppContext, UserId), AppError> {
+        let ctx = use_context::<AppContext>().ok_or_else(|| internal("no app context"))?;
+        let parts = use_context::<http::request::Parts>().ok_or_else(|| internal("no request parts"))?;
+        let user = parts.extensions.get::<UserId>().cloned().ok_or_else(|| internal("no session"))?;
+        Ok((ctx, user))
+    }
+
+    /// Maps a service error to the same problem the REST API sends, with its status.
+    pub fn fail(e: ServiceError) -> AppError {
+        if let ServiceError::Internal(detail) | ServiceError::Unavailable(detail) = &e {
+            tracing_log(detail);
+        }
+        let problem: Problem = e.problem();
+        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>()
+            && let Ok(status) = http::StatusCode::from_u16(problem.status)
+        {
+            resp.set_status(status);
+        }
+        AppError(problem)
+    }
+
+    fn tracing_log(detail: &str) {
+        leptos::logging::error!("server function failed: {detail}");
+    }
+}
+
+#[server]
+pub async fn start_run(request: StartRequest) -> Result<StartResponse, AppError> {
+    let (ctx, user) = ssr::context()?;
+    let started = ctx.service.start(&user.0, &request, None).await.map_err(ssr::fail)?;
+    Ok(StartResponse { run_id: started.job.run_id, status: started.job.status, message: "Analysis queued".into() })
+}
+
+#[server]
+pub async fn run_progress(run_id: String) -> Result<Progress, AppError> {
+    let (ctx, user) = ssr::context()?;
+    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
+    let (progress, _) = ctx.service.progress(&user.0, id).await.map_err(ssr::fail)?;
+    Ok(progress)
+}
+
+#[server]
+pub async fn cancel_run(run_id: String) -> Result<Progress, AppError> {
+    let (ctx, user) = ssr::context()?;
+    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
+    ctx.service.cancel(&user.0, id).await.map_err(ssr::fail)
+}
+
+#[server]
+pub async fn retry_run(run_id: String) -> Result<StartResponse, AppError> {
+    let (ctx, user) = ssr::context()?;
+    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
+    let started = ctx.service.retry(&user.0, id).await.map_err(ssr::fail)?;
+    Ok(StartResponse { run_id: started.job.run_id, status: started.job.status, message: "Retry queued".into() })
+}
+
+#[server]
+pub async fn list_runs(status: Option<String>, page: u32) -> Result<RunsPage, AppError> {
+    let (ctx, user) = ssr::context()?;
+    let status =
+        match status.as_deref() {
+            None | Some("") | Some("all") => None,
+            Some(s) => Some(s.parse().map_err(|e: String| {
+                ssr::fail(jobs::ServiceError::Invalid(vec![domain::FieldError::new("status", e)]))
+            })?),
+        };
+    ctx.service.list(&user.0, status, page, 20).await.map_err(ssr::fail)
+}
+
+#[server]
+pub async fn list_models() -> Result<Vec<ModelInfo>, AppError> {
+    let (ctx, _) = ssr::context()?;
+    Ok(ctx.models.as_ref().clone())
+}
+
+#[server]
+pub async fn list_analysts() -> Result<Vec<AnalystInfo>, AppError> {
+    Ok(AnalystInfo::all())
+}
+
+#[server]
+pub async fn list_symbols() -> Result<Vec<String>, AppError> {
+    let (ctx, _) = ssr::context()?;
+    Ok(ctx.symbols.as_ref().clone())
+}
+
+/// What one poll of the REST progress endpoint returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Poll {
+    /// A new state, its ETag, and the server's `Retry-After` hint in seconds.
+    Changed(Box<Progress>, Option<String>, Option<u32>),
+    /// 304: nothing moved since the ETag we sent.
+    Unchanged(Option<u32>),
+}
+
+/// `GET /api/trading/progress/:runId`, with `If-None-Match` when we have an ETag.
+#[cfg(feature = "hydrate")]
+pub async fn fetch_progress(run_id: &str, etag: Option<&str>) -> Result<Poll, AppError> {
+    use gloo_net::http::Request;
+    let mut req = Request::get(&format!("/api/trading/progress/{run_id}")).header("accept", "application/json");
+    if let Some(tag) = etag {
+        req = req.header("if-none-match", tag);
+    }
+    let resp = req.send().await.map_err(|_| AppError::local("Connection problem", "The server cannot be reached."))?;
+    let retry_after = resp.headers().get("retry-after").and_then(|v| v.trim().parse::<u32>().ok());
+    match resp.status() {
+        304 => Ok(Poll::Unchanged(retry_after)),
+        200 => {
+            let tag = resp.headers().get("etag");
+            let body: Progress = resp
+                .json()
+                .await
+                .map_err(|e| AppError::local("Unexpected answer", format!("The progress could not be read: {e}")))?;
+            Ok(Poll::Changed(Box::new(body), tag, retry_after))
+        }
+        status => {
+            let problem = resp.json::<Problem>().await.unwrap_or_else(|_| Problem {
+                kind: "/problems/http".into(),
+                title: "Server error".into(),
+                status,
+                detail: format!("The server answered {status}."),
+                errors: vec![],
+            });
+            Err(AppError(problem))
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Pieces of pages.
+
+use domain::{JobStatus, StepStatus};
+use leptos::prelude::*;
+
+use crate::api::AppError;
+
+pub mod chart;
+pub mod progress;
+pub mod result;
+
+/// A run's status as text with a symbol, never colour alone.
+#[component]
+pub fn StatusBadge(status: JobStatus) -> impl IntoView {
+    let icon = match status {
+        JobStatus::Pending => "◷",
+        JobStatus::Running => "▶",
+        JobStatus::Completed => "✓",
+        JobStatus::Failed => "✕",
+        JobStatus::Timeout => "⌛",
+        JobStatus::Cancelled => "■",
+    };
+    view! {
+        <span class=format!("badge status-{}", status.as_str()) data-status=status.as_str()>
+            <span aria-hidden="true">{icon}</span>
+            " "
+            {status.label()}
+        </span>
+    }
+}
+
+pub fn step_icon(status: StepStatus) -> &'static str {
+    match status {
+        StepStatus::Pending => "○",
+        StepStatus::InProgress => "◐",
+        StepStatus::Completed => "●",
+        StepStatus::Failed => "✕",
+        StepStatus::Skipped => "–",
+    }
+}
+
+/// A problem shown to the user: its title, its detail and the fields it names.
+#[component]
+pub fn ErrorPanel(error: AppError) -> impl IntoView {
+    let p = error.0;
+    view! {
+        <div class="error-panel" role="alert">
+            <strong>{p.title}</strong>
+            <p>{p.detail}</p>
+            {(!p.errors.is_empty())
+                .then(|| {
+                    view! {
+                        <ul>
+                            {p.errors.into_iter().map(|e| view! { <li><code>{e.field}</code>": "{e.message}</li> }).collect_view()}
+                        </ul>
+                    }
+                })}
+        </div>
+    }
+}

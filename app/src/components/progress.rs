@@ -1,0 +1,130 @@
+//! The live view of a run: overall bar, current step, times, and each step.
+
+use chrono::{DateTime, Utc};
+use domain::{JobStatus, Progress, StepStatus};
+use leptos::prelude::*;
+
+use super::{StatusBadge, step_icon};
+use crate::format::{ago, duration_ms, estimate};
+use crate::poll::Connection;
+
+#[component]
+pub fn ProgressView(
+    progress: RwSignal<Progress>,
+    connection: RwSignal<Connection>,
+    /// The current time, ticking while the run is active.
+    now: RwSignal<DateTime<Utc>>,
+    /// When the browser last heard from the server.
+    last_seen: RwSignal<DateTime<Utc>>,
+) -> impl IntoView {
+    let percent = move || progress.read().progress;
+    let status = move || progress.read().status;
+    let active = move || !status().is_terminal();
+    let elapsed = move || {
+        let p = progress.read();
+        p.started_at.map(|s| match p.completed_at {
+            Some(end) => (end - s).num_milliseconds().max(0) as u64,
+            None => (now.get() - s).num_milliseconds().max(0) as u64,
+        })
+    };
+    view! {
+        <section class="progress-card" aria-labelledby="progress-heading" data-status=move || status().as_str()>
+            <div class="progress-head">
+                <h2 id="progress-heading">"Progress"</h2>
+                {move || view! { <StatusBadge status=status()/> }}
+            </div>
+            <div
+                class="bar"
+                role="progressbar"
+                aria-label="Analysis progress"
+                aria-valuemin="0"
+                aria-valuemax="100"
+                aria-valuenow=move || percent().to_string()
+                aria-valuetext=move || format!("{}% — {}", percent(), progress.read().current_step.clone().unwrap_or_default())
+            >
+                <div class="bar-fill" style=move || format!("width: {}%", percent())></div>
+            </div>
+            <dl class="progress-facts">
+                <div>
+                    <dt>"Done"</dt>
+                    <dd class="percent" data-testid="percent">{move || format!("{}%", percent())}</dd>
+                </div>
+                <div>
+                    <dt>"Current step"</dt>
+                    <dd data-testid="current-step">
+                        {move || match status() {
+                            JobStatus::Pending => "Waiting for a worker".to_string(),
+                            s if s.is_terminal() => "—".to_string(),
+                            _ => progress.read().current_step.clone().unwrap_or_else(|| "—".into()),
+                        }}
+                    </dd>
+                </div>
+                <div>
+                    <dt>"Elapsed"</dt>
+                    <dd>{move || elapsed().map(duration_ms).unwrap_or_else(|| "—".into())}</dd>
+                </div>
+                <div>
+                    <dt>{move || if active() { "Remaining" } else { "Duration" }}</dt>
+                    <dd data-testid="eta">
+                        {move || {
+                            let p = progress.read();
+                            if active() {
+                                p.estimated_time_remaining.map(estimate).unwrap_or_else(|| "—".into())
+                            } else {
+                                p.duration.map(duration_ms).unwrap_or_else(|| "—".into())
+                            }
+                        }}
+                    </dd>
+                </div>
+            </dl>
+            <p class="freshness" aria-live="polite">
+                {move || {
+                    let c = connection.get();
+                    match (c.error, active()) {
+                        (Some(e), true) => view! {
+                            <span class="reconnecting" data-testid="reconnecting">
+                                "Reconnecting… " {e.0.detail} {c.retry_in_ms.map(|ms| format!(" Next try in {} s.", ms / 1000))}
+                            </span>
+                        }.into_any(),
+                        (Some(e), false) => view! { <span class="reconnecting">{e.0.detail}</span> }.into_any(),
+                        (None, true) => view! {
+                            <span>
+                                "Last change " {ago(progress.read().updated_at, now.get())}
+                                " · checked " {ago(last_seen.get(), now.get())}
+                            </span>
+                        }.into_any(),
+                        (None, false) => view! { <span>"Finished " {ago(progress.read().completed_at.unwrap_or(progress.read().updated_at), now.get())}</span> }.into_any(),
+                    }
+                }}
+            </p>
+            <ol class="steps">
+                {move || {
+                    progress
+                        .read()
+                        .steps
+                        .iter()
+                        .map(|s| {
+                            let status = s.status;
+                            let detail = match status {
+                                StepStatus::InProgress => format!("{}%{}", s.progress, s.detail.as_ref().map(|d| format!(" · {d}")).unwrap_or_default()),
+                                StepStatus::Completed => s.duration_ms.map(duration_ms).unwrap_or_default(),
+                                _ => String::new(),
+                            };
+                            view! {
+                                <li class=format!("step step-{}", status.as_str()) data-step=s.name.clone() data-status=status.as_str()>
+                                    <span class="step-icon" aria-hidden="true">{step_icon(status)}</span>
+                                    <span class="step-name">{s.name.clone()}</span>
+                                    <span class="step-status">{status.label()}</span>
+                                    <span class="step-detail">{detail}</span>
+                                    {(status == StepStatus::InProgress).then(|| view! {
+                                        <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>
+                                    })}
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ol>
+        </section>
+    }
+}

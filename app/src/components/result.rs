@@ -1,0 +1,91 @@
+//! The final assessment: rating, confidence, summary, risks, chart, figures and one card per
+//! analyst with its report.
+
+use domain::{AnalysisResult, Progress, Rating, Stance};
+use leptos::prelude::*;
+
+use super::chart::PriceChart;
+use crate::format::{duration_ms, percent};
+use crate::markdown::Markdown;
+
+fn rating_class(r: Rating) -> &'static str {
+    match r {
+        Rating::Buy => "rating-buy",
+        Rating::Overweight => "rating-overweight",
+        Rating::Hold => "rating-hold",
+        Rating::Underweight => "rating-underweight",
+        Rating::Sell => "rating-sell",
+    }
+}
+
+fn stance_icon(s: Stance) -> &'static str {
+    match s {
+        Stance::Bullish => "▲",
+        Stance::Neutral => "◆",
+        Stance::Bearish => "▼",
+    }
+}
+
+#[component]
+pub fn ResultView(result: AnalysisResult, progress: Progress) -> impl IntoView {
+    let r = result;
+    view! {
+        <section class="result" aria-labelledby="result-heading" data-testid="result">
+            <div class="result-head">
+                <h2 id="result-heading">"Final assessment"</h2>
+                <p class=format!("rating {}", rating_class(r.rating)) data-testid="rating">
+                    <span class="rating-label">"Rating"</span>
+                    <span class="rating-value">{r.rating.as_str()}</span>
+                </p>
+                <p class="confidence">"Confidence " <strong>{percent(r.confidence)}</strong></p>
+            </div>
+            <p class="summary" data-testid="summary">{r.summary.clone()}</p>
+            <div class="result-grid">
+                <div>
+                    <h3>"Key risks"</h3>
+                    <ul class="risks">{r.key_risks.iter().map(|k| view! { <li>{k.clone()}</li> }).collect_view()}</ul>
+                </div>
+                <div>
+                    <h3>"Figures as of " {r.as_of.to_string()}</h3>
+                    <table class="figures">
+                        <tbody>
+                            {r.figures.iter().map(|f| view! { <tr><th scope="row">{f.label.clone()}</th><td>{f.display.clone()}</td></tr> }).collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            </div>
+            <PriceChart symbol=r.symbol.clone() points=r.chart.clone()/>
+            <h3>"Analysts"</h3>
+            <div class="analyst-cards">
+                {r.reports
+                    .iter()
+                    .map(|a| {
+                        view! {
+                            <article class="analyst-card" data-analyst=a.analyst.id()>
+                                <header>
+                                    <h4>{a.analyst.step_name()}</h4>
+                                    <span class=format!("stance stance-{}", a.stance.as_str())>
+                                        <span aria-hidden="true">{stance_icon(a.stance)}</span>
+                                        " " {a.stance.as_str()} " · " {percent(a.confidence)}
+                                    </span>
+                                </header>
+                                <dl class="key-figures">
+                                    {a.key_figures.iter().map(|f| view! { <div><dt>{f.label.clone()}</dt><dd>{f.display.clone()}</dd></div> }).collect_view()}
+                                </dl>
+                                <Markdown source=a.report.clone()/>
+                            </article>
+                        }
+                    })
+                    .collect_view()}
+            </div>
+            <p class="run-meta muted">
+                "Model " <code>{r.model_id.clone()}</code>
+                {r.rule_based.then_some(" (rule-based)")}
+                " · " {progress.duration.map(duration_ms).unwrap_or_default()}
+                " · " {r.llm_calls} " model calls"
+                " · " {r.tokens.total()} " tokens"
+                " · data " {r.as_of.to_string()}
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,79 @@
+//! Durations, percentages and times, written for people.
+
+use chrono::{DateTime, Utc};
+
+/// `42 s`, `3 min 05 s`, `1 h 02 min`.
+pub fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    if ms < 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// `about 40 s`, `about 3 min`: estimates are not precise, and should not look precise.
+pub fn estimate(seconds: u64) -> String {
+    if seconds < 60 { format!("about {} s", seconds.max(1)) } else { format!("about {} min", (seconds + 30) / 60) }
+}
+
+/// `just now`, `12 s ago`, `3 min ago`, `2 h ago`, else the date.
+pub fn ago(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let s = (now - then).num_seconds().max(0);
+    if s < 2 {
+        "just now".into()
+    } else if s < 60 {
+        format!("{s} s ago")
+    } else if s < 3600 {
+        format!("{} min ago", s / 60)
+    } else if s < 86_400 {
+        format!("{} h ago", s / 3600)
+    } else {
+        then.format("%Y-%m-%d").to_string()
+    }
+}
+
+/// `2026-11-28 23:51 UTC`.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+pub fn percent(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+/// The current time: the browser's clock in the browser, the server's on the server.
+pub fn now() -> DateTime<Utc> {
+    #[cfg(feature = "hydrate")]
+    {
+        DateTime::from_timestamp_millis(js_sys::Date::now() as i64).unwrap_or_default()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        Utc::now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_forms() {
+        assert_eq!(duration_ms(420), "0.4 s");
+        assert_eq!(duration_ms(42_000), "42 s");
+        assert_eq!(duration_ms(185_000), "3 min 05 s");
+        assert_eq!(duration_ms(3_720_000), "1 h 02 min");
+        assert_eq!(estimate(0), "about 1 s");
+        assert_eq!(estimate(200), "about 3 min");
+        assert_eq!(estimate(230), "about 4 min");
+        let t = Utc::now();
+        assert_eq!(ago(t, t), "just now");
+        assert_eq!(ago(t - chrono::Duration::seconds(75), t), "1 min ago");
+        assert_eq!(percent(0.724), "72%");
+    }
+}

@@ -1,0 +1,259 @@
+//! A small Markdown reader for model reports: paragraphs, headings, lists, emphasis, code.
+//!
+//! Reports come from language models and are untrusted. They are parsed into blocks and
+//! rendered as Leptos views whose text is always set as text: an `<img onerror>` or a
+//! `<script>` in a report shows up as those characters, never as markup. Links show their text
+//! and address as text; nothing from a model becomes a clickable URL.
+
+use leptos::prelude::*;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inline {
+    Text(String),
+    Strong(Vec<Inline>),
+    Em(Vec<Inline>),
+    Code(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    Heading(u8, Vec<Inline>),
+    Paragraph(Vec<Inline>),
+    List { ordered: bool, items: Vec<Vec<Inline>> },
+    Code(String),
+    Rule,
+}
+
+fn list_item(line: &str) -> Option<(bool, &str)> {
+    let t = line.trim_start();
+    for marker in ["- ", "* ", "+ "] {
+        if let Some(rest) = t.strip_prefix(marker) {
+            return Some((false, rest));
+        }
+    }
+    let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+    if digits > 0
+        && digits < 4
+        && let Some(rest) = t[digits..].strip_prefix(". ").or_else(|| t[digits..].strip_prefix(") "))
+    {
+        return Some((true, rest));
+    }
+    None
+}
+
+fn heading(line: &str) -> Option<(u8, &str)> {
+    let t = line.trim_start();
+    let level = t.chars().take_while(|c| *c == '#').count();
+    if (1..=6).contains(&level) {
+        t[level..].strip_prefix(' ').map(|rest| (level as u8, rest.trim_end_matches('#').trim()))
+    } else {
+        None
+    }
+}
+
+pub fn parse(md: &str) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    let mut para: Vec<&str> = Vec::new();
+    let mut list: Option<(bool, Vec<Vec<Inline>>)> = None;
+    let mut lines = md.lines().peekable();
+
+    fn flush(blocks: &mut Vec<Block>, para: &mut Vec<&str>, list: &mut Option<(bool, Vec<Vec<Inline>>)>) {
+        if !para.is_empty() {
+            blocks.push(Block::Paragraph(inline(&para.join(" "))));
+            para.clear();
+        }
+        if let Some((ordered, items)) = list.take() {
+            blocks.push(Block::List { ordered, items });
+        }
+    }
+
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            flush(&mut blocks, &mut para, &mut list);
+            let mut code = Vec::new();
+            for l in lines.by_ref() {
+                if l.trim().starts_with("```") {
+                    break;
+                }
+                code.push(l);
+            }
+            blocks.push(Block::Code(code.join("\n")));
+        } else if trimmed.is_empty() {
+            flush(&mut blocks, &mut para, &mut list);
+        } else if matches!(trimmed, "---" | "***" | "___") {
+            flush(&mut blocks, &mut para, &mut list);
+            blocks.push(Block::Rule);
+        } else if let Some((level, text)) = heading(line) {
+            flush(&mut blocks, &mut para, &mut list);
+            blocks.push(Block::Heading(level, inline(text)));
+        } else if let Some((ordered, text)) = list_item(line) {
+            if !para.is_empty() || list.as_ref().is_some_and(|(o, _)| *o != ordered) {
+                flush(&mut blocks, &mut para, &mut list);
+            }
+            list.get_or_insert_with(|| (ordered, Vec::new())).1.push(inline(text));
+        } else if let Some((_, items)) = list.as_mut().filter(|_| line.starts_with("  ")) {
+            // A continuation line of the last item.
+            if let Some(last) = items.last_mut() {
+                last.push(Inline::Text(" ".into()));
+                last.extend(inline(trimmed));
+            }
+        } else {
+            if list.is_some() {
+                flush(&mut blocks, &mut para, &mut list);
+            }
+            para.push(trimmed);
+        }
+    }
+    flush(&mut blocks, &mut para, &mut list);
+    blocks
+}
+
+/// Parses emphasis, strong emphasis, code spans and links within one block of text.
+pub fn inline(text: &str) -> Vec<Inline> {
+    let mut out = Vec::new();
+    let mut plain = String::new();
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let push_plain = |out: &mut Vec<Inline>, plain: &mut String| {
+        if !plain.is_empty() {
+            out.push(Inline::Text(std::mem::take(plain)));
+        }
+    };
+    let find = |from: usize, pat: &[char]| -> Option<usize> {
+        (from..chars.len().saturating_sub(pat.len() - 1)).find(|&j| chars[j..j + pat.len()] == *pat)
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '`' {
+            if let Some(end) = find(i + 1, &['`']) {
+                push_plain(&mut out, &mut plain);
+                out.push(Inline::Code(chars[i + 1..end].iter().collect()));
+                i = end + 1;
+                continue;
+            }
+        } else if (c == '*' || c == '_') && chars.get(i + 1) == Some(&c) {
+            if let Some(end) = find(i + 2, &[c, c]).filter(|e| *e > i + 2) {
+                push_plain(&mut out, &mut plain);
+                out.push(Inline::Strong(inline(&chars[i + 2..end].iter().collect::<String>())));
+                i = end + 2;
+                continue;
+            }
+        } else if (c == '*' || c == '_')
+            && chars.get(i + 1).is_some_and(|n| !n.is_whitespace())
+            && (c == '*' || i == 0 || !chars[i - 1].is_alphanumeric())
+        {
+            if let Some(end) = find(i + 1, &[c]).filter(|e| *e > i + 1 && !chars[*e - 1].is_whitespace()) {
+                push_plain(&mut out, &mut plain);
+                out.push(Inline::Em(inline(&chars[i + 1..end].iter().collect::<String>())));
+                i = end + 1;
+                continue;
+            }
+        } else if c == '[' {
+            // [text](url) → "text (url)", as text.
+            if let Some(close) = find(i + 1, &[']'])
+                && chars.get(close + 1) == Some(&'(')
+                && let Some(end) = find(close + 2, &[')'])
+            {
+                let label: String = chars[i + 1..close].iter().collect();
+                let url: String = chars[close + 2..end].iter().collect();
+                plain.push_str(&format!("{label} ({url})"));
+                i = end + 1;
+                continue;
+            }
+        }
+        plain.push(c);
+        i += 1;
+    }
+    push_plain(&mut out, &mut plain);
+    out
+}
+
+fn render_inline(nodes: Vec<Inline>) -> AnyView {
+    nodes
+        .into_iter()
+        .map(|n| match n {
+            Inline::Text(t) => t.into_any(),
+            Inline::Strong(c) => view! { <strong>{render_inline(c)}</strong> }.into_any(),
+            Inline::Em(c) => view! { <em>{render_inline(c)}</em> }.into_any(),
+            Inline::Code(t) => view! { <code>{t}</code> }.into_any(),
+        })
+        .collect_view()
+        .into_any()
+}
+
+/// Renders untrusted Markdown as views.
+#[component]
+pub fn Markdown(#[prop(into)] source: String) -> impl IntoView {
+    let blocks = parse(&source);
+    view! {
+        <div class="markdown">
+            {blocks
+                .into_iter()
+                .map(|b| match b {
+                    Block::Heading(level, c) => match level {
+                        1 | 2 => view! { <h4>{render_inline(c)}</h4> }.into_any(),
+                        _ => view! { <h5>{render_inline(c)}</h5> }.into_any(),
+                    },
+                    Block::Paragraph(c) => view! { <p>{render_inline(c)}</p> }.into_any(),
+                    Block::List { ordered: false, items } => {
+                        view! { <ul>{items.into_iter().map(|i| view! { <li>{render_inline(i)}</li> }).collect_view()}</ul> }.into_any()
+                    }
+                    Block::List { ordered: true, items } => {
+                        view! { <ol>{items.into_iter().map(|i| view! { <li>{render_inline(i)}</li> }).collect_view()}</ol> }.into_any()
+                    }
+                    Block::Code(t) => view! { <pre><code>{t}</code></pre> }.into_any(),
+                    Block::Rule => view! { <hr/> }.into_any(),
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Inline {
+        Inline::Text(s.into())
+    }
+
+    #[test]
+    fn blocks_are_recognised() {
+        let md = "## Trend\n\nUp **strongly** since\nMay.\n\n- one\n- two\n  continued\n\n1. first\n2. second\n\n```\nraw *x*\n```\n---";
+        let b = parse(md);
+        assert_eq!(b[0], Block::Heading(2, vec![text("Trend")]));
+        assert_eq!(
+            b[1],
+            Block::Paragraph(vec![text("Up "), Inline::Strong(vec![text("strongly")]), text(" since May.")])
+        );
+        assert_eq!(
+            b[2],
+            Block::List {
+                ordered: false,
+                items: vec![vec![text("one")], vec![text("two"), text(" "), text("continued")]]
+            }
+        );
+        assert_eq!(b[3], Block::List { ordered: true, items: vec![vec![text("first")], vec![text("second")]] });
+        assert_eq!(b[4], Block::Code("raw *x*".into()));
+        assert_eq!(b[5], Block::Rule);
+    }
+
+    #[test]
+    fn inline_markup_and_what_is_left_alone() {
+        assert_eq!(
+            inline("a *b* `c`"),
+            vec![text("a "), Inline::Em(vec![text("b")]), text(" "), Inline::Code("c".into())]
+        );
+        assert_eq!(inline("snake_case_name"), vec![text("snake_case_name")]);
+        assert_eq!(inline("2 * 3 * 4"), vec![text("2 * 3 * 4")]);
+        assert_eq!(inline("unclosed **bold"), vec![text("unclosed **bold")]);
+        assert_eq!(inline("see [docs](https://x.y)"), vec![text("see docs (https://x.y)")]);
+    }
+
+    #[test]
+    fn html_stays_text() {
+        let b = parse("<script>alert(1)</script> and <img src=x onerror=alert(2)>");
+        assert_eq!(b, vec![Block::Paragraph(vec![text("<script>alert(1)</script> and <img src=x onerror=alert(2)>")])]);
+    }
+}

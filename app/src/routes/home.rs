@@ -1,0 +1,238 @@
+//! `/`: start a new analysis, and see your recent runs.
+
+use domain::{AnalystKind, StartRequest, Symbol};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+
+use crate::api::{StartRun, list_analysts, list_models, list_runs, list_symbols};
+use crate::components::{ErrorPanel, StatusBadge};
+use crate::format::{ago, now};
+
+#[component]
+pub fn HomePage() -> impl IntoView {
+    view! {
+        <Title text="New analysis"/>
+        <RunForm/>
+        <RecentRuns/>
+    }
+}
+
+#[component]
+fn RunForm() -> impl IntoView {
+    let symbol = RwSignal::new("AAPL".to_string());
+    let model = RwSignal::new(String::new());
+    let chosen = RwSignal::new(AnalystKind::ALL.to_vec());
+    let as_of = RwSignal::new(String::new());
+    let symbol_error = Signal::derive(move || symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)));
+
+    let start = ServerAction::<StartRun>::new();
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(started)) = start.value().get() {
+            navigate(&format!("/runs/{}", started.run_id), Default::default());
+        }
+    });
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if symbol_error.get_untracked().is_some() || chosen.with_untracked(|c| c.is_empty()) {
+            return;
+        }
+        let model_id = model.get_untracked();
+        let request = StartRequest {
+            symbol: Some(symbol.get_untracked()),
+            model_id: (!model_id.is_empty()).then_some(model_id),
+            analysts: Some(chosen.get_untracked().iter().map(|a| a.id().to_string()).collect()),
+            as_of: Some(as_of.get_untracked()).filter(|d| !d.is_empty()),
+        };
+        start.dispatch(StartRun { request });
+    };
+
+    view! {
+        <section class="card">
+            <h1>"New analysis"</h1>
+            <p class="lead">
+                "Pick a stock and the analysts to ask. Data is collected, the analysts work in parallel, "
+                "and a final assessment weighs their views. You can leave the page: the run goes on."
+            </p>
+            <form class="run-form" on:submit=submit novalidate>
+                <SymbolField symbol error=symbol_error/>
+                <ModelField model/>
+                <AnalystsField chosen/>
+                <AsOfField as_of/>
+                <button type="submit" class="primary" disabled=move || start.pending().get()>
+                    {move || if start.pending().get() { "Starting…" } else { "Run analysis" }}
+                </button>
+                {move || start.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>) -> impl IntoView {
+    let symbols = Resource::new(|| (), |_| list_symbols());
+    view! {
+        <div class="field">
+            <label for="symbol">"Symbol"</label>
+            <input
+                id="symbol"
+                name="symbol"
+                list="symbols"
+                autocomplete="off"
+                spellcheck="false"
+                required
+                prop:value=move || symbol.get()
+                on:input=move |ev| symbol.set(event_target_value(&ev).to_uppercase())
+                aria-invalid=move || error.get().is_some().to_string()
+                aria-describedby="symbol-help"
+            />
+            <datalist id="symbols">
+                <Suspense>
+                    {move || Suspend::new(async move {
+                        symbols.await.unwrap_or_default().into_iter().map(|s| view! { <option value=s></option> }).collect_view()
+                    })}
+                </Suspense>
+            </datalist>
+            <p id="symbol-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
+                {move || error.get().unwrap_or_else(|| "A ticker from the bundled data, e.g. AAPL, MSFT, NVDA.".into())}
+            </p>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn ModelField(model: RwSignal<String>) -> impl IntoView {
+    let models = Resource::new(|| (), |_| list_models());
+    view! {
+        <div class="field">
+            <label for="model">"Model"</label>
+            <select id="model" name="model" on:change=move |ev| model.set(event_target_value(&ev))>
+                <Suspense fallback=|| view! { <option>"Loading…"</option> }>
+                    {move || Suspend::new(async move {
+                        models
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|m| {
+                                let label = match &m.reason {
+                                    Some(r) => format!("{} — unavailable: {r}", m.label),
+                                    None => m.label.clone(),
+                                };
+                                view! { <option value=m.id.clone() disabled=!m.available selected=m.default>{label}</option> }
+                            })
+                            .collect_view()
+                    })}
+                </Suspense>
+            </select>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn AnalystsField(chosen: RwSignal<Vec<AnalystKind>>) -> impl IntoView {
+    let analysts = Resource::new(|| (), |_| list_analysts());
+    view! {
+        <fieldset class="field analysts">
+            <legend>"Analysts"</legend>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    analysts
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| view! { <AnalystChoice kind=a.id name=a.name description=a.description chosen/> })
+                        .collect_view()
+                })}
+            </Suspense>
+            {move || chosen.with(|c| c.is_empty()).then(|| view! { <p class="help error">"Choose at least one analyst."</p> })}
+        </fieldset>
+    }
+    .into_any()
+}
+
+#[component]
+fn AnalystChoice(
+    kind: AnalystKind,
+    name: String,
+    description: String,
+    chosen: RwSignal<Vec<AnalystKind>>,
+) -> impl IntoView {
+    let id = format!("analyst-{}", kind.id());
+    let for_id = id.clone();
+    view! {
+        <label class="check" for=for_id>
+            <input
+                type="checkbox"
+                id=id
+                name="analysts"
+                value=kind.id()
+                prop:checked=move || chosen.with(|c| c.contains(&kind))
+                on:change=move |ev| {
+                    let on = event_target_checked(&ev);
+                    chosen.update(|c| {
+                        c.retain(|k| *k != kind);
+                        if on {
+                            c.push(kind);
+                            c.sort();
+                        }
+                    });
+                }
+            />
+            <span><strong>{name}</strong><br/><span class="muted">{description}</span></span>
+        </label>
+    }
+    .into_any()
+}
+
+#[component]
+fn AsOfField(as_of: RwSignal<String>) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label for="as-of">"As of " <span class="muted">"(optional)"</span></label>
+            <input id="as-of" name="asOf" type="date" min="2000-01-01" max="2023-09-21"
+                prop:value=move || as_of.get()
+                on:input=move |ev| as_of.set(event_target_value(&ev))/>
+            <p class="help">"Analyse as if it were this day. Empty: the last day in the data."</p>
+        </div>
+    }
+    .into_any()
+}
+
+#[component]
+fn RecentRuns() -> impl IntoView {
+    let recent = Resource::new(|| (), |_| list_runs(None, 1));
+    view! {
+        <section class="card">
+            <h2>"Your recent runs"</h2>
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match recent.await {
+                        Ok(page) if page.runs.is_empty() => view! { <p class="muted">"No runs yet."</p> }.into_any(),
+                        Ok(page) => {
+                            let t = now();
+                            view! {
+                                <ul class="recent">
+                                    {page.runs.into_iter().take(5).map(|r| view! {
+                                        <li>
+                                            <A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A>
+                                            " " <StatusBadge status=r.status/>
+                                            " " {r.rating.map(|x| x.as_str())}
+                                            " " <span class="muted">{ago(r.created_at, t)}</span>
+                                        </li>
+                                    }).collect_view()}
+                                </ul>
+                                <p><A href="/runs">"All runs"</A></p>
+                            }.into_any()
+                        }
+                        Err(e) => view! { <ErrorPanel error=e/> }.into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+    .into_any()
+}

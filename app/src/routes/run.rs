@@ -1,0 +1,143 @@
+//! `/runs/:id`: a run's progress, then its result. Reloads and second tabs pick it up from the
+//! URL; the page polls while the run is active.
+
+use domain::{JobStatus, Progress};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+use crate::api::{CancelRun, RetryRun, run_progress};
+use crate::components::ErrorPanel;
+use crate::components::progress::ProgressView;
+use crate::components::result::ResultView;
+use crate::format::now;
+use crate::poll::{self, Connection};
+
+#[component]
+pub fn RunPage() -> impl IntoView {
+    let params = use_params_map();
+    let run_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let initial = Resource::new(move || run_id.get(), run_progress);
+    view! {
+        <Title text="Analysis"/>
+        <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
+            {move || Suspend::new(async move {
+                match initial.await {
+                    Ok(p) => view! { <RunView initial=p/> }.into_any(),
+                    Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn RunView(initial: Progress) -> impl IntoView {
+    let run_id = initial.run_id.to_string();
+    let progress = RwSignal::new(initial);
+    let connection = RwSignal::new(Connection::default());
+    let clock = RwSignal::new(now());
+    let last_seen = RwSignal::new(now());
+    poll::start(run_id.clone(), progress, connection, last_seen);
+    tick(clock, progress);
+
+    let cancel = ServerAction::<CancelRun>::new();
+    let retry = ServerAction::<RetryRun>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(p)) = cancel.value().get() {
+            progress.set(p);
+        }
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(started)) = retry.value().get() {
+            navigate(&format!("/runs/{}", started.run_id), Default::default());
+        }
+    });
+
+    let status = move || progress.read().status;
+    let (id_cancel, id_retry) = (run_id.clone(), run_id.clone());
+    view! {
+        <section class="card run-header">
+            <h1>
+                {move || progress.read().symbol.to_string()}
+                <span class="muted">" · " {move || progress.read().model_id.to_string()}</span>
+            </h1>
+            <p class="muted">
+                {move || {
+                    let p = progress.read();
+                    let analysts: Vec<&str> = p.analysts.iter().map(|a| a.step_name()).collect();
+                    format!(
+                        "{} · as of {}{}",
+                        analysts.join(", "),
+                        p.as_of.map(|d| d.to_string()).unwrap_or_else(|| "the latest data".into()),
+                        p.retry_of.map(|r| format!(" · retry of {}", &r.to_string()[..8])).unwrap_or_default()
+                    )
+                }}
+            </p>
+            <div class="actions">
+                {move || (!status().is_terminal()).then(|| {
+                    let id = id_cancel.clone();
+                    view! {
+                        <button class="secondary" on:click=move |_| { cancel.dispatch(CancelRun { run_id: id.clone() }); }
+                            disabled=move || cancel.pending().get() || progress.read().cancel_requested>
+                            {move || if progress.read().cancel_requested { "Cancelling…" } else { "Cancel" }}
+                        </button>
+                    }
+                })}
+                {move || status().is_retryable().then(|| {
+                    let id = id_retry.clone();
+                    view! {
+                        <button class="primary" on:click=move |_| { retry.dispatch(RetryRun { run_id: id.clone() }); }
+                            disabled=move || retry.pending().get()>
+                            "Retry"
+                        </button>
+                    }
+                })}
+            </div>
+            {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
+            {move || retry.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
+        </section>
+        <ProgressView progress connection now=clock last_seen/>
+        {move || {
+            let p = progress.get();
+            match (p.status, p.error.clone()) {
+                (JobStatus::Failed | JobStatus::Timeout, Some(error)) => view! {
+                    <section class="card error-panel" role="alert" data-testid="run-error">
+                        <h2>{if p.status == JobStatus::Timeout { "The analysis timed out" } else { "The analysis failed" }}</h2>
+                        <p>{error}</p>
+                        <p class="muted">"Retry starts a new run with the same settings; finished work is not lost from history."</p>
+                    </section>
+                }.into_any(),
+                (JobStatus::Cancelled, _) => view! {
+                    <section class="card" data-testid="run-cancelled"><h2>"Cancelled"</h2><p>"This analysis was cancelled."</p></section>
+                }.into_any(),
+                _ => match p.result.clone() {
+                    Some(result) => view! { <ResultView result progress=p/> }.into_any(),
+                    None => ().into_any(),
+                },
+            }
+        }}
+    }
+}
+
+/// Moves `clock` every second while the run is active, so times on the page stay true.
+fn tick(clock: RwSignal<chrono::DateTime<chrono::Utc>>, progress: RwSignal<Progress>) {
+    #[cfg(feature = "hydrate")]
+    {
+        let interval = gloo_timers::callback::Interval::new(1_000, move || {
+            if !progress.get_untracked().status.is_terminal() {
+                clock.set(now());
+            }
+        });
+        let handle = StoredValue::new_local(Some(interval));
+        on_cleanup(move || {
+            // Dropping the interval clears it.
+            let _ = handle.try_update_value(|i| i.take());
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = (clock, progress);
+    }
+}

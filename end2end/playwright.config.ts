@@ -1,0 +1,63 @@
+import { defineConfig, devices } from '@playwright/test';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// One server for the whole run, from the release build (`cargo leptos build --release`), on a
+// port of its own, with a fresh SQLite database and the offline model slowed down so that
+// progress can be watched.
+const PORT = Number(process.env.E2E_PORT ?? 3100);
+const DB = path.join(os.tmpdir(), `trading-agents-e2e-${Date.now()}.db`);
+
+export default defineConfig({
+  testDir: './tests',
+  timeout: 90_000,
+  expect: { timeout: 20_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  outputDir: './test-results',
+  reporter: [['list']],
+  use: {
+    baseURL: `http://127.0.0.1:${PORT}`,
+    trace: 'retain-on-failure',
+    screenshot: 'only-on-failure',
+  },
+  projects: [
+    {
+      name: 'chromium',
+      use: {
+        ...devices['Desktop Chrome'],
+        launchOptions: {
+          executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+          args: [
+            '--no-sandbox',
+            '--headless',
+            '--disable-gpu',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--disable-sync',
+            '--no-first-run',
+            '--disable-quic',
+          ],
+        },
+      },
+    },
+  ],
+  webServer: {
+    command: 'target/release/server serve',
+    cwd: '..',
+    url: `http://127.0.0.1:${PORT}/readyz`,
+    timeout: 60_000,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: {
+      LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
+      LEPTOS_SITE_ROOT: 'target/site',
+      DATABASE_URL: `sqlite://${DB}`,
+      SIMULATED_LATENCY_MS: '3000',
+      MAX_ACTIVE_JOBS_PER_USER: '3',
+      RUST_LOG: 'warn',
+    },
+  },
+});

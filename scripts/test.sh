@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of Trading Agents: Rust unit and integration tests (real SQLite, real
+# PostgreSQL on 127.0.0.1:5432, local fake providers), then the release build in Debian's
+# Chromium with Playwright. Installs what it needs on the first run.
+
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+install_rust_tools
+install_node_packages
+install_chromium
+ensure_postgres
+
+step "Rust tests (unit, conformance on SQLite and PostgreSQL, API, faults)"
+cargo test --workspace --exclude frontend --no-fail-fast
+
+step "Release build of the site"
+cargo leptos build --release
+
+step "Browser tests (Playwright, Debian's Chromium)"
+(cd end2end && npx playwright test)
+
+step "All tests passed"

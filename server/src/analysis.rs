@@ -1,0 +1,110 @@
+//! Where the job engine meets the analysis: the pipeline as a [`jobs::Analysis`], the
+//! engine's [`JobContext`] as the pipeline's [`Reporter`], and request checks that need the
+//! market data and the model catalog.
+
+use std::sync::Arc;
+
+use agents::market::{MarketData, MarketError};
+use agents::model::{ModelError, Models, Usage};
+use agents::{Pipeline, PipelineError, Reporter, RunSpec};
+use async_trait::async_trait;
+use domain::{AnalysisResult, FieldError, ValidStart};
+use jobs::{Analysis, AnalysisError, JobContext, RequestChecker, StepUsage};
+use serde_json::Value;
+
+pub struct TradingAnalysis {
+    pipeline: Arc<Pipeline>,
+}
+
+impl TradingAnalysis {
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self { pipeline }
+    }
+}
+
+#[async_trait]
+impl Analysis for TradingAnalysis {
+    async fn run(&self, ctx: JobContext) -> Result<AnalysisResult, AnalysisError> {
+        let spec = ctx.spec();
+        let run = RunSpec {
+            symbol: spec.symbol.clone(),
+            model_id: spec.model_id.clone(),
+            analysts: spec.analysts.clone(),
+            as_of: spec.as_of,
+        };
+        let reporter = JobReporter(ctx.clone());
+        self.pipeline.run(&run, &reporter).await.map_err(|e| match e {
+            PipelineError::Failed { step, message } => AnalysisError::Failed { step, message },
+            PipelineError::Reporter(e) => e,
+        })
+    }
+}
+
+struct JobReporter(JobContext);
+
+#[async_trait]
+impl Reporter for JobReporter {
+    type Error = AnalysisError;
+
+    fn checkpoint(&self, step: &str) -> Option<Value> {
+        self.0.checkpoint(step).cloned()
+    }
+
+    async fn start_step(&self, step: &str, detail: Option<&str>) -> Result<(), AnalysisError> {
+        self.0.start_step(step, detail).await
+    }
+
+    async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), AnalysisError> {
+        self.0.step_progress(step, percent, detail).await
+    }
+
+    async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), AnalysisError> {
+        self.0.complete_step(step, output, StepUsage { llm_calls: usage.calls, tokens: usage.tokens }).await
+    }
+}
+
+/// Checks a start request against the market data and the model catalog, so that what can be
+/// known up front is a 400 naming the field, not a failed run a minute later.
+pub struct Checker {
+    pub market: Arc<dyn MarketData>,
+    pub models: Arc<Models>,
+}
+
+#[async_trait]
+impl RequestChecker for Checker {
+    async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if let Err(e) = self.models.get(start.model_id.as_str()) {
+            let message = match e {
+                ModelError::Unknown(id) => {
+                    let ids: Vec<&str> = self.models.catalog().entries().iter().map(|e| e.id.as_str()).collect();
+                    format!("'{id}' is not a model here (choose from {})", ids.join(", "))
+                }
+                ModelError::Unavailable(id, reason) => format!("'{id}' is unavailable: {reason}"),
+                other => other.to_string(),
+            };
+            errors.push(FieldError::new("modelId", message));
+        }
+        match self.market.check(start.symbol.as_str(), start.as_of) {
+            Ok(()) => {}
+            Err(MarketError::UnknownSymbol(s)) => {
+                let known = self
+                    .market
+                    .symbols()
+                    .map(|list| {
+                        format!(
+                            " (available: {})",
+                            list.iter().map(|s| s.symbol.as_str()).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                    .unwrap_or_default();
+                errors.push(FieldError::new("symbol", format!("no market data for {s}{known}")));
+            }
+            Err(e @ (MarketError::OutOfRange { .. } | MarketError::NotEnoughHistory { .. })) => {
+                errors.push(FieldError::new("asOf", e.to_string()));
+            }
+            Err(e) => errors.push(FieldError::new("symbol", e.to_string())),
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}

@@ -1,0 +1,286 @@
+//! The roles the binary can play.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use app::api::ssr::AppContext;
+use domain::{JobStatus, Progress, StartRequest};
+use jobs::ServiceError;
+use jobs::janitor::{Janitor, JanitorConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::compose::{self, Error};
+use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs};
+use crate::http::{self, AppState, session::Sessions};
+
+/// Fires on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// The site settings cargo-leptos passes in `LEPTOS_*` variables; when the binary is started
+/// on its own, the same values it would have passed (the site built under `target/site`).
+fn leptos_options() -> Result<leptos::config::LeptosOptions, Error> {
+    if std::env::var_os("LEPTOS_OUTPUT_NAME").is_some() {
+        return Ok(leptos::config::get_configuration(None)?.leptos_options);
+    }
+    let site_root = std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into());
+    Ok(leptos::config::LeptosOptions::builder().output_name("trading-agents").site_root(site_root).build())
+}
+
+/// `SESSION_SECRET`, or a random key kept in the database so all processes share it.
+async fn session_key(store: &Arc<dyn jobs::JobStore>, args: &ServeArgs) -> Result<Vec<u8>, Error> {
+    if let Some(secret) = &args.session_secret {
+        if secret.len() < 32 {
+            return Err("SESSION_SECRET must be at least 32 characters".into());
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
+    let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(store.setting_or_insert("session_secret", &hex).await?.into_bytes())
+}
+
+pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
+    let parts = compose::build(common).await?;
+    let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
+    let state = AppState {
+        service: parts.service.clone(),
+        context: AppContext {
+            service: parts.service.clone(),
+            models: Arc::new(parts.models.infos()),
+            symbols: Arc::new(symbols),
+        },
+        leptos: leptos_options()?,
+        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
+        metrics: Arc::default(),
+        workers: args.workers.workers,
+    };
+    let listener = tokio::net::TcpListener::bind(args.addr).await?;
+    let addr = listener.local_addr()?;
+    // On stdout, for scripts and tests that start the server on port 0.
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
+
+    let shutdown = shutdown_signal();
+    let web = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let workers = async {
+        if args.workers.workers > 0 {
+            compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await
+        } else {
+            Ok(())
+        }
+    };
+    let (web, workers) = tokio::join!(web, workers);
+    web?;
+    workers
+}
+
+pub async fn worker(common: &Common, args: &WorkerArgs) -> Result<(), Error> {
+    if args.workers == 0 {
+        return Err("a worker process needs at least one worker (--workers)".into());
+    }
+    let parts = compose::build(common).await?;
+    compose::run_workers(&parts, common, args, shutdown_signal()).await
+}
+
+pub async fn migrate(common: &Common) -> Result<(), Error> {
+    let store = compose::store(common).await?;
+    println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
+    let store = compose::store(common).await?;
+    let janitor =
+        Janitor::new(store, JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() })?;
+    if once {
+        let moved = janitor.run_once().await?;
+        println!("archived {moved} finished runs older than {} days", common.retention_days);
+    } else {
+        janitor.run(shutdown_signal()).await;
+    }
+    Ok(())
+}
+
+/// Runs one analysis through the engine — a run row, a worker, checkpoints — in a database of
+/// its own (a temporary SQLite file), drawing progress on the terminal.
+pub async fn analyze(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
+    let db = std::env::temp_dir().join(format!("trading-agents-analyze-{}.db", uuid::Uuid::new_v4().simple()));
+    let common = Common { database_url: format!("sqlite://{}", db.display()), ..common.clone() };
+    let result = analyze_in(&common, args).await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    result
+}
+
+async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
+    let parts = compose::build(common).await?;
+    let request = StartRequest {
+        symbol: Some(args.symbol.clone()),
+        model_id: args.model.clone(),
+        analysts: (!args.analysts.is_empty()).then(|| args.analysts.clone()),
+        as_of: args.as_of.clone(),
+    };
+    let user = "cli";
+    let started = match parts.service.start(user, &request, None).await {
+        Ok(s) => s,
+        Err(ServiceError::Invalid(errors)) => {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
+            return Err(format!("invalid request:\n{}", lines.join("\n")).into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let run_id = started.job.run_id;
+    let stop = CancellationToken::new();
+    let workers =
+        compose::run_workers(&parts, common, &WorkerArgs { workers: 1, shutdown_grace_secs: 0 }, stop.clone());
+    let watch = async {
+        let mut bar = Bar::new();
+        let outcome = loop {
+            match parts.service.progress(user, run_id).await {
+                Ok((p, _)) => {
+                    bar.draw(&p);
+                    if p.status.is_terminal() {
+                        break Ok(p);
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        };
+        bar.finish();
+        stop.cancel();
+        outcome
+    };
+    let (workers, outcome) = tokio::join!(workers, watch);
+    workers?;
+    let progress = outcome?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&progress)?);
+    } else {
+        print!("{}", render(&progress));
+    }
+    if progress.status != JobStatus::Completed {
+        return Err(format!("the analysis ended {}", progress.status).into());
+    }
+    Ok(())
+}
+
+/// A one-line progress bar on stderr (redrawn in place on a terminal, a line per change
+/// otherwise).
+struct Bar {
+    last: String,
+    tty: bool,
+}
+
+impl Bar {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        Self { last: String::new(), tty: std::io::stderr().is_terminal() }
+    }
+
+    fn draw(&mut self, p: &Progress) {
+        const WIDTH: usize = 30;
+        let filled = WIDTH * p.progress as usize / 100;
+        let eta = p.estimated_time_remaining.map(|s| format!("  ~{s}s left")).unwrap_or_default();
+        let line = format!(
+            "[{}{}] {:>3}%  {}{}",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            p.progress,
+            p.current_step.clone().unwrap_or_else(|| p.status.label().to_string()),
+            eta
+        );
+        if line != self.last {
+            let mut err = std::io::stderr();
+            if self.tty {
+                let _ = write!(err, "\r\x1b[2K{line}");
+            } else {
+                let _ = writeln!(err, "{line}");
+            }
+            let _ = err.flush();
+            self.last = line;
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+}
+
+fn render(p: &Progress) -> String {
+    let mut out = String::new();
+    let push = |out: &mut String, s: String| {
+        out.push_str(&s);
+        out.push('\n');
+    };
+    match &p.result {
+        Some(r) => {
+            push(
+                &mut out,
+                format!(
+                    "\n{} as of {}: {} (confidence {:.0}%)",
+                    r.symbol,
+                    r.as_of,
+                    r.rating.as_str(),
+                    r.confidence * 100.0
+                ),
+            );
+            push(&mut out, format!("\n{}", r.summary));
+            push(&mut out, "\nKey risks:".into());
+            for k in &r.key_risks {
+                push(&mut out, format!("  - {k}"));
+            }
+            for a in &r.reports {
+                push(
+                    &mut out,
+                    format!("\n{}: {} ({:.0}%)", a.analyst.step_name(), a.stance.as_str(), a.confidence * 100.0),
+                );
+                for f in &a.key_figures {
+                    push(&mut out, format!("  {:<28} {}", f.label, f.display));
+                }
+                for line in a.report.lines() {
+                    push(&mut out, format!("  {line}"));
+                }
+            }
+            push(
+                &mut out,
+                format!(
+                    "\nModel {}{} · {} model calls · {} tokens · {:.1} s",
+                    r.model_id,
+                    if r.rule_based { " (rule-based)" } else { "" },
+                    r.llm_calls,
+                    r.tokens.total(),
+                    p.duration.unwrap_or(0) as f64 / 1000.0
+                ),
+            );
+        }
+        None => push(&mut out, format!("\nThe analysis ended {}: {}", p.status, p.error.clone().unwrap_or_default())),
+    }
+    out
+}

@@ -1,0 +1,146 @@
+//! The composition root: builds the store, the analysis and the services from configuration.
+//! Nothing else in the program decides which implementation of anything is used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agents::Pipeline;
+use agents::market::MarketData;
+use agents::market::bundled::BundledData;
+use agents::market::stooq::StooqData;
+use agents::market::yahoo::YahooData;
+use agents::model::{Catalog, Models, ModelsConfig};
+use agents::news::RssNews;
+use agents::retry::RetryPolicy;
+use agents::sentiment::Lexicon;
+use domain::ModelId;
+use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::reaper::{Reaper, ReaperConfig};
+use jobs::rescuer::{Rescuer, RescuerConfig};
+use jobs::store::postgres::PostgresStore;
+use jobs::{Events, JobStore, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
+use tokio_util::sync::CancellationToken;
+
+use crate::analysis::{Checker, TradingAnalysis};
+use crate::config::{Common, MarketSource, WorkerArgs};
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything a role needs, built once.
+pub struct Parts {
+    pub store: Arc<dyn JobStore>,
+    pub events: Events,
+    pub service: Arc<RunService>,
+    pub pipeline: Arc<Pipeline>,
+    pub models: Arc<Models>,
+    pub market: Arc<dyn MarketData>,
+    /// Keeps the PostgreSQL notification listener alive.
+    _listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn store(common: &Common) -> Result<Arc<dyn JobStore>, Error> {
+    let store = jobs::connect(&common.database_url, Arc::new(SystemClock)).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("trading-agents/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(timeout)
+        .build()?)
+}
+
+pub async fn build(common: &Common) -> Result<Parts, Error> {
+    let store = store(common).await?;
+    let events = Events::new();
+    let listener = if store.backend() == "postgres" {
+        let pg = PostgresStore::connect(&common.database_url, Arc::new(SystemClock)).await?;
+        Some(pg.listen(events.clone()).await?)
+    } else {
+        None
+    };
+
+    let retry = RetryPolicy::default();
+    let market_client = http_client(Duration::from_secs(30))?;
+    let market: Arc<dyn MarketData> = match common.market_data {
+        MarketSource::Bundled => Arc::new(BundledData::load(&common.data_dir.join("market"))?),
+        MarketSource::Yahoo => Arc::new(YahooData::new(market_client.clone(), &common.yahoo_base_url, retry)),
+        MarketSource::Stooq => Arc::new(StooqData::new(market_client.clone(), &common.stooq_base_url, retry)),
+    };
+
+    let catalog = match &common.model_catalog {
+        Some(path) => {
+            Catalog::from_toml(&std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?)
+                .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => Catalog::builtin(),
+    };
+    let models_config = ModelsConfig {
+        simulated_latency: Duration::from_millis(common.simulated_latency_ms),
+        call_timeout: Duration::from_secs(common.model_timeout_secs),
+        ..ModelsConfig::default()
+    };
+    // Streams and retries have their own timeouts; the client's is only a last resort.
+    let model_client = http_client(Duration::from_secs(common.model_timeout_secs.saturating_mul(2).max(10)))?;
+    let models = Arc::new(Models::new(catalog, &|var| std::env::var(var).ok(), model_client, models_config));
+
+    let mut pipeline = Pipeline::new(market.clone(), models.clone());
+    if let Some(url) = &common.news_rss_url {
+        let lexicon = Lexicon::load(&common.data_dir.join("sentiment/vader_lexicon.tsv"))?;
+        pipeline = pipeline.with_news(Arc::new(RssNews::new(market_client, url, retry)?), Arc::new(lexicon));
+    }
+    let pipeline = Arc::new(pipeline);
+
+    let default_model: ModelId = common
+        .default_model
+        .clone()
+        .unwrap_or_else(|| models.catalog().default_id().to_string())
+        .parse()
+        .map_err(|e: domain::IdError| format!("DEFAULT_MODEL: {e}"))?;
+    let config = ServiceConfig {
+        max_active_per_user: common.max_active_jobs_per_user,
+        max_attempts: common.max_attempts,
+        job_timeout: Duration::from_secs(common.job_timeout_secs),
+        default_model,
+        ..ServiceConfig::default()
+    };
+    let checker = Arc::new(Checker { market: market.clone(), models: models.clone() });
+    let service = Arc::new(RunService::new(store.clone(), events.clone(), checker, config)?);
+    Ok(Parts { store, events, service, pipeline, models, market, _listener: listener })
+}
+
+/// Starts the worker pool and the maintenance loops (rescuer, reaper, janitor). Returns when
+/// `shutdown` has fired and the workers have drained.
+pub async fn run_workers(
+    parts: &Parts,
+    common: &Common,
+    args: &WorkerArgs,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let analysis = Arc::new(TradingAnalysis::new(parts.pipeline.clone()));
+    let config = WorkerConfig {
+        workers: args.workers,
+        lease: Duration::from_secs(common.lease_secs),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        ..WorkerConfig::default()
+    };
+    let pool = WorkerPool::new(parts.store.clone(), analysis, parts.events.clone(), config)?;
+    let rescuer = Rescuer::new(parts.store.clone(), parts.events.clone(), RescuerConfig::default());
+    let reaper = Reaper::new(parts.store.clone(), ReaperConfig::default());
+    let janitor = Janitor::new(
+        parts.store.clone(),
+        JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() },
+    )?;
+    let maintenance = tokio::spawn({
+        let s = shutdown.clone();
+        async move {
+            tokio::join!(rescuer.run(s.clone()), reaper.run(s.clone()), janitor.run(s));
+        }
+    });
+    tracing::info!(workers = args.workers, backend = parts.store.backend(), "workers started");
+    pool.run(shutdown).await;
+    let _ = maintenance.await;
+    Ok(())
+}

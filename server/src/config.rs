@@ -1,0 +1,162 @@
+//! Configuration: command-line flags, each also read from an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "server", version, about = "Trading Agents: multi-agent stock analysis as durable background jobs.")]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MarketSource {
+    /// The CSV files under DATA_DIR/market (offline).
+    Bundled,
+    /// Yahoo Finance's chart API.
+    Yahoo,
+    /// Stooq's CSV download.
+    Stooq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings every role shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Where jobs live: `sqlite://path/to/file.db` (created if missing) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/trading-agents.db", global = true)]
+    pub database_url: String,
+
+    /// The folder with the bundled market data (`market/`) and the sentiment lexicon (`sentiment/`).
+    #[arg(long, env = "DATA_DIR", default_value = "data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Where prices come from.
+    #[arg(long, env = "MARKET_DATA", value_enum, default_value = "bundled", global = true)]
+    pub market_data: MarketSource,
+
+    #[arg(long, env = "YAHOO_BASE_URL", default_value = agents::market::yahoo::BASE_URL_DEFAULT, global = true)]
+    pub yahoo_base_url: String,
+
+    #[arg(long, env = "STOOQ_BASE_URL", default_value = agents::market::stooq::BASE_URL_DEFAULT, global = true)]
+    pub stooq_base_url: String,
+
+    /// An RSS feed of headlines with `{symbol}` in it; enables headline sentiment.
+    #[arg(long, env = "NEWS_RSS_URL", global = true)]
+    pub news_rss_url: Option<String>,
+
+    /// A model catalog TOML replacing the built-in one.
+    #[arg(long, env = "MODEL_CATALOG", global = true)]
+    pub model_catalog: Option<PathBuf>,
+
+    /// The model for requests that name none (default: the catalog's default).
+    #[arg(long, env = "DEFAULT_MODEL", global = true)]
+    pub default_model: Option<String>,
+
+    /// What the offline model waits per call, like a hosted model would (0 in tests).
+    #[arg(long, env = "SIMULATED_LATENCY_MS", default_value_t = 1500, global = true)]
+    pub simulated_latency_ms: u64,
+
+    /// Per-call timeout for chat models.
+    #[arg(long, env = "MODEL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    pub model_timeout_secs: u64,
+
+    /// Timeout of one attempt at a job.
+    #[arg(long, env = "JOB_TIMEOUT_SECS", default_value_t = 600, global = true)]
+    pub job_timeout_secs: u64,
+
+    /// Active (queued + running) runs per user.
+    #[arg(long, env = "MAX_ACTIVE_JOBS_PER_USER", default_value_t = 3, global = true)]
+    pub max_active_jobs_per_user: u32,
+
+    /// Attempts a run gets when its worker dies.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
+    pub max_attempts: u32,
+
+    /// How long a worker's claim lasts without a heartbeat.
+    #[arg(long, env = "LEASE_SECS", default_value_t = 30, global = true)]
+    pub lease_secs: u64,
+
+    /// Finished runs older than this are archived.
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = 30, global = true)]
+    pub retention_days: u32,
+
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Jobs run at once by this process.
+    #[arg(long, env = "WORKERS", default_value_t = jobs::worker::WORKERS_DEFAULT)]
+    pub workers: usize,
+
+    /// Seconds running jobs may go on after SIGTERM before they are released.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// The web server, with workers unless `--workers 0` (the default command).
+    Serve(ServeArgs),
+    /// Workers only: run jobs, no HTTP.
+    Worker(WorkerArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Archive finished runs older than RETENTION_DAYS.
+    Janitor {
+        /// One pass, then exit (for cron); otherwise hourly until stopped.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Run one analysis in the terminal, through the same engine, and print the assessment.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "LEPTOS_SITE_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+
+    /// Signs session cookies; at least 32 characters. Default: a random key stored in the
+    /// database, so every process sharing it agrees.
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+
+    /// Mark the session cookie `Secure` (serve over HTTPS).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
+    pub cookie_secure: bool,
+
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzeArgs {
+    /// The ticker, e.g. AAPL.
+    pub symbol: String,
+    /// Comma-separated analysts (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub analysts: Vec<String>,
+    /// The model id (default: the catalog's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Analyse as of this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

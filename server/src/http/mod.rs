@@ -1,0 +1,74 @@
+//! The HTTP side: the REST API, the Leptos pages and server functions, health and metrics,
+//! behind the session layer.
+
+use std::sync::Arc;
+
+use app::api::ssr::AppContext;
+use app::{App, shell};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{any, get, post};
+use jobs::RunService;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::trace::TraceLayer;
+
+pub mod health;
+pub mod problem;
+pub mod runs;
+pub mod session;
+
+/// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<RunService>,
+    pub context: AppContext,
+    pub leptos: LeptosOptions,
+    pub sessions: session::Sessions,
+    pub metrics: Arc<health::Metrics>,
+    /// Workers this process runs (for metrics).
+    pub workers: usize,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/trading/run", post(runs::start))
+        .route("/api/trading/progress/{run_id}", get(runs::progress))
+        .route("/api/trading/cancel/{run_id}", post(runs::cancel))
+        .route("/api/trading/retry/{run_id}", post(runs::retry))
+        .route("/api/trading/runs", get(runs::list))
+        .route("/api/trading/models", get(runs::models))
+        .route("/api/trading/analysts", get(runs::analysts))
+        .route("/api/trading/symbols", get(runs::symbols))
+        .route("/api/{*rest}", any(problem::not_found))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .method_not_allowed_fallback(problem::method_not_allowed);
+
+    let routes = generate_route_list(App);
+    let context = state.context.clone();
+    let options = state.leptos.clone();
+    Router::new()
+        .merge(api)
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

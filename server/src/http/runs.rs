@@ -1,0 +1,223 @@
+//! The REST API of runs: `/api/trading/…`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use domain::{AnalystInfo, JobStatus, RunId, StartRequest, StartResponse};
+use jobs::{Started, UserId};
+
+use super::AppState;
+use super::problem::ApiError;
+
+/// A JSON request body, whose every failure (wrong content type, too large, not JSON, wrong
+/// shape) is a problem naming what is wrong.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().eq_ignore_ascii_case("application/json") || v.trim().ends_with("+json"))
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "Send the request body as JSON with Content-Type: application/json.",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
+            let status = e.status();
+            ApiError::new(status, "unreadable-body", "Unreadable request body", e.body_text())
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                format!("The request body is not valid: {e}."),
+            )
+        })
+    }
+}
+
+fn run_id(raw: &str) -> Result<RunId, ApiError> {
+    raw.parse().map_err(|e: domain::IdError| ApiError::field("runId", e.0))
+}
+
+fn accepted(started: Started, state: &AppState) -> Response {
+    let job = started.job;
+    let body = StartResponse {
+        run_id: job.run_id,
+        status: job.status,
+        message: if started.created {
+            "Analysis queued. Poll the progress URL for updates.".into()
+        } else {
+            "This request was already received; here is its run.".into()
+        },
+    };
+    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let h = resp.headers_mut();
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/progress/{}", job.run_id)) {
+        h.insert(header::LOCATION, loc);
+    }
+    h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
+    if !started.created {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// `POST /api/trading/run`
+pub async fn start(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<StartRequest>,
+) -> Result<Response, ApiError> {
+    let key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?),
+        None => None,
+    };
+    let started = state.service.start(&user.0, &request, key).await?;
+    if started.created {
+        state.metrics.runs_started.inc();
+    }
+    Ok(accepted(started, &state))
+}
+
+fn etag(version: i64) -> String {
+    format!("\"v{version}\"")
+}
+
+/// Whether an `If-None-Match` header names this ETag (or is `*`).
+fn matches(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
+}
+
+/// `GET /api/trading/progress/:runId`
+pub async fn progress(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let job = state.service.owned(&user.0, id).await?;
+    let tag = etag(job.version);
+    let active = job.is_active();
+    let mut resp = if matches(&headers, &tag) {
+        state.metrics.polls_not_modified.inc();
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        state.metrics.polls_full.inc();
+        Json(state.service.to_progress(job).await).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    if active {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
+    }
+    Ok(resp)
+}
+
+/// `POST /api/trading/cancel/:runId` — 202 while the run is stopping, 200 once it has ended.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let progress = state.service.cancel(&user.0, id).await?;
+    let status = if progress.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(progress)).into_response())
+}
+
+/// `POST /api/trading/retry/:runId`
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let started = state.service.retry(&user.0, id).await?;
+    state.metrics.runs_started.inc();
+    Ok(accepted(started, &state))
+}
+
+/// `GET /api/trading/runs?status=&page=&perPage=`
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let status = match query.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<JobStatus>().map_err(|e| ApiError::field("status", e))?),
+    };
+    let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
+        match query.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| ApiError::field(name, format!("must be a whole number from 1 to {max}"))),
+        }
+    };
+    let page = number("page", 1, 1_000_000)?;
+    let per_page = number("perPage", jobs::service::PER_PAGE_DEFAULT, jobs::service::PER_PAGE_MAX)?;
+    let runs = state.service.list(&user.0, status, page, per_page).await?;
+    Ok(Json(runs).into_response())
+}
+
+/// `GET /api/trading/models`
+pub async fn models(State(state): State<AppState>) -> Response {
+    Json(state.context.models.as_ref().clone()).into_response()
+}
+
+/// `GET /api/trading/analysts`
+pub async fn analysts() -> Response {
+    Json(AnalystInfo::all()).into_response()
+}
+
+/// `GET /api/trading/symbols` — the symbols the market data can list (empty for online sources).
+pub async fn symbols(State(state): State<AppState>) -> Response {
+    Json(state.context.symbols.as_ref().clone()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v1\", W/\"v7\""));
+        assert!(matches(&h, "\"v7\""));
+        assert!(matches(&h, "\"v1\""));
+        assert!(!matches(&h, "\"v2\""));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(matches(&h, "\"v9\""));
+        assert!(!matches(&HeaderMap::new(), "\"v1\""));
+    }
+}

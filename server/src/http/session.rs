@@ -1,0 +1,116 @@
+//! Identity: a signed, HttpOnly, SameSite=Lax session cookie issued on the first visit.
+//!
+//! The cookie holds a random user id and an HMAC-SHA256 of it; a cookie that does not verify
+//! is treated as absent (a new identity), never as an error. `SameSite=Lax` keeps the cookie
+//! off cross-site POSTs, which with the JSON-only API is the CSRF defence. The id reaches
+//! handlers and server functions as a [`jobs::UserId`] request extension.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use jobs::UserId;
+use sha2::Sha256;
+
+pub const COOKIE: &str = "ta_session";
+const MAX_AGE_SECS: u64 = 400 * 24 * 3600;
+
+#[derive(Clone)]
+pub struct Sessions {
+    key: Arc<Vec<u8>>,
+    secure: bool,
+}
+
+impl Sessions {
+    pub fn new(key: Vec<u8>, secure: bool) -> Self {
+        Self { key: Arc::new(key), secure }
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+    }
+
+    pub fn sign(&self, user: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(user.as_bytes());
+        format!("{user}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The user id in a token, if its signature holds.
+    pub fn verify(&self, token: &str) -> Option<String> {
+        let (user, sig) = token.rsplit_once('.')?;
+        if user.len() != 32 || !user.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        let mut mac = self.mac();
+        mac.update(user.as_bytes());
+        mac.verify_slice(&sig).ok()?;
+        Some(user.to_string())
+    }
+
+    fn cookie(&self, token: &str) -> String {
+        format!(
+            "{COOKIE}={token}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+}
+
+fn from_cookies(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Next) -> Response {
+    let existing = from_cookies(req.headers()).and_then(|t| sessions.verify(&t));
+    let (user, fresh) = match existing {
+        Some(u) => (u, false),
+        None => (uuid::Uuid::new_v4().simple().to_string(), true),
+    };
+    req.extensions_mut().insert(UserId(user.clone()));
+    let mut resp = next.run(req).await;
+    if fresh && let Ok(v) = HeaderValue::from_str(&sessions.cookie(&sessions.sign(&user))) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_their_key_and_unchanged() {
+        let s = Sessions::new(b"k".repeat(32), false);
+        let user = "0123456789abcdef0123456789abcdef";
+        let token = s.sign(user);
+        assert_eq!(s.verify(&token).as_deref(), Some(user));
+        let other = Sessions::new(b"x".repeat(32), false);
+        assert_eq!(other.verify(&token), None);
+        let forged = token.replacen('0', "1", 1);
+        assert_eq!(s.verify(&forged), None);
+        assert_eq!(s.verify("no-dot"), None);
+        assert_eq!(s.verify(&format!("{user}.!!!")), None);
+        assert!(s.cookie(&token).contains("HttpOnly; SameSite=Lax"));
+        assert!(Sessions::new(vec![1], true).cookie("t").ends_with("; Secure"));
+    }
+
+    #[test]
+    fn finds_the_cookie_among_others() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ta_session=tok.sig; b=2"));
+        assert_eq!(from_cookies(&h).as_deref(), Some("tok.sig"));
+    }
+}

@@ -1,0 +1,92 @@
+//! Starting the real server binary for tests, on a free port, with a database of its own.
+
+#![allow(dead_code)]
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use jobs::testing::TestDb;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data");
+
+pub struct Server {
+    pub base: String,
+    pub child: Child,
+    pub db: TestDb,
+}
+
+impl Server {
+    /// `server serve --addr 127.0.0.1:0` with only the environment given here (plus the
+    /// defaults a test needs), waiting for its "listening on" line.
+    pub async fn start(db: TestDb, env: &[(&str, &str)]) -> Server {
+        Self::start_with(db, &["serve"], env).await
+    }
+
+    pub async fn start_with(db: TestDb, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+        cmd.args(args)
+            .args(["--addr", "127.0.0.1:0"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &db.url)
+            .env("DATA_DIR", DATA_DIR)
+            .env("SIMULATED_LATENCY_MS", "20")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the server binary");
+        let stdout = child.stdout.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the server printed its address in time")
+            .expect("read stdout")
+            .expect("a line");
+        let base = line.strip_prefix("listening on ").expect("the listening line").trim().to_string();
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Server { base, child, db }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// A client that keeps its session cookie, like a browser.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// Polls a run's progress until it is terminal; returns the last body and every percentage
+/// seen on the way.
+pub async fn wait_until_done(
+    client: &reqwest::Client,
+    server: &Server,
+    run_id: &str,
+    limit: Duration,
+) -> (Value, Vec<u64>) {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let resp = client.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.expect("progress");
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.expect("json");
+        let pct = body["progress"].as_u64().expect("progress is a number");
+        if seen.last() != Some(&pct) {
+            seen.push(pct);
+        }
+        let status = body["status"].as_str().expect("status").to_string();
+        if !matches!(status.as_str(), "pending" | "running") {
+            return (body, seen);
+        }
+        assert!(start.elapsed() < limit, "run {run_id} still {status} after {limit:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
