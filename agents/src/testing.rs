@@ -49,6 +49,8 @@ pub struct Call {
     pub authorization: Option<String>,
     pub messages: usize,
     pub model: String,
+    /// Every message's content, joined.
+    pub prompt: String,
 }
 
 #[derive(Default)]
@@ -163,6 +165,7 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
     let system = messages.first().and_then(|m| m["content"].as_str()).unwrap_or_default().to_string();
     let step = step_of(&system);
     let stream = request["stream"].as_bool().unwrap_or(false);
+    let prompt: String = messages.iter().filter_map(|m| m["content"].as_str()).collect::<Vec<_>>().join("\n");
     shared.calls.lock().expect("lock").push(Call {
         mode: mode.clone(),
         step: step.clone(),
@@ -170,12 +173,12 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
         authorization: headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string),
         messages: messages.len(),
         model: request["model"].as_str().unwrap_or_default().to_string(),
+        prompt: prompt.clone(),
     });
 
     let queued = {
         let mut q = shared.queued.lock().expect("lock");
-        let all_text: String = messages.iter().filter_map(|m| m["content"].as_str()).collect::<Vec<_>>().join("\n");
-        q.iter().position(|(text, _)| all_text.contains(text.as_str())).and_then(|i| q.remove(i)).map(|(_, b)| b)
+        q.iter().position(|(text, _)| prompt.contains(text.as_str())).and_then(|i| q.remove(i)).map(|(_, b)| b)
     };
     let behaviour = queued.unwrap_or_else(|| match mode.as_str() {
         "fail" => Behaviour::Status(500, None),

@@ -124,11 +124,20 @@ pub async fn run_workers(
         workers: args.workers,
         lease: Duration::from_secs(common.lease_secs),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        // Cancellation is noticed within this, and it must stay well inside a heartbeat.
+        check_every: jobs::worker::CHECK_EVERY_DEFAULT.min(Duration::from_secs(common.lease_secs) / 4),
         ..WorkerConfig::default()
     };
-    let pool = WorkerPool::new(parts.store.clone(), analysis, parts.events.clone(), config)?;
-    let rescuer = Rescuer::new(parts.store.clone(), parts.events.clone(), RescuerConfig::default());
-    let reaper = Reaper::new(parts.store.clone(), ReaperConfig::default());
+    let pool = WorkerPool::new(parts.store.clone(), analysis, parts.events.clone(), config.clone())?;
+    // Look for expired leases often enough that a dead worker's job waits at most about half a
+    // lease more than the lease itself.
+    let every = (config.lease / 2).clamp(Duration::from_secs(1), jobs::rescuer::RESCUER_INTERVAL_DEFAULT);
+    let rescuer = Rescuer::new(
+        parts.store.clone(),
+        parts.events.clone(),
+        RescuerConfig { interval: every, ..RescuerConfig::default() },
+    );
+    let reaper = Reaper::new(parts.store.clone(), ReaperConfig { interval: every, ..ReaperConfig::default() });
     let janitor = Janitor::new(
         parts.store.clone(),
         JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() },

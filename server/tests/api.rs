@@ -289,3 +289,26 @@ async fn health_and_metrics() {
     let analysts: Value = c.get(server.url("/api/trading/analysts")).send().await.unwrap().json().await.unwrap();
     assert_eq!(analysts.as_array().unwrap().len(), 4);
 }
+
+/// 50 simultaneous starts by one user, spread over the connection pool: exactly the limit's
+/// worth of runs are created; every other answer is 429 with Retry-After (PostgreSQL, where
+/// the inserts really run in parallel).
+#[tokio::test]
+async fn fifty_concurrent_starts_create_exactly_the_limit_on_postgres() {
+    let server = Server::start(TestDb::postgres().await, &[("SIMULATED_LATENCY_MS", "60000")]).await;
+    let c = client();
+    // Get the session first, so all 50 belong to one user.
+    assert_eq!(c.get(server.url("/api/trading/runs")).send().await.unwrap().status(), 200);
+    let posts = (0..50).map(|_| {
+        let c = c.clone();
+        let url = server.url("/api/trading/run");
+        async move { c.post(url).json(&json!({"symbol": "AAPL"})).send().await.unwrap() }
+    });
+    let responses = futures::future::join_all(posts).await;
+    let created = responses.iter().filter(|r| r.status() == 202).count();
+    let limited: Vec<_> = responses.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!((created, limited.len()), (3, 47));
+    assert!(limited.iter().all(|r| r.headers().contains_key("retry-after")));
+    let runs: Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(runs["total"], 3);
+}

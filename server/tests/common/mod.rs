@@ -15,7 +15,56 @@ pub const DATA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data");
 pub struct Server {
     pub base: String,
     pub child: Child,
-    pub db: TestDb,
+    /// The database it owns, when it was started with one of its own.
+    pub db: Option<TestDb>,
+}
+
+/// The server binary in some role, with only the environment given (plus test defaults).
+pub fn command(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("DATA_DIR", DATA_DIR)
+        .env("SIMULATED_LATENCY_MS", "20")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// A worker process (`server worker`); its stdout is drained.
+pub fn spawn_worker(db_url: &str, env: &[(&str, &str)]) -> Child {
+    let mut child = command(db_url, &["worker"], env).spawn().expect("start a worker process");
+    let stdout = child.stdout.take().expect("piped");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(_)) = lines.next_line().await {}
+    });
+    child
+}
+
+/// Sends SIGTERM, as an orchestrator stopping a process would.
+pub fn terminate(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    assert!(status.success());
+}
+
+/// A model catalog with the offline model and `fake` served by a fake provider at `base_url`.
+pub fn fake_catalog(dir: &std::path::Path, base_url: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("catalog-{}.toml", uuid::Uuid::new_v4().simple()));
+    let toml = format!(
+        "[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\n\
+         [[model]]\nid = \"fake\"\nlabel = \"Fake\"\nprovider = \"openai-compatible\"\n\
+         base_url = \"{base_url}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_API_KEY\"\n"
+    );
+    std::fs::write(&path, toml).expect("write catalog");
+    path
 }
 
 impl Server {
@@ -26,20 +75,15 @@ impl Server {
     }
 
     pub async fn start_with(db: TestDb, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-        cmd.args(args)
-            .args(["--addr", "127.0.0.1:0"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", &db.url)
-            .env("DATA_DIR", DATA_DIR)
-            .env("SIMULATED_LATENCY_MS", "20")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let mut server = Self::start_on(&db.url, args, env).await;
+        server.db = Some(db);
+        server
+    }
+
+    /// Another process on a database some other handle owns.
+    pub async fn start_on(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = command(db_url, args, env);
+        cmd.args(["--addr", "127.0.0.1:0"]);
         let mut child = cmd.spawn().expect("start the server binary");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
@@ -51,7 +95,7 @@ impl Server {
         let base = line.strip_prefix("listening on ").expect("the listening line").trim().to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Server { base, child, db }
+        Server { base, child, db: None }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,188 @@
+//! The OpenAI-compatible chat model against a fake provider that speaks the protocol: streamed
+//! and plain answers, 429 with Retry-After, 500, bodies that are not JSON, answers that are not
+//! the JSON asked for (one repair, then a clear failure), a rejected key, and a hang.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use agents::analysts::key_figures;
+use agents::market::bundled::BundledData;
+use agents::market::{LOOKBACK, MarketData};
+use agents::model::{Catalog, ModelError, Models, ModelsConfig, Progress};
+use agents::retry::RetryPolicy;
+use agents::snapshot::{self, MarketSnapshot};
+use agents::testing::{Behaviour, FakeLlm};
+use async_trait::async_trait;
+use domain::{AnalystKind, Rating, Stance};
+
+/// Records what a model reports.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(u8, String)>>);
+
+#[async_trait]
+impl Progress for Recorder {
+    async fn report(&self, percent: u8, detail: &str) {
+        self.0.lock().unwrap().push((percent, detail.to_string()));
+    }
+}
+
+async fn data() -> MarketSnapshot {
+    let market = BundledData::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/market")).unwrap();
+    let series = market.daily("MSFT", None, LOOKBACK).await.unwrap();
+    let bench = market.daily("^GSPC", series.last_date(), LOOKBACK).await.unwrap();
+    snapshot::compute(&series, Some(&bench), "bundled")
+}
+
+fn models(fake: &FakeLlm, mode: &str, stream: bool, retry: RetryPolicy, call_timeout: Duration) -> Models {
+    let toml = format!(
+        "[[model]]\nid = \"fake\"\nlabel = \"Fake\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_KEY\"\nstream = {stream}\n",
+        fake.base_url(mode)
+    );
+    let config = ModelsConfig { call_timeout, idle_timeout: Duration::from_secs(1), retry, ..ModelsConfig::default() };
+    Models::new(
+        Catalog::from_toml(&toml).unwrap(),
+        &|v| (v == "FAKE_KEY").then(|| "sk-secret".into()),
+        reqwest::Client::new(),
+        config,
+    )
+}
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_parsed_counted_and_reports_progress() {
+    let fake = FakeLlm::start().await;
+    fake.set_chunk_delay(Duration::from_millis(60));
+    let model = models(&fake, "ok", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let progress = Recorder::default();
+    let d = data().await;
+    let (view, usage) = model.analyst_view(AnalystKind::Risk, &d, &progress).await.unwrap();
+    assert_eq!(view.stance, Stance::Bullish);
+    assert_eq!(view.confidence, 0.7);
+    assert!(view.report.starts_with("**Risk Analyst** (language model)"), "{}", view.report);
+    assert_eq!(usage.calls, 1);
+    assert_eq!(usage.tokens.prompt, 400, "the provider's usage report is used");
+    assert!(usage.tokens.completion > 0);
+    let calls = fake.calls();
+    assert_eq!(calls.len(), 1);
+    assert!(calls[0].stream);
+    assert_eq!(calls[0].step, "Risk Analyst");
+    assert_eq!(calls[0].authorization.as_deref(), Some("Bearer sk-secret"));
+    assert_eq!(calls[0].model, "fake-1");
+    // Progress moved while the answer arrived, forward only.
+    let seen: Vec<u8> =
+        progress.0.lock().unwrap().iter().filter(|(_, d)| d == "Receiving the answer").map(|(p, _)| *p).collect();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen.iter().all(|p| (10..=80).contains(p)), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_plain_answer_for_the_final_assessment() {
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (a, usage) = model.assessment(&data().await, &[], &Recorder::default()).await.unwrap();
+    assert_eq!(a.rating, Rating::Overweight);
+    assert_eq!(a.key_risks.len(), 2);
+    assert_eq!(usage.calls, 1);
+    assert!(!fake.calls()[0].stream);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_retried_with_backoff_honouring_retry_after() {
+    let fake = FakeLlm::start().await;
+    fake.queue("Invest Analyst", Behaviour::Status(429, Some(1)));
+    fake.queue("Invest Analyst", Behaviour::Status(500, None));
+    let model = models(&fake, "ok", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let started = Instant::now();
+    let (view, usage) = model.analyst_view(AnalystKind::Invest, &data().await, &Recorder::default()).await.unwrap();
+    assert_eq!(view.stance, Stance::Bullish);
+    assert_eq!(fake.calls().len(), 3, "429, 500, then the answer");
+    assert_eq!(usage.calls, 1, "only answered calls count");
+    // Retry-After: 1 s was honoured (capped by max_delay 200 ms here), and so was the backoff.
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_gives_a_clear_error_after_the_retries() {
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "ratelimit", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let err = model.analyst_view(AnalystKind::Invest, &data().await, &Recorder::default()).await.unwrap_err();
+    assert_eq!(err, ModelError::RateLimited(4));
+    assert_eq!(fake.calls().len(), 4);
+
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "fail", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let err = model.analyst_view(AnalystKind::Invest, &data().await, &Recorder::default()).await.unwrap_err();
+    assert_eq!(err, ModelError::Upstream { status: 500, message: "fake provider error 500".into() });
+}
+
+#[tokio::test]
+async fn a_rejected_key_fails_at_once() {
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "unauthorized", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let err = model.analyst_view(AnalystKind::Invest, &data().await, &Recorder::default()).await.unwrap_err();
+    assert_eq!(err, ModelError::Unauthorized(401));
+    assert_eq!(fake.calls().len(), 1, "no retry of a rejected key");
+    assert!(!err.to_string().contains("sk-secret"));
+}
+
+#[tokio::test]
+async fn a_malformed_body_and_a_broken_stream_are_retried() {
+    let fake = FakeLlm::start().await;
+    fake.queue("Technical Analyst", Behaviour::Malformed);
+    fake.queue("Technical Analyst", Behaviour::BrokenStream);
+    let model = models(&fake, "ok", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (view, _) = model.analyst_view(AnalystKind::Technical, &data().await, &Recorder::default()).await.unwrap();
+    assert_eq!(view.stance, Stance::Bullish);
+    assert_eq!(fake.calls().len(), 3);
+}
+
+#[tokio::test]
+async fn an_unusable_answer_gets_one_repair_then_a_clear_failure() {
+    // Repaired: the first answer is prose, the second is right.
+    let fake = FakeLlm::start().await;
+    fake.queue("Sentiment Analyst", Behaviour::Content("Honestly, it looks great!".into()));
+    let model = models(&fake, "ok", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (view, usage) = model.analyst_view(AnalystKind::Sentiment, &data().await, &Recorder::default()).await.unwrap();
+    assert_eq!(view.stance, Stance::Bullish);
+    assert_eq!(usage.calls, 2, "the rejected answer cost a call too");
+    let calls = fake.calls();
+    assert_eq!((calls[0].messages, calls[1].messages), (2, 4), "the repair carries the bad answer and the reason");
+
+    // Not repaired: prose twice.
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "garbage", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let err = model.analyst_view(AnalystKind::Sentiment, &data().await, &Recorder::default()).await.unwrap_err();
+    assert_eq!(err, ModelError::InvalidAnswer("no JSON object found (also after one correction)".into()));
+    assert_eq!(fake.calls().len(), 2);
+}
+
+#[tokio::test]
+async fn a_hang_is_cut_by_the_timeouts() {
+    let fake = FakeLlm::start().await;
+    let retry =
+        RetryPolicy { max_retries: 1, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(10) };
+    let model = models(&fake, "hang", true, retry, Duration::from_millis(300)).get("fake").unwrap();
+    let started = Instant::now();
+    let err = model.analyst_view(AnalystKind::Risk, &data().await, &Recorder::default()).await.unwrap_err();
+    assert_eq!(err, ModelError::Timeout(2));
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn prompts_carry_the_computed_figures() {
+    let fake = FakeLlm::start().await;
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let d = data().await;
+    let _ = model.analyst_view(AnalystKind::Invest, &d, &Recorder::default()).await.unwrap();
+    assert_eq!(fake.calls()[0].step, "Invest Analyst");
+    let figures = key_figures(AnalystKind::Invest, &d);
+    assert_eq!(figures[0].display, "27.95", "MSFT's close on 2013-03-01");
+    let prompt = &fake.calls()[0].prompt;
+    assert!(prompt.contains("You are the Invest Analyst") && prompt.contains("2013-03-01"), "{prompt}");
+    assert!(prompt.contains("\"Last close\"") && prompt.contains("27.95"), "key figures are in the prompt");
+    assert!(prompt.contains("\"rsi14\""), "and every computed figure");
+    assert!(!prompt.contains("\"chart\""), "but not the chart's points");
+}

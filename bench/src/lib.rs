@@ -1,0 +1,36 @@
+//! Shared pieces of the benchmarks: argument parsing and table printing.
+
+use std::str::FromStr;
+
+/// `--name value` from the command line, or the default.
+pub fn arg<T: FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}: cannot read '{v}'")))
+        .unwrap_or(default)
+}
+
+/// `--name a,b,c` as a list, or the default.
+pub fn list<T: FromStr + Clone>(name: &str, default: &[T]) -> Vec<T> {
+    let raw: String = arg(name, String::new());
+    if raw.is_empty() {
+        return default.to_vec();
+    }
+    raw.split(',').map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: cannot read '{v}'"))).collect()
+}
+
+/// The machine, for the record.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cpus} CPUs ({model})")
+}

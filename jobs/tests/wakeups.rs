@@ -1,0 +1,90 @@
+//! Wake-ups: an idle worker starts a new job within 100 ms of its insertion, long before its
+//! poll interval — through LISTEN/NOTIFY from another process's connection on PostgreSQL, and
+//! through the in-process bus on SQLite.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::{FieldError, JobStatus, StartRequest, ValidStart};
+use jobs::store::postgres::PostgresStore;
+use jobs::testing::{ScriptedAnalysis, TestDb};
+use jobs::{Events, JobStore, RequestChecker, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
+use tokio_util::sync::CancellationToken;
+
+struct AcceptAll;
+
+#[async_trait::async_trait]
+impl RequestChecker for AcceptAll {
+    async fn check(&self, _: &ValidStart) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
+}
+
+fn request() -> StartRequest {
+    StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["risk".into()]), ..Default::default() }
+}
+
+/// Starts one job through `producer` and returns how long it waited between insertion and claim.
+async fn claim_latency(producer: &RunService, consumer: &Arc<dyn JobStore>, user: &str) -> Duration {
+    let job = producer.start(user, &request(), None).await.unwrap().job;
+    let start = Instant::now();
+    loop {
+        let j = consumer.get(job.run_id).await.unwrap().unwrap();
+        if j.status != JobStatus::Pending {
+            return (j.started_at.unwrap() - j.created_at).to_std().unwrap_or_default();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never claimed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn idle_pool(store: Arc<dyn JobStore>, events: Events) -> WorkerPool {
+    // A poll interval far longer than the latency asserted: only a wake-up can explain it.
+    let config = WorkerConfig { workers: 2, poll_every: Duration::from_secs(30), ..WorkerConfig::default() };
+    WorkerPool::new(store, Arc::new(ScriptedAnalysis::new()), events, config).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_wakes_an_idle_worker_on_postgres() {
+    let db = TestDb::postgres().await;
+    let worker_side = Arc::new(PostgresStore::connect(&db.url, Arc::new(SystemClock)).await.unwrap());
+    worker_side.migrate().await.unwrap();
+    let worker_events = Events::new();
+    let _listener = worker_side.listen(worker_events.clone()).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let pool = idle_pool(worker_side.clone(), worker_events);
+    let running = tokio::spawn(pool.run(shutdown.clone()));
+
+    // "Another process": its own connection pool and its own (unconnected) event bus.
+    let producer_store = db.store(Arc::new(SystemClock)).await;
+    let producer =
+        RunService::new(producer_store.clone(), Events::new(), Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+    let consumer: Arc<dyn JobStore> = worker_side;
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        latencies.push(claim_latency(&producer, &consumer, &format!("u{i}")).await);
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    // The first may race the workers' first subscription; the rest must all be quick.
+    let worst = latencies[1..].iter().max().unwrap();
+    assert!(*worst < Duration::from_millis(100), "claim latencies {latencies:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_in_process_bus_wakes_an_idle_worker_on_sqlite() {
+    let db = TestDb::sqlite();
+    let store = db.store(Arc::new(SystemClock)).await;
+    let events = Events::new();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(idle_pool(store.clone(), events.clone()).run(shutdown.clone()));
+    let producer = RunService::new(store.clone(), events, Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+    let mut latencies = Vec::new();
+    for i in 0..5 {
+        latencies.push(claim_latency(&producer, &store, &format!("u{i}")).await);
+    }
+    shutdown.cancel();
+    running.await.unwrap();
+    let worst = latencies[1..].iter().max().unwrap();
+    assert!(*worst < Duration::from_millis(100), "claim latencies {latencies:?}");
+}

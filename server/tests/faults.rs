@@ -1,0 +1,190 @@
+//! Faults with real processes against real PostgreSQL: a worker killed with SIGKILL in the
+//! middle of a step, a worker stopped with SIGTERM, and a model provider that never answers.
+//! The model is a fake OpenAI-compatible server in this test process, so every model call
+//! each worker makes is counted.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agents::testing::{Behaviour, FakeLlm};
+use chrono::Utc;
+use common::{fake_catalog, spawn_worker, terminate};
+use domain::{AnalystKind, JobStatus, RunId, StepStatus};
+use jobs::model::{InsertOutcome, NewJob};
+use jobs::testing::TestDb;
+use jobs::{Job, JobStore, SystemClock};
+
+fn new_job(model: &str, timeout_ms: u64) -> NewJob {
+    NewJob {
+        run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
+        user_id: "faults".into(),
+        symbol: "AAPL".into(),
+        model_id: model.into(),
+        analysts: vec![AnalystKind::Invest, AnalystKind::Risk],
+        as_of: None,
+        priority: 0,
+        max_attempts: 3,
+        timeout_ms,
+        retry_of: None,
+        idempotency_key: None,
+        request_hash: None,
+    }
+}
+
+async fn insert(store: &Arc<dyn JobStore>, job: NewJob) -> RunId {
+    match store.insert(&job, 100).await.unwrap() {
+        InsertOutcome::Created(j) => j.run_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn wait_for(
+    store: &Arc<dyn JobStore>,
+    id: RunId,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&Job) -> bool,
+) -> Job {
+    let start = Instant::now();
+    loop {
+        let job = store.get(id).await.unwrap().unwrap();
+        if cond(&job) {
+            return job;
+        }
+        assert!(start.elapsed() < limit, "waited {limit:?} for {what}: {job:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn calls_per_step(fake: &FakeLlm) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for c in fake.calls() {
+        *m.entry(c.step).or_insert(0) += 1;
+    }
+    m
+}
+
+/// SIGKILL while the risk analyst waits on the model: after the lease expires, another worker
+/// process finishes the run from its checkpoints. Data Collection and the invest analyst, which
+/// had finished, do not run again; only the interrupted risk call is repeated, and each step's
+/// model call is counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
+    let db = TestDb::postgres().await;
+    let store = db.store(Arc::new(SystemClock)).await;
+    let fake = FakeLlm::start().await;
+    fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
+    let dir = tempdir();
+    let catalog = fake_catalog(&dir, &fake.base_url("ok"));
+    let catalog = catalog.to_str().unwrap();
+    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "sk-test"), ("LEASE_SECS", "2")];
+
+    let id = insert(&store, new_job("fake", 600_000)).await;
+    let mut first = spawn_worker(&db.url, &env);
+    let first_pid = first.id().unwrap();
+    let before = wait_for(&store, id, Duration::from_secs(60), "invest done, risk waiting", |j| {
+        j.checkpoints.contains_key("Invest Analyst") && j.steps[2].status == StepStatus::InProgress
+    })
+    .await;
+    first.start_kill().unwrap(); // SIGKILL: no goodbye, no release
+    first.wait().await.unwrap();
+    assert_eq!(before.attempt, 1);
+    assert!(before.lease_owner.as_deref().unwrap().contains(&format!(":{first_pid}:")), "{:?}", before.lease_owner);
+
+    let killed_at = Instant::now();
+    let mut second = spawn_worker(&db.url, &env);
+    let second_pid = second.id().unwrap();
+    let done = wait_for(&store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    second.start_kill().unwrap();
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "resumed after the lease (2 s), not after minutes");
+    assert_eq!(done.attempt, 2);
+    assert!(done.lease_owner.as_deref().unwrap().contains(&format!(":{second_pid}:")));
+    // Finished steps were not run again: same start times, one model call each.
+    assert_eq!(done.steps[0].started_at, before.steps[0].started_at, "Data Collection did not run again");
+    assert_eq!(done.steps[1].started_at, before.steps[1].started_at, "Invest Analyst did not run again");
+    let calls = calls_per_step(&fake);
+    assert_eq!(calls.get("Invest Analyst"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("Risk Analyst"), Some(&2), "the interrupted call, then the finished one: {calls:?}");
+    assert_eq!(calls.get("Final Assessment"), Some(&1), "{calls:?}");
+    assert_eq!(done.llm_calls, 3, "one per finished step, counted once");
+    let result = done.result.unwrap();
+    assert_eq!(result.llm_calls, 3);
+    assert!(!result.rule_based);
+    assert!(fake.calls().iter().all(|c| c.authorization.as_deref() == Some("Bearer sk-test")));
+}
+
+/// SIGTERM: the worker stops claiming, lets the running step go on for the grace period, then
+/// releases the job — which does not cost it an attempt — and exits; another worker process
+/// takes it over at once and finishes it without re-running the finished steps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_terminated_worker_releases_its_job_for_another_process() {
+    let db = TestDb::postgres().await;
+    let store = db.store(Arc::new(SystemClock)).await;
+    let fake = FakeLlm::start().await;
+    fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
+    let dir = tempdir();
+    let catalog = fake_catalog(&dir, &fake.base_url("ok"));
+    let catalog = catalog.to_str().unwrap();
+    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "k"), ("SHUTDOWN_GRACE_SECS", "1"), ("LEASE_SECS", "30")];
+
+    let id = insert(&store, new_job("fake", 600_000)).await;
+    let mut first = spawn_worker(&db.url, &env);
+    wait_for(&store, id, Duration::from_secs(60), "risk waiting", |j| j.steps[2].status == StepStatus::InProgress)
+        .await;
+    let asked = Instant::now();
+    terminate(&first);
+    let status = tokio::time::timeout(Duration::from_secs(15), first.wait())
+        .await
+        .expect("exits after the grace period")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(asked.elapsed() >= Duration::from_secs(1), "it waited for the grace period");
+    let released = store.get(id).await.unwrap().unwrap();
+    assert_eq!((released.status, released.attempt, released.lease_owner.clone()), (JobStatus::Pending, 0, None));
+    assert_eq!(released.steps[1].status, StepStatus::Completed);
+
+    let mut second = spawn_worker(&db.url, &env);
+    let done = wait_for(&store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    second.start_kill().unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_eq!(done.attempt, 1, "a release is not an attempt");
+    let calls = calls_per_step(&fake);
+    assert_eq!(calls.get("Invest Analyst"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("Risk Analyst"), Some(&2), "{calls:?}");
+}
+
+/// A provider that accepts the request and never answers: the run ends as `timeout` when its
+/// deadline passes — on time, not when some socket gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_provider_ends_the_run_as_timeout_on_time() {
+    let db = TestDb::postgres().await;
+    let store = db.store(Arc::new(SystemClock)).await;
+    let fake = FakeLlm::start().await;
+    let dir = tempdir();
+    let catalog = fake_catalog(&dir, &fake.base_url("hang"));
+    let catalog = catalog.to_str().unwrap();
+    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "k"), ("MODEL_TIMEOUT_SECS", "600")];
+
+    let id = insert(&store, new_job("fake", 3_000)).await;
+    let mut worker = spawn_worker(&db.url, &env);
+    let done = wait_for(&store, id, Duration::from_secs(30), "the timeout", |j| j.status.is_terminal()).await;
+    worker.start_kill().unwrap();
+    assert_eq!(done.status, JobStatus::Timeout);
+    assert_eq!(done.error.as_deref(), Some("The analysis did not finish within 3 seconds and was stopped."));
+    let took = done.duration_ms.unwrap();
+    assert!((3_000..4_500).contains(&took), "ended {took} ms after it started");
+    let statuses: Vec<StepStatus> = done.steps.iter().map(|s| s.status).collect();
+    assert_eq!(statuses, [StepStatus::Completed, StepStatus::Failed, StepStatus::Failed, StepStatus::Skipped]);
+    assert!(done.completed_at.unwrap() <= Utc::now());
+    assert_eq!(calls_per_step(&fake).len(), 2, "both analysts asked, neither answered");
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ta-faults-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,104 @@
+//! PostgreSQL restarts while runs are in progress: no run is lost or fails, and the progress
+//! endpoint answers 503 at worst — never 500 — while the database is away.
+//!
+//! This restarts the machine's PostgreSQL cluster (`pg_ctlcluster … restart`), so it lives in
+//! a test binary of its own (cargo runs test binaries one after another) and needs the rights
+//! to do it (root, as in CI); elsewhere it says why it cannot run.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, client};
+use jobs::testing::TestDb;
+use serde_json::{Value, json};
+
+fn cluster() -> Option<(String, String)> {
+    let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return None;
+    }
+    let out = std::process::Command::new("pg_lsclusters").arg("-h").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.contains(" 5432 ") && l.contains("online"))?;
+    let mut fields = line.split_whitespace();
+    Some((fields.next()?.to_string(), fields.next()?.to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_survive_a_postgres_restart() {
+    let Some((version, name)) = cluster() else {
+        eprintln!("not run: restarting PostgreSQL needs root and pg_ctlcluster (CI has both)");
+        return;
+    };
+    let db = TestDb::postgres().await;
+    let started_at = postmaster_start(&db.url).await;
+    let db_url = db.url.clone();
+    let server =
+        Server::start(db, &[("SIMULATED_LATENCY_MS", "1500"), ("MAX_ACTIVE_JOBS_PER_USER", "10"), ("WORKERS", "3")])
+            .await;
+    let c = client();
+    let mut ids = Vec::new();
+    for symbol in ["AAPL", "MSFT", "NVDA", "AMZN", "IBM", "NFLX"] {
+        let body: Value = c
+            .post(server.url("/api/trading/run"))
+            .json(&json!({"symbol": symbol}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["runId"].as_str().unwrap().to_string());
+    }
+    // Wait until work is under way, then pull the database out from under it.
+    loop {
+        let b: Value =
+            c.get(server.url(&format!("/api/trading/progress/{}", ids[0]))).send().await.unwrap().json().await.unwrap();
+        if b["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let restart = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("pg_ctlcluster").args([&version, &name, "restart"]).status().expect("pg_ctlcluster")
+    });
+
+    let start = Instant::now();
+    let mut seen_503 = 0;
+    let mut done = std::collections::HashSet::new();
+    while done.len() < ids.len() {
+        for id in &ids {
+            let resp = c
+                .get(server.url(&format!("/api/trading/progress/{id}")))
+                .send()
+                .await
+                .expect("the web process stays up");
+            match resp.status().as_u16() {
+                200 => {
+                    let b: Value = resp.json().await.unwrap();
+                    match b["status"].as_str().unwrap() {
+                        "completed" => {
+                            done.insert(id.clone());
+                        }
+                        "pending" | "running" => {}
+                        other => panic!("run {id} ended {other}: {b}"),
+                    }
+                }
+                503 => seen_503 += 1,
+                other => panic!("progress answered {other} during the restart"),
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "runs not finished: {} of {}", done.len(), ids.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(restart.await.unwrap().success());
+    assert_ne!(postmaster_start(&db_url).await, started_at, "PostgreSQL really restarted");
+    eprintln!("all {} runs completed; {seen_503} polls answered 503 while the database was away", ids.len());
+}
+
+async fn postmaster_start(url: &str) -> String {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("connect");
+    sqlx::query_scalar("select pg_postmaster_start_time()::text").fetch_one(&mut conn).await.expect("query")
+}
