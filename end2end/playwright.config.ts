@@ -3,9 +3,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 // One server for the whole run, from the release build (`cargo leptos build --release`), on a
-// port of its own, with a fresh SQLite database and the offline model slowed down so that
-// progress can be watched.
+// port of its own, with a fresh SQLite database, the offline model slowed down so that
+// progress can be watched, and a catalog adding models served by the fake OpenAI-compatible
+// provider (built by `cargo test`: target/debug/fake-llm) on port 3201.
 const PORT = Number(process.env.E2E_PORT ?? 3100);
+const FAKE_LLM_PORT = 3201;
 const DB = path.join(os.tmpdir(), `trading-agents-e2e-${Date.now()}.db`);
 
 export default defineConfig({
@@ -43,21 +45,31 @@ export default defineConfig({
       },
     },
   ],
-  webServer: {
-    command: 'target/release/server serve',
-    cwd: '..',
-    url: `http://127.0.0.1:${PORT}/readyz`,
-    timeout: 60_000,
-    reuseExistingServer: false,
-    stdout: 'pipe',
-    stderr: 'pipe',
-    env: {
-      LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
-      LEPTOS_SITE_ROOT: 'target/site',
-      DATABASE_URL: `sqlite://${DB}`,
-      SIMULATED_LATENCY_MS: '3000',
-      MAX_ACTIVE_JOBS_PER_USER: '3',
-      RUST_LOG: 'warn',
+  webServer: [
+    {
+      command: `target/debug/fake-llm 127.0.0.1:${FAKE_LLM_PORT}`,
+      cwd: '..',
+      port: FAKE_LLM_PORT,
+      timeout: 30_000,
+      reuseExistingServer: false,
     },
-  },
+    {
+      command: 'target/release/server serve',
+      cwd: '..',
+      url: `http://127.0.0.1:${PORT}/readyz`,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
+        LEPTOS_SITE_ROOT: 'target/site',
+        DATABASE_URL: `sqlite://${DB}`,
+        SIMULATED_LATENCY_MS: '3000',
+        MAX_ACTIVE_JOBS_PER_USER: '3',
+        MODEL_CATALOG: 'end2end/models.e2e.toml',
+        RUST_LOG: 'warn',
+      },
+    },
+  ],
 });

@@ -4,7 +4,11 @@
 //! JSON asked for, streams that break, and requests that never get an answer.
 //!
 //! The first path segment picks a behaviour for every call (`/{mode}/v1/chat/completions`),
-//! so a model catalog can point different models at different behaviours; tests can also queue
+//! so a model catalog can point different models at different behaviours: `ok`, `slow` (2 s),
+//! `delay-MS` (MS milliseconds),
+//! `fail` (500), `fail-first-N` (500 for the first N calls, then answers), `ratelimit` (429),
+//! `unauthorized` (401), `garbage` (prose instead of JSON), `malformed` (a body that is not
+//! JSON), `hang`, `xss` (answers carrying `<script>` and `<img onerror>`). Tests can also queue
 //! one-off behaviours for the next calls whose prompt mentions a given text.
 
 use std::collections::VecDeque;
@@ -59,6 +63,8 @@ struct Shared {
     queued: Mutex<VecDeque<(String, Behaviour)>>,
     /// Time between stream chunks.
     chunk_delay: Mutex<Duration>,
+    /// Calls seen per mode, for the modes that change behaviour over time.
+    per_mode: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 pub struct FakeLlm {
@@ -180,7 +186,32 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
         let mut q = shared.queued.lock().expect("lock");
         q.iter().position(|(text, _)| prompt.contains(text.as_str())).and_then(|i| q.remove(i)).map(|(_, b)| b)
     };
-    let behaviour = queued.unwrap_or_else(|| match mode.as_str() {
+    let nth = {
+        let mut per_mode = shared.per_mode.lock().expect("lock");
+        let n = per_mode.entry(mode.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    // `fail-first-N`: the first N calls of this mode fail with 500, the rest answer.
+    let fail_first = mode.strip_prefix("fail-first-").and_then(|n| n.parse::<usize>().ok());
+    // `delay-MS`: every call answers after MS milliseconds.
+    let delay = mode.strip_prefix("delay-").and_then(|n| n.parse::<u64>().ok());
+    let behaviour = queued.unwrap_or_else(|| {
+        if fail_first.is_some_and(|n| nth <= n) {
+            return Behaviour::Status(500, None);
+        }
+        if let Some(ms) = delay {
+            return Behaviour::Delay(Duration::from_millis(ms));
+        }
+        by_mode(&mode, &step)
+    });
+    let chunk_delay = *shared.chunk_delay.lock().expect("lock");
+    respond(behaviour, &step, stream, chunk_delay).await
+}
+
+/// What a call gets by the mode in its path.
+fn by_mode(mode: &str, step: &str) -> Behaviour {
+    match mode {
         "fail" => Behaviour::Status(500, None),
         "ratelimit" => Behaviour::Status(429, Some(1)),
         "unauthorized" => Behaviour::Status(401, None),
@@ -188,11 +219,9 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
         "malformed" => Behaviour::Malformed,
         "hang" => Behaviour::Hang,
         "slow" => Behaviour::Delay(Duration::from_secs(2)),
-        "xss" => Behaviour::Content(valid_answer(&step, true)),
+        "xss" => Behaviour::Content(valid_answer(step, true)),
         _ => Behaviour::Valid,
-    });
-    let chunk_delay = *shared.chunk_delay.lock().expect("lock");
-    respond(behaviour, &step, stream, chunk_delay).await
+    }
 }
 
 async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Duration) -> Response {

@@ -181,7 +181,11 @@ pub enum Poll {
 #[cfg(feature = "hydrate")]
 pub async fn fetch_progress(run_id: &str, etag: Option<&str>) -> Result<Poll, AppError> {
     use gloo_net::http::Request;
-    let mut req = Request::get(&format!("/api/trading/progress/{run_id}")).header("accept", "application/json");
+    // `no-store`: the browser's own cache would revalidate behind our back and hand us a 200;
+    // we keep the ETag ourselves, so an unchanged run is a 304 we can see (and skip parsing).
+    let mut req = Request::get(&format!("/api/trading/progress/{run_id}"))
+        .cache(web_sys::RequestCache::NoStore)
+        .header("accept", "application/json");
     if let Some(tag) = etag {
         req = req.header("if-none-match", tag);
     }

@@ -110,63 +110,76 @@ pub fn parse(md: &str) -> Vec<Block> {
 }
 
 /// Parses emphasis, strong emphasis, code spans and links within one block of text.
+///
+/// Emphasis follows CommonMark's flanking rules closely enough for prose: an opener is followed
+/// by a non-space, a closer preceded by one, and underscores never open or close inside a word
+/// (`snake_case`, `window.__name`), so identifiers in a report are shown as written.
 pub fn inline(text: &str) -> Vec<Inline> {
+    let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut plain = String::new();
-    let chars: Vec<char> = text.chars().collect();
+    let word = |i: usize| chars.get(i).is_some_and(|c| c.is_alphanumeric());
+    let space = |i: usize| chars.get(i).is_none_or(|c| c.is_whitespace());
+    // A closer for a run of `n` × `d` after `from`, if there is one.
+    let closer = |from: usize, d: char, n: usize| -> Option<usize> {
+        (from..chars.len()).find(|&j| {
+            j + n <= chars.len()
+                && chars[j..j + n].iter().all(|c| *c == d)
+                && chars.get(j + n) != Some(&d)
+                && (j == 0 || chars[j - 1] != d)
+                && j > from
+                && !space(j - 1)
+                && (d != '_' || !word(j + n))
+        })
+    };
     let mut i = 0;
-    let push_plain = |out: &mut Vec<Inline>, plain: &mut String| {
-        if !plain.is_empty() {
-            out.push(Inline::Text(std::mem::take(plain)));
-        }
-    };
-    let find = |from: usize, pat: &[char]| -> Option<usize> {
-        (from..chars.len().saturating_sub(pat.len() - 1)).find(|&j| chars[j..j + pat.len()] == *pat)
-    };
     while i < chars.len() {
         let c = chars[i];
-        if c == '`' {
-            if let Some(end) = find(i + 1, &['`']) {
-                push_plain(&mut out, &mut plain);
-                out.push(Inline::Code(chars[i + 1..end].iter().collect()));
-                i = end + 1;
-                continue;
+        let opener = |n: usize| !space(i + n) && (c != '_' || i == 0 || !word(i - 1)) && (i == 0 || chars[i - 1] != c);
+        let matched = match c {
+            '`' => chars[i + 1..].iter().position(|x| *x == '`').map(|k| {
+                let end = i + 1 + k;
+                (Inline::Code(chars[i + 1..end].iter().collect()), end + 1)
+            }),
+            '*' | '_' if chars.get(i + 1) == Some(&c) && opener(2) => closer(i + 2, c, 2)
+                .map(|end| (Inline::Strong(inline(&chars[i + 2..end].iter().collect::<String>())), end + 2)),
+            '*' | '_' if chars.get(i + 1) != Some(&c) && opener(1) => closer(i + 1, c, 1)
+                .map(|end| (Inline::Em(inline(&chars[i + 1..end].iter().collect::<String>())), end + 1)),
+            '[' => link(&chars, i).map(|(label, url, end)| (Inline::Text(format!("{label} ({url})")), end)),
+            _ => None,
+        };
+        match matched {
+            Some((Inline::Text(t), next)) => {
+                plain.push_str(&t);
+                i = next;
             }
-        } else if (c == '*' || c == '_') && chars.get(i + 1) == Some(&c) {
-            if let Some(end) = find(i + 2, &[c, c]).filter(|e| *e > i + 2) {
-                push_plain(&mut out, &mut plain);
-                out.push(Inline::Strong(inline(&chars[i + 2..end].iter().collect::<String>())));
-                i = end + 2;
-                continue;
+            Some((node, next)) => {
+                if !plain.is_empty() {
+                    out.push(Inline::Text(std::mem::take(&mut plain)));
+                }
+                out.push(node);
+                i = next;
             }
-        } else if (c == '*' || c == '_')
-            && chars.get(i + 1).is_some_and(|n| !n.is_whitespace())
-            && (c == '*' || i == 0 || !chars[i - 1].is_alphanumeric())
-        {
-            if let Some(end) = find(i + 1, &[c]).filter(|e| *e > i + 1 && !chars[*e - 1].is_whitespace()) {
-                push_plain(&mut out, &mut plain);
-                out.push(Inline::Em(inline(&chars[i + 1..end].iter().collect::<String>())));
-                i = end + 1;
-                continue;
-            }
-        } else if c == '[' {
-            // [text](url) → "text (url)", as text.
-            if let Some(close) = find(i + 1, &[']'])
-                && chars.get(close + 1) == Some(&'(')
-                && let Some(end) = find(close + 2, &[')'])
-            {
-                let label: String = chars[i + 1..close].iter().collect();
-                let url: String = chars[close + 2..end].iter().collect();
-                plain.push_str(&format!("{label} ({url})"));
-                i = end + 1;
-                continue;
+            None => {
+                plain.push(c);
+                i += 1;
             }
         }
-        plain.push(c);
-        i += 1;
     }
-    push_plain(&mut out, &mut plain);
+    if !plain.is_empty() {
+        out.push(Inline::Text(plain));
+    }
     out
+}
+
+/// `[label](url)` at `i`: its label, its address and the index after it.
+fn link(chars: &[char], i: usize) -> Option<(String, String, usize)> {
+    let close = i + 1 + chars[i + 1..].iter().position(|c| *c == ']')?;
+    if chars.get(close + 1) != Some(&'(') {
+        return None;
+    }
+    let end = close + 2 + chars[close + 2..].iter().position(|c| *c == ')')?;
+    Some((chars[i + 1..close].iter().collect(), chars[close + 2..end].iter().collect(), end + 1))
 }
 
 fn render_inline(nodes: Vec<Inline>) -> AnyView {
@@ -249,6 +262,19 @@ mod tests {
         assert_eq!(inline("2 * 3 * 4"), vec![text("2 * 3 * 4")]);
         assert_eq!(inline("unclosed **bold"), vec![text("unclosed **bold")]);
         assert_eq!(inline("see [docs](https://x.y)"), vec![text("see docs (https://x.y)")]);
+        assert_eq!(
+            inline("window.__pwned = 1 and window.__pwned = 2"),
+            vec![text("window.__pwned = 1 and window.__pwned = 2")]
+        );
+        assert_eq!(
+            inline("__strong__ and _em_"),
+            vec![Inline::Strong(vec![text("strong")]), text(" and "), Inline::Em(vec![text("em")])]
+        );
+        assert_eq!(
+            inline("**a *b* c**"),
+            vec![Inline::Strong(vec![text("a "), Inline::Em(vec![text("b")]), text(" c")])]
+        );
+        assert_eq!(inline("a ** b ** c"), vec![text("a ** b ** c")]);
     }
 
     #[test]

@@ -1,53 +1,117 @@
-import { test, expect, Page } from '@playwright/test';
+import { test, expect } from '@playwright/test';
+import { RATINGS, STEPS, expectStatus, hydrated, shot, startRun, step } from './helpers';
 
-/** Waits until the WASM has hydrated the server-rendered page. */
-async function hydrated(page: Page) {
-  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
-}
-
-test('an analysis of AAPL runs from the form to the final assessment', async ({ page }, testInfo) => {
+test('an analysis runs from the form to the final assessment, step by step', async ({ page }, testInfo) => {
   const consoleErrors: string[] = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
 
   await page.goto('/');
   await expect(page.getByRole('heading', { name: 'New analysis' })).toBeVisible();
   await hydrated(page);
-
-  await page.getByLabel('Symbol').fill('AAPL');
-  // Every analyst is ticked by default; the default model is the offline one.
+  // Every analyst is ticked by default; models without their key are listed but disabled.
   for (const name of ['Invest Analyst', 'Risk Analyst', 'Sentiment Analyst', 'Technical Analyst']) {
     await expect(page.getByRole('checkbox', { name: new RegExp(name) })).toBeChecked();
   }
-  await page.getByRole('button', { name: 'Run analysis' }).click();
+  const locked = page.locator('#model option[value="locked"]');
+  await expect(locked).toBeDisabled();
+  await expect(locked).toContainText('E2E_KEY_THAT_IS_NEVER_SET is not set');
+  // The symbol is checked as it is typed.
+  await page.getByLabel('Symbol').fill('AA PL');
+  await expect(page.locator('#symbol-help')).toContainText("' ' is not allowed");
+  await expect(page.getByLabel('Symbol')).toHaveAttribute('aria-invalid', 'true');
 
-  await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
-  const steps = page.locator('ol.steps > li');
-  await expect(steps).toHaveCount(6);
+  await startRun(page, { symbol: 'AAPL' });
+  await expect(page.locator('ol.steps > li')).toHaveCount(6);
 
-  // An intermediate state: some step in progress while the final assessment still waits.
+  // An intermediate state: a step in progress while a later one still waits.
   await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
-  await expect(page.locator('li.step[data-step="Final Assessment"]')).toHaveAttribute('data-status', 'pending');
+  await expect(step(page, 'Final Assessment')).toHaveAttribute('data-status', 'pending');
   const bar = page.getByRole('progressbar', { name: 'Analysis progress' });
   const midway = Number(await bar.getAttribute('aria-valuenow'));
-  expect(midway).toBeGreaterThanOrEqual(0);
   expect(midway).toBeLessThan(100);
+  await expect(page.getByTestId('eta')).toContainText(/about \d+ (s|min)/);
 
-  // Then every step completes and the assessment appears.
-  for (const name of ['Data Collection', 'Invest Analyst', 'Risk Analyst', 'Sentiment Analyst', 'Technical Analyst', 'Final Assessment']) {
-    await expect(page.locator(`li.step[data-step="${name}"]`)).toHaveAttribute('data-status', 'completed', { timeout: 60_000 });
+  for (const name of STEPS) {
+    await expect(step(page, name)).toHaveAttribute('data-status', 'completed', { timeout: 60_000 });
   }
   await expect(bar).toHaveAttribute('aria-valuenow', '100');
   const result = page.getByTestId('result');
-  await expect(result).toBeVisible();
-  await expect(page.getByTestId('rating')).toContainText(/Buy|Overweight|Hold|Underweight|Sell/);
+  await expect(page.getByTestId('rating')).toContainText(RATINGS);
   await expect(page.getByTestId('summary')).toContainText('AAPL as of 2023-09-21');
   await expect(result.locator('article.analyst-card')).toHaveCount(4);
   await expect(result.locator('figure.chart svg polyline.close')).toHaveCount(1);
+  await expect(result.locator('table.figures')).toContainText('173.93');
 
-  // A reload picks the finished run up from its URL.
-  await page.reload();
-  await expect(page.getByTestId('rating')).toContainText(/Buy|Overweight|Hold|Underweight|Sell/);
-
-  await page.screenshot({ path: testInfo.outputPath('final.png'), fullPage: true });
+  await shot(page, testInfo);
   expect(consoleErrors).toEqual([]);
+});
+
+test('a reload in the middle of a run picks it up and follows it to the end', async ({ page }, testInfo) => {
+  const id = await startRun(page, { symbol: 'NVDA', analysts: ['Risk Analyst', 'Technical Analyst'] });
+  await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
+  await page.reload();
+  // Server-rendered from the URL alone, before and after hydration.
+  await expect(page).toHaveURL(new RegExp(`/runs/${id}$`));
+  await expect(page.locator('h1')).toContainText('NVDA');
+  await hydrated(page);
+  await expectStatus(page, 'completed');
+  await expect(page.getByTestId('rating')).toContainText(RATINGS);
+  await shot(page, testInfo);
+});
+
+test('polling sends If-None-Match and unchanged progress costs a 304', async ({ page }, testInfo) => {
+  const statuses: number[] = [];
+  const conditional: boolean[] = [];
+  page.on('request', (r) => { if (r.url().includes('/api/trading/progress/')) conditional.push('if-none-match' in r.headers()); });
+  page.on('response', (r) => { if (r.url().includes('/api/trading/progress/')) statuses.push(r.status()); });
+  // A model that takes 7 s per call: polls every 2 s within that wait find nothing new.
+  await startRun(page, { symbol: 'MSFT', model: 'patient', analysts: ['Invest Analyst'] });
+  await expectStatus(page, 'completed', 60_000);
+  expect(statuses.filter((s) => s === 200).length).toBeGreaterThan(0);
+  expect(statuses).toContain(304);
+  expect(statuses.every((s) => s === 200 || s === 304)).toBe(true);
+  // Every poll after the first carries the ETag of the state on screen.
+  expect(conditional[0]).toBe(false);
+  expect(conditional.slice(1).every(Boolean)).toBe(true);
+  await shot(page, testInfo);
+});
+
+test('when the server cannot be reached the page keeps the last state, says so, and recovers', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'AMZN', analysts: ['Sentiment Analyst'] });
+  await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
+  await page.route('**/api/trading/progress/**', (route) => route.abort('connectionrefused'));
+  await expect(page.getByTestId('reconnecting')).toBeVisible({ timeout: 15_000 });
+  // The last good state is still on screen.
+  await expect(page.locator('ol.steps > li')).toHaveCount(3);
+  await shot(page, testInfo, 'reconnecting');
+  await page.unroute('**/api/trading/progress/**');
+  await expectStatus(page, 'completed', 60_000);
+  await expect(page.getByTestId('reconnecting')).toHaveCount(0);
+  await shot(page, testInfo);
+});
+
+test('leaving the run page stops its polling', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'IBM', analysts: ['Risk Analyst'] });
+  await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
+  await page.getByRole('link', { name: 'History' }).click();
+  await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
+  let polls = 0;
+  page.on('request', (r) => { if (r.url().includes('/api/trading/progress/')) polls += 1; });
+  // Three poll intervals with no timer left behind.
+  await page.waitForTimeout(6_500);
+  expect(polls).toBe(0);
+  await shot(page, testInfo);
+});
+
+test.describe('on a phone', () => {
+  test.use({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+
+  test('a run is readable without sideways scrolling', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'GOOG', analysts: ['Invest Analyst', 'Technical Analyst'] });
+  await expectStatus(page, 'completed');
+  await expect(page.getByTestId('rating')).toBeVisible();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+  await shot(page, testInfo);
+  });
 });

@@ -1,6 +1,6 @@
 //! The fake OpenAI-compatible provider as a process, for the browser tests:
 //! `fake-llm [ADDR]` (default 127.0.0.1:0) prints `listening on http://…` and serves until
-//! killed. Behaviours by path: `/{ok,slow,fail,ratelimit,garbage,malformed,hang,xss}/v1`.
+//! killed. Behaviours by path (see `agents::testing`): `/ok/v1`, `/slow/v1`, `/fail-first-4/v1`, `/xss/v1`…
 
 #[tokio::main]
 async fn main() {

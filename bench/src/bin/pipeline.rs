@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agents::Pipeline;
 use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Models, ModelsConfig};
 use agents::testing::FakeLlm;
-use agents::Pipeline;
 use async_trait::async_trait;
 use domain::{AnalystKind, JobStatus, StartRequest, ValidStart};
 use jobs::testing::TestDb;
@@ -39,7 +39,8 @@ async fn main() {
         "[[model]]\nid = \"slow\"\nlabel = \"2 s per call\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
         fake.base_url("slow")
     );
-    let models = Models::new(Catalog::from_toml(&toml).unwrap(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    let models =
+        Models::new(Catalog::from_toml(&toml).unwrap(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
     let market = BundledData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/market")).unwrap();
     let pipeline = Arc::new(Pipeline::new(Arc::new(market), Arc::new(models)));
 
@@ -47,11 +48,21 @@ async fn main() {
     let store = db.store(Arc::new(SystemClock)).await;
     let events = Events::new();
     let service = RunService::new(store.clone(), events.clone(), Arc::new(Any), ServiceConfig::default()).unwrap();
-    let pool = WorkerPool::new(store.clone(), Arc::new(TradingAnalysis::new(pipeline)), events, WorkerConfig { workers: 1, ..WorkerConfig::default() }).unwrap();
+    let pool = WorkerPool::new(
+        store.clone(),
+        Arc::new(TradingAnalysis::new(pipeline)),
+        events,
+        WorkerConfig { workers: 1, ..WorkerConfig::default() },
+    )
+    .unwrap();
     let stop = CancellationToken::new();
     let running = tokio::spawn(pool.run(stop.clone()));
 
-    println!("pipeline benchmark: 4 analysts, a model answering each call after {} s; {}", CALL.as_secs(), bench::machine());
+    println!(
+        "pipeline benchmark: 4 analysts, a model answering each call after {} s; {}",
+        CALL.as_secs(),
+        bench::machine()
+    );
     println!();
     println!("| run | duration | critical path (data + analyst + final) | ratio | sum of steps | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -75,7 +86,11 @@ async fn main() {
         let data = job.steps[0].duration_ms.unwrap() as f64 / 1000.0;
         let critical = data + 2.0 * CALL.as_secs_f64();
         let sum = data + 5.0 * CALL.as_secs_f64();
-        println!("| {i} | {total:.2} s | {critical:.2} s | {:.2}× | {sum:.2} s | {:.2}× |", total / critical, total / sum);
+        println!(
+            "| {i} | {total:.2} s | {critical:.2} s | {:.2}× | {sum:.2} s | {:.2}× |",
+            total / critical,
+            total / sum
+        );
     }
     stop.cancel();
     running.await.unwrap();
