@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use domain::{AnalystInfo, ModelInfo, Problem, Progress, RunsPage, StartRequest, StartResponse};
+use domain::{AnalystInfo, ModelInfo, Problem, Progress, RunState, RunsPage, StartRequest, StartResponse};
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
 use serde::{Deserialize, Serialize};
@@ -123,11 +123,13 @@ pub async fn run_progress(run_id: String) -> Result<Progress, AppError> {
     Ok(progress)
 }
 
+/// Returns the run's state without its result: a cancelled run has none, and the browser's
+/// live view never parses results (the server renders them).
 #[server]
-pub async fn cancel_run(run_id: String) -> Result<Progress, AppError> {
+pub async fn cancel_run(run_id: String) -> Result<RunState, AppError> {
     let (ctx, user) = ssr::context()?;
     let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
-    ctx.service.cancel(&user.0, id).await.map_err(ssr::fail)
+    Ok(ctx.service.cancel(&user.0, id).await.map_err(ssr::fail)?.run)
 }
 
 #[server]
@@ -151,28 +153,31 @@ pub async fn list_runs(status: Option<String>, page: u32) -> Result<RunsPage, Ap
     ctx.service.list(&user.0, status, page, 20).await.map_err(ssr::fail)
 }
 
-#[server]
-pub async fn list_models() -> Result<Vec<ModelInfo>, AppError> {
-    let (ctx, _) = ssr::context()?;
-    Ok(ctx.models.as_ref().clone())
+/// What the new-analysis form offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFormOptions {
+    /// The model catalog, unavailable models included (shown disabled, with the reason).
+    pub models: Vec<ModelInfo>,
+    pub analysts: Vec<AnalystInfo>,
+    /// Symbols the market data can list, for suggestions.
+    pub symbols: Vec<String>,
 }
 
 #[server]
-pub async fn list_analysts() -> Result<Vec<AnalystInfo>, AppError> {
-    Ok(AnalystInfo::all())
-}
-
-#[server]
-pub async fn list_symbols() -> Result<Vec<String>, AppError> {
+pub async fn form_options() -> Result<RunFormOptions, AppError> {
     let (ctx, _) = ssr::context()?;
-    Ok(ctx.symbols.as_ref().clone())
+    Ok(RunFormOptions {
+        models: ctx.models.as_ref().clone(),
+        analysts: AnalystInfo::all(),
+        symbols: ctx.symbols.as_ref().clone(),
+    })
 }
 
 /// What one poll of the REST progress endpoint returned.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Poll {
     /// A new state, its ETag, and the server's `Retry-After` hint in seconds.
-    Changed(Box<Progress>, Option<String>, Option<u32>),
+    Changed(Box<RunState>, Option<String>, Option<u32>),
     /// 304: nothing moved since the ETag we sent.
     Unchanged(Option<u32>),
 }
@@ -195,7 +200,8 @@ pub async fn fetch_progress(run_id: &str, etag: Option<&str>) -> Result<Poll, Ap
         304 => Ok(Poll::Unchanged(retry_after)),
         200 => {
             let tag = resp.headers().get("etag");
-            let body: Progress = resp
+            // The body also carries the result once there is one; it is not read here.
+            let body: RunState = resp
                 .json()
                 .await
                 .map_err(|e| AppError::local("Unexpected answer", format!("The progress could not be read: {e}")))?;

@@ -1,4 +1,9 @@
-//! The Leptos user interface, rendered on the server and hydrated in the browser.
+//! The Leptos user interface, rendered on the server, with islands hydrated in the browser.
+//!
+//! Pages are server-rendered HTML; only two islands run in the browser: the new-analysis form
+//! ([`routes::home::RunForm`]) and the live view of a run ([`routes::run::RunLive`]). Results,
+//! charts, reports and history are HTML from the server, so the WASM bundle carries none of
+//! their code, and a page reads fully before any WASM has loaded.
 //!
 //! Reading order:
 //! - [`api`]: the server functions (thin: context → `RunService` → error mapping) and the
@@ -35,7 +40,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -45,16 +50,20 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
-#[component]
-pub fn App() -> impl IntoView {
-    provide_meta_context();
-    // Effects run only in the browser: this marks the page as interactive (tests wait for it).
+/// Called by each island once it runs in the browser: marks the page as interactive (the
+/// browser tests wait for it).
+pub fn mark_hydrated() {
     Effect::new(move |_| {
         #[cfg(feature = "hydrate")]
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }
     });
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
     view! {
         <Stylesheet id="leptos" href="/pkg/trading-agents.css"/>
         <Link rel="icon" href="/favicon.ico"/>

@@ -7,7 +7,7 @@
 //! the page's reactive owner, so no interval outlives it). `If-None-Match` carries the last
 //! ETag, so an unchanged run costs a 304 and no JSON.
 
-use domain::Progress;
+use domain::RunState;
 use leptos::prelude::*;
 
 use crate::api::AppError;
@@ -38,7 +38,7 @@ pub struct Connection {
 /// Starts polling `run_id` into `progress` while it is active. Does nothing on the server.
 pub fn start(
     run_id: String,
-    progress: RwSignal<Progress>,
+    progress: RwSignal<RunState>,
     connection: RwSignal<Connection>,
     last_seen: RwSignal<chrono::DateTime<chrono::Utc>>,
 ) {
@@ -61,7 +61,7 @@ pub fn start(
         fn schedule(
             state: Rc<Loop>,
             delay: u32,
-            progress: RwSignal<Progress>,
+            progress: RwSignal<RunState>,
             connection: RwSignal<Connection>,
             last_seen: RwSignal<chrono::DateTime<chrono::Utc>>,
         ) {

@@ -42,10 +42,11 @@ impl StepProgress {
     }
 }
 
-/// The progress of one run.
+/// Everything the progress view shows of a run, without its result: what the browser polls
+/// and keeps in memory (the result is rendered by the server).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Progress {
+pub struct RunState {
     pub run_id: RunId,
     pub status: JobStatus,
     /// 0–100 over the whole run, weighted by step.
@@ -55,7 +56,6 @@ pub struct Progress {
     pub started_at: Option<DateTime<Utc>>,
     /// Seconds, while the run is active; never 0 while it is still going.
     pub estimated_time_remaining: Option<u64>,
-    pub result: Option<AnalysisResult>,
     pub error: Option<String>,
     pub completed_at: Option<DateTime<Utc>>,
     /// Milliseconds from start to end, once the run has ended.
@@ -71,4 +71,13 @@ pub struct Progress {
     pub cancel_requested: bool,
     pub retry_of: Option<RunId>,
     pub llm_calls: u32,
+}
+
+/// The body of `GET /api/trading/progress/:runId`: the run's state and, once it completed, its
+/// result — one flat JSON object, field for field as the blueprint's API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    #[serde(flatten)]
+    pub run: RunState,
+    pub result: Option<AnalysisResult>,
 }

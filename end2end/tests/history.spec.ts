@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { hydrated, shot } from './helpers';
+import { shot } from './helpers';
 
 test('history lists your runs, filters them by status, and links to them', async ({ page }, testInfo) => {
   // Start runs through the API with the page's own session.
@@ -16,8 +16,8 @@ test('history lists your runs, filters them by status, and links to them', async
     .poll(async () => (await (await page.request.get(`/api/trading/progress/${ids[1]}`)).json()).status)
     .toBe('cancelled');
 
+  // Plain server-rendered HTML: no island, nothing to hydrate.
   await page.goto('/runs');
-  await hydrated(page);
   const rows = page.locator('table.history tbody tr');
   await expect(rows).toHaveCount(2);
   await expect(rows.first()).toContainText('MSFT');

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
-    FieldError, JobStatus, ModelId, Problem, Progress, RunId, RunSummary, RunsPage, StartRequest, ValidStart,
+    FieldError, JobStatus, ModelId, Problem, Progress, RunId, RunState, RunSummary, RunsPage, StartRequest, ValidStart,
 };
 use sha2::{Digest, Sha256};
 
@@ -360,7 +360,7 @@ impl RunService {
         } else {
             None
         };
-        Progress {
+        let run = RunState {
             run_id: job.run_id,
             status: job.status,
             progress: job.progress_percent,
@@ -368,7 +368,6 @@ impl RunService {
             steps: job.steps,
             started_at: job.started_at,
             estimated_time_remaining: eta,
-            result: job.result,
             error: job.error,
             completed_at: job.completed_at,
             duration: job.duration_ms,
@@ -382,7 +381,8 @@ impl RunService {
             cancel_requested: job.cancel_requested,
             retry_of: job.retry_of,
             llm_calls: job.llm_calls,
-        }
+        };
+        Progress { run, result: job.result }
     }
 }
 

@@ -389,7 +389,7 @@ async fn retry(h: Harness) {
     assert!(matches!(svc.retry("alice", again.run_id).await, Err(ServiceError::NotRetryable(JobStatus::Pending))));
     assert!(matches!(svc.retry("bob", first.run_id).await, Err(ServiceError::NotFound)));
     let cancelled = svc.cancel("alice", again.run_id).await.unwrap();
-    assert_eq!(cancelled.status, JobStatus::Cancelled);
+    assert_eq!(cancelled.run.status, JobStatus::Cancelled);
     assert!(svc.retry("alice", again.run_id).await.is_ok());
     assert!(
         matches!(svc.start("alice", &request("nodata"), None).await, Err(ServiceError::Invalid(e)) if e[0].field == "symbol")

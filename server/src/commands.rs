@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::api::ssr::AppContext;
-use domain::{JobStatus, Progress, StartRequest};
+use domain::{JobStatus, Progress, RunState, StartRequest};
 use jobs::ServiceError;
 use jobs::janitor::{Janitor, JanitorConfig};
 use tokio_util::sync::CancellationToken;
@@ -162,8 +162,8 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
         let outcome = loop {
             match parts.service.progress(user, run_id).await {
                 Ok((p, _)) => {
-                    bar.draw(&p);
-                    if p.status.is_terminal() {
+                    bar.draw(&p.run);
+                    if p.run.status.is_terminal() {
                         break Ok(p);
                     }
                 }
@@ -183,8 +183,8 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
     } else {
         print!("{}", render(&progress));
     }
-    if progress.status != JobStatus::Completed {
-        return Err(format!("the analysis ended {}", progress.status).into());
+    if progress.run.status != JobStatus::Completed {
+        return Err(format!("the analysis ended {}", progress.run.status).into());
     }
     Ok(())
 }
@@ -202,7 +202,7 @@ impl Bar {
         Self { last: String::new(), tty: std::io::stderr().is_terminal() }
     }
 
-    fn draw(&mut self, p: &Progress) {
+    fn draw(&mut self, p: &RunState) {
         const WIDTH: usize = 30;
         let filled = WIDTH * p.progress as usize / 100;
         let eta = p.estimated_time_remaining.map(|s| format!("  ~{s}s left")).unwrap_or_default();
@@ -276,11 +276,14 @@ fn render(p: &Progress) -> String {
                     if r.rule_based { " (rule-based)" } else { "" },
                     r.llm_calls,
                     r.tokens.total(),
-                    p.duration.unwrap_or(0) as f64 / 1000.0
+                    p.run.duration.unwrap_or(0) as f64 / 1000.0
                 ),
             );
         }
-        None => push(&mut out, format!("\nThe analysis ended {}: {}", p.status, p.error.clone().unwrap_or_default())),
+        None => push(
+            &mut out,
+            format!("\nThe analysis ended {}: {}", p.run.status, p.run.error.clone().unwrap_or_default()),
+        ),
     }
     out
 }

@@ -1,7 +1,7 @@
 //! The live view of a run: overall bar, current step, times, and each step.
 
 use chrono::{DateTime, Utc};
-use domain::{JobStatus, Progress, StepStatus};
+use domain::{JobStatus, RunState, StepStatus};
 use leptos::prelude::*;
 
 use super::{StatusBadge, step_icon};
@@ -10,7 +10,7 @@ use crate::poll::Connection;
 
 #[component]
 pub fn ProgressView(
-    progress: RwSignal<Progress>,
+    progress: RwSignal<RunState>,
     connection: RwSignal<Connection>,
     /// The current time, ticking while the run is active.
     now: RwSignal<DateTime<Utc>>,

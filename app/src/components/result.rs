@@ -1,7 +1,7 @@
 //! The final assessment: rating, confidence, summary, risks, chart, figures and one card per
 //! analyst with its report.
 
-use domain::{AnalysisResult, Progress, Rating, Stance};
+use domain::{AnalysisResult, Rating, Stance};
 use leptos::prelude::*;
 
 use super::chart::PriceChart;
@@ -26,8 +26,9 @@ fn stance_icon(s: Stance) -> &'static str {
     }
 }
 
+/// Rendered on the server only: none of this is in the WASM bundle.
 #[component]
-pub fn ResultView(result: AnalysisResult, progress: Progress) -> impl IntoView {
+pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoView {
     let r = result;
     view! {
         <section class="result" aria-labelledby="result-heading" data-testid="result">
@@ -81,7 +82,7 @@ pub fn ResultView(result: AnalysisResult, progress: Progress) -> impl IntoView {
             <p class="run-meta muted">
                 "Model " <code>{r.model_id.clone()}</code>
                 {r.rule_based.then_some(" (rule-based)")}
-                " · " {progress.duration.map(duration_ms).unwrap_or_default()}
+                " · " {duration.map(duration_ms).unwrap_or_default()}
                 " · " {r.llm_calls} " model calls"
                 " · " {r.tokens.total()} " tokens"
                 " · data " {r.as_of.to_string()}

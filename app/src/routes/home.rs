@@ -4,23 +4,34 @@ use domain::{AnalystKind, StartRequest, Symbol};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
 
-use crate::api::{StartRun, list_analysts, list_models, list_runs, list_symbols};
+use crate::api::{RunFormOptions, StartRun, form_options, list_runs};
 use crate::components::{ErrorPanel, StatusBadge};
 use crate::format::{ago, now};
 
 #[component]
 pub fn HomePage() -> impl IntoView {
+    let options = Resource::new(|| (), |_| form_options());
     view! {
         <Title text="New analysis"/>
-        <RunForm/>
+        <Suspense fallback=|| view! { <section class="card"><p>"Loading…"</p></section> }>
+            {move || Suspend::new(async move {
+                match options.await {
+                    Ok(options) => view! { <RunForm options/> }.into_any(),
+                    Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
+                }
+            })}
+        </Suspense>
         <RecentRuns/>
     }
 }
 
-#[component]
-fn RunForm() -> impl IntoView {
+/// The new-analysis form: validation as you type, then the start request. An island: it runs
+/// in the browser, with what it offers rendered in by the server.
+#[island]
+pub fn RunForm(options: RunFormOptions) -> impl IntoView {
+    crate::mark_hydrated();
+    let RunFormOptions { models, analysts, symbols } = options;
     let symbol = RwSignal::new("AAPL".to_string());
     let model = RwSignal::new(String::new());
     let chosen = RwSignal::new(AnalystKind::ALL.to_vec());
@@ -28,10 +39,9 @@ fn RunForm() -> impl IntoView {
     let symbol_error = Signal::derive(move || symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)));
 
     let start = ServerAction::<StartRun>::new();
-    let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(started)) = start.value().get() {
-            navigate(&format!("/runs/{}", started.run_id), Default::default());
+            crate::routes::run::go_to(&format!("/runs/{}", started.run_id));
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -57,9 +67,9 @@ fn RunForm() -> impl IntoView {
                 "and a final assessment weighs their views. You can leave the page: the run goes on."
             </p>
             <form class="run-form" on:submit=submit novalidate>
-                <SymbolField symbol error=symbol_error/>
-                <ModelField model/>
-                <AnalystsField chosen/>
+                <SymbolField symbol error=symbol_error symbols/>
+                <ModelField model models/>
+                <AnalystsField chosen analysts/>
                 <AsOfField as_of/>
                 <button type="submit" class="primary" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Run analysis" }}
@@ -71,8 +81,7 @@ fn RunForm() -> impl IntoView {
 }
 
 #[component]
-fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>) -> impl IntoView {
-    let symbols = Resource::new(|| (), |_| list_symbols());
+fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>, symbols: Vec<String>) -> impl IntoView {
     view! {
         <div class="field">
             <label for="symbol">"Symbol"</label>
@@ -89,11 +98,7 @@ fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>) -> impl 
                 aria-describedby="symbol-help"
             />
             <datalist id="symbols">
-                <Suspense>
-                    {move || Suspend::new(async move {
-                        symbols.await.unwrap_or_default().into_iter().map(|s| view! { <option value=s></option> }).collect_view()
-                    })}
-                </Suspense>
+                {symbols.into_iter().map(|s| view! { <option value=s></option> }).collect_view()}
             </datalist>
             <p id="symbol-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
                 {move || error.get().unwrap_or_else(|| "A ticker from the bundled data, e.g. AAPL, MSFT, NVDA.".into())}
@@ -104,28 +109,21 @@ fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>) -> impl 
 }
 
 #[component]
-fn ModelField(model: RwSignal<String>) -> impl IntoView {
-    let models = Resource::new(|| (), |_| list_models());
+fn ModelField(model: RwSignal<String>, models: Vec<domain::ModelInfo>) -> impl IntoView {
     view! {
         <div class="field">
             <label for="model">"Model"</label>
             <select id="model" name="model" on:change=move |ev| model.set(event_target_value(&ev))>
-                <Suspense fallback=|| view! { <option>"Loading…"</option> }>
-                    {move || Suspend::new(async move {
-                        models
-                            .await
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|m| {
-                                let label = match &m.reason {
-                                    Some(r) => format!("{} — unavailable: {r}", m.label),
-                                    None => m.label.clone(),
-                                };
-                                view! { <option value=m.id.clone() disabled=!m.available selected=m.default>{label}</option> }
-                            })
-                            .collect_view()
-                    })}
-                </Suspense>
+                {models
+                    .into_iter()
+                    .map(|m| {
+                        let label = match &m.reason {
+                            Some(r) => format!("{} — unavailable: {r}", m.label),
+                            None => m.label.clone(),
+                        };
+                        view! { <option value=m.id.clone() disabled=!m.available selected=m.default>{label}</option> }
+                    })
+                    .collect_view()}
             </select>
         </div>
     }
@@ -133,21 +131,14 @@ fn ModelField(model: RwSignal<String>) -> impl IntoView {
 }
 
 #[component]
-fn AnalystsField(chosen: RwSignal<Vec<AnalystKind>>) -> impl IntoView {
-    let analysts = Resource::new(|| (), |_| list_analysts());
+fn AnalystsField(chosen: RwSignal<Vec<AnalystKind>>, analysts: Vec<domain::AnalystInfo>) -> impl IntoView {
     view! {
         <fieldset class="field analysts">
             <legend>"Analysts"</legend>
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    analysts
-                        .await
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|a| view! { <AnalystChoice kind=a.id name=a.name description=a.description chosen/> })
-                        .collect_view()
-                })}
-            </Suspense>
+            {analysts
+                .into_iter()
+                .map(|a| view! { <AnalystChoice kind=a.id name=a.name description=a.description chosen/> })
+                .collect_view()}
             {move || chosen.with(|c| c.is_empty()).then(|| view! { <p class="help error">"Choose at least one analyst."</p> })}
         </fieldset>
     }

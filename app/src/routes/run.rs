@@ -1,10 +1,12 @@
-//! `/runs/:id`: a run's progress, then its result. Reloads and second tabs pick it up from the
-//! URL; the page polls while the run is active.
+//! `/runs/:id`: a run's progress, then its result. The page is rendered on the server from the
+//! URL alone (reloads and second tabs work); the live part is an island that polls while the
+//! run is active. When the run completes under the user's eyes, the page reloads itself to get
+//! the server-rendered result.
 
-use domain::{JobStatus, Progress};
+use domain::{JobStatus, RunState};
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map};
+use leptos_router::hooks::use_params_map;
 
 use crate::api::{CancelRun, RetryRun, run_progress};
 use crate::components::ErrorPanel;
@@ -17,13 +19,20 @@ use crate::poll::{self, Connection};
 pub fn RunPage() -> impl IntoView {
     let params = use_params_map();
     let run_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
-    let initial = Resource::new(move || run_id.get(), run_progress);
+    let progress = Resource::new(move || run_id.get(), run_progress);
     view! {
         <Title text="Analysis"/>
         <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
             {move || Suspend::new(async move {
-                match initial.await {
-                    Ok(p) => view! { <RunView initial=p/> }.into_any(),
+                match progress.await {
+                    Ok(p) => {
+                        let duration = p.run.duration;
+                        view! {
+                            <RunLive initial=p.run/>
+                            {p.result.map(|result| view! { <ResultView result duration/> })}
+                        }
+                        .into_any()
+                    }
                     Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
                 }
             })}
@@ -31,27 +40,36 @@ pub fn RunPage() -> impl IntoView {
     }
 }
 
-#[component]
-fn RunView(initial: Progress) -> impl IntoView {
+/// The live part of a run's page: header with Cancel/Retry, the progress view, and the error
+/// or cancellation notice.
+#[island]
+pub fn RunLive(initial: RunState) -> impl IntoView {
+    crate::mark_hydrated();
     let run_id = initial.run_id.to_string();
+    let completed_at_load = initial.status == JobStatus::Completed;
     let progress = RwSignal::new(initial);
     let connection = RwSignal::new(Connection::default());
     let clock = RwSignal::new(now());
     let last_seen = RwSignal::new(now());
     poll::start(run_id.clone(), progress, connection, last_seen);
     tick(clock, progress);
+    // The result is rendered by the server: fetch it by reloading once the run completes here.
+    Effect::new(move |_| {
+        if progress.read().status == JobStatus::Completed && !completed_at_load {
+            reload();
+        }
+    });
 
     let cancel = ServerAction::<CancelRun>::new();
     let retry = ServerAction::<RetryRun>::new();
     Effect::new(move |_| {
-        if let Some(Ok(p)) = cancel.value().get() {
-            progress.set(p);
+        if let Some(Ok(state)) = cancel.value().get() {
+            progress.set(state);
         }
     });
-    let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(started)) = retry.value().get() {
-            navigate(&format!("/runs/{}", started.run_id), Default::default());
+            go_to(&format!("/runs/{}", started.run_id));
         }
     });
 
@@ -106,23 +124,37 @@ fn RunView(initial: Progress) -> impl IntoView {
                     <section class="card error-panel" role="alert" data-testid="run-error">
                         <h2>{if p.status == JobStatus::Timeout { "The analysis timed out" } else { "The analysis failed" }}</h2>
                         <p>{error}</p>
-                        <p class="muted">"Retry starts a new run with the same settings; finished work is not lost from history."</p>
+                        <p class="muted">"Retry starts a new run with the same settings; this one stays in your history."</p>
                     </section>
                 }.into_any(),
                 (JobStatus::Cancelled, _) => view! {
                     <section class="card" data-testid="run-cancelled"><h2>"Cancelled"</h2><p>"This analysis was cancelled."</p></section>
                 }.into_any(),
-                _ => match p.result.clone() {
-                    Some(result) => view! { <ResultView result progress=p/> }.into_any(),
-                    None => ().into_any(),
-                },
+                _ => ().into_any(),
             }
         }}
     }
 }
 
+/// Loads another page (islands have no client-side router).
+pub fn go_to(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}
+
+fn reload() {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().reload();
+    }
+}
+
 /// Moves `clock` every second while the run is active, so times on the page stay true.
-fn tick(clock: RwSignal<chrono::DateTime<chrono::Utc>>, progress: RwSignal<Progress>) {
+fn tick(clock: RwSignal<chrono::DateTime<chrono::Utc>>, progress: RwSignal<RunState>) {
     #[cfg(feature = "hydrate")]
     {
         let interval = gloo_timers::callback::Interval::new(1_000, move || {

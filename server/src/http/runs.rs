@@ -148,7 +148,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
     let progress = state.service.cancel(&user.0, id).await?;
-    let status = if progress.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let status = if progress.run.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(progress)).into_response())
 }
 
