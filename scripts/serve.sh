@@ -13,4 +13,4 @@ install_rust_tools
 install_node_packages
 
 step "Building and serving (release) on http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000}"
-exec cargo leptos serve --release
+exec cargo leptos serve --release --precompress

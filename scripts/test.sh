@@ -14,7 +14,7 @@ step "Rust tests (unit, conformance on SQLite and PostgreSQL, API, faults)"
 cargo test --workspace --exclude frontend --no-fail-fast
 
 step "Release build of the site, and the fake model provider the browser tests use"
-cargo leptos build --release
+cargo leptos build --release --precompress
 cargo build -p agents --features testing --bin fake-llm
 
 step "Browser tests (Playwright, Debian's Chromium)"

@@ -12,6 +12,7 @@ use jobs::RunService;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
+use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod health;
@@ -69,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
+        // for clients that ask; already-encoded responses pass through untouched.
+        .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
