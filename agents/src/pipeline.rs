@@ -214,7 +214,20 @@ impl Pipeline {
             llm_calls: usage.calls,
             tokens: usage.tokens,
             rule_based: model.rule_based(),
+            cost_usd: (!model.rule_based()).then(|| self.cost(&spec.model_id, usage.tokens)),
         })
+    }
+
+    /// US dollars for these tokens at the catalog's prices (per million tokens).
+    fn cost(&self, model_id: &str, tokens: TokenUsage) -> f64 {
+        self.models
+            .catalog()
+            .get(model_id)
+            .map(|e| {
+                (tokens.prompt as f64 * e.input_price_per_mtok + tokens.completion as f64 * e.output_price_per_mtok)
+                    / 1e6
+            })
+            .unwrap_or(0.0)
     }
 
     async fn collect<R: Reporter>(

@@ -60,7 +60,14 @@ async fn yahoo(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     up.hits.fetch_add(1, Ordering::SeqCst);
-    let (from, to): (i64, i64) = (q["period1"].parse().unwrap(), q["period2"].parse().unwrap());
+    let (mut from, mut to): (i64, i64) = (q["period1"].parse().unwrap(), q["period2"].parse().unwrap());
+    // The recorded data ends 2023-09-21: a request for later dates is answered as if that day
+    // were today.
+    let last = up.bars.last().unwrap().date.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp() + 86_400;
+    if to > last {
+        from -= to - last;
+        to = last;
+    }
     match symbol.as_str() {
         "AAPL" | "^GSPC" => {
             let bars: Vec<Bar> = up
@@ -106,11 +113,24 @@ async fn stooq(State(up): State<Arc<Upstream>>, Query(q): Query<HashMap<String, 
     }
 }
 
+/// Three headlines whose words the VADER lexicon scores: "great" 3.1, "fraud" -2.8, "good" 1.9.
+async fn rss() -> Response {
+    let items = ["Analysts call the quarter great", "Regulators open fraud probe", "Supply outlook looks good"]
+        .map(|t| format!("<item><title>{t}</title><link>https://example.test/{}</link></item>", t.len()))
+        .join("");
+    (
+        [(header::CONTENT_TYPE, "application/rss+xml")],
+        format!("<rss><channel><title>News</title>{items}</channel></rss>"),
+    )
+        .into_response()
+}
+
 async fn upstream() -> (String, Arc<Upstream>) {
     let up = Arc::new(Upstream { bars: bundled_aapl(), hits: AtomicUsize::new(0), rate_hits: AtomicUsize::new(0) });
     let app = Router::new()
         .route("/v8/finance/chart/{symbol}", get(yahoo))
         .route("/q/d/l/", get(stooq))
+        .route("/rss", get(rss))
         .with_state(up.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -168,4 +188,80 @@ async fn stooq_reads_csv_and_says_when_there_is_no_data() {
     assert!(stooq.daily("^GSPC", Some(day("2023-09-21")), 10).await.is_ok(), "the benchmark is ^spx");
     assert_eq!(stooq.daily("ZZZZ", None, 10).await.unwrap_err(), MarketError::UnknownSymbol("ZZZZ".into()));
     assert!(matches!(stooq.daily("BAD", None, 10).await.unwrap_err(), MarketError::Malformed(_)));
+}
+
+/// A whole analysis on online data: prices from the Yahoo-format server, headlines from RSS
+/// scored with VADER, a priced chat model. The S&P 500 series here is AAPL's own, so beta must
+/// be exactly 1.
+#[tokio::test]
+async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
+    use agents::model::{Catalog, Models, ModelsConfig};
+    use agents::news::RssNews;
+    use agents::sentiment::Lexicon;
+    use agents::testing::FakeLlm;
+    use agents::{Pipeline, RunSpec};
+    use domain::AnalystKind;
+
+    let (base, _) = upstream().await;
+    let fake = FakeLlm::start().await;
+    let catalog = format!(
+        "[[model]]\nid = \"priced\"\nlabel = \"Priced\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"m\"\n\
+         input_price_per_mtok = 2.0\noutput_price_per_mtok = 10.0\n",
+        fake.base_url("ok")
+    );
+    let models =
+        Models::new(Catalog::from_toml(&catalog).unwrap(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    let lexicon =
+        Lexicon::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/sentiment/vader_lexicon.tsv")).unwrap();
+    let news = RssNews::new(client(), &format!("{base}/rss?s={{symbol}}"), retry()).unwrap();
+    let pipeline = Pipeline::new(Arc::new(YahooData::new(client(), &base, retry())), Arc::new(models))
+        .with_news(Arc::new(news), Arc::new(lexicon));
+    let spec = RunSpec {
+        symbol: "AAPL".into(),
+        model_id: "priced".into(),
+        analysts: vec![AnalystKind::Risk, AnalystKind::Sentiment],
+        as_of: None,
+    };
+    let reporter = Collect::default();
+    let result = pipeline.run(&spec, &reporter).await.unwrap();
+
+    assert_eq!(result.as_of, day("2023-09-21"));
+    assert!(!result.rule_based);
+    let data = reporter.0.lock().unwrap()["Data Collection"]["output"].clone();
+    assert_eq!(data["source"], "yahoo");
+    assert_eq!(data["beta"], 1.0, "AAPL against itself");
+    let scores: Vec<f64> = data["headlines"].as_array().unwrap().iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    let vader = |v: f64| v / (v * v + 15.0f64).sqrt();
+    assert_eq!(scores.len(), 3);
+    for (got, want) in scores.iter().zip([vader(3.1), vader(-2.8), vader(1.9)]) {
+        assert!((got - want).abs() < 1e-12, "{scores:?}");
+    }
+    let sentiment_prompt = fake.calls().into_iter().find(|c| c.step == "Sentiment Analyst").unwrap().prompt;
+    assert!(sentiment_prompt.contains("Regulators open fraud probe"), "the model sees the headlines");
+    assert_eq!(result.llm_calls, 3);
+    assert_eq!(result.tokens.prompt, 1200, "the fake reports 400 prompt tokens a call");
+    let cost = (result.tokens.prompt as f64 * 2.0 + result.tokens.completion as f64 * 10.0) / 1e6;
+    assert_eq!(result.cost_usd, Some(cost));
+}
+
+/// Keeps each completed step's output.
+#[derive(Default)]
+struct Collect(std::sync::Mutex<HashMap<String, serde_json::Value>>);
+
+#[async_trait::async_trait]
+impl agents::Reporter for Collect {
+    type Error = ();
+    fn checkpoint(&self, _: &str) -> Option<serde_json::Value> {
+        None
+    }
+    async fn start_step(&self, _: &str, _: Option<&str>) -> Result<(), ()> {
+        Ok(())
+    }
+    async fn step_progress(&self, _: &str, _: u8, _: Option<&str>) -> Result<(), ()> {
+        Ok(())
+    }
+    async fn complete_step(&self, step: &str, output: serde_json::Value, _: agents::model::Usage) -> Result<(), ()> {
+        self.0.lock().unwrap().insert(step.to_string(), output);
+        Ok(())
+    }
 }

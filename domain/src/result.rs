@@ -153,6 +153,10 @@ pub struct AnalysisResult {
     pub tokens: TokenUsage,
     /// True when the rule-based offline model wrote the reports.
     pub rule_based: bool,
+    /// What the model calls cost in US dollars, from the catalog's prices; `None` for the
+    /// offline model.
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
 }
 
 #[cfg(test)]

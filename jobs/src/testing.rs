@@ -175,6 +175,7 @@ pub fn sample_result(symbol: &str, llm_calls: u32) -> AnalysisResult {
         llm_calls,
         tokens: TokenUsage::default(),
         rule_based: true,
+        cost_usd: None,
     }
 }
 

@@ -43,3 +43,62 @@ fn analyze_as_json_and_bad_input() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("analysts: 'astrology' is not an analyst"), "{stderr}");
 }
+
+/// `migrate` prepares a database; `janitor --once` archives finished runs past the retention
+/// and leaves the rest.
+#[tokio::test]
+async fn migrate_and_janitor_once() {
+    use std::sync::Arc;
+
+    use domain::{AnalystKind, JobStatus, RunId};
+    use jobs::ManualClock;
+    use jobs::model::{Finish, InsertOutcome, NewJob};
+    use jobs::testing::{TestDb, sample_result};
+
+    let db = TestDb::sqlite();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_server")).args(args).env_clear().env("DATABASE_URL", &db.url).output().unwrap()
+    };
+    let out = run(&["migrate"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "migrations applied (sqlite)");
+
+    // Two runs finished 40 days ago, one yesterday.
+    let clock = ManualClock::new(chrono::Utc::now() - chrono::Duration::days(40));
+    let store = db.store(Arc::new(clock.clone())).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        if i == 2 {
+            clock.advance(chrono::Duration::days(39));
+        }
+        let job = NewJob {
+            run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
+            user_id: "u".into(),
+            symbol: "AAPL".into(),
+            model_id: "offline".into(),
+            analysts: vec![AnalystKind::Risk],
+            as_of: None,
+            priority: 0,
+            max_attempts: 3,
+            timeout_ms: 600_000,
+            retry_of: None,
+            idempotency_key: None,
+            request_hash: None,
+        };
+        assert!(matches!(store.insert(&job, 10).await.unwrap(), InsertOutcome::Created(_)));
+        let claimed = store.claim("w", chrono::Duration::seconds(30)).await.unwrap().unwrap();
+        store
+            .finish(&claimed.fence().unwrap(), &claimed.steps, &Finish::Completed(Box::new(sample_result("AAPL", 1))))
+            .await
+            .unwrap();
+        ids.push(job.run_id);
+    }
+    let out = run(&["janitor", "--once"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "archived 2 finished runs older than 30 days");
+    for id in &ids[..2] {
+        assert!(store.get(*id).await.unwrap().is_none());
+        assert_eq!(store.get_archived(*id).await.unwrap().unwrap().status, JobStatus::Completed);
+    }
+    assert!(store.get(ids[2]).await.unwrap().is_some());
+}

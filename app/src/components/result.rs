@@ -85,6 +85,7 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                 " · " {duration.map(duration_ms).unwrap_or_default()}
                 " · " {r.llm_calls} " model calls"
                 " · " {r.tokens.total()} " tokens"
+                {r.cost_usd.map(|c| format!(" · ≈ ${c:.4}"))}
                 " · data " {r.as_of.to_string()}
             </p>
         </section>
