@@ -121,6 +121,25 @@ impl Drop for TestDb {
     }
 }
 
+/// A run to insert in tests: AAPL with the invest and risk analysts, the offline model, three
+/// attempts, a ten-minute timeout. Override fields with struct update syntax.
+pub fn new_job(user: &str) -> crate::model::NewJob {
+    crate::model::NewJob {
+        run_id: domain::RunId::from_uuid(uuid::Uuid::new_v4()),
+        user_id: user.to_string(),
+        symbol: "AAPL".into(),
+        model_id: "offline".into(),
+        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
+        as_of: None,
+        priority: 0,
+        max_attempts: 3,
+        timeout_ms: 600_000,
+        retry_of: None,
+        idempotency_key: None,
+        request_hash: None,
+    }
+}
+
 /// What the scripted analysis does at one step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepScript {

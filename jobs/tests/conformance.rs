@@ -16,7 +16,7 @@ use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
 use jobs::store::{JobStore, Settle, StoreError};
-use jobs::testing::{ScriptedAnalysis, StepScript, TestDb, sample_result};
+use jobs::testing::{ScriptedAnalysis, StepScript, TestDb, new_job, sample_result};
 use jobs::worker::{RunEnd, Worker, WorkerConfig};
 use jobs::{Events, ManualClock, RequestChecker, RunService, ServiceConfig, ServiceError};
 use tokio_util::sync::CancellationToken;
@@ -60,23 +60,6 @@ impl Harness {
             assert!(start.elapsed() < Duration::from_secs(10), "timed out waiting for {what}: {job:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-}
-
-fn new_job(user: &str) -> NewJob {
-    NewJob {
-        run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-        user_id: user.to_string(),
-        symbol: "AAPL".into(),
-        model_id: "offline".into(),
-        analysts: vec![AnalystKind::Invest, AnalystKind::Risk],
-        as_of: None,
-        priority: 0,
-        max_attempts: 3,
-        timeout_ms: 600_000,
-        retry_of: None,
-        idempotency_key: None,
-        request_hash: None,
     }
 }
 

@@ -50,10 +50,10 @@ fn analyze_as_json_and_bad_input() {
 async fn migrate_and_janitor_once() {
     use std::sync::Arc;
 
-    use domain::{AnalystKind, JobStatus, RunId};
+    use domain::JobStatus;
     use jobs::ManualClock;
-    use jobs::model::{Finish, InsertOutcome, NewJob};
-    use jobs::testing::{TestDb, sample_result};
+    use jobs::model::{Finish, InsertOutcome};
+    use jobs::testing::{TestDb, new_job, sample_result};
 
     let db = TestDb::sqlite();
     let run = |args: &[&str]| {
@@ -71,20 +71,7 @@ async fn migrate_and_janitor_once() {
         if i == 2 {
             clock.advance(chrono::Duration::days(39));
         }
-        let job = NewJob {
-            run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-            user_id: "u".into(),
-            symbol: "AAPL".into(),
-            model_id: "offline".into(),
-            analysts: vec![AnalystKind::Risk],
-            as_of: None,
-            priority: 0,
-            max_attempts: 3,
-            timeout_ms: 600_000,
-            retry_of: None,
-            idempotency_key: None,
-            request_hash: None,
-        };
+        let job = new_job("u");
         assert!(matches!(store.insert(&job, 10).await.unwrap(), InsertOutcome::Created(_)));
         let claimed = store.claim("w", chrono::Duration::seconds(30)).await.unwrap().unwrap();
         store

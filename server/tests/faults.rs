@@ -12,26 +12,44 @@ use std::time::{Duration, Instant};
 use agents::testing::{Behaviour, FakeLlm};
 use chrono::Utc;
 use common::{fake_catalog, spawn_worker, terminate};
-use domain::{AnalystKind, JobStatus, RunId, StepStatus};
+use domain::{JobStatus, RunId, StepStatus};
 use jobs::model::{InsertOutcome, NewJob};
 use jobs::testing::TestDb;
 use jobs::{Job, JobStore, SystemClock};
 
-fn new_job(model: &str, timeout_ms: u64) -> NewJob {
-    NewJob {
-        run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-        user_id: "faults".into(),
-        symbol: "AAPL".into(),
-        model_id: model.into(),
-        analysts: vec![AnalystKind::Invest, AnalystKind::Risk],
-        as_of: None,
-        priority: 0,
-        max_attempts: 3,
-        timeout_ms,
-        retry_of: None,
-        idempotency_key: None,
-        request_hash: None,
+/// A database, a fake provider in `mode`, and a catalog naming it as model `fake`.
+struct Setup {
+    db: TestDb,
+    store: Arc<dyn JobStore>,
+    fake: FakeLlm,
+    catalog: String,
+}
+
+impl Setup {
+    async fn new(mode: &str) -> Self {
+        let db = TestDb::postgres().await;
+        let store = db.store(Arc::new(SystemClock)).await;
+        let fake = FakeLlm::start().await;
+        let catalog = fake_catalog(&std::env::temp_dir(), &fake.base_url(mode)).to_str().unwrap().to_string();
+        Self { db, store, fake, catalog }
     }
+
+    /// A worker process using the catalog, with `extra` settings.
+    fn worker(&self, extra: &[(&str, &str)]) -> tokio::process::Child {
+        let mut env = vec![("MODEL_CATALOG", self.catalog.as_str()), ("FAKE_API_KEY", "sk-test")];
+        env.extend_from_slice(extra);
+        spawn_worker(&self.db.url, &env)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.catalog);
+    }
+}
+
+fn new_job(model: &str, timeout_ms: u64) -> NewJob {
+    NewJob { model_id: model.into(), timeout_ms, ..jobs::testing::new_job("faults") }
 }
 
 async fn insert(store: &Arc<dyn JobStore>, job: NewJob) -> RunId {
@@ -73,19 +91,15 @@ fn calls_per_step(fake: &FakeLlm) -> HashMap<String, usize> {
 /// model call is counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
-    let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
-    let fake = FakeLlm::start().await;
+    let setup = Setup::new("ok").await;
+    let (store, fake) = (&setup.store, &setup.fake);
     fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
-    let dir = tempdir();
-    let catalog = fake_catalog(&dir, &fake.base_url("ok"));
-    let catalog = catalog.to_str().unwrap();
-    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "sk-test"), ("LEASE_SECS", "2")];
+    let env = [("LEASE_SECS", "2")];
 
-    let id = insert(&store, new_job("fake", 600_000)).await;
-    let mut first = spawn_worker(&db.url, &env);
+    let id = insert(store, new_job("fake", 600_000)).await;
+    let mut first = setup.worker(&env);
     let first_pid = first.id().unwrap();
-    let before = wait_for(&store, id, Duration::from_secs(60), "invest done, risk waiting", |j| {
+    let before = wait_for(store, id, Duration::from_secs(60), "invest done, risk waiting", |j| {
         j.checkpoints.contains_key("Invest Analyst") && j.steps[2].status == StepStatus::InProgress
     })
     .await;
@@ -95,9 +109,9 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     assert!(before.lease_owner.as_deref().unwrap().contains(&format!(":{first_pid}:")), "{:?}", before.lease_owner);
 
     let killed_at = Instant::now();
-    let mut second = spawn_worker(&db.url, &env);
+    let mut second = setup.worker(&env);
     let second_pid = second.id().unwrap();
-    let done = wait_for(&store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    let done = wait_for(store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
     second.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert!(killed_at.elapsed() < Duration::from_secs(30), "resumed after the lease (2 s), not after minutes");
@@ -106,7 +120,7 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     // Finished steps were not run again: same start times, one model call each.
     assert_eq!(done.steps[0].started_at, before.steps[0].started_at, "Data Collection did not run again");
     assert_eq!(done.steps[1].started_at, before.steps[1].started_at, "Invest Analyst did not run again");
-    let calls = calls_per_step(&fake);
+    let calls = calls_per_step(fake);
     assert_eq!(calls.get("Invest Analyst"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("Risk Analyst"), Some(&2), "the interrupted call, then the finished one: {calls:?}");
     assert_eq!(calls.get("Final Assessment"), Some(&1), "{calls:?}");
@@ -122,19 +136,14 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
 /// takes it over at once and finishes it without re-running the finished steps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_terminated_worker_releases_its_job_for_another_process() {
-    let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
-    let fake = FakeLlm::start().await;
+    let setup = Setup::new("ok").await;
+    let (store, fake) = (&setup.store, &setup.fake);
     fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
-    let dir = tempdir();
-    let catalog = fake_catalog(&dir, &fake.base_url("ok"));
-    let catalog = catalog.to_str().unwrap();
-    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "k"), ("SHUTDOWN_GRACE_SECS", "1"), ("LEASE_SECS", "30")];
+    let env = [("SHUTDOWN_GRACE_SECS", "1"), ("LEASE_SECS", "30")];
 
-    let id = insert(&store, new_job("fake", 600_000)).await;
-    let mut first = spawn_worker(&db.url, &env);
-    wait_for(&store, id, Duration::from_secs(60), "risk waiting", |j| j.steps[2].status == StepStatus::InProgress)
-        .await;
+    let id = insert(store, new_job("fake", 600_000)).await;
+    let mut first = setup.worker(&env);
+    wait_for(store, id, Duration::from_secs(60), "risk waiting", |j| j.steps[2].status == StepStatus::InProgress).await;
     let asked = Instant::now();
     terminate(&first);
     let status = tokio::time::timeout(Duration::from_secs(15), first.wait())
@@ -147,12 +156,12 @@ async fn a_terminated_worker_releases_its_job_for_another_process() {
     assert_eq!((released.status, released.attempt, released.lease_owner.clone()), (JobStatus::Pending, 0, None));
     assert_eq!(released.steps[1].status, StepStatus::Completed);
 
-    let mut second = spawn_worker(&db.url, &env);
-    let done = wait_for(&store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    let mut second = setup.worker(&env);
+    let done = wait_for(store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
     second.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.attempt, 1, "a release is not an attempt");
-    let calls = calls_per_step(&fake);
+    let calls = calls_per_step(fake);
     assert_eq!(calls.get("Invest Analyst"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("Risk Analyst"), Some(&2), "{calls:?}");
 }
@@ -161,17 +170,12 @@ async fn a_terminated_worker_releases_its_job_for_another_process() {
 /// deadline passes — on time, not when some socket gives up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hanging_provider_ends_the_run_as_timeout_on_time() {
-    let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
-    let fake = FakeLlm::start().await;
-    let dir = tempdir();
-    let catalog = fake_catalog(&dir, &fake.base_url("hang"));
-    let catalog = catalog.to_str().unwrap();
-    let env = [("MODEL_CATALOG", catalog), ("FAKE_API_KEY", "k"), ("MODEL_TIMEOUT_SECS", "600")];
+    let setup = Setup::new("hang").await;
+    let store = &setup.store;
 
-    let id = insert(&store, new_job("fake", 3_000)).await;
-    let mut worker = spawn_worker(&db.url, &env);
-    let done = wait_for(&store, id, Duration::from_secs(30), "the timeout", |j| j.status.is_terminal()).await;
+    let id = insert(store, new_job("fake", 3_000)).await;
+    let mut worker = setup.worker(&[("MODEL_TIMEOUT_SECS", "600")]);
+    let done = wait_for(store, id, Duration::from_secs(30), "the timeout", |j| j.status.is_terminal()).await;
     worker.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Timeout);
     assert_eq!(done.error.as_deref(), Some("The analysis did not finish within 3 seconds and was stopped."));
@@ -180,11 +184,5 @@ async fn a_hanging_provider_ends_the_run_as_timeout_on_time() {
     let statuses: Vec<StepStatus> = done.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, [StepStatus::Completed, StepStatus::Failed, StepStatus::Failed, StepStatus::Skipped]);
     assert!(done.completed_at.unwrap() <= Utc::now());
-    assert_eq!(calls_per_step(&fake).len(), 2, "both analysts asked, neither answered");
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ta-faults-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    assert_eq!(calls_per_step(&setup.fake).len(), 2, "both analysts asked, neither answered");
 }

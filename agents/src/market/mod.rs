@@ -110,6 +110,24 @@ pub trait MarketData: Send + Sync + 'static {
     async fn daily(&self, symbol: &str, as_of: Option<NaiveDate>, lookback: usize) -> Result<Series, MarketError>;
 }
 
+/// The calendar period an online provider is asked for: `lookback` trading days (with room
+/// for holidays) up to `as_of`, or up to today.
+pub(crate) fn period(as_of: Option<NaiveDate>, lookback: usize) -> (NaiveDate, NaiveDate) {
+    let end = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+    (end - chrono::Duration::days(lookback as i64 * 7 / 5 + 20), end)
+}
+
+/// The last `lookback` of a provider's `bars` up to `end`. A provider that had none there
+/// does not know the symbol, at least not for that period.
+pub(crate) fn ending(symbol: &str, bars: Vec<Bar>, end: NaiveDate, lookback: usize) -> Result<Series, MarketError> {
+    let series = Series { symbol: symbol.to_string(), bars };
+    let window = series.window(end, lookback).to_vec();
+    if window.is_empty() {
+        return Err(MarketError::UnknownSymbol(symbol.to_string()));
+    }
+    Ok(Series { symbol: symbol.to_string(), bars: window })
+}
+
 /// Checks that a window has enough history for an analysis.
 pub fn require_history(series: &Series, as_of: NaiveDate) -> Result<(), MarketError> {
     if series.bars.len() < MIN_HISTORY {

@@ -3,11 +3,11 @@
 //! "No data". The base URL is configurable (`STOOQ_BASE_URL`).
 
 use async_trait::async_trait;
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use super::csv::parse_bars;
-use super::yahoo::{calendar_days, fetch_text, status_error};
-use super::{BENCHMARK, MarketData, MarketError, Series, SymbolInfo};
+use super::yahoo::{fetch_text, status_error};
+use super::{BENCHMARK, MarketData, MarketError, Series, SymbolInfo, ending, period};
 use crate::retry::RetryPolicy;
 
 pub const BASE_URL_DEFAULT: &str = "https://stooq.com";
@@ -44,8 +44,7 @@ impl MarketData for StooqData {
     }
 
     async fn daily(&self, symbol: &str, as_of: Option<NaiveDate>, lookback: usize) -> Result<Series, MarketError> {
-        let end = as_of.unwrap_or_else(|| Utc::now().date_naive());
-        let start = end - Duration::days(calendar_days(lookback));
+        let (start, end) = period(as_of, lookback);
         let url = format!(
             "{}/q/d/l/?s={}&i=d&d1={}&d2={}",
             self.base_url,
@@ -60,13 +59,7 @@ impl MarketData for StooqData {
         if !status.is_success() {
             return Err(status_error(status, &body));
         }
-        let bars = parse_bars(&body).map_err(MarketError::Malformed)?;
-        let series = Series { symbol: symbol.to_string(), bars };
-        let window = series.window(end, lookback).to_vec();
-        if window.is_empty() {
-            return Err(MarketError::UnknownSymbol(symbol.to_string()));
-        }
-        Ok(Series { symbol: symbol.to_string(), bars: window })
+        ending(symbol, parse_bars(&body).map_err(MarketError::Malformed)?, end, lookback)
     }
 }
 

@@ -6,10 +6,10 @@
 //! (5xx, retried), bodies that do not parse, and timeouts.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
-use super::{Bar, MarketData, MarketError, Series, SymbolInfo};
+use super::{Bar, MarketData, MarketError, Series, SymbolInfo, ending, period};
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 
 pub const BASE_URL_DEFAULT: &str = "https://query1.finance.yahoo.com";
@@ -165,11 +165,6 @@ pub(crate) fn status_error(status: reqwest::StatusCode, body: &str) -> MarketErr
     }
 }
 
-/// Calendar days that hold `lookback` trading days, with room for holidays.
-pub(crate) fn calendar_days(lookback: usize) -> i64 {
-    (lookback as i64 * 7 / 5) + 20
-}
-
 #[async_trait]
 impl MarketData for YahooData {
     fn name(&self) -> &'static str {
@@ -181,8 +176,7 @@ impl MarketData for YahooData {
     }
 
     async fn daily(&self, symbol: &str, as_of: Option<NaiveDate>, lookback: usize) -> Result<Series, MarketError> {
-        let end = as_of.unwrap_or_else(|| Utc::now().date_naive());
-        let start = end - Duration::days(calendar_days(lookback));
+        let (start, end) = period(as_of, lookback);
         let stamp = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp();
         let url = format!(
             "{}/v8/finance/chart/{}?period1={}&period2={}&interval=1d&events=div%7Csplit&includeAdjustedClose=true",
@@ -198,13 +192,7 @@ impl MarketData for YahooData {
         if !status.is_success() {
             return Err(status_error(status, &body));
         }
-        let bars = parse(&body, symbol)?;
-        let series = Series { symbol: symbol.to_string(), bars };
-        let window = series.window(end, lookback).to_vec();
-        if window.is_empty() {
-            return Err(MarketError::UnknownSymbol(symbol.to_string()));
-        }
-        Ok(Series { symbol: symbol.to_string(), bars: window })
+        ending(symbol, parse(&body, symbol)?, end, lookback)
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, TokenUsage};
+use domain::{AnalysisResult, AnalystKind, JobStatus, TokenUsage};
 use jobs::model::{InsertOutcome, NewJob};
-use jobs::testing::{TestDb, postgres_admin_url, sample_result, with_database};
+use jobs::testing::{TestDb, new_job, postgres_admin_url, sample_result, with_database};
 use jobs::{Analysis, AnalysisError, Events, JobContext, JobStore, StepUsage, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
@@ -35,18 +35,8 @@ impl Analysis for Noop {
 async fn run(store: Arc<dyn JobStore>, jobs: usize, workers: usize) -> f64 {
     for i in 0..jobs {
         let job = NewJob {
-            run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-            user_id: format!("bench-{}", i % 100),
-            symbol: "AAPL".into(),
-            model_id: "offline".into(),
             analysts: vec![AnalystKind::Invest, AnalystKind::Risk, AnalystKind::Sentiment],
-            as_of: None,
-            priority: 0,
-            max_attempts: 3,
-            timeout_ms: 600_000,
-            retry_of: None,
-            idempotency_key: None,
-            request_hash: None,
+            ..new_job(&format!("bench-{}", i % 100))
         };
         assert!(matches!(store.insert(&job, u32::MAX).await.unwrap(), InsertOutcome::Created(_)));
     }

@@ -172,6 +172,23 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn JobStor
     }
 }
 
+/// The outcome of an insert whose idempotency key this user already used for `existing`.
+pub(crate) fn repeat_outcome(existing: Job, request_hash: &Option<String>) -> InsertOutcome {
+    if existing.request_hash == *request_hash {
+        InsertOutcome::Existing(existing)
+    } else {
+        InsertOutcome::IdempotencyConflict(existing)
+    }
+}
+
+/// A fenced write that changed no row lost its lease (or the job already ended).
+pub(crate) fn fenced(rows_affected: u64, run_id: RunId) -> Result<()> {
+    if rows_affected == 0 {
+        return Err(StoreError::LeaseLost(run_id));
+    }
+    Ok(())
+}
+
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("serialising plain data cannot fail")
 }

@@ -17,7 +17,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{Control, JobStore, Result, Settle, StoreError, parse_status};
+use super::{Control, JobStore, Result, Settle, StoreError, fenced, parse_status, repeat_outcome};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::model::{
@@ -165,11 +165,7 @@ impl JobStore for PostgresStore {
             if let Some(row) = existing {
                 let existing = decode(&row)?;
                 tx.rollback().await?;
-                return Ok(if existing.request_hash == job.request_hash {
-                    InsertOutcome::Existing(existing)
-                } else {
-                    InsertOutcome::IdempotencyConflict(existing)
-                });
+                return Ok(repeat_outcome(existing, &job.request_hash));
             }
         }
         let active: i64 = sqlx::query_scalar(
@@ -387,10 +383,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost(fence.run_id));
-        }
-        Ok(())
+        fenced(done.rows_affected(), fence.run_id)
     }
 
     async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()> {
@@ -409,10 +402,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost(fence.run_id));
-        }
-        Ok(())
+        fenced(done.rows_affected(), fence.run_id)
     }
 
     async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {

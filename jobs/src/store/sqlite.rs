@@ -17,7 +17,10 @@ use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
-use super::{Control, JobStore, Result, Settle, StoreError, from_json, parse_run_id, parse_status, to_json};
+use super::{
+    Control, JobStore, Result, Settle, StoreError, fenced, from_json, parse_run_id, parse_status, repeat_outcome,
+    to_json,
+};
 use crate::clock::Clock;
 use crate::events::Event;
 use crate::model::{
@@ -162,11 +165,7 @@ impl JobStore for SqliteStore {
             if let Some(row) = existing {
                 let existing = decode(&row)?;
                 tx.rollback().await?;
-                return Ok(if existing.request_hash == job.request_hash {
-                    InsertOutcome::Existing(existing)
-                } else {
-                    InsertOutcome::IdempotencyConflict(existing)
-                });
+                return Ok(repeat_outcome(existing, &job.request_hash));
             }
         }
         let active: i64 = sqlx::query_scalar(
@@ -382,10 +381,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .execute(&self.writer)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost(fence.run_id));
-        }
-        Ok(())
+        fenced(done.rows_affected(), fence.run_id)
     }
 
     async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()> {
@@ -404,10 +400,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .execute(&self.writer)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::LeaseLost(fence.run_id));
-        }
-        Ok(())
+        fenced(done.rows_affected(), fence.run_id)
     }
 
     async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {
