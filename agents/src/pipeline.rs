@@ -113,6 +113,7 @@ fn model_failure<E>(step: &str, model: &str, e: ModelError) -> PipelineError<E> 
         ModelError::RateLimited(_) => " Try again in a few minutes.",
         ModelError::Unauthorized(_) => " Check the API key.",
         ModelError::Timeout(_) | ModelError::Network(_) => " The provider may be down; try again later.",
+        ModelError::Upstream { status, .. } if *status >= 500 => " The provider may be down; try again later.",
         _ => "",
     };
     PipelineError::Failed { step: Some(step.to_string()), message: format!("{step} ({model}): {e}.{hint}") }

@@ -21,6 +21,7 @@ test('a failing model shows the error, and Retry starts a new run that completes
   const error = page.getByTestId('run-error');
   await expect(error).toContainText('The analysis failed');
   await expect(error).toContainText('Risk Analyst (flaky): the model provider failed (500)');
+  await expect(error).toContainText('The provider may be down; try again later.');
   await expect(step(page, 'Risk Analyst')).toHaveAttribute('data-status', 'failed');
   await shot(page, testInfo, 'failed');
 

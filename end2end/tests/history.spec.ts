@@ -25,6 +25,7 @@ test('history lists your runs, filters them by status, and links to them', async
 
   await page.getByRole('link', { name: 'Cancelled', exact: true }).click();
   await expect(page).toHaveURL(/status=cancelled/);
+  await expect(page.locator('.filters [aria-current="page"]')).toHaveText(['Cancelled']);
   await expect(rows).toHaveCount(1);
   await expect(rows.first()).toContainText('MSFT');
 

@@ -30,9 +30,15 @@ pub fn HistoryPage() -> impl IntoView {
         <Title text="History"/>
         <section class="card">
             <h1>"History"</h1>
+            // Plain links: the router's active-link matching ignores the query string.
             <nav class="filters" aria-label="Filter by status">
-                <A href=link("", 1) exact=true>"All"</A>
-                {JobStatus::ALL.into_iter().map(|s| view! { <A href=link(s.as_str(), 1) exact=true>{s.label()}</A> }).collect_view()}
+                {std::iter::once(("", "All"))
+                    .chain(JobStatus::ALL.map(|s| (s.as_str(), s.label())))
+                    .map(|(value, label)| {
+                        let current = move || (status.get() == value).then_some("page");
+                        view! { <a href=link(value, 1) aria-current=current>{label}</a> }
+                    })
+                    .collect_view()}
             </nav>
             <Transition fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
