@@ -322,14 +322,24 @@ async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config
     let lease = chrono::Duration::from_std(config.lease).expect("lease fits");
     let run_id = ctx.spec().run_id;
     let mut events = events.subscribe();
+    let mut bus_open = true;
     let mut last_heartbeat = Instant::now();
+    // A ticker rather than a fresh sleep per loop: a busy event bus must not postpone the
+    // heartbeat.
+    let mut tick = tokio::time::interval(config.check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(config.check_every) => {}
-            e = events.recv() => {
-                if matches!(e, Ok(Event::CancelRequested { run_id: r }) if r == run_id) {
-                    ctx.request_cancel();
-                    return;
+            _ = tick.tick() => {}
+            e = events.recv(), if bus_open => {
+                match e {
+                    Ok(Event::CancelRequested { run_id: r }) if r == run_id => {
+                        ctx.request_cancel();
+                        return;
+                    }
+                    Err(RecvError::Closed) => bus_open = false,
+                    _ => {}
                 }
                 continue;
             }

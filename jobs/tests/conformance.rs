@@ -509,6 +509,52 @@ async fn versions_and_listing(h: Harness) {
     assert_eq!(h.store.setting_or_insert("k", "second").await.unwrap(), "first");
 }
 
+/// Heartbeats keep coming while the event bus is busy: wake-ups for other jobs must not
+/// postpone them (a worker that stopped heartbeating under load would lose its lease).
+async fn heartbeats_survive_a_busy_bus(h: Harness) {
+    let id = insert(&h, new_job("u")).await.run_id;
+    let hang = Arc::new(ScriptedAnalysis::new().with("Invest Analyst", StepScript::Hang));
+    let config = WorkerConfig {
+        workers: 1,
+        lease: Duration::from_secs(3),
+        check_every: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(h.store.clone(), hang, h.events.clone(), config, 0);
+    let stop = CancellationToken::new();
+    let hard = stop.clone();
+    let task = tokio::spawn(async move { worker.run_once(&hard).await });
+    let claimed = h.wait_for(id, "invest started", |j| j.steps[1].status == StepStatus::InProgress).await;
+    // Events every 5 ms, and the engine's clock moving a second every 100 ms.
+    let (events, clock, flooding) = (h.events.clone(), h.clock.clone(), CancellationToken::new());
+    let flood = {
+        let flooding = flooding.clone();
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !flooding.is_cancelled() {
+                events.send_local(jobs::Event::JobAvailable);
+                n += 1;
+                if n % 20 == 0 {
+                    clock.advance(ChronoDuration::seconds(1));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let started = claimed.heartbeat_at.unwrap();
+    let beating = h
+        .wait_for(id, "heartbeats under load", |j| {
+            j.heartbeat_at.is_some_and(|t| t - started >= ChronoDuration::seconds(2))
+        })
+        .await;
+    assert_eq!(beating.status, JobStatus::Running);
+    flooding.cancel();
+    flood.await.unwrap();
+    stop.cancel();
+    let (_, end) = task.await.unwrap().unwrap().unwrap();
+    assert_eq!(end, RunEnd::Released);
+}
+
 /// Graceful release gives the job back without spending an attempt.
 async fn release(h: Harness) {
     let id = insert(&h, new_job("u")).await.run_id;
@@ -599,4 +645,5 @@ conformance!(
     versions_and_listing,
     release,
     failure_and_stale_settle,
+    heartbeats_survive_a_busy_bus,
 );
