@@ -534,7 +534,7 @@ async fn heartbeats_survive_a_busy_bus(h: Harness) {
             while !flooding.is_cancelled() {
                 events.send_local(jobs::Event::JobAvailable);
                 n += 1;
-                if n % 20 == 0 {
+                if n.is_multiple_of(20) {
                     clock.advance(ChronoDuration::seconds(1));
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
