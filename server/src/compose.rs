@@ -17,7 +17,6 @@ use domain::ModelId;
 use jobs::janitor::{Janitor, JanitorConfig};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{Rescuer, RescuerConfig};
-use jobs::store::postgres::PostgresStore;
 use jobs::{Events, JobStore, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
@@ -55,12 +54,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
 pub async fn build(common: &Common) -> Result<Parts, Error> {
     let store = store(common).await?;
     let events = Events::new();
-    let listener = if store.backend() == "postgres" {
-        let pg = PostgresStore::connect(&common.database_url, Arc::new(SystemClock)).await?;
-        Some(pg.listen(events.clone()).await?)
-    } else {
-        None
-    };
+    let listener = store.listen(events.clone()).await?;
 
     let retry = RetryPolicy::default();
     let market_client = http_client(Duration::from_secs(30))?;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
-use crate::events::Event;
+use crate::events::{Event, Events};
 use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
 
 pub mod postgres;
@@ -156,6 +156,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Tells other processes about an event (PostgreSQL NOTIFY); a no-op where every
     /// interested party shares the process.
     async fn publish(&self, event: &Event) -> Result<()>;
+
+    /// Forwards events other processes publish into `events`, from a task of its own
+    /// (PostgreSQL LISTEN); `None` where every producer shares the process.
+    async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
 }
 
 /// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.

@@ -42,35 +42,6 @@ impl PostgresStore {
             .await?;
         Ok(Self { pool, clock })
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Forwards notifications from other processes into `events` until the task is dropped.
-    /// `PgListener` reconnects by itself after the server restarts; a notification sent while
-    /// it was away is lost, which is why workers also poll.
-    pub async fn listen(&self, events: Events) -> Result<tokio::task::JoinHandle<()>> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
-        Ok(tokio::spawn(async move {
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
-                        Ok(event) => events.send_local(event),
-                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
-                    },
-                    // The connection dropped and will be re-established on the next call; a
-                    // missed wake-up is covered by the workers' poll.
-                    Ok(None) => events.send_local(Event::Reconnected),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "notification listener failed; retrying");
-                        tokio::time::sleep(StdDuration::from_secs(1)).await;
-                    }
-                }
-            }
-        }))
-    }
 }
 
 fn decode(row: &PgRow) -> Result<Job> {
@@ -571,5 +542,30 @@ impl JobStore for PostgresStore {
     async fn publish(&self, event: &Event) -> Result<()> {
         sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(super::to_json(event)).execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Forwards notifications from other processes into `events` for as long as the process runs.
+    /// `PgListener` reconnects by itself after the server restarts; a notification sent while
+    /// it was away is lost, which is why workers also poll.
+    async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
+                        Ok(event) => events.send_local(event),
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
+                    },
+                    // The connection dropped and will be re-established on the next call; a
+                    // missed wake-up is covered by the workers' poll.
+                    Ok(None) => events.send_local(Event::Reconnected),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "notification listener failed; retrying");
+                        tokio::time::sleep(StdDuration::from_secs(1)).await;
+                    }
+                }
+            }
+        })))
     }
 }

@@ -22,7 +22,7 @@ use super::{
     to_json,
 };
 use crate::clock::Clock;
-use crate::events::Event;
+use crate::events::{Event, Events};
 use crate::model::{
     Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
 };
@@ -576,5 +576,9 @@ impl JobStore for SqliteStore {
 
     async fn publish(&self, _event: &Event) -> Result<()> {
         Ok(())
+    }
+
+    async fn listen(&self, _events: Events) -> Result<Option<tokio::task::JoinHandle<()>>> {
+        Ok(None)
     }
 }
