@@ -5,7 +5,7 @@
 //! (no as-of date); a historical analysis with today's headlines would mix up times.
 
 use crate::market::MarketError;
-use crate::market::yahoo::{fetch_text, status_error};
+use crate::market::fetch::{fetch_text, status_error};
 use crate::retry::RetryPolicy;
 
 pub const MAX_HEADLINES: usize = 20;

@@ -1,14 +1,13 @@
 //! Daily price data behind one trait: the bundled CSVs (the offline default) and online
 //! providers over HTTP.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 pub mod bundled;
 pub mod csv;
+pub mod fetch;
 pub mod stooq;
 pub mod yahoo;
 
@@ -140,5 +139,3 @@ pub fn require_history(series: &Series, as_of: NaiveDate) -> Result<(), MarketEr
     }
     Ok(())
 }
-
-pub type SharedMarketData = Arc<dyn MarketData>;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use super::csv::parse_bars;
-use super::yahoo::{fetch_text, status_error};
+use super::fetch::{fetch_text, status_error};
 use super::{BENCHMARK, MarketData, MarketError, Series, SymbolInfo, ending, period};
 use crate::retry::RetryPolicy;
 

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
+use super::fetch::{fetch_text, status_error};
 use super::{Bar, MarketData, MarketError, Series, SymbolInfo, ending, period};
-use crate::retry::{RetryPolicy, is_retryable, retry_after};
+use crate::retry::RetryPolicy;
 
 pub const BASE_URL_DEFAULT: &str = "https://query1.finance.yahoo.com";
 
@@ -121,48 +122,6 @@ fn parse(body: &str, symbol: &str) -> Result<Vec<Bar>, MarketError> {
     bars.sort_by_key(|b| b.date);
     bars.dedup_by_key(|b| b.date);
     Ok(bars)
-}
-
-pub(crate) async fn fetch_text(
-    client: &reqwest::Client,
-    url: &str,
-    retry: &RetryPolicy,
-) -> Result<(reqwest::StatusCode, String), MarketError> {
-    let mut attempt = 0;
-    loop {
-        let outcome = client.get(url).header("accept", "application/json, text/csv, */*").send().await;
-        match outcome {
-            Ok(resp) if is_retryable(resp.status()) && attempt < retry.max_retries => {
-                let wait = retry.delay(attempt, retry_after(resp.headers()));
-                tracing::warn!(status = %resp.status(), ?wait, "market data provider asked to retry");
-                tokio::time::sleep(wait).await;
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.text().await.map_err(|e| {
-                    if e.is_timeout() { MarketError::Timeout } else { MarketError::Network(e.to_string()) }
-                })?;
-                return Ok((status, body));
-            }
-            Err(e) if e.is_timeout() && attempt < retry.max_retries => {
-                tokio::time::sleep(retry.delay(attempt, None)).await;
-            }
-            Err(e) if e.is_timeout() => return Err(MarketError::Timeout),
-            Err(e) if attempt < retry.max_retries && (e.is_connect() || e.is_request()) => {
-                tokio::time::sleep(retry.delay(attempt, None)).await;
-            }
-            Err(e) => return Err(MarketError::Network(e.without_url().to_string())),
-        }
-        attempt += 1;
-    }
-}
-
-pub(crate) fn status_error(status: reqwest::StatusCode, body: &str) -> MarketError {
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        MarketError::RateLimited
-    } else {
-        MarketError::Upstream { status: status.as_u16(), message: body.chars().take(200).collect() }
-    }
 }
 
 #[async_trait]
