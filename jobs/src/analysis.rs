@@ -206,19 +206,14 @@ impl JobContext {
         self.stopped()
     }
 
-    /// Writes pending progress, if any. Returns the job's control flags when it read them.
-    pub(crate) async fn flush(&self) -> Option<Result<Control, StoreError>> {
+    /// Writes pending progress, if any, as any report does. Returns whether it wrote.
+    pub(crate) async fn flush(&self) -> bool {
         let mut state = self.inner.state.lock().await;
         if !state.dirty {
-            return None;
+            return false;
         }
-        let snapshot = state.tracker.snapshot();
-        let r = self.inner.store.save_progress(&self.inner.fence, &snapshot).await;
-        if r.is_ok() {
-            state.dirty = false;
-            state.last_write = Some(Instant::now());
-        }
-        Some(r)
+        self.write(&mut state).await;
+        true
     }
 
     /// Writes the current snapshot; a failed write leaves it dirty for the watcher to retry.

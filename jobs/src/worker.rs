@@ -344,29 +344,27 @@ async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config
                 continue;
             }
         }
+        // Coalesced progress goes out first; a progress write also reads the cancel flag.
+        let flushed = ctx.flush().await;
         let result = if last_heartbeat.elapsed() >= config.heartbeat_every() {
             let r = store.heartbeat(ctx.fence(), lease).await;
             if r.is_ok() {
                 last_heartbeat = Instant::now();
             }
-            // Progress still goes out on this tick.
-            match ctx.flush().await {
-                Some(Err(e)) => Err(e),
-                _ => r,
-            }
+            Some(r)
+        } else if flushed {
+            None
         } else {
-            match ctx.flush().await {
-                Some(r) => r,
-                None => store.control(ctx.fence()).await,
-            }
+            Some(store.control(ctx.fence()).await)
         };
         match result {
-            Ok(control) => ctx.apply(control),
-            Err(StoreError::LeaseLost(_)) => {
+            Some(Ok(control)) => ctx.apply(control),
+            Some(Err(StoreError::LeaseLost(_))) => {
                 ctx.lose_lease();
                 return;
             }
-            Err(e) => tracing::warn!(%run_id, error = %e, "watcher could not reach the store"),
+            Some(Err(e)) => tracing::warn!(%run_id, error = %e, "watcher could not reach the store"),
+            None => {}
         }
         if ctx.cancellation().is_cancelled() {
             return;
