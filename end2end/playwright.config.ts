@@ -9,6 +9,9 @@ import * as path from 'node:path';
 const PORT = Number(process.env.E2E_PORT ?? 3100);
 const FAKE_LLM_PORT = 3201;
 const DB = path.join(os.tmpdir(), `trading-agents-e2e-${Date.now()}.db`);
+// A second server configured for polling only (PROGRESS_TRANSPORT=poll), for live.spec.ts.
+export const POLL_PORT = PORT + 2;
+const POLL_DB = path.join(os.tmpdir(), `trading-agents-e2e-poll-${Date.now()}.db`);
 
 export default defineConfig({
   testDir: './tests',
@@ -68,6 +71,23 @@ export default defineConfig({
         SIMULATED_LATENCY_MS: '3000',
         MAX_ACTIVE_JOBS_PER_USER: '3',
         MODEL_CATALOG: 'end2end/models.e2e.toml',
+        RUST_LOG: 'warn',
+      },
+    },
+    {
+      command: 'target/release/server serve',
+      cwd: '..',
+      url: `http://127.0.0.1:${POLL_PORT}/readyz`,
+      timeout: 60_000,
+      reuseExistingServer: false,
+      stdout: 'pipe',
+      stderr: 'pipe',
+      env: {
+        LEPTOS_SITE_ADDR: `127.0.0.1:${POLL_PORT}`,
+        LEPTOS_SITE_ROOT: 'target/site',
+        DATABASE_URL: `sqlite://${POLL_DB}`,
+        SIMULATED_LATENCY_MS: '1500',
+        PROGRESS_TRANSPORT: 'poll',
         RUST_LOG: 'warn',
       },
     },

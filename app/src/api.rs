@@ -75,6 +75,8 @@ pub mod ssr {
         pub models: Arc<Vec<ModelInfo>>,
         /// Symbols the market data can list, for suggestions.
         pub symbols: Arc<Vec<String>>,
+        /// How run pages follow progress.
+        pub transport: domain::ProgressTransport,
     }
 
     pub fn internal(detail: &str) -> AppError {

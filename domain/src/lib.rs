@@ -21,7 +21,7 @@ pub mod status;
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{IdError, ModelId, RunId, Symbol};
-pub use progress::{Progress, RunState, StepProgress};
+pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{AnalysisResult, AnalystReport, Figure, PricePoint, Rating, Stance, TokenUsage};
 pub use status::{JobStatus, StepStatus};

@@ -56,6 +56,10 @@ pub struct RunState {
     pub started_at: Option<DateTime<Utc>>,
     /// Seconds, while the run is active; never 0 while it is still going.
     pub estimated_time_remaining: Option<u64>,
+    /// When the run is expected to end, as estimated at its last write (`updatedAt`); a page
+    /// counts down to it between writes.
+    #[serde(default)]
+    pub estimated_completion_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub completed_at: Option<DateTime<Utc>>,
     /// Milliseconds from start to end, once the run has ended.
@@ -80,4 +84,18 @@ pub struct Progress {
     #[serde(flatten)]
     pub run: RunState,
     pub result: Option<AnalysisResult>,
+}
+
+/// How run pages follow progress: the `PROGRESS_TRANSPORT` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProgressTransport {
+    /// A live stream (Server-Sent Events), falling back to polling when the stream fails or
+    /// stays silent, and returning to it later.
+    #[default]
+    Auto,
+    /// A live stream only, reconnecting as `EventSource` does (hosts known to stream).
+    Sse,
+    /// Polling every 2 s only: no stream is opened (serverless hosts, buffering proxies).
+    Poll,
 }

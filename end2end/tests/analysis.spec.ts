@@ -60,6 +60,8 @@ test('a reload in the middle of a run picks it up and follows it to the end', as
 });
 
 test('polling sends If-None-Match and unchanged progress costs a 304', async ({ page }, testInfo) => {
+  // No live stream here: the page falls back to polling.
+  await page.route('**/api/trading/events/**', (route) => route.abort('connectionrefused'));
   const statuses: number[] = [];
   const conditional: boolean[] = [];
   page.on('request', (r) => { if (r.url().includes('/api/trading/progress/')) conditional.push('if-none-match' in r.headers()); });
@@ -77,6 +79,7 @@ test('polling sends If-None-Match and unchanged progress costs a 304', async ({ 
 });
 
 test('when the server cannot be reached the page keeps the last state, says so, and recovers', async ({ page }, testInfo) => {
+  await page.route('**/api/trading/events/**', (route) => route.abort('connectionrefused'));
   await startRun(page, { symbol: 'AMZN', analysts: ['Sentiment Analyst'] });
   await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
   await page.route('**/api/trading/progress/**', (route) => route.abort('connectionrefused'));
@@ -96,7 +99,7 @@ test('leaving the run page stops its polling', async ({ page }, testInfo) => {
   await page.getByRole('link', { name: 'History' }).click();
   await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
   let polls = 0;
-  page.on('request', (r) => { if (r.url().includes('/api/trading/progress/')) polls += 1; });
+  page.on('request', (r) => { if (/\/api\/trading\/(progress|events)\//.test(r.url())) polls += 1; });
   // Three poll intervals with no timer left behind.
   await page.waitForTimeout(6_500);
   expect(polls).toBe(0);

@@ -29,9 +29,11 @@
 //! stores a checkpoint, and a resumed attempt skips the steps that have one.
 
 pub mod analysis;
+pub mod cache;
 pub mod clock;
 pub mod eta;
 pub mod events;
+pub mod feed;
 pub mod janitor;
 pub mod model;
 pub mod reaper;

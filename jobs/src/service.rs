@@ -14,6 +14,7 @@ use domain::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::cache::{CachedProgress, ProgressCache};
 use crate::eta::{self, StepDurations};
 use crate::events::{Event, Events};
 use crate::model::{InsertOutcome, Job, NewJob};
@@ -204,6 +205,7 @@ pub struct RunService {
     checker: Arc<dyn RequestChecker>,
     config: ServiceConfig,
     eta_cache: Mutex<HashMap<String, (Instant, Arc<StepDurations>)>>,
+    progress: ProgressCache,
 }
 
 impl RunService {
@@ -214,7 +216,8 @@ impl RunService {
         config: ServiceConfig,
     ) -> Result<Self, String> {
         config.validate()?;
-        Ok(Self { store, events, checker, config, eta_cache: Mutex::new(HashMap::new()) })
+        let progress = ProgressCache::new(store.feed().clone());
+        Ok(Self { store, events, checker, config, eta_cache: Mutex::new(HashMap::new()), progress })
     }
 
     pub fn store(&self) -> &Arc<dyn JobStore> {
@@ -311,6 +314,38 @@ impl RunService {
         Ok((self.to_progress(job).await, version))
     }
 
+    /// The progress body of a run as served to pollers: from memory when this process knows
+    /// it is current (no database query), else read, serialised once, and remembered.
+    pub async fn progress_body(&self, user_id: &str, run_id: RunId) -> Result<Arc<CachedProgress>> {
+        let body = match self.progress.get(run_id) {
+            Ok(body) => body,
+            Err(ticket) => {
+                let job = match self.store.get(run_id).await? {
+                    Some(job) => job,
+                    None => self.store.get_archived(run_id).await?.ok_or(ServiceError::NotFound)?,
+                };
+                let owner = job.user_id.clone();
+                let version = job.version;
+                let status = job.status;
+                let progress = self.to_progress(job).await;
+                let etag = etag(&progress, version);
+                let body = serde_json::to_vec(&progress).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                let body = Arc::new(CachedProgress { run_id, owner, version, status, etag, body: body.into() });
+                self.progress.put(ticket, body.clone());
+                body
+            }
+        };
+        if body.owner != user_id {
+            return Err(ServiceError::NotFound);
+        }
+        Ok(body)
+    }
+
+    /// The cache behind [`progress_body`](Self::progress_body), and the feed it follows.
+    pub fn progress_cache(&self) -> &ProgressCache {
+        &self.progress
+    }
+
     /// Cancels a run: a pending one at once, a running one as soon as its worker notices
     /// (within a second). Cancelling a run that already ended changes nothing.
     pub async fn cancel(&self, user_id: &str, run_id: RunId) -> Result<Progress> {
@@ -353,13 +388,17 @@ impl RunService {
         d
     }
 
+    /// A run's progress body. It is a function of the row (and the recent step durations)
+    /// alone: the remaining time is estimated as of the row's last write, and
+    /// `estimatedCompletionAt` is the instant a page counts down to between writes.
     pub async fn to_progress(&self, job: Job) -> Progress {
         let eta = if job.is_active() {
             let durations = self.durations(&job.model_id).await;
-            eta::remaining(&job.steps, &durations, self.store.clock().now()).map(|d| d.as_secs_f64().ceil() as u64)
+            eta::remaining(&job.steps, &durations, job.updated_at).map(|d| d.as_secs_f64().ceil() as u64)
         } else {
             None
         };
+        let estimated_completion_at = eta.map(|s| job.updated_at + chrono::Duration::seconds(s as i64));
         let run = RunState {
             run_id: job.run_id,
             status: job.status,
@@ -368,6 +407,7 @@ impl RunService {
             steps: job.steps,
             started_at: job.started_at,
             estimated_time_remaining: eta,
+            estimated_completion_at,
             error: job.error,
             completed_at: job.completed_at,
             duration: job.duration_ms,
@@ -383,6 +423,15 @@ impl RunService {
             llm_calls: job.llm_calls,
         };
         Progress { run, result: job.result }
+    }
+}
+
+/// The strong ETag of a progress body: its version, and the estimate it carries (which can
+/// differ between two builds of one version when the step history moved in between).
+fn etag(progress: &Progress, version: i64) -> String {
+    match progress.run.estimated_time_remaining {
+        Some(eta) => format!("\"v{version}-{eta}\""),
+        None => format!("\"v{version}\""),
     }
 }
 

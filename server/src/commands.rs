@@ -70,11 +70,14 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             service: parts.service.clone(),
             models: Arc::new(parts.models.infos()),
             symbols: Arc::new(symbols),
+            transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,
         sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
         metrics: Arc::default(),
         workers: args.workers.workers,
+        transport: args.progress_transport.into(),
+        streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;

@@ -139,8 +139,39 @@ pub struct ServeArgs {
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
 
+    /// How run pages follow progress: `auto` (a live stream, falling back to polling),
+    /// `sse` (a live stream only) or `poll` (every 2 s, no stream: serverless hosts and proxies
+    /// that buffer responses).
+    #[arg(long, env = "PROGRESS_TRANSPORT", value_enum, default_value = "auto")]
+    pub progress_transport: Transport,
+
+    /// Live streams one identity may have open at once.
+    #[arg(long, env = "MAX_STREAMS_PER_USER", default_value_t = 4)]
+    pub max_streams_per_user: usize,
+
+    /// Live streams this process serves at once; past it, clients poll.
+    #[arg(long, env = "MAX_STREAMS", default_value_t = 2000)]
+    pub max_streams: usize,
+
     #[command(flatten)]
     pub workers: WorkerArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    Auto,
+    Sse,
+    Poll,
+}
+
+impl From<Transport> for domain::ProgressTransport {
+    fn from(t: Transport) -> Self {
+        match t {
+            Transport::Auto => Self::Auto,
+            Transport::Sse => Self::Sse,
+            Transport::Poll => Self::Poll,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

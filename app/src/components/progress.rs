@@ -6,7 +6,7 @@ use leptos::prelude::*;
 
 use super::{StatusBadge, step_icon};
 use crate::format::{ago, duration_ms, estimate};
-use crate::poll::Connection;
+use crate::poll::{Connection, Mode};
 
 #[component]
 pub fn ProgressView(
@@ -16,6 +16,8 @@ pub fn ProgressView(
     now: RwSignal<DateTime<Utc>>,
     /// When the browser last heard from the server.
     last_seen: RwSignal<DateTime<Utc>>,
+    /// How the page follows the run: a live stream or polling.
+    mode: RwSignal<Mode>,
 ) -> impl IntoView {
     let percent = move || progress.read().progress;
     let status = move || progress.read().status;
@@ -69,7 +71,12 @@ pub fn ProgressView(
                         {move || {
                             let p = progress.read();
                             if active() {
-                                p.estimated_time_remaining.map(estimate).unwrap_or_else(|| "—".into())
+                                // Counts down to the server's estimate between its writes.
+                                let left = p
+                                    .estimated_completion_at
+                                    .map(|at| (at - now.get()).num_seconds().max(1) as u64)
+                                    .or(p.estimated_time_remaining);
+                                left.map(estimate).unwrap_or_else(|| "—".into())
                             } else {
                                 p.duration.map(duration_ms).unwrap_or_else(|| "—".into())
                             }
@@ -89,8 +96,11 @@ pub fn ProgressView(
                         (Some(e), false) => view! { <span class="reconnecting">{e.0.detail}</span> }.into_any(),
                         (None, true) => view! {
                             <span>
-                                "Last change " {ago(progress.read().updated_at, now.get())}
-                                " · checked " {ago(last_seen.get(), now.get())}
+                                <span class="transport" data-testid="transport" data-mode=move || mode.get().as_str()>
+                                    {move || mode.get().label()}
+                                </span>
+                                " · last change " {ago(progress.read().updated_at, now.get())}
+                                " · heard " {ago(last_seen.get(), now.get())}
                             </span>
                         }.into_any(),
                         (None, false) => view! { <span>"Finished " {ago(progress.read().completed_at.unwrap_or(progress.read().updated_at), now.get())}</span> }.into_any(),

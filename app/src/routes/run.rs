@@ -3,7 +3,7 @@
 //! run is active. When the run completes under the user's eyes, the page reloads itself to get
 //! the server-rendered result.
 
-use domain::{JobStatus, RunState};
+use domain::{JobStatus, ProgressTransport, RunState};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -13,10 +13,21 @@ use crate::components::ErrorPanel;
 use crate::components::progress::ProgressView;
 use crate::components::result::ResultView;
 use crate::format::now;
-use crate::poll::{self, Connection};
+use crate::poll::{self, Connection, Mode, Signals};
 
 #[component]
 pub fn RunPage() -> impl IntoView {
+    // Only the server renders this component (the island below is what hydrates).
+    let transport = || {
+        #[cfg(feature = "ssr")]
+        {
+            use_context::<crate::api::ssr::AppContext>().map(|c| c.transport).unwrap_or_default()
+        }
+        #[cfg(not(feature = "ssr"))]
+        {
+            domain::ProgressTransport::default()
+        }
+    };
     let params = use_params_map();
     let run_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let progress = Resource::new(move || run_id.get(), run_progress);
@@ -28,7 +39,7 @@ pub fn RunPage() -> impl IntoView {
                     Ok(p) => {
                         let duration = p.run.duration;
                         view! {
-                            <RunLive initial=p.run/>
+                            <RunLive initial=p.run transport=transport()/>
                             {p.result.map(|result| view! { <ResultView result duration/> })}
                         }
                         .into_any()
@@ -43,7 +54,7 @@ pub fn RunPage() -> impl IntoView {
 /// The live part of a run's page: header with Cancel/Retry, the progress view, and the error
 /// or cancellation notice.
 #[island]
-pub fn RunLive(initial: RunState) -> impl IntoView {
+pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView {
     crate::mark_hydrated();
     let run_id = initial.run_id.to_string();
     let completed_at_load = initial.status == JobStatus::Completed;
@@ -51,7 +62,8 @@ pub fn RunLive(initial: RunState) -> impl IntoView {
     let connection = RwSignal::new(Connection::default());
     let clock = RwSignal::new(now());
     let last_seen = RwSignal::new(now());
-    poll::start(run_id.clone(), progress, connection, last_seen);
+    let mode = RwSignal::new(if transport == ProgressTransport::Poll { Mode::Polling } else { Mode::Connecting });
+    poll::start(run_id.clone(), transport, Signals { progress, connection, last_seen, mode });
     tick(clock, progress);
     // The result is rendered by the server: fetch it by reloading once the run completes here.
     Effect::new(move |_| {
@@ -116,7 +128,7 @@ pub fn RunLive(initial: RunState) -> impl IntoView {
             {move || cancel.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
             {move || retry.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
         </section>
-        <ProgressView progress connection now=clock last_seen/>
+        <ProgressView progress connection now=clock last_seen mode/>
         {move || {
             let p = progress.get();
             match (p.status, p.error.clone()) {

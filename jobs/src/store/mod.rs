@@ -9,6 +9,7 @@ use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
 use crate::events::{Event, Events};
+use crate::feed::Feed;
 use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
 
 pub mod postgres;
@@ -75,6 +76,10 @@ pub trait JobStore: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     fn clock(&self) -> Arc<dyn Clock>;
+
+    /// Announces every committed version change of a run: this process's own writes at once,
+    /// other processes' once [`listen`](JobStore::listen) runs.
+    fn feed(&self) -> &Feed;
 
     /// Applies the backend's migrations.
     async fn migrate(&self) -> Result<()>;
@@ -157,8 +162,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// interested party shares the process.
     async fn publish(&self, event: &Event) -> Result<()>;
 
-    /// Forwards events other processes publish into `events`, from a task of its own
-    /// (PostgreSQL LISTEN); `None` where every producer shares the process.
+    /// Forwards events other processes publish into `events`, and their writes into
+    /// [`feed`](JobStore::feed), from a task of its own (PostgreSQL LISTEN; on SQLite a
+    /// watcher of commits by other connections), and makes the feed live.
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
 }
 

@@ -20,17 +20,21 @@ use uuid::Uuid;
 use super::{Control, JobStore, Result, Settle, StoreError, fenced, parse_status, repeat_outcome};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
+use crate::feed::Feed;
 use crate::model::{
     Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
 };
 
 /// The NOTIFY channel every process listens on.
 pub const CHANNEL: &str = "trading_agent_events";
+/// The channel the jobs table's trigger announces `run_id version` on after every version change.
+pub const RUNS_CHANNEL: &str = "trading_agent_runs";
 const POOL_SIZE: u32 = 16;
 
 pub struct PostgresStore {
     pool: PgPool,
     clock: Arc<dyn Clock>,
+    feed: Feed,
 }
 
 impl PostgresStore {
@@ -40,7 +44,7 @@ impl PostgresStore {
             .acquire_timeout(StdDuration::from_secs(5))
             .connect(url)
             .await?;
-        Ok(Self { pool, clock })
+        Ok(Self { pool, clock, feed: Feed::new() })
     }
 }
 
@@ -227,7 +231,7 @@ impl JobStore for PostgresStore {
 
     async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
         let now = self.clock.now();
-        sqlx::query(
+        let job = sqlx::query(
             "update trading_agent_jobs
              set status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
                  heartbeat_at = $3, started_at = coalesce(started_at, $3),
@@ -244,7 +248,11 @@ impl JobStore for PostgresStore {
         .fetch_optional(&self.pool)
         .await?
         .map(|r| decode(&r))
-        .transpose()
+        .transpose()?;
+        if let Some(job) = &job {
+            self.feed.touched(job.run_id);
+        }
+        Ok(job)
     }
 
     async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
@@ -293,6 +301,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .fetch_optional(&self.pool)
         .await?;
+        self.feed.touched(fence.run_id);
         control(row, fence.run_id)
     }
 
@@ -326,6 +335,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .fetch_optional(&self.pool)
         .await?;
+        self.feed.touched(fence.run_id);
         control(row, fence.run_id)
     }
 
@@ -354,6 +364,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .execute(&self.pool)
         .await?;
+        self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
     }
 
@@ -373,6 +384,7 @@ impl JobStore for PostgresStore {
         .bind(fence.attempt as i32)
         .execute(&self.pool)
         .await?;
+        self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
     }
 
@@ -420,6 +432,7 @@ impl JobStore for PostgresStore {
         };
         let job = decode(&updated)?;
         tx.commit().await?;
+        self.feed.touched(run_id);
         Ok(Some(job))
     }
 
@@ -483,6 +496,7 @@ impl JobStore for PostgresStore {
             .bind(observed.lease_expires_at)
             .execute(&self.pool)
             .await?;
+        self.feed.touched(observed.run_id);
         Ok(done.rows_affected() == 1)
     }
 
@@ -544,28 +558,63 @@ impl JobStore for PostgresStore {
         Ok(())
     }
 
-    /// Forwards notifications from other processes into `events` for as long as the process runs.
-    /// `PgListener` reconnects by itself after the server restarts; a notification sent while
-    /// it was away is lost, which is why workers also poll.
+    fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Forwards notifications from other processes into `events` and the feed for as long as
+    /// the process runs. When the connection drops, the feed stops being trusted until a new
+    /// listener is in place, and then everyone resynchronises: a notification sent while it
+    /// was away is lost, which is also why workers poll.
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>> {
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen(CHANNEL).await?;
+        let mut listener = subscribe(&self.pool).await?;
+        let feed = self.feed.clone();
+        let pool = self.pool.clone();
+        feed.resync();
         Ok(Some(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
+                    Ok(Some(n)) if n.channel() == RUNS_CHANNEL => match parse_change(n.payload()) {
+                        Some((run_id, version)) => feed.changed(run_id, version),
+                        None => tracing::warn!(payload = n.payload(), "ignoring a malformed run notification"),
+                    },
                     Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
                         Ok(event) => events.send_local(event),
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
                     },
-                    // The connection dropped and will be re-established on the next call; a
-                    // missed wake-up is covered by the workers' poll.
-                    Ok(None) => events.send_local(Event::Reconnected),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "notification listener failed; retrying");
-                        tokio::time::sleep(StdDuration::from_secs(1)).await;
+                    Ok(None) | Err(_) => {
+                        tracing::warn!("notification connection lost; reconnecting");
+                        feed.lost();
+                        events.send_local(Event::Reconnected);
+                        listener = loop {
+                            match subscribe(&pool).await {
+                                Ok(l) => break l,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "cannot listen for notifications yet; retrying");
+                                    tokio::time::sleep(StdDuration::from_secs(1)).await;
+                                }
+                            }
+                        };
+                        feed.resync();
+                        // Wake-ups may have been missed too.
+                        events.send_local(Event::Reconnected);
                     }
                 }
             }
         })))
     }
+}
+
+/// A listener on both channels: events, and run versions from the `trading_agent_runs_notify`
+/// trigger.
+async fn subscribe(pool: &PgPool) -> Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen_all([CHANNEL, RUNS_CHANNEL]).await?;
+    Ok(listener)
+}
+
+/// `"<run id> <version>"`, as the trigger sends it.
+fn parse_change(payload: &str) -> Option<(RunId, i64)> {
+    let (id, version) = payload.split_once(' ')?;
+    Some((id.parse().ok()?, version.parse().ok()?))
 }

@@ -23,16 +23,48 @@ use super::{
 };
 use crate::clock::Clock;
 use crate::events::{Event, Events};
+use crate::feed::Feed;
 use crate::model::{
     Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
 };
 
 const READ_CONNECTIONS: u32 = 8;
+/// How often the watcher looks for commits of other processes.
+const WATCH_EVERY: StdDuration = StdDuration::from_millis(250);
+/// Rows written this long before the newest one seen are read again: a writer whose commit
+/// landed after a later-stamped one is not missed.
+const WATCH_OVERLAP_MS: i64 = 5_000;
+
+/// The runs written since the last look, if anything was committed since (`seen` is the
+/// last `data_version`, `since` the newest `updated_at` read).
+async fn changed_since(
+    conn: &mut sqlx::SqliteConnection,
+    seen: &mut i64,
+    since: &mut i64,
+) -> Result<Vec<(RunId, i64)>> {
+    let now: i64 = sqlx::query_scalar("pragma data_version").fetch_one(&mut *conn).await?;
+    if now == *seen {
+        return Ok(Vec::new());
+    }
+    *seen = now;
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("select run_id, version, updated_at from trading_agent_jobs where updated_at >= ?1")
+            .bind(*since - WATCH_OVERLAP_MS)
+            .fetch_all(&mut *conn)
+            .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (run_id, version, updated_at) in rows {
+        *since = (*since).max(updated_at);
+        out.push((parse_run_id(&run_id)?, version));
+    }
+    Ok(out)
+}
 
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     clock: Arc<dyn Clock>,
+    feed: Feed,
 }
 
 impl SqliteStore {
@@ -53,7 +85,7 @@ impl SqliteStore {
         }
         let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
         let reader = SqlitePoolOptions::new().max_connections(READ_CONNECTIONS).connect_with(options).await?;
-        Ok(Self { writer, reader, clock })
+        Ok(Self { writer, reader, clock, feed: Feed::new() })
     }
 
     fn now_ms(&self) -> i64 {
@@ -256,7 +288,7 @@ impl JobStore for SqliteStore {
 
     async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
         let now = self.now_ms();
-        sqlx::query(
+        let job = sqlx::query(
             "update trading_agent_jobs
              set status = 'running', attempt = attempt + 1, lease_owner = ?1, lease_expires_at = ?2,
                  heartbeat_at = ?3, started_at = coalesce(started_at, ?3), timeout_at = ?3 + timeout_ms,
@@ -271,7 +303,11 @@ impl JobStore for SqliteStore {
         .fetch_optional(&self.writer)
         .await?
         .map(|r| decode(&r))
-        .transpose()
+        .transpose()?;
+        if let Some(job) = &job {
+            self.feed.touched(job.run_id);
+        }
+        Ok(job)
     }
 
     async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
@@ -320,6 +356,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .fetch_optional(&self.writer)
         .await?;
+        self.feed.touched(fence.run_id);
         control(row, fence.run_id)
     }
 
@@ -353,6 +390,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .fetch_optional(&self.writer)
         .await?;
+        self.feed.touched(fence.run_id);
         control(row, fence.run_id)
     }
 
@@ -381,6 +419,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .execute(&self.writer)
         .await?;
+        self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
     }
 
@@ -400,6 +439,7 @@ impl JobStore for SqliteStore {
         .bind(i64::from(fence.attempt))
         .execute(&self.writer)
         .await?;
+        self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
     }
 
@@ -447,6 +487,7 @@ impl JobStore for SqliteStore {
         };
         let job = decode(&updated)?;
         tx.commit().await?;
+        self.feed.touched(run_id);
         Ok(Some(job))
     }
 
@@ -509,6 +550,7 @@ impl JobStore for SqliteStore {
             .bind(observed.lease_expires_at.map(ms))
             .execute(&self.writer)
             .await?;
+        self.feed.touched(observed.run_id);
         Ok(done.rows_affected() == 1)
     }
 
@@ -578,7 +620,44 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
+    fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Every process sharing the file writes through its own connections, so this one learns
+    /// of their commits by watching `pragma data_version` on a connection of its own (it
+    /// changes whenever another connection commits) and then reading which runs moved.
     async fn listen(&self, _events: Events) -> Result<Option<tokio::task::JoinHandle<()>>> {
-        Ok(None)
+        let mut conn = self.reader.acquire().await?.detach();
+        let mut seen: i64 = sqlx::query_scalar("pragma data_version").fetch_one(&mut conn).await?;
+        let mut since: i64 = sqlx::query_scalar("select coalesce(max(updated_at), 0) from trading_agent_jobs")
+            .fetch_one(&mut conn)
+            .await?;
+        let feed = self.feed.clone();
+        let reader = self.reader.clone();
+        feed.resync();
+        Ok(Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCH_EVERY).await;
+                match changed_since(&mut conn, &mut seen, &mut since).await {
+                    Ok(changes) => {
+                        for (run_id, version) in changes {
+                            feed.changed(run_id, version);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "watching the database for changes failed; retrying");
+                        feed.lost();
+                        match reader.acquire().await {
+                            Ok(c) => {
+                                conn = c.detach();
+                                feed.resync();
+                            }
+                            Err(_) => tokio::time::sleep(StdDuration::from_secs(1)).await,
+                        }
+                    }
+                }
+            }
+        })))
     }
 }

@@ -16,6 +16,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod health;
+pub mod live;
 pub mod problem;
 pub mod runs;
 pub mod session;
@@ -32,6 +33,10 @@ pub struct AppState {
     pub metrics: Arc<health::Metrics>,
     /// Workers this process runs (for metrics).
     pub workers: usize,
+    /// How run pages follow progress (`PROGRESS_TRANSPORT`).
+    pub transport: domain::ProgressTransport,
+    /// Open live streams, bounded per identity and per process.
+    pub streams: Arc<live::StreamSlots>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -44,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/trading/run", post(runs::start))
         .route("/api/trading/progress/{run_id}", get(runs::progress))
+        .route("/api/trading/events/{run_id}", get(live::events))
         .route("/api/trading/cancel/{run_id}", post(runs::cancel))
         .route("/api/trading/retry/{run_id}", post(runs::retry))
         .route("/api/trading/runs", get(runs::list))

@@ -52,7 +52,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     }
 }
 
-fn run_id(raw: &str) -> Result<RunId, ApiError> {
+pub(crate) fn run_id(raw: &str) -> Result<RunId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("runId", e.0))
 }
 
@@ -97,12 +97,8 @@ pub async fn start(
     Ok(accepted(started, &state))
 }
 
-fn etag(version: i64) -> String {
-    format!("\"v{version}\"")
-}
-
 /// Whether an `If-None-Match` header names this ETag (or is `*`).
-fn matches(headers: &HeaderMap, tag: &str) -> bool {
+pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -112,7 +108,8 @@ fn matches(headers: &HeaderMap, tag: &str) -> bool {
         .any(|t| t == tag || t == "*")
 }
 
-/// `GET /api/trading/progress/:runId`
+/// `GET /api/trading/progress/:runId` — from the process's progress cache when it is current,
+/// so a 304, and a 200 of an unchanged version, cost no database query.
 pub async fn progress(
     State(state): State<AppState>,
     Extension(user): Extension<UserId>,
@@ -120,21 +117,19 @@ pub async fn progress(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
-    let job = state.service.owned(&user.0, id).await?;
-    let tag = etag(job.version);
-    let active = job.is_active();
-    let mut resp = if matches(&headers, &tag) {
+    let body = state.service.progress_body(&user.0, id).await?;
+    let mut resp = if matches(&headers, &body.etag) {
         state.metrics.polls_not_modified.inc();
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         state.metrics.polls_full.inc();
-        Json(state.service.to_progress(job).await).into_response()
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.body.clone()).into_response()
     };
     let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));
+    h.insert(header::ETAG, HeaderValue::from_str(&body.etag).expect("ascii"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     h.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    if active {
+    if body.is_active() {
         h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
     }
     Ok(resp)

@@ -1,0 +1,78 @@
+//! The change feed: which runs' rows changed, as soon as this process can know.
+//!
+//! Every store write that bumps a run's `version` announces the run here once it has
+//! committed. Writes made by other processes arrive through the store's listener: on
+//! PostgreSQL a trigger `NOTIFY`s `run_id version` on every version change; on SQLite a
+//! watcher notices commits from other connections (`pragma data_version`) and reads which
+//! runs moved. The progress cache and the live streams trust the feed only while it is
+//! [`live`](Feed::is_live): while the listener is down they read the database every time, and
+//! when it comes back a [`Change::Resync`] tells them to forget what they knew.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use domain::RunId;
+use tokio::sync::broadcast;
+
+/// Changes a slow subscriber may fall behind by before it must resynchronise.
+const CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The run's row changed; `version` is its new version when the announcer knows it.
+    Run { run_id: RunId, version: Option<i64> },
+    /// Anything may have changed (the listener reconnected): forget everything.
+    Resync,
+}
+
+/// A process's change feed. Clones share it.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    tx: broadcast::Sender<Change>,
+    live: Arc<AtomicBool>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Feed {
+    /// A feed that is not live until a listener says so.
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(CAPACITY);
+        Self { tx, live: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// A write of this process committed a new version of `run_id`.
+    pub fn touched(&self, run_id: RunId) {
+        let _ = self.tx.send(Change::Run { run_id, version: None });
+    }
+
+    /// Another process (or this one, heard back) wrote `version` of `run_id`.
+    pub fn changed(&self, run_id: RunId, version: i64) {
+        let _ = self.tx.send(Change::Run { run_id, version: Some(version) });
+    }
+
+    /// Whether every change made anywhere reaches this feed. False before the listener starts
+    /// and while it reconnects.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// The listener lost its connection: changes from other processes may be missed.
+    pub fn lost(&self) {
+        self.live.store(false, Ordering::Release);
+    }
+
+    /// The listener is (back) in place: subscribers drop what they knew, then trust the feed.
+    pub fn resync(&self) {
+        let _ = self.tx.send(Change::Resync);
+        self.live.store(true, Ordering::Release);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,137 @@
+//! The change feed across processes: two stores on one database stand for a web process (with
+//! a listener and a progress cache) and a worker process writing progress.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use domain::{FieldError, ValidStart};
+use jobs::model::{Fence, ProgressSnapshot};
+use jobs::testing::{TestDb, new_job};
+use jobs::{Events, JobStore, RequestChecker, RunService, ServiceConfig, SystemClock};
+use sqlx::Connection;
+
+struct AcceptAll;
+
+#[async_trait]
+impl RequestChecker for AcceptAll {
+    async fn check(&self, _start: &ValidStart) -> Result<(), Vec<FieldError>> {
+        Ok(())
+    }
+}
+
+struct Processes {
+    web: RunService,
+    worker: Arc<dyn JobStore>,
+    fence: Fence,
+    run_id: domain::RunId,
+}
+
+async fn processes(db: &TestDb) -> Processes {
+    let web_store = db.store(Arc::new(SystemClock)).await;
+    let _listener = web_store.listen(Events::new()).await.expect("listen");
+    let web = RunService::new(web_store, Events::new(), Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+    let worker = db.store(Arc::new(SystemClock)).await;
+    let job = new_job("alice");
+    let run_id = job.run_id;
+    worker.insert(&job, 10).await.unwrap();
+    let claimed = worker.claim("worker-1", chrono::Duration::seconds(60)).await.unwrap().expect("claimed");
+    let fence = Fence { run_id, owner: "worker-1".into(), attempt: claimed.attempt };
+    // Keep the listener task alive for the test's duration.
+    std::mem::forget(_listener);
+    Processes { web, worker, fence, run_id }
+}
+
+async fn write(p: &Processes, percent: u8) {
+    let job = p.worker.get(p.run_id).await.unwrap().unwrap();
+    let snap =
+        ProgressSnapshot { steps: job.steps, progress_percent: percent, current_step: Some(format!("{percent}")) };
+    p.worker.save_progress(&p.fence, &snap).await.unwrap();
+}
+
+async fn db_version(p: &Processes) -> i64 {
+    p.worker.get(p.run_id).await.unwrap().unwrap().version
+}
+
+/// The web process's cached version catches up with the database within `limit`.
+async fn catches_up(p: &Processes, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let want = db_version(p).await;
+        if p.web.progress_body("alice", p.run_id).await.unwrap().version == want {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Another process's writes reach the cache, and a read served from memory is as fresh as
+/// the database once the notification has arrived.
+async fn other_processes_writes_invalidate(db: TestDb) {
+    let p = processes(&db).await;
+    let first = p.web.progress_body("alice", p.run_id).await.unwrap();
+    let again = p.web.progress_body("alice", p.run_id).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "an unchanged run is served from memory");
+    for percent in [10, 20, 30] {
+        write(&p, percent).await;
+        assert!(catches_up(&p, Duration::from_secs(5)).await, "the web process heard of version {percent}");
+    }
+    assert!(p.web.progress_body("bob", p.run_id).await.is_err(), "another identity gets no body from the cache");
+}
+
+#[tokio::test]
+async fn other_processes_writes_invalidate_on_sqlite() {
+    other_processes_writes_invalidate(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn other_processes_writes_invalidate_on_postgres() {
+    other_processes_writes_invalidate(TestDb::postgres().await).await;
+}
+
+async fn listener_pids(admin: &mut sqlx::PgConnection, db: &str) -> Vec<i32> {
+    sqlx::query_scalar("select pid from pg_stat_activity where datname = $1 and query ilike 'listen%'")
+        .bind(db)
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap()
+}
+
+/// The listener's connection is killed and a write lands while it is away: its notification
+/// is lost, yet once the listener is back the cache does not answer from before the write.
+#[tokio::test]
+async fn a_lost_notification_connection_resynchronises_without_stale_answers() {
+    let db = TestDb::postgres().await;
+    let p = processes(&db).await;
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let mut admin = sqlx::PgConnection::connect(&jobs::testing::postgres_admin_url()).await.unwrap();
+    write(&p, 10).await;
+    assert!(catches_up(&p, Duration::from_secs(5)).await);
+    let cached = p.web.progress_body("alice", p.run_id).await.unwrap().version;
+
+    let before = listener_pids(&mut admin, &name).await;
+    assert_eq!(before.len(), 1, "one listening connection");
+    sqlx::query("select pg_terminate_backend($1)").bind(before[0]).execute(&mut admin).await.unwrap();
+    // At once, while the listener is away: this write's notification reaches nobody.
+    write(&p, 20).await;
+    let latest = db_version(&p).await;
+    assert!(latest > cached);
+
+    // Once the listener is back, the cache answers nothing from before those writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = listener_pids(&mut admin, &name).await;
+        if now.iter().any(|pid| !before.contains(pid)) && p.web.progress_cache().feed().is_live() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the listener did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Back and live: still the latest, and later writes arrive again.
+    assert_eq!(p.web.progress_body("alice", p.run_id).await.unwrap().version, latest);
+    write(&p, 40).await;
+    assert!(catches_up(&p, Duration::from_secs(5)).await, "notifications flow again after the reconnect");
+}

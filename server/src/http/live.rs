@@ -1,0 +1,249 @@
+//! `GET /api/trading/events/:runId`: a run's progress as Server-Sent Events (axum's `Sse`).
+//!
+//! Each event is the same JSON as the progress endpoint, with `id:` = the run's version, so a
+//! reconnecting `EventSource` sends `Last-Event-ID` and gets only what is newer. An event is
+//! sent whenever the process's change feed says the run moved (on PostgreSQL that includes
+//! writes by workers in other processes); each carries the whole state, so a client that
+//! misses one loses nothing. Every 15 s of quiet a heartbeat (a comment, plus a `heartbeat`
+//! event a page can time its silence by) keeps proxies and clients from giving up. The
+//! stream ends after the terminal state; reconnecting to a finished run the client has seen in
+//! full is a 204, which tells `EventSource` to stop.
+//!
+//! Streams are bounded per identity and per process; past either bound the client is told to
+//! poll instead (429 or 503 with `Retry-After`).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use domain::{ProgressTransport, RunId};
+use futures::Stream;
+use jobs::feed::Change;
+use jobs::{RunService, ServiceError, UserId};
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::AppState;
+use super::problem::ApiError;
+use super::runs::run_id;
+
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// What `EventSource` waits before reconnecting after the stream drops.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// How often a stream re-reads its run when the feed cannot be trusted (listener down).
+const RECHECK_UNTRUSTED: Duration = Duration::from_secs(2);
+/// How often a stream re-reads its run anyway, as a safety net under the feed.
+const RECHECK: Duration = Duration::from_secs(30);
+/// What a refused client is told to wait before trying a stream again.
+const REFUSED_RETRY_SECS: u64 = 30;
+
+/// Open streams, counted per identity and in all.
+#[derive(Debug)]
+pub struct StreamSlots {
+    per_user: usize,
+    total: usize,
+    open: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One open stream; dropping it frees the slot.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<StreamSlots>,
+    user: String,
+}
+
+impl StreamSlots {
+    pub fn new(per_user: usize, total: usize) -> Arc<Self> {
+        Arc::new(Self { per_user, total, open: Mutex::new((0, HashMap::new())) })
+    }
+
+    /// Takes a slot for `user`, or says which bound is reached.
+    pub fn take(self: &Arc<Self>, user: &str) -> Result<Slot, ApiError> {
+        let mut open = self.open.lock().expect("not poisoned");
+        if open.0 >= self.total {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-streams",
+                "Too many live streams",
+                "This server has as many live streams open as it allows. Poll the progress URL instead.",
+            );
+            e.retry_after = Some(REFUSED_RETRY_SECS);
+            return Err(e);
+        }
+        let mine = open.1.get(user).copied().unwrap_or(0);
+        if mine >= self.per_user {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many live streams",
+                format!(
+                    "You already have {} live streams open. Close a page, or poll the progress URL instead.",
+                    self.per_user
+                ),
+            );
+            e.retry_after = Some(REFUSED_RETRY_SECS);
+            return Err(e);
+        }
+        open.0 += 1;
+        *open.1.entry(user.to_string()).or_insert(0) += 1;
+        Ok(Slot { slots: self.clone(), user: user.to_string() })
+    }
+
+    /// Streams open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().expect("not poisoned").0
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().expect("not poisoned");
+        open.0 = open.0.saturating_sub(1);
+        if let Some(n) = open.1.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// `GET /api/trading/events/:runId`
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(user): Extension<UserId>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    if state.transport == ProgressTransport::Poll {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "streaming-disabled",
+            "Live updates are off",
+            "This server is configured for polling (PROGRESS_TRANSPORT=poll). Poll the progress URL instead.",
+        ));
+    }
+    // The same 404 as the progress endpoint, for a run that is missing or not the caller's.
+    let body = state.service.progress_body(&user.0, id).await?;
+    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    if !body.is_active() && last.is_some_and(|l| l >= body.version) {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let slot = state.streams.take(&user.0)?;
+    let stream = progress_events(state.service.clone(), user.0, id, last, slot);
+    let keep_alive =
+        KeepAlive::new().interval(HEARTBEAT).event(Event::default().comment("heartbeat").event("heartbeat").data("{}"));
+    let mut resp = Sse::new(stream).keep_alive(keep_alive).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    // Asks nginx-style proxies not to buffer the stream.
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}
+
+struct Follow {
+    service: Arc<RunService>,
+    user: String,
+    run_id: RunId,
+    rx: broadcast::Receiver<Change>,
+    last: Option<i64>,
+    first: bool,
+    done: bool,
+    _slot: Slot,
+}
+
+/// The events of one run: its current state at once (unless `last` has it), then each newer
+/// version, until the run ends.
+fn progress_events(
+    service: Arc<RunService>,
+    user: String,
+    run_id: RunId,
+    last: Option<i64>,
+    slot: Slot,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let rx = service.progress_cache().feed().subscribe();
+    let follow = Follow { service, user, run_id, rx, last, first: true, done: false, _slot: slot };
+    futures::stream::unfold(follow, |mut f| async move {
+        loop {
+            if f.done {
+                return None;
+            }
+            match f.service.progress_body(&f.user, f.run_id).await {
+                Ok(body) => {
+                    f.done = !body.is_active();
+                    if f.last.is_none_or(|l| body.version > l) {
+                        f.last = Some(body.version);
+                        let data = String::from_utf8_lossy(&body.body).into_owned();
+                        let mut event = Event::default().id(body.version.to_string()).data(data);
+                        if std::mem::take(&mut f.first) {
+                            event = event.retry(RETRY);
+                        }
+                        return Some((Ok(event), f));
+                    }
+                    if f.done {
+                        return None;
+                    }
+                }
+                // Archived and then gone, or never ours: nothing more will come.
+                Err(ServiceError::NotFound) => return None,
+                // The database is away: keep the stream, look again shortly.
+                Err(e) => {
+                    tracing::debug!(error = %e, run_id = %f.run_id, "stream could not read its run");
+                    tokio::time::sleep(RECHECK_UNTRUSTED).await;
+                    continue;
+                }
+            }
+            wait_for_change(&mut f).await;
+        }
+    })
+}
+
+/// Returns when the run may have changed: the feed names it, resynchronises or overflowed, or
+/// the recheck interval passed.
+async fn wait_for_change(f: &mut Follow) {
+    let feed = f.service.progress_cache().feed().clone();
+    let recheck = if feed.is_live() { RECHECK } else { RECHECK_UNTRUSTED };
+    let deadline = tokio::time::sleep(recheck);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            change = f.rx.recv() => match change {
+                Ok(Change::Run { run_id, .. }) if run_id == f.run_id => return,
+                Ok(Change::Run { .. }) => {}
+                Ok(Change::Resync) | Err(RecvError::Lagged(_)) => return,
+                Err(RecvError::Closed) => {
+                    deadline.as_mut().await;
+                    return;
+                }
+            },
+            _ = &mut deadline => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_per_identity_and_in_all_and_freed_on_drop() {
+        let slots = StreamSlots::new(2, 3);
+        let a1 = slots.take("a").unwrap();
+        let _a2 = slots.take("a").unwrap();
+        let e = slots.take("a").unwrap_err();
+        assert_eq!(e.problem.status, 429);
+        let _b1 = slots.take("b").unwrap();
+        let e = slots.take("c").unwrap_err();
+        assert_eq!(e.problem.status, 503);
+        assert_eq!(e.retry_after, Some(REFUSED_RETRY_SECS));
+        drop(a1);
+        assert_eq!(slots.open(), 2);
+        assert!(slots.take("a").is_ok());
+    }
+}
