@@ -134,6 +134,11 @@ fn step_of(system: &str) -> String {
     if system.contains("You lead an equity research desk") {
         return "Final Assessment".to_string();
     }
+    for role in domain::TeamRole::ALL {
+        if system.contains(&format!("You are the {} of a trading firm", role.title())) {
+            return role.step_name().to_string();
+        }
+    }
     "unknown".to_string()
 }
 
@@ -141,12 +146,32 @@ fn step_of(system: &str) -> String {
 pub fn valid_answer(step: &str, hostile: bool) -> String {
     let poison =
         if hostile { " <script>window.__pwned = 1</script> <img src=x onerror=\"window.__pwned = 2\">" } else { "" };
+    let team = |text: &str| format!("**{step}** (language model)\n\n{text}{poison}");
+    match step {
+        "Bull Researcher" | "Bear Researcher" => {
+            return json!({ "argument": team("The figures make my case.") }).to_string();
+        }
+        "Aggressive Risk Analyst" | "Conservative Risk Analyst" | "Neutral Risk Analyst" => {
+            return json!({ "argument": team("Size it to the drawdown."), "positionSize": 0.05, "stopLoss": 250.0 })
+                .to_string();
+        }
+        "Research Manager" => {
+            return json!({ "action": "Buy", "confidence": 0.6, "reasoning": team("The bull's case is stronger.") })
+                .to_string();
+        }
+        "Trader" => {
+            return json!({ "action": "Buy", "entry": 290.0, "stopLoss": 275.0, "positionSize": 0.06, "reasoning": team("Buy with a stop.") })
+                .to_string();
+        }
+        _ => {}
+    }
     if step == "Final Assessment" {
         json!({
             "rating": "Overweight",
             "confidence": 0.66,
             "summary": format!("The desk leans positive: the trend is intact and risk is moderate.{poison}"),
-            "keyRisks": ["A reversal below the 200-day average", format!("Volatility could rise{poison}")]
+            "keyRisks": ["A reversal below the 200-day average", format!("Volatility could rise{poison}")],
+            "reasoning": format!("The team agrees on a measured position.{poison}")
         })
         .to_string()
     } else {

@@ -8,6 +8,7 @@
 //! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
 //! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
 //! - [`result`]: `AnalysisResult`, the final assessment.
+//! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod analyst;
@@ -17,6 +18,7 @@ pub mod progress;
 pub mod request;
 pub mod result;
 pub mod status;
+pub mod team;
 
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
@@ -25,3 +27,6 @@ pub use progress::{Progress, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{AnalysisResult, AnalystReport, Figure, PricePoint, Rating, Stance, TokenUsage};
 pub use status::{JobStatus, StepStatus};
+pub use team::{
+    Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, TradePlan, Verdict,
+};

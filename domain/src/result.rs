@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
+use crate::team::TeamReport;
 
 /// The five-point rating scale, strongest buy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +158,10 @@ pub struct AnalysisResult {
     /// offline model.
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// The debates, the trader's plan and the portfolio manager's reasoning of a `standard` or
+    /// `deep` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamReport>,
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use domain::{AnalystKind, FieldError, JobStatus, RunId, StartRequest, StepStatus, ValidStart};
+use domain::{
+    AnalystKind, Depth, FieldError, JobStatus, RunId, RunOptions, StartRequest, StepStatus, TokenUsage, ValidStart,
+};
 use jobs::analysis::StepUsage;
 use jobs::janitor::{Janitor, JanitorConfig};
 use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
@@ -143,6 +145,7 @@ async fn fencing(h: Harness) {
         output: serde_json::json!({"a": 1}),
         llm_calls: 1,
         tokens: Default::default(),
+        cost_usd: 0.0,
     };
     assert!(matches!(h.store.save_checkpoint(&fence_a, &snap, &cp).await, Err(StoreError::LeaseLost(_))));
     let done = Finish::Completed(Box::new(sample_result("AAPL", 0)));
@@ -181,8 +184,9 @@ async fn rescue(h: Harness) {
     let cp = Checkpoint {
         step: "Data Collection".into(),
         output: serde_json::json!({"prices": 3}),
-        llm_calls: 0,
-        tokens: Default::default(),
+        llm_calls: 2,
+        tokens: TokenUsage { prompt: 300, completion: 100 },
+        cost_usd: 0.25,
     };
     h.store.save_checkpoint(&job.fence().unwrap(), &snap, &cp).await.unwrap();
 
@@ -198,6 +202,7 @@ async fn rescue(h: Harness) {
     assert_eq!(requeued.lease_owner, None);
     assert_eq!(requeued.steps[0].status, StepStatus::Completed);
     assert_eq!(requeued.steps[1].status, StepStatus::Pending, "unfinished step starts over");
+    assert_eq!((requeued.llm_calls, requeued.tokens.total(), requeued.cost_usd), (2, 400, 0.25), "costs are kept");
     assert_eq!(requeued.checkpoints["Data Collection"], serde_json::json!({"prices": 3}));
     assert_eq!(h.job(live).await.status, JobStatus::Running);
 
@@ -428,11 +433,14 @@ async fn idempotency(h: Harness) {
 }
 
 /// The janitor archives only finished runs older than the retention, in batches, and archived
-/// runs can still be read.
+/// runs can still be read, options and all.
 async fn retention(h: Harness) {
     let mut old = Vec::new();
+    let deep = RunOptions { depth: Depth::Deep, rounds: Some(3), max_tokens: Some(5000), ..RunOptions::default() };
     for i in 0..7 {
-        let id = insert(&h, new_job(&format!("u{i}"))).await.run_id;
+        let id = insert(&h, NewJob { options: deep.clone(), ..new_job(&format!("u{i}")) }).await.run_id;
+        assert_eq!(h.job(id).await.options, deep);
+        assert_eq!(h.job(id).await.steps.len(), 11, "data, two analysts, seven team steps, final");
         let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
         assert_eq!(job.run_id, id);
         h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
@@ -460,6 +468,7 @@ async fn retention(h: Harness) {
         assert!(h.store.get(*id).await.unwrap().is_none());
         let archived = h.store.get_archived(*id).await.unwrap().expect("archived");
         assert_eq!(archived.status, JobStatus::Cancelled);
+        assert_eq!(archived.options, deep);
     }
     assert!(h.store.get(old_pending).await.unwrap().is_some(), "finished recently: kept");
     assert!(h.store.get(recent).await.unwrap().is_some(), "pending: kept");

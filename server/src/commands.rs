@@ -143,6 +143,9 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
         model_id: args.model.clone(),
         analysts: (!args.analysts.is_empty()).then(|| args.analysts.clone()),
         as_of: args.as_of.clone(),
+        depth: args.depth.clone(),
+        deep_model_id: args.deep_model.clone(),
+        ..StartRequest::default()
     };
     let user = "cli";
     let started = match parts.service.start(user, &request, None).await {

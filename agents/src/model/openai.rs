@@ -16,12 +16,13 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, TokenUsage};
+use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TokenUsage, TradePlan, Verdict};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
-use super::{AnalystView, Assessment, CatalogEntry, Model, ModelError, ModelsConfig, Progress, Usage};
+use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
+use super::{AnalystView, Assessment, Brief, CatalogEntry, Decision, Model, ModelError, ModelsConfig, Progress, Usage};
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 use crate::snapshot::MarketSnapshot;
 
@@ -214,7 +215,7 @@ impl ChatModel {
     async fn ask<T>(
         &self,
         mut messages: Vec<Value>,
-        parse: fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
         progress: &dyn Progress,
     ) -> Result<(T, Usage), ModelError> {
         let mut usage = Usage::default();
@@ -294,5 +295,27 @@ impl Model for ChatModel {
         progress: &dyn Progress,
     ) -> Result<(Assessment, Usage), ModelError> {
         self.ask(assessment_messages(data, reports), parse_assessment, progress).await
+    }
+
+    async fn argue(
+        &self,
+        role: TeamRole,
+        brief: &Brief<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Argument, Usage), ModelError> {
+        let round = brief.round;
+        self.ask(team_messages(role, brief), move |a: &str| parse_argument(role, round, a), progress).await
+    }
+
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::ResearchManager, brief), parse_verdict, progress).await
+    }
+
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::Trader, brief), parse_plan, progress).await
+    }
+
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await
     }
 }

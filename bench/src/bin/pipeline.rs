@@ -71,7 +71,7 @@ async fn main() {
             symbol: Some("NVDA".into()),
             model_id: Some("slow".into()),
             analysts: Some(AnalystKind::ALL.iter().map(|a| a.id().to_string()).collect()),
-            as_of: None,
+            ..StartRequest::default()
         };
         let id = service.start("bench", &request, None).await.unwrap().job.run_id;
         let job = loop {
