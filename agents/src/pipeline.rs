@@ -276,7 +276,13 @@ impl Pipeline {
             rule_based,
             cost_usd: (!rule_based).then_some(cost_usd),
             team,
-        })
+            invest_analyst: None,
+            risk_analyst: None,
+            sentiment_analyst: None,
+            technical_analyst: None,
+            final_assessment: None,
+        }
+        .with_blueprint_fields())
     }
 
     /// Fails the run when what it spent, plus what `calls` more calls will likely cost, is over

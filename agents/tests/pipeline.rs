@@ -273,6 +273,12 @@ async fn a_standard_run_completes_with_the_whole_team_in_order() {
     assert!(t.debate[0].text.contains("the case for owning"), "{}", t.debate[0].text);
     assert!(t.debate[1].text.contains("the case against"), "{}", t.debate[1].text);
     assert_eq!(r.llm_calls, 4 + 2 + 1 + 1 + 3 + 1);
+    // The blueprint's result shape rides along.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["finalAssessment"]["rating"], json["rating"]);
+    assert_eq!(json["finalAssessment"]["reasoning"], json["team"]["decision"]);
+    assert_eq!(json["investAnalyst"]["analyst"], "invest");
+    assert_eq!(json["sentimentAnalyst"]["report"], json["reports"][2]["report"]);
     let again = p.run(&deeper("offline", &AnalystKind::ALL, Depth::Standard, 1), &Memory::default()).await.unwrap();
     assert_eq!(again, r, "deterministic across runs");
 }

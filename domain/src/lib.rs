@@ -25,7 +25,7 @@ pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartRespon
 pub use ids::{IdError, ModelId, RunId, Symbol};
 pub use progress::{Progress, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
-pub use result::{AnalysisResult, AnalystReport, Figure, PricePoint, Rating, Stance, TokenUsage};
+pub use result::{AnalysisResult, AnalystReport, Figure, FinalAssessment, PricePoint, Rating, Stance, TokenUsage};
 pub use status::{JobStatus, StepStatus};
 pub use team::{
     Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, TradePlan, Verdict,

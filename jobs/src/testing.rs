@@ -197,6 +197,11 @@ pub fn sample_result(symbol: &str, llm_calls: u32) -> AnalysisResult {
         rule_based: true,
         cost_usd: None,
         team: None,
+        invest_analyst: None,
+        risk_analyst: None,
+        sentiment_analyst: None,
+        technical_analyst: None,
+        final_assessment: None,
     }
 }
 
