@@ -99,15 +99,21 @@ pub fn research(role: TeamRole, brief: &Brief<'_>) -> Argument {
     );
     if let Some(point) = last_point_of(brief.debate, other, brief.round) {
         let (mine_total, theirs_total) = (sum_strength(mine), sum_strength(theirs));
-        text.push_str(&format!(
-            "The {} argued: \"{}\" — but the evidence on my side weighs {:.2} against {:.2} on theirs.\n\n",
-            if bullish { "bear" } else { "bull" },
-            point.trim_end_matches('.'),
-            mine_total,
-            theirs_total
-        ));
+        let them = if bullish { "bear" } else { "bull" };
+        let answer = if mine_total >= theirs_total {
+            format!("but the evidence on my side weighs more, {mine_total:.2} against {theirs_total:.2}.")
+        } else {
+            format!(
+                "their evidence weighs more ({theirs_total:.2} against {mine_total:.2}), but these figures are what \
+                 it leaves out."
+            )
+        };
+        text.push_str(&format!("The {them} argued: \"{}\" — {answer}\n\n", point.trim_end_matches('.')));
     }
     let chosen = points(mine, brief.round);
+    if brief.round > 1 && mine.len() <= POINTS_PER_ROUND && !chosen.is_empty() {
+        text.push_str("My points stand:\n\n");
+    }
     if chosen.is_empty() {
         text.push_str(&format!(
             "No figure supports the {} case: the best I can say is that the other side's evidence may already be in the price.\n",
