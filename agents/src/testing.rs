@@ -63,6 +63,9 @@ struct Shared {
     queued: Mutex<VecDeque<(String, Behaviour)>>,
     /// Time between stream chunks.
     chunk_delay: Mutex<Duration>,
+    /// When set, a stream's bytes go out in pieces of this many bytes, splitting events and
+    /// multi-byte characters across network chunks.
+    chunk_bytes: Mutex<Option<usize>>,
     /// Calls seen per mode, for the modes that change behaviour over time.
     per_mode: Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -117,6 +120,11 @@ impl FakeLlm {
 
     pub fn set_chunk_delay(&self, d: Duration) {
         *self.shared.chunk_delay.lock().expect("lock") = d;
+    }
+
+    /// Streams are cut into pieces of `n` bytes, wherever that falls.
+    pub fn set_chunk_bytes(&self, n: usize) {
+        *self.shared.chunk_bytes.lock().expect("lock") = Some(n.max(1));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -231,7 +239,15 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
         by_mode(&mode, &step)
     });
     let chunk_delay = *shared.chunk_delay.lock().expect("lock");
-    respond(behaviour, &step, stream, chunk_delay).await
+    let chunk_bytes = *shared.chunk_bytes.lock().expect("lock");
+    respond(behaviour, &step, stream, Chunking { delay: chunk_delay, bytes: chunk_bytes }).await
+}
+
+/// How a streamed answer goes out.
+#[derive(Clone, Copy)]
+struct Chunking {
+    delay: Duration,
+    bytes: Option<usize>,
 }
 
 /// What a call gets by the mode in its path.
@@ -249,7 +265,7 @@ fn by_mode(mode: &str, step: &str) -> Behaviour {
     }
 }
 
-async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Duration) -> Response {
+async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunking) -> Response {
     let content = match behaviour {
         Behaviour::Valid => valid_answer(step, false),
         Behaviour::Delay(d) => {
@@ -281,7 +297,7 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Du
                 format!("data: {}\n\n", json!({"choices": [{"delta": {"content": "{\"stance\""}}]})),
                 "data: {this is not json\n\n".to_string(),
             ];
-            return sse(events, chunk_delay);
+            return sse(events, chunking);
         }
     };
     let prompt_tokens = 400u64;
@@ -310,16 +326,21 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Du
         json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
     ));
     events.push("data: [DONE]\n\n".to_string());
-    sse(events, chunk_delay)
+    sse(events, chunking)
 }
 
-fn sse(events: Vec<String>, delay: Duration) -> Response {
-    let stream = futures::stream::unfold(events.into_iter(), move |mut it| async move {
+fn sse(events: Vec<String>, chunking: Chunking) -> Response {
+    let delay = chunking.delay;
+    let chunks: Vec<Bytes> = match chunking.bytes {
+        None => events.into_iter().map(Bytes::from).collect(),
+        Some(n) => events.concat().into_bytes().chunks(n).map(Bytes::copy_from_slice).collect(),
+    };
+    let stream = futures::stream::unfold(chunks.into_iter(), move |mut it| async move {
         let next = it.next()?;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(next)), it))
+        Some((Ok::<_, std::convert::Infallible>(next), it))
     });
     Response::builder()
         .status(StatusCode::OK)

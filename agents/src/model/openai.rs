@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TokenUsage, TradePlan, Verdict};
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -158,41 +159,46 @@ impl ChatModel {
         from: u8,
         to: u8,
     ) -> Result<(String, Option<TokenUsage>), Failure> {
-        let mut stream = resp.bytes_stream();
-        let mut buf = String::new();
+        // Events are parsed over bytes by a kept SSE parser: text is decoded once a whole event
+        // has arrived, so a character split across network chunks arrives intact.
+        let mut stream = resp.bytes_stream().eventsource();
         let mut text = String::new();
         let mut usage = None;
         let mut last_report = Instant::now();
         loop {
-            let chunk = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
+            let event = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
                 Err(_) => return Err(Failure::Retryable(ModelError::Timeout(1), None)),
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(transport(e)),
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find('\n') {
-                let line: String = buf.drain(..=end).collect();
-                let line = line.trim();
-                let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
-                if data == "[DONE]" {
-                    return Ok((text, usage));
-                }
-                let event: Value = serde_json::from_str(data).map_err(|e| {
-                    Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
-                })?;
-                if let Some(err) = event.get("error") {
+                Ok(Some(Err(EventStreamError::Transport(e)))) => return Err(transport(e)),
+                Ok(Some(Err(e))) => {
                     return Err(Failure::Retryable(
-                        ModelError::Upstream { status: 200, message: provider_message(&err.to_string()) },
+                        ModelError::InvalidAnswer(format!("malformed event stream ({e})")),
                         None,
                     ));
                 }
-                if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
-                    text.push_str(delta);
-                }
-                if let Some(u) = usage_of(&event) {
-                    usage = Some(u);
-                }
+                Ok(Some(Ok(event))) => event,
+            };
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                return Ok((text, usage));
+            }
+            let event: Value = serde_json::from_str(data).map_err(|e| {
+                Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
+            })?;
+            if let Some(err) = event.get("error") {
+                return Err(Failure::Retryable(
+                    ModelError::Upstream { status: 200, message: provider_message(&err.to_string()) },
+                    None,
+                ));
+            }
+            if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
+                text.push_str(delta);
+            }
+            if let Some(u) = usage_of(&event) {
+                usage = Some(u);
             }
             if last_report.elapsed() >= Duration::from_millis(200) {
                 let share = (text.len() as f64 / EXPECTED_ANSWER_CHARS as f64).min(1.0);
