@@ -120,7 +120,7 @@ async fn rss() -> Response {
         .join("");
     (
         [(header::CONTENT_TYPE, "application/rss+xml")],
-        format!("<rss><channel><title>News</title>{items}</channel></rss>"),
+        format!("<rss version=\"2.0\"><channel><title>News</title>{items}</channel></rss>"),
     )
         .into_response()
 }
