@@ -384,6 +384,45 @@ async fn retry(h: Harness) {
     );
 }
 
+/// A start fixes what the server decides for the run — the rounds its depth means and the
+/// default budget — and stores it with the run; a retry asks for the same again.
+async fn start_settles_depth_and_budget(h: Harness) {
+    let config = ServiceConfig {
+        standard_rounds: 2,
+        deep_rounds: 4,
+        default_max_tokens: Some(9_000),
+        ..ServiceConfig::default()
+    };
+    let svc = RunService::new(h.store.clone(), h.events.clone(), Arc::new(AcceptAll), config).unwrap();
+    let deep = StartRequest { depth: Some("deep".into()), ..request("aapl") };
+    let job = svc.start("gina", &deep, None).await.unwrap().job;
+    assert_eq!(
+        job.options,
+        RunOptions { depth: Depth::Deep, rounds: Some(4), max_tokens: Some(9_000), ..RunOptions::default() }
+    );
+    assert_eq!(job.steps.len(), 10, "data, one analyst, seven team steps, final");
+    let (progress, _) = svc.progress("gina", job.run_id).await.unwrap();
+    assert_eq!(progress.run.depth, Depth::Deep);
+    let listed = svc.list("gina", None, 1, 10).await.unwrap();
+    assert_eq!(listed.runs[0].depth, Depth::Deep);
+
+    let own = StartRequest {
+        depth: Some("standard".into()),
+        max_tokens: Some(100),
+        max_cost_usd: Some(0.5),
+        ..request("msft")
+    };
+    let job = svc.start("gina", &own, None).await.unwrap().job;
+    assert_eq!((job.options.rounds, job.options.max_tokens, job.options.max_cost_usd), (Some(2), Some(100), Some(0.5)));
+    let quick = svc.start("gina", &request("nvda"), None).await.unwrap().job;
+    assert_eq!(quick.options, RunOptions { max_tokens: Some(9_000), ..RunOptions::default() });
+    assert_eq!(quick.steps.len(), 3);
+
+    svc.cancel("gina", job.run_id).await.unwrap();
+    let again = svc.retry("gina", job.run_id).await.unwrap().job;
+    assert_eq!(again.options, job.options);
+}
+
 /// 50 concurrent starts by one user with a limit of 3 create exactly 3 runs.
 async fn per_user_limit(h: Harness) {
     let svc = Arc::new(service(&h, 3));
@@ -648,6 +687,7 @@ conformance!(
     cancel_pending,
     cancel_running,
     retry,
+    start_settles_depth_and_budget,
     per_user_limit,
     idempotency,
     retention,
