@@ -204,7 +204,7 @@ fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<
             </p>
         </div>
         <div class="field" hidden=move || depth.get().is_quick()>
-            <label for="deep-model">"Model of the managers " <span class="muted">"(optional)"</span></label>
+            <label for="deep-model">"Research and portfolio managers " <span class="muted">"(optional)"</span></label>
             <select id="deep-model" name="deepModelId" on:change=move |ev| deep_model.set(event_target_value(&ev))>
                 <option value="" selected=true>"The same model"</option>
                 {models
@@ -213,7 +213,7 @@ fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<
                     .map(|m| view! { <option value=m.id.clone()>{m.label.clone()}</option> })
                     .collect_view()}
             </select>
-            <p class="help">"A stronger model for the research manager and the portfolio manager."</p>
+            <p class="help">"A stronger model for the two managers, as TradingAgents uses one."</p>
         </div>
     }
     .into_any()
