@@ -6,8 +6,10 @@
 //! - [`snapshot`]: Data Collection's output — every figure the analysts read.
 //! - [`analysts`]: each analyst's key figures and the signals it reads from them.
 //! - [`model`]: the offline rule-based model and OpenAI-compatible chat models, from a catalog.
+//! - [`team`]: the offline rules of the debaters, managers and trader after the analysts.
 //! - [`sentiment`], [`news`]: headline tone with the VADER lexicon, headlines from RSS.
-//! - [`pipeline`]: Data Collection → analysts (concurrently) → Final Assessment, resumable.
+//! - [`pipeline`]: Data Collection → analysts (concurrently) → [the team] → Final Assessment,
+//!   resumable turn by turn.
 //! - [`retry`], [`format`]: backoff for HTTP providers; figures written for people.
 
 pub mod analysts;
@@ -20,6 +22,7 @@ pub mod pipeline;
 pub mod retry;
 pub mod sentiment;
 pub mod snapshot;
+pub mod team;
 #[cfg(feature = "testing")]
 pub mod testing;
 

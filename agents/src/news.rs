@@ -2,7 +2,8 @@
 //! `{symbol}` in it, e.g. Yahoo Finance's `https://feeds.finance.yahoo.com/rss/2.0/headline?s={symbol}`).
 //!
 //! Feeds carry today's news, so headlines are used only when a run analyses the latest data
-//! (no as-of date); a historical analysis with today's headlines would mix up times.
+//! (no as-of date); a historical analysis with today's headlines would mix up times. Atom feeds
+//! work too.
 
 use crate::market::MarketError;
 use crate::market::fetch::{fetch_text, status_error};
@@ -34,47 +35,27 @@ impl RssNews {
     }
 }
 
-/// The `<title>` of each `<item>`, unescaped, at most [`MAX_HEADLINES`].
+/// The title of each item (RSS) or entry (Atom), in feed order, at most [`MAX_HEADLINES`];
+/// nothing when the body is not a feed (RSS needs its `version`, as RSS 0.91–2.0 and RDF feeds
+/// carry it). Parsed by feed-rs, which handles entities, CDATA and both formats.
 pub fn titles(xml: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<item") {
-        rest = &rest[start..];
-        let end = rest.find("</item>").unwrap_or(rest.len());
-        let item = &rest[..end];
-        if let (Some(a), Some(b)) = (item.find("<title>"), item.find("</title>"))
-            && a + 7 <= b
-        {
-            let raw = item[a + 7..b].trim();
-            let raw = raw.strip_prefix("<![CDATA[").and_then(|r| r.strip_suffix("]]>")).unwrap_or(raw);
-            let title = unescape(raw.trim());
-            if !title.is_empty() {
-                out.push(title);
-            }
-        }
-        rest = &rest[end.min(rest.len())..];
-        if rest.len() <= 7 || out.len() >= MAX_HEADLINES {
-            break;
-        }
-        rest = &rest[7..];
-    }
-    out
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    let Ok(feed) = feed_rs::parser::parse(xml.as_bytes()) else {
+        return Vec::new();
+    };
+    feed.entries
+        .into_iter()
+        .filter_map(|e| e.title)
+        .map(|t| t.content.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|t| !t.is_empty())
+        .take(MAX_HEADLINES)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn reads_item_titles_only() {
-        let xml = r#"<rss><channel><title>Feed title</title>
+        let xml = r#"<rss version="2.0"><channel><title>Feed title</title>
             <item><title>Apple beats estimates &amp; raises outlook</title></item>
             <item><title><![CDATA[Shares slip as "iPhone" demand cools]]></title></item>
             <item><description>no title</description></item>
@@ -84,5 +65,14 @@ mod tests {
             vec!["Apple beats estimates & raises outlook", "Shares slip as \"iPhone\" demand cools"]
         );
         assert!(super::titles("not xml").is_empty());
+    }
+
+    #[test]
+    fn reads_atom_entries_and_numeric_entities() {
+        let xml = r#"<?xml version="1.0" encoding="utf-8"?>
+            <feed xmlns="http://www.w3.org/2005/Atom"><title>Feed</title><id>urn:f</id><updated>2023-09-21T00:00:00Z</updated>
+            <entry><title>Nvidia&#8217;s rally &#x2014; again</title><id>urn:1</id><updated>2023-09-21T00:00:00Z</updated></entry>
+            </feed>"#;
+        assert_eq!(super::titles(xml), vec!["Nvidia\u{2019}s rally \u{2014} again"]);
     }
 }

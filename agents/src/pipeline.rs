@@ -1,17 +1,28 @@
 //! The Trading Agents pipeline: Data Collection → the selected analysts, concurrently →
-//! Final Assessment.
+//! (for `standard` and `deep` runs, the team: see [`team`]) → Final Assessment.
 //!
 //! It reports through a [`Reporter`] and knows nothing of how progress is stored. Each step's
-//! output is handed to the reporter when the step completes; on a later attempt the reporter
-//! returns those outputs as checkpoints and the steps are not run again — no model call is
-//! repeated and the calls they cost are counted once.
+//! output is handed to the reporter when the step completes, and each debate turn's when the
+//! turn completes; on a later attempt the reporter returns those outputs as checkpoints and
+//! they are not produced again — no model call is repeated and the calls they cost are counted
+//! once.
+//!
+//! # Budget
+//! A run may carry a token and a cost budget. Before each model step or debate round the
+//! pipeline compares what was spent, plus what the next calls will likely cost (the mean of
+//! the calls so far), with the budget; a run that would exceed it fails with "budget exceeded"
+//! naming the step it did not start. Everything finished before stays checkpointed.
+
+mod team;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
-use domain::{AnalysisResult, AnalystKind, AnalystReport, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, TokenUsage};
+use domain::{
+    AnalysisResult, AnalystKind, AnalystReport, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, RunOptions, TokenUsage,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,12 +36,14 @@ use crate::sentiment::Lexicon;
 use crate::snapshot::{self, Headline, MarketSnapshot};
 
 /// What to analyse.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
     pub symbol: String,
     pub model_id: String,
     pub analysts: Vec<AnalystKind>,
     pub as_of: Option<NaiveDate>,
+    /// Depth, rounds, second model, budget.
+    pub options: RunOptions,
 }
 
 /// Where the pipeline reports. `Error` is the reporter's reason to stop (e.g. cancelled).
@@ -46,6 +59,18 @@ pub trait Reporter: Send + Sync {
     async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), Self::Error>;
 
     async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), Self::Error>;
+
+    /// Stores one turn of a step that takes several (a debate round) under `key`, without
+    /// completing the step; `percent` is the step's progress after it. A later attempt gets the
+    /// turn back from [`Reporter::checkpoint`]`(key)`.
+    async fn save_turn(
+        &self,
+        step: &str,
+        key: &str,
+        percent: u8,
+        output: Value,
+        usage: Usage,
+    ) -> Result<(), Self::Error>;
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +94,14 @@ struct Stored<T> {
     output: T,
     calls: u32,
     tokens: TokenUsage,
+    #[serde(default)]
+    cost_usd: f64,
+}
+
+impl<T> Stored<T> {
+    fn usage(&self) -> Usage {
+        Usage { calls: self.calls, tokens: self.tokens, cost_usd: self.cost_usd }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +111,9 @@ struct StoredAssessment {
     confidence: f64,
     summary: String,
     key_risks: Vec<String>,
+    /// The portfolio manager's reasoning (team runs only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    reasoning: String,
 }
 
 pub struct Pipeline {
@@ -105,7 +141,8 @@ fn restore<T: DeserializeOwned>(value: Option<Value>) -> Option<Stored<T>> {
 }
 
 fn stored<T: Serialize>(output: &T, usage: Usage) -> Value {
-    serde_json::to_value(Stored { output, calls: usage.calls, tokens: usage.tokens }).expect("plain data")
+    serde_json::to_value(Stored { output, calls: usage.calls, tokens: usage.tokens, cost_usd: usage.cost_usd })
+        .expect("plain data")
 }
 
 fn model_failure<E>(step: &str, model: &str, e: ModelError) -> PipelineError<E> {
@@ -150,6 +187,13 @@ impl Pipeline {
             .models
             .get(&spec.model_id)
             .map_err(|e| PipelineError::Failed { step: None, message: format!("{e}.") })?;
+        let manager = match &spec.options.deep_model_id {
+            Some(id) => self
+                .models
+                .get(id.as_str())
+                .map_err(|e| PipelineError::Failed { step: None, message: format!("{e}.") })?,
+            None => model.clone(),
+        };
         let mut usage = Usage::default();
 
         let data = match restore::<MarketSnapshot>(reporter.checkpoint(DATA_COLLECTION)) {
@@ -166,11 +210,14 @@ impl Pipeline {
         for kind in &spec.analysts {
             match restore::<AnalystReport>(reporter.checkpoint(kind.step_name())) {
                 Some(s) => {
-                    usage.add(Usage { calls: s.calls, tokens: s.tokens });
+                    usage.add(s.usage());
                     reports.insert(*kind, s.output);
                 }
                 None => todo.push(*kind),
             }
+        }
+        if let Some(first) = todo.first() {
+            self.check_budget(spec, &usage, todo.len() as u32, first.step_name())?;
         }
         let fresh =
             futures::future::try_join_all(todo.iter().map(|k| self.analyst(*k, &data, model.as_ref(), reporter)))
@@ -181,26 +228,38 @@ impl Pipeline {
         }
         let reports: Vec<AnalystReport> = reports.into_values().collect();
 
-        let assessment = match restore::<StoredAssessment>(reporter.checkpoint(FINAL_ASSESSMENT)) {
-            Some(s) => {
-                usage.add(Usage { calls: s.calls, tokens: s.tokens });
-                s.output
-            }
-            None => {
-                reporter.start_step(FINAL_ASSESSMENT, Some("Waiting for the model")).await?;
-                let progress = StepProgress { reporter, step: FINAL_ASSESSMENT };
-                let (a, u) = model
-                    .assessment(&data, &reports, &progress)
-                    .await
-                    .map_err(|e| model_failure(FINAL_ASSESSMENT, model.id(), e))?;
-                let Assessment { rating, confidence, summary, key_risks } = a;
-                let out = StoredAssessment { rating, confidence, summary, key_risks };
-                reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u).await?;
-                usage.add(u);
-                out
-            }
+        let (assessment, team) = if spec.options.depth.is_quick() {
+            let assessment = match restore::<StoredAssessment>(reporter.checkpoint(FINAL_ASSESSMENT)) {
+                Some(s) => {
+                    usage.add(s.usage());
+                    s.output
+                }
+                None => {
+                    self.check_budget(spec, &usage, 1, FINAL_ASSESSMENT)?;
+                    reporter.start_step(FINAL_ASSESSMENT, Some("Waiting for the model")).await?;
+                    let progress = StepProgress { reporter, step: FINAL_ASSESSMENT };
+                    let (a, u) = model
+                        .assessment(&data, &reports, &progress)
+                        .await
+                        .map_err(|e| model_failure(FINAL_ASSESSMENT, model.id(), e))?;
+                    let u = self.priced(model.id(), u);
+                    let Assessment { rating, confidence, summary, key_risks } = a;
+                    let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning: String::new() };
+                    reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u).await?;
+                    usage.add(u);
+                    out
+                }
+            };
+            (assessment, None)
+        } else {
+            let run = team::TeamRun::new(self, spec, reporter, model.as_ref(), manager.as_ref(), &data, &reports);
+            let (assessment, report) = run.run(&mut usage).await?;
+            (assessment, Some(report))
         };
 
+        let rule_based = model.rule_based() && manager.rule_based();
+        // One model: price the total at once (the per-step costs summed differ in the last bits).
+        let cost_usd = if model.id() == manager.id() { self.cost(model.id(), usage.tokens) } else { usage.cost_usd };
         Ok(AnalysisResult {
             symbol: data.symbol.clone(),
             as_of: data.as_of,
@@ -214,9 +273,46 @@ impl Pipeline {
             chart: data.chart.clone(),
             llm_calls: usage.calls,
             tokens: usage.tokens,
-            rule_based: model.rule_based(),
-            cost_usd: (!model.rule_based()).then(|| self.cost(&spec.model_id, usage.tokens)),
+            rule_based,
+            cost_usd: (!rule_based).then_some(cost_usd),
+            team,
+            invest_analyst: None,
+            risk_analyst: None,
+            sentiment_analyst: None,
+            technical_analyst: None,
+            final_assessment: None,
+        }
+        .with_blueprint_fields())
+    }
+
+    /// Fails the run when what it spent, plus what `calls` more calls will likely cost, is over
+    /// its budget. The likely cost of a call is the mean of the calls so far.
+    fn check_budget<E>(&self, spec: &RunSpec, spent: &Usage, calls: u32, next: &str) -> Result<(), PipelineError<E>> {
+        let o = &spec.options;
+        let per_call = |total: f64| if spent.calls > 0 { total / f64::from(spent.calls) } else { 0.0 };
+        let used_tokens = spent.tokens.total() as f64;
+        let over_tokens = o
+            .max_tokens
+            .map(|max| max as f64)
+            .filter(|max| used_tokens >= *max || used_tokens + per_call(used_tokens) * f64::from(calls) > *max);
+        let over_cost = o.max_cost_usd.filter(|max| {
+            spent.cost_usd >= *max || spent.cost_usd + per_call(spent.cost_usd) * f64::from(calls) > *max
+        });
+        let what = match (over_tokens, over_cost) {
+            (Some(max), _) => format!("{} tokens used of {} allowed", spent.tokens.total(), max as u64),
+            (None, Some(max)) => format!("${:.4} spent of ${max:.4} allowed", spent.cost_usd),
+            (None, None) => return Ok(()),
+        };
+        Err(PipelineError::Failed {
+            step: Some(next.to_string()),
+            message: format!("budget exceeded: {what}; {next} would go over it. Finished steps are kept."),
         })
+    }
+
+    /// `usage` with its cost at the catalog's prices of `model_id`.
+    fn priced(&self, model_id: &str, mut usage: Usage) -> Usage {
+        usage.cost_usd = self.cost(model_id, usage.tokens);
+        usage
     }
 
     /// US dollars for these tokens at the catalog's prices (per million tokens).
@@ -289,6 +385,7 @@ impl Pipeline {
         let progress = StepProgress { reporter, step };
         let (view, usage) =
             model.analyst_view(kind, data, &progress).await.map_err(|e| model_failure(step, model.id(), e))?;
+        let usage = self.priced(model.id(), usage);
         let report = AnalystReport {
             analyst: kind,
             stance: view.stance,

@@ -63,6 +63,9 @@ struct Shared {
     queued: Mutex<VecDeque<(String, Behaviour)>>,
     /// Time between stream chunks.
     chunk_delay: Mutex<Duration>,
+    /// When set, a stream's bytes go out in pieces of this many bytes, splitting events and
+    /// multi-byte characters across network chunks.
+    chunk_bytes: Mutex<Option<usize>>,
     /// Calls seen per mode, for the modes that change behaviour over time.
     per_mode: Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -119,6 +122,11 @@ impl FakeLlm {
         *self.shared.chunk_delay.lock().expect("lock") = d;
     }
 
+    /// Streams are cut into pieces of `n` bytes, wherever that falls.
+    pub fn set_chunk_bytes(&self, n: usize) {
+        *self.shared.chunk_bytes.lock().expect("lock") = Some(n.max(1));
+    }
+
     pub fn calls(&self) -> Vec<Call> {
         self.shared.calls.lock().expect("lock").clone()
     }
@@ -134,6 +142,11 @@ fn step_of(system: &str) -> String {
     if system.contains("You lead an equity research desk") {
         return "Final Assessment".to_string();
     }
+    for role in domain::TeamRole::ALL {
+        if system.contains(&format!("You are the {} of a trading firm", role.title())) {
+            return role.step_name().to_string();
+        }
+    }
     "unknown".to_string()
 }
 
@@ -141,12 +154,32 @@ fn step_of(system: &str) -> String {
 pub fn valid_answer(step: &str, hostile: bool) -> String {
     let poison =
         if hostile { " <script>window.__pwned = 1</script> <img src=x onerror=\"window.__pwned = 2\">" } else { "" };
+    let team = |text: &str| format!("**{step}** (language model)\n\n{text}{poison}");
+    match step {
+        "Bull Researcher" | "Bear Researcher" => {
+            return json!({ "argument": team("The figures make my case.") }).to_string();
+        }
+        "Aggressive Risk Analyst" | "Conservative Risk Analyst" | "Neutral Risk Analyst" => {
+            return json!({ "argument": team("Size it to the drawdown."), "positionSize": 0.05, "stopLoss": 250.0 })
+                .to_string();
+        }
+        "Research Manager" => {
+            return json!({ "action": "Buy", "confidence": 0.6, "reasoning": team("The bull's case is stronger.") })
+                .to_string();
+        }
+        "Trader" => {
+            return json!({ "action": "Buy", "entry": 290.0, "stopLoss": 275.0, "positionSize": 0.06, "reasoning": team("Buy with a stop.") })
+                .to_string();
+        }
+        _ => {}
+    }
     if step == "Final Assessment" {
         json!({
             "rating": "Overweight",
             "confidence": 0.66,
             "summary": format!("The desk leans positive: the trend is intact and risk is moderate.{poison}"),
-            "keyRisks": ["A reversal below the 200-day average", format!("Volatility could rise{poison}")]
+            "keyRisks": ["A reversal below the 200-day average", format!("Volatility could rise{poison}")],
+            "reasoning": format!("The team agrees on a measured position.{poison}")
         })
         .to_string()
     } else {
@@ -206,7 +239,15 @@ async fn handle(State(shared): State<Arc<Shared>>, mode: String, headers: Header
         by_mode(&mode, &step)
     });
     let chunk_delay = *shared.chunk_delay.lock().expect("lock");
-    respond(behaviour, &step, stream, chunk_delay).await
+    let chunk_bytes = *shared.chunk_bytes.lock().expect("lock");
+    respond(behaviour, &step, stream, Chunking { delay: chunk_delay, bytes: chunk_bytes }).await
+}
+
+/// How a streamed answer goes out.
+#[derive(Clone, Copy)]
+struct Chunking {
+    delay: Duration,
+    bytes: Option<usize>,
 }
 
 /// What a call gets by the mode in its path.
@@ -224,7 +265,7 @@ fn by_mode(mode: &str, step: &str) -> Behaviour {
     }
 }
 
-async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Duration) -> Response {
+async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunking) -> Response {
     let content = match behaviour {
         Behaviour::Valid => valid_answer(step, false),
         Behaviour::Delay(d) => {
@@ -256,7 +297,7 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Du
                 format!("data: {}\n\n", json!({"choices": [{"delta": {"content": "{\"stance\""}}]})),
                 "data: {this is not json\n\n".to_string(),
             ];
-            return sse(events, chunk_delay);
+            return sse(events, chunking);
         }
     };
     let prompt_tokens = 400u64;
@@ -285,16 +326,21 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunk_delay: Du
         json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
     ));
     events.push("data: [DONE]\n\n".to_string());
-    sse(events, chunk_delay)
+    sse(events, chunking)
 }
 
-fn sse(events: Vec<String>, delay: Duration) -> Response {
-    let stream = futures::stream::unfold(events.into_iter(), move |mut it| async move {
+fn sse(events: Vec<String>, chunking: Chunking) -> Response {
+    let delay = chunking.delay;
+    let chunks: Vec<Bytes> = match chunking.bytes {
+        None => events.into_iter().map(Bytes::from).collect(),
+        Some(n) => events.concat().into_bytes().chunks(n).map(Bytes::copy_from_slice).collect(),
+    };
+    let stream = futures::stream::unfold(chunks.into_iter(), move |mut it| async move {
         let next = it.next()?;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(next)), it))
+        Some((Ok::<_, std::convert::Infallible>(next), it))
     });
     Response::builder()
         .status(StatusCode::OK)

@@ -186,3 +186,18 @@ async fn prompts_carry_the_computed_figures() {
     assert!(prompt.contains("\"rsi14\""), "and every computed figure");
     assert!(!prompt.contains("\"chart\""), "but not the chart's points");
 }
+
+/// A streamed answer whose bytes arrive in 3-byte pieces — every multi-byte character and
+/// every event split across network chunks — is decoded intact.
+#[tokio::test]
+async fn multi_byte_characters_split_across_chunks_arrive_intact() {
+    let fake = FakeLlm::start().await;
+    fake.set_chunk_bytes(3);
+    let report = "Größere Schwankungen — naïve €5 bets, 株価 📈 and a café.";
+    let answer = serde_json::json!({ "stance": "neutral", "confidence": 0.5, "report": report }).to_string();
+    fake.queue("You are the Risk Analyst", Behaviour::Content(answer));
+    let model = models(&fake, "ok", true, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (view, _) = model.analyst_view(AnalystKind::Risk, &data().await, &Recorder::default()).await.unwrap();
+    assert_eq!(view.report, report);
+    assert!(fake.calls()[0].stream);
+}

@@ -120,7 +120,7 @@ async fn rss() -> Response {
         .join("");
     (
         [(header::CONTENT_TYPE, "application/rss+xml")],
-        format!("<rss><channel><title>News</title>{items}</channel></rss>"),
+        format!("<rss version=\"2.0\"><channel><title>News</title>{items}</channel></rss>"),
     )
         .into_response()
 }
@@ -221,6 +221,7 @@ async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
         model_id: "priced".into(),
         analysts: vec![AnalystKind::Risk, AnalystKind::Sentiment],
         as_of: None,
+        options: Default::default(),
     };
     let reporter = Collect::default();
     let result = pipeline.run(&spec, &reporter).await.unwrap();
@@ -262,6 +263,17 @@ impl agents::Reporter for Collect {
     }
     async fn complete_step(&self, step: &str, output: serde_json::Value, _: agents::model::Usage) -> Result<(), ()> {
         self.0.lock().unwrap().insert(step.to_string(), output);
+        Ok(())
+    }
+    async fn save_turn(
+        &self,
+        _: &str,
+        key: &str,
+        _: u8,
+        output: serde_json::Value,
+        _: agents::model::Usage,
+    ) -> Result<(), ()> {
+        self.0.lock().unwrap().insert(key.to_string(), output);
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use agents::retry::RetryPolicy;
 use agents::testing::FakeLlm;
 use agents::{Pipeline, PipelineError, Reporter, RunSpec};
 use async_trait::async_trait;
-use domain::{AnalystKind, Rating, Stance};
+use domain::{Action, AnalystKind, Depth, Rating, RunOptions, Stance, TeamRole};
 use serde_json::Value;
 
 #[derive(Default)]
@@ -21,6 +21,10 @@ struct Memory {
     /// (step, event, when)
     events: Mutex<Vec<(String, &'static str, Instant)>>,
     usage: Mutex<Usage>,
+    /// Step details as reported, in order.
+    details: Mutex<Vec<(String, String)>>,
+    /// A crash: the reporter stops the run right after storing this checkpoint.
+    crash_after: Option<String>,
 }
 
 #[async_trait]
@@ -31,20 +35,41 @@ impl Reporter for Memory {
         self.checkpoints.lock().unwrap().get(step).cloned()
     }
 
-    async fn start_step(&self, step: &str, _: Option<&str>) -> Result<(), ()> {
+    async fn start_step(&self, step: &str, detail: Option<&str>) -> Result<(), ()> {
         self.events.lock().unwrap().push((step.into(), "start", Instant::now()));
+        if let Some(d) = detail {
+            self.details.lock().unwrap().push((step.into(), d.into()));
+        }
         Ok(())
     }
 
-    async fn step_progress(&self, _: &str, _: u8, _: Option<&str>) -> Result<(), ()> {
+    async fn step_progress(&self, step: &str, _: u8, detail: Option<&str>) -> Result<(), ()> {
+        if let Some(d) = detail {
+            self.details.lock().unwrap().push((step.into(), d.into()));
+        }
         Ok(())
     }
 
     async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), ()> {
         self.events.lock().unwrap().push((step.into(), "complete", Instant::now()));
-        self.checkpoints.lock().unwrap().insert(step.into(), output);
+        self.store(step, output, usage)
+    }
+
+    async fn save_turn(&self, _: &str, key: &str, _: u8, output: Value, usage: Usage) -> Result<(), ()> {
+        self.events.lock().unwrap().push((key.into(), "turn", Instant::now()));
+        self.store(key, output, usage)
+    }
+}
+
+impl Memory {
+    fn store(&self, key: &str, output: Value, usage: Usage) -> Result<(), ()> {
+        self.checkpoints.lock().unwrap().insert(key.into(), output);
         self.usage.lock().unwrap().add(usage);
-        Ok(())
+        if self.crash_after.as_deref() == Some(key) { Err(()) } else { Ok(()) }
+    }
+
+    fn completed(&self) -> Vec<String> {
+        self.events.lock().unwrap().iter().filter(|e| e.1 == "complete").map(|e| e.0.clone()).collect()
     }
 }
 
@@ -72,12 +97,17 @@ fn pipeline(latency: Duration, catalog: Catalog) -> Pipeline {
     Pipeline::new(market(), Arc::new(models))
 }
 
+fn deeper(model: &str, analysts: &[AnalystKind], depth: Depth, rounds: u32) -> RunSpec {
+    RunSpec { options: RunOptions { depth, rounds: Some(rounds), ..RunOptions::default() }, ..spec(model, analysts) }
+}
+
 fn spec(model: &str, analysts: &[AnalystKind]) -> RunSpec {
     RunSpec {
         symbol: "AAPL".into(),
         model_id: model.into(),
         analysts: analysts.to_vec(),
         as_of: Some("2019-12-31".parse().unwrap()),
+        options: Default::default(),
     }
 }
 
@@ -163,6 +193,241 @@ async fn a_failing_model_fails_the_run_naming_the_step() {
         Err(PipelineError::Failed { step: None, message }) => {
             assert_eq!(message, "the model 'nope' is not in the catalog.")
         }
+        other => panic!("{other:?}"),
+    }
+}
+
+const TEAM_STEPS: [&str; 8] = [
+    "Bull Researcher",
+    "Bear Researcher",
+    "Research Manager",
+    "Trader",
+    "Aggressive Risk Analyst",
+    "Conservative Risk Analyst",
+    "Neutral Risk Analyst",
+    "Final Assessment",
+];
+
+fn chat_catalog(fake: &FakeLlm, mode: &str) -> Catalog {
+    let toml = format!(
+        "[[model]]\nid = \"chat\"\nlabel = \"Chat\"\nprovider = \"openai-compatible\"\nbase_url = \"{base}\"\nmodel = \"small\"\n\
+         input_price_per_mtok = 2.0\noutput_price_per_mtok = 10.0\n\n\
+         [[model]]\nid = \"deep\"\nlabel = \"Deep\"\nprovider = \"openai-compatible\"\nbase_url = \"{base}\"\nmodel = \"large\"\n\
+         input_price_per_mtok = 20.0\noutput_price_per_mtok = 100.0\n",
+        base = fake.base_url(mode)
+    );
+    Catalog::from_toml(&toml).unwrap()
+}
+
+/// A `standard` run completes offline with every team step after the analysts, in order, and
+/// every role's output in the result: one round of each debate, the verdict, the trader's plan
+/// (stop two ATRs from the entry), and the portfolio manager's five-level rating.
+#[tokio::test]
+async fn a_standard_run_completes_with_the_whole_team_in_order() {
+    let p = pipeline(Duration::ZERO, Catalog::builtin());
+    let m = Memory::default();
+    let r = p.run(&deeper("offline", &AnalystKind::ALL, Depth::Standard, 1), &m).await.unwrap();
+    let analysts: Vec<&str> = AnalystKind::ALL.iter().map(|a| a.step_name()).collect();
+    let completed = m.completed();
+    assert_eq!(completed[0], "Data Collection");
+    let mut first_five = completed[1..5].to_vec();
+    first_five.sort();
+    let mut sorted_analysts = analysts.clone();
+    sorted_analysts.sort();
+    assert_eq!(first_five, sorted_analysts, "the analysts come first, side by side");
+    // Bull and bear argue side by side within a round; the rest follow one by one.
+    let mut team = completed[5..].to_vec();
+    team[..2].sort();
+    assert_eq!(team[..2], ["Bear Researcher", "Bull Researcher"]);
+    assert_eq!(team[2..4], ["Research Manager", "Trader"]);
+    let mut risk = team[4..7].to_vec();
+    risk.sort();
+    assert_eq!(risk, ["Aggressive Risk Analyst", "Conservative Risk Analyst", "Neutral Risk Analyst"]);
+    assert_eq!(team[7], "Final Assessment");
+
+    let t = r.team.as_ref().expect("a team report");
+    assert_eq!((t.depth, t.rounds), (Depth::Standard, 1));
+    assert_eq!(
+        t.debate.iter().map(|a| (a.role, a.round)).collect::<Vec<_>>(),
+        vec![(TeamRole::BullResearcher, 1), (TeamRole::BearResearcher, 1)]
+    );
+    assert_eq!(t.risk_debate.len(), 3);
+    assert!(t.risk_debate.iter().all(|a| a.position_size.is_some() && a.stop_loss.is_some()));
+    // AAPL at the end of 2019: the evidence leans bullish, so the manager says Buy and the
+    // trader buys at the last close with a stop two ATRs below it.
+    assert_eq!(t.verdict.action, Action::Buy);
+    assert_eq!(t.plan.action, Action::Buy);
+    let close = r.figures[0].value.unwrap();
+    assert_eq!(t.plan.entry, close);
+    assert!(t.plan.stop_loss < close && t.plan.stop_loss > close * 0.85, "{}", t.plan.stop_loss);
+    assert!((0.02..=0.15).contains(&t.plan.position_size));
+    assert!(Rating::ALL.contains(&r.rating));
+    for text in t.debate.iter().chain(&t.risk_debate).map(|a| &a.text).chain([
+        &t.verdict.reasoning,
+        &t.plan.reasoning,
+        &t.decision,
+    ]) {
+        assert!(text.contains("Rule-based analysis by the offline model"), "{text}");
+    }
+    // The bull cites supporting figures, the bear weak ones.
+    assert!(t.debate[0].text.contains("the case for owning"), "{}", t.debate[0].text);
+    assert!(t.debate[1].text.contains("the case against"), "{}", t.debate[1].text);
+    assert_eq!(r.llm_calls, 4 + 2 + 1 + 1 + 3 + 1);
+    // The blueprint's result shape rides along.
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["finalAssessment"]["rating"], json["rating"]);
+    assert_eq!(json["finalAssessment"]["reasoning"], json["team"]["decision"]);
+    assert_eq!(json["investAnalyst"]["analyst"], "invest");
+    assert_eq!(json["sentimentAnalyst"]["report"], json["reports"][2]["report"]);
+    let again = p.run(&deeper("offline", &AnalystKind::ALL, Depth::Standard, 1), &Memory::default()).await.unwrap();
+    assert_eq!(again, r, "deterministic across runs");
+}
+
+/// A `deep` run argues three rounds: each debate step says its round while it runs, later
+/// rounds answer the other side, and the whole is deterministic.
+#[tokio::test]
+async fn a_deep_run_argues_three_rounds_deterministically() {
+    let p = pipeline(Duration::ZERO, Catalog::builtin());
+    let m = Memory::default();
+    let spec = deeper("offline", &[AnalystKind::Invest, AnalystKind::Risk], Depth::Deep, 3);
+    let r = p.run(&spec, &m).await.unwrap();
+    let t = r.team.as_ref().unwrap();
+    assert_eq!(t.rounds, 3);
+    let rounds: Vec<(TeamRole, u32)> = t.debate.iter().map(|a| (a.role, a.round)).collect();
+    assert_eq!(
+        rounds,
+        vec![
+            (TeamRole::BullResearcher, 1),
+            (TeamRole::BearResearcher, 1),
+            (TeamRole::BullResearcher, 2),
+            (TeamRole::BearResearcher, 2),
+            (TeamRole::BullResearcher, 3),
+            (TeamRole::BearResearcher, 3),
+        ]
+    );
+    assert_eq!(t.risk_debate.len(), 9);
+    assert!(t.debate[2].text.contains("The bear argued"), "round 2 answers the other side: {}", t.debate[2].text);
+    let details = m.details.lock().unwrap().clone();
+    for round in 1..=3 {
+        let label = format!("round {round} of 3");
+        assert!(
+            details.iter().any(|(s, d)| s == "Bull Researcher" && d.starts_with(&label)),
+            "no '{label}' in {details:?}"
+        );
+    }
+    for (i, step) in TEAM_STEPS.iter().enumerate() {
+        assert_eq!(m.completed()[3 + i], *step, "team steps complete in order (one analyst pair aside)");
+    }
+    assert_eq!(r.llm_calls, 2 + 6 + 1 + 1 + 9 + 1);
+    let again = p.run(&spec, &Memory::default()).await.unwrap();
+    assert_eq!(again, r);
+}
+
+/// A run that stops in the middle of a debate (a crash right after a turn is stored) resumes
+/// without asking the model again for any finished turn: across both attempts, every step
+/// costs exactly the calls of an uninterrupted run.
+#[tokio::test]
+async fn a_resumed_debate_repeats_no_finished_turn() {
+    let fake = FakeLlm::start().await;
+    let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
+    let spec = deeper("chat", &[AnalystKind::Risk], Depth::Deep, 3);
+
+    let whole = p.run(&spec, &Memory::default()).await.unwrap();
+    let per_step = |calls: &[agents::testing::Call]| {
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for c in calls {
+            *n.entry(c.step.clone()).or_default() += 1;
+        }
+        n
+    };
+    let uninterrupted = per_step(&fake.calls());
+    assert_eq!(uninterrupted["Bull Researcher"], 3);
+    assert_eq!(uninterrupted["Neutral Risk Analyst"], 3);
+    assert_eq!(uninterrupted["Trader"], 1);
+    let before = fake.calls().len();
+
+    let crashed = Memory { crash_after: Some("Bear Researcher · round 2".into()), ..Memory::default() };
+    assert!(p.run(&spec, &crashed).await.is_err());
+    let resumed = Memory::default();
+    *resumed.checkpoints.lock().unwrap() = crashed.checkpoints.lock().unwrap().clone();
+    let again = p.run(&spec, &resumed).await.unwrap();
+    let both = per_step(&fake.calls()[before..]);
+    // Bull round 2 ran beside bear round 2 and was stored before the crash, or not: either way
+    // no turn is asked for twice.
+    assert_eq!(both, uninterrupted, "calls per step over crash and resume");
+    assert!(!resumed.started().contains(&"Data Collection".to_string()));
+    assert!(
+        !resumed
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.0 == "Bear Researcher · round 1" || e.0 == "Bear Researcher · round 2")
+    );
+    assert_eq!(again.llm_calls, whole.llm_calls, "stored turns count once");
+    assert_eq!(again.team.as_ref().unwrap().debate.len(), 6);
+}
+
+/// Chat models get role prompts carrying the reports and the debate so far; the two managers
+/// use the run's `deepModelId`, and its prices.
+#[tokio::test]
+async fn chat_roles_read_the_debate_and_managers_use_the_deep_model() {
+    let fake = FakeLlm::start().await;
+    let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
+    let mut spec = deeper("chat", &[AnalystKind::Invest], Depth::Deep, 2);
+    spec.options.deep_model_id = Some("deep".parse().unwrap());
+    let r = p.run(&spec, &Memory::default()).await.unwrap();
+    let calls = fake.calls();
+    let model_of = |step: &str| calls.iter().filter(|c| c.step == step).map(|c| c.model.clone()).collect::<Vec<_>>();
+    assert_eq!(model_of("Research Manager"), vec!["large"]);
+    assert_eq!(model_of("Final Assessment"), vec!["large"]);
+    assert_eq!(model_of("Trader"), vec!["small"]);
+    assert_eq!(model_of("Bull Researcher"), vec!["small", "small"]);
+    let bear: Vec<_> = calls.iter().filter(|c| c.step == "Bear Researcher").collect();
+    assert!(!bear[0].prompt.contains("investmentDebate"), "round 1 has no debate yet");
+    assert!(bear[1].prompt.contains("The figures make my case"), "round 2 reads round 1");
+    assert!(bear[1].prompt.contains("round 2 of 2"));
+    let neutral = calls.iter().find(|c| c.step == "Neutral Risk Analyst").unwrap();
+    assert!(neutral.prompt.contains("traderPlan") && neutral.prompt.contains("researchVerdict"));
+    assert!(neutral.prompt.contains("Invest Analyst"), "the analysts' reports travel along");
+    let t = r.team.unwrap();
+    assert_eq!((t.plan.stop_loss, t.plan.position_size), (275.0, 0.06));
+    assert_eq!(t.deep_model_id.as_deref(), Some("deep"));
+    assert!(!r.rule_based);
+    // Two prices: the managers' calls cost ten times as much.
+    let cost = r.cost_usd.unwrap();
+    let small = (r.tokens.prompt as f64 * 2.0 + r.tokens.completion as f64 * 10.0) / 1e6;
+    assert!(cost > small, "{cost} > {small}");
+}
+
+/// A token budget ends the run before the call that would exceed it, naming that step, and
+/// keeps the finished steps.
+#[tokio::test]
+async fn a_budget_ends_the_run_and_keeps_finished_steps() {
+    let fake = FakeLlm::start().await;
+    let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
+    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    // About 440 tokens a call: the analyst and the two researchers fit, the manager would not.
+    spec.options.max_tokens = Some(1_500);
+    let m = Memory::default();
+    match p.run(&spec, &m).await {
+        Err(PipelineError::Failed { step, message }) => {
+            assert_eq!(step.as_deref(), Some("Research Manager"));
+            assert!(message.starts_with("budget exceeded: "), "{message}");
+            assert!(message.contains("of 1500 allowed"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.completed(), vec!["Data Collection", "Risk Analyst", "Bull Researcher", "Bear Researcher"]);
+    assert!(fake.calls().iter().all(|c| c.step != "Research Manager"), "the manager was never asked");
+    let used = m.usage.lock().unwrap().tokens.total();
+    assert!(used <= 1_500, "{used}");
+
+    // A cost budget works the same way, at the catalog's prices.
+    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    spec.options.max_cost_usd = Some(0.0001);
+    match p.run(&spec, &Memory::default()).await {
+        Err(PipelineError::Failed { message, .. }) => assert!(message.contains("budget exceeded: $"), "{message}"),
         other => panic!("{other:?}"),
     }
 }

@@ -1,4 +1,5 @@
-//! A small Markdown reader for model reports: paragraphs, headings, lists, emphasis, code.
+//! Model reports as Markdown: read by pulldown-cmark (CommonMark) into a few kinds of blocks —
+//! paragraphs, headings, lists, code, rules — with emphasis, strong emphasis and code inside.
 //!
 //! Reports come from language models and are untrusted. They are parsed into blocks and
 //! rendered as Leptos views whose text is always set as text: an `<img onerror>` or a
@@ -24,162 +25,178 @@ pub enum Block {
     Rule,
 }
 
-fn list_item(line: &str) -> Option<(bool, &str)> {
-    let t = line.trim_start();
-    for marker in ["- ", "* ", "+ "] {
-        if let Some(rest) = t.strip_prefix(marker) {
-            return Some((false, rest));
-        }
+/// Appends text, merging it with text just before (the parser splits text at every character
+/// that might have been markup).
+fn push_text(out: &mut Vec<Inline>, t: &str) {
+    if t.is_empty() {
+        return;
     }
-    let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
-    if digits > 0
-        && digits < 4
-        && let Some(rest) = t[digits..].strip_prefix(". ").or_else(|| t[digits..].strip_prefix(") "))
-    {
-        return Some((true, rest));
-    }
-    None
-}
-
-fn heading(line: &str) -> Option<(u8, &str)> {
-    let t = line.trim_start();
-    let level = t.chars().take_while(|c| *c == '#').count();
-    if (1..=6).contains(&level) {
-        t[level..].strip_prefix(' ').map(|rest| (level as u8, rest.trim_end_matches('#').trim()))
-    } else {
-        None
+    match out.last_mut() {
+        Some(Inline::Text(prev)) => prev.push_str(t),
+        _ => out.push(Inline::Text(t.to_string())),
     }
 }
 
+/// Appends one space unless the text just before ends with one.
+fn push_space(out: &mut Vec<Inline>) {
+    if !matches!(out.last(), Some(Inline::Text(t)) if t.ends_with(' ')) {
+        push_text(out, " ");
+    }
+}
+
+/// Reads Markdown with pulldown-cmark (CommonMark) into the blocks we render. Raw HTML, block or
+/// inline, becomes text; a link becomes its text followed by its address in parentheses; an
+/// image becomes its description; nested lists are folded into their item's text.
 pub fn parse(md: &str) -> Vec<Block> {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+
     let mut blocks = Vec::new();
-    let mut para: Vec<&str> = Vec::new();
-    let mut list: Option<(bool, Vec<Vec<Inline>>)> = None;
-    let mut lines = md.lines().peekable();
+    // Inline content being gathered, innermost last; each Strong/Em opens a frame.
+    let mut frames: Vec<Vec<Inline>> = vec![Vec::new()];
+    // The open lists (ordered?, items), outermost first.
+    let mut lists: Vec<(bool, Vec<Vec<Inline>>)> = Vec::new();
+    let mut code: Option<String> = None;
+    let mut links: Vec<String> = Vec::new();
+    let take = |frames: &mut Vec<Vec<Inline>>| std::mem::take(frames.last_mut().expect("a frame"));
 
-    fn flush(blocks: &mut Vec<Block>, para: &mut Vec<&str>, list: &mut Option<(bool, Vec<Vec<Inline>>)>) {
-        if !para.is_empty() {
-            blocks.push(Block::Paragraph(inline(&para.join(" "))));
-            para.clear();
-        }
-        if let Some((ordered, items)) = list.take() {
-            blocks.push(Block::List { ordered, items });
-        }
-    }
-
-    while let Some(line) = lines.next() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("```") {
-            flush(&mut blocks, &mut para, &mut list);
-            let mut code = Vec::new();
-            for l in lines.by_ref() {
-                if l.trim().starts_with("```") {
-                    break;
+    for event in Parser::new(md) {
+        if let Some(c) = code.as_mut() {
+            match event {
+                Event::Text(t) => c.push_str(&t),
+                Event::End(TagEnd::CodeBlock) => {
+                    blocks.push(Block::Code(c.trim_end_matches('\n').to_string()));
+                    code = None;
                 }
-                code.push(l);
+                _ => {}
             }
-            blocks.push(Block::Code(code.join("\n")));
-        } else if trimmed.is_empty() {
-            flush(&mut blocks, &mut para, &mut list);
-        } else if matches!(trimmed, "---" | "***" | "___") {
-            flush(&mut blocks, &mut para, &mut list);
-            blocks.push(Block::Rule);
-        } else if let Some((level, text)) = heading(line) {
-            flush(&mut blocks, &mut para, &mut list);
-            blocks.push(Block::Heading(level, inline(text)));
-        } else if let Some((ordered, text)) = list_item(line) {
-            if !para.is_empty() || list.as_ref().is_some_and(|(o, _)| *o != ordered) {
-                flush(&mut blocks, &mut para, &mut list);
+            continue;
+        }
+        match event {
+            Event::Start(Tag::CodeBlock(_)) => code = Some(String::new()),
+            Event::Start(Tag::Strong | Tag::Emphasis) => frames.push(Vec::new()),
+            Event::End(end @ (TagEnd::Strong | TagEnd::Emphasis)) => {
+                let inner = frames.pop().unwrap_or_default();
+                let node = if end == TagEnd::Strong { Inline::Strong(inner) } else { Inline::Em(inner) };
+                frames.last_mut().expect("a frame").push(node);
             }
-            list.get_or_insert_with(|| (ordered, Vec::new())).1.push(inline(text));
-        } else if let Some((_, items)) = list.as_mut().filter(|_| line.starts_with("  ")) {
-            // A continuation line of the last item.
-            if let Some(last) = items.last_mut() {
-                last.push(Inline::Text(" ".into()));
-                last.extend(inline(trimmed));
+            Event::Start(Tag::Link { dest_url, .. }) => links.push(dest_url.to_string()),
+            Event::End(TagEnd::Link) => {
+                if let Some(url) = links.pop() {
+                    push_text(frames.last_mut().expect("a frame"), &format!(" ({url})"));
+                }
             }
-        } else {
-            if list.is_some() {
-                flush(&mut blocks, &mut para, &mut list);
+            Event::Text(t) | Event::Html(t) | Event::InlineHtml(t) | Event::InlineMath(t) | Event::DisplayMath(t) => {
+                push_text(frames.last_mut().expect("a frame"), &t)
             }
-            para.push(trimmed);
+            Event::Code(t) => frames.last_mut().expect("a frame").push(Inline::Code(t.to_string())),
+            Event::SoftBreak | Event::HardBreak => push_text(frames.last_mut().expect("a frame"), " "),
+            Event::Rule => blocks.push(Block::Rule),
+            Event::Start(Tag::List(start)) => {
+                // A list inside an item: the item's text so far ends with a space before it.
+                if !lists.is_empty() {
+                    push_space(frames.last_mut().expect("a frame"));
+                }
+                lists.push((start.is_some(), Vec::new()));
+            }
+            Event::End(TagEnd::List(_)) => {
+                if let Some((ordered, items)) = lists.pop() {
+                    if lists.is_empty() {
+                        blocks.push(Block::List { ordered, items });
+                    } else {
+                        // Fold a nested list into the enclosing item.
+                        let text: Vec<String> = items.iter().map(|i| plain(i)).collect();
+                        push_text(frames.last_mut().expect("a frame"), &text.join("; "));
+                    }
+                }
+            }
+            Event::End(TagEnd::Item) => {
+                let content = take(&mut frames);
+                match lists.last_mut() {
+                    Some((_, items)) if !content.is_empty() || items.is_empty() => items.push(trim(content)),
+                    Some((_, items)) => items.push(Vec::new()),
+                    None => {}
+                }
+            }
+            Event::End(TagEnd::Heading(level)) => {
+                let content = take(&mut frames);
+                blocks.push(Block::Heading(level as u8, trim(content)));
+            }
+            Event::End(TagEnd::Paragraph | TagEnd::HtmlBlock | TagEnd::TableRow | TagEnd::TableHead) => {
+                if lists.is_empty() {
+                    let content = trim(take(&mut frames));
+                    if !content.is_empty() {
+                        blocks.push(Block::Paragraph(content));
+                    }
+                } else {
+                    // A loose list's paragraphs run on within their item.
+                    push_space(frames.last_mut().expect("a frame"));
+                }
+            }
+            Event::End(TagEnd::TableCell) => push_text(frames.last_mut().expect("a frame"), " | "),
+            Event::TaskListMarker(done) => {
+                push_text(frames.last_mut().expect("a frame"), if done { "[x] " } else { "[ ] " })
+            }
+            _ => {}
         }
     }
-    flush(&mut blocks, &mut para, &mut list);
     blocks
 }
 
-/// Parses emphasis, strong emphasis, code spans and links within one block of text.
-///
-/// Emphasis follows CommonMark's flanking rules closely enough for prose: an opener is followed
-/// by a non-space, a closer preceded by one, and underscores never open or close inside a word
-/// (`snake_case`, `window.__name`), so identifiers in a report are shown as written.
-pub fn inline(text: &str) -> Vec<Inline> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = Vec::new();
-    let mut plain = String::new();
-    let word = |i: usize| chars.get(i).is_some_and(|c| c.is_alphanumeric());
-    let space = |i: usize| chars.get(i).is_none_or(|c| c.is_whitespace());
-    // A closer for a run of `n` × `d` after `from`, if there is one.
-    let closer = |from: usize, d: char, n: usize| -> Option<usize> {
-        (from..chars.len()).find(|&j| {
-            j + n <= chars.len()
-                && chars[j..j + n].iter().all(|c| *c == d)
-                && chars.get(j + n) != Some(&d)
-                && (j == 0 || chars[j - 1] != d)
-                && j > from
-                && !space(j - 1)
-                && (d != '_' || !word(j + n))
-        })
-    };
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let opener = |n: usize| !space(i + n) && (c != '_' || i == 0 || !word(i - 1)) && (i == 0 || chars[i - 1] != c);
-        let matched = match c {
-            '`' => chars[i + 1..].iter().position(|x| *x == '`').map(|k| {
-                let end = i + 1 + k;
-                (Inline::Code(chars[i + 1..end].iter().collect()), end + 1)
-            }),
-            '*' | '_' if chars.get(i + 1) == Some(&c) && opener(2) => closer(i + 2, c, 2)
-                .map(|end| (Inline::Strong(inline(&chars[i + 2..end].iter().collect::<String>())), end + 2)),
-            '*' | '_' if chars.get(i + 1) != Some(&c) && opener(1) => closer(i + 1, c, 1)
-                .map(|end| (Inline::Em(inline(&chars[i + 1..end].iter().collect::<String>())), end + 1)),
-            '[' => link(&chars, i).map(|(label, url, end)| (Inline::Text(format!("{label} ({url})")), end)),
-            _ => None,
-        };
-        match matched {
-            Some((Inline::Text(t), next)) => {
-                plain.push_str(&t);
-                i = next;
-            }
-            Some((node, next)) => {
-                if !plain.is_empty() {
-                    out.push(Inline::Text(std::mem::take(&mut plain)));
-                }
-                out.push(node);
-                i = next;
-            }
-            None => {
-                plain.push(c);
-                i += 1;
-            }
-        }
+/// Inline content without leading or trailing spaces.
+fn trim(mut nodes: Vec<Inline>) -> Vec<Inline> {
+    if let Some(Inline::Text(t)) = nodes.first_mut() {
+        *t = t.trim_start().to_string();
     }
-    if !plain.is_empty() {
-        out.push(Inline::Text(plain));
+    if let Some(Inline::Text(t)) = nodes.last_mut() {
+        *t = t.trim_end().trim_end_matches(" |").to_string();
     }
-    out
+    nodes.retain(|n| !matches!(n, Inline::Text(t) if t.is_empty()));
+    nodes
 }
 
-/// `[label](url)` at `i`: its label, its address and the index after it.
-fn link(chars: &[char], i: usize) -> Option<(String, String, usize)> {
-    let close = i + 1 + chars[i + 1..].iter().position(|c| *c == ']')?;
-    if chars.get(close + 1) != Some(&'(') {
-        return None;
+/// The text of inline content, without its markup.
+fn plain(nodes: &[Inline]) -> String {
+    nodes
+        .iter()
+        .map(|n| match n {
+            Inline::Text(t) | Inline::Code(t) => t.clone(),
+            Inline::Strong(c) | Inline::Em(c) => plain(c),
+        })
+        .collect()
+}
+
+/// Parses the inline markup of one block of text (emphasis, strong, code, links), CommonMark's way.
+pub fn inline(text: &str) -> Vec<Inline> {
+    match parse(text).into_iter().next() {
+        Some(Block::Paragraph(nodes) | Block::Heading(_, nodes)) => nodes,
+        _ => vec![Inline::Text(text.to_string())],
     }
-    let end = close + 2 + chars[close + 2..].iter().position(|c| *c == ')')?;
-    Some((chars[i + 1..close].iter().collect(), chars[close + 2..end].iter().collect(), end + 1))
+}
+
+/// Markdown as plain text for a terminal: no `**` or `_` marks, list items indented with a
+/// dash, code indented, headings on their own line.
+pub fn to_terminal(md: &str) -> String {
+    let mut out = Vec::new();
+    for block in parse(md) {
+        match block {
+            Block::Heading(_, c) | Block::Paragraph(c) => out.push(plain(&c)),
+            Block::List { ordered, items } => {
+                let lines: Vec<String> = items
+                    .iter()
+                    .enumerate()
+                    .map(
+                        |(i, item)| {
+                            if ordered { format!("{}. {}", i + 1, plain(item)) } else { format!("- {}", plain(item)) }
+                        },
+                    )
+                    .collect();
+                out.push(lines.join("\n"));
+            }
+            Block::Code(c) => out.push(c.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")),
+            Block::Rule => out.push("----".into()),
+        }
+    }
+    out.join("\n\n")
 }
 
 fn render_inline(nodes: Vec<Inline>) -> AnyView {
@@ -240,13 +257,7 @@ mod tests {
             b[1],
             Block::Paragraph(vec![text("Up "), Inline::Strong(vec![text("strongly")]), text(" since May.")])
         );
-        assert_eq!(
-            b[2],
-            Block::List {
-                ordered: false,
-                items: vec![vec![text("one")], vec![text("two"), text(" "), text("continued")]]
-            }
-        );
+        assert_eq!(b[2], Block::List { ordered: false, items: vec![vec![text("one")], vec![text("two continued")]] });
         assert_eq!(b[3], Block::List { ordered: true, items: vec![vec![text("first")], vec![text("second")]] });
         assert_eq!(b[4], Block::Code("raw *x*".into()));
         assert_eq!(b[5], Block::Rule);
@@ -275,6 +286,19 @@ mod tests {
             vec![Inline::Strong(vec![text("a "), Inline::Em(vec![text("b")]), text(" c")])]
         );
         assert_eq!(inline("a ** b ** c"), vec![text("a ** b ** c")]);
+    }
+
+    #[test]
+    fn terminal_text_has_no_marks() {
+        let t =
+            to_terminal("**Risk Analyst: Neutral** (score +0.02)\n\n- _Volatility_ is `28%`\n- fine\n\n_Rule-based._");
+        assert_eq!(t, "Risk Analyst: Neutral (score +0.02)\n\n- Volatility is 28%\n- fine\n\nRule-based.");
+    }
+
+    #[test]
+    fn nested_and_loose_lists_fold_into_items() {
+        let b = parse("- a\n\n  more\n- b\n  - b1\n  - b2\n");
+        assert_eq!(b, vec![Block::List { ordered: false, items: vec![vec![text("a more")], vec![text("b b1; b2")]] }]);
     }
 
     #[test]

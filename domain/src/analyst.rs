@@ -10,6 +10,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdError, truncate};
+use crate::team::{Depth, TeamRole};
 
 pub const DATA_COLLECTION: &str = "Data Collection";
 pub const FINAL_ASSESSMENT: &str = "Final Assessment";
@@ -83,14 +84,20 @@ impl FromStr for AnalystKind {
     }
 }
 
-/// The step names of a run with these analysts, in order.
-pub fn step_names(analysts: &[AnalystKind]) -> Vec<String> {
+/// The step names of a run with these analysts at this depth, in order: the team's steps
+/// come between the analysts and the final assessment of `standard` and `deep` runs.
+pub fn step_names(analysts: &[AnalystKind], depth: Depth) -> Vec<String> {
     let mut sorted = analysts.to_vec();
     sorted.sort();
     sorted.dedup();
-    let mut names = Vec::with_capacity(sorted.len() + 2);
+    let mut names = Vec::with_capacity(sorted.len() + 9);
     names.push(DATA_COLLECTION.to_string());
     names.extend(sorted.iter().map(|a| a.step_name().to_string()));
+    if !depth.is_quick() {
+        names.extend(
+            TeamRole::ALL.iter().filter(|r| **r != TeamRole::PortfolioManager).map(|r| r.step_name().to_string()),
+        );
+    }
     names.push(FINAL_ASSESSMENT.to_string());
     names
 }
@@ -101,8 +108,29 @@ mod tests {
 
     #[test]
     fn steps_are_in_canonical_order_without_duplicates() {
-        let steps = step_names(&[AnalystKind::Sentiment, AnalystKind::Invest, AnalystKind::Sentiment]);
+        let steps = step_names(&[AnalystKind::Sentiment, AnalystKind::Invest, AnalystKind::Sentiment], Depth::Quick);
         assert_eq!(steps, vec!["Data Collection", "Invest Analyst", "Sentiment Analyst", "Final Assessment"]);
+    }
+
+    #[test]
+    fn deeper_runs_add_the_team_between_the_analysts_and_the_final_assessment() {
+        let steps = step_names(&[AnalystKind::Risk], Depth::Standard);
+        assert_eq!(
+            steps,
+            vec![
+                "Data Collection",
+                "Risk Analyst",
+                "Bull Researcher",
+                "Bear Researcher",
+                "Research Manager",
+                "Trader",
+                "Aggressive Risk Analyst",
+                "Conservative Risk Analyst",
+                "Neutral Risk Analyst",
+                "Final Assessment"
+            ]
+        );
+        assert_eq!(step_names(&[AnalystKind::Risk], Depth::Deep), steps);
     }
 
     #[test]

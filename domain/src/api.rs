@@ -8,6 +8,7 @@ use crate::ids::RunId;
 use crate::request::FieldError;
 use crate::result::Rating;
 use crate::status::JobStatus;
+use crate::team::Depth;
 
 /// `202` body of `POST /api/trading/run` and `POST /api/trading/retry/:runId`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +39,8 @@ pub struct RunSummary {
     pub symbol: String,
     pub model_id: String,
     pub analysts: Vec<AnalystKind>,
+    #[serde(default)]
+    pub depth: Depth,
     pub status: JobStatus,
     pub progress: u8,
     pub rating: Option<Rating>,

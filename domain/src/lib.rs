@@ -8,6 +8,7 @@
 //! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
 //! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
 //! - [`result`]: `AnalysisResult`, the final assessment.
+//! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod analyst;
@@ -17,11 +18,15 @@ pub mod progress;
 pub mod request;
 pub mod result;
 pub mod status;
+pub mod team;
 
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{IdError, ModelId, RunId, Symbol};
 pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
-pub use result::{AnalysisResult, AnalystReport, Figure, PricePoint, Rating, Stance, TokenUsage};
+pub use result::{AnalysisResult, AnalystReport, Figure, FinalAssessment, PricePoint, Rating, Stance, TokenUsage};
 pub use status::{JobStatus, StepStatus};
+pub use team::{
+    Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, TradePlan, Verdict,
+};

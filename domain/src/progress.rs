@@ -7,6 +7,7 @@ use crate::analyst::AnalystKind;
 use crate::ids::{ModelId, RunId, Symbol};
 use crate::result::AnalysisResult;
 use crate::status::{JobStatus, StepStatus};
+use crate::team::Depth;
 
 /// One step of a run as the progress view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +76,15 @@ pub struct RunState {
     pub cancel_requested: bool,
     pub retry_of: Option<RunId>,
     pub llm_calls: u32,
+    #[serde(default)]
+    pub depth: Depth,
+    /// What the model calls so far cost in US dollars, at the catalog's prices (0 for the
+    /// offline model).
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// Tokens the model calls so far used.
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 /// The body of `GET /api/trading/progress/:runId`: the run's state and, once it completed, its

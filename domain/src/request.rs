@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
 use crate::ids::{ModelId, Symbol};
+use crate::team::{Depth, RunOptions};
 
 /// `{symbol, modelId, analysts, asOf?}` as sent by a client.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,18 @@ pub struct StartRequest {
     /// `YYYY-MM-DD`; absent means the last date in the data.
     #[serde(default)]
     pub as_of: Option<String>,
+    /// `quick` (the default), `standard` or `deep`.
+    #[serde(default)]
+    pub depth: Option<String>,
+    /// A stronger model for the research and portfolio managers of `standard`/`deep` runs.
+    #[serde(default)]
+    pub deep_model_id: Option<String>,
+    /// Budget in US dollars; absent means the server's default (if any).
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Budget in tokens; absent means the server's default (if any).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 /// One problem with one field of a request.
@@ -42,7 +55,7 @@ impl FieldError {
 
 /// A start request whose fields are well-formed. Whether the symbol has data and the model
 /// exists is checked by the server against its providers and catalog.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidStart {
     pub symbol: Symbol,
@@ -50,6 +63,10 @@ pub struct ValidStart {
     /// Sorted, without duplicates, never empty.
     pub analysts: Vec<AnalystKind>,
     pub as_of: Option<NaiveDate>,
+    /// Depth, second model and budget; left out of the serialised form when all defaults, so
+    /// a request that names none of them reads (and hashes) as before they existed.
+    #[serde(default, skip_serializing_if = "RunOptions::is_default")]
+    pub options: RunOptions,
 }
 
 impl StartRequest {
@@ -112,9 +129,36 @@ impl StartRequest {
             },
         };
 
+        let depth = match self.depth.as_deref().map(str::trim) {
+            None | Some("") => Depth::Quick,
+            Some(d) => d.parse::<Depth>().unwrap_or_else(|e| {
+                errors.push(FieldError::new("depth", e.0));
+                Depth::Quick
+            }),
+        };
+        let deep_model_id = match self.deep_model_id.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(m) => m.parse::<ModelId>().map_err(|e| errors.push(FieldError::new("deepModelId", e.0))).ok(),
+        };
+        if let Some(c) = self.max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            errors.push(FieldError::new("maxCostUsd", "must be a positive number of US dollars"));
+        }
+        if self.max_tokens == Some(0) {
+            errors.push(FieldError::new("maxTokens", "must be a positive number of tokens"));
+        }
+        let options = RunOptions {
+            depth,
+            rounds: None,
+            deep_model_id,
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens,
+        };
+
         match (symbol, model_id, analysts, as_of) {
             (Some(symbol), Some(model_id), Some(analysts), Some(as_of)) if errors.is_empty() => {
-                Ok(ValidStart { symbol, model_id, analysts, as_of })
+                Ok(ValidStart { symbol, model_id, analysts, as_of, options })
             }
             _ => Err(errors),
         }
@@ -156,5 +200,23 @@ mod tests {
         let fields: Vec<_> = e.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, vec!["symbol", "modelId", "analysts", "asOf"]);
         assert!(e[2].message.contains("astrology"));
+        let e = req(r#"{"symbol":"AAPL","depth":"thorough","deepModelId":"Bad Model","maxCostUsd":-1,"maxTokens":0}"#)
+            .validate(&ModelId::offline())
+            .unwrap_err();
+        let fields: Vec<_> = e.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, vec!["depth", "deepModelId", "maxCostUsd", "maxTokens"]);
+    }
+
+    #[test]
+    fn depth_model_and_budget_are_carried() {
+        let v = req(r#"{"symbol":"AAPL","depth":"Standard","deepModelId":"grok-4","maxCostUsd":0.5,"maxTokens":9000}"#)
+            .validate(&ModelId::offline())
+            .unwrap();
+        assert_eq!(v.options.depth, Depth::Standard);
+        assert_eq!(v.options.deep_model_id.as_ref().map(|m| m.as_str()), Some("grok-4"));
+        assert_eq!((v.options.max_cost_usd, v.options.max_tokens), (Some(0.5), Some(9000)));
+        let quick = req(r#"{"symbol":"AAPL"}"#).validate(&ModelId::offline()).unwrap();
+        assert!(quick.options.is_default());
+        assert!(!serde_json::to_string(&quick).unwrap().contains("options"));
     }
 }

@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
+use crate::team::TeamReport;
 
 /// The five-point rating scale, strongest buy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,6 +158,54 @@ pub struct AnalysisResult {
     /// offline model.
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// The debates, the trader's plan and the portfolio manager's reasoning of a `standard` or
+    /// `deep` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamReport>,
+    // The blueprint's result shape, alongside the fields above, so a client written to the
+    // blueprint reads it: one object per analyst that ran, and the final assessment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invest_analyst: Option<AnalystReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_analyst: Option<AnalystReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentiment_analyst: Option<AnalystReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technical_analyst: Option<AnalystReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_assessment: Option<FinalAssessment>,
+}
+
+/// The blueprint's `finalAssessment` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalAssessment {
+    pub rating: Rating,
+    pub confidence: f64,
+    pub summary: String,
+    pub key_risks: Vec<String>,
+    /// The portfolio manager's reasoning, in `standard` and `deep` runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
+}
+
+impl AnalysisResult {
+    /// Fills the blueprint's per-analyst and `finalAssessment` objects from the fields above.
+    pub fn with_blueprint_fields(mut self) -> Self {
+        let report = |kind: AnalystKind| self.reports.iter().find(|r| r.analyst == kind).cloned();
+        self.invest_analyst = report(AnalystKind::Invest);
+        self.risk_analyst = report(AnalystKind::Risk);
+        self.sentiment_analyst = report(AnalystKind::Sentiment);
+        self.technical_analyst = report(AnalystKind::Technical);
+        self.final_assessment = Some(FinalAssessment {
+            rating: self.rating,
+            confidence: self.confidence,
+            summary: self.summary.clone(),
+            key_risks: self.key_risks.clone(),
+            reasoning: self.team.as_ref().map(|t| t.decision.clone()),
+        });
+        self
+    }
 }
 
 #[cfg(test)]

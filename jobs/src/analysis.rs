@@ -48,11 +48,13 @@ impl AnalysisError {
     }
 }
 
-/// What a finished step cost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a finished step (or turn) cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StepUsage {
     pub llm_calls: u32,
     pub tokens: TokenUsage,
+    /// US dollars at the catalog's prices.
+    pub cost_usd: f64,
 }
 
 /// Progress reports closer together than this are coalesced into one write.
@@ -180,8 +182,43 @@ impl JobContext {
         if !state.tracker.complete(step, self.inner.clock.now()) {
             return Err(AnalysisError::Engine(format!("step '{step}' is not part of this run or already finished")));
         }
-        let checkpoint =
-            Checkpoint { step: step.to_string(), output, llm_calls: usage.llm_calls, tokens: usage.tokens };
+        let checkpoint = Checkpoint {
+            step: step.to_string(),
+            output,
+            llm_calls: usage.llm_calls,
+            tokens: usage.tokens,
+            cost_usd: usage.cost_usd,
+        };
+        self.store_checkpoint(&mut state, checkpoint).await
+    }
+
+    /// Stores one turn of a step that takes several (a debate round), under `key`, without
+    /// completing the step, and moves the step's progress to `percent`. A later attempt finds
+    /// the turn with [`JobContext::checkpoint`]`(key)` and does not take it again.
+    pub async fn save_turn(
+        &self,
+        step: &str,
+        key: &str,
+        percent: u8,
+        output: Value,
+        usage: StepUsage,
+    ) -> Result<(), AnalysisError> {
+        self.stopped()?;
+        let mut state = self.inner.state.lock().await;
+        state.tracker.advance(step, percent, None);
+        let checkpoint = Checkpoint {
+            step: key.to_string(),
+            output,
+            llm_calls: usage.llm_calls,
+            tokens: usage.tokens,
+            cost_usd: usage.cost_usd,
+        };
+        self.store_checkpoint(&mut state, checkpoint).await
+    }
+
+    /// Writes a checkpoint with the current progress, retrying through a short outage.
+    async fn store_checkpoint(&self, state: &mut WriteState, checkpoint: Checkpoint) -> Result<(), AnalysisError> {
+        let step = checkpoint.step.clone();
         let snapshot = state.tracker.snapshot();
         let started = Instant::now();
         loop {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, StepProgress, StepStatus};
+use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, StepProgress, StepStatus, TeamRole};
 
 const DEFAULT_DATA: Duration = Duration::from_secs(2);
 const DEFAULT_ANALYST: Duration = Duration::from_secs(30);
@@ -94,17 +94,27 @@ pub fn remaining(steps: &[StepProgress], durations: &StepDurations, now: DateTim
     if steps.iter().all(|s| s.status.is_finished()) {
         return None;
     }
+    // Steps that run side by side count once, as the longest of them: the analysts, the two
+    // researchers, the three risk analysts.
     let mut sequential = Duration::ZERO;
-    let mut analysts = Duration::ZERO;
+    let mut side_by_side = [Duration::ZERO; 3];
     for s in steps {
         let left = step_remaining(s, durations.expected(&s.name), now);
-        if AnalystKind::from_step_name(&s.name).is_some() {
-            analysts = analysts.max(left);
+        let group = if AnalystKind::from_step_name(&s.name).is_some() {
+            Some(0)
         } else {
-            sequential += left;
+            match TeamRole::from_step_name(&s.name) {
+                Some(r) if TeamRole::RESEARCHERS.contains(&r) => Some(1),
+                Some(r) if TeamRole::RISK_DEBATERS.contains(&r) => Some(2),
+                _ => None,
+            }
+        };
+        match group {
+            Some(g) => side_by_side[g] = side_by_side[g].max(left),
+            None => sequential += left,
         }
     }
-    Some((sequential + analysts).max(FLOOR))
+    Some((sequential + side_by_side.iter().sum::<Duration>()).max(FLOOR))
 }
 
 #[cfg(test)]
@@ -180,5 +190,30 @@ mod tests {
         let nearly = vec![done("Data Collection", 5), running("Final Assessment", now, 99)];
         assert!(remaining(&nearly, &d, now).unwrap() >= Duration::from_secs(1));
         assert_eq!(remaining(&[done("Final Assessment", 5)], &d, now), None);
+    }
+
+    #[test]
+    fn debaters_of_one_round_count_once() {
+        let d = StepDurations::from_history(&[vec![
+            done("Bull Researcher", 4000),
+            done("Bear Researcher", 6000),
+            done("Aggressive Risk Analyst", 3000),
+            done("Conservative Risk Analyst", 5000),
+            done("Neutral Risk Analyst", 1000),
+            done("Trader", 2000),
+        ]]);
+        let steps: Vec<StepProgress> = [
+            "Bull Researcher",
+            "Bear Researcher",
+            "Trader",
+            "Aggressive Risk Analyst",
+            "Conservative Risk Analyst",
+            "Neutral Risk Analyst",
+        ]
+        .into_iter()
+        .map(StepProgress::pending)
+        .collect();
+        // max(4, 6) + 2 + max(3, 5, 1)
+        assert_eq!(remaining(&steps, &d, Utc::now()), Some(Duration::from_secs(13)));
     }
 }

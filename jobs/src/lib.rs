@@ -26,7 +26,8 @@
 //! # Failure handling
 //! Every write a worker makes is fenced by (run id, lease owner, attempt) and the `running`
 //! status: a worker that lost its lease finds its writes refused and stops. Each finished step
-//! stores a checkpoint, and a resumed attempt skips the steps that have one.
+//! stores a checkpoint — and each turn of a step that takes several, such as a debate round
+//! ([`JobContext::save_turn`]) — and a resumed attempt skips what has one.
 
 pub mod analysis;
 pub mod cache;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, StepProgress, StepStatus, TokenUsage};
+use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, StepStatus, TokenUsage};
 use serde_json::Value;
 
 /// One row of `trading_agent_jobs`, decoded.
@@ -45,6 +45,10 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub duration_ms: Option<u64>,
+    /// Depth, rounds, second model and budget.
+    pub options: RunOptions,
+    /// What the model calls of finished steps cost, in US dollars.
+    pub cost_usd: f64,
 }
 
 impl Job {
@@ -67,6 +71,7 @@ impl Job {
             analysts: self.analysts.clone(),
             as_of: self.as_of,
             attempt: self.attempt,
+            options: self.options.clone(),
         }
     }
 
@@ -76,7 +81,7 @@ impl Job {
 }
 
 /// What an analysis needs to know about the run it works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobSpec {
     pub run_id: RunId,
     pub user_id: String,
@@ -85,6 +90,7 @@ pub struct JobSpec {
     pub analysts: Vec<AnalystKind>,
     pub as_of: Option<NaiveDate>,
     pub attempt: u32,
+    pub options: RunOptions,
 }
 
 /// Guards a worker's writes: they apply only while the row is `running` under this lease.
@@ -112,12 +118,13 @@ pub struct NewJob {
     /// A digest of the request, to tell a repeat of the same request from a different one
     /// reusing the same idempotency key.
     pub request_hash: Option<String>,
+    pub options: RunOptions,
 }
 
 impl NewJob {
     /// The initial step list: every step pending.
     pub fn initial_steps(&self) -> Vec<StepProgress> {
-        domain::step_names(&self.analysts).into_iter().map(StepProgress::pending).collect()
+        domain::step_names(&self.analysts, self.options.depth).into_iter().map(StepProgress::pending).collect()
     }
 }
 
@@ -143,13 +150,15 @@ pub struct ProgressSnapshot {
     pub current_step: Option<String>,
 }
 
-/// A step's output and what it cost, stored when the step completes.
+/// A step's (or a debate turn's) output and what it cost, stored when it completes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
+    /// The step's name, or a turn's key within a step (see `JobContext::save_turn`).
     pub step: String,
     pub output: Value,
     pub llm_calls: u32,
     pub tokens: TokenUsage,
+    pub cost_usd: f64,
 }
 
 /// How a run ended, as its worker (or the reaper or rescuer) writes it.
@@ -208,8 +217,9 @@ pub fn reset_unfinished_steps(steps: &[StepProgress]) -> Vec<StepProgress> {
         .collect()
 }
 
-/// Overall percent of a step list whose steps are weighted: data collection and the final
-/// assessment count one share each, every analyst two (they are where the model time goes).
+/// Overall percent of a step list whose steps are weighted: data collection, the final
+/// assessment and the team's steps count one share each, every analyst two (in a quick run
+/// they are where the model time goes).
 pub fn overall_percent(steps: &[StepProgress]) -> u8 {
     let weight = |s: &StepProgress| if AnalystKind::from_step_name(&s.name).is_some() { 2.0 } else { 1.0 };
     let total: f64 = steps.iter().map(weight).sum();

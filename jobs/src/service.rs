@@ -26,6 +26,9 @@ pub const JOB_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 pub const POLL_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 pub const PER_PAGE_DEFAULT: u32 = 20;
 pub const PER_PAGE_MAX: u32 = 100;
+pub const STANDARD_ROUNDS_DEFAULT: u32 = 1;
+/// More rounds than this would only burn money: each round is a model call per debater.
+pub const MAX_ROUNDS: u32 = 10;
 const IDEMPOTENCY_KEY_MAX: usize = 255;
 /// How long medians of step durations are reused before the history is read again.
 const ETA_CACHE_FOR: Duration = Duration::from_secs(30);
@@ -43,6 +46,13 @@ pub struct ServiceConfig {
     pub default_model: ModelId,
     /// The `Retry-After` hint for clients polling an active run.
     pub poll_after: Duration,
+    /// Rounds of each debate in a `standard` run (`STANDARD_ROUNDS`).
+    pub standard_rounds: u32,
+    /// Rounds of each debate in a `deep` run (`DEEP_ROUNDS`).
+    pub deep_rounds: u32,
+    /// The budget of a run whose request names none (`MAX_COST_USD`, `MAX_TOKENS`).
+    pub default_max_cost_usd: Option<f64>,
+    pub default_max_tokens: Option<u64>,
 }
 
 impl Default for ServiceConfig {
@@ -53,6 +63,10 @@ impl Default for ServiceConfig {
             job_timeout: JOB_TIMEOUT_DEFAULT,
             default_model: ModelId::offline(),
             poll_after: POLL_AFTER_DEFAULT,
+            standard_rounds: STANDARD_ROUNDS_DEFAULT,
+            deep_rounds: domain::DEEP_ROUNDS_DEFAULT,
+            default_max_cost_usd: None,
+            default_max_tokens: None,
         }
     }
 }
@@ -67,6 +81,15 @@ impl ServiceConfig {
         }
         if self.job_timeout < Duration::from_secs(1) {
             return Err("JOB_TIMEOUT_SECS must be at least 1".into());
+        }
+        if !(1..=MAX_ROUNDS).contains(&self.standard_rounds) || !(1..=MAX_ROUNDS).contains(&self.deep_rounds) {
+            return Err(format!("STANDARD_ROUNDS and DEEP_ROUNDS must be between 1 and {MAX_ROUNDS}"));
+        }
+        if self.default_max_cost_usd.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return Err("MAX_COST_USD must be a positive number".into());
+        }
+        if self.default_max_tokens == Some(0) {
+            return Err("MAX_TOKENS must be positive".into());
         }
         Ok(())
     }
@@ -231,10 +254,28 @@ impl RunService {
     /// Validates a request and queues a run for `user_id`.
     pub async fn start(&self, user_id: &str, request: &StartRequest, idempotency_key: Option<&str>) -> Result<Started> {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
-        let start = request.validate(&self.config.default_model).map_err(ServiceError::Invalid)?;
+        let mut start = request.validate(&self.config.default_model).map_err(ServiceError::Invalid)?;
         self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
         let hash = request_hash(&start);
+        self.settle_options(&mut start);
         self.insert(user_id, &start, None, key, Some(hash)).await
+    }
+
+    /// Fixes what the server decides for a run when it is created: the rounds its depth means
+    /// and the default budget. Stored with the run, so a resumed attempt does what the first did.
+    fn settle_options(&self, start: &mut ValidStart) {
+        let o = &mut start.options;
+        o.rounds = match o.depth {
+            domain::Depth::Quick => None,
+            domain::Depth::Standard => Some(self.config.standard_rounds),
+            domain::Depth::Deep => Some(self.config.deep_rounds),
+        };
+        if o.max_cost_usd.is_none() {
+            o.max_cost_usd = self.config.default_max_cost_usd;
+        }
+        if o.max_tokens.is_none() {
+            o.max_tokens = self.config.default_max_tokens;
+        }
     }
 
     /// Queues a new run with the same request as a failed, timed-out or cancelled one.
@@ -248,6 +289,7 @@ impl RunService {
             model_id: old.model_id.parse().map_err(|e: domain::IdError| ServiceError::Internal(e.0))?,
             analysts: old.analysts.clone(),
             as_of: old.as_of,
+            options: old.options.clone(),
         };
         // The model may have become unavailable since (a key removed): say so now, not later.
         self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
@@ -275,6 +317,7 @@ impl RunService {
             retry_of,
             idempotency_key,
             request_hash,
+            options: start.options.clone(),
         };
         match self.store.insert(&job, self.config.max_active_per_user).await? {
             InsertOutcome::Created(job) => {
@@ -399,11 +442,12 @@ impl RunService {
             None
         };
         let estimated_completion_at = eta.map(|s| job.updated_at + chrono::Duration::seconds(s as i64));
+        let current_step = finished_step_label(&job).or(job.current_step);
         let run = RunState {
             run_id: job.run_id,
             status: job.status,
             progress: job.progress_percent,
-            current_step: job.current_step,
+            current_step,
             steps: job.steps,
             started_at: job.started_at,
             estimated_time_remaining: eta,
@@ -421,6 +465,9 @@ impl RunService {
             cancel_requested: job.cancel_requested,
             retry_of: job.retry_of,
             llm_calls: job.llm_calls,
+            depth: job.options.depth,
+            cost_usd: job.cost_usd,
+            tokens: job.tokens.total(),
         };
         Progress { run, result: job.result }
     }
@@ -435,12 +482,28 @@ fn etag(progress: &Progress, version: i64) -> String {
     }
 }
 
+/// What `currentStep` says of a run that ended (the blueprint never leaves it null then):
+/// "Complete", "Cancelled", "Timed out", or "Failed: <the step that failed>".
+fn finished_step_label(job: &Job) -> Option<String> {
+    match job.status {
+        JobStatus::Pending | JobStatus::Running => None,
+        JobStatus::Completed => Some("Complete".into()),
+        JobStatus::Cancelled => Some("Cancelled".into()),
+        JobStatus::Timeout => Some("Timed out".into()),
+        JobStatus::Failed => Some(match job.steps.iter().find(|s| s.status == domain::StepStatus::Failed) {
+            Some(s) => format!("Failed: {}", s.name),
+            None => "Failed".into(),
+        }),
+    }
+}
+
 fn summary(job: &Job) -> RunSummary {
     RunSummary {
         run_id: job.run_id,
         symbol: job.symbol.clone(),
         model_id: job.model_id.clone(),
         analysts: job.analysts.clone(),
+        depth: job.options.depth,
         status: job.status,
         progress: job.progress_percent,
         rating: job.result.as_ref().map(|r| r.rating),

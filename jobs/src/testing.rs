@@ -137,6 +137,7 @@ pub fn new_job(user: &str) -> crate::model::NewJob {
         retry_of: None,
         idempotency_key: None,
         request_hash: None,
+        options: domain::RunOptions::default(),
     }
 }
 
@@ -195,6 +196,12 @@ pub fn sample_result(symbol: &str, llm_calls: u32) -> AnalysisResult {
         tokens: TokenUsage::default(),
         rule_based: true,
         cost_usd: None,
+        team: None,
+        invest_analyst: None,
+        risk_analyst: None,
+        sentiment_analyst: None,
+        technical_analyst: None,
+        final_assessment: None,
     }
 }
 
@@ -203,7 +210,7 @@ impl Analysis for ScriptedAnalysis {
     async fn run(&self, ctx: JobContext) -> Result<AnalysisResult, AnalysisError> {
         let spec = ctx.spec().clone();
         let mut calls = 0;
-        for step in domain::step_names(&spec.analysts) {
+        for step in domain::step_names(&spec.analysts, spec.options.depth) {
             if ctx.checkpoint(&step).is_some() {
                 continue;
             }
@@ -216,7 +223,8 @@ impl Analysis for ScriptedAnalysis {
                     if let StepScript::Slow(d) = script {
                         tokio::time::sleep(d).await;
                     }
-                    let usage = StepUsage { llm_calls: 1, tokens: TokenUsage { prompt: 10, completion: 5 } };
+                    let usage =
+                        StepUsage { llm_calls: 1, tokens: TokenUsage { prompt: 10, completion: 5 }, cost_usd: 0.0 };
                     ctx.complete_step(&step, json!({ "step": step, "attempt": spec.attempt }), usage).await?;
                     calls += 1;
                     if script == StepScript::CompleteThenHang {

@@ -106,7 +106,7 @@ mod tests {
 
     fn tracker() -> Tracker {
         Tracker::new(
-            domain::step_names(&[domain::AnalystKind::Invest, domain::AnalystKind::Risk])
+            domain::step_names(&[domain::AnalystKind::Invest, domain::AnalystKind::Risk], domain::Depth::Quick)
                 .into_iter()
                 .map(StepProgress::pending)
                 .collect(),

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Duration as ChronoDuration;
-use domain::{AnalystKind, FieldError, JobStatus, RunId, StartRequest, StepStatus, ValidStart};
+use domain::{
+    AnalystKind, Depth, FieldError, JobStatus, RunId, RunOptions, StartRequest, StepStatus, TokenUsage, ValidStart,
+};
 use jobs::analysis::StepUsage;
 use jobs::janitor::{Janitor, JanitorConfig};
 use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
@@ -143,6 +145,7 @@ async fn fencing(h: Harness) {
         output: serde_json::json!({"a": 1}),
         llm_calls: 1,
         tokens: Default::default(),
+        cost_usd: 0.0,
     };
     assert!(matches!(h.store.save_checkpoint(&fence_a, &snap, &cp).await, Err(StoreError::LeaseLost(_))));
     let done = Finish::Completed(Box::new(sample_result("AAPL", 0)));
@@ -181,8 +184,9 @@ async fn rescue(h: Harness) {
     let cp = Checkpoint {
         step: "Data Collection".into(),
         output: serde_json::json!({"prices": 3}),
-        llm_calls: 0,
-        tokens: Default::default(),
+        llm_calls: 2,
+        tokens: TokenUsage { prompt: 300, completion: 100 },
+        cost_usd: 0.25,
     };
     h.store.save_checkpoint(&job.fence().unwrap(), &snap, &cp).await.unwrap();
 
@@ -198,6 +202,7 @@ async fn rescue(h: Harness) {
     assert_eq!(requeued.lease_owner, None);
     assert_eq!(requeued.steps[0].status, StepStatus::Completed);
     assert_eq!(requeued.steps[1].status, StepStatus::Pending, "unfinished step starts over");
+    assert_eq!((requeued.llm_calls, requeued.tokens.total(), requeued.cost_usd), (2, 400, 0.25), "costs are kept");
     assert_eq!(requeued.checkpoints["Data Collection"], serde_json::json!({"prices": 3}));
     assert_eq!(h.job(live).await.status, JobStatus::Running);
 
@@ -379,6 +384,45 @@ async fn retry(h: Harness) {
     );
 }
 
+/// A start fixes what the server decides for the run — the rounds its depth means and the
+/// default budget — and stores it with the run; a retry asks for the same again.
+async fn start_settles_depth_and_budget(h: Harness) {
+    let config = ServiceConfig {
+        standard_rounds: 2,
+        deep_rounds: 4,
+        default_max_tokens: Some(9_000),
+        ..ServiceConfig::default()
+    };
+    let svc = RunService::new(h.store.clone(), h.events.clone(), Arc::new(AcceptAll), config).unwrap();
+    let deep = StartRequest { depth: Some("deep".into()), ..request("aapl") };
+    let job = svc.start("gina", &deep, None).await.unwrap().job;
+    assert_eq!(
+        job.options,
+        RunOptions { depth: Depth::Deep, rounds: Some(4), max_tokens: Some(9_000), ..RunOptions::default() }
+    );
+    assert_eq!(job.steps.len(), 10, "data, one analyst, seven team steps, final");
+    let (progress, _) = svc.progress("gina", job.run_id).await.unwrap();
+    assert_eq!(progress.run.depth, Depth::Deep);
+    let listed = svc.list("gina", None, 1, 10).await.unwrap();
+    assert_eq!(listed.runs[0].depth, Depth::Deep);
+
+    let own = StartRequest {
+        depth: Some("standard".into()),
+        max_tokens: Some(100),
+        max_cost_usd: Some(0.5),
+        ..request("msft")
+    };
+    let job = svc.start("gina", &own, None).await.unwrap().job;
+    assert_eq!((job.options.rounds, job.options.max_tokens, job.options.max_cost_usd), (Some(2), Some(100), Some(0.5)));
+    let quick = svc.start("gina", &request("nvda"), None).await.unwrap().job;
+    assert_eq!(quick.options, RunOptions { max_tokens: Some(9_000), ..RunOptions::default() });
+    assert_eq!(quick.steps.len(), 3);
+
+    svc.cancel("gina", job.run_id).await.unwrap();
+    let again = svc.retry("gina", job.run_id).await.unwrap().job;
+    assert_eq!(again.options, job.options);
+}
+
 /// 50 concurrent starts by one user with a limit of 3 create exactly 3 runs.
 async fn per_user_limit(h: Harness) {
     let svc = Arc::new(service(&h, 3));
@@ -428,11 +472,14 @@ async fn idempotency(h: Harness) {
 }
 
 /// The janitor archives only finished runs older than the retention, in batches, and archived
-/// runs can still be read.
+/// runs can still be read, options and all.
 async fn retention(h: Harness) {
     let mut old = Vec::new();
+    let deep = RunOptions { depth: Depth::Deep, rounds: Some(3), max_tokens: Some(5000), ..RunOptions::default() };
     for i in 0..7 {
-        let id = insert(&h, new_job(&format!("u{i}"))).await.run_id;
+        let id = insert(&h, NewJob { options: deep.clone(), ..new_job(&format!("u{i}")) }).await.run_id;
+        assert_eq!(h.job(id).await.options, deep);
+        assert_eq!(h.job(id).await.steps.len(), 11, "data, two analysts, seven team steps, final");
         let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
         assert_eq!(job.run_id, id);
         h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
@@ -460,6 +507,7 @@ async fn retention(h: Harness) {
         assert!(h.store.get(*id).await.unwrap().is_none());
         let archived = h.store.get_archived(*id).await.unwrap().expect("archived");
         assert_eq!(archived.status, JobStatus::Cancelled);
+        assert_eq!(archived.options, deep);
     }
     assert!(h.store.get(old_pending).await.unwrap().is_some(), "finished recently: kept");
     assert!(h.store.get(recent).await.unwrap().is_some(), "pending: kept");
@@ -639,6 +687,7 @@ conformance!(
     cancel_pending,
     cancel_running,
     retry,
+    start_settles_depth_and_budget,
     per_user_limit,
     idempotency,
     retention,

@@ -31,6 +31,7 @@ impl Analysis for TradingAnalysis {
             model_id: spec.model_id.clone(),
             analysts: spec.analysts.clone(),
             as_of: spec.as_of,
+            options: spec.options.clone(),
         };
         let reporter = JobReporter(ctx.clone());
         self.pipeline.run(&run, &reporter).await.map_err(|e| match e {
@@ -59,8 +60,23 @@ impl Reporter for JobReporter {
     }
 
     async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), AnalysisError> {
-        self.0.complete_step(step, output, StepUsage { llm_calls: usage.calls, tokens: usage.tokens }).await
+        self.0.complete_step(step, output, step_usage(usage)).await
     }
+
+    async fn save_turn(
+        &self,
+        step: &str,
+        key: &str,
+        percent: u8,
+        output: Value,
+        usage: Usage,
+    ) -> Result<(), AnalysisError> {
+        self.0.save_turn(step, key, percent, output, step_usage(usage)).await
+    }
+}
+
+fn step_usage(usage: Usage) -> StepUsage {
+    StepUsage { llm_calls: usage.calls, tokens: usage.tokens, cost_usd: usage.cost_usd }
 }
 
 /// Checks a start request against the market data and the model catalog, so that what can be
@@ -74,16 +90,20 @@ pub struct Checker {
 impl RequestChecker for Checker {
     async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
-        if let Err(e) = self.models.get(start.model_id.as_str()) {
-            let message = match e {
-                ModelError::Unknown(id) => {
-                    let ids: Vec<&str> = self.models.catalog().entries().iter().map(|e| e.id.as_str()).collect();
-                    format!("'{id}' is not a model here (choose from {})", ids.join(", "))
-                }
-                ModelError::Unavailable(id, reason) => format!("'{id}' is unavailable: {reason}"),
-                other => other.to_string(),
-            };
-            errors.push(FieldError::new("modelId", message));
+        let models = std::iter::once(("modelId", &start.model_id))
+            .chain(start.options.deep_model_id.as_ref().map(|m| ("deepModelId", m)));
+        for (field, id) in models {
+            if let Err(e) = self.models.get(id.as_str()) {
+                let message = match e {
+                    ModelError::Unknown(id) => {
+                        let ids: Vec<&str> = self.models.catalog().entries().iter().map(|e| e.id.as_str()).collect();
+                        format!("'{id}' is not a model here (choose from {})", ids.join(", "))
+                    }
+                    ModelError::Unavailable(id, reason) => format!("'{id}' is unavailable: {reason}"),
+                    other => other.to_string(),
+                };
+                errors.push(FieldError::new(field, message));
+            }
         }
         match self.market.check(start.symbol.as_str(), start.as_of) {
             Ok(()) => {}

@@ -146,6 +146,9 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
         model_id: args.model.clone(),
         analysts: (!args.analysts.is_empty()).then(|| args.analysts.clone()),
         as_of: args.as_of.clone(),
+        depth: args.depth.clone(),
+        deep_model_id: args.deep_model.clone(),
+        ..StartRequest::default()
     };
     let user = "cli";
     let started = match parts.service.start(user, &request, None).await {
@@ -267,7 +270,33 @@ fn render(p: &Progress) -> String {
                 for f in &a.key_figures {
                     push(&mut out, format!("  {:<28} {}", f.label, f.display));
                 }
-                for line in a.report.lines() {
+                for line in app::markdown::to_terminal(&a.report).lines() {
+                    push(&mut out, format!("  {line}"));
+                }
+            }
+            if let Some(t) = &r.team {
+                let rounds = if t.rounds == 1 { "one round".to_string() } else { format!("{} rounds", t.rounds) };
+                push(&mut out, format!("\nThe team ({}, {rounds} of debate)", t.depth));
+                for a in t.debate.iter().chain(&t.risk_debate) {
+                    push(&mut out, format!("\n{}, round {}:", a.role.title(), a.round));
+                    for line in app::markdown::to_terminal(&a.text).lines() {
+                        push(&mut out, format!("  {line}"));
+                    }
+                }
+                push(
+                    &mut out,
+                    format!(
+                        "\nResearch manager: {} ({:.0}%). Trader: {} at {:.2}, stop-loss {:.2}, position {:.1}%.",
+                        t.verdict.action.as_str(),
+                        t.verdict.confidence * 100.0,
+                        t.plan.action.as_str(),
+                        t.plan.entry,
+                        t.plan.stop_loss,
+                        t.plan.position_size * 100.0
+                    ),
+                );
+                push(&mut out, "\nPortfolio manager:".into());
+                for line in app::markdown::to_terminal(&t.decision).lines() {
                     push(&mut out, format!("  {line}"));
                 }
             }

@@ -98,6 +98,10 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         max_attempts: common.max_attempts,
         job_timeout: Duration::from_secs(common.job_timeout_secs),
         default_model,
+        standard_rounds: common.standard_rounds,
+        deep_rounds: common.deep_rounds,
+        default_max_cost_usd: common.max_cost_usd,
+        default_max_tokens: common.max_tokens,
         ..ServiceConfig::default()
     };
     let checker = Arc::new(Checker { market: market.clone(), models: models.clone() });

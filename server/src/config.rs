@@ -83,6 +83,22 @@ pub struct Common {
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: u32,
 
+    /// Rounds of each debate (bull/bear, risk) in a `standard` run.
+    #[arg(long, env = "STANDARD_ROUNDS", default_value_t = 1, global = true)]
+    pub standard_rounds: u32,
+
+    /// Rounds of each debate in a `deep` run.
+    #[arg(long, env = "DEEP_ROUNDS", default_value_t = 3, global = true)]
+    pub deep_rounds: u32,
+
+    /// The cost budget (US dollars) of a run whose request names none; none by default.
+    #[arg(long, env = "MAX_COST_USD", global = true)]
+    pub max_cost_usd: Option<f64>,
+
+    /// The token budget of a run whose request names none; none by default.
+    #[arg(long, env = "MAX_TOKENS", global = true)]
+    pub max_tokens: Option<u64>,
+
     /// How long a worker's claim lasts without a heartbeat.
     #[arg(long, env = "LEASE_SECS", default_value_t = 30, global = true)]
     pub lease_secs: u64,
@@ -187,6 +203,12 @@ pub struct AnalyzeArgs {
     /// Analyse as of this date (YYYY-MM-DD).
     #[arg(long)]
     pub as_of: Option<String>,
+    /// Research depth: quick (default), standard or deep.
+    #[arg(long)]
+    pub depth: Option<String>,
+    /// A second model for the research and portfolio managers.
+    #[arg(long)]
+    pub deep_model: Option<String>,
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,

@@ -13,6 +13,25 @@ fn analyze(args: &[&str]) -> std::process::Output {
         .expect("run the binary")
 }
 
+/// A `standard` run in the terminal shows the debate, the plan and the decision as text.
+#[test]
+fn analyze_prints_the_team_of_a_standard_run() {
+    let out = analyze(&["AAPL", "--analysts", "invest", "--depth", "standard", "--as-of", "2020-02-14"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for part in [
+        "The team (standard, one round of debate)",
+        "Bull Researcher, round 1:",
+        "Neutral Risk Analyst, round 1:",
+        "Trader: ",
+        "stop-loss",
+        "Portfolio manager:",
+    ] {
+        assert!(stdout.contains(part), "no '{part}' in {stdout}");
+    }
+    assert!(!stdout.contains("**"), "{stdout}");
+}
+
 #[test]
 fn analyze_prints_progress_then_the_assessment() {
     let out = analyze(&["AAPL", "--analysts", "invest,risk", "--model", "offline", "--as-of", "2020-02-14"]);
@@ -23,6 +42,8 @@ fn analyze_prints_progress_then_the_assessment() {
     assert!(stdout.contains("Invest Analyst: ") && stdout.contains("Risk Analyst: "), "{stdout}");
     assert!(!stdout.contains("Technical Analyst"), "only the analysts asked for");
     assert!(stdout.contains("Model offline (rule-based) · 3 model calls"), "{stdout}");
+    assert!(!stdout.contains("**") && !stdout.contains("_Rule-based"), "Markdown is rendered as text: {stdout}");
+    assert!(stdout.contains("Rule-based analysis by the offline model"), "{stdout}");
     // Not a terminal: one progress line per change, ending at 100 %.
     let bars: Vec<&str> = stderr.lines().filter(|l| l.starts_with('[')).collect();
     assert!(bars.len() >= 2, "{stderr}");

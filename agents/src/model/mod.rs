@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, ModelInfo, Rating, Stance, TokenUsage};
+use domain::{
+    AnalystKind, AnalystReport, Argument, ModelInfo, Rating, Stance, TeamRole, TokenUsage, TradePlan, Verdict,
+};
 
 use crate::retry::RetryPolicy;
 use crate::snapshot::MarketSnapshot;
@@ -18,20 +20,24 @@ pub mod catalog;
 pub mod offline;
 pub mod openai;
 pub mod prompt;
+pub mod team_prompt;
 
 pub use catalog::{Catalog, CatalogEntry, Provider};
 
-/// Model calls made and tokens spent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Model calls made, tokens spent, and what they cost in US dollars (set by the pipeline from
+/// the catalog's prices; models leave it 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Usage {
     pub calls: u32,
     pub tokens: TokenUsage,
+    pub cost_usd: f64,
 }
 
 impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.calls += other.calls;
         self.tokens.add(other.tokens);
+        self.cost_usd += other.cost_usd;
     }
 }
 
@@ -48,6 +54,30 @@ pub struct Assessment {
     pub confidence: f64,
     pub summary: String,
     pub key_risks: Vec<String>,
+}
+
+/// The portfolio manager's decision: the final assessment and the reasoning behind it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub assessment: Assessment,
+    /// Markdown.
+    pub reasoning: String,
+}
+
+/// What a member of the team after the analysts reads: the data, the analysts' reports, and
+/// what the team has said so far. `round` is the debate round being argued (from 1).
+#[derive(Debug, Clone, Copy)]
+pub struct Brief<'a> {
+    pub data: &'a MarketSnapshot,
+    pub reports: &'a [AnalystReport],
+    /// The bull/bear debate so far.
+    pub debate: &'a [Argument],
+    pub verdict: Option<&'a Verdict>,
+    pub plan: Option<&'a TradePlan>,
+    /// The risk debate so far.
+    pub risk_debate: &'a [Argument],
+    pub round: u32,
+    pub rounds: u32,
 }
 
 /// Where a model reports how far along its answer is (0–100, with a word on what it does).
@@ -96,6 +126,23 @@ pub trait Model: Send + Sync + 'static {
         reports: &[AnalystReport],
         progress: &dyn Progress,
     ) -> Result<(Assessment, Usage), ModelError>;
+
+    /// One debate turn: a bull or bear researcher, or a risk analyst, in `brief.round`.
+    async fn argue(
+        &self,
+        role: TeamRole,
+        brief: &Brief<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Argument, Usage), ModelError>;
+
+    /// The research manager's verdict on the bull/bear debate.
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError>;
+
+    /// The trader's plan from the verdict.
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError>;
+
+    /// The portfolio manager's decision, after the risk debate.
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError>;
 }
 
 /// How the registry builds models.

@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, Rating, Stance};
+use domain::{AnalystKind, AnalystReport, Argument, Rating, Stance, TeamRole, TradePlan, Verdict};
 
-use super::{AnalystView, Assessment, Model, ModelError, Progress, Usage};
+use super::{AnalystView, Assessment, Brief, Decision, Model, ModelError, Progress, Usage};
 use crate::analysts::{signals, weigh};
 use crate::format::{pct, signed_pct};
 use crate::snapshot::MarketSnapshot;
+use crate::team;
 
 pub const RULE_BASED_NOTE: &str = "_Rule-based analysis by the offline model: no language model was used._";
 
@@ -178,5 +179,39 @@ impl Model for OfflineModel {
     ) -> Result<(Assessment, Usage), ModelError> {
         self.think(progress).await;
         Ok((assess(data, reports), Usage { calls: 1, ..Usage::default() }))
+    }
+
+    async fn argue(
+        &self,
+        role: TeamRole,
+        brief: &Brief<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Argument, Usage), ModelError> {
+        self.think(progress).await;
+        let argument = match (role, brief.plan) {
+            (TeamRole::BullResearcher | TeamRole::BearResearcher, _) => team::research(role, brief),
+            (_, Some(plan)) => team::risk(role, brief, plan),
+            (_, None) => return Err(ModelError::InvalidAnswer(format!("{} needs the trader's plan", role.title()))),
+        };
+        Ok((argument, Usage { calls: 1, ..Usage::default() }))
+    }
+
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError> {
+        self.think(progress).await;
+        Ok((team::judge(brief), Usage { calls: 1, ..Usage::default() }))
+    }
+
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError> {
+        self.think(progress).await;
+        let verdict = brief.verdict.ok_or_else(|| ModelError::InvalidAnswer("the trader needs a verdict".into()))?;
+        Ok((team::plan(brief, verdict), Usage { calls: 1, ..Usage::default() }))
+    }
+
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError> {
+        self.think(progress).await;
+        let (Some(verdict), Some(plan)) = (brief.verdict, brief.plan) else {
+            return Err(ModelError::InvalidAnswer("the portfolio manager needs a verdict and a plan".into()));
+        };
+        Ok((team::decide(brief, verdict, plan), Usage { calls: 1, ..Usage::default() }))
     }
 }

@@ -16,12 +16,14 @@
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, TokenUsage};
+use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TokenUsage, TradePlan, Verdict};
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
-use super::{AnalystView, Assessment, CatalogEntry, Model, ModelError, ModelsConfig, Progress, Usage};
+use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
+use super::{AnalystView, Assessment, Brief, CatalogEntry, Decision, Model, ModelError, ModelsConfig, Progress, Usage};
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 use crate::snapshot::MarketSnapshot;
 
@@ -157,41 +159,46 @@ impl ChatModel {
         from: u8,
         to: u8,
     ) -> Result<(String, Option<TokenUsage>), Failure> {
-        let mut stream = resp.bytes_stream();
-        let mut buf = String::new();
+        // Events are parsed over bytes by a kept SSE parser: text is decoded once a whole event
+        // has arrived, so a character split across network chunks arrives intact.
+        let mut stream = resp.bytes_stream().eventsource();
         let mut text = String::new();
         let mut usage = None;
         let mut last_report = Instant::now();
         loop {
-            let chunk = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
+            let event = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
                 Err(_) => return Err(Failure::Retryable(ModelError::Timeout(1), None)),
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(transport(e)),
-                Ok(Some(Ok(bytes))) => bytes,
-            };
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find('\n') {
-                let line: String = buf.drain(..=end).collect();
-                let line = line.trim();
-                let Some(data) = line.strip_prefix("data:").map(str::trim) else { continue };
-                if data == "[DONE]" {
-                    return Ok((text, usage));
-                }
-                let event: Value = serde_json::from_str(data).map_err(|e| {
-                    Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
-                })?;
-                if let Some(err) = event.get("error") {
+                Ok(Some(Err(EventStreamError::Transport(e)))) => return Err(transport(e)),
+                Ok(Some(Err(e))) => {
                     return Err(Failure::Retryable(
-                        ModelError::Upstream { status: 200, message: provider_message(&err.to_string()) },
+                        ModelError::InvalidAnswer(format!("malformed event stream ({e})")),
                         None,
                     ));
                 }
-                if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
-                    text.push_str(delta);
-                }
-                if let Some(u) = usage_of(&event) {
-                    usage = Some(u);
-                }
+                Ok(Some(Ok(event))) => event,
+            };
+            let data = event.data.trim();
+            if data.is_empty() {
+                continue;
+            }
+            if data == "[DONE]" {
+                return Ok((text, usage));
+            }
+            let event: Value = serde_json::from_str(data).map_err(|e| {
+                Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
+            })?;
+            if let Some(err) = event.get("error") {
+                return Err(Failure::Retryable(
+                    ModelError::Upstream { status: 200, message: provider_message(&err.to_string()) },
+                    None,
+                ));
+            }
+            if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
+                text.push_str(delta);
+            }
+            if let Some(u) = usage_of(&event) {
+                usage = Some(u);
             }
             if last_report.elapsed() >= Duration::from_millis(200) {
                 let share = (text.len() as f64 / EXPECTED_ANSWER_CHARS as f64).min(1.0);
@@ -214,7 +221,7 @@ impl ChatModel {
     async fn ask<T>(
         &self,
         mut messages: Vec<Value>,
-        parse: fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
         progress: &dyn Progress,
     ) -> Result<(T, Usage), ModelError> {
         let mut usage = Usage::default();
@@ -294,5 +301,27 @@ impl Model for ChatModel {
         progress: &dyn Progress,
     ) -> Result<(Assessment, Usage), ModelError> {
         self.ask(assessment_messages(data, reports), parse_assessment, progress).await
+    }
+
+    async fn argue(
+        &self,
+        role: TeamRole,
+        brief: &Brief<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Argument, Usage), ModelError> {
+        let round = brief.round;
+        self.ask(team_messages(role, brief), move |a: &str| parse_argument(role, round, a), progress).await
+    }
+
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::ResearchManager, brief), parse_verdict, progress).await
+    }
+
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::Trader, brief), parse_plan, progress).await
+    }
+
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError> {
+        self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await
     }
 }

@@ -67,7 +67,7 @@ pub fn repair_message(reason: &str) -> Value {
 
 /// The JSON object in an answer: the whole text, or the part between the first `{` and the
 /// last `}` (models like code fences and preambles).
-fn object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
+pub(crate) fn object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
     let t = text.trim();
     let candidate = match (t.find('{'), t.rfind('}')) {
         (Some(a), Some(b)) if a < b => &t[a..=b],
@@ -80,7 +80,7 @@ fn object(text: &str) -> Result<serde_json::Map<String, Value>, String> {
     }
 }
 
-fn confidence(map: &serde_json::Map<String, Value>) -> Result<f64, String> {
+pub(crate) fn confidence(map: &serde_json::Map<String, Value>) -> Result<f64, String> {
     let c = map.get("confidence").and_then(Value::as_f64).ok_or("\"confidence\" must be a number")?;
     // Some models answer in percent.
     let c = if (1.0..=100.0).contains(&c) && c.fract() == 0.0 && c > 1.0 { c / 100.0 } else { c };
@@ -90,7 +90,7 @@ fn confidence(map: &serde_json::Map<String, Value>) -> Result<f64, String> {
     Ok(c)
 }
 
-fn text(map: &serde_json::Map<String, Value>, field: &str, max: usize) -> Result<String, String> {
+pub(crate) fn text(map: &serde_json::Map<String, Value>, field: &str, max: usize) -> Result<String, String> {
     let s = map.get(field).and_then(Value::as_str).map(str::trim).unwrap_or_default();
     if s.is_empty() {
         return Err(format!("\"{field}\" must be a non-empty string"));

@@ -8,6 +8,7 @@ use crate::api::AppError;
 pub mod chart;
 pub mod progress;
 pub mod result;
+pub mod team;
 
 /// A run's status as text with a symbol, never colour alone.
 #[component]

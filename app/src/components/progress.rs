@@ -1,7 +1,7 @@
 //! The live view of a run: overall bar, current step, times, and each step.
 
 use chrono::{DateTime, Utc};
-use domain::{JobStatus, RunState, StepStatus};
+use domain::{JobStatus, RunState, StepProgress, StepStatus, Team};
 use leptos::prelude::*;
 
 use super::{StatusBadge, step_icon};
@@ -62,6 +62,19 @@ pub fn ProgressView(
                     </dd>
                 </div>
                 <div>
+                    <dt>"Model calls"</dt>
+                    <dd data-testid="cost">
+                        {move || {
+                            let p = progress.read();
+                            let mut s = format!("{} · {} tokens", p.llm_calls, p.tokens);
+                            if p.cost_usd > 0.0 {
+                                s.push_str(&format!(" · ≈ ${:.4}", p.cost_usd));
+                            }
+                            s
+                        }}
+                    </dd>
+                </div>
+                <div>
                     <dt>"Elapsed"</dt>
                     <dd>{move || elapsed().map(duration_ms).unwrap_or_else(|| "—".into())}</dd>
                 </div>
@@ -107,34 +120,51 @@ pub fn ProgressView(
                     }
                 }}
             </p>
-            <ol class="steps">
+            <div class="teams">
                 {move || {
-                    progress
-                        .read()
-                        .steps
-                        .iter()
-                        .map(|s| {
-                            let status = s.status;
-                            let detail = match status {
-                                StepStatus::InProgress => format!("{}%{}", s.progress, s.detail.as_ref().map(|d| format!(" · {d}")).unwrap_or_default()),
-                                StepStatus::Completed => s.duration_ms.map(duration_ms).unwrap_or_default(),
-                                _ => String::new(),
-                            };
-                            view! {
-                                <li class=format!("step step-{}", status.as_str()) data-step=s.name.clone() data-status=status.as_str()>
-                                    <span class="step-icon" aria-hidden="true">{step_icon(status)}</span>
-                                    <span class="step-name">{s.name.clone()}</span>
-                                    <span class="step-status">{status.label()}</span>
-                                    <span class="step-detail">{detail}</span>
-                                    {(status == StepStatus::InProgress).then(|| view! {
-                                        <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>
-                                    })}
-                                </li>
-                            }
+                    let p = progress.read();
+                    // Consecutive steps of one team form a group, in step order.
+                    let mut groups: Vec<(Team, Vec<StepProgress>)> = Vec::new();
+                    for s in &p.steps {
+                        let team = Team::of_step(&s.name);
+                        match groups.last_mut() {
+                            Some((t, steps)) if *t == team => steps.push(s.clone()),
+                            _ => groups.push((team, vec![s.clone()])),
+                        }
+                    }
+                    groups
+                        .into_iter()
+                        .map(|(team, steps)| view! {
+                            <section class="team" data-team=team.label()>
+                                <h3 class="team-name">{team.label()}</h3>
+                                <ol class="steps">{steps.into_iter().map(step_row).collect_view()}</ol>
+                            </section>
                         })
                         .collect_view()
                 }}
-            </ol>
+            </div>
         </section>
+    }
+}
+
+fn step_row(s: StepProgress) -> impl IntoView {
+    let status = s.status;
+    let detail = match status {
+        StepStatus::InProgress => {
+            format!("{}%{}", s.progress, s.detail.as_ref().map(|d| format!(" · {d}")).unwrap_or_default())
+        }
+        StepStatus::Completed => s.duration_ms.map(duration_ms).unwrap_or_default(),
+        _ => String::new(),
+    };
+    view! {
+        <li class=format!("step step-{}", status.as_str()) data-step=s.name.clone() data-status=status.as_str()>
+            <span class="step-icon" aria-hidden="true">{step_icon(status)}</span>
+            <span class="step-name">{s.name.clone()}</span>
+            <span class="step-status">{status.label()}</span>
+            <span class="step-detail">{detail}</span>
+            {(status == StepStatus::InProgress).then(|| view! {
+                <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>
+            })}
+        </li>
     }
 }

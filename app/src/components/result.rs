@@ -5,6 +5,7 @@ use domain::{AnalysisResult, Rating, Stance};
 use leptos::prelude::*;
 
 use super::chart::PriceChart;
+use super::team::TeamView;
 use crate::format::{duration_ms, percent};
 use crate::markdown::Markdown;
 
@@ -55,6 +56,7 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                     </table>
                 </div>
             </div>
+            {r.team.clone().map(|team| view! { <TeamView team/> })}
             <PriceChart symbol=r.symbol.clone() points=r.chart.clone()/>
             <h3>"Analysts"</h3>
             <div class="analyst-cards">

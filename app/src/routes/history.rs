@@ -51,7 +51,7 @@ pub fn HistoryPage() -> impl IntoView {
                                 <div class="table-wrap">
                                     <table class="history">
                                         <thead><tr>
-                                            <th scope="col">"Symbol"</th><th scope="col">"Analysts"</th><th scope="col">"Model"</th>
+                                            <th scope="col">"Symbol"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
                                             <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th>
                                         </tr></thead>
                                         <tbody>
@@ -59,6 +59,7 @@ pub fn HistoryPage() -> impl IntoView {
                                                 <tr data-run=r.run_id.to_string()>
                                                     <td><A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A></td>
                                                     <td>{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>
+                                                    <td class="depth">{r.depth.id()}</td>
                                                     <td><code>{r.model_id.clone()}</code></td>
                                                     <td><StatusBadge status=r.status/></td>
                                                     <td>{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>

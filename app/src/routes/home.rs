@@ -1,6 +1,6 @@
 //! `/`: start a new analysis, and see your recent runs.
 
-use domain::{AnalystKind, StartRequest, Symbol};
+use domain::{AnalystKind, Depth, StartRequest, Symbol};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -36,6 +36,8 @@ pub fn RunForm(options: RunFormOptions) -> impl IntoView {
     let model = RwSignal::new(String::new());
     let chosen = RwSignal::new(AnalystKind::ALL.to_vec());
     let as_of = RwSignal::new(String::new());
+    let depth = RwSignal::new(Depth::Quick);
+    let deep_model = RwSignal::new(String::new());
     let symbol_error = Signal::derive(move || symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)));
 
     let start = ServerAction::<StartRun>::new();
@@ -55,6 +57,10 @@ pub fn RunForm(options: RunFormOptions) -> impl IntoView {
             model_id: (!model_id.is_empty()).then_some(model_id),
             analysts: Some(chosen.get_untracked().iter().map(|a| a.id().to_string()).collect()),
             as_of: Some(as_of.get_untracked()).filter(|d| !d.is_empty()),
+            depth: Some(depth.get_untracked().id().to_string()),
+            deep_model_id: Some(deep_model.get_untracked())
+                .filter(|m| !m.is_empty() && !depth.get_untracked().is_quick()),
+            ..StartRequest::default()
         };
         start.dispatch(StartRun { request });
     };
@@ -68,8 +74,9 @@ pub fn RunForm(options: RunFormOptions) -> impl IntoView {
             </p>
             <form class="run-form" on:submit=submit novalidate>
                 <SymbolField symbol error=symbol_error symbols/>
-                <ModelField model models/>
+                <ModelField model models=models.clone()/>
                 <AnalystsField chosen analysts/>
+                <DepthField depth deep_model models/>
                 <AsOfField as_of/>
                 <button type="submit" class="primary" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Run analysis" }}
@@ -175,6 +182,39 @@ fn AnalystChoice(
             />
             <span><strong>{name}</strong><br/><span class="muted">{description}</span></span>
         </label>
+    }
+    .into_any()
+}
+
+#[component]
+fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<domain::ModelInfo>) -> impl IntoView {
+    view! {
+        <div class="field">
+            <label for="depth">"Research depth"</label>
+            <select id="depth" name="depth"
+                on:change=move |ev| depth.set(event_target_value(&ev).parse().unwrap_or_default())>
+                {Depth::ALL
+                    .into_iter()
+                    .map(|d| view! { <option value=d.id() selected=d.is_quick()>{d.label()}</option> })
+                    .collect_view()}
+            </select>
+            <p class="help">
+                "Standard and deep runs add a bull/bear debate, a research manager, a trader, three risk "
+                "analysts and a portfolio manager after the analysts."
+            </p>
+        </div>
+        <div class="field" hidden=move || depth.get().is_quick()>
+            <label for="deep-model">"Research and portfolio managers " <span class="muted">"(optional)"</span></label>
+            <select id="deep-model" name="deepModelId" on:change=move |ev| deep_model.set(event_target_value(&ev))>
+                <option value="" selected=true>"The same model"</option>
+                {models
+                    .into_iter()
+                    .filter(|m| m.available)
+                    .map(|m| view! { <option value=m.id.clone()>{m.label.clone()}</option> })
+                    .collect_view()}
+            </select>
+            <p class="help">"A stronger model for the two managers, as TradingAgents uses one."</p>
+        </div>
     }
     .into_any()
 }

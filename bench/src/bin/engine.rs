@@ -20,11 +20,11 @@ struct Noop;
 #[async_trait]
 impl Analysis for Noop {
     async fn run(&self, ctx: JobContext) -> Result<AnalysisResult, AnalysisError> {
-        for step in domain::step_names(&ctx.spec().analysts) {
+        for step in domain::step_names(&ctx.spec().analysts, ctx.spec().options.depth) {
             ctx.complete_step(
                 &step,
                 serde_json::json!({"ok": true}),
-                StepUsage { llm_calls: 1, tokens: TokenUsage::default() },
+                StepUsage { llm_calls: 1, tokens: TokenUsage::default(), cost_usd: 0.0 },
             )
             .await?;
         }

@@ -3,7 +3,11 @@
 //! critical path — Data Collection + one analyst + the Final Assessment — not the sum of all
 //! its steps. The analysis is the server's own (`TradingAnalysis`). Prints each run's duration against both.
 //!
-//! cargo run --release -p bench --bin pipeline -- [--runs 3]
+//! With `--depth standard` (or `deep`) the run has the whole team: its critical path is data +
+//! one analyst + each debate round + the research manager + the trader + each risk round +
+//! the portfolio manager, against every call made one after another (the anchor's way).
+//!
+//! cargo run --release -p bench --bin pipeline -- [--runs 3] [--depth quick|standard|deep]
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +18,7 @@ use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Models, ModelsConfig};
 use agents::testing::FakeLlm;
 use async_trait::async_trait;
-use domain::{AnalystKind, JobStatus, StartRequest, ValidStart};
+use domain::{AnalystKind, Depth, JobStatus, StartRequest, ValidStart};
 use jobs::testing::TestDb;
 use jobs::{Events, RequestChecker, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
 use server::analysis::TradingAnalysis;
@@ -34,6 +38,7 @@ impl RequestChecker for Any {
 #[tokio::main]
 async fn main() {
     let runs = bench::arg("--runs", 3usize);
+    let depth = bench::arg("--depth", Depth::Quick);
     let fake = FakeLlm::start().await;
     let toml = format!(
         "[[model]]\nid = \"slow\"\nlabel = \"2 s per call\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
@@ -59,19 +64,20 @@ async fn main() {
     let running = tokio::spawn(pool.run(stop.clone()));
 
     println!(
-        "pipeline benchmark: 4 analysts, a model answering each call after {} s; {}",
+        "pipeline benchmark: 4 analysts, depth {depth}, a model answering each call after {} s; {}",
         CALL.as_secs(),
         bench::machine()
     );
     println!();
-    println!("| run | duration | critical path (data + analyst + final) | ratio | sum of steps | ratio |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| run | duration | critical path | ratio | sum of steps | ratio | one call after another | ratio |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for i in 1..=runs {
         let request = StartRequest {
             symbol: Some("NVDA".into()),
             model_id: Some("slow".into()),
             analysts: Some(AnalystKind::ALL.iter().map(|a| a.id().to_string()).collect()),
-            as_of: None,
+            depth: Some(depth.id().to_string()),
+            ..StartRequest::default()
         };
         let id = service.start("bench", &request, None).await.unwrap().job.run_id;
         let job = loop {
@@ -84,12 +90,22 @@ async fn main() {
         assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
         let total = job.duration_ms.unwrap() as f64 / 1000.0;
         let data = job.steps[0].duration_ms.unwrap() as f64 / 1000.0;
-        let critical = data + 2.0 * CALL.as_secs_f64();
-        let sum = data + 5.0 * CALL.as_secs_f64();
+        let call = CALL.as_secs_f64();
+        let rounds = f64::from(job.options.debate_rounds());
+        let (critical_calls, all_calls) = if depth.is_quick() {
+            (2.0, 5.0)
+        } else {
+            // analyst, bull+bear rounds, manager, trader, risk rounds, portfolio manager
+            (1.0 + rounds + 2.0 + rounds + 1.0, 4.0 + 2.0 * rounds + 2.0 + 3.0 * rounds + 1.0)
+        };
+        let critical = data + critical_calls * call;
+        let sequential = data + all_calls * call;
+        let sum: f64 = job.steps.iter().filter_map(|s| s.duration_ms).sum::<u64>() as f64 / 1000.0;
         println!(
-            "| {i} | {total:.2} s | {critical:.2} s | {:.2}× | {sum:.2} s | {:.2}× |",
+            "| {i} | {total:.2} s | {critical:.2} s | {:.2}× | {sum:.2} s | {:.2}× | {sequential:.2} s | {:.2}× |",
             total / critical,
-            total / sum
+            total / sum,
+            total / sequential
         );
     }
     stop.cancel();

@@ -11,7 +11,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, StepProgress, TokenUsage};
+use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, TokenUsage};
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -54,6 +54,7 @@ fn decode(row: &PgRow) -> Result<Job> {
     let checkpoints: Json<std::collections::BTreeMap<String, serde_json::Value>> = row.try_get("checkpoints")?;
     let result: Option<Json<AnalysisResult>> = row.try_get("result")?;
     let status: String = row.try_get("status")?;
+    let options: Json<RunOptions> = row.try_get("options")?;
     Ok(Job {
         id: row.try_get("id")?,
         run_id: RunId::from_uuid(row.try_get::<Uuid, _>("run_id")?),
@@ -92,8 +93,18 @@ fn decode(row: &PgRow) -> Result<Job> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
+        options: options.0,
+        cost_usd: row.try_get("cost_usd")?,
     })
 }
+
+/// Every column of a job, named: the archive has them in another order (columns added later
+/// come after its `archived_at`).
+const ARCHIVE_COLUMNS: &str = "id, run_id, user_id, symbol, model_id, analysts, as_of, status, current_step, \
+    progress_percent, steps, checkpoints, result, error, priority, attempt, max_attempts, lease_owner, \
+    lease_expires_at, heartbeat_at, cancel_requested, version, retry_of, idempotency_key, request_hash, \
+    timeout_ms, timeout_at, llm_calls, prompt_tokens, completion_tokens, started_at, completed_at, \
+    created_at, updated_at, duration_ms, options, cost_usd";
 
 fn control(row: Option<PgRow>, run_id: RunId) -> Result<Control> {
     match row {
@@ -157,8 +168,8 @@ impl JobStore for PostgresStore {
         let row = sqlx::query(
             "insert into trading_agent_jobs
                 (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
-                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
              returning *",
         )
         .bind(job.run_id.as_uuid())
@@ -175,6 +186,7 @@ impl JobStore for PostgresStore {
         .bind(&job.idempotency_key)
         .bind(&job.request_hash)
         .bind(now)
+        .bind(Json(&job.options))
         .fetch_one(&mut *tx)
         .await?;
         let created = decode(&row)?;
@@ -316,7 +328,7 @@ impl JobStore for PostgresStore {
              set steps = $1, progress_percent = $2, current_step = $3,
                  checkpoints = checkpoints || jsonb_build_object($4::text, $5::jsonb),
                  llm_calls = llm_calls + $6, prompt_tokens = prompt_tokens + $7,
-                 completion_tokens = completion_tokens + $8,
+                 completion_tokens = completion_tokens + $8, cost_usd = cost_usd + $13,
                  version = version + 1, updated_at = $9
              where run_id = $10 and lease_owner = $11 and attempt = $12 and status = 'running'
              returning cancel_requested",
@@ -333,6 +345,7 @@ impl JobStore for PostgresStore {
         .bind(fence.run_id.as_uuid())
         .bind(&fence.owner)
         .bind(fence.attempt as i32)
+        .bind(checkpoint.cost_usd)
         .fetch_optional(&self.pool)
         .await?;
         self.feed.touched(fence.run_id);
@@ -503,7 +516,7 @@ impl JobStore for PostgresStore {
     async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         // One short statement per batch: the CTE locks only the rows it moves (skipping rows
         // another janitor holds), so the table is never locked as a whole.
-        let moved = sqlx::query(
+        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
             "with doomed as (
                  select id from trading_agent_jobs
                  where status in ('completed', 'failed', 'timeout', 'cancelled') and completed_at < $1
@@ -511,8 +524,9 @@ impl JobStore for PostgresStore {
              ), gone as (
                  delete from trading_agent_jobs j using doomed where j.id = doomed.id returning j.*
              )
-             insert into trading_agent_jobs_archive select gone.*, $3 from gone",
-        )
+             insert into trading_agent_jobs_archive ({ARCHIVE_COLUMNS}, archived_at)
+             select {ARCHIVE_COLUMNS}, $3 from gone"
+        )))
         .bind(before)
         .bind(i64::from(batch))
         .bind(self.clock.now())

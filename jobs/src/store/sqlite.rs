@@ -147,6 +147,8 @@ fn decode(row: &SqliteRow) -> Result<Job> {
         created_at: time("created_at", Some(int("created_at")?))?.expect("some"),
         updated_at: time("updated_at", Some(int("updated_at")?))?.expect("some"),
         duration_ms: opt_int("duration_ms")?.map(|d| d.max(0) as u64),
+        options: from_json("options", &text("options")?)?,
+        cost_usd: row.try_get::<f64, _>("cost_usd")?,
     })
 }
 
@@ -162,7 +164,7 @@ const ARCHIVE_COLUMNS: &str = "id, run_id, user_id, symbol, model_id, analysts, 
     progress_percent, steps, checkpoints, result, error, priority, attempt, max_attempts, lease_owner, \
     lease_expires_at, heartbeat_at, cancel_requested, version, retry_of, idempotency_key, request_hash, \
     timeout_ms, timeout_at, llm_calls, prompt_tokens, completion_tokens, started_at, completed_at, \
-    created_at, updated_at, duration_ms";
+    created_at, updated_at, duration_ms, options, cost_usd";
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -214,8 +216,8 @@ impl JobStore for SqliteStore {
         let row = sqlx::query(
             "insert into trading_agent_jobs
                 (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
-                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)
+                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)
              returning *",
         )
         .bind(job.run_id.to_string())
@@ -232,6 +234,7 @@ impl JobStore for SqliteStore {
         .bind(&job.idempotency_key)
         .bind(&job.request_hash)
         .bind(now)
+        .bind(to_json(&job.options))
         .fetch_one(&mut *tx)
         .await?;
         let created = decode(&row)?;
@@ -371,7 +374,7 @@ impl JobStore for SqliteStore {
              set steps = ?1, progress_percent = ?2, current_step = ?3,
                  checkpoints = json_set(checkpoints, '$.' || json_quote(?4), json(?5)),
                  llm_calls = llm_calls + ?6, prompt_tokens = prompt_tokens + ?7,
-                 completion_tokens = completion_tokens + ?8,
+                 completion_tokens = completion_tokens + ?8, cost_usd = cost_usd + ?13,
                  version = version + 1, updated_at = ?9
              where run_id = ?10 and lease_owner = ?11 and attempt = ?12 and status = 'running'
              returning cancel_requested",
@@ -388,6 +391,7 @@ impl JobStore for SqliteStore {
         .bind(fence.run_id.to_string())
         .bind(&fence.owner)
         .bind(i64::from(fence.attempt))
+        .bind(checkpoint.cost_usd)
         .fetch_optional(&self.writer)
         .await?;
         self.feed.touched(fence.run_id);

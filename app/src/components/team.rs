@@ -1,0 +1,96 @@
+//! What the team after the analysts did, on the result page of a `standard` or `deep` run:
+//! the bull/bear debate round by round, the research manager's verdict, the trader's plan, the
+//! risk debate and the portfolio manager's reasoning. Rendered on the server only.
+
+use domain::{Argument, TeamReport, TeamRole};
+use leptos::prelude::*;
+
+use crate::format::percent;
+use crate::markdown::Markdown;
+
+fn price(p: f64) -> String {
+    format!("{p:.2}")
+}
+
+/// A debate as a transcript, one block per round.
+#[component]
+fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
+    (1..=rounds)
+        .map(|round| {
+            let turns: Vec<Argument> = arguments.iter().filter(|a| a.round == round).cloned().collect();
+            view! {
+                <div class="round" data-round=round>
+                    <h4>{format!("Round {round} of {rounds}")}</h4>
+                    {turns
+                        .into_iter()
+                        .map(|a| {
+                            let side = match a.role {
+                                TeamRole::BullResearcher => "bull",
+                                TeamRole::BearResearcher => "bear",
+                                TeamRole::AggressiveRisk => "aggressive",
+                                TeamRole::ConservativeRisk => "conservative",
+                                _ => "neutral",
+                            };
+                            let proposal = match (a.position_size, a.stop_loss) {
+                                (Some(size), Some(stop)) => {
+                                    Some(format!("Position {} · stop-loss {}", percent(size), price(stop)))
+                                }
+                                _ => None,
+                            };
+                            view! {
+                                <article class=format!("turn turn-{side}") data-role=a.role.step_name()>
+                                    <header><strong>{a.role.title()}</strong></header>
+                                    {proposal.map(|p| view! { <p class="proposal">{p}</p> })}
+                                    <Markdown source=a.text/>
+                                </article>
+                            }
+                        })
+                        .collect_view()}
+                </div>
+            }
+        })
+        .collect_view()
+}
+
+#[component]
+pub fn TeamView(team: TeamReport) -> impl IntoView {
+    let t = team;
+    let plan = t.plan.clone();
+    view! {
+        <section class="team-report" data-testid="team" aria-labelledby="team-heading">
+            <h3 id="team-heading">
+                "The team · " {t.depth.id()} " · "
+                {if t.rounds == 1 { "one round of debate".to_string() } else { format!("{} rounds of debate", t.rounds) }}
+                {t.deep_model_id.clone().map(|m| view! { " · managers: " <code>{m}</code> })}
+            </h3>
+            <details class="debate" data-testid="debate" open>
+                <summary>"Research debate: bull and bear"</summary>
+                <Transcript arguments=t.debate.clone() rounds=t.rounds/>
+            </details>
+            <div class="verdict" data-testid="verdict">
+                <h4>"Research manager's verdict: " <strong>{t.verdict.action.as_str()}</strong>
+                    " · " {percent(t.verdict.confidence)}</h4>
+                <Markdown source=t.verdict.reasoning.clone()/>
+            </div>
+            <div class="trade-plan" data-testid="trade-plan">
+                <h4>"Trader's plan: " <strong>{plan.action.as_str()}</strong></h4>
+                <table class="figures">
+                    <tbody>
+                        <tr><th scope="row">"Entry"</th><td data-testid="entry">{price(plan.entry)}</td></tr>
+                        <tr><th scope="row">"Stop-loss"</th><td data-testid="stop">{price(plan.stop_loss)}</td></tr>
+                        <tr><th scope="row">"Position size"</th><td data-testid="size">{percent(plan.position_size)}</td></tr>
+                    </tbody>
+                </table>
+                <Markdown source=plan.reasoning.clone()/>
+            </div>
+            <details class="debate" data-testid="risk-debate" open>
+                <summary>"Risk debate: aggressive, conservative, neutral"</summary>
+                <Transcript arguments=t.risk_debate.clone() rounds=t.rounds/>
+            </details>
+            <div class="decision" data-testid="decision">
+                <h4>"Portfolio manager's decision"</h4>
+                <Markdown source=t.decision.clone()/>
+            </div>
+        </section>
+    }
+}
