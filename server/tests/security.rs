@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, client};
+use common::{Server, client, visitor};
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
 
@@ -28,7 +28,7 @@ async fn cross_site_writes_are_refused_and_same_origin_ones_pass() {
         &[("SIMULATED_LATENCY_MS", "60000"), ("ALLOWED_ORIGINS", "https://app.example.com")],
     )
     .await;
-    let c = client();
+    let c = visitor(&server).await;
     // A first visit for an identity.
     assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200);
     let host = server.base.trim_start_matches("http://").to_string();
@@ -84,7 +84,7 @@ async fn cross_site_writes_are_refused_and_same_origin_ones_pass() {
 #[tokio::test]
 async fn every_answer_carries_the_security_headers() {
     let server = Server::start(TestDb::sqlite(), &[]).await;
-    let c = client();
+    let c = visitor(&server).await;
     for path in ["/", "/history", "/api/trading/models", "/api/trading/progress/nope", "/healthz", "/no-such-page"] {
         let resp = c.get(server.url(path)).send().await.unwrap();
         let h = resp.headers();
@@ -108,12 +108,12 @@ async fn the_queue_has_a_global_cap() {
     let server = Server::start(TestDb::sqlite(), &[("MAX_QUEUED_RUNS", "2"), ("WORKERS", "0")]).await;
     let mut clients = Vec::new();
     for symbol in ["AAPL", "MSFT"] {
-        let c = client();
+        let c = visitor(&server).await;
         let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": symbol})).send().await.unwrap();
         assert_eq!(resp.status(), 202);
         clients.push(c);
     }
-    let late = client();
+    let late = visitor(&server).await;
     let resp = late.post(server.url("/api/trading/run")).json(&json!({"symbol": "NVDA"})).send().await.unwrap();
     assert_eq!(resp.headers()["retry-after"], "30");
     let p = problem(resp, 503).await;
@@ -125,4 +125,39 @@ async fn the_queue_has_a_global_cap() {
     assert_eq!(clients[0].post(server.url(&format!("/api/trading/cancel/{id}"))).send().await.unwrap().status(), 200);
     let resp = late.post(server.url("/api/trading/run")).json(&json!({"symbol": "NVDA"})).send().await.unwrap();
     assert_eq!(resp.status(), 202);
+}
+
+/// An identity is issued on a page load only: never on an API call, a static file, metrics,
+/// or a script's fetch of a page; and without one, nothing can be started.
+#[tokio::test]
+async fn identities_come_from_page_loads_only() {
+    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let c = client();
+    for path in ["/api/trading/models", "/api/trading/runs", "/api/nope", "/metrics", "/healthz", "/favicon.ico"] {
+        let resp = c.get(server.url(path)).send().await.unwrap();
+        assert!(resp.headers().get("set-cookie").is_none(), "{path} set a cookie");
+    }
+    let fetched =
+        c.get(server.url("/")).header("sec-fetch-mode", "cors").header("sec-fetch-dest", "empty").send().await.unwrap();
+    assert!(fetched.headers().get("set-cookie").is_none(), "a script's fetch of a page mints no identity");
+
+    let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+    assert!(resp.headers().get("set-cookie").is_none());
+    let p = problem(resp, 401).await;
+    assert_eq!(p["type"], "/problems/unauthenticated");
+    problem(c.post(server.url("/api/trading/cancel/0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a")).send().await.unwrap(), 401)
+        .await;
+
+    // A navigation (as a browser sends it) does give one, and then the API works.
+    let page = c
+        .get(server.url("/history"))
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("ta_session="));
+    let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(runs(&c, &server).await, 1);
 }
