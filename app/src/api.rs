@@ -83,12 +83,26 @@ pub mod ssr {
         AppError(ServiceError::Internal(detail.to_string()).problem())
     }
 
-    /// The context and the caller, or an internal error if the server was wired wrongly.
+    /// The context and the caller: an internal error if the server was wired wrongly, a 401
+    /// when the request carries no identity (no session cookie).
     pub fn context() -> Result<(AppContext, UserId), AppError> {
         let ctx = use_context::<AppContext>().ok_or_else(|| internal("no app context"))?;
         let parts = use_context::<http::request::Parts>().ok_or_else(|| internal("no request parts"))?;
-        let user = parts.extensions.get::<UserId>().cloned().ok_or_else(|| internal("no session"))?;
+        let user = parts.extensions.get::<UserId>().cloned().ok_or_else(unauthenticated)?;
         Ok((ctx, user))
+    }
+
+    fn unauthenticated() -> AppError {
+        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+            resp.set_status(http::StatusCode::UNAUTHORIZED);
+        }
+        AppError(Problem {
+            kind: "/problems/unauthenticated".into(),
+            title: "No identity".into(),
+            status: 401,
+            detail: "This request carries no session. Reload the page to get one.".into(),
+            errors: vec![],
+        })
     }
 
     /// Maps a service error to the same problem the REST API sends, with its status.

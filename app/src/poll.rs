@@ -65,6 +65,16 @@ impl Mode {
     }
 }
 
+/// Whether `incoming` may replace `current` on screen: states arrive by several paths (the
+/// stream, polls, the answer to a cancel), and an older one must never undo a newer one — an
+/// ended run never shows as running again.
+pub fn supersedes(incoming: &RunState, current: &RunState) -> bool {
+    if current.status.is_terminal() && !incoming.status.is_terminal() {
+        return false;
+    }
+    incoming.updated_at >= current.updated_at
+}
+
 /// What the run page shows about its connection.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Connection {
@@ -140,14 +150,26 @@ mod follow {
             self.stopped.set(true);
             self.polling.set(false);
             self.poll_timer.borrow_mut().take();
-            self.stream.borrow_mut().take();
+            self.release_stream();
             self.watchdog.borrow_mut().take();
             self.again.borrow_mut().take();
         }
 
+        /// Closes the stream at once; its handlers (one of which may be running right now,
+        /// having delivered the last event or an error) are dropped on a later turn.
+        fn release_stream(&self) {
+            let old = self.stream.borrow_mut().take();
+            if let Some(stream) = old {
+                stream.source.close();
+                Timeout::new(0, move || drop(stream)).forget();
+            }
+        }
+
         fn apply(&self, state: RunState) {
             let done = state.status.is_terminal();
-            self.signals.progress.set(state);
+            if supersedes(&state, &self.signals.progress.get_untracked()) {
+                self.signals.progress.set(state);
+            }
             self.signals.last_seen.set(crate::format::now());
             self.signals.connection.set(Connection::default());
             if done {
@@ -247,10 +269,12 @@ mod follow {
         if f.stopped.get() {
             return;
         }
-        // Dropped outside the borrow: closing the source may not call back into us.
-        let old = f.stream.borrow_mut().take();
-        drop(old);
-        f.watchdog.borrow_mut().take();
+        f.release_stream();
+        // The watchdog may be what called us: drop it on a later turn.
+        let watchdog = f.watchdog.borrow_mut().take();
+        if let Some(w) = watchdog {
+            Timeout::new(0, move || drop(w)).forget();
+        }
         poll(f);
         if f.transport == ProgressTransport::Auto {
             let weak = Rc::downgrade(f);
@@ -326,6 +350,28 @@ mod follow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(status: domain::JobStatus, at: i64) -> RunState {
+        let json = serde_json::json!({
+            "runId": "0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a", "status": status, "progress": 10,
+            "currentStep": null, "steps": [], "startedAt": null, "estimatedTimeRemaining": null,
+            "error": null, "completedAt": null, "duration": null, "symbol": "AAPL", "modelId": "offline",
+            "analysts": [], "asOf": null, "createdAt": "2026-11-29T10:00:00Z",
+            "updatedAt": chrono::DateTime::from_timestamp(at, 0).unwrap(), "attempt": 1,
+            "cancelRequested": false, "retryOf": null, "llmCalls": 0
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn an_older_state_never_replaces_a_newer_one() {
+        use domain::JobStatus::{Cancelled, Running};
+        assert!(supersedes(&state(Running, 20), &state(Running, 10)));
+        assert!(!supersedes(&state(Running, 10), &state(Running, 20)));
+        // The answer to a cancel arriving after the stream said the run ended.
+        assert!(!supersedes(&state(Running, 30), &state(Cancelled, 20)));
+        assert!(supersedes(&state(Cancelled, 20), &state(Running, 20)));
+    }
 
     #[test]
     fn delays_follow_the_hint_and_back_off_after_failures() {

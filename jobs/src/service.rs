@@ -24,6 +24,7 @@ pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
 pub const JOB_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 pub const POLL_AFTER_DEFAULT: Duration = Duration::from_secs(2);
+pub const MAX_QUEUED_DEFAULT: u32 = 1000;
 pub const PER_PAGE_DEFAULT: u32 = 20;
 pub const PER_PAGE_MAX: u32 = 100;
 pub const STANDARD_ROUNDS_DEFAULT: u32 = 1;
@@ -53,6 +54,8 @@ pub struct ServiceConfig {
     /// The budget of a run whose request names none (`MAX_COST_USD`, `MAX_TOKENS`).
     pub default_max_cost_usd: Option<f64>,
     pub default_max_tokens: Option<u64>,
+    /// Runs waiting for a worker, from everyone, past which new runs are refused.
+    pub max_queued: u32,
 }
 
 impl Default for ServiceConfig {
@@ -67,6 +70,7 @@ impl Default for ServiceConfig {
             deep_rounds: domain::DEEP_ROUNDS_DEFAULT,
             default_max_cost_usd: None,
             default_max_tokens: None,
+            max_queued: MAX_QUEUED_DEFAULT,
         }
     }
 }
@@ -75,6 +79,9 @@ impl ServiceConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_active_per_user == 0 {
             return Err("MAX_ACTIVE_JOBS_PER_USER must be at least 1".into());
+        }
+        if self.max_queued == 0 {
+            return Err("MAX_QUEUED_RUNS must be at least 1".into());
         }
         if self.max_attempts == 0 {
             return Err("max attempts must be at least 1".into());
@@ -120,6 +127,9 @@ pub enum ServiceError {
     /// 409: retry of a run that did not fail, time out or get cancelled.
     #[error("a {0} run cannot be retried")]
     NotRetryable(JobStatus),
+    /// 503: too many runs are waiting for a worker, from everyone.
+    #[error("the queue is full")]
+    QueueFull { queued: u64 },
     /// 503: the database is unreachable; the client may try again.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
@@ -147,7 +157,7 @@ impl ServiceError {
             ServiceError::IdempotencyConflict { .. } => 422,
             ServiceError::TooManyActive { .. } => 429,
             ServiceError::Internal(_) => 500,
-            ServiceError::Unavailable(_) => 503,
+            ServiceError::Unavailable(_) | ServiceError::QueueFull { .. } => 503,
         }
     }
 
@@ -156,6 +166,7 @@ impl ServiceError {
         match self {
             ServiceError::TooManyActive { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             ServiceError::Unavailable(_) => Some(5),
+            ServiceError::QueueFull { .. } => Some(30),
             _ => None,
         }
     }
@@ -189,6 +200,12 @@ impl ServiceError {
                 format!(
                     "You already have {limit} analyses running or queued. Wait for one to finish, or cancel one, and try again."
                 ),
+                vec![],
+            ),
+            ServiceError::QueueFull { queued } => (
+                "queue-full",
+                "Too many analyses waiting",
+                format!("{queued} analyses are already waiting for a worker. Try again in a minute."),
                 vec![],
             ),
             ServiceError::Unavailable(_) => (
@@ -319,6 +336,11 @@ impl RunService {
             request_hash,
             options: start.options.clone(),
         };
+        let queued: u64 =
+            self.store.count_by_status().await?.iter().filter(|(s, _)| *s == JobStatus::Pending).map(|(_, n)| n).sum();
+        if queued >= u64::from(self.config.max_queued) {
+            return Err(ServiceError::QueueFull { queued });
+        }
         match self.store.insert(&job, self.config.max_active_per_user).await? {
             InsertOutcome::Created(job) => {
                 self.events.send_local(Event::JobAvailable);

@@ -372,10 +372,16 @@ async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config
     }
 }
 
-/// "10 minutes", "90 seconds".
+/// "10 minutes", "90 seconds", "1 second", "300 milliseconds".
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 120 && s.is_multiple_of(60) {
+    if d < Duration::from_secs(1) {
+        format!("{} milliseconds", d.as_millis())
+    } else if s == 1 && d.subsec_millis() == 0 {
+        "1 second".into()
+    } else if d.subsec_millis() != 0 {
+        format!("{:.1} seconds", d.as_secs_f64())
+    } else if s >= 120 && s.is_multiple_of(60) {
         format!("{} minutes", s / 60)
     } else if s == 60 {
         "1 minute".into()
@@ -425,5 +431,20 @@ impl WorkerPool {
                 all.await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_timeouts_are_not_rounded_to_nothing() {
+        assert_eq!(human_duration(Duration::from_millis(300)), "300 milliseconds");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5 seconds");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(human_duration(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human_duration(Duration::from_secs(60)), "1 minute");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");
     }
 }

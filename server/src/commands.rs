@@ -49,7 +49,7 @@ fn leptos_options() -> Result<leptos::config::LeptosOptions, Error> {
 
 /// `SESSION_SECRET`, or a random key kept in the database so all processes share it.
 async fn session_key(store: &Arc<dyn jobs::JobStore>, args: &ServeArgs) -> Result<Vec<u8>, Error> {
-    if let Some(secret) = &args.session_secret {
+    if let Some(crate::config::Secret(secret)) = &args.session_secret {
         if secret.len() < 32 {
             return Err("SESSION_SECRET must be at least 32 characters".into());
         }
@@ -77,6 +77,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         metrics: Arc::default(),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
+        origins: http::guard::Origins::new(&args.allowed_origins),
+        policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;

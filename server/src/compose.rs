@@ -96,6 +96,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
     let config = ServiceConfig {
         max_active_per_user: common.max_active_jobs_per_user,
         max_attempts: common.max_attempts,
+        max_queued: common.max_queued_runs,
         job_timeout: Duration::from_secs(common.job_timeout_secs),
         default_model,
         standard_rounds: common.standard_rounds,

@@ -79,6 +79,10 @@ pub struct Common {
     #[arg(long, env = "MAX_ACTIVE_JOBS_PER_USER", default_value_t = 3, global = true)]
     pub max_active_jobs_per_user: u32,
 
+    /// Runs waiting for a worker, from everyone, past which new runs are refused (503).
+    #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = jobs::service::MAX_QUEUED_DEFAULT, global = true)]
+    pub max_queued_runs: u32,
+
     /// Attempts a run gets when its worker dies.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: u32,
@@ -149,11 +153,16 @@ pub struct ServeArgs {
     /// Signs session cookies; at least 32 characters. Default: a random key stored in the
     /// database, so every process sharing it agrees.
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
-    pub session_secret: Option<String>,
+    pub session_secret: Option<Secret>,
 
-    /// Mark the session cookie `Secure` (serve over HTTPS).
+    /// Served over HTTPS: mark the session cookie `Secure` and send HSTS.
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
+
+    /// Origins besides this server's own whose pages may send unsafe requests (comma-separated,
+    /// e.g. `https://app.example.com`). Cross-site POSTs from anywhere else are refused.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
 
     /// How run pages follow progress: `auto` (a live stream, falling back to polling),
     /// `sse` (a live stream only) or `poll` (every 2 s, no stream: serverless hosts and proxies
@@ -187,6 +196,24 @@ impl From<Transport> for domain::ProgressTransport {
             Transport::Sse => Self::Sse,
             Transport::Poll => Self::Poll,
         }
+    }
+}
+
+/// A value never printed, not even by `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_string()))
     }
 }
 

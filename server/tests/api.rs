@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, client, wait_until_done};
+use common::{Server, client, visitor, wait_until_done};
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
 
@@ -16,6 +16,9 @@ async fn post_run(c: &reqwest::Client, s: &Server, body: Value) -> reqwest::Resp
 /// POST → 202 with Location and Retry-After → progress moves → completed with a full result.
 async fn run_to_completion(server: Server) {
     let c = client();
+    let page = c.get(server.url("/")).send().await.unwrap();
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
     let resp = post_run(
         &c,
         &server,
@@ -24,8 +27,7 @@ async fn run_to_completion(server: Server) {
     .await;
     assert_eq!(resp.status(), 202);
     assert_eq!(resp.headers()["retry-after"], "2");
-    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(resp.headers().get("set-cookie").is_none(), "API answers never set cookies");
     let location = resp.headers()["location"].to_str().unwrap().to_string();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "pending");
@@ -113,7 +115,7 @@ fn fields(p: &Value) -> Vec<String> {
 #[tokio::test]
 async fn bad_input_gets_problem_details_and_creates_nothing() {
     let server = Server::start(TestDb::sqlite(), &[]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let p = problem(post_run(&c, &server, json!({"symbol": "TSLA"})).await, 400).await;
     assert_eq!(fields(&p), ["symbol"]);
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("AAPL"), "lists what is available: {p}");
@@ -177,7 +179,7 @@ async fn bad_input_gets_problem_details_and_creates_nothing() {
 #[tokio::test]
 async fn ownership_etags_cancel_and_retry() {
     let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "60000")]).await;
-    let (alice, mallory) = (client(), client());
+    let (alice, mallory) = (visitor(&server).await, visitor(&server).await);
     let body: Value =
         post_run(&alice, &server, json!({"symbol": "MSFT", "analysts": ["risk"]})).await.json().await.unwrap();
     let id = body["runId"].as_str().unwrap().to_string();
@@ -234,7 +236,7 @@ async fn ownership_etags_cancel_and_retry() {
 async fn limit_and_idempotency_over_http() {
     let server =
         Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "2")]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let first = c
         .post(server.url("/api/trading/run"))
         .header("idempotency-key", "abc")
@@ -273,7 +275,7 @@ async fn limit_and_idempotency_over_http() {
 #[tokio::test]
 async fn health_and_metrics() {
     let server = Server::start(TestDb::sqlite(), &[]).await;
-    let c = client();
+    let c = visitor(&server).await;
     assert_eq!(c.get(server.url("/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
     assert_eq!(c.get(server.url("/readyz")).send().await.unwrap().text().await.unwrap(), "ready");
     let body: Value =
@@ -296,7 +298,7 @@ async fn health_and_metrics() {
 #[tokio::test]
 async fn fifty_concurrent_starts_create_exactly_the_limit_on_postgres() {
     let server = Server::start(TestDb::postgres().await, &[("SIMULATED_LATENCY_MS", "60000")]).await;
-    let c = client();
+    let c = visitor(&server).await;
     // Get the session first, so all 50 belong to one user.
     assert_eq!(c.get(server.url("/api/trading/runs")).send().await.unwrap().status(), 200);
     let posts = (0..50).map(|_| {

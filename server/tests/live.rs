@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, spawn_worker, wait_until_done};
+use common::{Server, spawn_worker, visitor, wait_until_done};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use jobs::testing::TestDb;
@@ -82,7 +82,7 @@ fn assert_in_order(events: &[Received]) {
 #[tokio::test]
 async fn sse_streams_a_run_in_order_and_resumes_with_last_event_id() {
     let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "400")]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let id = start_run(&c, &server, &["invest", "risk"]).await;
 
     let (first, ended) = read_events(&c, &server, &id, None, 2).await;
@@ -138,7 +138,7 @@ async fn streams_are_owned_and_bounded() {
         &[("SIMULATED_LATENCY_MS", "60000"), ("MAX_STREAMS_PER_USER", "1"), ("MAX_STREAMS", "2")],
     )
     .await;
-    let (alice, bob, carol) = (client(), client(), client());
+    let (alice, bob, carol) = (visitor(&server).await, visitor(&server).await, visitor(&server).await);
     let id = start_run(&alice, &server, &["risk"]).await;
     let bob_id = start_run(&bob, &server, &["risk"]).await;
     let carol_id = start_run(&carol, &server, &["risk"]).await;
@@ -180,7 +180,7 @@ async fn streams_are_owned_and_bounded() {
 #[tokio::test]
 async fn poll_transport_serves_no_stream() {
     let server = Server::start(TestDb::sqlite(), &[("PROGRESS_TRANSPORT", "poll")]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let id = start_run(&c, &server, &["risk"]).await;
     let body = problem(c.get(server.url(&format!("/api/trading/events/{id}"))).send().await.unwrap(), 503).await;
     assert_eq!(body["type"], "/problems/streaming-disabled");
@@ -243,7 +243,7 @@ async fn etags_never_hide_a_change(server: &Server, c: &reqwest::Client, id: &st
 #[tokio::test]
 async fn a_304_never_hides_a_changed_body_sqlite() {
     let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "300")]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let id = start_run(&c, &server, &["invest", "risk", "technical"]).await;
     etags_never_hide_a_change(&server, &c, &id).await;
 }
@@ -255,7 +255,7 @@ async fn split_processes_stream_a_run(db: TestDb) {
     let web = Server::start_with(db, &["serve", "--workers", "0"], &[]).await;
     let url = web.db.as_ref().unwrap().url.clone();
     let _worker = spawn_worker(&url, &[("SIMULATED_LATENCY_MS", "300")]);
-    let c = client();
+    let c = visitor(&web).await;
     let id = start_run(&c, &web, &["invest", "risk"]).await;
     let (events, ended) = read_events(&c, &web, &id, None, usize::MAX).await;
     assert!(ended);

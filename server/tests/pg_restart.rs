@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, client};
+use common::{Server, visitor};
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
 
@@ -37,7 +37,7 @@ async fn runs_survive_a_postgres_restart() {
     let server =
         Server::start(db, &[("SIMULATED_LATENCY_MS", "1500"), ("MAX_ACTIVE_JOBS_PER_USER", "10"), ("WORKERS", "3")])
             .await;
-    let c = client();
+    let c = visitor(&server).await;
     let mut ids = Vec::new();
     for symbol in ["AAPL", "MSFT", "NVDA", "AMZN", "IBM", "NFLX"] {
         let body: Value = c

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, client, spawn_worker};
+use common::{Server, spawn_worker, visitor};
 use domain::JobStatus;
 use jobs::SystemClock;
 use jobs::testing::TestDb;
@@ -29,8 +29,8 @@ async fn two_web_and_two_worker_processes_run_200_jobs_exactly_once() {
     let mut workers = [spawn_worker(&db.url, &env), spawn_worker(&db.url, &env)];
     let pids: Vec<u32> = workers.iter().map(|w| w.id().unwrap()).collect();
 
-    let c = client();
-    // The first request gets the session cookie (from web 0); every later one carries it.
+    // The first page load gives the session cookie (from web 0); every later request carries it.
+    let c = visitor(&web[0]).await;
     let mut ids = Vec::new();
     let first: Value = c
         .post(web[0].url("/api/trading/run"))

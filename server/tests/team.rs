@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agents::testing::{Behaviour, FakeLlm};
-use common::{Server, client, fake_catalog, spawn_worker, wait_until_done};
+use common::{Server, fake_catalog, spawn_worker, visitor, wait_until_done};
 use domain::{Depth, JobStatus, RunOptions, StepStatus};
 use jobs::model::{InsertOutcome, NewJob};
 use jobs::testing::TestDb;
@@ -40,7 +40,7 @@ fn steps(body: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn a_standard_run_completes_over_http() {
     let server = Server::start(TestDb::sqlite(), &[]).await;
-    let c = client();
+    let c = visitor(&server).await;
     let resp = c
         .post(server.url("/api/trading/run"))
         .json(&json!({"symbol": "MSFT", "analysts": ["invest", "risk"], "depth": "standard"}))
@@ -90,7 +90,7 @@ async fn a_run_over_its_budget_fails_and_keeps_finished_steps() {
     let server =
         Server::start(TestDb::sqlite(), &[("MODEL_CATALOG", catalog.to_str().unwrap()), ("FAKE_API_KEY", "sk-test")])
             .await;
-    let c = client();
+    let c = visitor(&server).await;
     let resp = c
         .post(server.url("/api/trading/run"))
         .json(

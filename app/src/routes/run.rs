@@ -75,7 +75,11 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView
     let cancel = ServerAction::<CancelRun>::new();
     let retry = ServerAction::<RetryRun>::new();
     Effect::new(move |_| {
-        if let Some(Ok(state)) = cancel.value().get() {
+        // The stream may already have delivered a later state (the run ended) than the one
+        // the cancel answered with: never go back.
+        if let Some(Ok(state)) = cancel.value().get()
+            && poll::supersedes(&state, &progress.get_untracked())
+        {
             progress.set(state);
         }
     });

@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -25,12 +24,13 @@ use axum::response::{IntoResponse, Response};
 use domain::{ProgressTransport, RunId};
 use futures::Stream;
 use jobs::feed::Change;
-use jobs::{RunService, ServiceError, UserId};
+use jobs::{RunService, ServiceError};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::AppState;
 use super::problem::ApiError;
 use super::runs::run_id;
+use super::session::Identity;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 /// What `EventSource` waits before reconnecting after the stream drops.
@@ -116,7 +116,7 @@ impl Drop for Slot {
 /// `GET /api/trading/events/:runId`
 pub async fn events(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {

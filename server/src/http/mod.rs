@@ -15,6 +15,8 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod guard;
+pub mod headers;
 pub mod health;
 pub mod live;
 pub mod problem;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub workers: usize,
     /// How run pages follow progress (`PROGRESS_TRANSPORT`).
     pub transport: domain::ProgressTransport,
+    /// Origins allowed to send unsafe requests besides the server's own.
+    pub origins: guard::Origins,
+    /// Security headers.
+    pub policy: headers::Policy,
     /// Open live streams, bounded per identity and per process.
     pub streams: Arc<live::StreamSlots>,
 }
@@ -75,6 +81,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
+        // Before the session layer: a refused cross-site request gets no cookie either.
+        .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
+        .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.

@@ -2,17 +2,18 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
 use domain::{AnalystInfo, JobStatus, RunId, StartRequest, StartResponse};
-use jobs::{Started, UserId};
+use jobs::Started;
 
 use super::AppState;
 use super::problem::ApiError;
+use super::session::Identity;
 
 /// A JSON request body, whose every failure (wrong content type, too large, not JSON, wrong
 /// shape) is a problem naming what is wrong.
@@ -82,7 +83,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
 /// `POST /api/trading/run`
 pub async fn start(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     headers: HeaderMap,
     JsonBody(request): JsonBody<StartRequest>,
 ) -> Result<Response, ApiError> {
@@ -112,7 +113,7 @@ pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
 /// so a 304, and a 200 of an unchanged version, cost no database query.
 pub async fn progress(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -138,7 +139,7 @@ pub async fn progress(
 /// `POST /api/trading/cancel/:runId` — 202 while the run is stopping, 200 once it has ended.
 pub async fn cancel(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
@@ -150,7 +151,7 @@ pub async fn cancel(
 /// `POST /api/trading/retry/:runId`
 pub async fn retry(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
@@ -162,7 +163,7 @@ pub async fn retry(
 /// `GET /api/trading/runs?status=&page=&perPage=`
 pub async fn list(
     State(state): State<AppState>,
-    Extension(user): Extension<UserId>,
+    Identity(user): Identity,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let status = match query.get("status").map(String::as_str) {

@@ -1,9 +1,16 @@
-//! Identity: a signed, HttpOnly, SameSite=Lax session cookie issued on the first visit.
+//! Identity: a signed, HttpOnly, SameSite=Lax session cookie issued on the first visit to a
+//! page.
 //!
 //! The cookie holds a random user id and an HMAC-SHA256 of it; a cookie that does not verify
-//! is treated as absent (a new identity), never as an error. `SameSite=Lax` keeps the cookie
-//! off cross-site POSTs, which with the JSON-only API is the CSRF defence. The id reaches
-//! handlers and server functions as a [`jobs::UserId`] request extension.
+//! is treated as absent, never as an error. The id reaches handlers and server functions as a
+//! [`jobs::UserId`] request extension.
+//!
+//! A new identity is issued only on a page load: a GET that is a top-level navigation (or has
+//! no fetch metadata, like curl) of a page — never on an API call, a static file, `/metrics`
+//! or health checks, and never on a request the CSRF guard refused. So a cross-site form post
+//! (which carries no Lax cookie) cannot replace a visitor's identity, and a client that sends
+//! no cookie cannot mint a new identity per request to escape the per-user limit: without an
+//! identity, starting, cancelling or retrying a run is a 401.
 
 use std::sync::Arc;
 
@@ -73,18 +80,63 @@ fn from_cookies(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// Whether a request without an identity should be given one: a page load.
+fn is_page_load(req: &Request) -> bool {
+    if !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        return false;
+    }
+    let path = req.uri().path();
+    let last = path.rsplit('/').next().unwrap_or_default();
+    let not_a_page = ["/api/", "/pkg/"].iter().any(|p| path.starts_with(p))
+        || matches!(path, "/metrics" | "/healthz" | "/readyz")
+        || last.contains('.');
+    if not_a_page {
+        return false;
+    }
+    let h = req.headers();
+    let mode = h.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
+    let dest = h.get("sec-fetch-dest").and_then(|v| v.to_str().ok());
+    matches!(mode, None | Some("navigate")) && matches!(dest, None | Some("document"))
+}
+
 pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Next) -> Response {
     let existing = from_cookies(req.headers()).and_then(|t| sessions.verify(&t));
     let (user, fresh) = match existing {
-        Some(u) => (u, false),
-        None => (uuid::Uuid::new_v4().simple().to_string(), true),
+        Some(u) => (Some(u), false),
+        None if is_page_load(&req) => (Some(uuid::Uuid::new_v4().simple().to_string()), true),
+        None => (None, false),
     };
-    req.extensions_mut().insert(UserId(user.clone()));
+    if let Some(user) = &user {
+        req.extensions_mut().insert(UserId(user.clone()));
+    }
     let mut resp = next.run(req).await;
-    if fresh && let Ok(v) = HeaderValue::from_str(&sessions.cookie(&sessions.sign(&user))) {
+    if fresh
+        && let Some(user) = user
+        && let Ok(v) = HeaderValue::from_str(&sessions.cookie(&sessions.sign(&user)))
+    {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The caller's identity, for handlers; a request without one is a 401 problem.
+pub struct Identity(pub UserId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
+    type Rejection = super::problem::ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<UserId>().cloned().map(Identity).ok_or_else(unauthenticated)
+    }
+}
+
+pub fn unauthenticated() -> super::problem::ApiError {
+    super::problem::ApiError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "No identity",
+        "This request carries no session. Open the app's home page first: it gives this browser (or cookie jar) an identity.",
+    )
 }
 
 #[cfg(test)]

@@ -108,6 +108,15 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().expect("client")
 }
 
+/// A client that has loaded the home page once, as a browser would, and so holds an identity.
+pub async fn visitor(server: &Server) -> reqwest::Client {
+    let c = client();
+    let resp = c.get(server.url("/")).send().await.expect("home page");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("set-cookie"), "a first page load gives an identity");
+    c
+}
+
 /// Polls a run's progress until it is terminal; returns the last body and every percentage
 /// seen on the way.
 pub async fn wait_until_done(

@@ -1,0 +1,163 @@
+//! Safety on a public address, against the real binary: cross-site writes refused before
+//! anything happens (no run, no cookie), security headers on every answer, and a global cap
+//! on queued runs.
+
+mod common;
+
+use common::{Server, client, visitor};
+use jobs::testing::TestDb;
+use serde_json::{Value, json};
+
+async fn problem(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    body
+}
+
+async fn runs(c: &reqwest::Client, s: &Server) -> u64 {
+    let page: Value = c.get(s.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    page["total"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn cross_site_writes_are_refused_and_same_origin_ones_pass() {
+    let server = Server::start(
+        TestDb::sqlite(),
+        &[("SIMULATED_LATENCY_MS", "60000"), ("ALLOWED_ORIGINS", "https://app.example.com")],
+    )
+    .await;
+    let c = visitor(&server).await;
+    // A first visit for an identity.
+    assert_eq!(c.get(server.url("/")).send().await.unwrap().status(), 200);
+    let host = server.base.trim_start_matches("http://").to_string();
+    let body = json!({"symbol": "AAPL", "analysts": ["risk"]});
+
+    for (name, value) in [
+        ("origin", "https://evil.example".to_string()),
+        ("origin", format!("http://sub.{host}")),
+        ("origin", "null".to_string()),
+        ("sec-fetch-site", "cross-site".to_string()),
+        ("sec-fetch-site", "same-site".to_string()),
+    ] {
+        let resp = c.post(server.url("/api/trading/run")).header(name, &value).json(&body).send().await.unwrap();
+        assert!(resp.headers().get("set-cookie").is_none(), "a refused request sets no cookie ({name}: {value})");
+        let p = problem(resp, 403).await;
+        assert_eq!(p["type"], "/problems/cross-site-request", "{name}: {value}");
+    }
+    // Server functions and every other unsafe method are covered the same way.
+    let resp = c
+        .post(server.url("/api/start_run"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("request[symbol]=AAPL")
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 403).await;
+    assert_eq!(runs(&c, &server).await, 0, "nothing was started");
+
+    let same = c
+        .post(server.url("/api/trading/run"))
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(same.status(), 202);
+    let allowed = c
+        .post(server.url("/api/trading/run"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"symbol": "MSFT", "analysts": ["risk"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 202);
+    // A script without browser headers still works.
+    let script = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "NVDA"})).send().await.unwrap();
+    assert_eq!(script.status(), 202);
+    assert_eq!(runs(&c, &server).await, 3);
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let c = visitor(&server).await;
+    for path in ["/", "/history", "/api/trading/models", "/api/trading/progress/nope", "/healthz", "/no-such-page"] {
+        let resp = c.get(server.url(path)).send().await.unwrap();
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{path}: {csp}");
+        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    }
+    let https = Server::start(TestDb::sqlite(), &[("COOKIE_SECURE", "true")]).await;
+    let resp = c.get(https.url("/")).send().await.unwrap();
+    assert!(resp.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    assert!(resp.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+}
+
+/// Past MAX_QUEUED_RUNS waiting runs (from anyone), a new run is a 503 with Retry-After.
+#[tokio::test]
+async fn the_queue_has_a_global_cap() {
+    let server = Server::start(TestDb::sqlite(), &[("MAX_QUEUED_RUNS", "2"), ("WORKERS", "0")]).await;
+    let mut clients = Vec::new();
+    for symbol in ["AAPL", "MSFT"] {
+        let c = visitor(&server).await;
+        let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": symbol})).send().await.unwrap();
+        assert_eq!(resp.status(), 202);
+        clients.push(c);
+    }
+    let late = visitor(&server).await;
+    let resp = late.post(server.url("/api/trading/run")).json(&json!({"symbol": "NVDA"})).send().await.unwrap();
+    assert_eq!(resp.headers()["retry-after"], "30");
+    let p = problem(resp, 503).await;
+    assert_eq!(p["type"], "/problems/queue-full");
+    assert!(p["detail"].as_str().unwrap().contains("2 analyses are already waiting"), "{p}");
+    // Cancelling one frees a place.
+    let first: Value = clients[0].get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    let id = first["runs"][0]["runId"].as_str().unwrap();
+    assert_eq!(clients[0].post(server.url(&format!("/api/trading/cancel/{id}"))).send().await.unwrap().status(), 200);
+    let resp = late.post(server.url("/api/trading/run")).json(&json!({"symbol": "NVDA"})).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+}
+
+/// An identity is issued on a page load only: never on an API call, a static file, metrics,
+/// or a script's fetch of a page; and without one, nothing can be started.
+#[tokio::test]
+async fn identities_come_from_page_loads_only() {
+    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let c = client();
+    for path in ["/api/trading/models", "/api/trading/runs", "/api/nope", "/metrics", "/healthz", "/favicon.ico"] {
+        let resp = c.get(server.url(path)).send().await.unwrap();
+        assert!(resp.headers().get("set-cookie").is_none(), "{path} set a cookie");
+    }
+    let fetched =
+        c.get(server.url("/")).header("sec-fetch-mode", "cors").header("sec-fetch-dest", "empty").send().await.unwrap();
+    assert!(fetched.headers().get("set-cookie").is_none(), "a script's fetch of a page mints no identity");
+
+    let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+    assert!(resp.headers().get("set-cookie").is_none());
+    let p = problem(resp, 401).await;
+    assert_eq!(p["type"], "/problems/unauthenticated");
+    problem(c.post(server.url("/api/trading/cancel/0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a")).send().await.unwrap(), 401)
+        .await;
+
+    // A navigation (as a browser sends it) does give one, and then the API works.
+    let page = c
+        .get(server.url("/history"))
+        .header("sec-fetch-mode", "navigate")
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("ta_session="));
+    let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    assert_eq!(runs(&c, &server).await, 1);
+}
