@@ -22,7 +22,7 @@
 use leptos::prelude::*;
 use leptos_meta::{Link, Meta, MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 pub mod api;
 pub mod components;
@@ -83,10 +83,15 @@ pub fn App() -> impl IntoView {
                 </nav>
             </header>
             <main id="main">
+                // Async: each page is sent once its data has loaded, as one whole document.
+                // Out-of-order streaming (the default) would send "Loading…" first and the
+                // content in `<template>`s that only a script moves into place, so a page read
+                // without scripts (or before them) would show no form, no runs and no result.
+                // The data is local, so waiting for it costs milliseconds.
                 <Routes fallback=routes::NotFound>
-                    <Route path=path!("/") view=routes::home::HomePage/>
-                    <Route path=path!("/runs") view=routes::history::HistoryPage/>
-                    <Route path=path!("/runs/:id") view=routes::run::RunPage/>
+                    <Route path=path!("/") view=routes::home::HomePage ssr=SsrMode::Async/>
+                    <Route path=path!("/runs") view=routes::history::HistoryPage ssr=SsrMode::Async/>
+                    <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

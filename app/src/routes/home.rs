@@ -1,6 +1,12 @@
 //! `/`: start a new analysis, and see your recent runs.
+//!
+//! The form is a plain HTML form that posts to `/` (handled by the server's `http::pages`):
+//! before the island has hydrated, or without WASM or JavaScript at all, the browser submits
+//! it natively, the server starts the run and answers `303 See Other` to the run's page, or
+//! renders this page again with the submitted values and the field errors. Once hydrated, the
+//! island takes the submit over: validation as you type, the start through a server function.
 
-use domain::{AnalystKind, Depth, StartRequest, Symbol};
+use domain::{AnalystKind, Depth, Problem, StartRequest, Symbol};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
@@ -9,18 +15,34 @@ use crate::api::{RunFormOptions, StartRun, form_options, list_runs};
 use crate::components::{ErrorPanel, StatusBadge};
 use crate::format::{ago, now};
 
+/// A native submission of the form that did not start a run: what was sent and why it failed.
+/// Provided as context by the server when it renders the page again in answer to the POST.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub request: StartRequest,
+    pub problem: Problem,
+}
+
 #[component]
 pub fn HomePage() -> impl IntoView {
     let options = Resource::new(|| (), |_| form_options());
+    let rejected = use_context::<Rejected>();
+    let (submitted, problem) = match rejected {
+        Some(r) => (Some(r.request), Some(r.problem)),
+        None => (None, None),
+    };
     view! {
         <Title text="New analysis"/>
         <Suspense fallback=|| view! { <section class="card"><p>"Loading…"</p></section> }>
-            {move || Suspend::new(async move {
-                match options.await {
-                    Ok(options) => view! { <RunForm options/> }.into_any(),
-                    Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
-                }
-            })}
+            {move || {
+                let (submitted, problem) = (submitted.clone(), problem.clone());
+                Suspend::new(async move {
+                    match options.await {
+                        Ok(options) => view! { <RunForm options submitted problem/> }.into_any(),
+                        Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
+                    }
+                })
+            }}
         </Suspense>
         <RecentRuns/>
     }
@@ -28,17 +50,38 @@ pub fn HomePage() -> impl IntoView {
 
 /// The new-analysis form: validation as you type, then the start request. An island: it runs
 /// in the browser, with what it offers rendered in by the server.
+///
+/// `submitted` and `problem` are a rejected native submission, shown again with its errors.
 #[island]
-pub fn RunForm(options: RunFormOptions) -> impl IntoView {
+pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem: Option<Problem>) -> impl IntoView {
     crate::mark_hydrated();
     let RunFormOptions { models, analysts, symbols } = options;
-    let symbol = RwSignal::new("AAPL".to_string());
-    let model = RwSignal::new(String::new());
-    let chosen = RwSignal::new(AnalystKind::ALL.to_vec());
-    let as_of = RwSignal::new(String::new());
-    let depth = RwSignal::new(Depth::Quick);
-    let deep_model = RwSignal::new(String::new());
-    let symbol_error = Signal::derive(move || symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)));
+    let submitted = submitted.unwrap_or_default();
+    let symbol = RwSignal::new(submitted.symbol.clone().unwrap_or_else(|| "AAPL".to_string()));
+    let model = RwSignal::new(submitted.model_id.clone().unwrap_or_default());
+    let chosen = RwSignal::new(match &submitted.analysts {
+        Some(ids) => AnalystKind::ALL.into_iter().filter(|k| ids.iter().any(|id| id == k.id())).collect(),
+        None => AnalystKind::ALL.to_vec(),
+    });
+    let as_of = RwSignal::new(submitted.as_of.clone().unwrap_or_default());
+    let depth = RwSignal::new(submitted.depth.as_deref().and_then(|d| d.parse::<Depth>().ok()).unwrap_or(Depth::Quick));
+    let deep_model = RwSignal::new(submitted.deep_model_id.clone().unwrap_or_default());
+    // The server's verdict on the submission stands until the form is edited.
+    let server_errors = RwSignal::new(problem.as_ref().map(|p| p.errors.clone()).unwrap_or_default());
+    let server_problem = RwSignal::new(problem);
+    let server_error = move |field: &'static str| {
+        server_errors.with(|e| e.iter().find(|e| e.field == field).map(|e| e.message.clone()))
+    };
+    let symbol_error = Signal::derive(move || {
+        symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)).or_else(|| server_error("symbol"))
+    });
+    let model_error = Signal::derive(move || server_error("modelId"));
+    let analysts_error = Signal::derive(move || server_error("analysts"));
+    let as_of_error = Signal::derive(move || server_error("asOf"));
+    let edited = move |_| {
+        server_errors.set(Vec::new());
+        server_problem.set(None);
+    };
 
     let start = ServerAction::<StartRun>::new();
     Effect::new(move |_| {
@@ -72,16 +115,17 @@ pub fn RunForm(options: RunFormOptions) -> impl IntoView {
                 "Pick a stock and the analysts to ask. Data is collected, the analysts work in parallel, "
                 "and a final assessment weighs their views. You can leave the page: the run goes on."
             </p>
-            <form class="run-form" on:submit=submit novalidate>
+            <form class="run-form" method="post" action="/" on:submit=submit on:input=edited novalidate>
                 <SymbolField symbol error=symbol_error symbols/>
-                <ModelField model models=models.clone()/>
-                <AnalystsField chosen analysts/>
+                <ModelField model error=model_error models=models.clone()/>
+                <AnalystsField chosen error=analysts_error analysts/>
                 <DepthField depth deep_model models/>
-                <AsOfField as_of/>
+                <AsOfField as_of error=as_of_error/>
                 <button type="submit" class="primary" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Run analysis" }}
                 </button>
                 {move || start.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
+                {move || server_problem.get().map(|p| view! { <ErrorPanel error=crate::api::AppError(p)/> })}
             </form>
         </section>
     }
@@ -99,6 +143,7 @@ fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>, symbols:
                 autocomplete="off"
                 spellcheck="false"
                 required
+                value=symbol.get_untracked()
                 prop:value=move || symbol.get()
                 on:input=move |ev| symbol.set(event_target_value(&ev).to_uppercase())
                 aria-invalid=move || error.get().is_some().to_string()
@@ -116,7 +161,8 @@ fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>, symbols:
 }
 
 #[component]
-fn ModelField(model: RwSignal<String>, models: Vec<domain::ModelInfo>) -> impl IntoView {
+fn ModelField(model: RwSignal<String>, error: Signal<Option<String>>, models: Vec<domain::ModelInfo>) -> impl IntoView {
+    let chosen = model.get_untracked();
     view! {
         <div class="field">
             <label for="model">"Model"</label>
@@ -128,17 +174,23 @@ fn ModelField(model: RwSignal<String>, models: Vec<domain::ModelInfo>) -> impl I
                             Some(r) => format!("{} — unavailable: {r}", m.label),
                             None => m.label.clone(),
                         };
-                        view! { <option value=m.id.clone() disabled=!m.available selected=m.default>{label}</option> }
+                        let selected = if chosen.is_empty() { m.default } else { chosen == m.id };
+                        view! { <option value=m.id.clone() disabled=!m.available selected=selected>{label}</option> }
                     })
                     .collect_view()}
             </select>
+            <FieldErrorText error/>
         </div>
     }
     .into_any()
 }
 
 #[component]
-fn AnalystsField(chosen: RwSignal<Vec<AnalystKind>>, analysts: Vec<domain::AnalystInfo>) -> impl IntoView {
+fn AnalystsField(
+    chosen: RwSignal<Vec<AnalystKind>>,
+    error: Signal<Option<String>>,
+    analysts: Vec<domain::AnalystInfo>,
+) -> impl IntoView {
     view! {
         <fieldset class="field analysts">
             <legend>"Analysts"</legend>
@@ -146,7 +198,10 @@ fn AnalystsField(chosen: RwSignal<Vec<AnalystKind>>, analysts: Vec<domain::Analy
                 .into_iter()
                 .map(|a| view! { <AnalystChoice kind=a.id name=a.name description=a.description chosen/> })
                 .collect_view()}
-            {move || chosen.with(|c| c.is_empty()).then(|| view! { <p class="help error">"Choose at least one analyst."</p> })}
+            {move || {
+                error.get().or_else(|| chosen.with(|c| c.is_empty()).then(|| "Choose at least one analyst.".to_string()))
+                    .map(|e| view! { <p class="help error">{e}</p> })
+            }}
         </fieldset>
     }
     .into_any()
@@ -161,6 +216,8 @@ fn AnalystChoice(
 ) -> impl IntoView {
     let id = format!("analyst-{}", kind.id());
     let for_id = id.clone();
+    // The attribute is what a page read without WASM shows; the property follows the signal.
+    let checked = chosen.with_untracked(|c| c.contains(&kind));
     view! {
         <label class="check" for=for_id>
             <input
@@ -168,6 +225,7 @@ fn AnalystChoice(
                 id=id
                 name="analysts"
                 value=kind.id()
+                checked=checked
                 prop:checked=move || chosen.with(|c| c.contains(&kind))
                 on:change=move |ev| {
                     let on = event_target_checked(&ev);
@@ -195,7 +253,7 @@ fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<
                 on:change=move |ev| depth.set(event_target_value(&ev).parse().unwrap_or_default())>
                 {Depth::ALL
                     .into_iter()
-                    .map(|d| view! { <option value=d.id() selected=d.is_quick()>{d.label()}</option> })
+                    .map(|d| view! { <option value=d.id() selected=d == depth.get_untracked()>{d.label()}</option> })
                     .collect_view()}
             </select>
             <p class="help">
@@ -220,17 +278,25 @@ fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<
 }
 
 #[component]
-fn AsOfField(as_of: RwSignal<String>) -> impl IntoView {
+fn AsOfField(as_of: RwSignal<String>, error: Signal<Option<String>>) -> impl IntoView {
     view! {
         <div class="field">
             <label for="as-of">"As of " <span class="muted">"(optional)"</span></label>
             <input id="as-of" name="asOf" type="date" min="2000-01-01" max="2023-09-21"
+                value=as_of.get_untracked()
                 prop:value=move || as_of.get()
                 on:input=move |ev| as_of.set(event_target_value(&ev))/>
             <p class="help">"Analyse as if it were this day. Empty: the last day in the data."</p>
+            <FieldErrorText error/>
         </div>
     }
     .into_any()
+}
+
+/// A field's error from the server, if any.
+#[component]
+fn FieldErrorText(error: Signal<Option<String>>) -> impl IntoView {
+    move || error.get().map(|e| view! { <p class="help error" role="alert">{e}</p> })
 }
 
 #[component]

@@ -2,6 +2,13 @@
 //! URL alone (reloads and second tabs work); the live part is an island that polls while the
 //! run is active. When the run completes under the user's eyes, the page reloads itself to get
 //! the server-rendered result.
+//!
+//! Without WASM the page still works: Cancel and Retry are forms posting to
+//! `/runs/:id/cancel` and `/runs/:id/retry` (answered with `303 See Other`), and an active
+//! run's page refreshes itself every 2 s through a `<meta http-equiv="refresh">` inside
+//! `<noscript>` — which a browser running scripts ignores, so the hydrated page never reloads
+//! on a timer. Where scripts run but the WASM does not (blocked, failed to load),
+//! `public/run-fallback.js` reloads the page the same way.
 
 use domain::{JobStatus, ProgressTransport, RunState};
 use leptos::prelude::*;
@@ -38,7 +45,12 @@ pub fn RunPage() -> impl IntoView {
                 match progress.await {
                     Ok(p) => {
                         let duration = p.run.duration;
+                        let active = !p.run.status.is_terminal();
                         view! {
+                            {active.then(|| view! {
+                                <noscript><meta http-equiv="refresh" content="2"/></noscript>
+                                <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
+                            })}
                             <RunLive initial=p.run transport=transport()/>
                             {p.result.map(|result| view! { <ResultView result duration/> })}
                         }
@@ -112,20 +124,27 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView
             <div class="actions">
                 {move || (!status().is_terminal()).then(|| {
                     let id = id_cancel.clone();
+                    let action = format!("/runs/{id}/cancel");
                     view! {
-                        <button class="secondary" on:click=move |_| { cancel.dispatch(CancelRun { run_id: id.clone() }); }
-                            disabled=move || cancel.pending().get() || progress.read().cancel_requested>
-                            {move || if progress.read().cancel_requested { "Cancelling…" } else { "Cancel" }}
-                        </button>
+                        <form method="post" action=action
+                            on:submit=move |ev| { ev.prevent_default(); cancel.dispatch(CancelRun { run_id: id.clone() }); }>
+                            <button type="submit" class="secondary"
+                                disabled=move || cancel.pending().get() || progress.read().cancel_requested>
+                                {move || if progress.read().cancel_requested { "Cancelling…" } else { "Cancel" }}
+                            </button>
+                        </form>
                     }
                 })}
                 {move || status().is_retryable().then(|| {
                     let id = id_retry.clone();
+                    let action = format!("/runs/{id}/retry");
                     view! {
-                        <button class="primary" on:click=move |_| { retry.dispatch(RetryRun { run_id: id.clone() }); }
-                            disabled=move || retry.pending().get()>
-                            "Retry"
-                        </button>
+                        <form method="post" action=action
+                            on:submit=move |ev| { ev.prevent_default(); retry.dispatch(RetryRun { run_id: id.clone() }); }>
+                            <button type="submit" class="primary" disabled=move || retry.pending().get()>
+                                "Retry"
+                            </button>
+                        </form>
                     }
                 })}
             </div>

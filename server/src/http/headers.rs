@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The policy every response carries: what no page needs (plugins, a foreign `<base>`, form
-/// posts elsewhere, being framed) is refused outright. Scripts are not restricted here: the
-/// hydration snippets Leptos writes inline need a per-response nonce first.
+/// posts elsewhere, being framed) is refused outright. Scripts are restricted by the pages'
+/// own policy, which carries the per-response nonce of Leptos' inline scripts.
 pub const CSP: &str = "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 #[derive(Debug, Clone, Copy)]
@@ -29,9 +29,22 @@ pub async fn layer(State(policy): State<Policy>, req: Request, next: Next) -> Re
         HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=(), usb=()"),
     );
     h.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
-    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    }
+    // Pages bring their own policy (scripts by nonce); the directives here are added to it.
+    let csp = match h.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()) {
+        Some(page) => {
+            let mut csp = page.trim_end_matches(';').to_string();
+            for directive in CSP.split("; ") {
+                let name = directive.split(' ').next().unwrap_or_default();
+                if !csp.split(';').any(|d| d.trim().starts_with(name)) {
+                    csp.push_str("; ");
+                    csp.push_str(directive);
+                }
+            }
+            HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static(CSP))
+        }
+        None => HeaderValue::from_static(CSP),
+    };
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     if policy.https {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }

@@ -7,10 +7,11 @@ use app::api::ssr::AppContext;
 use app::{App, shell};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderValue, header};
 use axum::routing::{any, get, post};
 use jobs::RunService;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
@@ -19,6 +20,7 @@ pub mod guard;
 pub mod headers;
 pub mod health;
 pub mod live;
+pub mod pages;
 pub mod problem;
 pub mod runs;
 pub mod session;
@@ -51,6 +53,27 @@ impl FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// What every page render gets: the app context, and a `Content-Security-Policy` allowing
+/// only this site's scripts and the inline ones Leptos writes with this response's nonce
+/// (hydration, serialized resources), plus compiling the WASM.
+pub fn page_context(state: &AppState) -> impl Fn() + Clone + Send + Sync + 'static {
+    let context = state.context.clone();
+    move || {
+        provide_context(context.clone());
+        if let (Some(nonce), Some(resp)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
+            && let Ok(csp) = HeaderValue::from_str(&content_security_policy(&nonce))
+        {
+            resp.insert_header(header::CONTENT_SECURITY_POLICY, csp);
+        }
+    }
+}
+
+/// `'self'` rather than `'strict-dynamic'`: Leptos preloads its module with a `<link>` that
+/// carries no nonce, which `'strict-dynamic'` would refuse.
+pub fn content_security_policy(nonce: &str) -> String {
+    format!("script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'self'")
+}
+
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/trading/run", post(runs::start))
@@ -67,18 +90,18 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(problem::method_not_allowed);
+    // The pages' forms posted without WASM (the GET routes of the same paths are the pages).
+    let forms = Router::new()
+        .route("/", post(pages::start))
+        .route("/runs/{run_id}/cancel", post(pages::cancel))
+        .route("/runs/{run_id}/retry", post(pages::retry));
 
     let routes = generate_route_list(App);
-    let context = state.context.clone();
     let options = state.leptos.clone();
     Router::new()
         .merge(api)
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context.clone()),
-            move || shell(options.clone()),
-        )
+        .merge(forms)
+        .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.

@@ -1,0 +1,138 @@
+//! The pages' forms, posted natively: what makes the site work before its WASM has loaded,
+//! or without JavaScript at all.
+//!
+//! Each form is a plain `method="post"` form that an island takes over once hydrated (with a
+//! server function, in the page). Posted natively, it lands here: the new-analysis form on
+//! `POST /`, Cancel and Retry on `POST /runs/:id/cancel` and `…/retry`. Success is a
+//! `303 See Other` to the run's page, so a reload never posts twice; invalid input renders the
+//! home page again, with what was sent and each field's error, as a `400`.
+//!
+//! The same [`jobs::RunService`] calls as the REST API and the server functions, so limits,
+//! validation and ownership are the same three ways.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::StartRequest;
+use jobs::ServiceError;
+use leptos::prelude::provide_context;
+
+use super::problem::ApiError;
+use super::runs::run_id;
+use super::session::Identity;
+use super::{AppState, BODY_LIMIT, page_context};
+
+/// `303 See Other` to `path`.
+fn see_other(path: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
+    resp
+}
+
+/// The new-analysis form's fields as a browser encodes them (`application/x-www-form-urlencoded`,
+/// one `analysts` pair per ticked box). Empty fields mean "not given", as in the JSON API.
+pub fn start_request(body: &[u8]) -> StartRequest {
+    let mut request = StartRequest { analysts: Some(Vec::new()), ..StartRequest::default() };
+    for (name, value) in form_urlencoded::parse(body) {
+        let value = value.trim().to_string();
+        let given = (!value.is_empty()).then_some(value.clone());
+        match name.as_ref() {
+            "symbol" => request.symbol = given,
+            "model" | "modelId" => request.model_id = given,
+            "asOf" => request.as_of = given,
+            "depth" => request.depth = given,
+            "deepModelId" => request.deep_model_id = given,
+            "analysts" => request.analysts.get_or_insert_with(Vec::new).push(value),
+            _ => {}
+        }
+    }
+    request
+}
+
+/// `POST /`: start a run from the form, or show the form again with the errors.
+pub async fn start(State(state): State<AppState>, Identity(user): Identity, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let body = match to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large.")
+                .into_response();
+        }
+    };
+    let request = start_request(&body);
+    let problem = match state.service.start(&user.0, &request, None).await {
+        Ok(started) => {
+            if started.created {
+                state.metrics.runs_started.inc();
+            }
+            return see_other(&format!("/runs/{}", started.job.run_id));
+        }
+        Err(e @ (ServiceError::Internal(_) | ServiceError::Unavailable(_))) => {
+            return ApiError::from(e).into_response();
+        }
+        Err(e) => e.problem(),
+    };
+    // Render `/` as for a GET, with the rejected submission in context.
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let rejected = app::routes::home::Rejected { request, problem };
+    parts.method = Method::GET;
+    let context = page_context(&state);
+    let options = state.leptos.clone();
+    let render = leptos_axum::render_app_async_with_context(
+        move || {
+            context();
+            provide_context(rejected.clone());
+        },
+        move || app::shell(options.clone()),
+    );
+    let mut resp = render(Request::from_parts(parts, Body::empty())).await;
+    *resp.status_mut() = status;
+    resp
+}
+
+/// `POST /runs/:id/cancel`: cancel, then back to the run's page.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    state.service.cancel(&user.0, id).await?;
+    Ok(see_other(&format!("/runs/{id}")))
+}
+
+/// `POST /runs/:id/retry`: a new run, and its page. A run that cannot be retried (it was
+/// already, from another tab, or it is still going) leads back to its own page.
+pub async fn retry(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    match state.service.retry(&user.0, id).await {
+        Ok(started) => {
+            state.metrics.runs_started.inc();
+            Ok(see_other(&format!("/runs/{}", started.job.run_id)))
+        }
+        Err(ServiceError::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_field_and_each_ticked_analyst() {
+        let r = start_request(b"symbol=nvda&model=offline&analysts=invest&analysts=technical&asOf=");
+        assert_eq!(r.symbol.as_deref(), Some("nvda"));
+        assert_eq!(r.model_id.as_deref(), Some("offline"));
+        assert_eq!(r.analysts, Some(vec!["invest".to_string(), "technical".to_string()]));
+        assert_eq!(r.as_of, None);
+        // No box ticked is an empty list (an error), not "every analyst".
+        assert_eq!(start_request(b"symbol=AAPL").analysts, Some(vec![]));
+        assert_eq!(start_request(b"symbol=A+B&asOf=2020-01-02").as_of.as_deref(), Some("2020-01-02"));
+    }
+}

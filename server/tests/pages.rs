@@ -1,0 +1,172 @@
+//! The pages as a browser without scripts sees them: whole HTML documents over plain HTTP
+//! (no `<template>` holding the content for a script to move), forms that post natively and
+//! answer `303 See Other`, an active run's page that refreshes itself, and inline scripts that
+//! carry the nonce of the response's Content-Security-Policy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, wait_until_done};
+use jobs::testing::TestDb;
+
+/// A browser with scripts off: keeps its cookie, and shows each redirect instead of following it.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn page(
+    c: &reqwest::Client,
+    s: &Server,
+    path: &str,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let resp = c.get(s.url(path)).send().await.expect("get");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, headers, resp.text().await.expect("text"))
+}
+
+async fn post_form(c: &reqwest::Client, s: &Server, path: &str, body: &str) -> reqwest::Response {
+    c.post(s.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post")
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()["location"].to_str().expect("ascii").to_string()
+}
+
+/// The page is whole without scripts: no out-of-order chunks in `<template>`s, no
+/// "Loading…" placeholders, and every inline script carries the CSP's nonce.
+fn assert_whole(html: &str, headers: &reqwest::header::HeaderMap) {
+    assert!(!html.contains("<template"), "content held in a <template>: {html}");
+    assert!(!html.contains("Loading…"), "a placeholder instead of content: {html}");
+    let csp = headers["content-security-policy"].to_str().expect("ascii");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a nonce in the CSP");
+    assert!(nonce.len() >= 16, "{csp}");
+    let scripts: Vec<&str> =
+        html.match_indices("<script").map(|(i, _)| &html[i..i + html[i..].find('>').unwrap()]).collect();
+    assert!(!scripts.is_empty());
+    for tag in scripts {
+        assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "a script without this response's nonce: {tag}");
+    }
+}
+
+/// From the home page to a finished result without a line of script: the form (labelled
+/// inputs, every analyst ticked) and the recent runs are in the HTML; posting the form with
+/// two analysts starts exactly that run and redirects to its page; invalid input comes back
+/// as the form with its errors; the finished run's page has its rating and the history its row.
+#[tokio::test]
+async fn pages_work_without_scripts() {
+    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let c = browser();
+
+    let (status, headers, home) = page(&c, &server, "/").await;
+    assert_eq!(status, 200);
+    assert_whole(&home, &headers);
+    assert!(home.contains(r#"method="post""#) && home.contains(r#"action="/""#), "{home}");
+    for label in [r#"<label for="symbol">"#, r#"<label for="model">"#, r#"<label for="as-of">"#] {
+        assert!(home.contains(label), "{label} missing");
+    }
+    assert!(home.contains(r#"name="symbol""#) && home.contains(r#"value="AAPL""#));
+    for analyst in ["invest", "risk", "sentiment", "technical"] {
+        let input = format!(r#"id="analyst-{analyst}" name="analysts" value="{analyst}" checked"#);
+        assert!(home.contains(&input), "{input} missing in {home}");
+    }
+    assert!(home.contains("No runs yet."));
+
+    // Invalid input: the form again, with what was sent and each field's error, no run started.
+    let resp = post_form(&c, &server, "/", "symbol=AA+PL&model=offline&asOf=yesterday").await;
+    assert_eq!(resp.status(), 400);
+    let headers = resp.headers().clone();
+    let again = resp.text().await.unwrap();
+    assert_whole(&again, &headers);
+    assert!(again.contains(r#"value="AA PL""#), "the symbol as typed: {again}");
+    assert!(again.contains("choose at least one analyst"), "{again}");
+    assert!(again.contains("is not a date"), "{again}");
+    for analyst in ["invest", "risk", "sentiment", "technical"] {
+        assert!(!again.contains(&format!(r#"value="{analyst}" checked"#)), "nothing was ticked");
+    }
+    let (_, _, home) = page(&c, &server, "/").await;
+    assert!(home.contains("No runs yet."), "an invalid form started no run");
+
+    let resp = post_form(&c, &server, "/", "symbol=nvda&model=offline&analysts=risk&analysts=technical&asOf=").await;
+    assert_eq!(resp.status(), 303);
+    let to = location(&resp);
+    let run_id = to.strip_prefix("/runs/").expect("to the run's page").to_string();
+    assert_eq!(run_id.len(), 36, "{to}");
+
+    let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["analysts"], serde_json::json!(["risk", "technical"]), "{done}");
+    let rating = done["result"]["rating"].as_str().expect("a rating").to_string();
+
+    let (status, headers, run) = page(&c, &server, &to).await;
+    assert_eq!(status, 200);
+    assert_whole(&run, &headers);
+    assert!(run.contains(r#"data-testid="rating""#), "{run}");
+    assert!(run.contains(&format!(r#"<span class="rating-value">{rating}</span>"#)), "{run}");
+    assert!(!run.contains("http-equiv=\"refresh\""), "a finished run does not refresh");
+
+    let (_, headers, history) = page(&c, &server, "/runs").await;
+    assert_whole(&history, &headers);
+    assert!(history.contains(&format!(r#"data-run="{run_id}""#)), "{history}");
+    assert!(history.contains("risk, technical"), "{history}");
+    let (_, _, home) = page(&c, &server, "/").await;
+    assert!(home.contains(&format!(r#"href="/runs/{run_id}""#)), "recent runs list it: {home}");
+
+    // Exactly one run was started by all of this.
+    let list: serde_json::Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["total"], 1, "{list}");
+}
+
+/// An active run's page refreshes itself without scripts (inside `<noscript>`, so a page
+/// running its WASM never reloads on a timer); Cancel and Retry work as posted forms.
+#[tokio::test]
+async fn an_active_run_refreshes_and_its_forms_post() {
+    let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "60000")]).await;
+    let c = browser();
+    let resp = post_form(&c, &server, "/", "symbol=AAPL&model=offline&analysts=invest").await;
+    assert_eq!(resp.status(), 303);
+    let to = location(&resp);
+    let run_id = to.trim_start_matches("/runs/").to_string();
+
+    let (_, headers, run) = page(&c, &server, &to).await;
+    assert_whole(&run, &headers);
+    assert!(run.contains(r#"<noscript><meta http-equiv="refresh" content="2"></noscript>"#), "{run}");
+    assert!(headers.get("refresh").is_none(), "no Refresh header: it would reload scripted pages too");
+    assert!(run.contains(&format!(r#"action="/runs/{run_id}/cancel""#)), "{run}");
+    assert!(run.contains("Data Collection"), "the steps are listed: {run}");
+
+    let resp = post_form(&c, &server, &format!("/runs/{run_id}/cancel"), "").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), to);
+    let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "cancelled");
+
+    let (_, _, run) = page(&c, &server, &to).await;
+    assert!(!run.contains("http-equiv=\"refresh\""), "a finished run does not refresh");
+    assert!(run.contains(&format!(r#"action="/runs/{run_id}/retry""#)), "{run}");
+    let resp = post_form(&c, &server, &format!("/runs/{run_id}/retry"), "").await;
+    assert_eq!(resp.status(), 303);
+    let retried = location(&resp);
+    assert_ne!(retried, to);
+    let retry_id = retried.trim_start_matches("/runs/");
+    let body: serde_json::Value =
+        c.get(server.url(&format!("/api/trading/progress/{retry_id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["retryOf"], run_id, "{body}");
+    assert_eq!(body["analysts"], serde_json::json!(["invest"]), "{body}");
+
+    // Someone else's run: not found, as in the API.
+    let stranger = browser();
+    let resp = post_form(&stranger, &server, &format!("/runs/{run_id}/retry"), "").await;
+    assert_eq!(resp.status(), 404);
+}
