@@ -134,6 +134,9 @@ async fn pages_work_without_scripts() {
 async fn an_active_run_refreshes_and_its_forms_post() {
     let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "60000")]).await;
     let c = browser();
+    // The home page first, as a browser would: it gives the identity the post needs.
+    let (status, _, _) = page(&c, &server, "/").await;
+    assert_eq!(status, 200);
     let resp = post_form(&c, &server, "/", "symbol=AAPL&model=offline&analysts=invest").await;
     assert_eq!(resp.status(), 303);
     let to = location(&resp);
@@ -165,8 +168,11 @@ async fn an_active_run_refreshes_and_its_forms_post() {
     assert_eq!(body["retryOf"], run_id, "{body}");
     assert_eq!(body["analysts"], serde_json::json!(["invest"]), "{body}");
 
-    // Someone else's run: not found, as in the API.
+    // Someone else's run: not found, as in the API; without any identity, a 401.
     let stranger = browser();
+    let resp = post_form(&stranger, &server, &format!("/runs/{run_id}/retry"), "").await;
+    assert_eq!(resp.status(), 401);
+    page(&stranger, &server, "/").await;
     let resp = post_form(&stranger, &server, &format!("/runs/{run_id}/retry"), "").await;
     assert_eq!(resp.status(), 404);
 }
