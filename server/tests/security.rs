@@ -137,9 +137,15 @@ async fn identities_come_from_page_loads_only() {
         let resp = c.get(server.url(path)).send().await.unwrap();
         assert!(resp.headers().get("set-cookie").is_none(), "{path} set a cookie");
     }
-    let fetched =
-        c.get(server.url("/")).header("sec-fetch-mode", "cors").header("sec-fetch-dest", "empty").send().await.unwrap();
-    assert!(fetched.headers().get("set-cookie").is_none(), "a script's fetch of a page mints no identity");
+    let embedded = c
+        .get(server.url("/"))
+        .header("sec-fetch-site", "cross-site")
+        .header("sec-fetch-mode", "no-cors")
+        .header("sec-fetch-dest", "image")
+        .send()
+        .await
+        .unwrap();
+    assert!(embedded.headers().get("set-cookie").is_none(), "another site's embed mints no identity");
 
     let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
     assert!(resp.headers().get("set-cookie").is_none());
@@ -148,9 +154,10 @@ async fn identities_come_from_page_loads_only() {
     problem(c.post(server.url("/api/trading/cancel/0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a")).send().await.unwrap(), 401)
         .await;
 
-    // A navigation (as a browser sends it) does give one, and then the API works.
+    // A navigation, even from a link on another site, gives one, and then the API works.
     let page = c
         .get(server.url("/history"))
+        .header("sec-fetch-site", "cross-site")
         .header("sec-fetch-mode", "navigate")
         .header("sec-fetch-dest", "document")
         .send()

@@ -5,9 +5,10 @@
 //! is treated as absent, never as an error. The id reaches handlers and server functions as a
 //! [`jobs::UserId`] request extension.
 //!
-//! A new identity is issued only on a page load: a GET that is a top-level navigation (or has
-//! no fetch metadata, like curl) of a page — never on an API call, a static file, `/metrics`
-//! or health checks, and never on a request the CSRF guard refused. So a cross-site form post
+//! A new identity is issued only on a page load: a GET of a page that is a navigation or not
+//! marked by the browser as coming from another site (curl and scripts send no such mark) —
+//! never on an API call, a static file, `/metrics` or health checks, never on another site's
+//! image or fetch, and never on a request the CSRF guard refused. So a cross-site form post
 //! (which carries no Lax cookie) cannot replace a visitor's identity, and a client that sends
 //! no cookie cannot mint a new identity per request to escape the per-user limit: without an
 //! identity, starting, cancelling or retrying a run is a 401.
@@ -93,10 +94,13 @@ fn is_page_load(req: &Request) -> bool {
     if not_a_page {
         return false;
     }
+    // A navigation, from anywhere (a Lax cookie would have come along), or any request the
+    // browser does not mark as another site's (our own pages' fetches, scripts, curl). A
+    // cross-site image or fetch never replaces an identity.
     let h = req.headers();
     let mode = h.get("sec-fetch-mode").and_then(|v| v.to_str().ok());
-    let dest = h.get("sec-fetch-dest").and_then(|v| v.to_str().ok());
-    matches!(mode, None | Some("navigate")) && matches!(dest, None | Some("document"))
+    let site = h.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    mode == Some("navigate") || !matches!(site, Some("cross-site" | "same-site"))
 }
 
 pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Next) -> Response {
