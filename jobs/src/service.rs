@@ -246,6 +246,8 @@ pub struct RunService {
     config: ServiceConfig,
     eta_cache: Mutex<HashMap<String, (Instant, Arc<StepDurations>)>>,
     progress: ProgressCache,
+    /// One read of a run's row at a time: callers that miss together wait for the first.
+    loading: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RunService {
@@ -257,7 +259,15 @@ impl RunService {
     ) -> Result<Self, String> {
         config.validate()?;
         let progress = ProgressCache::new(store.feed().clone());
-        Ok(Self { store, events, checker, config, eta_cache: Mutex::new(HashMap::new()), progress })
+        Ok(Self {
+            store,
+            events,
+            checker,
+            config,
+            eta_cache: Mutex::new(HashMap::new()),
+            progress,
+            loading: Mutex::default(),
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn JobStore> {
@@ -384,25 +394,48 @@ impl RunService {
     pub async fn progress_body(&self, user_id: &str, run_id: RunId) -> Result<Arc<CachedProgress>> {
         let body = match self.progress.get(run_id) {
             Ok(body) => body,
-            Err(ticket) => {
-                let job = match self.store.get(run_id).await? {
-                    Some(job) => job,
-                    None => self.store.get_archived(run_id).await?.ok_or(ServiceError::NotFound)?,
-                };
-                let owner = job.user_id.clone();
-                let version = job.version;
-                let status = job.status;
-                let progress = self.to_progress(job).await;
-                let etag = etag(&progress, version);
-                let body = serde_json::to_vec(&progress).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                let body = Arc::new(CachedProgress { run_id, owner, version, status, etag, body: body.into() });
-                self.progress.put(ticket, body.clone());
-                body
-            }
+            Err(_) => self.load_progress(run_id).await?,
         };
         if body.owner != user_id {
             return Err(ServiceError::NotFound);
         }
+        Ok(body)
+    }
+
+    /// Reads, serialises and caches a run's body after a miss. When a change wakes many
+    /// readers of one run at once (its open streams, its pollers), the first reads the row
+    /// and the others take what it cached.
+    async fn load_progress(&self, run_id: RunId) -> Result<Arc<CachedProgress>> {
+        let gate = self.loading.lock().expect("not poisoned").entry(run_id).or_default().clone();
+        let loaded = {
+            let _turn = gate.lock().await;
+            match self.progress.get(run_id) {
+                Ok(body) => Ok(body),
+                Err(ticket) => self.read_progress(run_id, ticket).await,
+            }
+        };
+        let mut loading = self.loading.lock().expect("not poisoned");
+        // Only the map and this caller hold it: nobody else is waiting.
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(&run_id);
+        }
+        loaded
+    }
+
+    /// The row as a progress body, kept unless the run changed since `ticket`.
+    async fn read_progress(&self, run_id: RunId, ticket: crate::cache::Ticket) -> Result<Arc<CachedProgress>> {
+        let job = match self.store.get(run_id).await? {
+            Some(job) => job,
+            None => self.store.get_archived(run_id).await?.ok_or(ServiceError::NotFound)?,
+        };
+        let owner = job.user_id.clone();
+        let version = job.version;
+        let status = job.status;
+        let progress = self.to_progress(job).await;
+        let etag = etag(&progress, version);
+        let body = serde_json::to_vec(&progress).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let body = Arc::new(CachedProgress { run_id, owner, version, status, etag, body: body.into() });
+        self.progress.put(ticket, body.clone());
         Ok(body)
     }
 
