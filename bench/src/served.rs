@@ -115,16 +115,16 @@ impl Served {
     }
 }
 
-/// A new identity: the `ta_session=…` pair the server sets on a first request.
+/// A new identity: the `ta_session=…` pair the server sets on a first page load.
 pub async fn new_identity(client: &reqwest::Client, base: &str) -> String {
-    let resp = client.get(format!("{base}/api/trading/runs")).send().await.expect("list runs");
+    let resp = client.get(format!("{base}/")).send().await.expect("the home page");
     let set = resp
         .headers()
         .get_all(reqwest::header::SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with("ta_session="))
-        .expect("a session cookie on the first request")
+        .expect("a session cookie on the first page load")
         .to_string();
     set.split(';').next().expect("name=value").to_string()
 }
