@@ -117,12 +117,6 @@ impl ProgressCache {
         entry.body = Some(body);
     }
 
-    /// Runs with an entry that is not finished: what a watcher needs to re-check.
-    pub fn active_runs(&self) -> Vec<RunId> {
-        let inner = self.inner.lock().expect("not poisoned");
-        inner.runs.iter().filter(|(_, e)| e.body.as_ref().is_some_and(|b| b.is_active())).map(|(id, _)| *id).collect()
-    }
-
     pub fn len(&self) -> usize {
         self.inner.lock().expect("not poisoned").runs.len()
     }
