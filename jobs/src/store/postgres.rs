@@ -623,6 +623,10 @@ impl JobStore for PostgresStore {
 /// trigger.
 async fn subscribe(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
+    // A lost connection must reach `listen` before anything listens again: an eager reconnect
+    // inside `try_recv` would be listening while the feed still counts as live, and the
+    // notifications lost meanwhile would never be resynchronised.
+    listener.eager_reconnect(false);
     listener.listen_all([CHANNEL, RUNS_CHANNEL]).await?;
     Ok(listener)
 }
