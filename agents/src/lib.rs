@@ -20,7 +20,7 @@ pub mod model;
 pub mod news;
 pub mod pipeline;
 pub mod retry;
-pub mod sentiment;
+pub mod vader;
 pub mod snapshot;
 pub mod team;
 #[cfg(feature = "testing")]

@@ -32,7 +32,7 @@ use crate::format::{figure, level, pct, signed_pct};
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
 use crate::model::{Assessment, Model, ModelError, Models, Progress, Usage};
 use crate::news::RssNews;
-use crate::sentiment::Lexicon;
+use crate::vader::Lexicon;
 use crate::snapshot::{self, Headline, MarketSnapshot};
 
 /// What to analyse.

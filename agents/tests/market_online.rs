@@ -197,7 +197,7 @@ async fn stooq_reads_csv_and_says_when_there_is_no_data() {
 async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
     use agents::model::{Catalog, Models, ModelsConfig};
     use agents::news::RssNews;
-    use agents::sentiment::Lexicon;
+    use agents::vader::Lexicon;
     use agents::testing::FakeLlm;
     use agents::{Pipeline, RunSpec};
     use domain::AnalystKind;

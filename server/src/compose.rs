@@ -12,7 +12,7 @@ use agents::market::yahoo::YahooData;
 use agents::model::{Catalog, Models, ModelsConfig};
 use agents::news::RssNews;
 use agents::retry::RetryPolicy;
-use agents::sentiment::Lexicon;
+use agents::vader::Lexicon;
 use domain::ModelId;
 use jobs::janitor::{Janitor, JanitorConfig};
 use jobs::reaper::{Reaper, ReaperConfig};
