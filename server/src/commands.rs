@@ -1,6 +1,7 @@
 //! The roles the binary can play.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         origins: http::guard::Origins::new(&args.allowed_origins),
         policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
+        proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,
+        limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -89,7 +92,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
-    let web = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await

@@ -164,6 +164,19 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Reverse proxies (addresses or networks, comma-separated, e.g. `10.0.0.0/8,::1`) whose
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` are believed. From anyone else they are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Runs one client address may start per minute (a burst of this many, then evenly); 0: no limit.
+    #[arg(long, env = "RUNS_PER_MINUTE_PER_ADDRESS", default_value_t = crate::http::limits::PER_ADDRESS_DEFAULT)]
+    pub runs_per_minute_per_address: u32,
+
+    /// Runs one identity may start per minute (a burst of this many, then evenly); 0: no limit.
+    #[arg(long, env = "RUNS_PER_MINUTE_PER_USER", default_value_t = crate::http::limits::PER_USER_DEFAULT)]
+    pub runs_per_minute_per_user: u32,
+
     /// How run pages follow progress: `auto` (a live stream, falling back to polling),
     /// `sse` (a live stream only) or `poll` (every 2 s, no stream: serverless hosts and proxies
     /// that buffer responses).

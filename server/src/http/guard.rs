@@ -62,17 +62,8 @@ pub async fn layer(State(origins): State<Origins>, req: Request, next: Next) -> 
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::http::test_headers as headers;
 
     #[test]
     fn same_origin_and_headerless_clients_pass_other_sites_do_not() {

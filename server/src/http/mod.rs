@@ -19,9 +19,11 @@ use tower_http::trace::TraceLayer;
 pub mod guard;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod live;
 pub mod pages;
 pub mod problem;
+pub mod proxy;
 pub mod runs;
 pub mod session;
 
@@ -45,6 +47,10 @@ pub struct AppState {
     pub policy: headers::Policy,
     /// Open live streams, bounded per identity and per process.
     pub streams: Arc<live::StreamSlots>,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub proxies: proxy::TrustedProxies,
+    /// How fast runs may be started, per address and per identity.
+    pub limits: limits::RunLimits,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -103,14 +109,28 @@ pub fn router(state: AppState) -> Router {
         .merge(forms)
         .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Inside the session layer, which names the identity counted.
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
+        // Outside everything that asks who the client is.
+        .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Request headers from name–value pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
 }
