@@ -74,7 +74,14 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,
-        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
+        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure).with_previous(
+            args.session_secret_previous
+                .iter()
+                .map(|s| s.0.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        ),
         metrics: Arc::default(),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
@@ -92,7 +99,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
-    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await

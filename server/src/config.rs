@@ -155,6 +155,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<Secret>,
 
+    /// Secrets that signed session cookies before SESSION_SECRET (comma-separated): their
+    /// cookies are still accepted, and signed again with SESSION_SECRET on the next page load.
+    #[arg(long, env = "SESSION_SECRET_PREVIOUS", value_delimiter = ',', hide_env_values = true)]
+    pub session_secret_previous: Vec<Secret>,
+
     /// Served over HTTPS: mark the session cookie `Secure` and send HSTS.
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,

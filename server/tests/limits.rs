@@ -29,11 +29,7 @@ fn body() -> Value {
 async fn each_identity_starts_runs_at_its_own_pace() {
     let server = Server::start(
         TestDb::sqlite(),
-        &[
-            ("SIMULATED_LATENCY_MS", "60000"),
-            ("MAX_ACTIVE_JOBS_PER_USER", "100"),
-            ("RUNS_PER_MINUTE_PER_USER", "2"),
-        ],
+        &[("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "100"), ("RUNS_PER_MINUTE_PER_USER", "2")],
     )
     .await;
     let a = visitor(&server).await;
@@ -82,12 +78,10 @@ async fn each_identity_starts_runs_at_its_own_pace() {
 /// peer that is not trusted, `X-Forwarded-For` changes nothing, so it cannot be used to escape.
 #[tokio::test]
 async fn addresses_come_from_trusted_proxies_only() {
-    let env = [
-        ("SIMULATED_LATENCY_MS", "60000"),
-        ("MAX_ACTIVE_JOBS_PER_USER", "100"),
-        ("RUNS_PER_MINUTE_PER_ADDRESS", "2"),
-    ];
-    let proxied = Server::start(TestDb::sqlite(), &[env.as_slice(), &[("TRUSTED_PROXIES", "127.0.0.0/8")]].concat()).await;
+    let env =
+        [("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "100"), ("RUNS_PER_MINUTE_PER_ADDRESS", "2")];
+    let proxied =
+        Server::start(TestDb::sqlite(), &[env.as_slice(), &[("TRUSTED_PROXIES", "127.0.0.0/8")]].concat()).await;
     let c = visitor(&proxied).await;
     let start = |server: &Server, forwarded: &str| {
         c.post(server.url("/api/trading/run")).header("x-forwarded-for", forwarded).json(&body()).send()

@@ -111,7 +111,9 @@ mod tests {
 
     #[test]
     fn only_run_creating_requests_are_counted() {
-        for path in ["/api/trading/run", "/api/trading/retry/x", "/api/start_run123", "/api/retry_run9", "/", "/runs/x/retry"] {
+        for path in
+            ["/api/trading/run", "/api/trading/retry/x", "/api/start_run123", "/api/retry_run9", "/", "/runs/x/retry"]
+        {
             assert!(creates_run(&Method::POST, path), "{path}");
         }
         for path in ["/api/trading/cancel/x", "/api/cancel_run1", "/runs/x/cancel", "/api/list_runs1"] {

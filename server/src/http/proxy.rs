@@ -112,9 +112,15 @@ mod tests {
         let p = TrustedProxies::parse(&["10.0.0.0/8".into(), " 192.168.1.5 ".into()]).unwrap();
         let fwd = headers(&[("x-forwarded-for", "1.2.3.4"), ("x-forwarded-proto", "https")]);
         // From an untrusted peer: its own address, plain HTTP, whatever it claims.
-        assert_eq!(p.client(ip("203.0.113.9"), &fwd), Client { addr: ip("203.0.113.9"), https: false, via_trusted_proxy: false });
+        assert_eq!(
+            p.client(ip("203.0.113.9"), &fwd),
+            Client { addr: ip("203.0.113.9"), https: false, via_trusted_proxy: false }
+        );
         // From a trusted one: the forwarded client, over HTTPS.
-        assert_eq!(p.client(ip("10.1.2.3"), &fwd), Client { addr: ip("1.2.3.4"), https: true, via_trusted_proxy: true });
+        assert_eq!(
+            p.client(ip("10.1.2.3"), &fwd),
+            Client { addr: ip("1.2.3.4"), https: true, via_trusted_proxy: true }
+        );
         assert_eq!(p.client(ip("192.168.1.5"), &fwd).addr, ip("1.2.3.4"));
         assert_eq!(p.client(ip("192.168.1.6"), &fwd).addr, ip("192.168.1.6"));
         // IPv4-mapped IPv6 peers are the IPv4 address.
