@@ -7,6 +7,7 @@ use leptos_router::components::A;
 pub mod history;
 pub mod home;
 pub mod run;
+pub mod settings;
 
 #[component]
 pub fn NotFound() -> impl IntoView {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use domain::ApiToken;
 use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
@@ -166,6 +167,20 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`feed`](JobStore::feed), from a task of its own (PostgreSQL LISTEN; on SQLite a
     /// watcher of commits by other connections), and makes the feed live.
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
+
+    // Other ways to an identity ([`crate::access`]). Secrets are stored as their SHA-256 only.
+
+    /// Stores a personal API token of `user_id` whose secret hashes to `hash`.
+    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()>;
+
+    /// The tokens of a user, newest first.
+    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>>;
+
+    /// Deletes one of a user's tokens; whether there was one.
+    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool>;
+
+    /// The user a token's hash belongs to.
+    async fn token_owner(&self, hash: &str) -> Result<Option<String>>;
 }
 
 /// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.

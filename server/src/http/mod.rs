@@ -26,6 +26,7 @@ pub mod problem;
 pub mod proxy;
 pub mod runs;
 pub mod session;
+pub mod tokens;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub proxies: proxy::TrustedProxies,
     /// How fast runs may be started, per address and per identity.
     pub limits: limits::RunLimits,
+    /// Personal API tokens.
+    pub access: jobs::access::Access,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -100,7 +103,9 @@ pub fn router(state: AppState) -> Router {
     let forms = Router::new()
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
-        .route("/runs/{run_id}/retry", post(pages::retry));
+        .route("/runs/{run_id}/retry", post(pages::retry))
+        .route("/settings/tokens", post(tokens::create))
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke));
 
     let routes = generate_route_list(App);
     let options = state.leptos.clone();
@@ -112,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         // Inside the session layer, which names the identity counted.
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
+        // A bearer token's identity, which the session layer then leaves alone.
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), tokens::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))

@@ -132,6 +132,10 @@ fn is_page_load(req: &Request) -> bool {
 }
 
 pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Next) -> Response {
+    // Already someone (a bearer token): no cookie is read or issued.
+    if req.extensions().get::<UserId>().is_some() {
+        return next.run(req).await;
+    }
     let existing = from_cookies(req.headers()).and_then(|t| sessions.verify(&t));
     let page_load = is_page_load(&req);
     // A new identity, or an old one signed again with the current key, on page loads only.
