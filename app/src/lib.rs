@@ -94,6 +94,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs") view=routes::history::HistoryPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=routes::settings::SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

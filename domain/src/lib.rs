@@ -21,7 +21,7 @@ pub mod result;
 pub mod status;
 pub mod team;
 
-pub use access::ApiToken;
+pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{IdError, ModelId, RunId, Symbol};

@@ -1,4 +1,5 @@
-//! Other ways to an identity than the browser's session cookie: personal API tokens.
+//! Other ways to an identity than the browser's session cookie: personal API tokens, and
+//! read-only share links of single runs.
 //!
 //! A token is made on the settings page by the identity that will own it, and from then on
 //! stands for that identity: `Authorization: Bearer <token>` reads, starts and cancels the
@@ -10,11 +11,16 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use domain::access::TOKEN_NAME_MAX;
-use domain::{ApiToken, FieldError};
+use domain::{ApiToken, FieldError, RunId, ShareLink};
 use sha2::{Digest, Sha256};
 
 use crate::service::{Result, ServiceError, UserId};
 use crate::store::JobStore;
+
+/// What every share link's secret starts with.
+pub const SHARE_PREFIX: &str = "ts_";
+/// Share links one run may have.
+pub const SHARES_PER_RUN_MAX: usize = 20;
 
 /// What every token starts with, so a leaked one is easy to recognise (and to scan for).
 pub const TOKEN_PREFIX: &str = "ta_";
@@ -77,5 +83,45 @@ impl Access {
             return Ok(None);
         }
         Ok(self.store.token_owner(&hash(secret)).await?.map(UserId))
+    }
+
+    /// A share link of one of `user`'s runs, and its secret (the rest of the link's address).
+    /// A run that is not the user's is [`ServiceError::NotFound`], as everywhere.
+    pub async fn create_share(&self, user: &UserId, run_id: RunId) -> Result<(ShareLink, String)> {
+        let job = match self.store.get(run_id).await? {
+            Some(job) => Some(job),
+            None => self.store.get_archived(run_id).await?,
+        };
+        if job.is_none_or(|j| j.user_id != user.0) {
+            return Err(ServiceError::NotFound);
+        }
+        if self.store.shares_for_run(&user.0, run_id).await?.len() >= SHARES_PER_RUN_MAX {
+            return Err(ServiceError::Invalid(vec![FieldError::new(
+                "runId",
+                format!("this run already has {SHARES_PER_RUN_MAX} share links; revoke one first"),
+            )]));
+        }
+        let secret = format!("{SHARE_PREFIX}{}", random_hex());
+        let share = ShareLink { id: uuid::Uuid::new_v4().simple().to_string(), run_id, created_at: Utc::now() };
+        self.store.insert_share(&user.0, &share, &hash(&secret)).await?;
+        Ok((share, secret))
+    }
+
+    /// The share links of one of `user`'s runs (none for anyone else's).
+    pub async fn shares(&self, user: &UserId, run_id: RunId) -> Result<Vec<ShareLink>> {
+        Ok(self.store.shares_for_run(&user.0, run_id).await?)
+    }
+
+    /// Revokes one of `user`'s share links; whether it existed.
+    pub async fn revoke_share(&self, user: &UserId, id: &str) -> Result<bool> {
+        Ok(self.store.delete_share(&user.0, id).await?)
+    }
+
+    /// The run a share link opens, and its owner (whose reads the link may make).
+    pub async fn shared(&self, secret: &str) -> Result<Option<(RunId, UserId)>> {
+        if !secret.starts_with(SHARE_PREFIX) || secret.len() > 128 {
+            return Ok(None);
+        }
+        Ok(self.store.shared_run(&hash(secret)).await?.map(|(run, user)| (run, UserId(user))))
     }
 }

@@ -1,10 +1,11 @@
-//! Personal API tokens on both backends: made, found by their secret only, listed without
-//! it, and revoked by their owner only.
+//! Personal API tokens and share links on both backends: made, found by their secret only,
+//! listed without it, and revoked by their owner only.
 
 use std::sync::Arc;
 
+use domain::RunId;
 use jobs::access::{Access, TOKENS_PER_USER_MAX, hash};
-use jobs::testing::TestDb;
+use jobs::testing::{TestDb, new_job};
 use jobs::{ServiceError, SystemClock, UserId};
 
 async fn tokens(db: TestDb) {
@@ -52,6 +53,43 @@ async fn tokens(db: TestDb) {
     assert_eq!(access.tokens(&bob).await.unwrap().len(), TOKENS_PER_USER_MAX);
 }
 
+async fn shares(db: TestDb) {
+    let store = db.store(Arc::new(SystemClock)).await;
+    let access = Access::new(store.clone());
+    let alice = UserId("a".repeat(32));
+    let bob = UserId("b".repeat(32));
+    let job = new_job(&alice.0);
+    let run = job.run_id;
+    store.insert(&job, 10).await.unwrap();
+
+    // Only the owner shares; someone else's run and no run are the same "not found".
+    assert!(matches!(access.create_share(&bob, run).await, Err(ServiceError::NotFound)));
+    assert!(matches!(
+        access.create_share(&alice, RunId::from_uuid(uuid::Uuid::new_v4())).await,
+        Err(ServiceError::NotFound)
+    ));
+    let (first, secret) = access.create_share(&alice, run).await.unwrap();
+    let (second, other) = access.create_share(&alice, run).await.unwrap();
+    assert!(secret.starts_with("ts_") && secret.len() == 67 && secret != other, "{secret}");
+    assert_eq!(first.run_id, run);
+
+    // The secret opens the run, as its owner's; nothing else does.
+    assert_eq!(access.shared(&secret).await.unwrap(), Some((run, alice.clone())));
+    assert_eq!(access.shared(&secret[..66]).await.unwrap(), None);
+    assert_eq!(access.shared(&secret.replace("ts_", "ta_")).await.unwrap(), None, "a share is not a token");
+    assert_eq!(access.token_user(&secret).await.unwrap(), None);
+
+    let ids = |v: Vec<domain::ShareLink>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    assert_eq!(ids(access.shares(&alice, run).await.unwrap()), [second.id.clone(), first.id.clone()]);
+    assert!(access.shares(&bob, run).await.unwrap().is_empty());
+
+    assert!(!access.revoke_share(&bob, &first.id).await.unwrap());
+    assert!(access.revoke_share(&alice, &first.id).await.unwrap());
+    assert_eq!(access.shared(&secret).await.unwrap(), None);
+    assert_eq!(access.shared(&other).await.unwrap(), Some((run, alice.clone())));
+    assert_eq!(ids(access.shares(&alice, run).await.unwrap()), [second.id]);
+}
+
 #[tokio::test]
 async fn tokens_on_sqlite() {
     tokens(TestDb::sqlite()).await;
@@ -60,4 +98,14 @@ async fn tokens_on_sqlite() {
 #[tokio::test]
 async fn tokens_on_postgres() {
     tokens(TestDb::postgres().await).await;
+}
+
+#[tokio::test]
+async fn shares_on_sqlite() {
+    shares(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn shares_on_postgres() {
+    shares(TestDb::postgres().await).await;
 }

@@ -8,6 +8,7 @@ pub mod history;
 pub mod home;
 pub mod run;
 pub mod settings;
+pub mod share;
 
 #[component]
 pub fn NotFound() -> impl IntoView {

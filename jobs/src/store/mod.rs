@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use domain::ApiToken;
+use domain::{ApiToken, ShareLink};
 use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
@@ -181,6 +181,18 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// The user a token's hash belongs to.
     async fn token_owner(&self, hash: &str) -> Result<Option<String>>;
+
+    /// Stores a share link of a run of `user_id` whose secret hashes to `hash`.
+    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()>;
+
+    /// A user's share links of one run, newest first.
+    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>>;
+
+    /// Deletes one of a user's share links; whether there was one.
+    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool>;
+
+    /// The run a share link's hash opens, and its owner.
+    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>>;
 }
 
 /// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.

@@ -26,6 +26,7 @@ pub mod problem;
 pub mod proxy;
 pub mod runs;
 pub mod session;
+pub mod shares;
 pub mod tokens;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
@@ -91,6 +92,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/cancel/{run_id}", post(runs::cancel))
         .route("/api/trading/retry/{run_id}", post(runs::retry))
         .route("/api/trading/runs", get(runs::list))
+        .route("/api/trading/runs/{run_id}/shares", post(shares::create).get(shares::list))
+        .route("/api/trading/shares/{id}", axum::routing::delete(shares::revoke))
+        .route("/api/trading/share/{secret}", get(shares::progress))
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))
@@ -104,6 +108,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
         .route("/runs/{run_id}/retry", post(pages::retry))
+        .route("/runs/{run_id}/share", post(shares::create_form))
+        .route("/runs/{run_id}/shares/{id}/revoke", post(shares::revoke_form))
         .route("/settings/tokens", post(tokens::create))
         .route("/settings/tokens/{id}/revoke", post(tokens::revoke));
 
