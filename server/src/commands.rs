@@ -90,6 +90,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
         proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,
         access: jobs::access::Access::new(parts.store.clone()),
+        auth_proxy: http::proxy::AuthProxy::parse(args.auth_proxy_header.as_deref())?,
         limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;

@@ -174,6 +174,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<String>,
 
+    /// A header in which a trusted proxy (TRUSTED_PROXIES) names the signed-in user, e.g.
+    /// `X-Forwarded-User` behind a single sign-on proxy. Ignored from any other peer.
+    #[arg(long, env = "AUTH_PROXY_HEADER")]
+    pub auth_proxy_header: Option<String>,
+
     /// Runs one client address may start per minute (a burst of this many, then evenly); 0: no limit.
     #[arg(long, env = "RUNS_PER_MINUTE_PER_ADDRESS", default_value_t = crate::http::limits::PER_ADDRESS_DEFAULT)]
     pub runs_per_minute_per_address: u32,

@@ -55,6 +55,8 @@ pub struct AppState {
     pub limits: limits::RunLimits,
     /// Personal API tokens.
     pub access: jobs::access::Access,
+    /// The header a trusted single sign-on proxy names the user in.
+    pub auth_proxy: proxy::AuthProxy,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -123,7 +125,9 @@ pub fn router(state: AppState) -> Router {
         // Inside the session layer, which names the identity counted.
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
-        // A bearer token's identity, which the session layer then leaves alone.
+        // A trusted proxy's user, and outside it a bearer token's identity, which the layers
+        // inside then leave alone.
+        .layer(axum::middleware::from_fn_with_state(state.auth_proxy.clone(), proxy::identity_layer))
         .layer(axum::middleware::from_fn_with_state(state.access.clone(), tokens::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))

@@ -9,15 +9,23 @@
 //! nobody we trust can vouch beyond — the client. Entries to its left were written by the
 //! client and may be forged. An entry that is not an address stops the walk at the last
 //! trusted hop.
+//!
+//! Behind a single sign-on proxy, `AUTH_PROXY_HEADER` names the header in which the proxy
+//! passes the signed-in user's name. It is believed from trusted proxies only, and the
+//! identity it gives is `proxy:<name>`, a namespace no session cookie (32 hex digits) or other
+//! identity can reach.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
+use jobs::UserId;
+
+use super::problem::ApiError;
 
 /// The reverse proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +106,61 @@ pub async fn layer(State(proxies): State<TrustedProxies>, mut req: Request, next
     next.run(req).await
 }
 
+/// The longest user name a proxy may pass.
+pub const PROXY_USER_MAX: usize = 256;
+
+/// `AUTH_PROXY_HEADER`: the header a trusted proxy names the user in, if any.
+#[derive(Debug, Clone, Default)]
+pub struct AuthProxy(pub Option<HeaderName>);
+
+impl AuthProxy {
+    pub fn parse(header: Option<&str>) -> Result<Self, String> {
+        match header.map(str::trim).filter(|h| !h.is_empty()) {
+            None => Ok(Self(None)),
+            Some(h) => HeaderName::try_from(h)
+                .map(|h| Self(Some(h)))
+                .map_err(|_| format!("AUTH_PROXY_HEADER: {h:?} is not a header name")),
+        }
+    }
+
+    /// The identity a request's trusted proxy names: `Ok(None)` when there is none to believe.
+    pub fn user(&self, client: Option<&Client>, headers: &HeaderMap) -> Result<Option<UserId>, ()> {
+        let Some(name) = &self.0 else { return Ok(None) };
+        if !client.is_some_and(|c| c.via_trusted_proxy) {
+            return Ok(None);
+        }
+        let Some(value) = headers.get(name) else { return Ok(None) };
+        let user = value.to_str().map_err(|_| ())?.trim();
+        if user.is_empty() || user.chars().count() > PROXY_USER_MAX {
+            return Err(());
+        }
+        Ok(Some(UserId(format!("proxy:{user}"))))
+    }
+}
+
+/// Outside the session layer (inside the bearer one): the identity a trusted proxy names,
+/// which the session layer then leaves alone.
+pub async fn identity_layer(State(proxy): State<AuthProxy>, mut req: Request, next: Next) -> Response {
+    if req.extensions().get::<UserId>().is_none() {
+        match proxy.user(req.extensions().get::<Client>(), req.headers()) {
+            Ok(Some(user)) => {
+                req.extensions_mut().insert(user);
+            }
+            Ok(None) => {}
+            Err(()) => {
+                return ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-proxy-user",
+                    "Invalid user from the proxy",
+                    format!("The authenticating proxy passed a user name that is empty, longer than {PROXY_USER_MAX} characters or not visible ASCII."),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +216,20 @@ mod tests {
         let err = TrustedProxies::parse(&["10.0.0.0/33".into()]).unwrap_err();
         assert!(err.contains("10.0.0.0/33"), "{err}");
         assert!(TrustedProxies::parse(&["".into()]).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn the_proxy_user_is_believed_from_trusted_proxies_only_and_namespaced() {
+        let p = AuthProxy::parse(Some("X-Forwarded-User")).unwrap();
+        let trusted = Client { addr: ip("10.0.0.1"), https: false, via_trusted_proxy: true };
+        let direct = Client { via_trusted_proxy: false, ..trusted };
+        let h = headers(&[("x-forwarded-user", " alice@example.com ")]);
+        assert_eq!(p.user(Some(&trusted), &h), Ok(Some(UserId("proxy:alice@example.com".into()))));
+        assert_eq!(p.user(Some(&direct), &h), Ok(None));
+        assert_eq!(p.user(None, &h), Ok(None));
+        assert_eq!(p.user(Some(&trusted), &HeaderMap::new()), Ok(None));
+        assert_eq!(p.user(Some(&trusted), &headers(&[("x-forwarded-user", "  ")])), Err(()));
+        assert_eq!(AuthProxy::parse(None).unwrap().user(Some(&trusted), &h), Ok(None));
+        assert!(AuthProxy::parse(Some("bad header")).is_err());
     }
 }
