@@ -109,6 +109,10 @@ pub async fn layer(State(proxies): State<TrustedProxies>, mut req: Request, next
 /// The longest user name a proxy may pass.
 pub const PROXY_USER_MAX: usize = 256;
 
+/// A trusted proxy named a user that is empty, too long or not visible ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidProxyUser;
+
 /// `AUTH_PROXY_HEADER`: the header a trusted proxy names the user in, if any.
 #[derive(Debug, Clone, Default)]
 pub struct AuthProxy(pub Option<HeaderName>);
@@ -124,15 +128,15 @@ impl AuthProxy {
     }
 
     /// The identity a request's trusted proxy names: `Ok(None)` when there is none to believe.
-    pub fn user(&self, client: Option<&Client>, headers: &HeaderMap) -> Result<Option<UserId>, ()> {
+    pub fn user(&self, client: Option<&Client>, headers: &HeaderMap) -> Result<Option<UserId>, InvalidProxyUser> {
         let Some(name) = &self.0 else { return Ok(None) };
         if !client.is_some_and(|c| c.via_trusted_proxy) {
             return Ok(None);
         }
         let Some(value) = headers.get(name) else { return Ok(None) };
-        let user = value.to_str().map_err(|_| ())?.trim();
+        let user = value.to_str().map_err(|_| InvalidProxyUser)?.trim();
         if user.is_empty() || user.chars().count() > PROXY_USER_MAX {
-            return Err(());
+            return Err(InvalidProxyUser);
         }
         Ok(Some(UserId(format!("proxy:{user}"))))
     }
@@ -147,7 +151,7 @@ pub async fn identity_layer(State(proxy): State<AuthProxy>, mut req: Request, ne
                 req.extensions_mut().insert(user);
             }
             Ok(None) => {}
-            Err(()) => {
+            Err(InvalidProxyUser) => {
                 return ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "invalid-proxy-user",
@@ -228,7 +232,7 @@ mod tests {
         assert_eq!(p.user(Some(&direct), &h), Ok(None));
         assert_eq!(p.user(None, &h), Ok(None));
         assert_eq!(p.user(Some(&trusted), &HeaderMap::new()), Ok(None));
-        assert_eq!(p.user(Some(&trusted), &headers(&[("x-forwarded-user", "  ")])), Err(()));
+        assert_eq!(p.user(Some(&trusted), &headers(&[("x-forwarded-user", "  ")])), Err(InvalidProxyUser));
         assert_eq!(AuthProxy::parse(None).unwrap().user(Some(&trusted), &h), Ok(None));
         assert!(AuthProxy::parse(Some("bad header")).is_err());
     }
