@@ -70,6 +70,8 @@ export default defineConfig({
         DATABASE_URL: `sqlite://${DB}`,
         SIMULATED_LATENCY_MS: '3000',
         MAX_ACTIVE_JOBS_PER_USER: '3',
+        // Every test's browser is 127.0.0.1: one address for the whole suite.
+        RUNS_PER_MINUTE_PER_ADDRESS: '0',
         MODEL_CATALOG: 'end2end/models.e2e.toml',
         RUST_LOG: 'warn',
       },
@@ -88,6 +90,7 @@ export default defineConfig({
         DATABASE_URL: `sqlite://${POLL_DB}`,
         SIMULATED_LATENCY_MS: '1500',
         PROGRESS_TRANSPORT: 'poll',
+        RUNS_PER_MINUTE_PER_ADDRESS: '0',
         RUST_LOG: 'warn',
       },
     },

@@ -45,6 +45,19 @@ impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        // Arguments the server could not read are the caller's mistake: a 400 problem, as the
+        // REST API answers malformed bodies, not a 500.
+        if let ServerFnErrorErr::Args(detail) | ServerFnErrorErr::MissingArg(detail) = &value {
+            #[cfg(feature = "ssr")]
+            ssr::problem_status(400);
+            return AppError(Problem {
+                kind: "/problems/invalid-request".into(),
+                title: "Invalid request".into(),
+                status: 400,
+                detail: format!("The server function's arguments cannot be read: {detail}."),
+                errors: vec![],
+            });
+        }
         let detail = match &value {
             ServerFnErrorErr::Request(_) => {
                 "The server cannot be reached. Check your connection; we will keep trying.".to_string()
@@ -92,10 +105,20 @@ pub mod ssr {
         Ok((ctx, user))
     }
 
-    fn unauthenticated() -> AppError {
-        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
-            resp.set_status(http::StatusCode::UNAUTHORIZED);
+    /// Answers with a problem's status — and, to a server function's own request (not a page
+    /// calling it while rendering), with the problem media type the REST API uses.
+    pub fn problem_status(status: u16) {
+        let Some(resp) = use_context::<leptos_axum::ResponseOptions>() else { return };
+        let Ok(status) = http::StatusCode::from_u16(status) else { return };
+        resp.set_status(status);
+        let called = use_context::<http::request::Parts>().is_some_and(|p| p.uri.path().starts_with("/api/"));
+        if called {
+            resp.insert_header(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/problem+json"));
         }
+    }
+
+    fn unauthenticated() -> AppError {
+        problem_status(401);
         AppError(Problem {
             kind: "/problems/unauthenticated".into(),
             title: "No identity".into(),
@@ -111,11 +134,7 @@ pub mod ssr {
             tracing_log(detail);
         }
         let problem: Problem = e.problem();
-        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>()
-            && let Ok(status) = http::StatusCode::from_u16(problem.status)
-        {
-            resp.set_status(status);
-        }
+        problem_status(problem.status);
         AppError(problem)
     }
 

@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
+                    <A href="/settings" exact=true>"Settings"</A>
                 </nav>
             </header>
             <main id="main">
@@ -92,6 +93,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/") view=routes::home::HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::history::HistoryPage ssr=SsrMode::Async/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
+                    <Route path=path!("/settings") view=routes::settings::SettingsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

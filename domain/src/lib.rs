@@ -11,6 +11,7 @@
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
+pub mod access;
 pub mod analyst;
 pub mod api;
 pub mod ids;
@@ -20,6 +21,7 @@ pub mod result;
 pub mod status;
 pub mod team;
 
+pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{IdError, ModelId, RunId, Symbol};

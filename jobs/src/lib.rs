@@ -17,6 +17,7 @@
 //! - [`events`]: wake-ups between web and worker tasks (in-process, and LISTEN/NOTIFY).
 //! - [`eta`]: the estimated time remaining, from the durations of past runs.
 //! - [`service`]: [`RunService`], the one code path behind the REST API and server functions.
+//! - [`access`]: personal API tokens, other ways to an identity than the session cookie.
 //!
 //! # State model
 //! See `docs/state-machine.md`. In short: `pending → running → completed | failed | timeout |
@@ -29,6 +30,7 @@
 //! stores a checkpoint — and each turn of a step that takes several, such as a debate round
 //! ([`JobContext::save_turn`]) — and a resumed attempt skips what has one.
 
+pub mod access;
 pub mod analysis;
 pub mod cache;
 pub mod clock;

@@ -1,6 +1,7 @@
 //! The roles the binary can play.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,13 +74,24 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,
-        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
+        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure).with_previous(
+            args.session_secret_previous
+                .iter()
+                .map(|s| s.0.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        ),
         metrics: Arc::default(),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
         origins: http::guard::Origins::new(&args.allowed_origins),
         policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
+        proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,
+        access: jobs::access::Access::new(parts.store.clone()),
+        auth_proxy: http::proxy::AuthProxy::parse(args.auth_proxy_header.as_deref())?,
+        limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
     };
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -89,7 +101,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
-    let web = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await

@@ -155,6 +155,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<Secret>,
 
+    /// Secrets that signed session cookies before SESSION_SECRET (comma-separated): their
+    /// cookies are still accepted, and signed again with SESSION_SECRET on the next page load.
+    #[arg(long, env = "SESSION_SECRET_PREVIOUS", value_delimiter = ',', hide_env_values = true)]
+    pub session_secret_previous: Vec<Secret>,
+
     /// Served over HTTPS: mark the session cookie `Secure` and send HSTS.
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,
@@ -163,6 +168,24 @@ pub struct ServeArgs {
     /// e.g. `https://app.example.com`). Cross-site POSTs from anywhere else are refused.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Reverse proxies (addresses or networks, comma-separated, e.g. `10.0.0.0/8,::1`) whose
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` are believed. From anyone else they are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// A header in which a trusted proxy (TRUSTED_PROXIES) names the signed-in user, e.g.
+    /// `X-Forwarded-User` behind a single sign-on proxy. Ignored from any other peer.
+    #[arg(long, env = "AUTH_PROXY_HEADER")]
+    pub auth_proxy_header: Option<String>,
+
+    /// Runs one client address may start per minute (a burst of this many, then evenly); 0: no limit.
+    #[arg(long, env = "RUNS_PER_MINUTE_PER_ADDRESS", default_value_t = crate::http::limits::PER_ADDRESS_DEFAULT)]
+    pub runs_per_minute_per_address: u32,
+
+    /// Runs one identity may start per minute (a burst of this many, then evenly); 0: no limit.
+    #[arg(long, env = "RUNS_PER_MINUTE_PER_USER", default_value_t = crate::http::limits::PER_USER_DEFAULT)]
+    pub runs_per_minute_per_user: u32,
 
     /// How run pages follow progress: `auto` (a live stream, falling back to polling),
     /// `sse` (a live stream only) or `poll` (every 2 s, no stream: serverless hosts and proxies

@@ -168,3 +168,63 @@ async fn identities_come_from_page_loads_only() {
     assert_eq!(resp.status(), 202);
     assert_eq!(runs(&c, &server).await, 1);
 }
+
+/// Behind a trusted proxy that says the client used HTTPS, the cookie is `Secure` and HSTS is
+/// sent, with no setting; the same header from anyone else changes nothing.
+#[tokio::test]
+async fn https_is_believed_from_trusted_proxies_only() {
+    let proxied = Server::start(TestDb::sqlite(), &[("TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let direct = Server::start(TestDb::sqlite(), &[]).await;
+    let page = |server: &Server, https: bool| {
+        let req = client().get(server.url("/"));
+        if https { req.header("x-forwarded-proto", "https") } else { req }.send()
+    };
+    let resp = page(&proxied, true).await.unwrap();
+    assert!(resp.headers()["set-cookie"].to_str().unwrap().ends_with("; Secure"));
+    assert!(resp.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    for resp in [page(&proxied, false).await.unwrap(), page(&direct, true).await.unwrap()] {
+        assert!(!resp.headers()["set-cookie"].to_str().unwrap().contains("Secure"));
+        assert!(resp.headers().get("strict-transport-security").is_none());
+    }
+}
+
+/// Rotating `SESSION_SECRET` with the old one in `SESSION_SECRET_PREVIOUS` keeps every history:
+/// old cookies verify, the next page load signs them again with the new key (an API call does
+/// not), and once re-signed they no longer need the old key.
+#[tokio::test]
+async fn rotated_session_secrets_keep_identities() {
+    let db = TestDb::sqlite();
+    let old = "o".repeat(32);
+    let new = "n".repeat(32);
+    let c = client();
+    {
+        let a = Server::start_on(&db.url, &["serve"], &[("WORKERS", "0"), ("SESSION_SECRET", &old)]).await;
+        assert_eq!(c.get(a.url("/")).send().await.unwrap().status(), 200);
+        let resp = c.post(a.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let env =
+        [("WORKERS", "0"), ("SESSION_SECRET", new.as_str()), ("SESSION_SECRET_PREVIOUS", &format!("x{old}, {old}"))];
+    let b = Server::start_on(&db.url, &["serve"], &env).await;
+    // The old cookie still names the same identity, and an API call issues no cookie.
+    let resp = c.get(b.url("/api/trading/runs")).send().await.unwrap();
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert_eq!(resp.json::<Value>().await.unwrap()["total"], 1);
+    // Without the old key, the old cookie is nobody.
+    let c2 = client();
+    let cookie = |resp: &reqwest::Response| {
+        resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+    };
+    let a_cookie = {
+        let a = Server::start_on(&db.url, &["serve"], &[("WORKERS", "0"), ("SESSION_SECRET", &old)]).await;
+        cookie(&c2.get(a.url("/")).send().await.unwrap())
+    };
+    let only_new = Server::start_on(&db.url, &["serve"], &[("WORKERS", "0"), ("SESSION_SECRET", &new)]).await;
+    let resp = client().get(only_new.url("/api/trading/runs")).header("cookie", &a_cookie).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    // A page load signs it again with the new key, which then suffices.
+    let resp = c.get(b.url("/")).send().await.unwrap();
+    let renewed = cookie(&resp);
+    let resp = client().get(only_new.url("/api/trading/runs")).header("cookie", &renewed).send().await.unwrap();
+    assert_eq!(resp.json::<Value>().await.unwrap()["total"], 1);
+}

@@ -7,6 +7,8 @@ use leptos_router::components::A;
 pub mod history;
 pub mod home;
 pub mod run;
+pub mod settings;
+pub mod share;
 
 #[component]
 pub fn NotFound() -> impl IntoView {

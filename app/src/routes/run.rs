@@ -46,6 +46,7 @@ pub fn RunPage() -> impl IntoView {
                     Ok(p) => {
                         let duration = p.run.duration;
                         let active = !p.run.status.is_terminal();
+                        let id = p.run.run_id.to_string();
                         view! {
                             {active.then(|| view! {
                                 <noscript><meta http-equiv="refresh" content="2"/></noscript>
@@ -53,6 +54,7 @@ pub fn RunPage() -> impl IntoView {
                             })}
                             <RunLive initial=p.run transport=transport()/>
                             {p.result.map(|result| view! { <ResultView result duration/> })}
+                            <crate::routes::share::ShareLinks run_id=id/>
                         }
                         .into_any()
                     }

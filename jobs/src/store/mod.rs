@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use domain::{ApiToken, ShareLink};
 use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
@@ -166,6 +167,32 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`feed`](JobStore::feed), from a task of its own (PostgreSQL LISTEN; on SQLite a
     /// watcher of commits by other connections), and makes the feed live.
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
+
+    // Other ways to an identity ([`crate::access`]). Secrets are stored as their SHA-256 only.
+
+    /// Stores a personal API token of `user_id` whose secret hashes to `hash`.
+    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()>;
+
+    /// The tokens of a user, newest first.
+    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>>;
+
+    /// Deletes one of a user's tokens; whether there was one.
+    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool>;
+
+    /// The user a token's hash belongs to.
+    async fn token_owner(&self, hash: &str) -> Result<Option<String>>;
+
+    /// Stores a share link of a run of `user_id` whose secret hashes to `hash`.
+    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()>;
+
+    /// A user's share links of one run, newest first.
+    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>>;
+
+    /// Deletes one of a user's share links; whether there was one.
+    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool>;
+
+    /// The run a share link's hash opens, and its owner.
+    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>>;
 }
 
 /// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.

@@ -12,6 +12,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, TokenUsage};
+use domain::{ApiToken, ShareLink};
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use sqlx::{PgPool, Row};
@@ -616,6 +617,89 @@ impl JobStore for PostgresStore {
                 }
             }
         })))
+    }
+
+    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()> {
+        sqlx::query(
+            "insert into trading_agent_tokens (id, user_id, name, token_hash, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&token.id)
+        .bind(user_id)
+        .bind(&token.name)
+        .bind(hash)
+        .bind(token.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+        let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+            "select id, name, created_at from trading_agent_tokens where user_id = $1 order by seq desc",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, name, created_at)| ApiToken { id, name, created_at }).collect())
+    }
+
+    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("delete from trading_agent_tokens where user_id = $1 and id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token_owner(&self, hash: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("select user_id from trading_agent_tokens where token_hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()> {
+        sqlx::query(
+            "insert into trading_agent_shares (id, run_id, user_id, token_hash, created_at) values ($1, $2, $3, $4, $5)",
+        )
+        .bind(&share.id)
+        .bind(share.run_id.to_string())
+        .bind(user_id)
+        .bind(hash)
+        .bind(share.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>> {
+        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+            "select id, created_at from trading_agent_shares where user_id = $1 and run_id = $2 order by seq desc",
+        )
+        .bind(user_id)
+        .bind(run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id, created_at)| ShareLink { id, run_id, created_at }).collect())
+    }
+
+    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("delete from trading_agent_shares where user_id = $1 and id = $2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("select run_id, user_id from trading_agent_shares where token_hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(run, user)| Ok((super::parse_run_id(&run)?, user))).transpose()
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::{ApiToken, ShareLink};
 use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -663,5 +664,100 @@ impl JobStore for SqliteStore {
                 }
             }
         })))
+    }
+
+    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()> {
+        sqlx::query(
+            "insert into trading_agent_tokens (id, user_id, name, token_hash, created_at) values (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&token.id)
+        .bind(user_id)
+        .bind(&token.name)
+        .bind(hash)
+        .bind(ms(token.created_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "select id, name, created_at from trading_agent_tokens where user_id = ?1 order by rowid desc",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(id, name, at)| {
+                let created_at = DateTime::from_timestamp_millis(at)
+                    .ok_or_else(|| StoreError::Corrupt(format!("created_at: {at}")))?;
+                Ok(ApiToken { id, name, created_at })
+            })
+            .collect()
+    }
+
+    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("delete from trading_agent_tokens where user_id = ?1 and id = ?2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token_owner(&self, hash: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("select user_id from trading_agent_tokens where token_hash = ?1")
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()> {
+        sqlx::query(
+            "insert into trading_agent_shares (id, run_id, user_id, token_hash, created_at) values (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&share.id)
+        .bind(share.run_id.to_string())
+        .bind(user_id)
+        .bind(hash)
+        .bind(ms(share.created_at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "select id, created_at from trading_agent_shares where user_id = ?1 and run_id = ?2 order by rowid desc",
+        )
+        .bind(user_id)
+        .bind(run_id.to_string())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter()
+            .map(|(id, at)| {
+                let created_at = DateTime::from_timestamp_millis(at)
+                    .ok_or_else(|| StoreError::Corrupt(format!("created_at: {at}")))?;
+                Ok(ShareLink { id, run_id, created_at })
+            })
+            .collect()
+    }
+
+    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("delete from trading_agent_shares where user_id = ?1 and id = ?2")
+            .bind(user_id)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("select run_id, user_id from trading_agent_shares where token_hash = ?1")
+                .bind(hash)
+                .fetch_optional(&self.reader)
+                .await?;
+        row.map(|(run, user)| Ok((parse_run_id(&run)?, user))).transpose()
     }
 }

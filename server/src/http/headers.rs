@@ -7,6 +7,8 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::proxy::Client;
+
 /// The policy every response carries: what no page needs (plugins, a foreign `<base>`, form
 /// posts elsewhere, being framed) is refused outright. Scripts are restricted by the pages'
 /// own policy, which carries the per-response nonce of Leptos' inline scripts.
@@ -14,11 +16,13 @@ pub const CSP: &str = "object-src 'none'; base-uri 'self'; form-action 'self'; f
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    /// Served over HTTPS (`COOKIE_SECURE`): browsers should never use plain HTTP again.
+    /// Served over HTTPS (`COOKIE_SECURE`): browsers should never use plain HTTP again. A
+    /// request a trusted proxy says came over HTTPS gets HSTS too.
     pub https: bool,
 }
 
 pub async fn layer(State(policy): State<Policy>, req: Request, next: Next) -> Response {
+    let https = policy.https || req.extensions().get::<Client>().is_some_and(|c| c.https);
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -45,7 +49,7 @@ pub async fn layer(State(policy): State<Policy>, req: Request, next: Next) -> Re
         None => HeaderValue::from_static(CSP),
     };
     h.insert(header::CONTENT_SECURITY_POLICY, csp);
-    if policy.https {
+    if https {
         h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
     }
     resp

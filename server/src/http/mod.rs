@@ -19,11 +19,15 @@ use tower_http::trace::TraceLayer;
 pub mod guard;
 pub mod headers;
 pub mod health;
+pub mod limits;
 pub mod live;
 pub mod pages;
 pub mod problem;
+pub mod proxy;
 pub mod runs;
 pub mod session;
+pub mod shares;
+pub mod tokens;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -45,6 +49,14 @@ pub struct AppState {
     pub policy: headers::Policy,
     /// Open live streams, bounded per identity and per process.
     pub streams: Arc<live::StreamSlots>,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub proxies: proxy::TrustedProxies,
+    /// How fast runs may be started, per address and per identity.
+    pub limits: limits::RunLimits,
+    /// Personal API tokens.
+    pub access: jobs::access::Access,
+    /// The header a trusted single sign-on proxy names the user in.
+    pub auth_proxy: proxy::AuthProxy,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -82,6 +94,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/cancel/{run_id}", post(runs::cancel))
         .route("/api/trading/retry/{run_id}", post(runs::retry))
         .route("/api/trading/runs", get(runs::list))
+        .route("/api/trading/runs/{run_id}/shares", post(shares::create).get(shares::list))
+        .route("/api/trading/shares/{id}", axum::routing::delete(shares::revoke))
+        .route("/api/trading/share/{secret}", get(shares::progress))
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))
@@ -94,7 +109,11 @@ pub fn router(state: AppState) -> Router {
     let forms = Router::new()
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
-        .route("/runs/{run_id}/retry", post(pages::retry));
+        .route("/runs/{run_id}/retry", post(pages::retry))
+        .route("/runs/{run_id}/share", post(shares::create_form))
+        .route("/runs/{run_id}/shares/{id}/revoke", post(shares::revoke_form))
+        .route("/settings/tokens", post(tokens::create))
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke));
 
     let routes = generate_route_list(App);
     let options = state.leptos.clone();
@@ -103,14 +122,32 @@ pub fn router(state: AppState) -> Router {
         .merge(forms)
         .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Inside the session layer, which names the identity counted.
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
+        // A trusted proxy's user, and outside it a bearer token's identity, which the layers
+        // inside then leave alone.
+        .layer(axum::middleware::from_fn_with_state(state.auth_proxy.clone(), proxy::identity_layer))
+        .layer(axum::middleware::from_fn_with_state(state.access.clone(), tokens::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
+        // Outside everything that asks who the client is.
+        .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Request headers from name–value pairs, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_static(v));
+    }
+    h
 }

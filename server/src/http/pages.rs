@@ -24,7 +24,7 @@ use super::session::Identity;
 use super::{AppState, BODY_LIMIT, page_context};
 
 /// `303 See Other` to `path`.
-fn see_other(path: &str) -> Response {
+pub(crate) fn see_other(path: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
     resp
@@ -52,7 +52,7 @@ pub fn start_request(body: &[u8]) -> StartRequest {
 
 /// `POST /`: start a run from the form, or show the form again with the errors.
 pub async fn start(State(state): State<AppState>, Identity(user): Identity, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let body = match to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(_) => {
@@ -76,19 +76,31 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
     // Render `/` as for a GET, with the rejected submission in context.
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
     let rejected = app::routes::home::Rejected { request, problem };
+    let mut resp = render(&state, parts, "/", move || provide_context(rejected.clone())).await;
+    *resp.status_mut() = status;
+    resp
+}
+
+/// The page at `page` rendered as for a GET of it, in answer to a posted form, with what
+/// `extra` provides in its context (what was refused, or what was made).
+pub(crate) async fn render(
+    state: &AppState,
+    mut parts: axum::http::request::Parts,
+    page: &'static str,
+    extra: impl Fn() + Clone + Send + Sync + 'static,
+) -> Response {
     parts.method = Method::GET;
-    let context = page_context(&state);
+    parts.uri = axum::http::Uri::from_static(page);
+    let context = page_context(state);
     let options = state.leptos.clone();
     let render = leptos_axum::render_app_async_with_context(
         move || {
             context();
-            provide_context(rejected.clone());
+            extra();
         },
         move || app::shell(options.clone()),
     );
-    let mut resp = render(Request::from_parts(parts, Body::empty())).await;
-    *resp.status_mut() = status;
-    resp
+    render(Request::from_parts(parts, Body::empty())).await
 }
 
 /// `POST /runs/:id/cancel`: cancel, then back to the run's page.

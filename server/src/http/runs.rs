@@ -118,8 +118,18 @@ pub async fn progress(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
-    let body = state.service.progress_body(&user.0, id).await?;
-    let mut resp = if matches(&headers, &body.etag) {
+    progress_of(&state, &user, id, &headers).await
+}
+
+/// The progress answer of `owner`'s run: a 304 when `If-None-Match` names its version.
+pub(crate) async fn progress_of(
+    state: &AppState,
+    owner: &jobs::UserId,
+    id: RunId,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let body = state.service.progress_body(&owner.0, id).await?;
+    let mut resp = if matches(headers, &body.etag) {
         state.metrics.polls_not_modified.inc();
         StatusCode::NOT_MODIFIED.into_response()
     } else {

@@ -25,47 +25,75 @@ use hmac::{Hmac, Mac};
 use jobs::UserId;
 use sha2::Sha256;
 
+use super::proxy::Client;
+
 pub const COOKIE: &str = "ta_session";
 const MAX_AGE_SECS: u64 = 400 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct Sessions {
     key: Arc<Vec<u8>>,
+    /// Keys that signed cookies before the current one (`SESSION_SECRET_PREVIOUS`): their
+    /// cookies still verify, and are signed again with the current key on the next page load.
+    previous: Arc<Vec<Vec<u8>>>,
     secure: bool,
+}
+
+/// A cookie's identity, and whether it was signed with a previous key.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub user: String,
+    pub stale: bool,
+}
+
+fn mac(key: &[u8]) -> Hmac<Sha256> {
+    Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length")
 }
 
 impl Sessions {
     pub fn new(key: Vec<u8>, secure: bool) -> Self {
-        Self { key: Arc::new(key), secure }
+        Self { key: Arc::new(key), previous: Arc::default(), secure }
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length")
+    pub fn with_previous(mut self, previous: Vec<Vec<u8>>) -> Self {
+        self.previous = Arc::new(previous);
+        self
     }
 
     pub fn sign(&self, user: &str) -> String {
-        let mut mac = self.mac();
+        let mut mac = mac(&self.key);
         mac.update(user.as_bytes());
         format!("{user}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
-    /// The user id in a token, if its signature holds.
-    pub fn verify(&self, token: &str) -> Option<String> {
+    /// The user id in a token, if its signature holds under the current or a previous key.
+    pub fn verify(&self, token: &str) -> Option<Verified> {
         let (user, sig) = token.rsplit_once('.')?;
         if user.len() != 32 || !user.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-        let mut mac = self.mac();
-        mac.update(user.as_bytes());
-        mac.verify_slice(&sig).ok()?;
-        Some(user.to_string())
+        let holds = |key: &[u8]| {
+            let mut mac = mac(key);
+            mac.update(user.as_bytes());
+            mac.verify_slice(&sig).is_ok()
+        };
+        let stale = if holds(&self.key) {
+            false
+        } else if self.previous.iter().any(|k| holds(k)) {
+            true
+        } else {
+            return None;
+        };
+        Some(Verified { user: user.to_string(), stale })
     }
 
-    fn cookie(&self, token: &str) -> String {
+    /// The `Set-Cookie` value; `Secure` when configured so or when the request came over HTTPS
+    /// through a trusted proxy.
+    fn cookie(&self, token: &str, https: bool) -> String {
         format!(
             "{COOKIE}={token}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
-            if self.secure { "; Secure" } else { "" }
+            if self.secure || https { "; Secure" } else { "" }
         )
     }
 }
@@ -104,19 +132,26 @@ fn is_page_load(req: &Request) -> bool {
 }
 
 pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Next) -> Response {
+    // Already someone (a bearer token): no cookie is read or issued.
+    if req.extensions().get::<UserId>().is_some() {
+        return next.run(req).await;
+    }
     let existing = from_cookies(req.headers()).and_then(|t| sessions.verify(&t));
-    let (user, fresh) = match existing {
-        Some(u) => (Some(u), false),
-        None if is_page_load(&req) => (Some(uuid::Uuid::new_v4().simple().to_string()), true),
+    let page_load = is_page_load(&req);
+    // A new identity, or an old one signed again with the current key, on page loads only.
+    let (user, issue) = match existing {
+        Some(Verified { user, stale }) => (Some(user), stale && page_load),
+        None if page_load => (Some(uuid::Uuid::new_v4().simple().to_string()), true),
         None => (None, false),
     };
     if let Some(user) = &user {
         req.extensions_mut().insert(UserId(user.clone()));
     }
+    let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
     let mut resp = next.run(req).await;
-    if fresh
+    if issue
         && let Some(user) = user
-        && let Ok(v) = HeaderValue::from_str(&sessions.cookie(&sessions.sign(&user)))
+        && let Ok(v) = HeaderValue::from_str(&sessions.cookie(&sessions.sign(&user), https))
     {
         resp.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -152,15 +187,27 @@ mod tests {
         let s = Sessions::new(b"k".repeat(32), false);
         let user = "0123456789abcdef0123456789abcdef";
         let token = s.sign(user);
-        assert_eq!(s.verify(&token).as_deref(), Some(user));
+        assert_eq!(s.verify(&token), Some(Verified { user: user.into(), stale: false }));
         let other = Sessions::new(b"x".repeat(32), false);
         assert_eq!(other.verify(&token), None);
         let forged = token.replacen('0', "1", 1);
         assert_eq!(s.verify(&forged), None);
         assert_eq!(s.verify("no-dot"), None);
         assert_eq!(s.verify(&format!("{user}.!!!")), None);
-        assert!(s.cookie(&token).contains("HttpOnly; SameSite=Lax"));
-        assert!(Sessions::new(vec![1], true).cookie("t").ends_with("; Secure"));
+        assert!(s.cookie(&token, false).ends_with("HttpOnly; SameSite=Lax"));
+        assert!(s.cookie(&token, true).ends_with("; Secure"));
+        assert!(Sessions::new(vec![1], true).cookie("t", false).ends_with("; Secure"));
+    }
+
+    #[test]
+    fn previous_keys_still_verify_but_are_stale() {
+        let user = "0123456789abcdef0123456789abcdef";
+        let old = Sessions::new(b"o".repeat(32), false).sign(user);
+        let rotated = Sessions::new(b"n".repeat(32), false).with_previous(vec![b"p".repeat(32), b"o".repeat(32)]);
+        assert_eq!(rotated.verify(&old), Some(Verified { user: user.into(), stale: true }));
+        assert_eq!(rotated.verify(&rotated.sign(user)), Some(Verified { user: user.into(), stale: false }));
+        let dropped = Sessions::new(b"n".repeat(32), false).with_previous(vec![b"p".repeat(32)]);
+        assert_eq!(dropped.verify(&old), None);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub fn command(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
         .env("DATA_DIR", DATA_DIR)
         .env("SIMULATED_LATENCY_MS", "20")
         .env("RUST_LOG", "warn")
+        // Tests start runs far faster than people do; the tests of the rate limits set their own.
+        .env("RUNS_PER_MINUTE_PER_ADDRESS", "0")
+        .env("RUNS_PER_MINUTE_PER_USER", "0")
         .stdout(Stdio::piped())
         .kill_on_drop(true);
     for (k, v) in env {

@@ -1,0 +1,121 @@
+//! `/share/:secret`: a run opened through its owner's share link — read-only: its progress,
+//! then its result, with no Cancel or Retry. Rendered on the server; while the run is active
+//! the page refreshes itself as a run page without its WASM does.
+
+use chrono::Utc;
+use domain::{JobStatus, Progress};
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_params_map;
+
+use crate::api::AppError;
+use crate::components::ErrorPanel;
+use crate::components::progress::ProgressView;
+use crate::components::result::ResultView;
+use crate::poll::{Connection, Mode};
+
+/// The progress of the run a share link opens.
+#[server]
+pub async fn shared_progress(secret: String) -> Result<Progress, AppError> {
+    use crate::api::ssr::{fail, internal};
+    let ctx = use_context::<crate::api::ssr::AppContext>().ok_or_else(|| internal("no app context"))?;
+    let access = jobs::access::Access::new(ctx.service.store().clone());
+    let (run, owner) = access.shared(&secret).await.map_err(fail)?.ok_or_else(|| fail(jobs::ServiceError::NotFound))?;
+    let (progress, _) = ctx.service.progress(&owner.0, run).await.map_err(fail)?;
+    Ok(progress)
+}
+
+#[component]
+pub fn SharePage() -> impl IntoView {
+    let params = use_params_map();
+    let secret = Memo::new(move |_| params.read().get("secret").unwrap_or_default());
+    let progress = Resource::new(move || secret.get(), shared_progress);
+    view! {
+        <Title text="Shared analysis"/>
+        <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
+            {move || Suspend::new(async move {
+                match progress.await {
+                    Ok(p) => {
+                        let duration = p.run.duration;
+                        let active = !p.run.status.is_terminal();
+                        let error = p.run.error.clone().filter(|_| matches!(p.run.status, JobStatus::Failed | JobStatus::Timeout));
+                        let heading = format!("{} · shared analysis", p.run.symbol);
+                        view! {
+                            {active.then(|| view! {
+                                <noscript><meta http-equiv="refresh" content="2"/></noscript>
+                                <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
+                            })}
+                            <section class="card run-header" data-testid="shared">
+                                <h1>{heading}</h1>
+                                <p class="muted">"A read-only view its owner shared with you."</p>
+                            </section>
+                            <ProgressView
+                                progress=RwSignal::new(p.run)
+                                connection=RwSignal::new(Connection::default())
+                                now=RwSignal::new(Utc::now())
+                                last_seen=RwSignal::new(Utc::now())
+                                mode=RwSignal::new(Mode::Polling)
+                            />
+                            {error.map(|e| view! { <section class="card error-panel" role="alert"><p>{e}</p></section> })}
+                            {p.result.map(|result| view! { <ResultView result duration/> })}
+                        }
+                        .into_any()
+                    }
+                    Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+/// The share links of one of your runs (never their secrets).
+#[server]
+pub async fn list_shares(run_id: String) -> Result<Vec<domain::ShareLink>, AppError> {
+    use crate::api::ssr::{context, fail};
+    let (ctx, user) = context()?;
+    let id = run_id.parse().map_err(|_| fail(jobs::ServiceError::NotFound))?;
+    jobs::access::Access::new(ctx.service.store().clone()).shares(&user, id).await.map_err(fail)
+}
+
+/// On the owner's run page: make a read-only link, and revoke the ones made. Plain forms.
+#[component]
+pub fn ShareLinks(run_id: String) -> impl IntoView {
+    let links = Resource::new(
+        {
+            let run_id = run_id.clone();
+            move || run_id.clone()
+        },
+        list_shares,
+    );
+    let make = format!("/runs/{run_id}/share");
+    view! {
+        <section class="card share-links" aria-labelledby="share-heading">
+            <h2 id="share-heading">"Share"</h2>
+            <p class="muted">"Anyone with a link can follow this run and read its result, but not cancel or retry it. The link is shown once, on the page it opens."</p>
+            <form method="post" action=make>
+                <button type="submit" class="secondary">"Make a read-only link"</button>
+            </form>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let list = links.await.unwrap_or_default();
+                    (!list.is_empty()).then(|| view! {
+                        <ul class="share-list">
+                            {list.into_iter().map(|l| {
+                                let revoke = format!("/runs/{}/shares/{}/revoke", l.run_id, l.id);
+                                view! {
+                                    <li data-share=l.id.clone()>
+                                        {format!("Link made {}", crate::format::timestamp(l.created_at))}
+                                        " "
+                                        <form method="post" action=revoke class="inline">
+                                            <button type="submit" class="secondary">"Revoke"</button>
+                                        </form>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                    })
+                })}
+            </Suspense>
+        </section>
+    }
+}

@@ -1,0 +1,117 @@
+//! Share links: a run's owner makes a read-only link that anyone can open — the page
+//! `/share/<secret>` and `GET /api/trading/share/<secret>` — while cancel and retry stay the
+//! owner's. A link is revoked by its owner and is then nobody's. Only the SHA-256 of the
+//! secret is stored, so the link is shown once: making one (a plain form on the run's page)
+//! leads to the shared page itself, whose address is the link to pass on.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jobs::access::Access;
+use serde::Serialize;
+
+use super::AppState;
+use super::pages::see_other;
+use super::problem::ApiError;
+use super::runs::{progress_of, run_id};
+use super::session::Identity;
+
+fn access(state: &AppState) -> Access {
+    Access::new(state.service.store().clone())
+}
+
+fn no_such_link() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "Share link not found", "This link is unknown or was revoked.")
+}
+
+/// `201` body of `POST /api/trading/runs/:runId/shares`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedShare {
+    #[serde(flatten)]
+    pub link: domain::ShareLink,
+    /// The page to pass on.
+    pub url: String,
+    /// The same run's progress, for programs.
+    pub api_url: String,
+}
+
+/// `POST /api/trading/runs/:runId/shares`
+pub async fn create(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let (link, secret) = access(&state).create_share(&user, run_id(&raw)?).await?;
+    let body = CreatedShare { link, url: format!("/share/{secret}"), api_url: format!("/api/trading/share/{secret}") };
+    let mut resp = (StatusCode::CREATED, Json(&body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&body.url) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// `GET /api/trading/runs/:runId/shares`: the run's links (without their secrets).
+pub async fn list(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    // Someone else's run is "not found", not an empty list.
+    state.service.owned(&user.0, id).await?;
+    Ok(Json(access(&state).shares(&user, id).await?).into_response())
+}
+
+/// `DELETE /api/trading/shares/:id`
+pub async fn revoke(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if access(&state).revoke_share(&user, &id).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(no_such_link())
+    }
+}
+
+/// `GET /api/trading/share/:secret`: the run's progress, as its owner would see it.
+pub async fn progress(
+    State(state): State<AppState>,
+    Path(secret): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (id, owner) = access(&state).shared(&secret).await?.ok_or_else(no_such_link)?;
+    let mut resp = progress_of(&state, &owner, id, &headers).await?;
+    // Not the caller's cookie but the link decides; still nobody else's cache's business.
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
+    Ok(resp)
+}
+
+/// `POST /runs/:runId/share`: the run page's form; leads to the shared page, whose address is
+/// the link.
+pub async fn create_form(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let (_, secret) = access(&state).create_share(&user, run_id(&raw)?).await?;
+    Ok(see_other(&format!("/share/{secret}")))
+}
+
+/// `POST /runs/:runId/shares/:id/revoke`: back to the run's page.
+pub async fn revoke_form(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path((raw, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let run = run_id(&raw)?;
+    if access(&state).revoke_share(&user, &id).await? {
+        Ok(see_other(&format!("/runs/{run}")))
+    } else {
+        Err(no_such_link())
+    }
+}

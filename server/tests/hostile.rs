@@ -1,0 +1,402 @@
+//! Hostile and malformed requests against the real binary: bodies, headers, paths, cookies,
+//! tokens, share links, server-function bodies, oversized and slow requests, unicode,
+//! duplicate keys and concurrent floods. Whatever arrives, no answer is a 5xx, every 4xx of
+//! the API (`/api/…`) is a problem document, and the runs that existed before are exactly as
+//! they were afterwards. (Pages answer HTML: a bad form gets the form again, an unknown page
+//! the not-found page; for them only the status is checked.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, client, visitor};
+use jobs::testing::TestDb;
+use leptos::server_fn::ServerFn;
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Every answer seen, checked as it arrives.
+#[derive(Default)]
+struct Tally {
+    answers: usize,
+}
+
+impl Tally {
+    async fn check(&mut self, what: &str, api: bool, resp: Response) {
+        self.answers += 1;
+        let status = resp.status();
+        assert!(status.as_u16() < 500, "{what}: {status} {:?}", resp.text().await);
+        if status.is_client_error() && api {
+            let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+            let body = resp.text().await.unwrap();
+            assert_eq!(kind.as_deref(), Some("application/problem+json"), "{what}: {status} {body}");
+            let problem: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: {e}: {body}"));
+            assert_eq!(problem["status"], status.as_u16(), "{what}: {body}");
+            assert!(problem["type"].as_str().is_some_and(|t| t.starts_with("/problems/")), "{what}: {body}");
+        }
+    }
+}
+
+type Row = (String, String, String, i64, i64, i64, Option<String>);
+
+async fn rows(url: &str) -> Vec<Row> {
+    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+    let rows = sqlx::query_as(
+        "select run_id, user_id, status, version, updated_at, cancel_requested, steps \
+         from trading_agent_jobs order by run_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows
+}
+
+/// A raw HTTP/1.1 exchange, for what a well-behaved client library refuses to send.
+async fn raw(server: &Server, request: &[u8]) -> String {
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer (a 413, say) and close before it has read all of it.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_requests_break_nothing() {
+    // No workers: the victim's runs stay exactly where they are unless a request moves them.
+    let server = Server::start(
+        TestDb::sqlite(),
+        // The rate limits on, but high enough that the requests reach what they aim at; the
+        // flood meets the per-user limit of active runs instead.
+        &[("WORKERS", "0"), ("RUNS_PER_MINUTE_PER_ADDRESS", "1000"), ("RUNS_PER_MINUTE_PER_USER", "1000")],
+    )
+    .await;
+    let db_url = server.db.as_ref().unwrap().url.clone();
+
+    // The victim: a pending run, a cancelled one, a share link and a token.
+    let victim = visitor(&server).await;
+    let mut victim_runs = Vec::new();
+    for symbol in ["AAPL", "MSFT"] {
+        let r: Value = victim
+            .post(server.url("/api/trading/run"))
+            .json(&json!({"symbol": symbol, "analysts": ["risk"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        victim_runs.push(r["runId"].as_str().unwrap().to_string());
+    }
+    let cancelled = &victim_runs[1];
+    assert_eq!(
+        victim.post(server.url(&format!("/api/trading/cancel/{cancelled}"))).send().await.unwrap().status(),
+        200
+    );
+    let run = victim_runs[0].clone();
+    let share: Value =
+        victim.post(server.url(&format!("/api/trading/runs/{run}/shares"))).send().await.unwrap().json().await.unwrap();
+    let share_id = share["id"].as_str().unwrap().to_string();
+    let share_url = share["apiUrl"].as_str().unwrap().to_string();
+    let html = victim
+        .post(server.url("/settings/tokens"))
+        .form(&[("name", "victim")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token_id = html.split("data-token=\"").nth(1).and_then(|r| r.split('"').next()).unwrap().to_string();
+    let before = rows(&db_url).await;
+    assert_eq!(before.len(), 2);
+
+    let attacker = visitor(&server).await;
+    let attacker_cookie = {
+        let page = client().get(server.url("/")).send().await.unwrap();
+        page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+    };
+    let anonymous = client();
+    let mut t = Tally::default();
+    let start = server.url("/api/trading/run");
+
+    // Bodies.
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("not json", b"symbol=AAPL".to_vec()),
+        ("truncated", br#"{"symbol": "AA"#.to_vec()),
+        ("array", b"[1,2,3]".to_vec()),
+        ("string", br#""AAPL""#.to_vec()),
+        ("null", b"null".to_vec()),
+        ("number", b"1e999".to_vec()),
+        ("wrong types", br#"{"symbol": 42, "analysts": "risk"}"#.to_vec()),
+        ("nested deep", format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes()),
+        ("duplicate keys", br#"{"symbol": "AAPL", "symbol": "MSFT"}"#.to_vec()),
+        ("duplicate analysts", br#"{"symbol": "AAPL", "analysts": ["risk", "risk", "risk"]}"#.to_vec()),
+        ("unknown analyst", br#"{"symbol": "AAPL", "analysts": ["oracle"]}"#.to_vec()),
+        ("unknown model", br#"{"symbol": "AAPL", "modelId": "../../etc/passwd"}"#.to_vec()),
+        ("bad date", br#"{"symbol": "AAPL", "asOf": "2020-02-30"}"#.to_vec()),
+        ("future date", br#"{"symbol": "AAPL", "asOf": "9999-12-31"}"#.to_vec()),
+        ("ancient date", br#"{"symbol": "AAPL", "asOf": "0001-01-01"}"#.to_vec()),
+        ("huge depth", br#"{"symbol": "AAPL", "depth": "abyssal"}"#.to_vec()),
+        ("negative budget", br#"{"symbol": "AAPL", "maxCostUsd": -1, "maxTokens": -5}"#.to_vec()),
+        ("nan-ish budget", br#"{"symbol": "AAPL", "maxCostUsd": "NaN"}"#.to_vec()),
+        ("unicode symbol", "{\"symbol\": \"ＡＡＰＬ\"}".as_bytes().to_vec()),
+        ("rtl and zero width", "{\"symbol\": \"A\u{202e}A\u{200b}PL\"}".as_bytes().to_vec()),
+        ("emoji", "{\"symbol\": \"📈\"}".as_bytes().to_vec()),
+        ("nul byte", b"{\"symbol\": \"AA\\u0000PL\"}".to_vec()),
+        ("lone surrogate", br#"{"symbol": "\ud800"}"#.to_vec()),
+        ("invalid utf-8", b"{\"symbol\": \"\xff\xfe\"}".to_vec()),
+        ("long symbol", format!("{{\"symbol\": \"{}\"}}", "A".repeat(10_000)).into_bytes()),
+        ("path symbol", br#"{"symbol": "../../../data/market/AAPL"}"#.to_vec()),
+        ("sql symbol", br#"{"symbol": "AAPL'; drop table trading_agent_jobs; --"}"#.to_vec()),
+        (
+            "many analysts",
+            format!("{{\"symbol\": \"AAPL\", \"analysts\": [{}]}}", vec!["\"risk\""; 5000].join(",")).into_bytes(),
+        ),
+    ];
+    for (what, body) in bodies {
+        let resp =
+            attacker.post(&start).header("content-type", "application/json").body(body).send().await.expect(what);
+        t.check(what, true, resp).await;
+    }
+    for kind in
+        ["text/plain", "application/xml", "multipart/form-data; boundary=x", "application/json; charset=utf-16", ""]
+    {
+        let resp =
+            attacker.post(&start).header("content-type", kind).body(r#"{"symbol":"AAPL"}"#).send().await.unwrap();
+        t.check(&format!("content-type {kind:?}"), true, resp).await;
+    }
+
+    // Paths and methods.
+    let paths = [
+        "/api/trading/progress/not-a-uuid",
+        "/api/trading/progress/00000000-0000-0000-0000-000000000000",
+        "/api/trading/progress/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/api/trading/progress/%00",
+        "/api/trading/progress/%E2%80%AE",
+        "/api/trading/events/not-a-uuid",
+        "/api/trading/runs?page=0",
+        "/api/trading/runs?page=-1&perPage=100000",
+        "/api/trading/runs?status=hacked",
+        "/api/trading/runs?page=99999999999999999999",
+        "/api/trading/nope",
+        "/api/trading/runs/not-a-uuid/shares",
+        "/api/trading/share/",
+        "/api/trading/share/ts_",
+        "/api/trading/share/ts_' or '1'='1",
+        &format!("/api/trading/share/{}", "ts_".repeat(2000)),
+    ];
+    for path in paths {
+        t.check(path, true, attacker.get(server.url(path)).send().await.unwrap()).await;
+    }
+    for (method, path) in [
+        (Method::PUT, "/api/trading/run"),
+        (Method::DELETE, "/api/trading/run"),
+        (Method::PATCH, &format!("/api/trading/cancel/{run}") as &str),
+        (Method::GET, "/api/trading/cancel/x"),
+        (Method::POST, "/api/trading/progress/x"),
+        (Method::from_bytes(b"BREW").unwrap(), "/api/trading/run"),
+    ] {
+        t.check(
+            &format!("{method} {path}"),
+            true,
+            attacker.request(method.clone(), server.url(path)).send().await.unwrap(),
+        )
+        .await;
+    }
+    // (A client resolves `..` before sending: this one arrives as `/etc/passwd`, a page.)
+    for path in [
+        "/api/../../etc/passwd",
+        "/no-such-page",
+        "/runs/not-a-uuid",
+        "/share/nope",
+        "/settings/../../etc/passwd",
+        "/%ff%fe",
+    ] {
+        t.check(path, false, attacker.get(server.url(path)).send().await.unwrap()).await;
+    }
+
+    // The victim's things, by the attacker and by nobody.
+    for c in [&attacker, &anonymous] {
+        for (method, path) in [
+            (Method::GET, format!("/api/trading/progress/{run}")),
+            (Method::GET, format!("/api/trading/events/{run}")),
+            (Method::POST, format!("/api/trading/cancel/{run}")),
+            (Method::POST, format!("/api/trading/retry/{cancelled}")),
+            (Method::GET, format!("/api/trading/runs/{run}/shares")),
+            (Method::POST, format!("/api/trading/runs/{run}/shares")),
+            (Method::DELETE, format!("/api/trading/shares/{share_id}")),
+        ] {
+            t.check(&format!("{method} {path}"), true, c.request(method, server.url(&path)).send().await.unwrap())
+                .await;
+        }
+        for path in [
+            format!("/runs/{run}/cancel"),
+            format!("/runs/{cancelled}/retry"),
+            format!("/runs/{run}/share"),
+            format!("/runs/{run}/shares/{share_id}/revoke"),
+            format!("/settings/tokens/{token_id}/revoke"),
+        ] {
+            t.check(&path, true, c.post(server.url(&path)).send().await.unwrap()).await;
+        }
+    }
+
+    // Cookies: forged, stale, huge, duplicated, garbage.
+    let forged = format!("ta_session={}.{}", "0".repeat(32), "A".repeat(43));
+    for cookie in [
+        forged.as_str(),
+        "ta_session=",
+        "ta_session=.",
+        "ta_session=nothex.sig",
+        "ta_session=../../x",
+        "ta_session=a; ta_session=b; ta_session=c",
+        "=;=;=;;;",
+        &format!("ta_session={}", "x".repeat(8000)),
+    ] {
+        let resp =
+            client().post(&start).header("cookie", cookie).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        t.check(&format!("cookie {}", &cookie[..cookie.len().min(40)]), true, resp).await;
+    }
+
+    // Tokens and other headers.
+    for auth in [
+        "Bearer",
+        "Bearer ",
+        "Bearer ta_",
+        "Bearer ta_0000000000000000000000000000000000000000000000000000000000000000",
+        "Bearer ts_not-a-token",
+        "bearer   ta_x   ",
+        "Basic Og==",
+        "Negotiate xyz",
+        &format!("Bearer ta_{}", "a".repeat(10_000)),
+    ] {
+        let resp =
+            client().post(&start).header("authorization", auth).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        t.check(&format!("authorization {}", &auth[..auth.len().min(30)]), true, resp).await;
+    }
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+        ("origin", "http://[::1"),
+        ("sec-fetch-site", "cross-site"),
+        ("idempotency-key", ""),
+        ("if-none-match", "\"\u{0}\""),
+        ("x-forwarded-for", "1.2.3.4, garbage, ::::"),
+        ("x-forwarded-proto", "gopher"),
+        ("content-length", "5"),
+    ] {
+        let Ok(v) = reqwest::header::HeaderValue::from_str(value) else { continue };
+        let resp = attacker.post(&start).header(name, v).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        t.check(&format!("{name}: {value}"), true, resp).await;
+    }
+    let resp = attacker
+        .post(&start)
+        .header("idempotency-key", reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap())
+        .json(&json!({"symbol": "AAPL"}))
+        .send()
+        .await
+        .unwrap();
+    t.check("non-ascii idempotency key", true, resp).await;
+
+    // Server functions, at the URLs Leptos gave them.
+    let functions = [
+        app::api::StartRun::PATH,
+        app::api::CancelRun::PATH,
+        app::api::RetryRun::PATH,
+        app::api::RunProgress::PATH,
+        app::api::ListRuns::PATH,
+    ];
+    for path in functions {
+        for (what, kind, body) in [
+            ("empty", "application/x-www-form-urlencoded", String::new()),
+            ("garbage", "application/x-www-form-urlencoded", "%%%&&&===".to_string()),
+            ("wrong field", "application/x-www-form-urlencoded", "request[symbol][x][y]=1".to_string()),
+            ("victim's run", "application/x-www-form-urlencoded", format!("run_id={run}")),
+            ("json", "application/json", r#"{"run_id": 5}"#.to_string()),
+        ] {
+            let resp = attacker.post(server.url(path)).header("content-type", kind).body(body).send().await.unwrap();
+            t.check(&format!("{path} {what}"), true, resp).await;
+        }
+    }
+    // Native forms with junk.
+    for (path, body) in [
+        ("/", "symbol=%FF&analysts=%00&asOf=x"),
+        ("/", &"a=".repeat(50_000) as &str),
+        ("/settings/tokens", "name=%00%01"),
+    ] {
+        let resp = attacker
+            .post(server.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        t.check(&format!("form {path}"), false, resp).await;
+    }
+
+    // Slow and broken requests, at the socket: a body that never finishes, a header section
+    // cut short, and a request line that is not HTTP. The server answers others meanwhile.
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let oversized = format!("{{\"symbol\": \"AAPL\", \"pad\": \"{}\"}}", "x".repeat(200_000));
+    let cookie = attacker_cookie.clone();
+    let answer = raw(
+        &server,
+        format!(
+            "POST /api/trading/run HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{oversized}",
+            oversized.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    t.answers += 1;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{}", &answer[..answer.len().min(300)]);
+    assert!(answer.to_ascii_lowercase().contains("content-type: application/problem+json"), "{answer}");
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /api/trading/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"sym").await.unwrap();
+    let mut cut = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    cut.write_all(b"GET /api/trading/models HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    t.check("while slow clients wait", true, attacker.get(server.url("/api/trading/models")).send().await.unwrap())
+        .await;
+    drop((slow, cut));
+    for request in [
+        &b"HELLO\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"POST /api/trading/run HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /api/trading/run HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\nzz\r\n",
+    ] {
+        let answer = raw(&server, request).await;
+        t.answers += 1;
+        assert!(!answer.starts_with("HTTP/1.1 5"), "{:?}: {answer}", String::from_utf8_lossy(request));
+    }
+
+    // Floods: many starts and many cross-site posts at once from one identity.
+    let floods = (0..40).map(|i| {
+        let c = attacker.clone();
+        let start = start.clone();
+        async move {
+            let req = c.post(&start).json(&json!({"symbol": "NVDA", "analysts": ["risk"]}));
+            if i % 2 == 0 { req.header("origin", "https://evil.example") } else { req }.send().await.unwrap()
+        }
+    });
+    let answers = futures::future::join_all(floods).await;
+    let mut limited = 0;
+    for resp in answers {
+        limited += usize::from(resp.status() == 429);
+        t.check("flood", true, resp).await;
+    }
+    assert!(limited > 0, "the flood met a limit");
+
+    assert!(t.answers >= 80, "{} hostile requests", t.answers);
+    // The server is still well, and the victim's runs are exactly as they were.
+    assert_eq!(victim.get(server.url("/readyz")).send().await.unwrap().status(), 200);
+    let after = rows(&db_url).await;
+    let after: Vec<&Row> = after.iter().filter(|r| before.iter().any(|b| b.0 == r.0)).collect();
+    assert_eq!(after, before.iter().collect::<Vec<_>>());
+    let listed: Value = victim.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["total"], 2);
+    assert_eq!(anonymous.get(server.url(&share_url)).send().await.unwrap().status(), 200, "the share link still works");
+}

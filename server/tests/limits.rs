@@ -1,0 +1,105 @@
+//! Rate limits on starting runs, against the real binary: per identity, per client address,
+//! and the client address taken from `X-Forwarded-For` only when a trusted proxy sent it.
+
+mod common;
+
+use common::{Server, visitor};
+use jobs::testing::TestDb;
+use leptos::server_fn::ServerFn;
+use serde_json::{Value, json};
+
+async fn rate_limited(resp: reqwest::Response) -> u64 {
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "/problems/rate-limited");
+    assert_eq!(body["status"], 429);
+    retry
+}
+
+fn body() -> Value {
+    json!({"symbol": "AAPL", "analysts": ["risk"]})
+}
+
+/// Two runs a minute per identity: the third start is a 429 telling when to come back, the
+/// server functions and retries count against the same allowance, and another identity from
+/// the same address is not affected.
+#[tokio::test]
+async fn each_identity_starts_runs_at_its_own_pace() {
+    let server = Server::start(
+        TestDb::sqlite(),
+        &[("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "100"), ("RUNS_PER_MINUTE_PER_USER", "2")],
+    )
+    .await;
+    let a = visitor(&server).await;
+    for _ in 0..2 {
+        let resp = a.post(server.url("/api/trading/run")).json(&body()).send().await.unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    let resp = a.post(server.url("/api/trading/run")).json(&body()).send().await.unwrap();
+    let retry = rate_limited(resp).await;
+    assert!((29..=30).contains(&retry), "one run every 30 s: {retry}");
+    let total: Value = a.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(total["total"], 2, "the refused start made no run");
+
+    // The server function behind the form, at the URL Leptos gave it, is the same allowance.
+    let sf = a
+        .post(server.url(app::api::StartRun::PATH))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("request[symbol]=AAPL")
+        .send()
+        .await
+        .unwrap();
+    rate_limited(sf).await;
+
+    // Another identity starts, and spends its own allowance through server functions and
+    // retries just the same.
+    let b = visitor(&server).await;
+    for path in [app::api::StartRun::PATH.to_string(), "/api/trading/retry/not-a-run".to_string()] {
+        let resp = b
+            .post(server.url(&path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("request[symbol]=MSFT")
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(resp.status(), 429, "{path}");
+    }
+    let resp = b.post(server.url(app::api::RetryRun::PATH)).form(&[("run_id", "x")]).send().await.unwrap();
+    rate_limited(resp).await;
+    // Reading is never limited.
+    for _ in 0..10 {
+        assert_eq!(b.get(server.url("/api/trading/runs")).send().await.unwrap().status(), 200);
+    }
+}
+
+/// Per address: behind a trusted proxy each forwarded client has its own allowance; from a
+/// peer that is not trusted, `X-Forwarded-For` changes nothing, so it cannot be used to escape.
+#[tokio::test]
+async fn addresses_come_from_trusted_proxies_only() {
+    let env =
+        [("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "100"), ("RUNS_PER_MINUTE_PER_ADDRESS", "2")];
+    let proxied =
+        Server::start(TestDb::sqlite(), &[env.as_slice(), &[("TRUSTED_PROXIES", "127.0.0.0/8")]].concat()).await;
+    let c = visitor(&proxied).await;
+    let start = |server: &Server, forwarded: &str| {
+        c.post(server.url("/api/trading/run")).header("x-forwarded-for", forwarded).json(&body()).send()
+    };
+    for _ in 0..2 {
+        assert_eq!(start(&proxied, "198.51.100.1").await.unwrap().status(), 202);
+    }
+    rate_limited(start(&proxied, "198.51.100.1").await.unwrap()).await;
+    // A forged entry to the left of the proxy's own is not the client.
+    rate_limited(start(&proxied, "203.0.113.50, 198.51.100.1").await.unwrap()).await;
+    assert_eq!(start(&proxied, "198.51.100.2").await.unwrap().status(), 202);
+
+    let direct = Server::start(TestDb::sqlite(), &env).await;
+    let c = visitor(&direct).await;
+    let start = |forwarded: &str| {
+        c.post(direct.url("/api/trading/run")).header("x-forwarded-for", forwarded).json(&body()).send()
+    };
+    assert_eq!(start("198.51.100.1").await.unwrap().status(), 202);
+    assert_eq!(start("198.51.100.2").await.unwrap().status(), 202);
+    rate_limited(start("198.51.100.3").await.unwrap()).await;
+}
