@@ -245,8 +245,9 @@ impl JobStore for PostgresStore {
         let now = self.clock.now();
         let job = sqlx::query(
             "update trading_agent_jobs
-             set status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
-                 heartbeat_at = $3, started_at = coalesce(started_at, $3),
+             set status = 'running', attempt = attempt + 1, lease_owner = $1,
+                 lease_expires_at = coalesce($4, now()) + $2 * interval '1 millisecond',
+                 heartbeat_at = coalesce($4, now()), started_at = coalesce(started_at, $3),
                  timeout_at = $3 + timeout_ms * interval '1 millisecond',
                  version = version + 1, updated_at = $3
              where id = (select id from trading_agent_jobs where status = 'pending'
@@ -255,8 +256,9 @@ impl JobStore for PostgresStore {
              returning *",
         )
         .bind(owner)
-        .bind(now + lease)
+        .bind(lease.num_milliseconds())
         .bind(now)
+        .bind(self.clock.lease_time())
         .fetch_optional(&self.pool)
         .await?
         .map(|r| decode(&r))
@@ -268,14 +270,15 @@ impl JobStore for PostgresStore {
     }
 
     async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
-        let now = self.clock.now();
         let row = sqlx::query(
-            "update trading_agent_jobs set lease_expires_at = $1, heartbeat_at = $2
+            "update trading_agent_jobs
+             set lease_expires_at = coalesce($2, now()) + $1 * interval '1 millisecond',
+                 heartbeat_at = coalesce($2, now())
              where run_id = $3 and lease_owner = $4 and attempt = $5 and status = 'running'
              returning cancel_requested",
         )
-        .bind(now + lease)
-        .bind(now)
+        .bind(lease.num_milliseconds())
+        .bind(self.clock.lease_time())
         .bind(fence.run_id.as_uuid())
         .bind(&fence.owner)
         .bind(fence.attempt as i32)
@@ -451,10 +454,10 @@ impl JobStore for PostgresStore {
 
     async fn expired_leases(&self, limit: u32) -> Result<Vec<Job>> {
         let rows = sqlx::query(
-            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < $1
+            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < coalesce($1, now())
              order by lease_expires_at limit $2",
         )
-        .bind(self.clock.now())
+        .bind(self.clock.lease_time())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
