@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::model::{Checkpoint, Fence, JobSpec};
 use crate::store::{Control, JobStore, StoreError};
+use crate::telemetry;
 use crate::tracker::Tracker;
 
 /// The pipeline a worker runs for each job.
@@ -189,7 +190,11 @@ impl JobContext {
             tokens: usage.tokens,
             cost_usd: usage.cost_usd,
         };
-        self.store_checkpoint(&mut state, checkpoint).await
+        self.store_checkpoint(&mut state, checkpoint).await?;
+        if let Some(ms) = state.tracker.steps().iter().find(|s| s.name == step).and_then(|s| s.duration_ms) {
+            telemetry::step_finished(step, Duration::from_millis(ms));
+        }
+        Ok(())
     }
 
     /// Stores one turn of a step that takes several (a debate round), under `key`, without
@@ -226,6 +231,12 @@ impl JobContext {
                 Ok(control) => {
                     state.dirty = false;
                     state.last_write = Some(Instant::now());
+                    telemetry::model_usage(
+                        &self.inner.spec.model_id,
+                        checkpoint.llm_calls,
+                        checkpoint.tokens,
+                        checkpoint.cost_usd,
+                    );
                     self.apply(control);
                     break;
                 }

@@ -41,6 +41,7 @@ pub mod reaper;
 pub mod rescuer;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tracker;

@@ -30,6 +30,7 @@ use crate::analysis::{Analysis, AnalysisError, JobContext};
 use crate::events::{Event, Events};
 use crate::model::{Finish, Job, close_steps, reset_unfinished_steps};
 use crate::store::{JobStore, StoreError};
+use crate::telemetry;
 
 pub const WORKERS_DEFAULT: usize = 4;
 pub const LEASE_DEFAULT: Duration = Duration::from_secs(30);
@@ -141,6 +142,9 @@ impl Worker {
         let Some(job) = self.store.claim(&self.owner, lease).await? else {
             return Ok(None);
         };
+        if job.attempt == 1 {
+            telemetry::queue_wait(telemetry::between(job.created_at, self.store.clock().now()));
+        }
         let end = self.run_job(&job, hard_stop).await;
         Ok(Some((job, end)))
     }
@@ -271,6 +275,11 @@ impl Worker {
             match self.store.finish(&fence, steps, &finish).await {
                 Ok(()) => {
                     tracing::info!(run_id = %job.run_id, status = %finish.status(), "job ended");
+                    let now = self.store.clock().now();
+                    telemetry::run_finished(finish.status(), job.started_at.map(|s| telemetry::between(s, now)));
+                    if end == RunEnd::TimedOut {
+                        telemetry::timed_out("worker");
+                    }
                     return end;
                 }
                 Err(StoreError::LeaseLost(_)) => {

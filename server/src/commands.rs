@@ -11,7 +11,7 @@ use jobs::janitor::{Janitor, JanitorConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::compose::{self, Error};
-use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs};
+use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs, WorkerRole};
 use crate::http::{self, AppState, session::Sessions};
 
 /// Fires on SIGTERM or Ctrl-C.
@@ -62,6 +62,8 @@ async fn session_key(store: &Arc<dyn jobs::JobStore>, args: &ServeArgs) -> Resul
 }
 
 pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
+    let recorder = http::telemetry::recorder();
+    http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
     let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
     let state = AppState {
@@ -74,7 +76,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         },
         leptos: leptos_options()?,
         sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
-        metrics: Arc::default(),
+        recorder,
+        pollers: Arc::default(),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
         origins: http::guard::Origins::new(&args.allowed_origins),
@@ -102,12 +105,39 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     workers
 }
 
-pub async fn worker(common: &Common, args: &WorkerArgs) -> Result<(), Error> {
+pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
+    let args = &role.workers;
     if args.workers == 0 {
         return Err("a worker process needs at least one worker (--workers)".into());
     }
+    let recorder = http::telemetry::recorder();
+    http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
-    compose::run_workers(&parts, common, args, shutdown_signal()).await
+    let shutdown = shutdown_signal();
+    if let Some(addr) = role.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("metrics on http://{}", listener.local_addr()?);
+        let _ = std::io::stdout().flush();
+        let workers = args.workers;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let recorder = recorder.clone();
+                async move {
+                    metrics::gauge!(http::telemetry::WORKERS).set(workers as f64);
+                    recorder.run_upkeep();
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], recorder.render())
+                }
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    compose::run_workers(&parts, common, args, shutdown).await
 }
 
 pub async fn migrate(common: &Common) -> Result<(), Error> {

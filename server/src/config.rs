@@ -126,12 +126,23 @@ pub struct WorkerArgs {
     pub shutdown_grace_secs: u64,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct WorkerRole {
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+
+    /// Where a worker process serves `/metrics` (port 0 picks one, printed at start); none by
+    /// default.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// The web server, with workers unless `--workers 0` (the default command).
     Serve(ServeArgs),
-    /// Workers only: run jobs, no HTTP.
-    Worker(WorkerArgs),
+    /// Workers only: run jobs; no HTTP but `/metrics` on `--metrics-addr`.
+    Worker(WorkerRole),
     /// Apply database migrations and exit.
     Migrate,
     /// Archive finished runs older than RETENTION_DAYS.

@@ -14,6 +14,7 @@ use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, Progre
 
 pub mod postgres;
 pub mod sqlite;
+pub mod timed;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -168,18 +169,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
 }
 
-/// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.
+/// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`, with every
+/// operation timed ([`timed::TimedStore`]).
 pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn JobStore>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, clock).await?))
+    let store: Arc<dyn JobStore> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteStore::connect(url, clock).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PostgresStore::connect(url, clock).await?))
+        Arc::new(postgres::PostgresStore::connect(url, clock).await?)
     } else {
-        Err(StoreError::Config(format!(
+        return Err(StoreError::Config(format!(
             "'{}' (expected sqlite:… or postgres://…)",
             url.split('@').next_back().unwrap_or(url)
-        )))
-    }
+        )));
+    };
+    Ok(Arc::new(timed::TimedStore::new(store)))
 }
 
 /// The outcome of an insert whose idempotency key this user already used for `existing`.

@@ -24,6 +24,7 @@ pub mod pages;
 pub mod problem;
 pub mod runs;
 pub mod session;
+pub mod telemetry;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -34,7 +35,10 @@ pub struct AppState {
     pub context: AppContext,
     pub leptos: LeptosOptions,
     pub sessions: session::Sessions,
-    pub metrics: Arc<health::Metrics>,
+    /// Renders `/metrics`.
+    pub recorder: metrics_exporter_prometheus::PrometheusHandle,
+    /// Runs polled lately, for the active-pollers gauge.
+    pub pollers: Arc<telemetry::Pollers>,
     /// Workers this process runs (for metrics).
     pub workers: usize,
     /// How run pages follow progress (`PROGRESS_TRANSPORT`).
@@ -88,7 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(telemetry::metrics))
         .method_not_allowed_fallback(problem::method_not_allowed);
     // The pages' forms posted without WASM (the GET routes of the same paths are the pages).
     let forms = Router::new()
@@ -111,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
         .layer(CompressionLayer::new())
+        .layer(axum::middleware::from_fn(telemetry::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
