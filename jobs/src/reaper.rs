@@ -60,7 +60,7 @@ impl Reaper {
                 finish: Finish::Timeout(error.clone()),
             };
             if self.store.settle(&job, &settle).await? {
-                tracing::warn!(run_id = %job.run_id, "job past its deadline ended by the reaper");
+                tracing::warn!(runId = %job.run_id, status = "timeout", error = %error, by = "reaper", "Failed");
                 telemetry::timed_out("reaper");
                 telemetry::run_finished(domain::JobStatus::Timeout, job.started_at.map(|s| telemetry::between(s, now)));
                 ended += 1;

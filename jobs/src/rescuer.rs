@@ -89,7 +89,9 @@ impl Rescuer {
                     Settle::End { .. } => {
                         telemetry::rescued("failed");
                         report.failed += 1;
-                        tracing::warn!(run_id = %job.run_id, attempt = job.attempt, "lease expired on the last attempt; job failed");
+                        if let Settle::End { finish: Finish::Failed(error), .. } = &settle {
+                            tracing::warn!(runId = %job.run_id, attempt = job.attempt, error = %error, "Failed");
+                        }
                     }
                 }
             }

@@ -14,6 +14,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub mod guard;
@@ -116,6 +117,16 @@ pub fn router(state: AppState) -> Router {
         // for clients that ask; already-encoded responses pass through untouched.
         .layer(CompressionLayer::new())
         .layer(axum::middleware::from_fn(telemetry::track))
-        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: every line logged for a request carries its id, and so does the answer.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// The span of one request: its id (the client's `X-Request-Id`, or a new UUID), method and
+/// path — never the query string or headers, which may carry tokens.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", requestId = %id, method = %req.method(), path = %req.uri().path())
 }
