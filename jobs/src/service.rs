@@ -576,6 +576,7 @@ fn summary(job: &Job) -> RunSummary {
         started_at: job.started_at,
         completed_at: job.completed_at,
         duration: job.duration_ms,
+        archived: job.archived,
     }
 }
 

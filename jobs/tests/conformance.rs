@@ -13,7 +13,7 @@ use domain::{
     AnalystKind, Depth, FieldError, JobStatus, RunId, RunOptions, StartRequest, StepStatus, TokenUsage, ValidStart,
 };
 use jobs::analysis::StepUsage;
-use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::janitor::{Janitor, JanitorConfig, JanitorReport};
 use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
@@ -515,8 +515,50 @@ async fn retention(h: Harness) {
     // The janitor does the same through its loop.
     h.clock.advance(ChronoDuration::days(31));
     let janitor = Janitor::new(h.store.clone(), JanitorConfig { batch: 1, ..JanitorConfig::default() }).unwrap();
-    assert_eq!(janitor.run_once().await.unwrap(), 1);
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 1, pruned: 0 });
     assert!(h.store.get(old_pending).await.unwrap().is_none());
+}
+
+/// History lists archived runs with the live ones, marked, in one order and one count; the
+/// janitor deletes archived runs past the archive's retention, in batches, and nothing else.
+async fn archive_in_history_and_pruning(h: Harness) {
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let id = insert(&h, new_job("h")).await.run_id;
+        let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
+        old.push(id);
+        h.clock.advance(ChronoDuration::seconds(1));
+    }
+    h.clock.advance(ChronoDuration::days(31));
+    let live = insert(&h, new_job("h")).await.run_id;
+    let other = insert(&h, new_job("someone else")).await.run_id;
+    let config = JanitorConfig { batch: 2, archive_retention_days: Some(10), ..JanitorConfig::default() };
+    let janitor = Janitor::new(h.store.clone(), config).unwrap();
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 3, pruned: 0 });
+
+    let (first, total) = h.store.list_for_user("h", None, 2, 0).await.unwrap();
+    assert_eq!(total, 4, "three archived and one live");
+    assert_eq!(first.iter().map(|j| (j.run_id, j.archived)).collect::<Vec<_>>(), vec![(live, false), (old[2], true)]);
+    let (second, _) = h.store.list_for_user("h", None, 2, 2).await.unwrap();
+    assert_eq!(second.iter().map(|j| (j.run_id, j.archived)).collect::<Vec<_>>(), vec![(old[1], true), (old[0], true)]);
+    let (cancelled, total) = h.store.list_for_user("h", Some(JobStatus::Cancelled), 10, 0).await.unwrap();
+    assert_eq!(total, 3);
+    assert!(cancelled.iter().all(|j| j.archived && j.status == JobStatus::Cancelled));
+    assert!(h.store.get_archived(old[0]).await.unwrap().unwrap().archived);
+    assert!(!h.store.get(live).await.unwrap().unwrap().archived);
+
+    // Ten days after archiving they go, two at a time; the live runs stay.
+    h.clock.advance(ChronoDuration::days(9));
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport::default());
+    h.clock.advance(ChronoDuration::days(2));
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 0, pruned: 3 });
+    for id in &old {
+        assert!(h.store.get_archived(*id).await.unwrap().is_none());
+    }
+    let (left, total) = h.store.list_for_user("h", None, 10, 0).await.unwrap();
+    assert_eq!((left.len(), total), (1, 1));
+    assert!(h.store.get(other).await.unwrap().is_some());
 }
 
 /// Visible writes bump the version (the ETag); heartbeats do not. Listing pages and filters.
@@ -691,6 +733,7 @@ conformance!(
     per_user_limit,
     idempotency,
     retention,
+    archive_in_history_and_pruning,
     versions_and_listing,
     release,
     failure_and_stale_settle,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use app::api::ssr::AppContext;
 use domain::{JobStatus, Progress, RunState, StartRequest};
 use jobs::ServiceError;
-use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::janitor::Janitor;
 use tokio_util::sync::CancellationToken;
 
 use crate::compose::{self, Error};
@@ -149,10 +149,13 @@ pub async fn migrate(common: &Common) -> Result<(), Error> {
 pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
     let store = compose::store(common).await?;
     let janitor =
-        Janitor::new(store, JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() })?;
+        Janitor::new(store, common.janitor_config())?;
     if once {
         let moved = janitor.run_once().await?;
-        println!("archived {moved} finished runs older than {} days", common.retention_days);
+        println!("archived {} finished runs older than {} days", moved.archived, common.retention_days);
+        if common.archive_retention_days > 0 {
+            println!("pruned {} archived runs older than {} days", moved.pruned, common.archive_retention_days);
+        }
     } else {
         janitor.run(shutdown_signal()).await;
     }

@@ -111,6 +111,10 @@ pub struct Common {
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 30, global = true)]
     pub retention_days: u32,
 
+    /// Days archived runs are kept after they were archived; 0 keeps them forever.
+    #[arg(long, env = "ARCHIVE_RETENTION_DAYS", default_value_t = jobs::janitor::ARCHIVE_RETENTION_DAYS_DEFAULT, global = true)]
+    pub archive_retention_days: u32,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
@@ -250,4 +254,15 @@ pub struct AnalyzeArgs {
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Common {
+    /// The janitor's settings: `RETENTION_DAYS`, `ARCHIVE_RETENTION_DAYS` (0: keep the archive).
+    pub fn janitor_config(&self) -> jobs::janitor::JanitorConfig {
+        jobs::janitor::JanitorConfig {
+            retention_days: self.retention_days,
+            archive_retention_days: (self.archive_retention_days > 0).then_some(self.archive_retention_days),
+            ..jobs::janitor::JanitorConfig::default()
+        }
+    }
 }

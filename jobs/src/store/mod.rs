@@ -98,7 +98,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// A run the janitor moved to the archive.
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>>;
 
-    /// A user's jobs, newest first, and how many there are in all.
+    /// A user's jobs, newest first, archived ones included (marked), and how many there are in
+    /// all.
     async fn list_for_user(
         &self,
         user_id: &str,
@@ -149,6 +150,9 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Moves up to `batch` jobs that finished before `before` into the archive. Returns how many.
     async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+
+    /// Deletes up to `batch` archived runs that were archived before `before`. Returns how many.
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
     /// The step lists of the most recent completed runs of a model, newest first.
     async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>>;

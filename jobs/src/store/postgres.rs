@@ -95,6 +95,7 @@ fn decode(row: &PgRow) -> Result<Job> {
         duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
         options: options.0,
         cost_usd: row.try_get("cost_usd")?,
+        archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
     })
 }
 
@@ -204,7 +205,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>> {
-        sqlx::query("select * from trading_agent_jobs_archive where run_id = $1")
+        sqlx::query("select *, true as archived from trading_agent_jobs_archive where run_id = $1")
             .bind(run_id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
@@ -220,11 +221,16 @@ impl JobStore for PostgresStore {
         offset: u64,
     ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(|s| s.as_str());
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs
+        // History keeps archived runs, marked as such: both tables, one order.
+        let list = sqlx::AssertSqlSafe(format!(
+            "select {ARCHIVE_COLUMNS}, false as archived from trading_agent_jobs
              where user_id = $1 and ($2::text is null or status = $2)
-             order by created_at desc, id desc limit $3 offset $4",
-        )
+             union all
+             select {ARCHIVE_COLUMNS}, true as archived from trading_agent_jobs_archive
+             where user_id = $1 and ($2::text is null or status = $2)
+             order by created_at desc, id desc limit $3 offset $4"
+        ));
+        let rows = sqlx::query(list)
         .bind(user_id)
         .bind(status)
         .bind(i64::from(limit))
@@ -232,7 +238,8 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2)",
+            "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2))
+                  + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2))",
         )
         .bind(user_id)
         .bind(status)
@@ -514,6 +521,18 @@ impl JobStore for PostgresStore {
             .await?;
         self.feed.touched(observed.run_id);
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        Ok(sqlx::query(
+            "delete from trading_agent_jobs_archive where id in
+               (select id from trading_agent_jobs_archive where archived_at < $1 order by archived_at limit $2)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {

@@ -135,6 +135,10 @@ impl JobStore for TimedStore {
         self.timed("archive_finished", self.inner.archive_finished(before, batch)).await
     }
 
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        self.timed("prune_archive", self.inner.prune_archive(before, batch)).await
+    }
+
     async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>> {
         self.timed("recent_steps", self.inner.recent_steps(model_id, limit)).await
     }
