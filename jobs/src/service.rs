@@ -472,6 +472,15 @@ impl RunService {
         Ok(self.to_progress(job).await)
     }
 
+    /// The operators' figures: the last hour and day, per hour, the queue, slow steps and
+    /// recent failures.
+    pub async fn stats(&self) -> Result<crate::stats::Stats> {
+        let now = self.store.clock().now();
+        let runs = self.store.finished_since(now - chrono::Duration::hours(24), crate::stats::STATS_ROWS_MAX).await?;
+        let counts = self.store.count_by_status().await?;
+        Ok(crate::stats::Stats::compute(&runs, &counts, now))
+    }
+
     /// A page of the user's runs, newest first. `page` counts from 1.
     pub async fn list(&self, user_id: &str, status: Option<JobStatus>, page: u32, per_page: u32) -> Result<RunsPage> {
         let page = page.max(1);

@@ -78,6 +78,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure),
         recorder,
         pollers: Arc::default(),
+        admin_token: http::stats::AdminToken(args.admin_token.as_ref().map(|s| Arc::from(s.0.as_str()))),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
         origins: http::guard::Origins::new(&args.allowed_origins),
@@ -92,7 +93,9 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
-    let web = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    // The peer's address tells the stats whether a request comes from this machine.
+    let app = http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let web = axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await

@@ -170,6 +170,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<Secret>,
 
+    /// Bearer token that lets a request from another machine read `/stats` and
+    /// `/api/trading/stats` (from this machine they need none).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
     /// Served over HTTPS: mark the session cookie `Secure` and send HSTS.
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
     pub cookie_secure: bool,

@@ -17,25 +17,6 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 const SESSION_SECRET: &str = "session-secret-0123456789-abcdefghij-KLMNOP";
 const API_KEY: &str = "sk-test-api-key-9f8e7d6c5b4a";
 
-fn catalog(dir: &std::path::Path, fake: &FakeLlm) -> String {
-    let path = dir.join(format!("catalog-logs-{}.toml", uuid::Uuid::new_v4().simple()));
-    let entry = |id: &str, mode: &str| {
-        format!(
-            "[[model]]\nid = \"{id}\"\nlabel = \"{id}\"\nprovider = \"openai-compatible\"\n\
-             base_url = \"{}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_API_KEY\"\n\
-             input_price_per_mtok = 1000.0\noutput_price_per_mtok = 3000.0\n\n",
-            fake.base_url(mode)
-        )
-    };
-    let toml = format!(
-        "[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\n{}{}",
-        entry("fake", "ok"),
-        entry("broken", "unauthorized")
-    );
-    std::fs::write(&path, toml).expect("write catalog");
-    path.to_str().expect("utf-8").to_string()
-}
-
 fn events<'a>(lines: &'a [Value], message: &str, run_id: &str) -> Vec<&'a Value> {
     lines
         .iter()
@@ -48,7 +29,7 @@ fn events<'a>(lines: &'a [Value], message: &str, run_id: &str) -> Vec<&'a Value>
 async fn json_logs_carry_the_runs_events_and_no_secret() {
     let db = TestDb::sqlite();
     let fake = FakeLlm::start().await;
-    let catalog = catalog(&std::env::temp_dir(), &fake);
+    let catalog = common::fake_models(&fake, &[("fake", "ok"), ("broken", "unauthorized")]);
     let env = [
         ("MODEL_CATALOG", catalog.as_str()),
         ("FAKE_API_KEY", API_KEY),

@@ -66,18 +66,6 @@ async fn scrape(c: &reqwest::Client, url: &str) -> Vec<Sample> {
     parse(&resp.text().await.expect("text"))
 }
 
-fn catalog(dir: &std::path::Path, base_url: &str) -> String {
-    let path = dir.join(format!("catalog-metrics-{}.toml", uuid::Uuid::new_v4().simple()));
-    let toml = format!(
-        "[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\n\
-         [[model]]\nid = \"fake\"\nlabel = \"Fake\"\nprovider = \"openai-compatible\"\n\
-         base_url = \"{base_url}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_API_KEY\"\n\
-         input_price_per_mtok = 1000.0\noutput_price_per_mtok = 3000.0\n"
-    );
-    std::fs::write(&path, toml).expect("write catalog");
-    path.to_str().expect("utf-8").to_string()
-}
-
 /// Three runs started three ways — REST, the native form and the Leptos server function —
 /// one cancelled while queued, two run by a worker process started later. Every family of
 /// both processes' `/metrics` is checked for values.
@@ -85,7 +73,7 @@ fn catalog(dir: &std::path::Path, base_url: &str) -> String {
 async fn metrics_count_every_way_in_and_every_run() {
     let db = TestDb::sqlite();
     let fake = FakeLlm::start().await;
-    let catalog = catalog(&std::env::temp_dir(), &fake.base_url("ok"));
+    let catalog = common::fake_models(&fake, &[("fake", "ok")]);
     let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("SIMULATED_LATENCY_MS", "0")];
     let web = Server::start_on(&db.url, &["serve", "--workers", "0"], &env).await;
     let c = visitor(&web).await;

@@ -157,6 +157,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// The step lists of the most recent completed runs of a model, newest first.
     async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>>;
 
+    /// Jobs of the live table that finished at or after `since`, latest first, for the stats.
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
+
     /// Jobs per status, for metrics.
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>>;
 

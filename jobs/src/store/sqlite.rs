@@ -619,6 +619,17 @@ impl JobStore for SqliteStore {
         rows.iter().map(|s| from_json("steps", s)).collect()
     }
 
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs where completed_at >= ?1 order by completed_at desc limit ?2",
+        )
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("select status, count(*) from trading_agent_jobs group by status")

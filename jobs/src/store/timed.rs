@@ -143,6 +143,10 @@ impl JobStore for TimedStore {
         self.timed("recent_steps", self.inner.recent_steps(model_id, limit)).await
     }
 
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        self.timed("finished_since", self.inner.finished_since(since, limit)).await
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {
         self.timed("count_by_status", self.inner.count_by_status()).await
     }

@@ -25,6 +25,7 @@ pub mod pages;
 pub mod problem;
 pub mod runs;
 pub mod session;
+pub mod stats;
 pub mod telemetry;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub sessions: session::Sessions,
     /// Renders `/metrics`.
     pub recorder: metrics_exporter_prometheus::PrometheusHandle,
+    /// Who may read the stats from elsewhere than this machine.
+    pub admin_token: stats::AdminToken,
     /// Runs polled lately, for the active-pollers gauge.
     pub pollers: Arc<telemetry::Pollers>,
     /// Workers this process runs (for metrics).
@@ -90,6 +93,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))
+        .route("/api/trading/stats", get(stats::json))
+        .route("/stats", get(stats::page))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -159,3 +159,48 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let body = state.recorder.render();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response())
 }
+
+/// Per statement, summed over backends: how many were timed and their total seconds, read back
+/// from the rendered [`DB_STATEMENT`](jobs::telemetry::DB_STATEMENT) histogram.
+pub fn statement_times(rendered: &str) -> Vec<(String, u64, f64)> {
+    let mut by: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
+    for line in rendered.lines() {
+        let (kind, rest) = if let Some(r) = line.strip_prefix(jobs::telemetry::DB_STATEMENT).and_then(|r| r.strip_prefix("_count{")) {
+            ("count", r)
+        } else if let Some(r) = line.strip_prefix(jobs::telemetry::DB_STATEMENT).and_then(|r| r.strip_prefix("_sum{")) {
+            ("sum", r)
+        } else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
+        let Some(statement) = labels.split(',').find_map(|l| l.strip_prefix("statement=\"")).map(|s| s.trim_end_matches('"'))
+        else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else { continue };
+        let entry = by.entry(statement.to_string()).or_default();
+        if kind == "count" {
+            entry.0 += value as u64;
+        } else {
+            entry.1 += value;
+        }
+    }
+    by.into_iter().map(|(s, (n, secs))| (s, n, secs)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_times_sum_over_backends() {
+        let text = "# TYPE trading_agents_db_statement_duration_seconds histogram\n\
+            trading_agents_db_statement_duration_seconds_bucket{statement=\"claim\",backend=\"sqlite\",le=\"0.001\"} 1\n\
+            trading_agents_db_statement_duration_seconds_sum{statement=\"claim\",backend=\"sqlite\"} 0.5\n\
+            trading_agents_db_statement_duration_seconds_count{statement=\"claim\",backend=\"sqlite\"} 4\n\
+            trading_agents_db_statement_duration_seconds_sum{backend=\"postgres\",statement=\"claim\"} 0.25\n\
+            trading_agents_db_statement_duration_seconds_count{backend=\"postgres\",statement=\"claim\"} 1\n\
+            trading_agents_db_statement_duration_seconds_count{statement=\"get\",backend=\"sqlite\"} 2\n";
+        assert_eq!(statement_times(text), vec![("claim".into(), 5, 0.75), ("get".into(), 2, 0.0)]);
+    }
+}
