@@ -269,15 +269,11 @@ async fn timeout(h: Harness) {
     let started = Instant::now();
     let (_, end) = h.worker(hang, 0).run_once(&CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(end, RunEnd::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The deadline, not a hang: a worker that never noticed would block this test forever.
+    assert!(started.elapsed() < Duration::from_secs(20));
     let job = h.job(id).await;
     assert_eq!(job.status, JobStatus::Timeout);
-    assert!(
-        job.error.as_deref().unwrap().contains("did not finish within 0 seconds")
-            || job.error.as_deref().unwrap().contains("within"),
-        "{:?}",
-        job.error
-    );
+    assert_eq!(job.error.as_deref(), Some("The analysis did not finish within 300 milliseconds and was stopped."));
     let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]);
 
@@ -325,9 +321,11 @@ async fn cancel_running(h: Harness) {
         if by_event {
             h.events.send_local(jobs::Event::CancelRequested { run_id: id });
         }
-        let (_, end) = task.await.unwrap().unwrap().unwrap();
+        // A worker that never looked would hang on the script, not be slow: the bound is wide
+        // (two shared cores), the check itself comes every 500 ms.
+        let (_, end) = tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").unwrap().unwrap().unwrap();
         assert_eq!(end, RunEnd::Cancelled);
-        assert!(asked.elapsed() < Duration::from_secs(1), "stopped after {:?}", asked.elapsed());
+        assert!(asked.elapsed() < Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
         let job = h.job(id).await;
         assert_eq!(job.status, JobStatus::Cancelled);
         let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
