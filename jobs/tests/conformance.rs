@@ -559,6 +559,33 @@ async fn archive_in_history_and_pruning(h: Harness) {
     assert!(h.store.get(other).await.unwrap().is_some());
 }
 
+/// The stats read the runs that finished in a window, latest first, and count them right.
+async fn stats_of_finished_runs(h: Harness) {
+    let mut ids = Vec::new();
+    for (i, finish) in [Finish::Failed("boom".into()), Finish::Completed(Box::new(sample_result("AAPL", 3)))]
+        .into_iter()
+        .enumerate()
+    {
+        let id = insert(&h, new_job(&format!("s{i}"))).await.run_id;
+        let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        h.clock.advance(ChronoDuration::seconds(4));
+        h.store.finish(&job.fence().unwrap(), &job.steps, &finish).await.unwrap();
+        ids.push(id);
+        h.clock.advance(ChronoDuration::hours(2));
+    }
+    let now = h.clock_now();
+    let recent = h.store.finished_since(now - ChronoDuration::hours(5), 10).await.unwrap();
+    assert_eq!(recent.iter().map(|j| j.run_id).collect::<Vec<_>>(), vec![ids[1], ids[0]], "latest first");
+    assert_eq!(h.store.finished_since(now - ChronoDuration::hours(1), 10).await.unwrap().len(), 0);
+    let stats = jobs::stats::Stats::compute(&recent, &[(JobStatus::Pending, 2)], now);
+    assert_eq!((stats.last_day.finished, stats.last_day.failed, stats.last_day.completed), (2, 1, 1));
+    assert_eq!(stats.last_day.average_duration_ms, Some(4000));
+    assert_eq!(stats.last_day.failure_rate, Some(0.5));
+    assert_eq!(stats.last_hour.finished, 0);
+    assert_eq!(stats.queue.pending, 2);
+    assert_eq!(stats.recent_failures.iter().map(|f| f.error.as_deref()).collect::<Vec<_>>(), vec![Some("boom")]);
+}
+
 /// Visible writes bump the version (the ETag); heartbeats do not. Listing pages and filters.
 async fn versions_and_listing(h: Harness) {
     let id = insert(&h, new_job("u")).await.run_id;
@@ -732,6 +759,7 @@ conformance!(
     idempotency,
     retention,
     archive_in_history_and_pruning,
+    stats_of_finished_runs,
     versions_and_listing,
     release,
     failure_and_stale_settle,
