@@ -13,6 +13,13 @@ ensure_postgres
 step "Rust tests (unit, conformance on SQLite and PostgreSQL, API, faults)"
 cargo test --workspace --exclude frontend --no-fail-fast
 
+step "PostgreSQL restart under load (restarts the cluster: alone, and only with the rights to)"
+if [ "$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null; then
+  cargo test -p server --test pg_restart -- --ignored
+else
+  echo "not run: server/tests/pg_restart.rs needs root and pg_ctlcluster (CI has both)"
+fi
+
 step "Release build of the site, and the fake model provider the browser tests use"
 cargo leptos build --release --precompress
 cargo build -p agents --features testing --bin fake-llm

@@ -168,7 +168,8 @@ async fn a_hang_is_cut_by_the_timeouts() {
     let started = Instant::now();
     let err = model.analyst_view(AnalystKind::Risk, &data().await, &Recorder::default()).await.unwrap_err();
     assert_eq!(err, ModelError::Timeout(2));
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    // Without the timeouts the fake never answers: a wide bound still tells the two apart.
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -130,17 +130,16 @@ pub mod ssr {
 
     /// Maps a service error to the same problem the REST API sends, with its status.
     pub fn fail(e: ServiceError) -> AppError {
+        // Logged once, here where it is handled, through the same subscriber as the REST API
+        // (inside the request's span, so with its request id).
         if let ServiceError::Internal(detail) | ServiceError::Unavailable(detail) = &e {
-            tracing_log(detail);
+            tracing::error!(status = e.status(), error = %detail, "server function failed");
         }
         let problem: Problem = e.problem();
         problem_status(problem.status);
         AppError(problem)
     }
 
-    fn tracing_log(detail: &str) {
-        leptos::logging::error!("server function failed: {detail}");
-    }
 }
 
 #[server]

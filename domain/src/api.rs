@@ -48,6 +48,9 @@ pub struct RunSummary {
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub duration: Option<u64>,
+    /// Moved to the archive (finished longer ago than the retention); still readable.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// A page of history, newest first.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::model::{Checkpoint, Fence, JobSpec};
 use crate::store::{Control, JobStore, StoreError};
+use crate::telemetry;
 use crate::tracker::Tracker;
 
 /// The pipeline a worker runs for each job.
@@ -80,6 +81,8 @@ struct Inner {
     cancel: CancellationToken,
     cancel_requested: AtomicBool,
     lease_lost: AtomicBool,
+    /// What the run has cost so far, every attempt's stored steps included.
+    spent: std::sync::Mutex<StepUsage>,
 }
 
 struct WriteState {
@@ -94,6 +97,7 @@ impl JobContext {
         fence: Fence,
         steps: Vec<StepProgress>,
         checkpoints: BTreeMap<String, Value>,
+        spent: StepUsage,
         store: Arc<dyn JobStore>,
     ) -> Self {
         let clock = store.clock();
@@ -108,6 +112,7 @@ impl JobContext {
                 cancel: CancellationToken::new(),
                 cancel_requested: AtomicBool::new(false),
                 lease_lost: AtomicBool::new(false),
+                spent: std::sync::Mutex::new(spent),
             }),
         }
     }
@@ -138,6 +143,21 @@ impl JobContext {
         self.inner.lease_lost.load(Ordering::SeqCst)
     }
 
+    /// The model calls, tokens and cost of every stored step and turn of the run.
+    pub fn spent(&self) -> StepUsage {
+        *self.inner.spent.lock().expect("not poisoned")
+    }
+
+    /// The `Progress` log line, at a step's start and end (never for the ticks between).
+    fn log_progress(&self, state: &WriteState, step: &str) {
+        tracing::info!(
+            runId = %self.inner.spec.run_id,
+            step,
+            progress = state.tracker.snapshot().progress_percent,
+            "Progress"
+        );
+    }
+
     pub async fn steps(&self) -> Vec<StepProgress> {
         self.inner.state.lock().await.tracker.steps().to_vec()
     }
@@ -156,6 +176,7 @@ impl JobContext {
         self.stopped()?;
         let mut state = self.inner.state.lock().await;
         if state.tracker.start(step, detail.map(str::to_string), self.inner.clock.now()) {
+            self.log_progress(&state, step);
             self.write(&mut state).await;
         }
         self.stopped()
@@ -189,7 +210,12 @@ impl JobContext {
             tokens: usage.tokens,
             cost_usd: usage.cost_usd,
         };
-        self.store_checkpoint(&mut state, checkpoint).await
+        self.store_checkpoint(&mut state, checkpoint).await?;
+        self.log_progress(&state, step);
+        if let Some(ms) = state.tracker.steps().iter().find(|s| s.name == step).and_then(|s| s.duration_ms) {
+            telemetry::step_finished(step, Duration::from_millis(ms));
+        }
+        Ok(())
     }
 
     /// Stores one turn of a step that takes several (a debate round), under `key`, without
@@ -226,6 +252,19 @@ impl JobContext {
                 Ok(control) => {
                     state.dirty = false;
                     state.last_write = Some(Instant::now());
+                    {
+                        let mut spent = self.inner.spent.lock().expect("not poisoned");
+                        spent.llm_calls += checkpoint.llm_calls;
+                        spent.tokens.prompt += checkpoint.tokens.prompt;
+                        spent.tokens.completion += checkpoint.tokens.completion;
+                        spent.cost_usd += checkpoint.cost_usd;
+                    }
+                    telemetry::model_usage(
+                        &self.inner.spec.model_id,
+                        checkpoint.llm_calls,
+                        checkpoint.tokens,
+                        checkpoint.cost_usd,
+                    );
                     self.apply(control);
                     break;
                 }

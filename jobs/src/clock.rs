@@ -1,8 +1,15 @@
 //! Time as the engine sees it.
 //!
-//! Every timestamp the engine writes (leases, deadlines, created/updated times) comes from a
-//! [`Clock`] rather than from the database's `now()`, so tests can move time forward with a
-//! [`ManualClock`] and watch leases expire without waiting.
+//! Timestamps the engine writes (deadlines, created/updated times, step times) come from a
+//! [`Clock`], so tests can move time forward with a [`ManualClock`] and watch leases expire
+//! without waiting.
+//!
+//! Leases are the exception on PostgreSQL. Several hosts claim, heartbeat and rescue there, and
+//! their clocks drift: if each wrote and judged leases by its own clock, a host running a minute
+//! fast would rescue jobs whose workers are alive. So the PostgreSQL store measures leases with
+//! the database's `now()` whenever [`Clock::lease_time`] says so — which the [`SystemClock`]
+//! does — while a test clock keeps deciding. SQLite is one file on one machine: its processes
+//! share a clock, and it uses [`Clock::now`] throughout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -11,6 +18,12 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
+
+    /// The instant a store should measure leases (claim, heartbeat, expiry) from, or `None`
+    /// to let a shared database's own clock decide. A clock that tests drive answers its time.
+    fn lease_time(&self) -> Option<DateTime<Utc>> {
+        Some(self.now())
+    }
 }
 
 /// The wall clock.
@@ -20,6 +33,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+
+    /// The database's: this machine's clock is not the only one that judges leases.
+    fn lease_time(&self) -> Option<DateTime<Utc>> {
+        None
     }
 }
 

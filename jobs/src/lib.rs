@@ -18,6 +18,8 @@
 //! - [`eta`]: the estimated time remaining, from the durations of past runs.
 //! - [`service`]: [`RunService`], the one code path behind the REST API and server functions.
 //! - [`access`]: personal API tokens, other ways to an identity than the session cookie.
+//! - [`stats`]: the figures of the operators' stats page, from the last day's runs.
+//! - [`telemetry`]: what the engine measures (counters and histograms, through `metrics`).
 //!
 //! # State model
 //! See `docs/state-machine.md`. In short: `pending → running → completed | failed | timeout |
@@ -42,7 +44,9 @@ pub mod model;
 pub mod reaper;
 pub mod rescuer;
 pub mod service;
+pub mod stats;
 pub mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tracker;

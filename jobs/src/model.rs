@@ -49,6 +49,8 @@ pub struct Job {
     pub options: RunOptions,
     /// What the model calls of finished steps cost, in US dollars.
     pub cost_usd: f64,
+    /// Read from the archive, where the janitor moved it.
+    pub archived: bool,
 }
 
 impl Job {

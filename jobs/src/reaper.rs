@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::model::{Finish, close_steps};
 use crate::store::{JobStore, Settle, StoreError};
+use crate::telemetry;
 use crate::worker::human_duration;
 
 pub const REAPER_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
@@ -50,15 +51,18 @@ impl Reaper {
         for job in self.store.overdue(before, self.config.batch).await? {
             let running: Vec<&str> =
                 job.steps.iter().filter(|s| s.status == StepStatus::InProgress).map(|s| s.name.as_str()).collect();
+            let error = format!(
+                "The analysis did not finish within {} and was stopped.",
+                human_duration(Duration::from_millis(job.timeout_ms))
+            );
             let settle = Settle::End {
                 steps: close_steps(&job.steps, &running, now),
-                finish: Finish::Timeout(format!(
-                    "The analysis did not finish within {} and was stopped.",
-                    human_duration(Duration::from_millis(job.timeout_ms))
-                )),
+                finish: Finish::Timeout(error.clone()),
             };
             if self.store.settle(&job, &settle).await? {
-                tracing::warn!(run_id = %job.run_id, "job past its deadline ended by the reaper");
+                tracing::warn!(runId = %job.run_id, status = "timeout", error = %error, by = "reaper", "Failed");
+                telemetry::timed_out("reaper");
+                telemetry::run_finished(domain::JobStatus::Timeout, job.started_at.map(|s| telemetry::between(s, now)));
                 ended += 1;
             }
         }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{Event, Events};
 use crate::model::{Finish, close_steps, reset_unfinished_steps};
 use crate::store::{JobStore, Settle, StoreError};
+use crate::telemetry;
 
 pub const RESCUER_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 pub const RESCUER_BATCH_DEFAULT: u32 = 100;
@@ -72,15 +73,25 @@ impl Rescuer {
                 Settle::Requeue { steps: reset_unfinished_steps(&job.steps) }
             };
             if self.store.settle(&job, &settle).await? {
+                if let Settle::End { finish, .. } = &settle {
+                    telemetry::run_finished(finish.status(), job.started_at.map(|s| telemetry::between(s, now)));
+                }
                 match &settle {
                     Settle::Requeue { .. } => {
+                        telemetry::rescued("requeued");
                         report.requeued += 1;
                         tracing::warn!(run_id = %job.run_id, attempt = job.attempt, owner = ?job.lease_owner, "lease expired; job requeued");
                     }
-                    Settle::End { finish: Finish::Cancelled, .. } => report.cancelled += 1,
+                    Settle::End { finish: Finish::Cancelled, .. } => {
+                        telemetry::rescued("cancelled");
+                        report.cancelled += 1;
+                    }
                     Settle::End { .. } => {
+                        telemetry::rescued("failed");
                         report.failed += 1;
-                        tracing::warn!(run_id = %job.run_id, attempt = job.attempt, "lease expired on the last attempt; job failed");
+                        if let Settle::End { finish: Finish::Failed(error), .. } = &settle {
+                            tracing::warn!(runId = %job.run_id, attempt = job.attempt, error = %error, "Failed");
+                        }
                     }
                 }
             }

@@ -19,6 +19,7 @@ use crate::eta::{self, StepDurations};
 use crate::events::{Event, Events};
 use crate::model::{InsertOutcome, Job, NewJob};
 use crate::store::{JobStore, StoreError};
+use crate::telemetry;
 
 pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
@@ -353,6 +354,7 @@ impl RunService {
         }
         match self.store.insert(&job, self.config.max_active_per_user).await? {
             InsertOutcome::Created(job) => {
+                telemetry::run_started(retry_of.is_some());
                 self.events.send_local(Event::JobAvailable);
                 if let Err(e) = self.store.publish(&Event::JobAvailable).await {
                     // The job is stored; workers' polling will find it.
@@ -451,7 +453,15 @@ impl RunService {
         if job.status.is_terminal() {
             return Ok(self.to_progress(job).await);
         }
+        let was_requested = job.cancel_requested;
         let job = self.store.request_cancel(run_id).await?.ok_or(ServiceError::NotFound)?;
+        if !was_requested {
+            telemetry::cancel_requested();
+        }
+        if job.status == JobStatus::Cancelled {
+            // A pending run ends here, never having run.
+            telemetry::run_finished(JobStatus::Cancelled, None);
+        }
         if job.status == JobStatus::Running {
             let event = Event::CancelRequested { run_id };
             self.events.send_local(event.clone());
@@ -460,6 +470,15 @@ impl RunService {
             }
         }
         Ok(self.to_progress(job).await)
+    }
+
+    /// The operators' figures: the last hour and day, per hour, the queue, slow steps and
+    /// recent failures.
+    pub async fn stats(&self) -> Result<crate::stats::Stats> {
+        let now = self.store.clock().now();
+        let runs = self.store.finished_since(now - chrono::Duration::hours(24), crate::stats::STATS_ROWS_MAX).await?;
+        let counts = self.store.count_by_status().await?;
+        Ok(crate::stats::Stats::compute(&runs, &counts, now))
     }
 
     /// A page of the user's runs, newest first. `page` counts from 1.
@@ -566,6 +585,7 @@ fn summary(job: &Job) -> RunSummary {
         started_at: job.started_at,
         completed_at: job.completed_at,
         duration: job.duration_ms,
+        archived: job.archived,
     }
 }
 

@@ -26,10 +26,11 @@ use domain::StepStatus;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{Analysis, AnalysisError, JobContext};
+use crate::analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 use crate::events::{Event, Events};
 use crate::model::{Finish, Job, close_steps, reset_unfinished_steps};
 use crate::store::{JobStore, StoreError};
+use crate::telemetry;
 
 pub const WORKERS_DEFAULT: usize = 4;
 pub const LEASE_DEFAULT: Duration = Duration::from_secs(30);
@@ -141,6 +142,9 @@ impl Worker {
         let Some(job) = self.store.claim(&self.owner, lease).await? else {
             return Ok(None);
         };
+        if job.attempt == 1 {
+            telemetry::queue_wait(telemetry::between(job.created_at, self.store.clock().now()));
+        }
         let end = self.run_job(&job, hard_stop).await;
         Ok(Some((job, end)))
     }
@@ -177,9 +181,23 @@ impl Worker {
 
     async fn run_job(&self, job: &Job, hard_stop: &CancellationToken) -> RunEnd {
         let fence = job.fence().expect("a claimed job is running under a lease");
-        let ctx =
-            JobContext::new(job.spec(), fence.clone(), job.steps.clone(), job.checkpoints.clone(), self.store.clone());
-        tracing::info!(run_id = %job.run_id, attempt = job.attempt, worker = %self.owner, "running job");
+        let spent = StepUsage { llm_calls: job.llm_calls, tokens: job.tokens, cost_usd: job.cost_usd };
+        let ctx = JobContext::new(
+            job.spec(),
+            fence.clone(),
+            job.steps.clone(),
+            job.checkpoints.clone(),
+            spent,
+            self.store.clone(),
+        );
+        tracing::info!(
+            runId = %job.run_id,
+            symbol = %job.symbol,
+            modelId = %job.model_id,
+            attempt = job.attempt,
+            worker = %self.owner,
+            "Started"
+        );
 
         let clock = self.store.clock();
         let deadline = job
@@ -222,7 +240,19 @@ impl Worker {
         match stop {
             Stop::Completed(result) => {
                 let steps = close_steps(&steps, &[], now);
-                self.finish(job, &steps, Finish::Completed(result), RunEnd::Completed).await
+                let end = self.finish(job, &steps, Finish::Completed(result), RunEnd::Completed).await;
+                if end == RunEnd::Completed {
+                    let spent = ctx.spent();
+                    tracing::info!(
+                        runId = %job.run_id,
+                        durationMs = job.started_at.map(|s| (now - s).num_milliseconds().max(0)).unwrap_or(0),
+                        llmCalls = spent.llm_calls,
+                        tokens = spent.tokens.total(),
+                        cost = spent.cost_usd,
+                        "Completed"
+                    );
+                }
+                end
             }
             Stop::Failed { step, message } => {
                 let failed: Vec<&str> = step.as_deref().into_iter().collect();
@@ -270,7 +300,18 @@ impl Worker {
         loop {
             match self.store.finish(&fence, steps, &finish).await {
                 Ok(()) => {
-                    tracing::info!(run_id = %job.run_id, status = %finish.status(), "job ended");
+                    match &finish {
+                        Finish::Failed(error) | Finish::Timeout(error) => {
+                            tracing::warn!(runId = %job.run_id, status = %finish.status(), error = %error, "Failed");
+                        }
+                        Finish::Cancelled => tracing::info!(runId = %job.run_id, "Cancelled"),
+                        Finish::Completed(_) => {}
+                    }
+                    let now = self.store.clock().now();
+                    telemetry::run_finished(finish.status(), job.started_at.map(|s| telemetry::between(s, now)));
+                    if end == RunEnd::TimedOut {
+                        telemetry::timed_out("worker");
+                    }
                     return end;
                 }
                 Err(StoreError::LeaseLost(_)) => {

@@ -13,7 +13,7 @@ use domain::{
     AnalystKind, Depth, FieldError, JobStatus, RunId, RunOptions, StartRequest, StepStatus, TokenUsage, ValidStart,
 };
 use jobs::analysis::StepUsage;
-use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::janitor::{Janitor, JanitorConfig, JanitorReport};
 use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
@@ -269,15 +269,11 @@ async fn timeout(h: Harness) {
     let started = Instant::now();
     let (_, end) = h.worker(hang, 0).run_once(&CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(end, RunEnd::TimedOut);
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // The deadline, not a hang: a worker that never noticed would block this test forever.
+    assert!(started.elapsed() < Duration::from_secs(20));
     let job = h.job(id).await;
     assert_eq!(job.status, JobStatus::Timeout);
-    assert!(
-        job.error.as_deref().unwrap().contains("did not finish within 0 seconds")
-            || job.error.as_deref().unwrap().contains("within"),
-        "{:?}",
-        job.error
-    );
+    assert_eq!(job.error.as_deref(), Some("The analysis did not finish within 300 milliseconds and was stopped."));
     let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, vec![StepStatus::Completed, StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]);
 
@@ -325,9 +321,11 @@ async fn cancel_running(h: Harness) {
         if by_event {
             h.events.send_local(jobs::Event::CancelRequested { run_id: id });
         }
-        let (_, end) = task.await.unwrap().unwrap().unwrap();
+        // A worker that never looked would hang on the script, not be slow: the bound is wide
+        // (two shared cores), the check itself comes every 500 ms.
+        let (_, end) = tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").unwrap().unwrap().unwrap();
         assert_eq!(end, RunEnd::Cancelled);
-        assert!(asked.elapsed() < Duration::from_secs(1), "stopped after {:?}", asked.elapsed());
+        assert!(asked.elapsed() < Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
         let job = h.job(id).await;
         assert_eq!(job.status, JobStatus::Cancelled);
         let statuses: Vec<_> = job.steps.iter().map(|s| s.status).collect();
@@ -515,8 +513,77 @@ async fn retention(h: Harness) {
     // The janitor does the same through its loop.
     h.clock.advance(ChronoDuration::days(31));
     let janitor = Janitor::new(h.store.clone(), JanitorConfig { batch: 1, ..JanitorConfig::default() }).unwrap();
-    assert_eq!(janitor.run_once().await.unwrap(), 1);
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 1, pruned: 0 });
     assert!(h.store.get(old_pending).await.unwrap().is_none());
+}
+
+/// History lists archived runs with the live ones, marked, in one order and one count; the
+/// janitor deletes archived runs past the archive's retention, in batches, and nothing else.
+async fn archive_in_history_and_pruning(h: Harness) {
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let id = insert(&h, new_job("h")).await.run_id;
+        let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        h.store.finish(&job.fence().unwrap(), &job.steps, &Finish::Cancelled).await.unwrap();
+        old.push(id);
+        h.clock.advance(ChronoDuration::seconds(1));
+    }
+    h.clock.advance(ChronoDuration::days(31));
+    let live = insert(&h, new_job("h")).await.run_id;
+    let other = insert(&h, new_job("someone else")).await.run_id;
+    let config = JanitorConfig { batch: 2, archive_retention_days: Some(10), ..JanitorConfig::default() };
+    let janitor = Janitor::new(h.store.clone(), config).unwrap();
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 3, pruned: 0 });
+
+    let (first, total) = h.store.list_for_user("h", None, 2, 0).await.unwrap();
+    assert_eq!(total, 4, "three archived and one live");
+    assert_eq!(first.iter().map(|j| (j.run_id, j.archived)).collect::<Vec<_>>(), vec![(live, false), (old[2], true)]);
+    let (second, _) = h.store.list_for_user("h", None, 2, 2).await.unwrap();
+    assert_eq!(second.iter().map(|j| (j.run_id, j.archived)).collect::<Vec<_>>(), vec![(old[1], true), (old[0], true)]);
+    let (cancelled, total) = h.store.list_for_user("h", Some(JobStatus::Cancelled), 10, 0).await.unwrap();
+    assert_eq!(total, 3);
+    assert!(cancelled.iter().all(|j| j.archived && j.status == JobStatus::Cancelled));
+    assert!(h.store.get_archived(old[0]).await.unwrap().unwrap().archived);
+    assert!(!h.store.get(live).await.unwrap().unwrap().archived);
+
+    // Ten days after archiving they go, two at a time; the live runs stay.
+    h.clock.advance(ChronoDuration::days(9));
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport::default());
+    h.clock.advance(ChronoDuration::days(2));
+    assert_eq!(janitor.run_once().await.unwrap(), JanitorReport { archived: 0, pruned: 3 });
+    for id in &old {
+        assert!(h.store.get_archived(*id).await.unwrap().is_none());
+    }
+    let (left, total) = h.store.list_for_user("h", None, 10, 0).await.unwrap();
+    assert_eq!((left.len(), total), (1, 1));
+    assert!(h.store.get(other).await.unwrap().is_some());
+}
+
+/// The stats read the runs that finished in a window, latest first, and count them right.
+async fn stats_of_finished_runs(h: Harness) {
+    let mut ids = Vec::new();
+    for (i, finish) in [Finish::Failed("boom".into()), Finish::Completed(Box::new(sample_result("AAPL", 3)))]
+        .into_iter()
+        .enumerate()
+    {
+        let id = insert(&h, new_job(&format!("s{i}"))).await.run_id;
+        let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        h.clock.advance(ChronoDuration::seconds(4));
+        h.store.finish(&job.fence().unwrap(), &job.steps, &finish).await.unwrap();
+        ids.push(id);
+        h.clock.advance(ChronoDuration::hours(2));
+    }
+    let now = h.clock_now();
+    let recent = h.store.finished_since(now - ChronoDuration::hours(5), 10).await.unwrap();
+    assert_eq!(recent.iter().map(|j| j.run_id).collect::<Vec<_>>(), vec![ids[1], ids[0]], "latest first");
+    assert_eq!(h.store.finished_since(now - ChronoDuration::hours(1), 10).await.unwrap().len(), 0);
+    let stats = jobs::stats::Stats::compute(&recent, &[(JobStatus::Pending, 2)], now);
+    assert_eq!((stats.last_day.finished, stats.last_day.failed, stats.last_day.completed), (2, 1, 1));
+    assert_eq!(stats.last_day.average_duration_ms, Some(4000));
+    assert_eq!(stats.last_day.failure_rate, Some(0.5));
+    assert_eq!(stats.last_hour.finished, 0);
+    assert_eq!(stats.queue.pending, 2);
+    assert_eq!(stats.recent_failures.iter().map(|f| f.error.as_deref()).collect::<Vec<_>>(), vec![Some("boom")]);
 }
 
 /// Visible writes bump the version (the ETag); heartbeats do not. Listing pages and filters.
@@ -691,6 +758,8 @@ conformance!(
     per_user_limit,
     idempotency,
     retention,
+    archive_in_history_and_pruning,
+    stats_of_finished_runs,
     versions_and_listing,
     release,
     failure_and_stale_settle,

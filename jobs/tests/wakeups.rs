@@ -38,6 +38,10 @@ async fn claim_latency(producer: &RunService, consumer: &Arc<dyn JobStore>, user
     }
 }
 
+/// Far under the 30 s poll interval, so only a wake-up explains a claim this fast, and wide
+/// enough for two shared, busy cores (a wake-up usually takes milliseconds).
+const WAKE_BOUND: Duration = Duration::from_secs(5);
+
 fn idle_pool(store: Arc<dyn JobStore>, events: Events) -> WorkerPool {
     // A poll interval far longer than the latency asserted: only a wake-up can explain it.
     let config = WorkerConfig { workers: 2, poll_every: Duration::from_secs(30), ..WorkerConfig::default() };
@@ -68,7 +72,7 @@ async fn notify_wakes_an_idle_worker_on_postgres() {
     running.await.unwrap();
     // The first may race the workers' first subscription; the rest must all be quick.
     let worst = latencies[1..].iter().max().unwrap();
-    assert!(*worst < Duration::from_millis(100), "claim latencies {latencies:?}");
+    assert!(*worst < WAKE_BOUND, "claim latencies {latencies:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,5 +90,5 @@ async fn the_in_process_bus_wakes_an_idle_worker_on_sqlite() {
     shutdown.cancel();
     running.await.unwrap();
     let worst = latencies[1..].iter().max().unwrap();
-    assert!(*worst < Duration::from_millis(100), "claim latencies {latencies:?}");
+    assert!(*worst < WAKE_BOUND, "claim latencies {latencies:?}");
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use app::api::ssr::AppContext;
 use domain::{JobStatus, Progress, RunState, StartRequest};
 use jobs::ServiceError;
-use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::janitor::Janitor;
 use tokio_util::sync::CancellationToken;
 
 use crate::compose::{self, Error};
-use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs};
+use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs, WorkerRole};
 use crate::http::{self, AppState, session::Sessions};
 
 /// Fires on SIGTERM or Ctrl-C.
@@ -63,6 +63,8 @@ async fn session_key(store: &Arc<dyn jobs::JobStore>, args: &ServeArgs) -> Resul
 }
 
 pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
+    let recorder = http::telemetry::recorder();
+    http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
     let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
     let state = AppState {
@@ -82,7 +84,9 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
                 .map(|s| s.as_bytes().to_vec())
                 .collect(),
         ),
-        metrics: Arc::default(),
+        recorder,
+        pollers: Arc::default(),
+        admin_token: http::stats::AdminToken(args.admin_token.as_ref().map(|s| Arc::from(s.0.as_str()))),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
         origins: http::guard::Origins::new(&args.allowed_origins),
@@ -101,6 +105,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
+    // The peer's address is the client's for the rate limits (unless a trusted proxy names
+    // another) and tells the stats whether a request comes from this machine.
     let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let workers = async {
@@ -115,12 +121,39 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     workers
 }
 
-pub async fn worker(common: &Common, args: &WorkerArgs) -> Result<(), Error> {
+pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
+    let args = &role.workers;
     if args.workers == 0 {
         return Err("a worker process needs at least one worker (--workers)".into());
     }
+    let recorder = http::telemetry::recorder();
+    http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
-    compose::run_workers(&parts, common, args, shutdown_signal()).await
+    let shutdown = shutdown_signal();
+    if let Some(addr) = role.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        println!("metrics on http://{}", listener.local_addr()?);
+        let _ = std::io::stdout().flush();
+        let workers = args.workers;
+        let app = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let recorder = recorder.clone();
+                async move {
+                    metrics::gauge!(http::telemetry::WORKERS).set(workers as f64);
+                    recorder.run_upkeep();
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], recorder.render())
+                }
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
+    compose::run_workers(&parts, common, args, shutdown).await
 }
 
 pub async fn migrate(common: &Common) -> Result<(), Error> {
@@ -132,10 +165,13 @@ pub async fn migrate(common: &Common) -> Result<(), Error> {
 pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
     let store = compose::store(common).await?;
     let janitor =
-        Janitor::new(store, JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() })?;
+        Janitor::new(store, common.janitor_config())?;
     if once {
         let moved = janitor.run_once().await?;
-        println!("archived {moved} finished runs older than {} days", common.retention_days);
+        println!("archived {} finished runs older than {} days", moved.archived, common.retention_days);
+        if common.archive_retention_days > 0 {
+            println!("pruned {} archived runs older than {} days", moved.pruned, common.archive_retention_days);
+        }
     } else {
         janitor.run(shutdown_signal()).await;
     }

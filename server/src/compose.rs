@@ -14,7 +14,7 @@ use agents::news::RssNews;
 use agents::retry::RetryPolicy;
 use agents::vader::Lexicon;
 use domain::ModelId;
-use jobs::janitor::{Janitor, JanitorConfig};
+use jobs::janitor::Janitor;
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{Rescuer, RescuerConfig};
 use jobs::{Events, JobStore, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
@@ -139,7 +139,7 @@ pub async fn run_workers(
     let reaper = Reaper::new(parts.store.clone(), ReaperConfig { interval: every, ..ReaperConfig::default() });
     let janitor = Janitor::new(
         parts.store.clone(),
-        JanitorConfig { retention_days: common.retention_days, ..JanitorConfig::default() },
+        common.janitor_config(),
     )?;
     let maintenance = tokio::spawn({
         let s = shutdown.clone();

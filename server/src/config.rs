@@ -111,6 +111,10 @@ pub struct Common {
     #[arg(long, env = "RETENTION_DAYS", default_value_t = 30, global = true)]
     pub retention_days: u32,
 
+    /// Days archived runs are kept after they were archived; 0 keeps them forever.
+    #[arg(long, env = "ARCHIVE_RETENTION_DAYS", default_value_t = jobs::janitor::ARCHIVE_RETENTION_DAYS_DEFAULT, global = true)]
+    pub archive_retention_days: u32,
+
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
@@ -126,12 +130,23 @@ pub struct WorkerArgs {
     pub shutdown_grace_secs: u64,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct WorkerRole {
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+
+    /// Where a worker process serves `/metrics` (port 0 picks one, printed at start); none by
+    /// default.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// The web server, with workers unless `--workers 0` (the default command).
     Serve(ServeArgs),
-    /// Workers only: run jobs, no HTTP.
-    Worker(WorkerArgs),
+    /// Workers only: run jobs; no HTTP but `/metrics` on `--metrics-addr`.
+    Worker(WorkerRole),
     /// Apply database migrations and exit.
     Migrate,
     /// Archive finished runs older than RETENTION_DAYS.
@@ -159,6 +174,10 @@ pub struct ServeArgs {
     /// cookies are still accepted, and signed again with SESSION_SECRET on the next page load.
     #[arg(long, env = "SESSION_SECRET_PREVIOUS", value_delimiter = ',', hide_env_values = true)]
     pub session_secret_previous: Vec<Secret>,
+    /// Bearer token that lets a request from another machine read `/stats` and
+    /// `/api/trading/stats` (from this machine they need none).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
 
     /// Served over HTTPS: mark the session cookie `Secure` and send HSTS.
     #[arg(long, env = "COOKIE_SECURE", default_value_t = false)]
@@ -262,4 +281,15 @@ pub struct AnalyzeArgs {
     /// Print the result as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Common {
+    /// The janitor's settings: `RETENTION_DAYS`, `ARCHIVE_RETENTION_DAYS` (0: keep the archive).
+    pub fn janitor_config(&self) -> jobs::janitor::JanitorConfig {
+        jobs::janitor::JanitorConfig {
+            retention_days: self.retention_days,
+            archive_retention_days: (self.archive_retention_days > 0).then_some(self.archive_retention_days),
+            ..jobs::janitor::JanitorConfig::default()
+        }
+    }
 }

@@ -52,7 +52,7 @@ pub fn run_cli() {
     let result = runtime.block_on(async move {
         match command {
             Command::Serve(args) => commands::serve(&common, &args).await,
-            Command::Worker(args) => commands::worker(&common, &args).await,
+            Command::Worker(role) => commands::worker(&common, &role).await,
             Command::Migrate => commands::migrate(&common).await,
             Command::Janitor { once } => commands::janitor(&common, once).await,
             Command::Analyze(args) => commands::analyze(&common, &args).await,

@@ -103,7 +103,10 @@ async fn migrate_and_janitor_once() {
     }
     let out = run(&["janitor", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "archived 2 finished runs older than 30 days");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "archived 2 finished runs older than 30 days\npruned 0 archived runs older than 365 days"
+    );
     for id in &ids[..2] {
         assert!(store.get(*id).await.unwrap().is_none());
         assert_eq!(store.get_archived(*id).await.unwrap().unwrap().status, JobStatus::Completed);

@@ -61,7 +61,7 @@ pub fn HistoryPage() -> impl IntoView {
                                                     <td>{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>
                                                     <td class="depth">{r.depth.id()}</td>
                                                     <td><code>{r.model_id.clone()}</code></td>
-                                                    <td><StatusBadge status=r.status/></td>
+                                                    <td><StatusBadge status=r.status/>{r.archived.then(|| view! { " " <span class="archived" title="Finished long ago and archived; still readable">"archived"</span> })}</td>
                                                     <td>{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
                                                     <td>{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
                                                     <td>{timestamp(r.started_at.unwrap_or(r.created_at))}</td>

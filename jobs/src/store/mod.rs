@@ -15,6 +15,7 @@ use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, Progre
 
 pub mod postgres;
 pub mod sqlite;
+pub mod timed;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -98,7 +99,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// A run the janitor moved to the archive.
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>>;
 
-    /// A user's jobs, newest first, and how many there are in all.
+    /// A user's jobs, newest first, archived ones included (marked), and how many there are in
+    /// all.
     async fn list_for_user(
         &self,
         user_id: &str,
@@ -150,8 +152,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// Moves up to `batch` jobs that finished before `before` into the archive. Returns how many.
     async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
+    /// Deletes up to `batch` archived runs that were archived before `before`. Returns how many.
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+
     /// The step lists of the most recent completed runs of a model, newest first.
     async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>>;
+
+    /// Jobs of the live table that finished at or after `since`, latest first, for the stats.
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
 
     /// Jobs per status, for metrics.
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>>;
@@ -195,18 +203,20 @@ pub trait JobStore: Send + Sync + 'static {
     async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>>;
 }
 
-/// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`.
+/// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`, with every
+/// operation timed ([`timed::TimedStore`]).
 pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn JobStore>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url, clock).await?))
+    let store: Arc<dyn JobStore> = if url.starts_with("sqlite:") {
+        Arc::new(sqlite::SqliteStore::connect(url, clock).await?)
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PostgresStore::connect(url, clock).await?))
+        Arc::new(postgres::PostgresStore::connect(url, clock).await?)
     } else {
-        Err(StoreError::Config(format!(
+        return Err(StoreError::Config(format!(
             "'{}' (expected sqlite:… or postgres://…)",
             url.split('@').next_back().unwrap_or(url)
-        )))
-    }
+        )));
+    };
+    Ok(Arc::new(timed::TimedStore::new(store)))
 }
 
 /// The outcome of an insert whose idempotency key this user already used for `existing`.

@@ -96,6 +96,7 @@ fn decode(row: &PgRow) -> Result<Job> {
         duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
         options: options.0,
         cost_usd: row.try_get("cost_usd")?,
+        archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
     })
 }
 
@@ -205,7 +206,7 @@ impl JobStore for PostgresStore {
     }
 
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>> {
-        sqlx::query("select * from trading_agent_jobs_archive where run_id = $1")
+        sqlx::query("select *, true as archived from trading_agent_jobs_archive where run_id = $1")
             .bind(run_id.as_uuid())
             .fetch_optional(&self.pool)
             .await?
@@ -221,11 +222,16 @@ impl JobStore for PostgresStore {
         offset: u64,
     ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(|s| s.as_str());
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs
+        // History keeps archived runs, marked as such: both tables, one order.
+        let list = sqlx::AssertSqlSafe(format!(
+            "select {ARCHIVE_COLUMNS}, false as archived from trading_agent_jobs
              where user_id = $1 and ($2::text is null or status = $2)
-             order by created_at desc, id desc limit $3 offset $4",
-        )
+             union all
+             select {ARCHIVE_COLUMNS}, true as archived from trading_agent_jobs_archive
+             where user_id = $1 and ($2::text is null or status = $2)
+             order by created_at desc, id desc limit $3 offset $4"
+        ));
+        let rows = sqlx::query(list)
         .bind(user_id)
         .bind(status)
         .bind(i64::from(limit))
@@ -233,7 +239,8 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2)",
+            "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2))
+                  + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2))",
         )
         .bind(user_id)
         .bind(status)
@@ -246,8 +253,9 @@ impl JobStore for PostgresStore {
         let now = self.clock.now();
         let job = sqlx::query(
             "update trading_agent_jobs
-             set status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
-                 heartbeat_at = $3, started_at = coalesce(started_at, $3),
+             set status = 'running', attempt = attempt + 1, lease_owner = $1,
+                 lease_expires_at = coalesce($4, now()) + $2 * interval '1 millisecond',
+                 heartbeat_at = coalesce($4, now()), started_at = coalesce(started_at, $3),
                  timeout_at = $3 + timeout_ms * interval '1 millisecond',
                  version = version + 1, updated_at = $3
              where id = (select id from trading_agent_jobs where status = 'pending'
@@ -256,8 +264,9 @@ impl JobStore for PostgresStore {
              returning *",
         )
         .bind(owner)
-        .bind(now + lease)
+        .bind(lease.num_milliseconds())
         .bind(now)
+        .bind(self.clock.lease_time())
         .fetch_optional(&self.pool)
         .await?
         .map(|r| decode(&r))
@@ -269,14 +278,15 @@ impl JobStore for PostgresStore {
     }
 
     async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
-        let now = self.clock.now();
         let row = sqlx::query(
-            "update trading_agent_jobs set lease_expires_at = $1, heartbeat_at = $2
+            "update trading_agent_jobs
+             set lease_expires_at = coalesce($2, now()) + $1 * interval '1 millisecond',
+                 heartbeat_at = coalesce($2, now())
              where run_id = $3 and lease_owner = $4 and attempt = $5 and status = 'running'
              returning cancel_requested",
         )
-        .bind(now + lease)
-        .bind(now)
+        .bind(lease.num_milliseconds())
+        .bind(self.clock.lease_time())
         .bind(fence.run_id.as_uuid())
         .bind(&fence.owner)
         .bind(fence.attempt as i32)
@@ -452,10 +462,10 @@ impl JobStore for PostgresStore {
 
     async fn expired_leases(&self, limit: u32) -> Result<Vec<Job>> {
         let rows = sqlx::query(
-            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < $1
+            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < coalesce($1, now())
              order by lease_expires_at limit $2",
         )
-        .bind(self.clock.now())
+        .bind(self.clock.lease_time())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -514,6 +524,18 @@ impl JobStore for PostgresStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        Ok(sqlx::query(
+            "delete from trading_agent_jobs_archive where id in
+               (select id from trading_agent_jobs_archive where archived_at < $1 order by archived_at limit $2)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         // One short statement per batch: the CTE locks only the rows it moves (skipping rows
         // another janitor holds), so the table is never locked as a whole.
@@ -546,6 +568,17 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|j| j.0).collect())
+    }
+
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs where completed_at >= $1 order by completed_at desc limit $2",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

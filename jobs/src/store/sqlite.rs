@@ -150,6 +150,7 @@ fn decode(row: &SqliteRow) -> Result<Job> {
         duration_ms: opt_int("duration_ms")?.map(|d| d.max(0) as u64),
         options: from_json("options", &text("options")?)?,
         cost_usd: row.try_get::<f64, _>("cost_usd")?,
+        archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
     })
 }
 
@@ -253,7 +254,7 @@ impl JobStore for SqliteStore {
     }
 
     async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>> {
-        sqlx::query("select * from trading_agent_jobs_archive where run_id = ?1")
+        sqlx::query("select *, 1 as archived from trading_agent_jobs_archive where run_id = ?1")
             .bind(run_id.to_string())
             .fetch_optional(&self.reader)
             .await?
@@ -269,11 +270,16 @@ impl JobStore for SqliteStore {
         offset: u64,
     ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(|s| s.as_str());
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs
+        // History keeps archived runs, marked as such: both tables, one order.
+        let list = sqlx::AssertSqlSafe(format!(
+            "select {ARCHIVE_COLUMNS}, 0 as archived from trading_agent_jobs
              where user_id = ?1 and (?2 is null or status = ?2)
-             order by created_at desc, id desc limit ?3 offset ?4",
-        )
+             union all
+             select {ARCHIVE_COLUMNS}, 1 as archived from trading_agent_jobs_archive
+             where user_id = ?1 and (?2 is null or status = ?2)
+             order by created_at desc, id desc limit ?3 offset ?4"
+        ));
+        let rows = sqlx::query(list)
         .bind(user_id)
         .bind(status)
         .bind(i64::from(limit))
@@ -281,7 +287,8 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         let total: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where user_id = ?1 and (?2 is null or status = ?2)",
+            "select (select count(*) from trading_agent_jobs where user_id = ?1 and (?2 is null or status = ?2))
+                  + (select count(*) from trading_agent_jobs_archive where user_id = ?1 and (?2 is null or status = ?2))",
         )
         .bind(user_id)
         .bind(status)
@@ -589,6 +596,18 @@ impl JobStore for SqliteStore {
         Ok(deleted)
     }
 
+    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        Ok(sqlx::query(
+            "delete from trading_agent_jobs_archive where id in
+               (select id from trading_agent_jobs_archive where archived_at < ?1 order by archived_at limit ?2)",
+        )
+        .bind(ms(before))
+        .bind(i64::from(batch))
+        .execute(&self.writer)
+        .await?
+        .rows_affected())
+    }
+
     async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>> {
         let rows: Vec<String> = sqlx::query_scalar(
             "select steps from trading_agent_jobs where model_id = ?1 and status = 'completed'
@@ -599,6 +618,17 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(|s| from_json("steps", s)).collect()
+    }
+
+    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_jobs where completed_at >= ?1 order by completed_at desc limit ?2",
+        )
+        .bind(ms(since))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode).collect()
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

@@ -14,6 +14,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub mod guard;
@@ -27,6 +28,8 @@ pub mod proxy;
 pub mod runs;
 pub mod session;
 pub mod shares;
+pub mod stats;
+pub mod telemetry;
 pub mod tokens;
 
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
@@ -38,7 +41,12 @@ pub struct AppState {
     pub context: AppContext,
     pub leptos: LeptosOptions,
     pub sessions: session::Sessions,
-    pub metrics: Arc<health::Metrics>,
+    /// Renders `/metrics`.
+    pub recorder: metrics_exporter_prometheus::PrometheusHandle,
+    /// Who may read the stats from elsewhere than this machine.
+    pub admin_token: stats::AdminToken,
+    /// Runs polled lately, for the active-pollers gauge.
+    pub pollers: Arc<telemetry::Pollers>,
     /// Workers this process runs (for metrics).
     pub workers: usize,
     /// How run pages follow progress (`PROGRESS_TRANSPORT`).
@@ -100,10 +108,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))
+        .route("/api/trading/stats", get(stats::json))
+        .route("/stats", get(stats::page))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(telemetry::metrics))
         .method_not_allowed_fallback(problem::method_not_allowed);
     // The pages' forms posted without WASM (the GET routes of the same paths are the pages).
     let forms = Router::new()
@@ -138,7 +148,11 @@ pub fn router(state: AppState) -> Router {
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
         .layer(CompressionLayer::new())
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(telemetry::track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: every line logged for a request carries its id, and so does the answer.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
@@ -150,4 +164,11 @@ pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http
         h.append(*k, HeaderValue::from_static(v));
     }
     h
+}
+
+/// The span of one request: its id (the client's `X-Request-Id`, or a new UUID), method and
+/// path — never the query string or headers, which may carry tokens.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    tracing::info_span!("request", requestId = %id, method = %req.method(), path = %req.uri().path())
 }

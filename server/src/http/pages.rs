@@ -63,9 +63,6 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
     let request = start_request(&body);
     let problem = match state.service.start(&user.0, &request, None).await {
         Ok(started) => {
-            if started.created {
-                state.metrics.runs_started.inc();
-            }
             return see_other(&format!("/runs/{}", started.job.run_id));
         }
         Err(e @ (ServiceError::Internal(_) | ServiceError::Unavailable(_))) => {
@@ -123,10 +120,7 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
     match state.service.retry(&user.0, id).await {
-        Ok(started) => {
-            state.metrics.runs_started.inc();
-            Ok(see_other(&format!("/runs/{}", started.job.run_id)))
-        }
+        Ok(started) => Ok(see_other(&format!("/runs/{}", started.job.run_id))),
         Err(ServiceError::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
         Err(e) => Err(e.into()),
     }

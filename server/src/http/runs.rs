@@ -92,9 +92,6 @@ pub async fn start(
         None => None,
     };
     let started = state.service.start(&user.0, &request, key).await?;
-    if started.created {
-        state.metrics.runs_started.inc();
-    }
     Ok(accepted(started, &state))
 }
 
@@ -129,11 +126,11 @@ pub(crate) async fn progress_of(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let body = state.service.progress_body(&owner.0, id).await?;
-    let mut resp = if matches(headers, &body.etag) {
-        state.metrics.polls_not_modified.inc();
+    let not_modified = matches(headers, &body.etag);
+    super::telemetry::poll(state, id, not_modified);
+    let mut resp = if not_modified {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        state.metrics.polls_full.inc();
         ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.body.clone()).into_response()
     };
     let h = resp.headers_mut();
@@ -166,7 +163,6 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
     let started = state.service.retry(&user.0, id).await?;
-    state.metrics.runs_started.inc();
     Ok(accepted(started, &state))
 }
 

@@ -117,7 +117,7 @@ fn is_page_load(req: &Request) -> bool {
     let path = req.uri().path();
     let last = path.rsplit('/').next().unwrap_or_default();
     let not_a_page = ["/api/", "/pkg/"].iter().any(|p| path.starts_with(p))
-        || matches!(path, "/metrics" | "/healthz" | "/readyz")
+        || matches!(path, "/metrics" | "/healthz" | "/readyz" | "/stats")
         || last.contains('.');
     if not_a_page {
         return false;

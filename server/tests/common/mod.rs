@@ -146,3 +146,21 @@ pub async fn wait_until_done(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A model catalog with the offline model and, for each `(id, mode)`, a model served by the
+/// fake provider in that behaviour mode, priced so runs have a cost (1,000 and 3,000 dollars a
+/// million prompt and completion tokens). Returns the catalog's path.
+pub fn fake_models(fake: &agents::testing::FakeLlm, models: &[(&str, &str)]) -> String {
+    let path = std::env::temp_dir().join(format!("catalog-{}.toml", uuid::Uuid::new_v4().simple()));
+    let mut toml = String::from("[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\n");
+    for (id, mode) in models {
+        toml.push_str(&format!(
+            "[[model]]\nid = \"{id}\"\nlabel = \"{id}\"\nprovider = \"openai-compatible\"\n\
+             base_url = \"{}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_API_KEY\"\n\
+             input_price_per_mtok = 1000.0\noutput_price_per_mtok = 3000.0\n\n",
+            fake.base_url(mode)
+        ));
+    }
+    std::fs::write(&path, toml).expect("write catalog");
+    path.to_str().expect("utf-8").to_string()
+}
