@@ -66,6 +66,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
     let state = AppState {
         service: parts.service.clone(),
+        backtests: parts.backtests.clone(),
         context: AppContext {
             service: parts.service.clone(),
             models: Arc::new(parts.models.infos()),

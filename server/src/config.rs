@@ -83,6 +83,19 @@ pub struct Common {
     #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = jobs::service::MAX_QUEUED_DEFAULT, global = true)]
     pub max_queued_runs: u32,
 
+    /// Cells (symbols × as-of dates) one backtest may have.
+    #[arg(long, env = "MAX_BACKTEST_CELLS", default_value_t = crate::backtest::MAX_CELLS_DEFAULT, global = true)]
+    pub max_backtest_cells: usize,
+
+    /// A user's backtest cells running at once (besides their interactive runs).
+    #[arg(
+        long,
+        env = "MAX_RUNNING_CELLS_PER_USER",
+        default_value_t = crate::backtest::MAX_RUNNING_CELLS_DEFAULT,
+        global = true
+    )]
+    pub max_running_cells_per_user: u32,
+
     /// Attempts a run gets when its worker dies.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: u32,

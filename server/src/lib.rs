@@ -5,6 +5,7 @@
 //! - [`config`]: flags and environment variables.
 //! - [`compose`]: builds store, market data, models, pipeline and services from them.
 //! - [`analysis`]: the pipeline as the engine's `Analysis`; request checks.
+//! - [`backtest`]: backtests — a grid of runs stored as one durable parent, and its scorecard.
 //! - [`http`]: REST API, Leptos pages and server functions, sessions, problems, health.
 //! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`.
 
@@ -14,6 +15,7 @@
 use clap::Parser;
 
 pub mod analysis;
+pub mod backtest;
 pub mod commands;
 pub mod compose;
 pub mod config;

@@ -67,7 +67,8 @@ pub fn plan(data: &BundledData, request: &GridRequest, max_cells: usize) -> Resu
     if let Some(h) = request.horizons.iter().find(|h| **h == 0 || **h > MAX_HORIZON) {
         errors.push(FieldError::new("horizons", format!("{h} is not between 1 and {MAX_HORIZON} trading days")));
     }
-    if !errors.is_empty() {
+    // An unknown symbol does not keep the others from being checked against the data.
+    if known.is_empty() || errors.iter().any(|e| e.field != "symbols") {
         return Err(errors);
     }
 
@@ -80,17 +81,23 @@ pub fn plan(data: &BundledData, request: &GridRequest, max_cells: usize) -> Resu
         .collect();
     let dates: Vec<NaiveDate> = days.into_iter().step_by(request.every_days as usize).collect();
     let (Some(&first), Some(&last)) = (dates.first(), dates.last()) else {
-        return Err(vec![FieldError::new(
+        errors.push(FieldError::new(
             "from",
             format!("no trading day of {} between {} and {}", request.symbols.join(", "), request.from, request.to),
-        )]);
+        ));
+        return Err(errors);
     };
 
     let longest = request.horizons.iter().copied().max().unwrap_or(0) as usize;
     for series in &known {
         let (start, end) = (series.first_date().expect("non-empty"), series.last_date().expect("non-empty"));
         let before = series.bars.partition_point(|b| b.date <= first);
-        if first < start || before < MIN_HISTORY {
+        if request.from < start {
+            errors.push(FieldError::new(
+                "from",
+                format!("{} has data from {start}; {} is before it", series.symbol, request.from),
+            ));
+        } else if before < MIN_HISTORY {
             errors.push(FieldError::new(
                 "from",
                 format!(
@@ -131,7 +138,7 @@ pub fn plan(data: &BundledData, request: &GridRequest, max_cells: usize) -> Resu
     if !errors.is_empty() {
         return Err(errors);
     }
-    let cells = request.symbols.iter().flat_map(|s| dates.iter().map(move |d| (s.clone(), *d))).collect();
+    let cells = known.iter().map(|s| &s.symbol).flat_map(|s| dates.iter().map(move |d| (s.clone(), *d))).collect();
     Ok(Grid { dates, cells })
 }
 
@@ -179,6 +186,11 @@ mod tests {
             plan(&d, &r, max).unwrap_err().into_iter().map(|e| e.field).collect()
         };
         assert_eq!(fields(request(&["TSLA"], "2019-01-01", "2019-03-01", 20, &[5]), 100), vec!["symbols"]);
+        // The known symbols are still checked beside an unknown one.
+        assert_eq!(
+            fields(request(&["TSLA", "NVDA"], "2023-09-01", "2023-09-21", 5, &[20]), 100),
+            vec!["symbols", "horizons"]
+        );
         assert_eq!(
             fields(request(&["AAPL"], "2019-03-01", "2019-01-01", 0, &[]), 100),
             vec!["to", "everyDays", "horizons"]

@@ -16,6 +16,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod backtests;
 pub mod guard;
 pub mod headers;
 pub mod health;
@@ -31,6 +32,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<RunService>,
+    pub backtests: Arc<crate::backtest::Backtests>,
     pub context: AppContext,
     pub leptos: LeptosOptions,
     pub sessions: session::Sessions,
@@ -85,6 +87,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))
+        .route("/api/trading/backtests", post(backtests::start).get(backtests::list))
+        .route("/api/trading/backtests/{backtest_id}", get(backtests::view))
+        .route("/api/trading/backtests/{backtest_id}/cancel", post(backtests::cancel))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

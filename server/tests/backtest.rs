@@ -1,0 +1,242 @@
+//! Backtests over HTTP against the real binary: bad grids named field by field, a backtest
+//! from start to scorecard (ETag, 304, the list), an interactive run beside it, cancelling,
+//! and a server killed with SIGKILL mid-backtest that resumes without re-running a finished
+//! cell.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Server, visitor};
+use domain::JobStatus;
+use jobs::SystemClock;
+use jobs::testing::TestDb;
+use serde_json::{Value, json};
+
+async fn post(c: &reqwest::Client, server: &Server, path: &str, body: Value) -> (u16, Value, String) {
+    let resp = c.post(server.url(path)).json(&body).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let kind = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    (status, resp.json().await.unwrap_or(Value::Null), kind)
+}
+
+fn fields(problem: &Value) -> BTreeSet<String> {
+    problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()
+}
+
+/// Polls the backtest until it is no longer running.
+async fn wait_for_backtest(c: &reqwest::Client, server: &Server, id: &str, limit: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let body: Value =
+            c.get(server.url(&format!("/api/trading/backtests/{id}"))).send().await.unwrap().json().await.unwrap();
+        if body["status"] != "running" {
+            return body;
+        }
+        assert!(start.elapsed() < limit, "backtest still running: {}", body["progress"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every problem of a bad grid is a 400 problem naming its field, all at once.
+#[tokio::test]
+async fn bad_grids_are_400s_naming_the_fields() {
+    let server = Server::start(TestDb::sqlite(), &[("MAX_BACKTEST_CELLS", "20"), ("WORKERS", "0")]).await;
+    let c = visitor(&server).await;
+    let cases = [
+        // An unknown symbol, and no room for the 20-day horizon after the data's end.
+        (
+            json!({"symbols": ["TSLA", "NVDA"], "from": "2023-09-01", "to": "2023-09-21", "everyDays": 5}),
+            vec!["horizons", "symbols"],
+        ),
+        // Dates that are not dates, an unknown model and depth.
+        (
+            json!({"symbols": ["AAPL"], "from": "soon", "modelId": "gpt-9", "depth": "abyssal"}),
+            vec!["depth", "from", "modelId", "to"],
+        ),
+        // Before the data begins and after it ends (and far too many cells for 20).
+        (json!({"symbols": ["MSFT"], "from": "1990-01-01", "to": "2015-01-01"}), vec!["everyDays", "from", "to"]),
+        // 2 symbols × 13 dates = 26 cells, over the maximum of 20.
+        (
+            json!({"symbols": ["AAPL", "NVDA"], "from": "2019-01-01", "to": "2019-12-31", "everyDays": 20}),
+            vec!["everyDays"],
+        ),
+        (
+            json!({"symbols": [], "from": "2019-01-01", "to": "2019-12-31", "horizons": [0]}),
+            vec!["horizons", "symbols"],
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, problem, kind) = post(&c, &server, "/api/trading/backtests", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {problem}");
+        assert_eq!(kind, "application/problem+json");
+        let expected: BTreeSet<String> = expected.into_iter().map(String::from).collect();
+        assert_eq!(fields(&problem), expected, "{body}: {problem}");
+    }
+    let (status, _, _) = post(&c, &server, "/api/trading/backtests", json!({"symbols": "AAPL"})).await;
+    assert_eq!(status, 400, "a body of the wrong shape");
+    let resp = c.get(server.url("/api/trading/backtests/not-an-id")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = c.get(server.url(&format!("/api/trading/backtests/{}", uuid::Uuid::new_v4()))).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+/// A small backtest runs to its scorecard: every cell completed with a rating and its forward
+/// and benchmark returns, ratings counted per horizon, the strategy and baselines measured.
+/// An interactive run started meanwhile is accepted (cells are outside the limit of 3) and
+/// cells are not listed among the runs. The ETag gives 304s; someone else gets a 404.
+#[tokio::test]
+async fn a_backtest_runs_to_its_scorecard() {
+    let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "4")]).await;
+    let c = visitor(&server).await;
+    let (status, started, _) = post(
+        &c,
+        &server,
+        "/api/trading/backtests",
+        json!({"symbols": ["AAPL", "NVDA"], "from": "2019-01-01", "to": "2019-03-01", "everyDays": 20,
+               "analysts": ["invest", "technical"]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["cells"], 6);
+    let id = started["backtestId"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let (status, run, _) =
+            post(&c, &server, "/api/trading/run", json!({"symbol": "MSFT", "analysts": ["risk"]})).await;
+        assert_eq!(status, 202, "{run}");
+    }
+    let body = wait_for_backtest(&c, &server, &id, Duration::from_secs(120)).await;
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["progress"], 100);
+    let cells = body["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 6);
+    let dates: Vec<&str> = cells.iter().take(3).map(|c| c["asOf"].as_str().unwrap()).collect();
+    assert_eq!(dates, ["2019-01-02", "2019-01-31", "2019-03-01"]);
+    for cell in cells {
+        assert_eq!(cell["status"], "completed", "{cell}");
+        assert!(cell["rating"].is_string(), "{cell}");
+        assert!(cell["forwardReturns"]["5"].is_f64() && cell["forwardReturns"]["20"].is_f64(), "{cell}");
+        assert!(cell["benchmarkReturns"]["20"].is_f64(), "{cell}");
+        let run = c
+            .get(server.url(&format!("/api/trading/progress/{}", cell["runId"].as_str().unwrap())))
+            .send()
+            .await
+            .unwrap();
+        let run: Value = run.json().await.unwrap();
+        assert_eq!(run["result"]["rating"], cell["rating"]);
+        assert_eq!(run["result"]["asOf"], cell["asOf"]);
+    }
+    let card = &body["scorecard"];
+    assert_eq!(card["benchmark"], json!({"kind": "index", "symbol": "^GSPC"}));
+    for h in [5, 20] {
+        let counted: u64 = card["byRating"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["horizon"] == h)
+            .map(|s| s["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, 6, "every cell is counted once per horizon");
+    }
+    assert!(card["strategy"]["cumulativeReturn"].is_f64(), "{card}");
+    for b in ["buyAndHold", "smaCrossover", "macd"] {
+        assert!(card["baselines"][b]["sharpe"].is_f64(), "{b}: {card}");
+    }
+
+    // ETag and 304.
+    let resp = c.get(server.url(&format!("/api/trading/backtests/{id}"))).send().await.unwrap();
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    let resp =
+        c.get(server.url(&format!("/api/trading/backtests/{id}"))).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(resp.status(), 304);
+
+    let list: Value = c.get(server.url("/api/trading/backtests")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["backtests"].as_array().unwrap().len(), 1);
+    assert_eq!(list["backtests"][0]["backtestId"], id.as_str());
+    let runs: Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(runs["total"], 3, "only the interactive runs are listed");
+
+    let other = visitor(&server).await;
+    let resp = other.get(server.url(&format!("/api/trading/backtests/{id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let list: Value = other.get(server.url("/api/trading/backtests")).send().await.unwrap().json().await.unwrap();
+    assert!(list["backtests"].as_array().unwrap().is_empty());
+}
+
+/// Cancelling a backtest cancels its pending cells at once; it ends `cancelled`.
+#[tokio::test]
+async fn cancelling_cancels_pending_cells() {
+    let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "200"), ("WORKERS", "1")]).await;
+    let c = visitor(&server).await;
+    let (status, started, _) = post(
+        &c,
+        &server,
+        "/api/trading/backtests",
+        json!({"symbols": ["AAPL"], "from": "2019-01-01", "to": "2019-12-31", "everyDays": 20}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    let id = started["backtestId"].as_str().unwrap().to_string();
+    let (status, view, _) = post(&c, &server, &format!("/api/trading/backtests/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{view}");
+    let cancelled = view["cells"].as_array().unwrap().iter().filter(|c| c["status"] == "cancelled").count();
+    assert!(cancelled >= 11, "the pending cells are cancelled at once: {cancelled} of 13");
+    let body = wait_for_backtest(&c, &server, &id, Duration::from_secs(30)).await;
+    assert_eq!(body["status"], "cancelled");
+    assert!(body["cells"].as_array().unwrap().iter().all(|c| c["status"] != "pending" && c["status"] != "running"));
+}
+
+/// SIGKILL in the middle of a backtest: after a restart the backtest completes, and no cell
+/// that had finished before the kill ran again (same version, one attempt).
+#[tokio::test]
+async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
+    let db = TestDb::sqlite();
+    let env = [("SIMULATED_LATENCY_MS", "150"), ("WORKERS", "2"), ("LEASE_SECS", "2")];
+    let mut server = Server::start_on(&db.url, &["serve"], &env).await;
+    let c = visitor(&server).await;
+    let (status, started, _) = post(
+        &c,
+        &server,
+        "/api/trading/backtests",
+        json!({"symbols": ["AAPL", "NVDA"], "from": "2019-01-01", "to": "2019-06-28", "everyDays": 20,
+               "analysts": ["invest", "risk"]}),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let cells = started["cells"].as_u64().unwrap();
+    let id: domain::RunId = started["backtestId"].as_str().unwrap().parse().unwrap();
+    let store = db.store(Arc::new(SystemClock)).await;
+    let start = Instant::now();
+    let before = loop {
+        let rows = store.backtest_cells(id).await.unwrap();
+        let done: Vec<_> = rows.iter().filter(|r| r.status == JobStatus::Completed).cloned().collect();
+        if done.len() >= 3 {
+            break rows;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "cells did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.child.start_kill().unwrap(); // SIGKILL: no goodbye, no release
+    server.child.wait().await.unwrap();
+    let finished: HashMap<_, _> = before
+        .iter()
+        .filter(|r| r.status == JobStatus::Completed)
+        .map(|r| (r.run_id, (r.version, r.attempt, r.llm_calls)))
+        .collect();
+    assert!((finished.len() as u64) < cells, "the kill came mid-backtest");
+
+    let server = Server::start_on(&db.url, &["serve"], &env).await;
+    let body = wait_for_backtest(&c, &server, &id.to_string(), Duration::from_secs(120)).await;
+    assert_eq!(body["status"], "completed", "{body}");
+    let after = store.backtest_cells(id).await.unwrap();
+    assert_eq!(after.len() as u64, cells);
+    assert!(after.iter().all(|r| r.status == JobStatus::Completed));
+    for r in &after {
+        if let Some(&(version, attempt, calls)) = finished.get(&r.run_id) {
+            assert_eq!((r.version, r.attempt, r.llm_calls), (version, attempt, calls), "cell {} ran again", r.run_id);
+        }
+    }
+    drop(server);
+}
