@@ -80,6 +80,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
+                    <a href="/backtests">"Backtests"</a>
                 </nav>
             </header>
             <main id="main">

@@ -240,3 +240,110 @@ async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
     }
     drop(server);
 }
+
+/// The page works as a client without scripts sees it: the form posted natively (a `400` with
+/// each field's error, or a `303` to the backtest's page), the page refreshing itself while
+/// the backtest runs, then the grid linking each cell to its run, the scorecard, the SVG
+/// equity chart with the strategy and three baselines, and the cells as CSV.
+#[tokio::test]
+async fn the_page_works_without_scripts() {
+    let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "4")]).await;
+    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = c.get(server.url("/backtests")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"<form method="post" action="/backtests""#), "{html}");
+    assert!(!html.contains("<script"), "no script at all");
+
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(',', "%2C").replace(' ', "+")))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let bad = form(&[
+        ("symbols", "TSLA"),
+        ("from", "2019-01-01"),
+        ("to", "2019-03-01"),
+        ("everyDays", "x"),
+        ("horizons", "5, 20"),
+    ]);
+    let resp = c
+        .post(server.url("/backtests"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains(r#"id="everyDays-error""#) && html.contains("not a whole number"), "{html}");
+    assert!(html.contains(r#"value="TSLA""#), "what was sent is kept: {html}");
+
+    let good = form(&[
+        ("symbols", "AAPL, NVDA"),
+        ("from", "2019-01-01"),
+        ("to", "2019-03-01"),
+        ("everyDays", "20"),
+        ("horizons", "5, 20"),
+        ("model", "offline"),
+        ("depth", "quick"),
+        ("bearish", "flat"),
+    ]);
+    let resp = c
+        .post(server.url("/backtests"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let location = resp.headers()["location"].to_str().unwrap().to_string();
+    let id = location.strip_prefix("/backtests/").unwrap().to_string();
+    let body = wait_for_backtest(&c, &server, &id, Duration::from_secs(120)).await;
+    assert_eq!(body["status"], "completed");
+
+    let html = c.get(server.url(&location)).send().await.unwrap().text().await.unwrap();
+    assert!(!html.contains(r#"http-equiv="refresh""#), "a finished backtest does not refresh");
+    assert_eq!(html.matches(r#"<td class="cell"#).count(), 6, "{html}");
+    for cell in body["cells"].as_array().unwrap() {
+        assert!(html.contains(&format!(r#"href="/runs/{}""#, cell["runId"].as_str().unwrap())));
+    }
+    assert!(html.contains("Benchmark: ^GSPC (S&amp;P 500)"), "{html}");
+    assert!(html.contains(r#"<svg class="equity-chart""#));
+    assert_eq!(html.matches(r#"<polyline class="curve""#).count(), 4);
+    assert!(html.contains("Ratings strategy") && html.contains("SMA crossover (20/50)"));
+
+    let csv = c.get(server.url(&format!("{location}/cells.csv"))).send().await.unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "symbol,as_of,run_id,status,rating,forward_return_5,benchmark_return_5,forward_return_20,benchmark_return_20"
+    );
+    assert_eq!(lines.len(), 7);
+    let first = &body["cells"][0];
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(fields[0], first["symbol"]);
+    assert_eq!(fields[4], first["rating"]);
+    let f5: f64 = fields[5].parse().unwrap();
+    assert!((f5 - first["forwardReturns"]["5"].as_f64().unwrap()).abs() < 1e-6);
+
+    // While a backtest runs, its page refreshes itself.
+    let started: Value = c
+        .post(server.url("/api/trading/backtests"))
+        .json(&json!({"symbols": ["AAPL"], "from": "2015-01-01", "to": "2019-12-31", "everyDays": 5}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let running = format!("/backtests/{}", started["backtestId"].as_str().unwrap());
+    let html = c.get(server.url(&running)).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains(r#"<meta http-equiv="refresh" content="2">"#), "{html}");
+    let resp = c.post(server.url(&format!("{running}/cancel"))).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+}

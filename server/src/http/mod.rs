@@ -16,6 +16,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
+pub mod backtest_pages;
 pub mod backtests;
 pub mod guard;
 pub mod headers;
@@ -99,7 +100,12 @@ pub fn router(state: AppState) -> Router {
     let forms = Router::new()
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
-        .route("/runs/{run_id}/retry", post(pages::retry));
+        .route("/runs/{run_id}/retry", post(pages::retry))
+        // The backtest pages are rendered here, without Leptos: whole documents, no script.
+        .route("/backtests", get(backtest_pages::index).post(backtest_pages::start))
+        .route("/backtests/{backtest_id}", get(backtest_pages::show))
+        .route("/backtests/{backtest_id}/cells.csv", get(backtest_pages::csv))
+        .route("/backtests/{backtest_id}/cancel", post(backtest_pages::cancel));
 
     let routes = generate_route_list(App);
     let options = state.leptos.clone();
