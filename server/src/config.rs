@@ -155,6 +155,8 @@ pub enum Command {
     },
     /// Run one analysis in the terminal, through the same engine, and print the assessment.
     Analyze(AnalyzeArgs),
+    /// Run a backtest in the terminal, through the same engine, and print its scorecard.
+    Backtest(BacktestArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -250,6 +252,43 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub deep_model: Option<String>,
     /// Print the result as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BacktestArgs {
+    /// Comma-separated tickers, e.g. AAPL,NVDA.
+    #[arg(value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// The first as-of date (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// The last as-of date (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: String,
+    /// Trading days between two as-of dates.
+    #[arg(long, default_value_t = crate::backtest::EVERY_DAYS_DEFAULT)]
+    pub every: u32,
+    /// Comma-separated horizons in trading days.
+    #[arg(long, value_delimiter = ',', default_values_t = domain::backtest::HORIZONS_DEFAULT)]
+    pub horizons: Vec<u32>,
+    /// Comma-separated analysts (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub analysts: Vec<String>,
+    /// The model id (default: the catalog's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Research depth: quick (default), standard or deep.
+    #[arg(long)]
+    pub depth: Option<String>,
+    /// What the strategy does on Underweight and Sell: flat (default) or short.
+    #[arg(long)]
+    pub bearish: Option<String>,
+    /// Cells run at once.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Print the whole backtest (cells and scorecard) as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

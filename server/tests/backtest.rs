@@ -347,3 +347,29 @@ async fn the_page_works_without_scripts() {
     let resp = c.post(server.url(&format!("{running}/cancel"))).send().await.unwrap();
     assert_eq!(resp.status(), 303);
 }
+
+/// `server backtest` runs the grid through the same engine and prints the scorecard; `--json`
+/// prints the whole backtest; a bad grid exits non-zero naming the fields.
+#[tokio::test]
+async fn the_command_line_backtest() {
+    let db = TestDb::sqlite();
+    let args = ["backtest", "AAPL,NVDA", "--from", "2019-01-01", "--to", "2019-12-31", "--every", "20", "--json"];
+    let out = common::command(&db.url, &args, &[("SIMULATED_LATENCY_MS", "0")]).output().await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["status"], "completed");
+    assert_eq!(view["cells"].as_array().unwrap().len(), 26);
+    assert!(view["scorecard"]["strategy"]["sharpe"].is_f64());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("26/26 cells"), "the progress bar");
+
+    let args = ["backtest", "AAPL", "--from", "2019-01-01", "--to", "2019-03-01"];
+    let out = common::command(&db.url, &args, &[("SIMULATED_LATENCY_MS", "0")]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Buy & Hold") && text.contains("hit rate"), "{text}");
+
+    let args = ["backtest", "TSLA", "--from", "2019-01-01", "--to", "2019-03-01"];
+    let out = common::command(&db.url, &args, &[]).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("symbols: no market data for TSLA"), "{err}");
+}

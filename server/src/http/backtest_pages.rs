@@ -17,6 +17,7 @@ use domain::{FieldError, Rating};
 use jobs::ServiceError;
 
 use super::AppState;
+use super::backtests::backtest_id;
 use super::problem::ApiError;
 use super::session::Identity;
 
@@ -40,6 +41,13 @@ fn page(title: &str, refresh: bool, body: &str) -> String {
         r##"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{refresh}<title>{} · Trading Agents</title><link rel="stylesheet" href="/pkg/trading-agents.css"><link rel="icon" href="/favicon.ico"><meta name="color-scheme" content="light dark"></head><body><a class="skip-link" href="#main">Skip to content</a><header class="site-header"><a class="brand" href="/"><span class="brand-mark" aria-hidden="true">▲</span> Trading Agents</a><nav aria-label="Main"><a href="/">New analysis</a><a href="/runs">History</a><a href="/backtests" aria-current="page">Backtests</a></nav></header><main id="main">{body}</main><footer class="site-footer">Analyses are computed from historical prices and are not investment advice.</footer></body></html>"##,
         esc(title)
     )
+}
+
+/// `303 See Other` to `path`, so a reload never posts twice.
+fn see_other(path: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path"));
+    resp
 }
 
 fn html(status: StatusCode, body: String) -> Response {
@@ -233,12 +241,7 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, body
     let result =
         if errors.is_empty() { state.backtests.start(&user.0, &request).await } else { Err(invalid(Vec::new())) };
     match result {
-        Ok(started) => {
-            let mut resp = StatusCode::SEE_OTHER.into_response();
-            let to = format!("/backtests/{}", started.backtest_id);
-            resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&to).expect("a path"));
-            Ok(resp)
-        }
+        Ok(started) => Ok(see_other(&format!("/backtests/{}", started.backtest_id))),
         Err(ServiceError::Invalid(more)) => {
             errors.extend(more);
             let mine = state.backtests.list(&user.0).await?;
@@ -436,7 +439,7 @@ pub async fn show(
     Identity(user): Identity,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0))?;
+    let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
     let running = view.status == BacktestStatus::Running;
     Ok(html(StatusCode::OK, page("Backtest", running, &view_page(&view))))
@@ -475,7 +478,7 @@ pub async fn csv(
     Identity(user): Identity,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0))?;
+    let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
     let mut resp = cells_csv(&view).into_response();
     let h = resp.headers_mut();
@@ -491,10 +494,7 @@ pub async fn cancel(
     Identity(user): Identity,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0))?;
+    let id = backtest_id(&raw)?;
     state.backtests.cancel(&user.0, id).await?;
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    let to = format!("/backtests/{id}");
-    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&to).expect("a path"));
-    Ok(resp)
+    Ok(see_other(&format!("/backtests/{id}")))
 }

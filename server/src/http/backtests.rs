@@ -12,7 +12,7 @@ use super::problem::ApiError;
 use super::runs::{JsonBody, matches};
 use super::session::Identity;
 
-fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
+pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0.replace("run id", "backtest id")))
 }
 
