@@ -88,8 +88,17 @@ async fn bad_grids_are_400s_naming_the_fields() {
 /// An interactive run started meanwhile is accepted (cells are outside the limit of 3) and
 /// cells are not listed among the runs. The ETag gives 304s; someone else gets a 404.
 #[tokio::test]
-async fn a_backtest_runs_to_its_scorecard() {
-    let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "4")]).await;
+async fn a_backtest_runs_to_its_scorecard_sqlite() {
+    runs_to_its_scorecard(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_backtest_runs_to_its_scorecard_postgres() {
+    runs_to_its_scorecard(TestDb::postgres().await).await;
+}
+
+async fn runs_to_its_scorecard(db: TestDb) {
+    let server = Server::start(db, &[("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "4")]).await;
     let c = visitor(&server).await;
     let (status, started, _) = post(
         &c,
