@@ -10,9 +10,11 @@
 //! - [`sentiment`], [`news`]: headline tone with the VADER lexicon, headlines from RSS.
 //! - [`pipeline`]: Data Collection → analysts (concurrently) → [the team] → Final Assessment,
 //!   resumable turn by turn.
+//! - [`backtest`]: a backtest's grid and scorecard, computed from prices, never the model.
 //! - [`retry`], [`format`]: backoff for HTTP providers; figures written for people.
 
 pub mod analysts;
+pub mod backtest;
 pub mod format;
 pub mod indicators;
 pub mod market;

@@ -81,6 +81,7 @@ pub fn App() -> impl IntoView {
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
                     <A href="/settings" exact=true>"Settings"</A>
+                    <a href="/backtests">"Backtests"</a>
                 </nav>
             </header>
             <main id="main">

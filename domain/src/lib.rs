@@ -9,11 +9,13 @@
 //! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
 //! - [`result`]: `AnalysisResult`, the final assessment.
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
+//! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod access;
 pub mod analyst;
 pub mod api;
+pub mod backtest;
 pub mod ids;
 pub mod progress;
 pub mod request;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use domain::backtest::{BacktestId, BacktestSpec};
 use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, StepStatus, TokenUsage};
 use serde_json::Value;
 
@@ -51,6 +52,8 @@ pub struct Job {
     pub cost_usd: f64,
     /// Read from the archive, where the janitor moved it.
     pub archived: bool,
+    /// The backtest this run is a cell of; None for an interactive run.
+    pub backtest_id: Option<BacktestId>,
 }
 
 impl Job {
@@ -121,6 +124,9 @@ pub struct NewJob {
     /// reusing the same idempotency key.
     pub request_hash: Option<String>,
     pub options: RunOptions,
+    /// The backtest this run is a cell of: queued at [`CELL_PRIORITY`], outside the per-user
+    /// limit of interactive runs, under the backtest's own cap.
+    pub backtest_id: Option<BacktestId>,
 }
 
 impl NewJob {
@@ -279,4 +285,33 @@ mod tests {
         assert_eq!(reset[1], StepProgress::pending("Risk Analyst"));
         assert_eq!(reset[0].status, StepStatus::Completed);
     }
+}
+
+/// The priority of a backtest's cells: below every interactive run (priority 0), so a run a
+/// user starts by hand is claimed before the cells already waiting.
+pub const CELL_PRIORITY: i32 = -10;
+
+/// One row of `trading_agent_backtests`, decoded: the parent of its cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backtest {
+    pub backtest_id: BacktestId,
+    pub user_id: String,
+    pub spec: BacktestSpec,
+    /// How many cells (runs) it has.
+    pub cells: u32,
+    /// The most of its owner's cells that may run at once.
+    pub max_running: u32,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A backtest to insert, with its cells.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBacktest {
+    pub backtest_id: BacktestId,
+    pub user_id: String,
+    pub spec: BacktestSpec,
+    pub max_running: u32,
+    /// One run per cell, each with `backtest_id` set and [`CELL_PRIORITY`].
+    pub cells: Vec<NewJob>,
 }

@@ -346,9 +346,10 @@ impl RunService {
             idempotency_key,
             request_hash,
             options: start.options.clone(),
+            backtest_id: None,
         };
-        let queued: u64 =
-            self.store.count_by_status().await?.iter().filter(|(s, _)| *s == JobStatus::Pending).map(|(_, n)| n).sum();
+        // Backtest cells wait under their own cap and must not lock people out.
+        let queued = self.store.queued_interactive().await?;
         if queued >= u64::from(self.config.max_queued) {
             return Err(ServiceError::QueueFull { queued });
         }

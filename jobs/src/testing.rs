@@ -138,6 +138,7 @@ pub fn new_job(user: &str) -> crate::model::NewJob {
         idempotency_key: None,
         request_hash: None,
         options: domain::RunOptions::default(),
+        backtest_id: None,
     }
 }
 
@@ -247,4 +248,31 @@ mod tests {
         assert_eq!(super::with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
         assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
     }
+}
+
+/// A backtest of `cells` cells for `user` (AAPL, one as-of date per cell), at most
+/// `max_running` of them running at once.
+pub fn new_backtest(user: &str, cells: usize, max_running: u32) -> crate::model::NewBacktest {
+    let backtest_id = domain::RunId::from_uuid(uuid::Uuid::new_v4());
+    let from = chrono::NaiveDate::from_ymd_opt(2019, 1, 2).expect("date");
+    let spec = domain::backtest::BacktestSpec {
+        symbols: vec!["AAPL".into()],
+        from,
+        to: from,
+        every_days: 1,
+        horizons: vec![5, 20],
+        model_id: "offline".into(),
+        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
+        options: domain::RunOptions::default(),
+        bearish: domain::backtest::BearishPosition::Flat,
+    };
+    let cells = (0..cells)
+        .map(|i| crate::model::NewJob {
+            as_of: Some(from + chrono::Duration::days(i as i64)),
+            priority: crate::model::CELL_PRIORITY,
+            backtest_id: Some(backtest_id),
+            ..new_job(user)
+        })
+        .collect();
+    crate::model::NewBacktest { backtest_id, user_id: user.to_string(), spec, max_running, cells }
 }

@@ -18,7 +18,7 @@ use jobs::model::{Checkpoint, Finish, InsertOutcome, NewJob, ProgressSnapshot};
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
 use jobs::store::{JobStore, Settle, StoreError};
-use jobs::testing::{ScriptedAnalysis, StepScript, TestDb, new_job, sample_result};
+use jobs::testing::{ScriptedAnalysis, StepScript, TestDb, new_backtest, new_job, sample_result};
 use jobs::worker::{RunEnd, Worker, WorkerConfig};
 use jobs::{Events, ManualClock, RequestChecker, RunService, ServiceConfig, ServiceError};
 use tokio_util::sync::CancellationToken;
@@ -723,6 +723,83 @@ impl Harness {
     }
 }
 
+/// A backtest is stored with all its cells; they are linked to it, queued below interactive
+/// runs, left out of the owner's run list and of the per-user limit of interactive runs.
+async fn backtest_rows(h: Harness) {
+    let backtest = new_backtest("bt", 30, 4);
+    let stored = h.store.insert_backtest(&backtest).await.unwrap();
+    assert_eq!((stored.cells, stored.max_running, stored.cancelled_at), (30, 4, None));
+    assert_eq!(h.store.get_backtest(backtest.backtest_id).await.unwrap(), Some(stored.clone()));
+    assert_eq!(h.store.list_backtests("bt", 10).await.unwrap(), vec![stored.clone()]);
+    assert!(h.store.list_backtests("other", 10).await.unwrap().is_empty());
+    let cells = h.store.backtest_cells(backtest.backtest_id).await.unwrap();
+    assert_eq!(cells.len(), 30);
+    assert!(cells.iter().all(|c| c.backtest_id == Some(backtest.backtest_id) && c.priority == -10));
+    let dates: Vec<_> = cells.iter().map(|c| c.as_of.unwrap()).collect();
+    assert_eq!(dates, backtest.cells.iter().map(|c| c.as_of.unwrap()).collect::<Vec<_>>());
+    // 30 pending cells, yet the owner may start interactive runs up to the limit of 3.
+    for _ in 0..3 {
+        assert!(matches!(h.store.insert(&new_job("bt"), 3).await.unwrap(), InsertOutcome::Created(_)));
+    }
+    assert!(matches!(h.store.insert(&new_job("bt"), 3).await.unwrap(), InsertOutcome::LimitReached { active: 3 }));
+    let (runs, total) = h.store.list_for_user("bt", None, 100, 0).await.unwrap();
+    assert_eq!((runs.len(), total), (3, 3), "cells are not in the run list");
+    assert_eq!(h.store.queued_interactive().await.unwrap(), 3);
+}
+
+/// An interactive run started while a 200-cell backtest is queued (some cells running) is
+/// claimed before every remaining cell, and cells run at most `max_running` at a time.
+async fn interactive_before_cells(h: Harness) {
+    let backtest = new_backtest("bt", 200, 4);
+    h.store.insert_backtest(&backtest).await.unwrap();
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let cell = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        assert_eq!(cell.backtest_id, Some(backtest.backtest_id));
+        running.push(cell);
+    }
+    assert_eq!(running[0].as_of, backtest.cells[0].as_of, "cells in order");
+    // The cap: 196 cells wait, none may start.
+    assert!(h.store.claim("w", LEASE).await.unwrap().is_none());
+    h.clock.advance(ChronoDuration::seconds(1));
+    let mine = insert(&h, new_job("bt")).await;
+    h.clock.advance(ChronoDuration::seconds(1));
+    let theirs = insert(&h, new_job("someone")).await;
+    // Someone else's run first: the owner of the backtest has 4 running.
+    assert_eq!(h.store.claim("w", LEASE).await.unwrap().unwrap().run_id, theirs.run_id);
+    assert_eq!(h.store.claim("w", LEASE).await.unwrap().unwrap().run_id, mine.run_id);
+    // A cell finishes: the next cell may start.
+    let fence = running[0].fence().unwrap();
+    h.store.finish(&fence, &running[0].steps, &Finish::Completed(Box::new(sample_result("AAPL", 1)))).await.unwrap();
+    let next = h.store.claim("w", LEASE).await.unwrap().unwrap();
+    assert_eq!(next.as_of, backtest.cells[4].as_of);
+    // Cancelled: no further cell is claimed.
+    h.store.mark_backtest_cancelled(backtest.backtest_id).await.unwrap();
+    let fence = next.fence().unwrap();
+    h.store.finish(&fence, &next.steps, &Finish::Completed(Box::new(sample_result("AAPL", 1)))).await.unwrap();
+    assert!(h.store.claim("w", LEASE).await.unwrap().is_none());
+    assert!(h.store.get_backtest(backtest.backtest_id).await.unwrap().unwrap().cancelled_at.is_some());
+}
+
+/// Among runs of equal priority, the one whose owner has the fewest running goes first, then
+/// the oldest: one user's backlog does not hold back another user's first run.
+async fn fair_claims(h: Harness) {
+    let mut a = Vec::new();
+    for _ in 0..4 {
+        a.push(insert(&h, new_job("a")).await.run_id);
+        h.clock.advance(ChronoDuration::milliseconds(5));
+    }
+    let b = insert(&h, new_job("b")).await.run_id;
+    h.clock.advance(ChronoDuration::milliseconds(5));
+    let c = insert(&h, new_job("c")).await.run_id;
+    let mut order = Vec::new();
+    while let Some(job) = h.store.claim("w", LEASE).await.unwrap() {
+        order.push(job.run_id);
+    }
+    // a1 (nobody runs anything), then b and c (a has one running), then a's others.
+    assert_eq!(order, vec![a[0], b, c, a[1], a[2], a[3]]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -764,4 +841,7 @@ conformance!(
     release,
     failure_and_stale_settle,
     heartbeats_survive_a_busy_bus,
+    backtest_rows,
+    interactive_before_cells,
+    fair_claims,
 );

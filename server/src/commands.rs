@@ -69,6 +69,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
     let state = AppState {
         service: parts.service.clone(),
+        backtests: parts.backtests.clone(),
         context: AppContext {
             service: parts.service.clone(),
             models: Arc::new(parts.models.infos()),
@@ -248,13 +249,13 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
 
 /// A one-line progress bar on stderr (redrawn in place on a terminal, a line per change
 /// otherwise).
-struct Bar {
+pub(crate) struct Bar {
     last: String,
     tty: bool,
 }
 
 impl Bar {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use std::io::IsTerminal;
         Self { last: String::new(), tty: std::io::stderr().is_terminal() }
     }
@@ -271,6 +272,11 @@ impl Bar {
             p.current_step.clone().unwrap_or_else(|| p.status.label().to_string()),
             eta
         );
+        self.show(line);
+    }
+
+    /// Draws `line` unless it is already shown.
+    pub(crate) fn show(&mut self, line: String) {
         if line != self.last {
             let mut err = std::io::stderr();
             if self.tty {
@@ -283,7 +289,7 @@ impl Bar {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if self.tty {
             eprintln!();
         }

@@ -21,6 +21,7 @@ use jobs::{Events, JobStore, RunService, ServiceConfig, SystemClock, WorkerConfi
 use tokio_util::sync::CancellationToken;
 
 use crate::analysis::{Checker, TradingAnalysis};
+use crate::backtest::{BacktestConfig, Backtests};
 use crate::config::{Common, MarketSource, WorkerArgs};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -33,6 +34,7 @@ pub struct Parts {
     pub pipeline: Arc<Pipeline>,
     pub models: Arc<Models>,
     pub market: Arc<dyn MarketData>,
+    pub backtests: Arc<Backtests>,
     /// Keeps the PostgreSQL notification listener alive.
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -58,8 +60,10 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
 
     let retry = RetryPolicy::default();
     let market_client = http_client(Duration::from_secs(30))?;
+    // Backtests are scored on the bundled prices whichever source the analyses read.
+    let bundled = Arc::new(BundledData::load(&common.data_dir.join("market"))?);
     let market: Arc<dyn MarketData> = match common.market_data {
-        MarketSource::Bundled => Arc::new(BundledData::load(&common.data_dir.join("market"))?),
+        MarketSource::Bundled => bundled.clone(),
         MarketSource::Yahoo => Arc::new(YahooData::new(market_client.clone(), &common.yahoo_base_url, retry)),
         MarketSource::Stooq => Arc::new(StooqData::new(market_client.clone(), &common.stooq_base_url, retry)),
     };
@@ -106,8 +110,14 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         ..ServiceConfig::default()
     };
     let checker = Arc::new(Checker { market: market.clone(), models: models.clone() });
-    let service = Arc::new(RunService::new(store.clone(), events.clone(), checker, config)?);
-    Ok(Parts { store, events, service, pipeline, models, market, _listener: listener })
+    let service = Arc::new(RunService::new(store.clone(), events.clone(), checker.clone(), config)?);
+    if common.max_running_cells_per_user == 0 || common.max_backtest_cells == 0 {
+        return Err("MAX_RUNNING_CELLS_PER_USER and MAX_BACKTEST_CELLS must be at least 1".into());
+    }
+    let backtest_config =
+        BacktestConfig { max_cells: common.max_backtest_cells, max_running_cells: common.max_running_cells_per_user };
+    let backtests = Arc::new(Backtests::new(service.clone(), checker, bundled, events.clone(), backtest_config));
+    Ok(Parts { store, events, service, pipeline, models, market, backtests, _listener: listener })
 }
 
 /// Starts the worker pool and the maintenance loops (rescuer, reaper, janitor). Returns when

@@ -83,6 +83,19 @@ pub struct Common {
     #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = jobs::service::MAX_QUEUED_DEFAULT, global = true)]
     pub max_queued_runs: u32,
 
+    /// Cells (symbols × as-of dates) one backtest may have.
+    #[arg(long, env = "MAX_BACKTEST_CELLS", default_value_t = crate::backtest::MAX_CELLS_DEFAULT, global = true)]
+    pub max_backtest_cells: usize,
+
+    /// A user's backtest cells running at once (besides their interactive runs).
+    #[arg(
+        long,
+        env = "MAX_RUNNING_CELLS_PER_USER",
+        default_value_t = crate::backtest::MAX_RUNNING_CELLS_DEFAULT,
+        global = true
+    )]
+    pub max_running_cells_per_user: u32,
+
     /// Attempts a run gets when its worker dies.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: u32,
@@ -157,6 +170,8 @@ pub enum Command {
     },
     /// Run one analysis in the terminal, through the same engine, and print the assessment.
     Analyze(AnalyzeArgs),
+    /// Run a backtest in the terminal, through the same engine, and print its scorecard.
+    Backtest(BacktestArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -293,3 +308,41 @@ impl Common {
         }
     }
 }
+
+#[derive(Debug, Clone, Args)]
+pub struct BacktestArgs {
+    /// Comma-separated tickers, e.g. AAPL,NVDA.
+    #[arg(value_delimiter = ',')]
+    pub symbols: Vec<String>,
+    /// The first as-of date (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// The last as-of date (YYYY-MM-DD).
+    #[arg(long)]
+    pub to: String,
+    /// Trading days between two as-of dates.
+    #[arg(long, default_value_t = crate::backtest::EVERY_DAYS_DEFAULT)]
+    pub every: u32,
+    /// Comma-separated horizons in trading days.
+    #[arg(long, value_delimiter = ',', default_values_t = domain::backtest::HORIZONS_DEFAULT)]
+    pub horizons: Vec<u32>,
+    /// Comma-separated analysts (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub analysts: Vec<String>,
+    /// The model id (default: the catalog's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Research depth: quick (default), standard or deep.
+    #[arg(long)]
+    pub depth: Option<String>,
+    /// What the strategy does on Underweight and Sell: flat (default) or short.
+    #[arg(long)]
+    pub bearish: Option<String>,
+    /// Cells run at once.
+    #[arg(long, default_value_t = 4)]
+    pub workers: usize,
+    /// Print the whole backtest (cells and scorecard) as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+

@@ -5,8 +5,10 @@
 //! - [`config`]: flags and environment variables.
 //! - [`compose`]: builds store, market data, models, pipeline and services from them.
 //! - [`analysis`]: the pipeline as the engine's `Analysis`; request checks.
+//! - [`backtest`]: backtests — a grid of runs stored as one durable parent, and its scorecard.
 //! - [`http`]: REST API, Leptos pages and server functions, sessions, problems, health.
-//! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`.
+//! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`; [`backtest_cli`]:
+//!   `backtest`.
 
 // The Leptos app's view types are deeply nested; laying them out needs more room.
 #![recursion_limit = "512"]
@@ -14,6 +16,8 @@
 use clap::Parser;
 
 pub mod analysis;
+pub mod backtest;
+pub mod backtest_cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
@@ -45,7 +49,7 @@ pub fn run_cli() {
             (again.common, again.command.expect("serve"))
         }
     };
-    let quiet = matches!(command, Command::Analyze(_));
+    let quiet = matches!(command, Command::Analyze(_) | Command::Backtest(_));
     init_logging(common.log_format, if quiet { "warn" } else { "info,sqlx=warn" });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -56,6 +60,7 @@ pub fn run_cli() {
             Command::Migrate => commands::migrate(&common).await,
             Command::Janitor { once } => commands::janitor(&common, once).await,
             Command::Analyze(args) => commands::analyze(&common, &args).await,
+            Command::Backtest(args) => backtest_cli::backtest(&common, &args).await,
         }
     });
     if let Err(e) = result {

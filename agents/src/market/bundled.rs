@@ -62,6 +62,11 @@ impl BundledData {
         self.series.get(symbol).cloned()
     }
 
+    /// Every series, by symbol.
+    pub fn all_series(&self) -> Vec<Arc<Series>> {
+        self.series.values().cloned().collect()
+    }
+
     /// Checks that an analysis of `symbol` as of `as_of` has data (used when a run is
     /// requested, so a bad date is a 400 instead of a failed run).
     pub fn check_range(&self, symbol: &str, as_of: Option<NaiveDate>) -> Result<(), MarketError> {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::{ApiToken, ShareLink};
+use domain::backtest::BacktestId;
 use domain::{JobStatus, RunId, StepProgress};
 
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
+use crate::model::{Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot};
 
 pub mod postgres;
 pub mod sqlite;
@@ -109,8 +110,11 @@ pub trait JobStore: Send + Sync + 'static {
         offset: u64,
     ) -> Result<(Vec<Job>, u64)>;
 
-    /// Claims the highest-priority, oldest pending job for `owner`, in one statement, and
-    /// commits: the caller runs the analysis outside any transaction.
+    /// Claims a pending job for `owner`, in one statement, and commits: the caller runs the
+    /// analysis outside any transaction. Highest priority first; among equals, the job whose
+    /// owner has the fewest runs running (so one user's backlog cannot hold back another
+    /// user's first run), then the oldest. A backtest's cell is skipped while its owner has
+    /// the backtest's `max_running` cells running, or once the backtest is cancelled.
     async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>>;
 
     /// Extends the lease. `LeaseLost` when the fence no longer holds.
@@ -134,6 +138,25 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Gives the job back (graceful shutdown): `pending` again, and this attempt does not count.
     async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()>;
+
+    /// Inserts a backtest and every one of its cells, in one transaction: a backtest exists
+    /// with all its cells or not at all. Cells are outside the per-user limit.
+    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest>;
+
+    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>>;
+
+    /// A user's backtests, newest first.
+    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>>;
+
+    /// The runs of a backtest's cells, in the order they were inserted.
+    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>>;
+
+    /// Marks a backtest cancelled: from then on no worker claims its pending cells (the
+    /// caller cancels them one by one).
+    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()>;
+
+    /// Interactive runs waiting for a worker, from everyone (backtest cells have their own cap).
+    async fn queued_interactive(&self) -> Result<u64>;
 
     /// A pending job becomes `cancelled` at once; a running one gets `cancel_requested`.
     /// Returns the job as it is afterwards, or `None` when there is no such run.

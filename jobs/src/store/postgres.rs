@@ -11,6 +11,7 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use domain::backtest::{BacktestId, BacktestSpec};
 use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, TokenUsage};
 use domain::{ApiToken, ShareLink};
 use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
@@ -23,7 +24,8 @@ use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
 use crate::model::{
-    Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, close_steps,
+    overall_percent,
 };
 
 /// The NOTIFY channel every process listens on.
@@ -97,7 +99,51 @@ fn decode(row: &PgRow) -> Result<Job> {
         options: options.0,
         cost_usd: row.try_get("cost_usd")?,
         archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
+        backtest_id: row.try_get::<Option<Uuid>, _>("backtest_id")?.map(RunId::from_uuid),
     })
+}
+
+fn decode_backtest(row: &PgRow) -> Result<Backtest> {
+    let spec: Json<BacktestSpec> = row.try_get("spec")?;
+    Ok(Backtest {
+        backtest_id: RunId::from_uuid(row.try_get::<Uuid, _>("backtest_id")?),
+        user_id: row.try_get("user_id")?,
+        spec: spec.0,
+        cells: row.try_get::<i32, _>("cells")?.max(0) as u32,
+        max_running: row.try_get::<i32, _>("max_running")?.max(0) as u32,
+        cancelled_at: row.try_get("cancelled_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Inserts one pending run inside the caller's transaction.
+async fn insert_row(tx: &mut sqlx::PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<Job> {
+    let row = sqlx::query(
+        "insert into trading_agent_jobs
+            (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
+             timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options, backtest_id)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)
+         returning *",
+    )
+    .bind(job.run_id.as_uuid())
+    .bind(&job.user_id)
+    .bind(&job.symbol)
+    .bind(&job.model_id)
+    .bind(Json(&job.analysts))
+    .bind(job.as_of)
+    .bind(Json(job.initial_steps()))
+    .bind(job.priority)
+    .bind(job.max_attempts as i32)
+    .bind(job.timeout_ms as i64)
+    .bind(job.retry_of.map(|r| r.as_uuid()))
+    .bind(&job.idempotency_key)
+    .bind(&job.request_hash)
+    .bind(now)
+    .bind(Json(&job.options))
+    .bind(job.backtest_id.map(|b| b.as_uuid()))
+    .fetch_one(&mut *tx)
+    .await?;
+    decode(&row)
 }
 
 /// Every column of a job, named: the archive has them in another order (columns added later
@@ -106,7 +152,7 @@ const ARCHIVE_COLUMNS: &str = "id, run_id, user_id, symbol, model_id, analysts, 
     progress_percent, steps, checkpoints, result, error, priority, attempt, max_attempts, lease_owner, \
     lease_expires_at, heartbeat_at, cancel_requested, version, retry_of, idempotency_key, request_hash, \
     timeout_ms, timeout_at, llm_calls, prompt_tokens, completion_tokens, started_at, completed_at, \
-    created_at, updated_at, duration_ms, options, cost_usd";
+    created_at, updated_at, duration_ms, options, cost_usd, backtest_id";
 
 fn control(row: Option<PgRow>, run_id: RunId) -> Result<Control> {
     match row {
@@ -157,7 +203,8 @@ impl JobStore for PostgresStore {
             }
         }
         let active: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where user_id = $1 and status in ('pending', 'running')",
+            "select count(*) from trading_agent_jobs
+             where user_id = $1 and status in ('pending', 'running') and backtest_id is null",
         )
         .bind(&job.user_id)
         .fetch_one(&mut *tx)
@@ -166,32 +213,7 @@ impl JobStore for PostgresStore {
             tx.rollback().await?;
             return Ok(InsertOutcome::LimitReached { active: active as u32 });
         }
-        let now = self.clock.now();
-        let row = sqlx::query(
-            "insert into trading_agent_jobs
-                (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
-                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)
-             returning *",
-        )
-        .bind(job.run_id.as_uuid())
-        .bind(&job.user_id)
-        .bind(&job.symbol)
-        .bind(&job.model_id)
-        .bind(Json(&job.analysts))
-        .bind(job.as_of)
-        .bind(Json(job.initial_steps()))
-        .bind(job.priority)
-        .bind(job.max_attempts as i32)
-        .bind(job.timeout_ms as i64)
-        .bind(job.retry_of.map(|r| r.as_uuid()))
-        .bind(&job.idempotency_key)
-        .bind(&job.request_hash)
-        .bind(now)
-        .bind(Json(&job.options))
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = decode(&row)?;
+        let created = insert_row(&mut tx, job, self.clock.now()).await?;
         tx.commit().await?;
         Ok(InsertOutcome::Created(created))
     }
@@ -225,10 +247,10 @@ impl JobStore for PostgresStore {
         // History keeps archived runs, marked as such: both tables, one order.
         let list = sqlx::AssertSqlSafe(format!(
             "select {ARCHIVE_COLUMNS}, false as archived from trading_agent_jobs
-             where user_id = $1 and ($2::text is null or status = $2)
+             where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null
              union all
              select {ARCHIVE_COLUMNS}, true as archived from trading_agent_jobs_archive
-             where user_id = $1 and ($2::text is null or status = $2)
+             where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null
              order by created_at desc, id desc limit $3 offset $4"
         ));
         let rows = sqlx::query(list)
@@ -239,8 +261,8 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         let total: i64 = sqlx::query_scalar(
-            "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2))
-                  + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2))",
+            "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)
+                  + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)",
         )
         .bind(user_id)
         .bind(status)
@@ -258,9 +280,18 @@ impl JobStore for PostgresStore {
                  heartbeat_at = coalesce($4, now()), started_at = coalesce(started_at, $3),
                  timeout_at = $3 + timeout_ms * interval '1 millisecond',
                  version = version + 1, updated_at = $3
-             where id = (select id from trading_agent_jobs where status = 'pending'
-                         order by priority desc, created_at, id
-                         limit 1 for update skip locked)
+             where id = (select j.id from trading_agent_jobs j
+                         where j.status = 'pending'
+                           and (j.backtest_id is null
+                                or (select count(*) from trading_agent_jobs r
+                                    where r.user_id = j.user_id and r.status = 'running' and r.backtest_id is not null)
+                                   < (select case when b.cancelled_at is null then b.max_running else 0 end
+                                      from trading_agent_backtests b where b.backtest_id = j.backtest_id))
+                         order by j.priority desc,
+                                  (select count(*) from trading_agent_jobs r
+                                   where r.user_id = j.user_id and r.status = 'running'),
+                                  j.created_at, j.id
+                         limit 1 for update of j skip locked)
              returning *",
         )
         .bind(owner)
@@ -410,6 +441,77 @@ impl JobStore for PostgresStore {
         .await?;
         self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
+    }
+
+    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest> {
+        let now = self.clock.now();
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "insert into trading_agent_backtests (backtest_id, user_id, spec, cells, max_running, created_at)
+             values ($1, $2, $3, $4, $5, $6) returning *",
+        )
+        .bind(backtest.backtest_id.as_uuid())
+        .bind(&backtest.user_id)
+        .bind(Json(&backtest.spec))
+        .bind(backtest.cells.len() as i32)
+        .bind(backtest.max_running as i32)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let created = decode_backtest(&row)?;
+        for cell in &backtest.cells {
+            insert_row(&mut tx, cell, now).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>> {
+        sqlx::query("select * from trading_agent_backtests where backtest_id = $1")
+            .bind(backtest_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| decode_backtest(&r))
+            .transpose()
+    }
+
+    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_backtests where user_id = $1 order by created_at desc, id desc limit $2",
+        )
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_backtest).collect()
+    }
+
+    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
+        let rows = sqlx::query("select * from trading_agent_jobs where backtest_id = $1 order by id")
+            .bind(backtest_id.as_uuid())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()> {
+        sqlx::query(
+            "update trading_agent_backtests set cancelled_at = coalesce(cancelled_at, $1) where backtest_id = $2",
+        )
+        .bind(self.clock.now())
+        .bind(backtest_id.as_uuid())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn queued_interactive(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from trading_agent_jobs where status = 'pending' and backtest_id is null",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
     }
 
     async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {

@@ -14,6 +14,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::{ApiToken, ShareLink};
+use domain::backtest::BacktestId;
 use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -26,7 +27,8 @@ use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
 use crate::model::{
-    Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot, close_steps, overall_percent,
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, close_steps,
+    overall_percent,
 };
 
 const READ_CONNECTIONS: u32 = 8;
@@ -151,7 +153,50 @@ fn decode(row: &SqliteRow) -> Result<Job> {
         options: from_json("options", &text("options")?)?,
         cost_usd: row.try_get::<f64, _>("cost_usd")?,
         archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
+        backtest_id: opt_text("backtest_id")?.map(|b| parse_run_id(&b)).transpose()?,
     })
+}
+
+fn decode_backtest(row: &SqliteRow) -> Result<Backtest> {
+    Ok(Backtest {
+        backtest_id: parse_run_id(&row.try_get::<String, _>("backtest_id")?)?,
+        user_id: row.try_get("user_id")?,
+        spec: from_json("spec", &row.try_get::<String, _>("spec")?)?,
+        cells: row.try_get::<i64, _>("cells")?.max(0) as u32,
+        max_running: row.try_get::<i64, _>("max_running")?.max(0) as u32,
+        cancelled_at: time("cancelled_at", row.try_get("cancelled_at")?)?,
+        created_at: time("created_at", Some(row.try_get("created_at")?))?.expect("some"),
+    })
+}
+
+/// Inserts one pending run inside the caller's transaction.
+async fn insert_row(tx: &mut sqlx::SqliteConnection, job: &NewJob, now: i64) -> Result<Job> {
+    let row = sqlx::query(
+        "insert into trading_agent_jobs
+            (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
+             timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options, backtest_id)
+         values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)
+         returning *",
+    )
+    .bind(job.run_id.to_string())
+    .bind(&job.user_id)
+    .bind(&job.symbol)
+    .bind(&job.model_id)
+    .bind(to_json(&job.analysts))
+    .bind(job.as_of.map(|d| d.format("%Y-%m-%d").to_string()))
+    .bind(to_json(&job.initial_steps()))
+    .bind(job.priority)
+    .bind(job.max_attempts as i64)
+    .bind(job.timeout_ms as i64)
+    .bind(job.retry_of.map(|r| r.to_string()))
+    .bind(&job.idempotency_key)
+    .bind(&job.request_hash)
+    .bind(now)
+    .bind(to_json(&job.options))
+    .bind(job.backtest_id.map(|b| b.to_string()))
+    .fetch_one(&mut *tx)
+    .await?;
+    decode(&row)
 }
 
 fn control(row: Option<SqliteRow>, run_id: RunId) -> Result<Control> {
@@ -166,7 +211,7 @@ const ARCHIVE_COLUMNS: &str = "id, run_id, user_id, symbol, model_id, analysts, 
     progress_percent, steps, checkpoints, result, error, priority, attempt, max_attempts, lease_owner, \
     lease_expires_at, heartbeat_at, cancel_requested, version, retry_of, idempotency_key, request_hash, \
     timeout_ms, timeout_at, llm_calls, prompt_tokens, completion_tokens, started_at, completed_at, \
-    created_at, updated_at, duration_ms, options, cost_usd";
+    created_at, updated_at, duration_ms, options, cost_usd, backtest_id";
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -205,7 +250,8 @@ impl JobStore for SqliteStore {
             }
         }
         let active: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where user_id = ?1 and status in ('pending', 'running')",
+            "select count(*) from trading_agent_jobs
+             where user_id = ?1 and status in ('pending', 'running') and backtest_id is null",
         )
         .bind(&job.user_id)
         .fetch_one(&mut *tx)
@@ -214,32 +260,7 @@ impl JobStore for SqliteStore {
             tx.rollback().await?;
             return Ok(InsertOutcome::LimitReached { active: active as u32 });
         }
-        let now = self.now_ms();
-        let row = sqlx::query(
-            "insert into trading_agent_jobs
-                (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
-                 timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)
-             returning *",
-        )
-        .bind(job.run_id.to_string())
-        .bind(&job.user_id)
-        .bind(&job.symbol)
-        .bind(&job.model_id)
-        .bind(to_json(&job.analysts))
-        .bind(job.as_of.map(|d| d.format("%Y-%m-%d").to_string()))
-        .bind(to_json(&job.initial_steps()))
-        .bind(job.priority)
-        .bind(job.max_attempts as i64)
-        .bind(job.timeout_ms as i64)
-        .bind(job.retry_of.map(|r| r.to_string()))
-        .bind(&job.idempotency_key)
-        .bind(&job.request_hash)
-        .bind(now)
-        .bind(to_json(&job.options))
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = decode(&row)?;
+        let created = insert_row(&mut tx, job, self.now_ms()).await?;
         tx.commit().await?;
         Ok(InsertOutcome::Created(created))
     }
@@ -273,10 +294,10 @@ impl JobStore for SqliteStore {
         // History keeps archived runs, marked as such: both tables, one order.
         let list = sqlx::AssertSqlSafe(format!(
             "select {ARCHIVE_COLUMNS}, 0 as archived from trading_agent_jobs
-             where user_id = ?1 and (?2 is null or status = ?2)
+             where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null
              union all
              select {ARCHIVE_COLUMNS}, 1 as archived from trading_agent_jobs_archive
-             where user_id = ?1 and (?2 is null or status = ?2)
+             where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null
              order by created_at desc, id desc limit ?3 offset ?4"
         ));
         let rows = sqlx::query(list)
@@ -287,8 +308,8 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         let total: i64 = sqlx::query_scalar(
-            "select (select count(*) from trading_agent_jobs where user_id = ?1 and (?2 is null or status = ?2))
-                  + (select count(*) from trading_agent_jobs_archive where user_id = ?1 and (?2 is null or status = ?2))",
+            "select (select count(*) from trading_agent_jobs where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null)
+                  + (select count(*) from trading_agent_jobs_archive where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null)",
         )
         .bind(user_id)
         .bind(status)
@@ -304,8 +325,18 @@ impl JobStore for SqliteStore {
              set status = 'running', attempt = attempt + 1, lease_owner = ?1, lease_expires_at = ?2,
                  heartbeat_at = ?3, started_at = coalesce(started_at, ?3), timeout_at = ?3 + timeout_ms,
                  version = version + 1, updated_at = ?3
-             where id = (select id from trading_agent_jobs where status = 'pending'
-                         order by priority desc, created_at, id limit 1)
+             where id = (select j.id from trading_agent_jobs j
+                         where j.status = 'pending'
+                           and (j.backtest_id is null
+                                or (select count(*) from trading_agent_jobs r
+                                    where r.user_id = j.user_id and r.status = 'running' and r.backtest_id is not null)
+                                   < (select case when b.cancelled_at is null then b.max_running else 0 end
+                                      from trading_agent_backtests b where b.backtest_id = j.backtest_id))
+                         order by j.priority desc,
+                                  (select count(*) from trading_agent_jobs r
+                                   where r.user_id = j.user_id and r.status = 'running'),
+                                  j.created_at, j.id
+                         limit 1)
              returning *",
         )
         .bind(owner)
@@ -453,6 +484,77 @@ impl JobStore for SqliteStore {
         .await?;
         self.feed.touched(fence.run_id);
         fenced(done.rows_affected(), fence.run_id)
+    }
+
+    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest> {
+        let now = self.now_ms();
+        let mut tx = self.writer.begin_with("begin immediate").await?;
+        let row = sqlx::query(
+            "insert into trading_agent_backtests (backtest_id, user_id, spec, cells, max_running, created_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6) returning *",
+        )
+        .bind(backtest.backtest_id.to_string())
+        .bind(&backtest.user_id)
+        .bind(to_json(&backtest.spec))
+        .bind(backtest.cells.len() as i64)
+        .bind(i64::from(backtest.max_running))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let created = decode_backtest(&row)?;
+        for cell in &backtest.cells {
+            insert_row(&mut tx, cell, now).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>> {
+        sqlx::query("select * from trading_agent_backtests where backtest_id = ?1")
+            .bind(backtest_id.to_string())
+            .fetch_optional(&self.reader)
+            .await?
+            .map(|r| decode_backtest(&r))
+            .transpose()
+    }
+
+    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>> {
+        let rows = sqlx::query(
+            "select * from trading_agent_backtests where user_id = ?1 order by created_at desc, id desc limit ?2",
+        )
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(decode_backtest).collect()
+    }
+
+    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
+        let rows = sqlx::query("select * from trading_agent_jobs where backtest_id = ?1 order by id")
+            .bind(backtest_id.to_string())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()> {
+        sqlx::query(
+            "update trading_agent_backtests set cancelled_at = coalesce(cancelled_at, ?1) where backtest_id = ?2",
+        )
+        .bind(self.now_ms())
+        .bind(backtest_id.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn queued_interactive(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from trading_agent_jobs where status = 'pending' and backtest_id is null",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
     }
 
     async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {

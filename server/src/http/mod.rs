@@ -17,6 +17,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod backtest_pages;
+pub mod backtests;
 pub mod guard;
 pub mod headers;
 pub mod health;
@@ -38,6 +40,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<RunService>,
+    pub backtests: Arc<crate::backtest::Backtests>,
     pub context: AppContext,
     pub leptos: LeptosOptions,
     pub sessions: session::Sessions,
@@ -110,6 +113,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/symbols", get(runs::symbols))
         .route("/api/trading/stats", get(stats::json))
         .route("/stats", get(stats::page))
+        .route("/api/trading/backtests", post(backtests::start).get(backtests::list))
+        .route("/api/trading/backtests/{backtest_id}", get(backtests::view))
+        .route("/api/trading/backtests/{backtest_id}/cancel", post(backtests::cancel))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -123,7 +129,12 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}/share", post(shares::create_form))
         .route("/runs/{run_id}/shares/{id}/revoke", post(shares::revoke_form))
         .route("/settings/tokens", post(tokens::create))
-        .route("/settings/tokens/{id}/revoke", post(tokens::revoke));
+        .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
+        // The backtest pages are rendered here, without Leptos: whole documents, no script.
+        .route("/backtests", get(backtest_pages::index).post(backtest_pages::start))
+        .route("/backtests/{backtest_id}", get(backtest_pages::show))
+        .route("/backtests/{backtest_id}/cells.csv", get(backtest_pages::csv))
+        .route("/backtests/{backtest_id}/cancel", post(backtest_pages::cancel));
 
     let routes = generate_route_list(App);
     let options = state.leptos.clone();

@@ -1,0 +1,258 @@
+//! Backtests: how often the ratings were right. The scorecard's shape, as the API sends it;
+//! it is computed from prices (`agents::backtest`), never from the model.
+//!
+//! Returns are fractions (0.05 = 5 %). Horizons are in trading days.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+use crate::analyst::AnalystKind;
+use crate::result::Rating;
+use crate::team::RunOptions;
+
+/// A backtest is named like a run: a UUID in its hyphenated form.
+pub type BacktestId = crate::ids::RunId;
+
+/// A backtest as validated and stored: the grid, and what each cell's run asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestSpec {
+    pub symbols: Vec<String>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// Trading days between two as-of dates.
+    pub every_days: u32,
+    /// Trading days after each as-of date at which returns are read.
+    pub horizons: Vec<u32>,
+    pub model_id: String,
+    pub analysts: Vec<AnalystKind>,
+    #[serde(default)]
+    pub options: RunOptions,
+    #[serde(default)]
+    pub bearish: BearishPosition,
+}
+
+/// What the strategy does on an Underweight or Sell rating (Buy and Overweight are long, Hold
+/// is flat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BearishPosition {
+    /// Out of the stock: a bearish rating only avoids the loss.
+    #[default]
+    Flat,
+    /// Short the stock: a bearish rating earns the fall.
+    Short,
+}
+
+impl BearishPosition {
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Flat => "flat",
+            Self::Short => "short",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "flat" => Some(Self::Flat),
+            "short" => Some(Self::Short),
+            _ => None,
+        }
+    }
+}
+
+/// What returns are measured against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Benchmark {
+    /// A bundled index covering every date of the backtest (`^GSPC`).
+    Index { symbol: String },
+    /// The index does not cover the dates: the mean return of these symbols, each weighted
+    /// equally, over the same days.
+    EqualWeight { symbols: Vec<String> },
+}
+
+impl Benchmark {
+    /// How a page names it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Index { symbol } => format!("{symbol} (S&P 500)"),
+            Self::EqualWeight { symbols } => format!("equal-weight basket of {}", symbols.join(", ")),
+        }
+    }
+}
+
+/// One cell's outcome: the close on its as-of day and after each horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CellOutcome {
+    pub symbol: String,
+    /// The date the cell asked for.
+    pub as_of: NaiveDate,
+    /// The last trading day at or before `as_of`: where returns start.
+    pub trading_day: NaiveDate,
+    /// Adjusted close on `trading_day`.
+    pub close: f64,
+    pub rating: Option<Rating>,
+    /// Per horizon (trading days, as a string key for JSON): adjusted close that many trading
+    /// days later; absent when the data ends before.
+    pub closes_after: BTreeMap<String, f64>,
+    pub forward_returns: BTreeMap<String, f64>,
+    pub benchmark_returns: BTreeMap<String, f64>,
+    /// Forward return minus benchmark return.
+    pub alphas: BTreeMap<String, f64>,
+}
+
+/// How one rating fared at one horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RatingStats {
+    pub rating: Rating,
+    pub horizon: u32,
+    /// Cells with this rating and a forward return at this horizon.
+    pub count: usize,
+    /// Share of them whose direction was right (Buy/Overweight: return > 0;
+    /// Underweight/Sell: return < 0). None for Hold, which is counted but not scored, and
+    /// when `count` is 0.
+    pub hit_rate: Option<f64>,
+    pub mean_return: Option<f64>,
+    pub mean_alpha: Option<f64>,
+}
+
+/// The paper's metrics of one equity curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metrics {
+    /// Final equity / 1 - 1.
+    pub cumulative_return: f64,
+    /// (1 + cumulative)^(252 / trading days) - 1.
+    pub annualized_return: f64,
+    /// Mean daily return over its sample standard deviation, times √252 (no risk-free rate);
+    /// None when the returns do not vary.
+    pub sharpe: Option<f64>,
+    /// Largest peak-to-trough fall of the equity, as a positive fraction.
+    pub max_drawdown: f64,
+}
+
+/// The baselines, on the same symbols and days as the strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Baselines {
+    pub buy_and_hold: Metrics,
+    pub sma_crossover: Metrics,
+    pub macd: Metrics,
+}
+
+/// Equity (starting at 1) of each strategy per trading day, for the chart.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EquityCurves {
+    pub dates: Vec<NaiveDate>,
+    pub strategy: Vec<f64>,
+    pub buy_and_hold: Vec<f64>,
+    pub sma_crossover: Vec<f64>,
+    pub macd: Vec<f64>,
+}
+
+/// Everything the scorecard says about a backtest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scorecard {
+    pub benchmark: Benchmark,
+    pub bearish: BearishPosition,
+    pub by_rating: Vec<RatingStats>,
+    /// None until the strategy has at least one day to be measured on.
+    pub strategy: Option<Metrics>,
+    pub baselines: Option<Baselines>,
+    pub curves: EquityCurves,
+}
+
+/// `POST /api/trading/backtests` as sent by a client: raw values, so each problem can be
+/// reported against its field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestRequest {
+    #[serde(default)]
+    pub symbols: Vec<String>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    /// Trading days between two as-of dates.
+    #[serde(default)]
+    pub every_days: Option<u32>,
+    /// Trading days; default [5, 20].
+    #[serde(default)]
+    pub horizons: Option<Vec<u32>>,
+    #[serde(default)]
+    pub model_id: Option<String>,
+    #[serde(default)]
+    pub analysts: Option<Vec<String>>,
+    #[serde(default)]
+    pub depth: Option<String>,
+    /// `flat` (default) or `short`: what the strategy does on Underweight and Sell.
+    #[serde(default)]
+    pub bearish: Option<String>,
+}
+
+pub const HORIZONS_DEFAULT: [u32; 2] = [5, 20];
+
+/// `202` body of a started backtest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestStarted {
+    pub backtest_id: BacktestId,
+    pub cells: usize,
+}
+
+/// One cell as `GET /api/trading/backtests/:id` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestCell {
+    pub symbol: String,
+    pub as_of: NaiveDate,
+    pub run_id: crate::ids::RunId,
+    pub status: crate::status::JobStatus,
+    pub rating: Option<Rating>,
+    pub forward_returns: BTreeMap<String, f64>,
+    pub benchmark_returns: BTreeMap<String, f64>,
+}
+
+/// Where a backtest stands: `running` while any cell is pending or running, then
+/// `completed`; `cancelled` once cancelled and no cell is running any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BacktestStatus {
+    Running,
+    Completed,
+    Cancelled,
+}
+
+/// The body of `GET /api/trading/backtests/:id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestView {
+    pub backtest_id: BacktestId,
+    pub status: BacktestStatus,
+    /// Finished cells out of all, in percent.
+    pub progress: u8,
+    pub spec: BacktestSpec,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub cells: Vec<BacktestCell>,
+    /// From the cells finished so far.
+    pub scorecard: Scorecard,
+}
+
+/// One backtest in `GET /api/trading/backtests`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BacktestSummary {
+    pub backtest_id: BacktestId,
+    pub spec: BacktestSpec,
+    pub cells: u32,
+    pub cancelled: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}

@@ -1,0 +1,293 @@
+//! Backtests: a durable parent job over a grid of ordinary runs.
+//!
+//! Starting one checks the grid against the bundled prices (every problem named by its field),
+//! then stores the backtest and one pending run per cell in a single transaction — so it exists
+//! whole or not at all, and a crash or restart loses nothing: its cells are runs like any
+//! other, resumed by the engine, and a cell that finished is never run again. Cells are
+//! queued at [`jobs::model::CELL_PRIORITY`], below every interactive run, outside the owner's
+//! limit of interactive runs, and at most `max_running` of the owner's cells run at once
+//! (the claim enforces both). The scorecard is computed from prices whenever the backtest is
+//! read, from the cells finished so far.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use agents::backtest::scorecard::{outcomes, scorecard};
+use agents::backtest::{CellInput, GridRequest, plan};
+use agents::market::bundled::BundledData;
+use chrono::NaiveDate;
+use domain::backtest::{
+    BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
+    BacktestView, BearishPosition, HORIZONS_DEFAULT,
+};
+use domain::{FieldError, JobStatus, RunId, StartRequest};
+use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
+use jobs::{Event, Events, RequestChecker, RunService, ServiceError};
+
+/// Cells one backtest may have (`MAX_BACKTEST_CELLS`).
+pub const MAX_CELLS_DEFAULT: usize = 1000;
+/// A user's cells running at once (`MAX_RUNNING_CELLS_PER_USER`).
+pub const MAX_RUNNING_CELLS_DEFAULT: u32 = 2;
+/// The step between as-of dates when a request names none.
+pub const EVERY_DAYS_DEFAULT: u32 = 20;
+/// Backtests listed at most.
+const LIST_LIMIT: u32 = 100;
+
+#[derive(Debug, Clone)]
+pub struct BacktestConfig {
+    pub max_cells: usize,
+    pub max_running_cells: u32,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        Self { max_cells: MAX_CELLS_DEFAULT, max_running_cells: MAX_RUNNING_CELLS_DEFAULT }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+pub struct Backtests {
+    runs: Arc<RunService>,
+    checker: Arc<dyn RequestChecker>,
+    prices: Arc<BundledData>,
+    events: Events,
+    config: BacktestConfig,
+}
+
+impl Backtests {
+    pub fn new(
+        runs: Arc<RunService>,
+        checker: Arc<dyn RequestChecker>,
+        prices: Arc<BundledData>,
+        events: Events,
+        config: BacktestConfig,
+    ) -> Self {
+        Self { runs, checker, prices, events, config }
+    }
+
+    pub fn prices(&self) -> &Arc<BundledData> {
+        &self.prices
+    }
+
+    /// Checks every field of a request and lays out its grid.
+    pub async fn validate(&self, request: &BacktestRequest) -> Result<(BacktestSpec, Vec<(String, NaiveDate)>)> {
+        let mut errors = Vec::new();
+        let date = |field: &str, raw: &Option<String>, errors: &mut Vec<FieldError>| match raw.as_deref().map(str::trim)
+        {
+            None | Some("") => {
+                errors.push(FieldError::new(field, "a date is required (YYYY-MM-DD)"));
+                None
+            }
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| errors.push(FieldError::new(field, format!("'{d}' is not a date (use YYYY-MM-DD)"))))
+                .ok(),
+        };
+        let from = date("from", &request.from, &mut errors);
+        let to = date("to", &request.to, &mut errors);
+        let bearish = match request.bearish.as_deref().map(str::trim) {
+            None | Some("") => BearishPosition::Flat,
+            Some(b) => BearishPosition::parse(b).unwrap_or_else(|| {
+                errors.push(FieldError::new("bearish", format!("'{b}' is not flat or short")));
+                BearishPosition::Flat
+            }),
+        };
+        // The model, analysts and depth are checked as a run's would be.
+        let as_run = StartRequest {
+            symbol: Some(request.symbols.first().cloned().unwrap_or_else(|| "AAPL".into())),
+            model_id: request.model_id.clone(),
+            analysts: request.analysts.clone(),
+            depth: request.depth.clone(),
+            ..StartRequest::default()
+        };
+        let run_fields = ["modelId", "deepModelId", "analysts", "depth"];
+        let start = match as_run.validate(&self.runs.config().default_model) {
+            Ok(start) => {
+                if let Err(e) = self.checker.check(&start).await {
+                    errors.extend(e.into_iter().filter(|e| run_fields.contains(&e.field.as_str())));
+                }
+                Some(start)
+            }
+            Err(e) => {
+                errors.extend(e.into_iter().filter(|e| run_fields.contains(&e.field.as_str())));
+                // The model is still checked against the catalog.
+                let model_only = StartRequest { analysts: None, depth: None, ..as_run.clone() };
+                if let Ok(start) = model_only.validate(&self.runs.config().default_model)
+                    && let Err(e) = self.checker.check(&start).await
+                {
+                    errors.extend(e.into_iter().filter(|e| e.field == "modelId"));
+                }
+                None
+            }
+        };
+        let symbols: Vec<String> = request.symbols.iter().map(|s| s.trim().to_ascii_uppercase()).collect();
+        let horizons = request.horizons.clone().unwrap_or_else(|| HORIZONS_DEFAULT.to_vec());
+        let every_days = request.every_days.unwrap_or(EVERY_DAYS_DEFAULT);
+        let grid = match (from, to) {
+            (Some(from), Some(to)) => {
+                let grid = GridRequest { symbols: symbols.clone(), from, to, every_days, horizons: horizons.clone() };
+                plan(&self.prices, &grid, self.config.max_cells).map_err(|e| errors.extend(e)).ok()
+            }
+            _ => None,
+        };
+        match (errors.is_empty(), start, from, to, grid) {
+            (true, Some(start), Some(from), Some(to), Some(grid)) => {
+                let mut options = start.options;
+                options.rounds = match options.depth {
+                    domain::Depth::Quick => None,
+                    domain::Depth::Standard => Some(self.runs.config().standard_rounds),
+                    domain::Depth::Deep => Some(self.runs.config().deep_rounds),
+                };
+                let spec = BacktestSpec {
+                    symbols,
+                    from,
+                    to,
+                    every_days,
+                    horizons,
+                    model_id: start.model_id.to_string(),
+                    analysts: start.analysts,
+                    options,
+                    bearish,
+                };
+                Ok((spec, grid.cells))
+            }
+            _ => Err(ServiceError::Invalid(errors)),
+        }
+    }
+
+    /// Validates a request and stores the backtest with all its cells.
+    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
+        let (spec, grid) = self.validate(request).await?;
+        let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
+        let config = self.runs.config();
+        let cells: Vec<NewJob> = grid
+            .into_iter()
+            .map(|(symbol, as_of)| NewJob {
+                run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
+                user_id: user_id.to_string(),
+                symbol,
+                model_id: spec.model_id.clone(),
+                analysts: spec.analysts.clone(),
+                as_of: Some(as_of),
+                priority: CELL_PRIORITY,
+                max_attempts: config.max_attempts,
+                timeout_ms: config.job_timeout.as_millis() as u64,
+                retry_of: None,
+                idempotency_key: None,
+                request_hash: None,
+                options: spec.options.clone(),
+                backtest_id: Some(backtest_id),
+            })
+            .collect();
+        let count = cells.len();
+        let new = NewBacktest {
+            backtest_id,
+            user_id: user_id.to_string(),
+            spec,
+            max_running: self.config.max_running_cells,
+            cells,
+        };
+        let store = self.runs.store();
+        store.insert_backtest(&new).await?;
+        self.events.send_local(Event::JobAvailable);
+        if let Err(e) = store.publish(&Event::JobAvailable).await {
+            // The cells are stored; workers' polling will find them.
+            tracing::warn!(error = %e, "could not notify workers");
+        }
+        Ok(BacktestStarted { backtest_id, cells: count })
+    }
+
+    /// A backtest of `user_id`'s with its cells so far and the scorecard they make.
+    pub async fn view(&self, user_id: &str, backtest_id: BacktestId) -> Result<BacktestView> {
+        let store = self.runs.store();
+        let backtest = match store.get_backtest(backtest_id).await? {
+            Some(b) if b.user_id == user_id => b,
+            _ => return Err(ServiceError::NotFound),
+        };
+        let runs = store.backtest_cells(backtest_id).await?;
+        let spec = backtest.spec;
+        let inputs: Vec<CellInput> = runs
+            .iter()
+            .filter_map(|r| {
+                let as_of = r.as_of?;
+                Some(CellInput {
+                    symbol: r.symbol.clone(),
+                    as_of,
+                    rating: r.result.as_ref().filter(|_| r.status == JobStatus::Completed).map(|res| res.rating),
+                })
+            })
+            .collect();
+        let card = scorecard(&self.prices, &inputs, &spec.horizons, spec.every_days, spec.bearish);
+        let mut returns: HashMap<(String, NaiveDate), _> =
+            outcomes(&self.prices, &inputs, &spec.horizons, &card.benchmark)
+                .into_iter()
+                .map(|o| ((o.symbol.clone(), o.as_of), (o.forward_returns, o.benchmark_returns)))
+                .collect();
+        let cells: Vec<BacktestCell> = runs
+            .iter()
+            .map(|r| {
+                let as_of = r.as_of.unwrap_or(spec.from);
+                let (forward_returns, benchmark_returns) =
+                    returns.remove(&(r.symbol.clone(), as_of)).unwrap_or_default();
+                BacktestCell {
+                    symbol: r.symbol.clone(),
+                    as_of,
+                    run_id: r.run_id,
+                    status: r.status,
+                    rating: r.result.as_ref().filter(|_| r.status == JobStatus::Completed).map(|res| res.rating),
+                    forward_returns,
+                    benchmark_returns,
+                }
+            })
+            .collect();
+        let finished = cells.iter().filter(|c| c.status.is_terminal()).count();
+        let active = cells.len() - finished;
+        let status = match (backtest.cancelled_at.is_some(), active) {
+            (_, n) if n > 0 => BacktestStatus::Running,
+            (true, _) => BacktestStatus::Cancelled,
+            (false, _) => BacktestStatus::Completed,
+        };
+        let progress = if cells.is_empty() { 100 } else { (finished * 100 / cells.len()) as u8 };
+        Ok(BacktestView {
+            backtest_id,
+            status,
+            progress,
+            spec,
+            created_at: backtest.created_at,
+            cells,
+            scorecard: card,
+        })
+    }
+
+    /// Cancels a backtest: no further cell starts, pending cells end `cancelled` and running
+    /// ones are asked to stop.
+    pub async fn cancel(&self, user_id: &str, backtest_id: BacktestId) -> Result<BacktestView> {
+        let store = self.runs.store();
+        match store.get_backtest(backtest_id).await? {
+            Some(b) if b.user_id == user_id => {}
+            _ => return Err(ServiceError::NotFound),
+        }
+        store.mark_backtest_cancelled(backtest_id).await?;
+        for cell in store.backtest_cells(backtest_id).await? {
+            if !cell.status.is_terminal() {
+                store.request_cancel(cell.run_id).await?;
+            }
+        }
+        self.view(user_id, backtest_id).await
+    }
+
+    /// `user_id`'s backtests, newest first.
+    pub async fn list(&self, user_id: &str) -> Result<Vec<BacktestSummary>> {
+        let list = self.runs.store().list_backtests(user_id, LIST_LIMIT).await?;
+        Ok(list
+            .into_iter()
+            .map(|b| BacktestSummary {
+                backtest_id: b.backtest_id,
+                spec: b.spec,
+                cells: b.cells,
+                cancelled: b.cancelled_at.is_some(),
+                created_at: b.created_at,
+            })
+            .collect())
+    }
+}
