@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use domain::{JobStatus, RunId, StepProgress};
+use domain::backtest::BacktestId;
+use domain::{ApiToken, JobStatus, RunId, ShareLink, StepProgress};
 
 use super::{Control, JobStore, Result, Settle};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{Checkpoint, Fence, Finish, InsertOutcome, Job, NewJob, ProgressSnapshot};
+use crate::model::{Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot};
 use crate::telemetry;
 
 pub struct TimedStore {
@@ -161,5 +162,61 @@ impl JobStore for TimedStore {
 
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>> {
         self.inner.listen(events).await
+    }
+
+    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest> {
+        self.timed("insert_backtest", self.inner.insert_backtest(backtest)).await
+    }
+
+    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>> {
+        self.timed("get_backtest", self.inner.get_backtest(backtest_id)).await
+    }
+
+    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>> {
+        self.timed("list_backtests", self.inner.list_backtests(user_id, limit)).await
+    }
+
+    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
+        self.timed("backtest_cells", self.inner.backtest_cells(backtest_id)).await
+    }
+
+    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()> {
+        self.timed("mark_backtest_cancelled", self.inner.mark_backtest_cancelled(backtest_id)).await
+    }
+
+    async fn queued_interactive(&self) -> Result<u64> {
+        self.timed("queued_interactive", self.inner.queued_interactive()).await
+    }
+
+    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()> {
+        self.timed("insert_token", self.inner.insert_token(user_id, token, hash)).await
+    }
+
+    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>> {
+        self.timed("tokens_for_user", self.inner.tokens_for_user(user_id)).await
+    }
+
+    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool> {
+        self.timed("delete_token", self.inner.delete_token(user_id, id)).await
+    }
+
+    async fn token_owner(&self, hash: &str) -> Result<Option<String>> {
+        self.timed("token_owner", self.inner.token_owner(hash)).await
+    }
+
+    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()> {
+        self.timed("insert_share", self.inner.insert_share(user_id, share, hash)).await
+    }
+
+    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>> {
+        self.timed("shares_for_run", self.inner.shares_for_run(user_id, run_id)).await
+    }
+
+    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool> {
+        self.timed("delete_share", self.inner.delete_share(user_id, id)).await
+    }
+
+    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
+        self.timed("shared_run", self.inner.shared_run(hash)).await
     }
 }
