@@ -80,8 +80,8 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
-                    <A href="/settings" exact=true>"Settings"</A>
                     <a href="/backtests">"Backtests"</a>
+                    <A href="/settings" exact=true>"Settings"</A>
                 </nav>
             </header>
             <main id="main">
