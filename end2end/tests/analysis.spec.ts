@@ -93,17 +93,33 @@ test('when the server cannot be reached the page keeps the last state, says so, 
   await shot(page, testInfo);
 });
 
-test('leaving the run page stops its polling', async ({ page }, testInfo) => {
+test('a run page stops following its run once the run has ended', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'IBM', analysts: ['Risk Analyst'] });
+  await hydrated(page);
+  const requests: string[] = [];
+  page.on('request', (r) => { if (/\/api\/trading\/(progress|events)\//.test(r.url())) requests.push(r.url()); });
+  await expectStatus(page, 'completed');
+  await expect(page.getByTestId('rating')).toBeVisible();
+  const atEnd = requests.length;
+  // Three poll intervals after the end: no timer or stream is left asking.
+  await page.waitForTimeout(6_500);
+  expect(requests.slice(atEnd)).toEqual([]);
+  await shot(page, testInfo);
+});
+
+test('leaving a running run\'s page leaves nothing of it polling', async ({ page }) => {
   await startRun(page, { symbol: 'IBM', analysts: ['Risk Analyst'] });
   await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
+  // Links between pages load a new document (islands): the run page's timers and stream go
+  // with its document. The marker shows the navigation really replaced it.
+  await page.evaluate(() => { (window as unknown as { leftBehind: number }).leftBehind = 1; });
   await page.getByRole('link', { name: 'History' }).click();
   await expect(page.getByRole('heading', { name: 'History' })).toBeVisible();
+  expect(await page.evaluate(() => (window as unknown as { leftBehind?: number }).leftBehind)).toBeUndefined();
   let polls = 0;
   page.on('request', (r) => { if (/\/api\/trading\/(progress|events)\//.test(r.url())) polls += 1; });
-  // Three poll intervals with no timer left behind.
   await page.waitForTimeout(6_500);
   expect(polls).toBe(0);
-  await shot(page, testInfo);
 });
 
 test.describe('on a phone', () => {
