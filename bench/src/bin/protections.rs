@@ -9,8 +9,8 @@
 //! request's `X-Forwarded-For` is resolved. What cannot be switched off — the CSRF check, the
 //! security headers, the session signature, the queue cap's count — runs in both. `--clients`
 //! concurrent clients (one identity, same-origin `Origin`, a forwarded address) then start runs
-//! for `--secs` seconds, and poll one run's progress for as long. Rounds alternate off/on so
-//! drift in the machine's load falls on both.
+//! for `--secs` seconds, and poll one run's progress for as long. Rounds alternate which goes
+//! first, so drift in the machine's load falls on both.
 //!
 //! cargo build --release -p server -p bench &&
 //! cargo run --release -p bench --bin protections -- [--rounds 2] [--secs 5] [--clients 32] [--server PATH]
@@ -106,10 +106,13 @@ async fn main() {
     let clients = bench::arg("--clients", 32usize);
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
-        eprintln!("round {round}/{rounds}: protections off …");
-        off.push(measure(false, secs, clients).await);
-        eprintln!("round {round}/{rounds}: protections on …");
-        on.push(measure(true, secs, clients).await);
+        // Odd rounds off first, even rounds on first: whatever warms up or drifts within a
+        // round falls on both.
+        for protected in if round % 2 == 1 { [false, true] } else { [true, false] } {
+            eprintln!("round {round}/{rounds}: protections {} …", if protected { "on" } else { "off" });
+            let r = measure(protected, secs, clients).await;
+            if protected { on.push(r) } else { off.push(r) }
+        }
     }
     let mean = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     println!(
