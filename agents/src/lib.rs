@@ -28,4 +28,4 @@ pub mod team;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use pipeline::{Pipeline, PipelineError, Reporter, RunSpec};
+pub use pipeline::{Budget, Pipeline, PipelineError, Reporter, RunSpec};

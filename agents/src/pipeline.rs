@@ -12,6 +12,9 @@
 //! pipeline compares what was spent, plus what the next calls will likely cost (the mean of
 //! the calls so far), with the budget; a run that would exceed it fails with "budget exceeded"
 //! naming the step it did not start. Everything finished before stays checkpointed.
+//!
+//! A run may also carry what is left of its owner's daily budget ([`RunSpec::daily_left`]),
+//! checked the same way; a run that would go over it fails with "daily budget exceeded".
 
 mod team;
 
@@ -29,10 +32,10 @@ use serde_json::Value;
 
 use crate::analysts::key_figures;
 use crate::format::{figure, level, pct, signed_pct};
+use crate::vader::Lexicon;
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
 use crate::model::{Assessment, Model, ModelError, Models, Progress, Usage};
 use crate::news::RssNews;
-use crate::vader::Lexicon;
 use crate::snapshot::{self, Headline, MarketSnapshot};
 
 /// What to analyse.
@@ -44,6 +47,15 @@ pub struct RunSpec {
     pub as_of: Option<NaiveDate>,
     /// Depth, rounds, second model, budget.
     pub options: RunOptions,
+    /// What is left of the owner's daily budget for this run; `None` when there is no limit.
+    pub daily_left: Option<Budget>,
+}
+
+/// A limit of tokens and of cost; `None` is no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
 }
 
 /// Where the pipeline reports. `Error` is the reporter's reason to stop (e.g. cancelled).
@@ -286,26 +298,23 @@ impl Pipeline {
     }
 
     /// Fails the run when what it spent, plus what `calls` more calls will likely cost, is over
-    /// its budget. The likely cost of a call is the mean of the calls so far.
+    /// its budget, or over what was left of its owner's daily budget when it started. The
+    /// likely cost of a call is the mean of the calls so far.
     fn check_budget<E>(&self, spec: &RunSpec, spent: &Usage, calls: u32, next: &str) -> Result<(), PipelineError<E>> {
         let o = &spec.options;
-        let per_call = |total: f64| if spent.calls > 0 { total / f64::from(spent.calls) } else { 0.0 };
-        let used_tokens = spent.tokens.total() as f64;
-        let over_tokens = o
-            .max_tokens
-            .map(|max| max as f64)
-            .filter(|max| used_tokens >= *max || used_tokens + per_call(used_tokens) * f64::from(calls) > *max);
-        let over_cost = o.max_cost_usd.filter(|max| {
-            spent.cost_usd >= *max || spent.cost_usd + per_call(spent.cost_usd) * f64::from(calls) > *max
-        });
-        let what = match (over_tokens, over_cost) {
-            (Some(max), _) => format!("{} tokens used of {} allowed", spent.tokens.total(), max as u64),
-            (None, Some(max)) => format!("${:.4} spent of ${max:.4} allowed", spent.cost_usd),
-            (None, None) => return Ok(()),
+        let own = Budget { max_tokens: o.max_tokens, max_cost_usd: o.max_cost_usd };
+        let (what, of) = match over_budget(&own, spent, calls, "allowed") {
+            Some(what) => (what, "budget exceeded"),
+            None => {
+                match spec.daily_left.as_ref().and_then(|d| over_budget(d, spent, calls, "left of the daily budget")) {
+                    Some(what) => (what, "daily budget exceeded"),
+                    None => return Ok(()),
+                }
+            }
         };
         Err(PipelineError::Failed {
             step: Some(next.to_string()),
-            message: format!("budget exceeded: {what}; {next} would go over it. Finished steps are kept."),
+            message: format!("{of}: {what}; {next} would go over it. Finished steps are kept."),
         })
     }
 
@@ -396,6 +405,20 @@ impl Pipeline {
         reporter.complete_step(step, stored(&report, usage), usage).await?;
         Ok((report, usage))
     }
+}
+
+/// What `spent` is of `budget` when it, plus what `calls` more calls will likely cost, goes over.
+fn over_budget(budget: &Budget, spent: &Usage, calls: u32, allowed: &str) -> Option<String> {
+    let per_call = |total: f64| if spent.calls > 0 { total / f64::from(spent.calls) } else { 0.0 };
+    let over = |used: f64, max: f64| used >= max || used + per_call(used) * f64::from(calls) > max;
+    let used_tokens = spent.tokens.total() as f64;
+    if let Some(max) = budget.max_tokens.filter(|max| over(used_tokens, *max as f64)) {
+        return Some(format!("{} tokens used of {max} {allowed}", spent.tokens.total()));
+    }
+    if let Some(max) = budget.max_cost_usd.filter(|max| over(spent.cost_usd, *max)) {
+        return Some(format!("${:.4} spent of ${max:.4} {allowed}", spent.cost_usd));
+    }
+    None
 }
 
 /// The figures table of a result.

@@ -108,6 +108,7 @@ fn spec(model: &str, analysts: &[AnalystKind]) -> RunSpec {
         analysts: analysts.to_vec(),
         as_of: Some("2019-12-31".parse().unwrap()),
         options: Default::default(),
+        daily_left: None,
     }
 }
 
@@ -430,4 +431,47 @@ async fn a_budget_ends_the_run_and_keeps_finished_steps() {
         Err(PipelineError::Failed { message, .. }) => assert!(message.contains("budget exceeded: $"), "{message}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// What is left of the owner's daily budget is a second budget: the lower of the two ends the
+/// run, and the message says which it was.
+#[tokio::test]
+async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
+    let fake = FakeLlm::start().await;
+    let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
+    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    spec.options.max_tokens = Some(100_000);
+    spec.daily_left = Some(agents::Budget { max_tokens: Some(1_500), max_cost_usd: None });
+    let m = Memory::default();
+    match p.run(&spec, &m).await {
+        Err(PipelineError::Failed { step, message }) => {
+            assert_eq!(step.as_deref(), Some("Research Manager"));
+            assert!(message.starts_with("daily budget exceeded: "), "{message}");
+            assert!(message.contains("of 1500 left of the daily budget; Research Manager"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.completed(), vec!["Data Collection", "Risk Analyst", "Bull Researcher", "Bear Researcher"]);
+
+    // The run's own budget, when lower, is the one named.
+    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    spec.options.max_tokens = Some(1_500);
+    spec.daily_left = Some(agents::Budget { max_tokens: Some(100_000), max_cost_usd: None });
+    match p.run(&spec, &Memory::default()).await {
+        Err(PipelineError::Failed { message, .. }) => assert!(message.starts_with("budget exceeded: "), "{message}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Nothing left: not one model call is made.
+    let before = fake.calls().len();
+    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    spec.daily_left = Some(agents::Budget { max_tokens: None, max_cost_usd: Some(0.0) });
+    match p.run(&spec, &Memory::default()).await {
+        Err(PipelineError::Failed { step, message }) => {
+            assert_eq!(step.as_deref(), Some("Risk Analyst"));
+            assert!(message.starts_with("daily budget exceeded: $0.0000 spent of $0.0000"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.calls().len(), before);
 }

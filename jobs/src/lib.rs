@@ -34,6 +34,7 @@
 
 pub mod access;
 pub mod analysis;
+pub mod budget;
 pub mod cache;
 pub mod clock;
 pub mod eta;

@@ -315,3 +315,18 @@ pub struct NewBacktest {
     /// One run per cell, each with `backtest_id` set and [`CELL_PRIORITY`].
     pub cells: Vec<NewJob>,
 }
+
+/// What one user's runs spent on model calls in a window (see [`JobStore::usage_since`]).
+///
+/// [`JobStore::usage_since`]: crate::store::JobStore::usage_since
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UserUsage {
+    /// Runs that spent anything.
+    pub runs: u64,
+    /// Prompt and completion tokens.
+    pub tokens: u64,
+    /// US dollars at the catalog's prices.
+    pub cost_usd: f64,
+    /// The earliest last update among those runs: when it leaves the window, the usage drops.
+    pub oldest: Option<DateTime<Utc>>,
+}

@@ -14,6 +14,7 @@ use domain::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::budget::DailyBudget;
 use crate::cache::{CachedProgress, ProgressCache};
 use crate::eta::{self, StepDurations};
 use crate::events::{Event, Events};
@@ -57,6 +58,9 @@ pub struct ServiceConfig {
     pub default_max_tokens: Option<u64>,
     /// Runs waiting for a worker, from everyone, past which new runs are refused.
     pub max_queued: u32,
+    /// What one user's runs may spend in a rolling 24 hours (`DAILY_TOKENS_PER_USER`,
+    /// `DAILY_COST_USD_PER_USER`); off by default.
+    pub daily_budget: DailyBudget,
 }
 
 impl Default for ServiceConfig {
@@ -72,6 +76,7 @@ impl Default for ServiceConfig {
             default_max_cost_usd: None,
             default_max_tokens: None,
             max_queued: MAX_QUEUED_DEFAULT,
+            daily_budget: DailyBudget::default(),
         }
     }
 }
@@ -99,7 +104,7 @@ impl ServiceConfig {
         if self.default_max_tokens == Some(0) {
             return Err("MAX_TOKENS must be positive".into());
         }
-        Ok(())
+        self.daily_budget.validate()
     }
 }
 
@@ -122,6 +127,9 @@ pub enum ServiceError {
     /// 429: the caller already has `limit` active runs.
     #[error("you already have {limit} analyses running or queued")]
     TooManyActive { limit: u32, retry_after: Duration },
+    /// 429: the caller's runs spent their daily budget (`spent` says how much of what).
+    #[error("daily budget spent: {spent}")]
+    DailyBudget { spent: String, retry_after: Duration },
     /// 422: the idempotency key was used for a different request.
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyConflict { run_id: RunId },
@@ -156,7 +164,7 @@ impl ServiceError {
             ServiceError::NotFound => 404,
             ServiceError::NotRetryable(_) => 409,
             ServiceError::IdempotencyConflict { .. } => 422,
-            ServiceError::TooManyActive { .. } => 429,
+            ServiceError::TooManyActive { .. } | ServiceError::DailyBudget { .. } => 429,
             ServiceError::Internal(_) => 500,
             ServiceError::Unavailable(_) | ServiceError::QueueFull { .. } => 503,
         }
@@ -165,7 +173,9 @@ impl ServiceError {
     /// The seconds a client should wait before trying again, where that is known.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            ServiceError::TooManyActive { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            ServiceError::TooManyActive { retry_after, .. } | ServiceError::DailyBudget { retry_after, .. } => {
+                Some(retry_after.as_secs().max(1))
+            }
             ServiceError::Unavailable(_) => Some(5),
             ServiceError::QueueFull { .. } => Some(30),
             _ => None,
@@ -200,6 +210,16 @@ impl ServiceError {
                 "Too many active runs",
                 format!(
                     "You already have {limit} analyses running or queued. Wait for one to finish, or cancel one, and try again."
+                ),
+                vec![],
+            ),
+            ServiceError::DailyBudget { spent, retry_after } => (
+                "daily-budget",
+                "Daily budget spent",
+                format!(
+                    "Your analyses have used their daily budget: {spent} (counted over the last 24 hours). \
+                     You can start another in {}.",
+                    wait_words(*retry_after)
                 ),
                 vec![],
             ),
@@ -348,6 +368,7 @@ impl RunService {
             options: start.options.clone(),
             backtest_id: None,
         };
+        self.check_daily_budget(user_id).await?;
         // Backtest cells wait under their own cap and must not lock people out.
         let queued = self.store.queued_interactive().await?;
         if queued >= u64::from(self.config.max_queued) {
@@ -369,6 +390,20 @@ impl RunService {
                 limit: self.config.max_active_per_user,
                 retry_after: self.config.poll_after.max(Duration::from_secs(5)),
             }),
+        }
+    }
+
+    /// Refuses a new run when the user's runs already spent the daily budget.
+    pub async fn check_daily_budget(&self, user_id: &str) -> Result<()> {
+        let budget = self.config.daily_budget;
+        if budget.is_off() {
+            return Ok(());
+        }
+        let now = self.store.clock().now();
+        let used = self.store.usage_since(user_id, now - crate::budget::WINDOW).await?;
+        match budget.exhausted(&used) {
+            Some(spent) => Err(ServiceError::DailyBudget { spent, retry_after: DailyBudget::retry_after(&used, now) }),
+            None => Ok(()),
         }
     }
 
@@ -590,6 +625,19 @@ fn summary(job: &Job) -> RunSummary {
     }
 }
 
+/// "3 hours", "12 minutes", "40 seconds": how long to wait, rounded up to its largest unit.
+fn wait_words(d: Duration) -> String {
+    let s = d.as_secs().max(1);
+    let (n, unit) = if s >= 3600 {
+        (s.div_ceil(3600), "hour")
+    } else if s >= 60 {
+        (s.div_ceil(60), "minute")
+    } else {
+        (s, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 fn check_idempotency_key(key: &str) -> Result<String> {
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(ServiceError::Invalid(vec![FieldError::new(
@@ -630,6 +678,15 @@ mod tests {
         let h = |r: &StartRequest| request_hash(&r.validate(&m).unwrap());
         assert_eq!(h(&a), h(&b));
         assert_ne!(h(&a), h(&c));
+    }
+
+    #[test]
+    fn waits_are_said_in_their_largest_unit_rounded_up() {
+        assert_eq!(wait_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(wait_words(Duration::from_secs(59)), "59 seconds");
+        assert_eq!(wait_words(Duration::from_secs(61)), "2 minutes");
+        assert_eq!(wait_words(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(wait_words(Duration::from_secs(23 * 3600 + 1)), "24 hours");
     }
 
     #[test]

@@ -800,6 +800,95 @@ async fn fair_claims(h: Harness) {
     assert_eq!(order, vec![a[0], b, c, a[1], a[2], a[3]]);
 }
 
+/// Claims the only pending run and stores a checkpoint that cost `tokens`
+/// (prompt, completion) and `cost_usd`.
+async fn spend(h: &Harness, owner: &str, prompt: u64, completion: u64, cost_usd: f64) -> jobs::Job {
+    let job = h.store.claim(owner, LEASE).await.unwrap().expect("a pending run");
+    // A write at the very instant of the last one would get the database's own clock (the
+    // PostgreSQL trigger keeping `updated_at` true), not the test's.
+    h.clock.advance(ChronoDuration::seconds(1));
+    let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 10, current_step: None };
+    let cp = Checkpoint {
+        step: "Invest Analyst".into(),
+        output: serde_json::json!({}),
+        llm_calls: 1,
+        tokens: TokenUsage { prompt, completion },
+        cost_usd,
+    };
+    h.store.save_checkpoint(&job.fence().unwrap(), &snap, &cp).await.unwrap();
+    job
+}
+
+/// A user's spending in a window: the tokens and cost of their runs last updated in it, the
+/// oldest update among them; other users' runs, runs that spent nothing and runs last updated
+/// before the window do not count. The service refuses a start once a daily limit is reached,
+/// with a `Retry-After` of when the oldest counted run leaves the window, and creates nothing.
+async fn daily_usage(h: Harness) {
+    let window = jobs::budget::WINDOW;
+    insert(&h, new_job("ann")).await;
+    let first = spend(&h, "w", 300, 100, 0.25).await;
+    let steps = h.job(first.run_id).await.steps;
+    h.clock.advance(ChronoDuration::seconds(1));
+    h.store.finish(&first.fence().unwrap(), &steps, &Finish::Failed("no".into())).await.unwrap();
+    let t0 = h.store.clock().now();
+    h.clock.advance(ChronoDuration::hours(2));
+    insert(&h, new_job("ann")).await;
+    let second = spend(&h, "w", 50, 25, 0.5).await;
+    insert(&h, new_job("bob")).await;
+    spend(&h, "w", 1000, 1000, 9.0).await;
+    insert(&h, new_job("ann")).await; // pending: spent nothing
+
+    let now = h.store.clock().now();
+    let used = h.store.usage_since("ann", now - window).await.unwrap();
+    assert_eq!((used.runs, used.tokens), (2, 475));
+    assert!((used.cost_usd - 0.75).abs() < 1e-9, "{used:?}");
+    assert_eq!(used.oldest.map(|t| t.timestamp_millis()), Some(t0.timestamp_millis()));
+    assert_eq!(h.job(first.run_id).await.updated_at.timestamp_millis(), t0.timestamp_millis());
+    let later = h.store.usage_since("ann", t0 + ChronoDuration::hours(1)).await.unwrap();
+    assert_eq!((later.runs, later.tokens), (1, 75));
+    assert_eq!(
+        later.oldest.map(|t| t.timestamp_millis()),
+        Some(h.job(second.run_id).await.updated_at.timestamp_millis())
+    );
+    let nobody = h.store.usage_since("carl", now - window).await.unwrap();
+    assert_eq!((nobody.runs, nobody.tokens, nobody.cost_usd, nobody.oldest), (0, 0, 0.0, None));
+
+    let budget = |tokens, cost_usd| {
+        let config = ServiceConfig {
+            max_active_per_user: 100,
+            daily_budget: jobs::budget::DailyBudget { tokens, cost_usd },
+            ..ServiceConfig::default()
+        };
+        RunService::new(h.store.clone(), h.events.clone(), Arc::new(AcceptAll), config).unwrap()
+    };
+    let count = |user: &'static str| {
+        let store = h.store.clone();
+        async move { store.list_for_user(user, None, 100, 0).await.unwrap().1 }
+    };
+    assert!(budget(Some(476), None).start("ann", &request("aapl"), None).await.unwrap().created);
+    assert_eq!(count("ann").await, 4);
+    for svc in [budget(Some(475), None), budget(None, Some(0.75)), budget(Some(10_000), Some(0.5))] {
+        match svc.start("ann", &request("aapl"), None).await {
+            Err(e @ ServiceError::DailyBudget { .. }) => {
+                assert_eq!(e.status(), 429);
+                // The first run, 2 hours and 2 seconds old, leaves the window 2 s before 22 h.
+                assert_eq!(e.retry_after(), Some(22 * 3600 - 2));
+                let problem = e.problem();
+                assert_eq!(problem.kind, "/problems/daily-budget");
+                assert!(problem.detail.contains("daily budget"), "{}", problem.detail);
+                assert!(problem.detail.contains("22 hours"), "{}", problem.detail);
+            }
+            other => panic!("expected a daily-budget refusal, got {other:?}"),
+        }
+        assert!(matches!(svc.retry("ann", first.run_id).await, Err(ServiceError::DailyBudget { .. })));
+    }
+    assert_eq!(count("ann").await, 4, "a refused start creates nothing");
+    assert!(budget(Some(475), None).start("dora", &request("aapl"), None).await.unwrap().created, "others start");
+    // Once the first run leaves the window, what it spent no longer counts.
+    h.clock.advance(window - ChronoDuration::hours(2) + ChronoDuration::seconds(1));
+    assert!(budget(Some(475), None).start("ann", &request("aapl"), None).await.unwrap().created);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -844,4 +933,5 @@ conformance!(
     backtest_rows,
     interactive_before_cells,
     fair_claims,
+    daily_usage,
 );

@@ -6,19 +6,47 @@ use std::sync::Arc;
 
 use agents::market::{MarketData, MarketError};
 use agents::model::{ModelError, Models, Usage};
-use agents::{Pipeline, PipelineError, Reporter, RunSpec};
+use agents::{Budget, Pipeline, PipelineError, Reporter, RunSpec};
 use async_trait::async_trait;
 use domain::{AnalysisResult, FieldError, ValidStart};
-use jobs::{Analysis, AnalysisError, JobContext, RequestChecker, StepUsage};
+use jobs::budget::DailyBudget;
+use jobs::{Analysis, AnalysisError, JobContext, JobStore, RequestChecker, StepUsage};
 use serde_json::Value;
 
 pub struct TradingAnalysis {
     pipeline: Arc<Pipeline>,
+    /// The owners' daily budget, and where their spending is read.
+    daily: Option<(DailyBudget, Arc<dyn JobStore>)>,
 }
 
 impl TradingAnalysis {
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
-        Self { pipeline }
+        Self { pipeline, daily: None }
+    }
+
+    /// Holds each run to what is left of its owner's `budget` when it is claimed.
+    pub fn with_daily_budget(mut self, budget: DailyBudget, store: Arc<dyn JobStore>) -> Self {
+        self.daily = (!budget.is_off()).then_some((budget, store));
+        self
+    }
+
+    /// What the owner of `ctx`'s run may still spend on it: the daily budget less what their
+    /// runs spent in the window, this run's earlier attempts aside (the pipeline counts those
+    /// itself). Runs of one owner running at once each get what was left when they started.
+    async fn daily_left(&self, ctx: &JobContext) -> Result<Option<Budget>, AnalysisError> {
+        let Some((budget, store)) = &self.daily else {
+            return Ok(None);
+        };
+        let now = store.clock().now();
+        let mut used = store
+            .usage_since(&ctx.spec().user_id, now - jobs::budget::WINDOW)
+            .await
+            .map_err(|e| AnalysisError::Engine(format!("reading the daily budget: {e}")))?;
+        let own = ctx.spent();
+        used.tokens = used.tokens.saturating_sub(own.tokens.total());
+        used.cost_usd = (used.cost_usd - own.cost_usd).max(0.0);
+        let left = budget.remaining(&used);
+        Ok(Some(Budget { max_tokens: left.tokens, max_cost_usd: left.cost_usd }))
     }
 }
 
@@ -32,6 +60,7 @@ impl Analysis for TradingAnalysis {
             analysts: spec.analysts.clone(),
             as_of: spec.as_of,
             options: spec.options.clone(),
+            daily_left: self.daily_left(&ctx).await?,
         };
         let reporter = JobReporter(ctx.clone());
         self.pipeline.run(&run, &reporter).await.map_err(|e| match e {

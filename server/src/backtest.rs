@@ -158,6 +158,8 @@ impl Backtests {
     /// Validates a request and stores the backtest with all its cells.
     pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
         let (spec, grid) = self.validate(request).await?;
+        // Its cells spend the same daily budget as runs, each held to what is left when it runs.
+        self.runs.check_daily_budget(user_id).await?;
         let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
         let config = self.runs.config();
         let cells: Vec<NewJob> = grid

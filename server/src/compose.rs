@@ -107,6 +107,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         deep_rounds: common.deep_rounds,
         default_max_cost_usd: common.max_cost_usd,
         default_max_tokens: common.max_tokens,
+        daily_budget: common.daily_budget(),
         ..ServiceConfig::default()
     };
     let checker = Arc::new(Checker { market: market.clone(), models: models.clone() });
@@ -128,7 +129,9 @@ pub async fn run_workers(
     args: &WorkerArgs,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let analysis = Arc::new(TradingAnalysis::new(parts.pipeline.clone()));
+    let analysis = Arc::new(
+        TradingAnalysis::new(parts.pipeline.clone()).with_daily_budget(common.daily_budget(), parts.store.clone()),
+    );
     let config = WorkerConfig {
         workers: args.workers,
         lease: Duration::from_secs(common.lease_secs),

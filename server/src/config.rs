@@ -116,6 +116,15 @@ pub struct Common {
     #[arg(long, env = "MAX_TOKENS", global = true)]
     pub max_tokens: Option<u64>,
 
+    /// Tokens one identity's runs may use in a rolling 24 hours; 0 (the default) is no limit.
+    #[arg(long, env = "DAILY_TOKENS_PER_USER", default_value_t = 0, global = true)]
+    pub daily_tokens_per_user: u64,
+
+    /// US dollars one identity's runs may spend in a rolling 24 hours; 0 (the default) is no
+    /// limit.
+    #[arg(long, env = "DAILY_COST_USD_PER_USER", default_value_t = 0.0, global = true)]
+    pub daily_cost_usd_per_user: f64,
+
     /// How long a worker's claim lasts without a heartbeat.
     #[arg(long, env = "LEASE_SECS", default_value_t = 30, global = true)]
     pub lease_secs: u64,
@@ -299,6 +308,15 @@ pub struct AnalyzeArgs {
 }
 
 impl Common {
+    /// `DAILY_TOKENS_PER_USER` and `DAILY_COST_USD_PER_USER`, 0 being no limit (a negative
+    /// cost is kept, for the service's validation to refuse).
+    pub fn daily_budget(&self) -> jobs::budget::DailyBudget {
+        jobs::budget::DailyBudget {
+            tokens: (self.daily_tokens_per_user > 0).then_some(self.daily_tokens_per_user),
+            cost_usd: (self.daily_cost_usd_per_user != 0.0).then_some(self.daily_cost_usd_per_user),
+        }
+    }
+
     /// The janitor's settings: `RETENTION_DAYS`, `ARCHIVE_RETENTION_DAYS` (0: keep the archive).
     pub fn janitor_config(&self) -> jobs::janitor::JanitorConfig {
         jobs::janitor::JanitorConfig {
@@ -327,6 +345,7 @@ pub struct BacktestArgs {
     #[arg(long, value_delimiter = ',', default_values_t = domain::backtest::HORIZONS_DEFAULT)]
     pub horizons: Vec<u32>,
     /// Comma-separated analysts (default: all).
+
     #[arg(long, value_delimiter = ',')]
     pub analysts: Vec<String>,
     /// The model id (default: the catalog's default).
@@ -345,4 +364,3 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub json: bool,
 }
-

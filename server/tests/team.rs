@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agents::testing::{Behaviour, FakeLlm};
-use common::{Server, fake_catalog, spawn_worker, visitor, wait_until_done};
+use common::{Server, fake_catalog, spawn_worker, steps, visitor, wait_until_done};
 use domain::{Depth, JobStatus, RunOptions, StepStatus};
 use jobs::model::{InsertOutcome, NewJob};
 use jobs::testing::TestDb;
@@ -25,15 +25,6 @@ const TEAM: [&str; 8] = [
     "Neutral Risk Analyst",
     "Final Assessment",
 ];
-
-fn steps(body: &Value) -> Vec<(String, String)> {
-    body["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["name"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
-        .collect()
-}
 
 /// `depth: standard` over REST: every step in order, completed; the result carries the team,
 /// the blueprint's fields and `currentStep: "Complete"`; History shows the depth.

@@ -12,7 +12,9 @@ use domain::{JobStatus, RunId, StepProgress};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot};
+use crate::model::{
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
+};
 
 pub mod postgres;
 pub mod sqlite;
@@ -183,6 +185,11 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Jobs of the live table that finished at or after `since`, latest first, for the stats.
     async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
+
+    /// What the runs of `user_id` last updated at or after `since` spent on model calls, archived
+    /// runs aside (they finished long before any window this is asked for). Runs that spent
+    /// nothing are not counted.
+    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage>;
 
     /// Jobs per status, for metrics.
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>>;

@@ -24,8 +24,8 @@ use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
 use crate::model::{
-    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, close_steps,
-    overall_percent,
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
+    close_steps, overall_percent,
 };
 
 /// The NOTIFY channel every process listens on.
@@ -681,6 +681,20 @@ impl JobStore for PostgresStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage> {
+        let (runs, tokens, cost_usd, oldest): (i64, i64, f64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "select count(*), coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint, \
+             coalesce(sum(cost_usd), 0)::float8, min(updated_at) \
+             from trading_agent_jobs \
+             where user_id = $1 and updated_at >= $2 and (prompt_tokens + completion_tokens > 0 or cost_usd > 0)",
+        )
+        .bind(user_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(UserUsage { runs: runs as u64, tokens: tokens.max(0) as u64, cost_usd, oldest })
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

@@ -27,8 +27,8 @@ use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
 use crate::model::{
-    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, close_steps,
-    overall_percent,
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
+    close_steps, overall_percent,
 };
 
 const READ_CONNECTIONS: u32 = 8;
@@ -731,6 +731,20 @@ impl JobStore for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(decode).collect()
+    }
+
+    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage> {
+        let (runs, tokens, cost_usd, oldest): (i64, i64, f64, Option<i64>) = sqlx::query_as(
+            "select count(*), coalesce(sum(prompt_tokens + completion_tokens), 0), \
+             coalesce(sum(cost_usd), 0.0), min(updated_at) \
+             from trading_agent_jobs \
+             where user_id = ?1 and updated_at >= ?2 and (prompt_tokens + completion_tokens > 0 or cost_usd > 0)",
+        )
+        .bind(user_id)
+        .bind(ms(since))
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(UserUsage { runs: runs as u64, tokens: tokens.max(0) as u64, cost_usd, oldest: time("updated_at", oldest)? })
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

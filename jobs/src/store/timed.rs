@@ -19,7 +19,9 @@ use super::{Control, JobStore, Result, Settle};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot};
+use crate::model::{
+    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
+};
 use crate::telemetry;
 
 pub struct TimedStore {
@@ -146,6 +148,10 @@ impl JobStore for TimedStore {
 
     async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
         self.timed("finished_since", self.inner.finished_since(since, limit)).await
+    }
+
+    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage> {
+        self.timed("usage_since", self.inner.usage_since(user_id, since)).await
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

@@ -120,6 +120,16 @@ pub async fn visitor(server: &Server) -> reqwest::Client {
     c
 }
 
+/// A progress body's steps as (name, status).
+pub fn steps(body: &Value) -> Vec<(String, String)> {
+    body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_string(), s["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
 /// Polls a run's progress until it is terminal; returns the last body and every percentage
 /// seen on the way.
 pub async fn wait_until_done(
