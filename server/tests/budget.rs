@@ -80,8 +80,8 @@ async fn a_run_over_the_daily_budget_fails_and_keeps_finished_steps() {
 
 /// Cost a day, on PostgreSQL: a user under it starts; the run that spends it ends failed
 /// naming the daily budget; then starts over REST, through the server function behind the
-/// form and retries are refused with the same problem and create nothing, while
-/// another identity starts as before.
+/// form and through the form posted natively, and retries, are refused with the same words
+/// and create nothing, while another identity starts as before.
 #[tokio::test]
 async fn a_spent_daily_budget_refuses_new_runs_of_that_identity_only() {
     let fake = FakeLlm::start().await;
@@ -126,6 +126,17 @@ async fn a_spent_daily_budget_refuses_new_runs_of_that_identity_only() {
         .unwrap();
     over_budget(sf, &spent).await;
     over_budget(a.post(server.url(&format!("/api/trading/retry/{run_id}"))).send().await.unwrap(), &spent).await;
+    // The form posted natively comes back as the page, with the same words.
+    let page = a
+        .post(server.url("/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("symbol=MSFT&model=offline&analysts=risk")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("Your analyses have used their daily budget: {spent}")), "{html}");
     assert_eq!(runs_of(&a, &server).await, 1);
     assert_eq!(total().await, 1, "a refused start creates no run");
 
