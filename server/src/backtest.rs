@@ -15,10 +15,11 @@ use std::sync::Arc;
 use agents::backtest::scorecard::{outcomes, scorecard};
 use agents::backtest::{CellInput, GridRequest, plan};
 use agents::market::bundled::BundledData;
+use agents::model::{Catalog, Provider};
 use chrono::NaiveDate;
 use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
-    BacktestView, BearishPosition, HORIZONS_DEFAULT,
+    BacktestView, BearishPosition, CostEstimate, HORIZONS_DEFAULT,
 };
 use domain::{FieldError, JobStatus, RunId, StartRequest};
 use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
@@ -32,6 +33,11 @@ pub const MAX_RUNNING_CELLS_DEFAULT: u32 = 2;
 pub const EVERY_DAYS_DEFAULT: u32 = 20;
 /// Backtests listed at most.
 const LIST_LIMIT: u32 = 100;
+/// Prompt tokens one model call is expected to read: the key figures, the analysts' reports
+/// and the debate so far, as the prompts in `agents::model` lay them out.
+pub const PROMPT_TOKENS_PER_CALL: u64 = 2_000;
+/// Completion tokens one model call is expected to write.
+pub const COMPLETION_TOKENS_PER_CALL: u64 = 600;
 
 #[derive(Debug, Clone)]
 pub struct BacktestConfig {
@@ -47,8 +53,51 @@ impl Default for BacktestConfig {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// Why a backtest did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Service(ServiceError),
+    /// A hosted model was named without `confirmCost`: nothing was created; this is what it
+    /// would cost.
+    Unconfirmed(CostEstimate),
+}
+
+impl From<ServiceError> for StartError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+/// What a backtest with `cells` runs of `spec` is expected to cost at the catalog's prices:
+/// each run makes [`domain::RunOptions::expected_calls`] calls of [`PROMPT_TOKENS_PER_CALL`]
+/// and [`COMPLETION_TOKENS_PER_CALL`] tokens, and stops at its budget (`maxCostUsd`) if it has
+/// one. `None` for a model that costs nothing (the offline one, or one the catalog prices at 0).
+pub fn estimate_cost(catalog: &Catalog, spec: &BacktestSpec, cells: usize) -> Option<CostEstimate> {
+    let entry = catalog.get(&spec.model_id)?;
+    if entry.provider == Provider::Offline {
+        return None;
+    }
+    let calls = spec.options.expected_calls(spec.analysts.len());
+    let (prompt, completion) = (u64::from(calls) * PROMPT_TOKENS_PER_CALL, u64::from(calls) * COMPLETION_TOKENS_PER_CALL);
+    let mut per_run =
+        (prompt as f64 * entry.input_price_per_mtok + completion as f64 * entry.output_price_per_mtok) / 1e6;
+    if let Some(max) = spec.options.max_cost_usd {
+        per_run = per_run.min(max);
+    }
+    Some(CostEstimate {
+        model_id: spec.model_id.clone(),
+        cells,
+        calls_per_run: calls,
+        tokens_per_run: prompt + completion,
+        per_run_usd: per_run,
+        expected_cost_usd: per_run * cells as f64,
+        from_history: false,
+    })
+}
+
 pub struct Backtests {
     runs: Arc<RunService>,
+    catalog: Catalog,
     checker: Arc<dyn RequestChecker>,
     prices: Arc<BundledData>,
     events: Events,
@@ -61,9 +110,10 @@ impl Backtests {
         checker: Arc<dyn RequestChecker>,
         prices: Arc<BundledData>,
         events: Events,
+        catalog: Catalog,
         config: BacktestConfig,
     ) -> Self {
-        Self { runs, checker, prices, events, config }
+        Self { runs, catalog, checker, prices, events, config }
     }
 
     pub fn prices(&self) -> &Arc<BundledData> {
@@ -155,9 +205,17 @@ impl Backtests {
         }
     }
 
-    /// Validates a request and stores the backtest with all its cells.
-    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
+    /// Validates a request and stores the backtest with all its cells. A hosted model's cost
+    /// must have been confirmed (`confirmCost`); until it is, nothing is stored and the
+    /// estimate is the answer.
+    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted, StartError> {
         let (spec, grid) = self.validate(request).await?;
+        let estimate = estimate_cost(&self.catalog, &spec, grid.len());
+        if let Some(e) = &estimate
+            && !request.confirm_cost
+        {
+            return Err(StartError::Unconfirmed(e.clone()));
+        }
         let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
         let config = self.runs.config();
         let cells: Vec<NewJob> = grid
@@ -188,13 +246,17 @@ impl Backtests {
             cells,
         };
         let store = self.runs.store();
-        store.insert_backtest(&new).await?;
+        store.insert_backtest(&new).await.map_err(ServiceError::from)?;
         self.events.send_local(Event::JobAvailable);
         if let Err(e) = store.publish(&Event::JobAvailable).await {
             // The cells are stored; workers' polling will find them.
             tracing::warn!(error = %e, "could not notify workers");
         }
-        Ok(BacktestStarted { backtest_id, cells: count })
+        Ok(BacktestStarted {
+            backtest_id,
+            cells: count,
+            expected_cost_usd: estimate.map_or(0.0, |e| e.expected_cost_usd),
+        })
     }
 
     /// A backtest of `user_id`'s with its cells so far and the scorecard they make.

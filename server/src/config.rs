@@ -292,4 +292,7 @@ pub struct BacktestArgs {
     /// Print the whole backtest (cells and scorecard) as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Start even though a hosted model will cost money (the estimate is printed without it).
+    #[arg(long)]
+    pub confirm_cost: bool,
 }
