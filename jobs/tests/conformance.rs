@@ -714,6 +714,38 @@ async fn interactive_before_cells(h: Harness) {
     assert!(h.store.get_backtest(backtest.backtest_id).await.unwrap().unwrap().cancelled_at.is_some());
 }
 
+/// Once the janitor has moved a backtest's finished cells to the archive, the backtest still
+/// reads every cell, in order, the archived ones with their results.
+async fn archived_cells(h: Harness) {
+    let backtest = new_backtest("bt", 5, 2);
+    h.store.insert_backtest(&backtest).await.unwrap();
+    let mut finished = Vec::new();
+    for calls in [1, 2] {
+        let cell = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        let result = sample_result(&cell.symbol, calls);
+        h.store.finish(&cell.fence().unwrap(), &cell.steps, &Finish::Completed(Box::new(result.clone()))).await.unwrap();
+        finished.push((cell.run_id, result));
+    }
+    h.clock.advance(ChronoDuration::days(31));
+    let before = h.clock_now() - ChronoDuration::days(30);
+    assert_eq!(h.store.archive_finished(before, 100).await.unwrap(), 2);
+    for (id, _) in &finished {
+        assert!(h.store.get(*id).await.unwrap().is_none(), "moved to the archive");
+    }
+    let cells = h.store.backtest_cells(backtest.backtest_id).await.unwrap();
+    assert_eq!(cells.len(), 5, "live and archived cells");
+    let dates: Vec<_> = cells.iter().map(|c| c.as_of.unwrap()).collect();
+    assert_eq!(dates, backtest.cells.iter().map(|c| c.as_of.unwrap()).collect::<Vec<_>>());
+    for (cell, (id, result)) in cells.iter().zip(&finished) {
+        assert_eq!(cell.run_id, *id);
+        assert_eq!(cell.status, JobStatus::Completed);
+        assert_eq!(cell.result.as_ref(), Some(result));
+        assert_eq!(cell.backtest_id, Some(backtest.backtest_id));
+    }
+    assert!(cells[2..].iter().all(|c| c.status == JobStatus::Pending));
+    assert!(h.store.backtest_cells(RunId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().is_empty());
+}
+
 /// Among runs of equal priority, the one whose owner has the fewest running goes first, then
 /// the oldest: one user's backlog does not hold back another user's first run.
 async fn fair_claims(h: Harness) {
@@ -774,5 +806,6 @@ conformance!(
     heartbeats_survive_a_busy_bus,
     backtest_rows,
     interactive_before_cells,
+    archived_cells,
     fair_claims,
 );

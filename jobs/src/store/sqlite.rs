@@ -522,11 +522,16 @@ impl JobStore for SqliteStore {
         rows.iter().map(decode_backtest).collect()
     }
 
+    /// The live cells and those the janitor has archived, in one statement (so one snapshot:
+    /// a cell being archived is read once).
     async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
-        let rows = sqlx::query("select * from trading_agent_jobs where backtest_id = ?1 order by id")
-            .bind(backtest_id.to_string())
-            .fetch_all(&self.reader)
-            .await?;
+        let query = sqlx::AssertSqlSafe(format!(
+            "select {ARCHIVE_COLUMNS} from trading_agent_jobs where backtest_id = ?1
+             union all
+             select {ARCHIVE_COLUMNS} from trading_agent_jobs_archive where backtest_id = ?1
+             order by id"
+        ));
+        let rows = sqlx::query(query).bind(backtest_id.to_string()).fetch_all(&self.reader).await?;
         rows.iter().map(decode).collect()
     }
 
