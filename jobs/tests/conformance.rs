@@ -746,6 +746,41 @@ async fn archived_cells(h: Harness) {
     assert!(h.store.backtest_cells(RunId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().is_empty());
 }
 
+/// The calls and tokens of a model's recent completed runs that called it, newest first: the
+/// history a backtest's cost is estimated from.
+async fn recent_usage(h: Harness) {
+    let run = |model: &str, calls: u32, tokens: TokenUsage, end: Finish| {
+        let h = &h;
+        let model = model.to_string();
+        async move {
+            insert(h, NewJob { model_id: model, ..new_job("u") }).await;
+            let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+            let fence = job.fence().unwrap();
+            if calls > 0 {
+                let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 50, current_step: None };
+                let cp = Checkpoint { step: "x".into(), output: serde_json::json!({}), llm_calls: calls, tokens, cost_usd: 0.0 };
+                h.store.save_checkpoint(&fence, &snap, &cp).await.unwrap();
+            }
+            h.store.finish(&fence, &job.steps, &end).await.unwrap();
+            h.clock.advance(ChronoDuration::seconds(1));
+        }
+    };
+    let done = || Finish::Completed(Box::new(sample_result("AAPL", 1)));
+    run("m", 2, TokenUsage { prompt: 300, completion: 100 }, done()).await;
+    run("m", 4, TokenUsage { prompt: 800, completion: 200 }, done()).await;
+    run("m", 3, TokenUsage { prompt: 900, completion: 300 }, Finish::Failed("x".into())).await;
+    run("m", 0, TokenUsage::default(), done()).await;
+    run("other", 5, TokenUsage { prompt: 1000, completion: 500 }, done()).await;
+    run("m", 1, TokenUsage { prompt: 150, completion: 50 }, done()).await;
+    let usage = h.store.recent_usage("m", 2).await.unwrap();
+    assert_eq!(
+        usage,
+        vec![(1, TokenUsage { prompt: 150, completion: 50 }), (4, TokenUsage { prompt: 800, completion: 200 })]
+    );
+    assert_eq!(h.store.recent_usage("m", 10).await.unwrap().len(), 3);
+    assert!(h.store.recent_usage("nobody", 10).await.unwrap().is_empty());
+}
+
 /// Among runs of equal priority, the one whose owner has the fewest running goes first, then
 /// the oldest: one user's backlog does not hold back another user's first run.
 async fn fair_claims(h: Harness) {
@@ -807,5 +842,6 @@ conformance!(
     backtest_rows,
     interactive_before_cells,
     archived_cells,
+    recent_usage,
     fair_claims,
 );

@@ -21,7 +21,7 @@ use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
     BacktestView, BearishPosition, CostEstimate, HORIZONS_DEFAULT,
 };
-use domain::{FieldError, JobStatus, RunId, StartRequest};
+use domain::{FieldError, JobStatus, RunId, StartRequest, TokenUsage};
 use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
 use jobs::{Event, Events, RequestChecker, RunService, ServiceError};
 
@@ -38,6 +38,8 @@ const LIST_LIMIT: u32 = 100;
 pub const PROMPT_TOKENS_PER_CALL: u64 = 2_000;
 /// Completion tokens one model call is expected to write.
 pub const COMPLETION_TOKENS_PER_CALL: u64 = 600;
+/// Completed runs of a model whose tokens a cost estimate is taken from.
+const USAGE_HISTORY_RUNS: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct BacktestConfig {
@@ -69,18 +71,31 @@ impl From<ServiceError> for StartError {
 }
 
 /// What a backtest with `cells` runs of `spec` is expected to cost at the catalog's prices:
-/// each run makes [`domain::RunOptions::expected_calls`] calls of [`PROMPT_TOKENS_PER_CALL`]
-/// and [`COMPLETION_TOKENS_PER_CALL`] tokens, and stops at its budget (`maxCostUsd`) if it has
-/// one. `None` for a model that costs nothing (the offline one, or one the catalog prices at 0).
-pub fn estimate_cost(catalog: &Catalog, spec: &BacktestSpec, cells: usize) -> Option<CostEstimate> {
+/// each run makes [`domain::RunOptions::expected_calls`] calls, and stops at its budget
+/// (`maxCostUsd`) if it has one. A call's tokens are those of the model's recent completed runs
+/// (`history`: calls and tokens per run) where there are any, else [`PROMPT_TOKENS_PER_CALL`]
+/// and [`COMPLETION_TOKENS_PER_CALL`]. `None` for the offline model, which costs nothing.
+pub fn estimate_cost(
+    catalog: &Catalog,
+    spec: &BacktestSpec,
+    cells: usize,
+    history: &[(u32, TokenUsage)],
+) -> Option<CostEstimate> {
     let entry = catalog.get(&spec.model_id)?;
     if entry.provider == Provider::Offline {
         return None;
     }
     let calls = spec.options.expected_calls(spec.analysts.len());
-    let (prompt, completion) = (u64::from(calls) * PROMPT_TOKENS_PER_CALL, u64::from(calls) * COMPLETION_TOKENS_PER_CALL);
-    let mut per_run =
-        (prompt as f64 * entry.input_price_per_mtok + completion as f64 * entry.output_price_per_mtok) / 1e6;
+    let past_calls: u64 = history.iter().map(|(c, _)| u64::from(*c)).sum();
+    let (prompt_per_call, completion_per_call) = if past_calls > 0 {
+        let prompt: u64 = history.iter().map(|(_, t)| t.prompt).sum();
+        let completion: u64 = history.iter().map(|(_, t)| t.completion).sum();
+        (prompt as f64 / past_calls as f64, completion as f64 / past_calls as f64)
+    } else {
+        (PROMPT_TOKENS_PER_CALL as f64, COMPLETION_TOKENS_PER_CALL as f64)
+    };
+    let (prompt, completion) = (f64::from(calls) * prompt_per_call, f64::from(calls) * completion_per_call);
+    let mut per_run = (prompt * entry.input_price_per_mtok + completion * entry.output_price_per_mtok) / 1e6;
     if let Some(max) = spec.options.max_cost_usd {
         per_run = per_run.min(max);
     }
@@ -88,10 +103,10 @@ pub fn estimate_cost(catalog: &Catalog, spec: &BacktestSpec, cells: usize) -> Op
         model_id: spec.model_id.clone(),
         cells,
         calls_per_run: calls,
-        tokens_per_run: prompt + completion,
+        tokens_per_run: (prompt + completion).round() as u64,
         per_run_usd: per_run,
         expected_cost_usd: per_run * cells as f64,
-        from_history: false,
+        from_history: past_calls > 0,
     })
 }
 
@@ -210,7 +225,13 @@ impl Backtests {
     /// estimate is the answer.
     pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted, StartError> {
         let (spec, grid) = self.validate(request).await?;
-        let estimate = estimate_cost(&self.catalog, &spec, grid.len());
+        let hosted = self.catalog.get(&spec.model_id).is_some_and(|e| e.provider != Provider::Offline);
+        let history = if hosted {
+            self.runs.store().recent_usage(&spec.model_id, USAGE_HISTORY_RUNS).await.map_err(ServiceError::from)?
+        } else {
+            Vec::new()
+        };
+        let estimate = estimate_cost(&self.catalog, &spec, grid.len(), &history);
         if let Some(e) = &estimate
             && !request.confirm_cost
         {
@@ -351,5 +372,52 @@ impl Backtests {
                 created_at: b.created_at,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{AnalystKind, Depth, RunOptions};
+
+    fn spec(model_id: &str, options: RunOptions) -> BacktestSpec {
+        BacktestSpec {
+            symbols: vec!["AAPL".into()],
+            from: NaiveDate::from_ymd_opt(2019, 1, 2).unwrap(),
+            to: NaiveDate::from_ymd_opt(2019, 3, 1).unwrap(),
+            every_days: 20,
+            horizons: vec![5],
+            model_id: model_id.into(),
+            analysts: vec![AnalystKind::Invest, AnalystKind::Risk, AnalystKind::Technical],
+            options,
+            bearish: BearishPosition::Flat,
+        }
+    }
+
+    #[test]
+    fn the_cost_comes_from_the_models_history_when_there_is_one() {
+        let catalog = Catalog::builtin();
+        let quick = spec("gpt-4o-mini", RunOptions::default());
+        // Three analysts and the final assessment; gpt-4o-mini: $0.15 in, $0.60 out per Mtok.
+        let guess = estimate_cost(&catalog, &quick, 10, &[]).unwrap();
+        assert!(!guess.from_history);
+        assert_eq!((guess.calls_per_run, guess.tokens_per_run), (4, 4 * 2_600));
+        assert!((guess.expected_cost_usd - 10.0 * 4.0 * (2_000.0 * 0.15 + 600.0 * 0.60) / 1e6).abs() < 1e-12);
+        // Past runs: 9 calls of 4,500 prompt and 900 completion tokens in all, 500 and 100 a call.
+        let history = [
+            (5, TokenUsage { prompt: 2_000, completion: 500 }),
+            (4, TokenUsage { prompt: 2_500, completion: 400 }),
+        ];
+        let known = estimate_cost(&catalog, &quick, 10, &history).unwrap();
+        assert!(known.from_history);
+        assert_eq!(known.tokens_per_run, 4 * 600);
+        assert!((known.expected_cost_usd - 10.0 * 4.0 * (500.0 * 0.15 + 100.0 * 0.60) / 1e6).abs() < 1e-12);
+        // A run stops at its budget.
+        let capped = spec("gpt-4o-mini", RunOptions { max_cost_usd: Some(0.0001), ..RunOptions::default() });
+        assert!((estimate_cost(&catalog, &capped, 10, &[]).unwrap().expected_cost_usd - 0.001).abs() < 1e-12);
+        // Deep, three rounds: 3 + 1 + 3 × 5 + 2 calls.
+        let deep = spec("gpt-4o-mini", RunOptions { depth: Depth::Deep, ..RunOptions::default() });
+        assert_eq!(estimate_cost(&catalog, &deep, 1, &[]).unwrap().calls_per_run, 21);
+        assert!(estimate_cost(&catalog, &spec("offline", RunOptions::default()), 10, &[]).is_none());
     }
 }

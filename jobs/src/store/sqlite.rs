@@ -708,6 +708,19 @@ impl JobStore for SqliteStore {
         rows.iter().map(|s| from_json("steps", s)).collect()
     }
 
+    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "select cast(llm_calls as bigint), prompt_tokens, completion_tokens from trading_agent_jobs
+             where model_id = ?1 and status = 'completed' and llm_calls > 0
+             order by completed_at desc limit ?2",
+        )
+        .bind(model_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(super::usage_of).collect())
+    }
+
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("select status, count(*) from trading_agent_jobs group by status")
