@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use crate::backtest::StartError;
 use super::problem::ApiError;
-use super::runs::{JsonBody, matches};
+use super::runs::{JsonBody, tagged_json};
 use super::session::Identity;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
@@ -73,19 +73,9 @@ pub async fn view(
     let body = serde_json::to_vec(&view).expect("plain data");
     let digest = Sha256::digest(&body);
     let etag = format!("\"b{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
-    let mut resp = if matches(&headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    if view.status == BacktestStatus::Running {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
-    }
-    Ok(resp)
+    let running = view.status == BacktestStatus::Running;
+    let retry_after = running.then(|| state.service.config().poll_after.as_secs().max(1));
+    Ok(tagged_json(&headers, &etag, body, retry_after))
 }
 
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.
