@@ -47,7 +47,7 @@ async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> 
         Ok(s) => s,
         Err(StartError::Unconfirmed(e)) => {
             return Err(format!(
-                "{} cells with {} are expected to cost about ${:.2} (${:.4} a run); pass --confirm-cost to start",
+                "{} cells with {} are expected to cost about ${:.4} (${:.4} a run); pass --confirm-cost to start",
                 e.cells, e.model_id, e.expected_cost_usd, e.per_run_usd
             )
             .into());

@@ -467,4 +467,15 @@ async fn a_hosted_models_cost_is_confirmed_before_it_starts() {
     let resp = post_form(format!("{form}&confirmCost=on")).await.unwrap();
     assert_eq!(resp.status(), 303);
     assert!(resp.headers()["location"].to_str().unwrap().starts_with("/backtests/"));
+
+    // The terminal: 1 symbol × 3 dates, all 4 analysts at quick depth; refused without
+    // --confirm-cost, saying what it would cost.
+    let db = TestDb::sqlite();
+    let args = ["backtest", "AAPL", "--from", "2019-01-01", "--to", "2019-03-01", "--model", "priced"];
+    let env = [("MODEL_CATALOG", catalog.to_str().unwrap()), ("PRICED_API_KEY", "sk-test")];
+    let out = common::command(&db.url, &args, &env).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("3 cells with priced are expected to cost about ${:.4}", 3.0 * priced_usd(5.0));
+    assert!(err.contains(&said) && err.contains("--confirm-cost"), "{said} in {err}");
 }
