@@ -196,6 +196,9 @@ pub struct BacktestRequest {
     /// `flat` (default) or `short`: what the strategy does on Underweight and Sell.
     #[serde(default)]
     pub bearish: Option<String>,
+    /// A hosted model is only used once its expected cost has been seen and confirmed.
+    #[serde(default)]
+    pub confirm_cost: bool,
 }
 
 pub const HORIZONS_DEFAULT: [u32; 2] = [5, 20];
@@ -206,6 +209,24 @@ pub const HORIZONS_DEFAULT: [u32; 2] = [5, 20];
 pub struct BacktestStarted {
     pub backtest_id: BacktestId,
     pub cells: usize,
+    /// What the cells' model calls are expected to cost in US dollars (0 for the offline model).
+    pub expected_cost_usd: f64,
+}
+
+/// What a backtest is expected to cost before it starts: `cells` runs at `per_run_usd` each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CostEstimate {
+    pub model_id: String,
+    pub cells: usize,
+    /// Model calls of one run.
+    pub calls_per_run: u32,
+    /// Tokens of one run (prompt and completion).
+    pub tokens_per_run: u64,
+    pub per_run_usd: f64,
+    pub expected_cost_usd: f64,
+    /// Whether the tokens per call come from this model's completed runs (else an estimate).
+    pub from_history: bool,
 }
 
 /// One cell as `GET /api/trading/backtests/:id` shows it.

@@ -100,6 +100,17 @@ impl RunOptions {
             Depth::Deep => self.rounds.unwrap_or(DEEP_ROUNDS_DEFAULT).max(1),
         }
     }
+
+    /// Model calls a run with `analysts` analysts makes at this depth: one per analyst and the
+    /// final assessment; deeper runs add per round the bull and the bear and the three risk
+    /// analysts, and once the research manager and the trader.
+    pub fn expected_calls(&self, analysts: usize) -> u32 {
+        let base = analysts as u32 + 1;
+        match self.depth {
+            Depth::Quick => base,
+            _ => base + 5 * self.debate_rounds() + 2,
+        }
+    }
 }
 
 /// Rounds of each debate in a `deep` run unless configured otherwise.
@@ -305,6 +316,10 @@ mod tests {
         assert_eq!(RunOptions { rounds: Some(5), ..deep.clone() }.debate_rounds(), 5);
         assert_eq!(RunOptions { depth: Depth::Standard, ..RunOptions::default() }.debate_rounds(), 1);
         assert_eq!(RunOptions::default().debate_rounds(), 0);
+        assert_eq!(RunOptions::default().expected_calls(4), 5, "four analysts and the final assessment");
+        let standard = RunOptions { depth: Depth::Standard, ..RunOptions::default() };
+        assert_eq!(standard.expected_calls(2), 2 + 2 + 3 + 1 + 2);
+        assert_eq!(deep.expected_calls(1), 1 + 3 * (2 + 3) + 2 + 1);
         assert_eq!(serde_json::to_string(&RunOptions::default()).unwrap(), "{}");
     }
 

@@ -56,7 +56,8 @@ pub struct ServiceConfig {
     /// The budget of a run whose request names none (`MAX_COST_USD`, `MAX_TOKENS`).
     pub default_max_cost_usd: Option<f64>,
     pub default_max_tokens: Option<u64>,
-    /// Runs waiting for a worker, from everyone, past which new runs are refused.
+    /// Interactive runs waiting for a worker, from everyone, past which new runs are refused
+    /// (backtest cells wait under their own cap).
     pub max_queued: u32,
     /// What one user's runs may spend in a rolling 24 hours (`DAILY_TOKENS_PER_USER`,
     /// `DAILY_COST_USD_PER_USER`); off by default.

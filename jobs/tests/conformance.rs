@@ -781,6 +781,73 @@ async fn interactive_before_cells(h: Harness) {
     assert!(h.store.get_backtest(backtest.backtest_id).await.unwrap().unwrap().cancelled_at.is_some());
 }
 
+/// Once the janitor has moved a backtest's finished cells to the archive, the backtest still
+/// reads every cell, in order, the archived ones with their results.
+async fn archived_cells(h: Harness) {
+    let backtest = new_backtest("bt", 5, 2);
+    h.store.insert_backtest(&backtest).await.unwrap();
+    let mut finished = Vec::new();
+    for calls in [1, 2] {
+        let cell = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        let result = sample_result(&cell.symbol, calls);
+        h.store.finish(&cell.fence().unwrap(), &cell.steps, &Finish::Completed(Box::new(result.clone()))).await.unwrap();
+        finished.push((cell.run_id, result));
+    }
+    h.clock.advance(ChronoDuration::days(31));
+    let before = h.clock_now() - ChronoDuration::days(30);
+    assert_eq!(h.store.archive_finished(before, 100).await.unwrap(), 2);
+    for (id, _) in &finished {
+        assert!(h.store.get(*id).await.unwrap().is_none(), "moved to the archive");
+    }
+    let cells = h.store.backtest_cells(backtest.backtest_id).await.unwrap();
+    assert_eq!(cells.len(), 5, "live and archived cells");
+    let dates: Vec<_> = cells.iter().map(|c| c.as_of.unwrap()).collect();
+    assert_eq!(dates, backtest.cells.iter().map(|c| c.as_of.unwrap()).collect::<Vec<_>>());
+    for (cell, (id, result)) in cells.iter().zip(&finished) {
+        assert_eq!(cell.run_id, *id);
+        assert_eq!(cell.status, JobStatus::Completed);
+        assert_eq!(cell.result.as_ref(), Some(result));
+        assert_eq!(cell.backtest_id, Some(backtest.backtest_id));
+    }
+    assert!(cells[2..].iter().all(|c| c.status == JobStatus::Pending));
+    assert!(h.store.backtest_cells(RunId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().is_empty());
+}
+
+/// The calls and tokens of a model's recent completed runs that called it, newest first: the
+/// history a backtest's cost is estimated from.
+async fn recent_usage(h: Harness) {
+    let run = |model: &str, calls: u32, tokens: TokenUsage, end: Finish| {
+        let h = &h;
+        let model = model.to_string();
+        async move {
+            insert(h, NewJob { model_id: model, ..new_job("u") }).await;
+            let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
+            let fence = job.fence().unwrap();
+            if calls > 0 {
+                let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 50, current_step: None };
+                let cp = Checkpoint { step: "x".into(), output: serde_json::json!({}), llm_calls: calls, tokens, cost_usd: 0.0 };
+                h.store.save_checkpoint(&fence, &snap, &cp).await.unwrap();
+            }
+            h.store.finish(&fence, &job.steps, &end).await.unwrap();
+            h.clock.advance(ChronoDuration::seconds(1));
+        }
+    };
+    let done = || Finish::Completed(Box::new(sample_result("AAPL", 1)));
+    run("m", 2, TokenUsage { prompt: 300, completion: 100 }, done()).await;
+    run("m", 4, TokenUsage { prompt: 800, completion: 200 }, done()).await;
+    run("m", 3, TokenUsage { prompt: 900, completion: 300 }, Finish::Failed("x".into())).await;
+    run("m", 0, TokenUsage::default(), done()).await;
+    run("other", 5, TokenUsage { prompt: 1000, completion: 500 }, done()).await;
+    run("m", 1, TokenUsage { prompt: 150, completion: 50 }, done()).await;
+    let usage = h.store.recent_usage("m", 2).await.unwrap();
+    assert_eq!(
+        usage,
+        vec![(1, TokenUsage { prompt: 150, completion: 50 }), (4, TokenUsage { prompt: 800, completion: 200 })]
+    );
+    assert_eq!(h.store.recent_usage("m", 10).await.unwrap().len(), 3);
+    assert!(h.store.recent_usage("nobody", 10).await.unwrap().is_empty());
+}
+
 /// Among runs of equal priority, the one whose owner has the fewest running goes first, then
 /// the oldest: one user's backlog does not hold back another user's first run.
 async fn fair_claims(h: Harness) {
@@ -932,6 +999,8 @@ conformance!(
     heartbeats_survive_a_busy_bus,
     backtest_rows,
     interactive_before_cells,
+    archived_cells,
+    recent_usage,
     fair_claims,
     daily_usage,
 );

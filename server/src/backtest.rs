@@ -15,12 +15,13 @@ use std::sync::Arc;
 use agents::backtest::scorecard::{outcomes, scorecard};
 use agents::backtest::{CellInput, GridRequest, plan};
 use agents::market::bundled::BundledData;
+use agents::model::{Catalog, Provider};
 use chrono::NaiveDate;
 use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
-    BacktestView, BearishPosition, HORIZONS_DEFAULT,
+    BacktestView, BearishPosition, CostEstimate, HORIZONS_DEFAULT,
 };
-use domain::{FieldError, JobStatus, RunId, StartRequest};
+use domain::{FieldError, JobStatus, RunId, StartRequest, TokenUsage};
 use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
 use jobs::{Event, Events, RequestChecker, RunService, ServiceError};
 
@@ -32,6 +33,13 @@ pub const MAX_RUNNING_CELLS_DEFAULT: u32 = 2;
 pub const EVERY_DAYS_DEFAULT: u32 = 20;
 /// Backtests listed at most.
 const LIST_LIMIT: u32 = 100;
+/// Prompt tokens one model call is expected to read: the key figures, the analysts' reports
+/// and the debate so far, as the prompts in `agents::model` lay them out.
+pub const PROMPT_TOKENS_PER_CALL: u64 = 2_000;
+/// Completion tokens one model call is expected to write.
+pub const COMPLETION_TOKENS_PER_CALL: u64 = 600;
+/// Completed runs of a model whose tokens a cost estimate is taken from.
+const USAGE_HISTORY_RUNS: u32 = 20;
 
 #[derive(Debug, Clone)]
 pub struct BacktestConfig {
@@ -47,8 +55,64 @@ impl Default for BacktestConfig {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+/// Why a backtest did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Service(ServiceError),
+    /// A hosted model was named without `confirmCost`: nothing was created; this is what it
+    /// would cost.
+    Unconfirmed(CostEstimate),
+}
+
+impl From<ServiceError> for StartError {
+    fn from(e: ServiceError) -> Self {
+        Self::Service(e)
+    }
+}
+
+/// What a backtest with `cells` runs of `spec` is expected to cost at the catalog's prices:
+/// each run makes [`domain::RunOptions::expected_calls`] calls, and stops at its budget
+/// (`maxCostUsd`) if it has one. A call's tokens are those of the model's recent completed runs
+/// (`history`: calls and tokens per run) where there are any, else [`PROMPT_TOKENS_PER_CALL`]
+/// and [`COMPLETION_TOKENS_PER_CALL`]. `None` for the offline model, which costs nothing.
+pub fn estimate_cost(
+    catalog: &Catalog,
+    spec: &BacktestSpec,
+    cells: usize,
+    history: &[(u32, TokenUsage)],
+) -> Option<CostEstimate> {
+    let entry = catalog.get(&spec.model_id)?;
+    if entry.provider == Provider::Offline {
+        return None;
+    }
+    let calls = spec.options.expected_calls(spec.analysts.len());
+    let past_calls: u64 = history.iter().map(|(c, _)| u64::from(*c)).sum();
+    let (prompt_per_call, completion_per_call) = if past_calls > 0 {
+        let prompt: u64 = history.iter().map(|(_, t)| t.prompt).sum();
+        let completion: u64 = history.iter().map(|(_, t)| t.completion).sum();
+        (prompt as f64 / past_calls as f64, completion as f64 / past_calls as f64)
+    } else {
+        (PROMPT_TOKENS_PER_CALL as f64, COMPLETION_TOKENS_PER_CALL as f64)
+    };
+    let (prompt, completion) = (f64::from(calls) * prompt_per_call, f64::from(calls) * completion_per_call);
+    let mut per_run = (prompt * entry.input_price_per_mtok + completion * entry.output_price_per_mtok) / 1e6;
+    if let Some(max) = spec.options.max_cost_usd {
+        per_run = per_run.min(max);
+    }
+    Some(CostEstimate {
+        model_id: spec.model_id.clone(),
+        cells,
+        calls_per_run: calls,
+        tokens_per_run: (prompt + completion).round() as u64,
+        per_run_usd: per_run,
+        expected_cost_usd: per_run * cells as f64,
+        from_history: past_calls > 0,
+    })
+}
+
 pub struct Backtests {
     runs: Arc<RunService>,
+    catalog: Catalog,
     checker: Arc<dyn RequestChecker>,
     prices: Arc<BundledData>,
     events: Events,
@@ -61,9 +125,10 @@ impl Backtests {
         checker: Arc<dyn RequestChecker>,
         prices: Arc<BundledData>,
         events: Events,
+        catalog: Catalog,
         config: BacktestConfig,
     ) -> Self {
-        Self { runs, checker, prices, events, config }
+        Self { runs, catalog, checker, prices, events, config }
     }
 
     pub fn prices(&self) -> &Arc<BundledData> {
@@ -155,11 +220,25 @@ impl Backtests {
         }
     }
 
-    /// Validates a request and stores the backtest with all its cells.
-    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
+    /// Validates a request and stores the backtest with all its cells. A hosted model's cost
+    /// must have been confirmed (`confirmCost`); until it is, nothing is stored and the
+    /// estimate is the answer.
+    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted, StartError> {
         let (spec, grid) = self.validate(request).await?;
         // Its cells spend the same daily budget as runs, each held to what is left when it runs.
         self.runs.check_daily_budget(user_id).await?;
+        let hosted = self.catalog.get(&spec.model_id).is_some_and(|e| e.provider != Provider::Offline);
+        let history = if hosted {
+            self.runs.store().recent_usage(&spec.model_id, USAGE_HISTORY_RUNS).await.map_err(ServiceError::from)?
+        } else {
+            Vec::new()
+        };
+        let estimate = estimate_cost(&self.catalog, &spec, grid.len(), &history);
+        if let Some(e) = &estimate
+            && !request.confirm_cost
+        {
+            return Err(StartError::Unconfirmed(e.clone()));
+        }
         let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
         let config = self.runs.config();
         let cells: Vec<NewJob> = grid
@@ -190,13 +269,17 @@ impl Backtests {
             cells,
         };
         let store = self.runs.store();
-        store.insert_backtest(&new).await?;
+        store.insert_backtest(&new).await.map_err(ServiceError::from)?;
         self.events.send_local(Event::JobAvailable);
         if let Err(e) = store.publish(&Event::JobAvailable).await {
             // The cells are stored; workers' polling will find them.
             tracing::warn!(error = %e, "could not notify workers");
         }
-        Ok(BacktestStarted { backtest_id, cells: count })
+        Ok(BacktestStarted {
+            backtest_id,
+            cells: count,
+            expected_cost_usd: estimate.map_or(0.0, |e| e.expected_cost_usd),
+        })
     }
 
     /// A backtest of `user_id`'s with its cells so far and the scorecard they make.
@@ -291,5 +374,52 @@ impl Backtests {
                 created_at: b.created_at,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{AnalystKind, Depth, RunOptions};
+
+    fn spec(model_id: &str, options: RunOptions) -> BacktestSpec {
+        BacktestSpec {
+            symbols: vec!["AAPL".into()],
+            from: NaiveDate::from_ymd_opt(2019, 1, 2).unwrap(),
+            to: NaiveDate::from_ymd_opt(2019, 3, 1).unwrap(),
+            every_days: 20,
+            horizons: vec![5],
+            model_id: model_id.into(),
+            analysts: vec![AnalystKind::Invest, AnalystKind::Risk, AnalystKind::Technical],
+            options,
+            bearish: BearishPosition::Flat,
+        }
+    }
+
+    #[test]
+    fn the_cost_comes_from_the_models_history_when_there_is_one() {
+        let catalog = Catalog::builtin();
+        let quick = spec("gpt-4o-mini", RunOptions::default());
+        // Three analysts and the final assessment; gpt-4o-mini: $0.15 in, $0.60 out per Mtok.
+        let guess = estimate_cost(&catalog, &quick, 10, &[]).unwrap();
+        assert!(!guess.from_history);
+        assert_eq!((guess.calls_per_run, guess.tokens_per_run), (4, 4 * 2_600));
+        assert!((guess.expected_cost_usd - 10.0 * 4.0 * (2_000.0 * 0.15 + 600.0 * 0.60) / 1e6).abs() < 1e-12);
+        // Past runs: 9 calls of 4,500 prompt and 900 completion tokens in all, 500 and 100 a call.
+        let history = [
+            (5, TokenUsage { prompt: 2_000, completion: 500 }),
+            (4, TokenUsage { prompt: 2_500, completion: 400 }),
+        ];
+        let known = estimate_cost(&catalog, &quick, 10, &history).unwrap();
+        assert!(known.from_history);
+        assert_eq!(known.tokens_per_run, 4 * 600);
+        assert!((known.expected_cost_usd - 10.0 * 4.0 * (500.0 * 0.15 + 100.0 * 0.60) / 1e6).abs() < 1e-12);
+        // A run stops at its budget.
+        let capped = spec("gpt-4o-mini", RunOptions { max_cost_usd: Some(0.0001), ..RunOptions::default() });
+        assert!((estimate_cost(&catalog, &capped, 10, &[]).unwrap().expected_cost_usd - 0.001).abs() < 1e-12);
+        // Deep, three rounds: 3 + 1 + 3 × 5 + 2 calls.
+        let deep = spec("gpt-4o-mini", RunOptions { depth: Depth::Deep, ..RunOptions::default() });
+        assert_eq!(estimate_cost(&catalog, &deep, 1, &[]).unwrap().calls_per_run, 21);
+        assert!(estimate_cost(&catalog, &spec("offline", RunOptions::default()), 10, &[]).is_none());
     }
 }

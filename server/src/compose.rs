@@ -117,7 +117,14 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
     }
     let backtest_config =
         BacktestConfig { max_cells: common.max_backtest_cells, max_running_cells: common.max_running_cells_per_user };
-    let backtests = Arc::new(Backtests::new(service.clone(), checker, bundled, events.clone(), backtest_config));
+    let backtests = Arc::new(Backtests::new(
+        service.clone(),
+        checker,
+        bundled,
+        events.clone(),
+        models.catalog().clone(),
+        backtest_config,
+    ));
     Ok(Parts { store, events, service, pipeline, models, market, backtests, _listener: listener })
 }
 

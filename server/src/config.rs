@@ -79,7 +79,8 @@ pub struct Common {
     #[arg(long, env = "MAX_ACTIVE_JOBS_PER_USER", default_value_t = 3, global = true)]
     pub max_active_jobs_per_user: u32,
 
-    /// Runs waiting for a worker, from everyone, past which new runs are refused (503).
+    /// Interactive runs waiting for a worker, from everyone, past which new runs are refused
+    /// (503). Backtest cells are not counted.
     #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = jobs::service::MAX_QUEUED_DEFAULT, global = true)]
     pub max_queued_runs: u32,
 
@@ -363,4 +364,7 @@ pub struct BacktestArgs {
     /// Print the whole backtest (cells and scorecard) as JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Start even though a hosted model will cost money (the estimate is printed without it).
+    #[arg(long)]
+    pub confirm_cost: bool,
 }

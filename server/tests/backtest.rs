@@ -382,3 +382,100 @@ async fn the_command_line_backtest() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("symbols: no market data for TSLA"), "{err}");
 }
+
+/// A catalog with the offline model and `priced`, a hosted model at $0.40 / $1.60 per million
+/// prompt / completion tokens (never called: the tests start no workers).
+fn priced_catalog() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("catalog-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(
+        &path,
+        "[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\n\
+         [[model]]\nid = \"priced\"\nlabel = \"Priced\"\nprovider = \"openai-compatible\"\n\
+         base_url = \"http://127.0.0.1:9/v1\"\nmodel = \"priced-1\"\napi_key_env = \"PRICED_API_KEY\"\n\
+         input_price_per_mtok = 0.40\noutput_price_per_mtok = 1.60\n",
+    )
+    .unwrap();
+    path
+}
+
+/// Dollars for `calls` model calls of 2,000 prompt and 600 completion tokens at `priced`'s prices.
+fn priced_usd(calls: f64) -> f64 {
+    calls * (2_000.0 * 0.40 + 600.0 * 1.60) / 1e6
+}
+
+/// A hosted model's backtest is first answered with its expected cost (409, nothing created)
+/// and starts only once that is confirmed; the offline model needs no confirmation. The form
+/// shows the estimate and a box to confirm it.
+#[tokio::test]
+async fn a_hosted_models_cost_is_confirmed_before_it_starts() {
+    let catalog = priced_catalog();
+    let server = Server::start(
+        TestDb::sqlite(),
+        &[("MODEL_CATALOG", catalog.to_str().unwrap()), ("PRICED_API_KEY", "sk-test"), ("WORKERS", "0")],
+    )
+    .await;
+    let c = visitor(&server).await;
+    let grid = json!({"symbols": ["AAPL", "NVDA"], "from": "2019-01-01", "to": "2019-03-01", "everyDays": 20,
+                      "analysts": ["invest", "technical"], "depth": "standard", "modelId": "priced"});
+    // 2 symbols × 3 dates; a standard run (one round): 2 analysts, bull, bear, research
+    // manager, trader, 3 risk analysts and the final assessment.
+    let (cells, calls) = (6.0, 10.0);
+    let expected = cells * priced_usd(calls);
+
+    let (status, problem, kind) = post(&c, &server, "/api/trading/backtests", grid.clone()).await;
+    assert_eq!((status, kind.as_str()), (409, "application/problem+json"), "{problem}");
+    assert_eq!(problem["cells"], 6, "{problem}");
+    assert!((problem["expectedCostUsd"].as_f64().unwrap() - expected).abs() < 1e-9, "{problem} vs {expected}");
+    assert_eq!(problem["callsPerRun"], 10);
+    let list: Value = c.get(server.url("/api/trading/backtests")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["backtests"].as_array().unwrap().len(), 0, "nothing was created: {list}");
+
+    let mut confirmed = grid.clone();
+    confirmed["confirmCost"] = json!(true);
+    let (status, started, _) = post(&c, &server, "/api/trading/backtests", confirmed).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["cells"], 6);
+    assert!((started["expectedCostUsd"].as_f64().unwrap() - expected).abs() < 1e-9, "{started}");
+
+    // Deep with three rounds: 2 analysts, 3 × (bull, bear and 3 risk analysts), research
+    // manager, trader and the final assessment.
+    let mut deep = grid.clone();
+    deep["depth"] = json!("deep");
+    let (status, problem, _) = post(&c, &server, "/api/trading/backtests", deep).await;
+    assert_eq!(status, 409);
+    assert!((problem["expectedCostUsd"].as_f64().unwrap() - cells * priced_usd(20.0)).abs() < 1e-9, "{problem}");
+
+    let mut offline = grid.clone();
+    offline["modelId"] = json!("offline");
+    let (status, started, _) = post(&c, &server, "/api/trading/backtests", offline).await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["expectedCostUsd"], 0.0);
+
+    // The form: 4 analysts (all) at quick depth make 5 calls a run.
+    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert_eq!(c.get(server.url("/backtests")).send().await.unwrap().status(), 200);
+    let form = "symbols=AAPL%2C+NVDA&from=2019-01-01&to=2019-03-01&everyDays=20&horizons=5%2C+20&model=priced&depth=quick";
+    let post_form = |body: String| {
+        c.post(server.url("/backtests")).header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
+    let resp = post_form(form.to_string()).await.unwrap();
+    assert_eq!(resp.status(), 409);
+    let html = resp.text().await.unwrap();
+    let shown = format!(r#"<strong id="expected-cost">${:.4}</strong>"#, cells * priced_usd(5.0));
+    assert!(html.contains(&shown), "{shown} in {html}");
+    assert!(html.contains(r#"name="confirmCost""#) && html.contains(r#"value="priced" selected"#), "{html}");
+    let resp = post_form(format!("{form}&confirmCost=on")).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    assert!(resp.headers()["location"].to_str().unwrap().starts_with("/backtests/"));
+
+    // The terminal: 1 symbol × 3 dates, all 4 analysts at quick depth; refused without
+    // --confirm-cost, saying what it would cost.
+    let db = TestDb::sqlite();
+    let args = ["backtest", "AAPL", "--from", "2019-01-01", "--to", "2019-03-01", "--model", "priced"];
+    let env = [("MODEL_CATALOG", catalog.to_str().unwrap()), ("PRICED_API_KEY", "sk-test")];
+    let out = common::command(&db.url, &args, &env).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = format!("3 cells with priced are expected to cost about ${:.4}", 3.0 * priced_usd(5.0));
+    assert!(err.contains(&said) && err.contains("--confirm-cost"), "{said} in {err}");
+}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::{ApiToken, ShareLink};
 use domain::backtest::BacktestId;
-use domain::{JobStatus, RunId, StepProgress};
+use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 
 use crate::clock::Clock;
 use crate::events::{Event, Events};
@@ -191,6 +191,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// nothing are not counted.
     async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage>;
 
+    /// The model calls and tokens of the most recent completed runs of a model that called it,
+    /// newest first.
+    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>>;
+
     /// Jobs per status, for metrics.
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>>;
 
@@ -280,4 +284,10 @@ pub(crate) fn parse_status(s: &str) -> Result<JobStatus> {
 
 pub(crate) fn parse_run_id(s: &str) -> Result<RunId> {
     s.parse().map_err(|e: domain::IdError| StoreError::Corrupt(e.0))
+}
+
+/// A run's calls and tokens from their columns `(llm_calls, prompt_tokens, completion_tokens)`.
+fn usage_of((calls, prompt, completion): (i64, i64, i64)) -> (u32, TokenUsage) {
+    let tokens = TokenUsage { prompt: prompt.max(0) as u64, completion: completion.max(0) as u64 };
+    (calls.clamp(0, i64::from(u32::MAX)) as u32, tokens)
 }

@@ -529,11 +529,16 @@ impl JobStore for SqliteStore {
         rows.iter().map(decode_backtest).collect()
     }
 
+    /// The live cells and those the janitor has archived, in one statement (so one snapshot:
+    /// a cell being archived is read once).
     async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
-        let rows = sqlx::query("select * from trading_agent_jobs where backtest_id = ?1 order by id")
-            .bind(backtest_id.to_string())
-            .fetch_all(&self.reader)
-            .await?;
+        let query = sqlx::AssertSqlSafe(format!(
+            "select {ARCHIVE_COLUMNS} from trading_agent_jobs where backtest_id = ?1
+             union all
+             select {ARCHIVE_COLUMNS} from trading_agent_jobs_archive where backtest_id = ?1
+             order by id"
+        ));
+        let rows = sqlx::query(query).bind(backtest_id.to_string()).fetch_all(&self.reader).await?;
         rows.iter().map(decode).collect()
     }
 
@@ -745,6 +750,19 @@ impl JobStore for SqliteStore {
         .fetch_one(&self.reader)
         .await?;
         Ok(UserUsage { runs: runs as u64, tokens: tokens.max(0) as u64, cost_usd, oldest: time("updated_at", oldest)? })
+    }
+
+    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "select cast(llm_calls as bigint), prompt_tokens, completion_tokens from trading_agent_jobs
+             where model_id = ?1 and status = 'completed' and llm_calls > 0
+             order by completed_at desc limit ?2",
+        )
+        .bind(model_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(super::usage_of).collect())
     }
 
     async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::backtest::BacktestId;
-use domain::{ApiToken, JobStatus, RunId, ShareLink, StepProgress};
+use domain::{ApiToken, JobStatus, RunId, ShareLink, StepProgress, TokenUsage};
 
 use super::{Control, JobStore, Result, Settle};
 use crate::clock::Clock;
@@ -224,5 +224,9 @@ impl JobStore for TimedStore {
 
     async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
         self.timed("shared_run", self.inner.shared_run(hash)).await
+    }
+
+    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>> {
+        self.timed("recent_usage", self.inner.recent_usage(model_id, limit)).await
     }
 }

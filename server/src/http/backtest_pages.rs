@@ -12,11 +12,14 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::backtest::{BacktestRequest, BacktestStatus, BacktestSummary, BacktestView, EquityCurves, Metrics};
+use domain::backtest::{
+    BacktestRequest, BacktestStatus, BacktestSummary, BacktestView, CostEstimate, EquityCurves, Metrics,
+};
 use domain::{FieldError, Rating};
 use jobs::ServiceError;
 
 use super::AppState;
+use crate::backtest::StartError;
 use super::backtests::backtest_id;
 use super::problem::ApiError;
 use super::session::Identity;
@@ -91,14 +94,16 @@ fn request_from_form(body: &[u8]) -> (BacktestRequest, Vec<FieldError>) {
             "model" => request.model_id = given,
             "depth" => request.depth = given,
             "bearish" => request.bearish = given,
+            "confirmCost" => request.confirm_cost = matches!(value.as_str(), "on" | "true" | "1"),
             _ => {}
         }
     }
     (request, errors)
 }
 
-/// The form, filled with what was sent and each field's error.
-fn form(state: &AppState, sent: &BacktestRequest, errors: &[FieldError]) -> String {
+/// The form, filled with what was sent and each field's error; with `estimate`, the expected
+/// cost of a hosted model and the box confirming it.
+fn form(state: &AppState, sent: &BacktestRequest, errors: &[FieldError], estimate: Option<&CostEstimate>) -> String {
     let error_of = |field: &str| -> String {
         errors
             .iter()
@@ -198,6 +203,18 @@ fn form(state: &AppState, sent: &BacktestRequest, errors: &[FieldError]) -> Stri
             sent.bearish.as_deref().or(Some("flat"))
         )
     );
+    if let Some(e) = estimate {
+        let _ = write!(
+            out,
+            r#"<div class="cost-estimate" role="alert"><p>{} cells with {} are expected to cost about <strong id="expected-cost">${:.4}</strong>: {} model calls and about {} tokens a run, ${:.4} a run at the catalog's prices.</p><label><input type="checkbox" name="confirmCost" value="on"> I accept this cost</label></div>"#,
+            e.cells,
+            esc(&e.model_id),
+            e.expected_cost_usd,
+            e.calls_per_run,
+            e.tokens_per_run,
+            e.per_run_usd
+        );
+    }
     out.push_str(r#"<button type="submit" class="primary">Run backtest</button></form></section>"#);
     out
 }
@@ -231,7 +248,7 @@ fn invalid(errors: Vec<FieldError>) -> ServiceError {
 /// `GET /backtests`
 pub async fn index(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {
     let mine = state.backtests.list(&user.0).await?;
-    let body = format!("{}{}", form(&state, &BacktestRequest::default(), &[]), list(&mine));
+    let body = format!("{}{}", form(&state, &BacktestRequest::default(), &[], None), list(&mine));
     Ok(html(StatusCode::OK, page("Backtests", false, &body)))
 }
 
@@ -239,16 +256,21 @@ pub async fn index(State(state): State<AppState>, Identity(user): Identity) -> R
 pub async fn start(State(state): State<AppState>, Identity(user): Identity, body: Bytes) -> Result<Response, ApiError> {
     let (request, mut errors) = request_from_form(&body);
     let result =
-        if errors.is_empty() { state.backtests.start(&user.0, &request).await } else { Err(invalid(Vec::new())) };
+        if errors.is_empty() { state.backtests.start(&user.0, &request).await } else { Err(invalid(Vec::new()).into()) };
     match result {
         Ok(started) => Ok(see_other(&format!("/backtests/{}", started.backtest_id))),
-        Err(ServiceError::Invalid(more)) => {
+        Err(StartError::Unconfirmed(estimate)) => {
+            let mine = state.backtests.list(&user.0).await?;
+            let body = format!("{}{}", form(&state, &request, &[], Some(&estimate)), list(&mine));
+            Ok(html(StatusCode::CONFLICT, page("Backtests", false, &body)))
+        }
+        Err(StartError::Service(ServiceError::Invalid(more))) => {
             errors.extend(more);
             let mine = state.backtests.list(&user.0).await?;
-            let body = format!("{}{}", form(&state, &request, &errors), list(&mine));
+            let body = format!("{}{}", form(&state, &request, &errors, None), list(&mine));
             Ok(html(StatusCode::BAD_REQUEST, page("Backtests", false, &body)))
         }
-        Err(e) => Err(e.into()),
+        Err(StartError::Service(e)) => Err(e.into()),
     }
 }
 

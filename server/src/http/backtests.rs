@@ -4,25 +4,55 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus};
+use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, CostEstimate};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use crate::backtest::StartError;
 use super::problem::ApiError;
-use super::runs::{JsonBody, matches};
+use super::runs::{JsonBody, tagged_json};
 use super::session::Identity;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0.replace("run id", "backtest id")))
 }
 
-/// `POST /api/trading/backtests` — `202 {backtestId, cells}`.
+/// `409` for a hosted model whose cost was not confirmed: a problem carrying the estimate
+/// (`expectedCostUsd`, `cells`, …), sent again with `"confirmCost": true` to start.
+fn unconfirmed(estimate: &CostEstimate) -> Response {
+    let problem = ApiError::new(
+        StatusCode::CONFLICT,
+        "cost-not-confirmed",
+        "Confirm the expected cost",
+        format!(
+            "{} cells with {} are expected to cost about ${:.4} (${:.4} a run). Send the request again with \"confirmCost\": true to start.",
+            estimate.cells, estimate.model_id, estimate.expected_cost_usd, estimate.per_run_usd
+        ),
+    )
+    .problem;
+    let mut body = serde_json::to_value(&problem).expect("plain data");
+    if let (Some(body), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(estimate)) {
+        body.extend(extra);
+    }
+    let mut resp = (StatusCode::CONFLICT, serde_json::to_vec(&body).expect("plain data")).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `POST /api/trading/backtests` — `202 {backtestId, cells, expectedCostUsd}`, or `409` with
+/// the expected cost when a hosted model is named without `"confirmCost": true`.
 pub async fn start(
     State(state): State<AppState>,
     Identity(user): Identity,
     JsonBody(request): JsonBody<BacktestRequest>,
 ) -> Result<Response, ApiError> {
-    let started = state.backtests.start(&user.0, &request).await?;
+    let started = match state.backtests.start(&user.0, &request).await {
+        Ok(started) => started,
+        Err(StartError::Unconfirmed(estimate)) => return Ok(unconfirmed(&estimate)),
+        Err(StartError::Service(e)) => return Err(e.into()),
+    };
     let mut resp = (StatusCode::ACCEPTED, Json(&started)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/backtests/{}", started.backtest_id)) {
         resp.headers_mut().insert(header::LOCATION, loc);
@@ -43,19 +73,9 @@ pub async fn view(
     let body = serde_json::to_vec(&view).expect("plain data");
     let digest = Sha256::digest(&body);
     let etag = format!("\"b{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
-    let mut resp = if matches(&headers, &etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    if view.status == BacktestStatus::Running {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
-    }
-    Ok(resp)
+    let running = view.status == BacktestStatus::Running;
+    let retry_after = running.then(|| state.service.config().poll_after.as_secs().max(1));
+    Ok(tagged_json(&headers, &etag, body, retry_after))
 }
 
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.

@@ -95,6 +95,25 @@ pub async fn start(
     Ok(accepted(started, &state))
 }
 
+/// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never
+/// reused without asking (`no-cache`), kept out of shared caches and per session; with
+/// `Retry-After` (seconds) while what it shows is still changing.
+pub(crate) fn tagged_json(headers: &HeaderMap, etag: &str, body: impl IntoResponse, retry_after: Option<u64>) -> Response {
+    let mut resp = if matches(headers, etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// Whether an `If-None-Match` header names this ETag (or is `*`).
 pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
     headers
@@ -126,20 +145,9 @@ pub(crate) async fn progress_of(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let body = state.service.progress_body(&owner.0, id).await?;
-    let not_modified = matches(headers, &body.etag);
-    super::telemetry::poll(state, id, not_modified);
-    let mut resp = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.body.clone()).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(&body.etag).expect("ascii"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    if body.is_active() {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
-    }
+    let retry_after = body.is_active().then(|| state.service.config().poll_after.as_secs().max(1));
+    let resp = tagged_json(headers, &body.etag, body.body.clone(), retry_after);
+    super::telemetry::poll(state, id, resp.status() == StatusCode::NOT_MODIFIED);
     Ok(resp)
 }
 
