@@ -33,9 +33,17 @@ impl Contract {
     fn response(&self, method: &Method, path: &str, status: u16) -> &Value {
         let op = &self.doc["paths"][path][method.as_str().to_ascii_lowercase()];
         assert!(op.is_object(), "{method} {path} is not in the document");
-        let resp = &op["responses"][status.to_string()];
+        let resp = self.resolve(&op["responses"][status.to_string()]);
         assert!(resp.is_object(), "{method} {path} does not declare a {status}");
         resp
+    }
+
+    /// A response, or the one of the components it refers to.
+    fn resolve<'a>(&'a self, resp: &'a Value) -> &'a Value {
+        match resp["$ref"].as_str().and_then(|r| r.strip_prefix("#/components/responses/")) {
+            Some(name) => &self.doc["components"]["responses"][name],
+            None => resp,
+        }
     }
 
     /// Why `body` does not fit `schema` (whose `$ref`s point into the document's components).
@@ -103,10 +111,8 @@ fn close(schema: &mut Value) {
     if obj.contains_key("properties") {
         obj.insert("unevaluatedProperties".into(), Value::Bool(false));
     }
-    for key in ["properties"] {
-        if let Some(Value::Object(props)) = obj.get_mut(key) {
-            props.values_mut().for_each(close);
-        }
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(close);
     }
     for key in ["items", "additionalProperties"] {
         if let Some(inner) = obj.get_mut(key) {
@@ -326,6 +332,8 @@ async fn every_operation_declares_its_answers() {
             let responses = op["responses"].as_object().unwrap_or(&Map::new()).clone();
             assert!(!responses.is_empty(), "{method} {path}");
             for (status, resp) in responses {
+                let resp = api.resolve(&resp);
+                assert!(resp["description"].is_string(), "{method} {path} {status}");
                 for (media, content) in resp["content"].as_object().into_iter().flatten() {
                     if media.ends_with("json") {
                         // A body that fits no schema: an error list, not a panic.

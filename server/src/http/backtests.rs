@@ -28,7 +28,7 @@ pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
             ("Location" = String, description = "The backtest."),
         )),
         (status = 400, description = "A bad grid, each field named in `errors`, or a body that is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unreachable.", body = domain::Problem, content_type = "application/problem+json"),
     )
@@ -62,7 +62,7 @@ pub async fn start(
         )),
         (status = 304, description = "Unchanged since the `ETag` named."),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
         (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -101,7 +101,7 @@ pub async fn view(
     responses(
         (status = 200, description = "The backtest, cancelled.", body = domain::backtest::BacktestView),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
         (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -128,7 +128,7 @@ pub struct BacktestList {
     tag = "backtests",
     responses(
         (status = 200, description = "Your backtests.", body = BacktestList),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
     )
 )]
 pub async fn list(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {

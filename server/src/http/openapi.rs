@@ -37,7 +37,10 @@ use super::{backtests, health, live, runs, shares};
         health::healthz,
         health::readyz,
     ),
-    components(schemas(domain::Problem, domain::FieldError)),
+    components(
+        schemas(domain::Problem, domain::FieldError),
+        responses(Unauthenticated, BadRunId, RunNotFound)
+    ),
     modifiers(&Identities),
     security(("session" = []), ("token" = [])),
     tags(
@@ -49,6 +52,27 @@ use super::{backtests, health, live, runs, shares};
     )
 )]
 pub struct ApiDoc;
+
+// The problems many operations answer, declared once. Their bodies are never built from
+// these types, only described.
+
+/// No identity: neither a session cookie nor an API token.
+#[derive(utoipa::ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct Unauthenticated(domain::Problem);
+
+/// Not a run id (a UUID).
+#[derive(utoipa::ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct BadRunId(domain::Problem);
+
+/// No such run of yours.
+#[derive(utoipa::ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct RunNotFound(domain::Problem);
 
 /// Who a request is: the browser's session cookie or a personal API token.
 struct Identities;

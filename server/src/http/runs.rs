@@ -94,7 +94,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
             ("Idempotent-Replayed" = String, description = "`true` when an earlier request with this key made the run."),
         )),
         (status = 400, description = "A field is invalid (each one named in `errors`) or the body is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
         (status = 403, description = "A cross-site request.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 64 KiB.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
@@ -144,9 +144,9 @@ pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
             ("Retry-After" = u64, description = "While the run is active."),
         )),
         (status = 304, description = "Unchanged since the `ETag` named."),
-        (status = 400, description = "Not a run id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run of yours.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
     )
 )]
 pub async fn progress(
@@ -193,9 +193,9 @@ pub(crate) async fn progress_of(
     responses(
         (status = 200, description = "The run has ended.", body = domain::Progress),
         (status = 202, description = "The run is stopping.", body = domain::Progress),
-        (status = 400, description = "Not a run id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run of yours.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
     )
 )]
 pub async fn cancel(
@@ -219,9 +219,9 @@ pub async fn cancel(
         (status = 202, description = "A new run, with `retryOf` set, is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
         )),
-        (status = 400, description = "Not a run id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run of yours.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
         (status = 409, description = "The run cannot be retried.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many active runs.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
@@ -250,7 +250,7 @@ pub async fn retry(
     responses(
         (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
         (status = 400, description = "A bad status, page or perPage.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
     )
 )]
 pub async fn list(

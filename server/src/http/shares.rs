@@ -47,9 +47,9 @@ pub struct CreatedShare {
         (status = 201, description = "A new link; its secret is in `url` and `apiUrl`, shown this once.", body = CreatedShare, headers(
             ("Location" = String, description = "The shared page."),
         )),
-        (status = 400, description = "Not a run id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run of yours.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
     )
 )]
 pub async fn create(
@@ -75,9 +75,9 @@ pub async fn create(
     params(("runId" = String, Path, description = "Your run's id.")),
     responses(
         (status = 200, description = "The run's links, without their secrets.", body = Vec<domain::ShareLink>),
-        (status = 400, description = "Not a run id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run of yours.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
     )
 )]
 pub async fn list(
@@ -99,7 +99,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The link's `id`.")),
     responses(
         (status = 204, description = "Revoked: the link opens nothing."),
-        (status = 401, description = "No identity.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
         (status = 404, description = "No such link of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
