@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// A personal API token, as listed on the settings page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiToken {
     pub id: String,
@@ -19,6 +20,7 @@ pub const TOKEN_NAME_MAX: usize = 64;
 /// A read-only link to a run, as its owner sees it listed: never the secret, which is in the
 /// link's address and shown once, when it is made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ShareLink {
     pub id: String,

@@ -16,6 +16,7 @@ pub const DATA_COLLECTION: &str = "Data Collection";
 pub const FINAL_ASSESSMENT: &str = "Final Assessment";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AnalystKind {
     Invest,

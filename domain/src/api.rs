@@ -12,6 +12,7 @@ use crate::team::Depth;
 
 /// `202` body of `POST /api/trading/run` and `POST /api/trading/retry/:runId`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartResponse {
     pub run_id: RunId,
@@ -21,6 +22,7 @@ pub struct StartResponse {
 
 /// An RFC 9457 problem details body (`application/problem+json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
@@ -33,6 +35,7 @@ pub struct Problem {
 
 /// One row of the history list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     pub run_id: RunId,
@@ -55,6 +58,7 @@ pub struct RunSummary {
 
 /// A page of history, newest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunsPage {
     pub runs: Vec<RunSummary>,
@@ -65,6 +69,7 @@ pub struct RunsPage {
 
 /// An entry of `GET /api/trading/models`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelInfo {
     pub id: String,
@@ -78,6 +83,7 @@ pub struct ModelInfo {
 
 /// An entry of `GET /api/trading/analysts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AnalystInfo {
     pub id: AnalystKind,

@@ -17,6 +17,7 @@ pub type BacktestId = crate::ids::RunId;
 
 /// A backtest as validated and stored: the grid, and what each cell's run asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestSpec {
     pub symbols: Vec<String>,
@@ -37,6 +38,7 @@ pub struct BacktestSpec {
 /// What the strategy does on an Underweight or Sell rating (Buy and Overweight are long, Hold
 /// is flat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BearishPosition {
     /// Out of the stock: a bearish rating only avoids the loss.
@@ -65,6 +67,7 @@ impl BearishPosition {
 
 /// What returns are measured against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum Benchmark {
     /// A bundled index covering every date of the backtest (`^GSPC`).
@@ -86,6 +89,7 @@ impl Benchmark {
 
 /// One cell's outcome: the close on its as-of day and after each horizon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CellOutcome {
     pub symbol: String,
@@ -107,6 +111,7 @@ pub struct CellOutcome {
 
 /// How one rating fared at one horizon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RatingStats {
     pub rating: Rating,
@@ -123,6 +128,7 @@ pub struct RatingStats {
 
 /// The paper's metrics of one equity curve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Metrics {
     /// Final equity / 1 - 1.
@@ -138,6 +144,7 @@ pub struct Metrics {
 
 /// The baselines, on the same symbols and days as the strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Baselines {
     pub buy_and_hold: Metrics,
@@ -147,6 +154,7 @@ pub struct Baselines {
 
 /// Equity (starting at 1) of each strategy per trading day, for the chart.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct EquityCurves {
     pub dates: Vec<NaiveDate>,
@@ -158,6 +166,7 @@ pub struct EquityCurves {
 
 /// Everything the scorecard says about a backtest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Scorecard {
     pub benchmark: Benchmark,
@@ -172,6 +181,7 @@ pub struct Scorecard {
 /// `POST /api/trading/backtests` as sent by a client: raw values, so each problem can be
 /// reported against its field.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestRequest {
     #[serde(default)]
@@ -205,6 +215,7 @@ pub const HORIZONS_DEFAULT: [u32; 2] = [5, 20];
 
 /// `202` body of a started backtest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestStarted {
     pub backtest_id: BacktestId,
@@ -231,6 +242,7 @@ pub struct CostEstimate {
 
 /// One cell as `GET /api/trading/backtests/:id` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestCell {
     pub symbol: String,
@@ -245,6 +257,7 @@ pub struct BacktestCell {
 /// Where a backtest stands: `running` while any cell is pending or running, then
 /// `completed`; `cancelled` once cancelled and no cell is running any more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BacktestStatus {
     Running,
@@ -254,6 +267,7 @@ pub enum BacktestStatus {
 
 /// The body of `GET /api/trading/backtests/:id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestView {
     pub backtest_id: BacktestId,
@@ -269,6 +283,7 @@ pub struct BacktestView {
 
 /// One backtest in `GET /api/trading/backtests`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestSummary {
     pub backtest_id: BacktestId,

@@ -21,6 +21,7 @@ impl std::error::Error for IdError {}
 
 /// The public id of one analysis run: a UUID in its hyphenated form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunId(Uuid);
 
 impl RunId {
@@ -71,6 +72,7 @@ impl<'de> Deserialize<'de> for RunId {
 
 /// A ticker symbol: 1–10 characters of A–Z, 0–9, `.`, `-` or `^`, stored upper-case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Symbol(String);
 
 impl Symbol {
@@ -131,6 +133,7 @@ impl<'de> Deserialize<'de> for Symbol {
 
 /// A model id from the catalog, e.g. `offline`, `gpt-4o-mini`, `grok-4-fast`, `ollama/llama3.1`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelId(String);
 
 impl ModelId {

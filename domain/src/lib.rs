@@ -1,5 +1,6 @@
 //! Types shared by the browser and the server. Everything here compiles to WebAssembly and
-//! depends on serde alone (plus uuid and chrono for ids and dates).
+//! depends on serde alone (plus uuid and chrono for ids and dates). The `openapi` feature, for
+//! the server only, derives each type's JSON schema (`utoipa::ToSchema`) from its serde form.
 //!
 //! Reading order:
 //! - [`ids`]: `RunId`, `Symbol`, `ModelId` — validated newtypes.

@@ -11,6 +11,7 @@ use crate::team::Depth;
 
 /// One step of a run as the progress view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StepProgress {
     pub name: String,
@@ -46,6 +47,7 @@ impl StepProgress {
 /// Everything the progress view shows of a run, without its result: what the browser polls
 /// and keeps in memory (the result is rendered by the server).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunState {
     pub run_id: RunId,
@@ -90,6 +92,7 @@ pub struct RunState {
 /// The body of `GET /api/trading/progress/:runId`: the run's state and, once it completed, its
 /// result — one flat JSON object, field for field as the blueprint's API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Progress {
     #[serde(flatten)]
     pub run: RunState,
@@ -98,6 +101,7 @@ pub struct Progress {
 
 /// How run pages follow progress: the `PROGRESS_TRANSPORT` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ProgressTransport {
     /// A live stream (Server-Sent Events), falling back to polling when the stream fails or

@@ -12,6 +12,7 @@ use crate::team::{Depth, RunOptions};
 
 /// `{symbol, modelId, analysts, asOf?}` as sent by a client.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartRequest {
     #[serde(default)]
@@ -41,6 +42,7 @@ pub struct StartRequest {
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FieldError {
     /// The field's name as the client spelled it (camelCase).
     pub field: String,
@@ -56,6 +58,7 @@ impl FieldError {
 /// A start request whose fields are well-formed. Whether the symbol has data and the model
 /// exists is checked by the server against its providers and catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ValidStart {
     pub symbol: Symbol,

@@ -8,6 +8,7 @@ use crate::team::TeamReport;
 
 /// The five-point rating scale, strongest buy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Rating {
     Buy,
     Overweight,
@@ -51,6 +52,7 @@ impl Rating {
 
 /// One analyst's view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Stance {
     Bullish,
@@ -87,6 +89,7 @@ impl Stance {
 
 /// A named figure with its display form, e.g. `{label: "RSI(14)", value: 61.2, display: "61.2"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Figure {
     pub label: String,
     pub value: Option<f64>,
@@ -95,6 +98,7 @@ pub struct Figure {
 
 /// Tokens spent on model calls.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenUsage {
     pub prompt: u64,
@@ -113,6 +117,7 @@ impl TokenUsage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AnalystReport {
     pub analyst: AnalystKind,
@@ -126,6 +131,7 @@ pub struct AnalystReport {
 
 /// One day of the price chart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct PricePoint {
     pub date: NaiveDate,
@@ -135,6 +141,7 @@ pub struct PricePoint {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisResult {
     pub symbol: String,
@@ -178,6 +185,7 @@ pub struct AnalysisResult {
 
 /// The blueprint's `finalAssessment` object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct FinalAssessment {
     pub rating: Rating,

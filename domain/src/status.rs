@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Where a run is in its life. `pending` and `running` are active; the rest are terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Pending,
@@ -70,6 +71,7 @@ impl FromStr for JobStatus {
 
 /// Where one step of a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum StepStatus {
     Pending,

@@ -15,6 +15,7 @@ use crate::ids::{IdError, ModelId, truncate};
 
 /// How far a run goes after the analysts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Depth {
     /// The blueprint's pipeline: analysts, then the final assessment.
@@ -69,6 +70,7 @@ impl FromStr for Depth {
 
 /// What a run is asked to do beyond its symbol, model and analysts; stored with the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct RunOptions {
     #[serde(default, skip_serializing_if = "Depth::is_quick")]
@@ -118,6 +120,7 @@ pub const DEEP_ROUNDS_DEFAULT: u32 = 3;
 
 /// The teams of TradingAgents, as the progress view groups steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Team {
     Analysts,
     Research,
@@ -149,6 +152,7 @@ impl Team {
 
 /// A member of the team after the analysts, with the name of its step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub enum TeamRole {
     BullResearcher,
@@ -215,6 +219,7 @@ impl TeamRole {
 
 /// The research manager's and the trader's call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Action {
     Buy,
     Hold,
@@ -245,6 +250,7 @@ impl Action {
 
 /// One turn of a debate: a researcher's or a risk analyst's argument in one round.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Argument {
     pub role: TeamRole,
@@ -262,6 +268,7 @@ pub struct Argument {
 
 /// The research manager's judgement of the bull/bear debate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     pub action: Action,
@@ -273,6 +280,7 @@ pub struct Verdict {
 
 /// The trader's plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TradePlan {
     pub action: Action,
@@ -286,6 +294,7 @@ pub struct TradePlan {
 
 /// What the team after the analysts did, for the result page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TeamReport {
     pub depth: Depth,

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, CostEstimate};
+use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary, CostEstimate};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
@@ -43,6 +44,23 @@ fn unconfirmed(estimate: &CostEstimate) -> Response {
 
 /// `POST /api/trading/backtests` — `202 {backtestId, cells, expectedCostUsd}`, or `409` with
 /// the expected cost when a hosted model is named without `"confirmCost": true`.
+#[utoipa::path(
+    post,
+    path = "/api/trading/backtests",
+    tag = "backtests",
+    request_body(content = BacktestRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The backtest's cells are queued.", body = domain::backtest::BacktestStarted, headers(
+            ("Location" = String, description = "The backtest."),
+        )),
+        (status = 400, description = "A bad grid, each field named in `errors`, or a body that is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 409, description = "A hosted model was named without `confirmCost: true`: the problem carries the estimate (`expectedCostUsd`, `cells`, `perRunUsd`, …) and nothing was created.", content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The daily budget of this identity is spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unreachable.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -62,6 +80,24 @@ pub async fn start(
 
 /// `GET /api/trading/backtests/:id` — the cells so far and their scorecard, with a strong
 /// ETag over the body (`If-None-Match` → 304).
+#[utoipa::path(
+    get,
+    path = "/api/trading/backtests/{backtestId}",
+    tag = "backtests",
+    params(
+        ("backtestId" = String, Path, description = "The backtest's id, a UUID."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
+    ),
+    responses(
+        (status = 200, description = "The cells so far and their scorecard.", body = domain::backtest::BacktestView, headers(
+            ("ETag" = String, description = "The body's version."),
+        )),
+        (status = 304, description = "Unchanged since the `ETag` named."),
+        (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn view(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -79,6 +115,18 @@ pub async fn view(
 }
 
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.
+#[utoipa::path(
+    post,
+    path = "/api/trading/backtests/{backtestId}/cancel",
+    tag = "backtests",
+    params(("backtestId" = String, Path, description = "The backtest's id, a UUID.")),
+    responses(
+        (status = 200, description = "The backtest, cancelled.", body = domain::backtest::BacktestView),
+        (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -88,7 +136,23 @@ pub async fn cancel(
     Ok(Json(state.backtests.cancel(&user.0, id).await?).into_response())
 }
 
+/// The body of `GET /api/trading/backtests`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BacktestList {
+    /// Newest first.
+    pub backtests: Vec<BacktestSummary>,
+}
+
 /// `GET /api/trading/backtests` — yours, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/trading/backtests",
+    tag = "backtests",
+    responses(
+        (status = 200, description = "Your backtests.", body = BacktestList),
+        (status = 401, response = super::openapi::Unauthenticated),
+    )
+)]
 pub async fn list(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "backtests": state.backtests.list(&user.0).await? })).into_response())
+    Ok(Json(BacktestList { backtests: state.backtests.list(&user.0).await? }).into_response())
 }

@@ -114,6 +114,24 @@ impl Drop for Slot {
 }
 
 /// `GET /api/trading/events/:runId`
+#[utoipa::path(
+    get,
+    path = "/api/trading/events/{runId}",
+    tag = "runs",
+    params(
+        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last version seen: only newer states are sent."),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: each `data` is the progress body (`Progress`), each `id` its version; the stream ends after the terminal state.", body = String, content_type = "text/event-stream"),
+        (status = 204, description = "The run has ended and its last state was already sent."),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+        (status = 429, description = "Too many open streams of yours (`Retry-After`): poll instead.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many open streams, or streams are off (`Retry-After`): poll instead.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn events(
     State(state): State<AppState>,
     Identity(user): Identity,

@@ -24,6 +24,7 @@ pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod live;
+pub mod openapi;
 pub mod pages;
 pub mod problem;
 pub mod proxy;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/backtests", post(backtests::start).get(backtests::list))
         .route("/api/trading/backtests/{backtest_id}", get(backtests::view))
         .route("/api/trading/backtests/{backtest_id}/cancel", post(backtests::cancel))
+        .route("/api/openapi.json", get(openapi::document))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -81,6 +81,28 @@ fn accepted(started: Started, state: &AppState) -> Response {
 }
 
 /// `POST /api/trading/run`
+#[utoipa::path(
+    post,
+    path = "/api/trading/run",
+    tag = "runs",
+    request_body(content = StartRequest, content_type = "application/json"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run.")),
+    responses(
+        (status = 202, description = "The run is queued.", body = StartResponse, headers(
+            ("Location" = String, description = "Its progress."),
+            ("Retry-After" = u64, description = "Seconds until the next poll is useful."),
+            ("Idempotent-Replayed" = String, description = "`true` when an earlier request with this key made the run."),
+        )),
+        (status = 400, description = "A field is invalid (each one named in `errors`) or the body is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "A cross-site request.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 64 KiB.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for another request.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many active runs, or too many starts a minute (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is full or the database unreachable (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn start(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -127,6 +149,25 @@ pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
 
 /// `GET /api/trading/progress/:runId` — from the process's progress cache when it is current,
 /// so a 304, and a 200 of an unchanged version, cost no database query.
+#[utoipa::path(
+    get,
+    path = "/api/trading/progress/{runId}",
+    tag = "runs",
+    params(
+        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
+    ),
+    responses(
+        (status = 200, description = "The run's state and, once completed, its result.", body = domain::Progress, headers(
+            ("ETag" = String, description = "The run's version."),
+            ("Retry-After" = u64, description = "While the run is active."),
+        )),
+        (status = 304, description = "Unchanged since the `ETag` named."),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+    )
+)]
 pub async fn progress(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -152,6 +193,19 @@ pub(crate) async fn progress_of(
 }
 
 /// `POST /api/trading/cancel/:runId` — 202 while the run is stopping, 200 once it has ended.
+#[utoipa::path(
+    post,
+    path = "/api/trading/cancel/{runId}",
+    tag = "runs",
+    params(("runId" = String, Path, description = "The run's id, a UUID.")),
+    responses(
+        (status = 200, description = "The run has ended.", body = domain::Progress),
+        (status = 202, description = "The run is stopping.", body = domain::Progress),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+    )
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -164,6 +218,23 @@ pub async fn cancel(
 }
 
 /// `POST /api/trading/retry/:runId`
+#[utoipa::path(
+    post,
+    path = "/api/trading/retry/{runId}",
+    tag = "runs",
+    params(("runId" = String, Path, description = "A failed, timed-out or cancelled run's id.")),
+    responses(
+        (status = 202, description = "A new run, with `retryOf` set, is queued.", body = StartResponse, headers(
+            ("Location" = String, description = "Its progress."),
+        )),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+        (status = 409, description = "The run cannot be retried.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many active runs.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn retry(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -175,6 +246,21 @@ pub async fn retry(
 }
 
 /// `GET /api/trading/runs?status=&page=&perPage=`
+#[utoipa::path(
+    get,
+    path = "/api/trading/runs",
+    tag = "runs",
+    params(
+        ("status" = Option<JobStatus>, Query, description = "Only runs in this status."),
+        ("page" = Option<u32>, Query, description = "From 1 (the default)."),
+        ("perPage" = Option<u32>, Query, description = "Runs a page."),
+    ),
+    responses(
+        (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
+        (status = 400, description = "A bad status, page or perPage.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -201,16 +287,22 @@ pub async fn list(
 }
 
 /// `GET /api/trading/models`
+#[utoipa::path(get, path = "/api/trading/models", tag = "catalog",
+    responses((status = 200, description = "The model catalog.", body = Vec<domain::ModelInfo>)))]
 pub async fn models(State(state): State<AppState>) -> Response {
     Json(state.context.models.as_ref().clone()).into_response()
 }
 
 /// `GET /api/trading/analysts`
+#[utoipa::path(get, path = "/api/trading/analysts", tag = "catalog",
+    responses((status = 200, description = "Every analyst a run can include.", body = Vec<AnalystInfo>)))]
 pub async fn analysts() -> Response {
     Json(AnalystInfo::all()).into_response()
 }
 
 /// `GET /api/trading/symbols` — the symbols the market data can list (empty for online sources).
+#[utoipa::path(get, path = "/api/trading/symbols", tag = "catalog",
+    responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()
 }

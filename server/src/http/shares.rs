@@ -26,7 +26,7 @@ fn no_such_link() -> ApiError {
 }
 
 /// `201` body of `POST /api/trading/runs/:runId/shares`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedShare {
     #[serde(flatten)]
@@ -38,6 +38,20 @@ pub struct CreatedShare {
 }
 
 /// `POST /api/trading/runs/:runId/shares`
+#[utoipa::path(
+    post,
+    path = "/api/trading/runs/{runId}/shares",
+    tag = "shares",
+    params(("runId" = String, Path, description = "Your run's id.")),
+    responses(
+        (status = 201, description = "A new link; its secret is in `url` and `apiUrl`, shown this once.", body = CreatedShare, headers(
+            ("Location" = String, description = "The shared page."),
+        )),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -54,6 +68,18 @@ pub async fn create(
 }
 
 /// `GET /api/trading/runs/:runId/shares`: the run's links (without their secrets).
+#[utoipa::path(
+    get,
+    path = "/api/trading/runs/{runId}/shares",
+    tag = "shares",
+    params(("runId" = String, Path, description = "Your run's id.")),
+    responses(
+        (status = 200, description = "The run's links, without their secrets.", body = Vec<domain::ShareLink>),
+        (status = 400, response = super::openapi::BadRunId),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, response = super::openapi::RunNotFound),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -66,6 +92,17 @@ pub async fn list(
 }
 
 /// `DELETE /api/trading/shares/:id`
+#[utoipa::path(
+    delete,
+    path = "/api/trading/shares/{id}",
+    tag = "shares",
+    params(("id" = String, Path, description = "The link's `id`.")),
+    responses(
+        (status = 204, description = "Revoked: the link opens nothing."),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, description = "No such link of yours.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Identity(user): Identity,
@@ -79,6 +116,23 @@ pub async fn revoke(
 }
 
 /// `GET /api/trading/share/:secret`: the run's progress, as its owner would see it.
+#[utoipa::path(
+    get,
+    path = "/api/trading/share/{secret}",
+    tag = "shares",
+    security(()),
+    params(
+        ("secret" = String, Path, description = "The link's secret."),
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
+    ),
+    responses(
+        (status = 200, description = "The run's progress, as its owner sees it.", body = domain::Progress, headers(
+            ("ETag" = String, description = "The run's version."),
+        )),
+        (status = 304, description = "Unchanged since the `ETag` named."),
+        (status = 404, description = "An unknown or revoked link.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn progress(
     State(state): State<AppState>,
     Path(secret): Path<String>,
