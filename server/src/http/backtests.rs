@@ -55,7 +55,7 @@ fn unconfirmed(estimate: &CostEstimate) -> Response {
         )),
         (status = 400, description = "A bad grid, each field named in `errors`, or a body that is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::openapi::Unauthenticated),
-        (status = 409, description = "A hosted model was named without `confirmCost: true`: the problem carries the estimate (`expectedCostUsd`, `cells`, `perRunUsd`, …) and nothing was created.", content_type = "application/problem+json"),
+        (status = 409, description = "A hosted model was named without `confirmCost: true`: the problem carries the estimate (`expectedCostUsd`, `cells`, `perRunUsd`, …) and nothing was created.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 429, description = "The daily budget of this identity is spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unreachable.", body = domain::Problem, content_type = "application/problem+json"),
