@@ -130,6 +130,19 @@ pub fn steps(body: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A `standard` run stopped by a budget before its Research Manager: the analyst and both
+/// debaters kept as completed, the manager failed, the trader skipped.
+pub fn stopped_before_research_manager(done: &Value) {
+    assert_eq!(done["currentStep"], "Failed: Research Manager");
+    let s = steps(done);
+    let status = |name: &str| s.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    for finished in ["Data Collection", "Risk Analyst", "Bull Researcher", "Bear Researcher"] {
+        assert_eq!(status(finished), "completed", "{finished} is kept");
+    }
+    assert_eq!(status("Research Manager"), "failed");
+    assert_eq!(status("Trader"), "skipped");
+}
+
 /// Polls a run's progress until it is terminal; returns the last body and every percentage
 /// seen on the way.
 pub async fn wait_until_done(
