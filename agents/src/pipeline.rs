@@ -13,8 +13,10 @@
 //! the calls so far), with the budget; a run that would exceed it fails with "budget exceeded"
 //! naming the step it did not start. Everything finished before stays checkpointed.
 //!
-//! A run may also carry what is left of its owner's daily budget ([`RunSpec::daily_left`]),
-//! checked the same way; a run that would go over it fails with "daily budget exceeded".
+//! A run is also held to what is left of its owner's daily budget, checked the same way and
+//! asked of the reporter afresh at each check ([`Reporter::daily_left`]), so that runs of one
+//! owner running at once share it rather than each taking all of it; a run that would go over
+//! it fails with "daily budget exceeded".
 
 mod team;
 
@@ -32,11 +34,11 @@ use serde_json::Value;
 
 use crate::analysts::key_figures;
 use crate::format::{figure, level, pct, signed_pct};
-use crate::vader::Lexicon;
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
 use crate::model::{Assessment, Model, ModelError, Models, Progress, Usage};
 use crate::news::RssNews;
 use crate::snapshot::{self, Headline, MarketSnapshot};
+use crate::vader::Lexicon;
 
 /// What to analyse.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,8 +49,6 @@ pub struct RunSpec {
     pub as_of: Option<NaiveDate>,
     /// Depth, rounds, second model, budget.
     pub options: RunOptions,
-    /// What is left of the owner's daily budget for this run; `None` when there is no limit.
-    pub daily_left: Option<Budget>,
 }
 
 /// A limit of tokens and of cost; `None` is no limit of that kind.
@@ -83,6 +83,13 @@ pub trait Reporter: Send + Sync {
         output: Value,
         usage: Usage,
     ) -> Result<(), Self::Error>;
+
+    /// What the run's owner may still spend on this run, now: their daily budget less what
+    /// their other runs have spent so far. Asked before each model step or debate round, so
+    /// that runs of one owner running at once share what is left. `None` is no limit.
+    async fn daily_left(&self) -> Result<Option<Budget>, Self::Error> {
+        Ok(None)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,7 +236,7 @@ impl Pipeline {
             }
         }
         if let Some(first) = todo.first() {
-            self.check_budget(spec, &usage, todo.len() as u32, first.step_name())?;
+            self.check_budget(reporter, spec, &usage, todo.len() as u32, first.step_name()).await?;
         }
         let fresh =
             futures::future::try_join_all(todo.iter().map(|k| self.analyst(*k, &data, model.as_ref(), reporter)))
@@ -247,7 +254,7 @@ impl Pipeline {
                     s.output
                 }
                 None => {
-                    self.check_budget(spec, &usage, 1, FINAL_ASSESSMENT)?;
+                    self.check_budget(reporter, spec, &usage, 1, FINAL_ASSESSMENT).await?;
                     reporter.start_step(FINAL_ASSESSMENT, Some("Waiting for the model")).await?;
                     let progress = StepProgress { reporter, step: FINAL_ASSESSMENT };
                     let (a, u) = model
@@ -298,15 +305,23 @@ impl Pipeline {
     }
 
     /// Fails the run when what it spent, plus what `calls` more calls will likely cost, is over
-    /// its budget, or over what was left of its owner's daily budget when it started. The
-    /// likely cost of a call is the mean of the calls so far.
-    fn check_budget<E>(&self, spec: &RunSpec, spent: &Usage, calls: u32, next: &str) -> Result<(), PipelineError<E>> {
+    /// its budget, or over what is left of its owner's daily budget (read from the reporter
+    /// now). The likely cost of a call is the mean of the calls so far.
+    async fn check_budget<R: Reporter>(
+        &self,
+        reporter: &R,
+        spec: &RunSpec,
+        spent: &Usage,
+        calls: u32,
+        next: &str,
+    ) -> Result<(), PipelineError<R::Error>> {
         let o = &spec.options;
         let own = Budget { max_tokens: o.max_tokens, max_cost_usd: o.max_cost_usd };
         let (what, of) = match over_budget(&own, spent, calls, "allowed") {
             Some(what) => (what, "budget exceeded"),
             None => {
-                match spec.daily_left.as_ref().and_then(|d| over_budget(d, spent, calls, "left of the daily budget")) {
+                let daily = reporter.daily_left().await?;
+                match daily.as_ref().and_then(|d| over_budget(d, spent, calls, "left of the daily budget")) {
                     Some(what) => (what, "daily budget exceeded"),
                     None => return Ok(()),
                 }

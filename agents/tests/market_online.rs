@@ -222,7 +222,6 @@ async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
         analysts: vec![AnalystKind::Risk, AnalystKind::Sentiment],
         as_of: None,
         options: Default::default(),
-        daily_left: None,
     };
     let reporter = Collect::default();
     let result = pipeline.run(&spec, &reporter).await.unwrap();

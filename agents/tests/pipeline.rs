@@ -25,6 +25,10 @@ struct Memory {
     details: Mutex<Vec<(String, String)>>,
     /// A crash: the reporter stops the run right after storing this checkpoint.
     crash_after: Option<String>,
+    /// What is left of the owner's daily budget, as the reporter answers it.
+    daily_left: Option<agents::Budget>,
+    /// How often the pipeline asked for it.
+    daily_asked: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
@@ -59,9 +63,18 @@ impl Reporter for Memory {
         self.events.lock().unwrap().push((key.into(), "turn", Instant::now()));
         self.store(key, output, usage)
     }
+
+    async fn daily_left(&self) -> Result<Option<agents::Budget>, ()> {
+        self.daily_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.daily_left)
+    }
 }
 
 impl Memory {
+    fn with_daily_left(budget: agents::Budget) -> Self {
+        Memory { daily_left: Some(budget), ..Memory::default() }
+    }
+
     fn store(&self, key: &str, output: Value, usage: Usage) -> Result<(), ()> {
         self.checkpoints.lock().unwrap().insert(key.into(), output);
         self.usage.lock().unwrap().add(usage);
@@ -108,7 +121,6 @@ fn spec(model: &str, analysts: &[AnalystKind]) -> RunSpec {
         analysts: analysts.to_vec(),
         as_of: Some("2019-12-31".parse().unwrap()),
         options: Default::default(),
-        daily_left: None,
     }
 }
 
@@ -433,16 +445,16 @@ async fn a_budget_ends_the_run_and_keeps_finished_steps() {
     }
 }
 
-/// What is left of the owner's daily budget is a second budget: the lower of the two ends the
-/// run, and the message says which it was.
+/// What is left of the owner's daily budget is a second budget, asked of the reporter before
+/// every model step and debate round (so that another run of the owner spending meanwhile
+/// counts): the lower of the two ends the run, and the message says which it was.
 #[tokio::test]
 async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
     let fake = FakeLlm::start().await;
     let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
     let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
     spec.options.max_tokens = Some(100_000);
-    spec.daily_left = Some(agents::Budget { max_tokens: Some(1_500), max_cost_usd: None });
-    let m = Memory::default();
+    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(1_500), max_cost_usd: None });
     match p.run(&spec, &m).await {
         Err(PipelineError::Failed { step, message }) => {
             assert_eq!(step.as_deref(), Some("Research Manager"));
@@ -453,20 +465,26 @@ async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
     }
     assert_eq!(m.completed(), vec!["Data Collection", "Risk Analyst", "Bull Researcher", "Bear Researcher"]);
 
+    // Asked once per check: the analysts, the research debate's round, the Research Manager,
+    // the Trader, the risk debate's round and the Final Assessment.
+    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(1_000_000), max_cost_usd: None });
+    p.run(&spec, &m).await.unwrap();
+    assert_eq!(m.daily_asked.load(std::sync::atomic::Ordering::SeqCst), 6);
+
     // The run's own budget, when lower, is the one named.
     let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
     spec.options.max_tokens = Some(1_500);
-    spec.daily_left = Some(agents::Budget { max_tokens: Some(100_000), max_cost_usd: None });
-    match p.run(&spec, &Memory::default()).await {
+    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(100_000), max_cost_usd: None });
+    match p.run(&spec, &m).await {
         Err(PipelineError::Failed { message, .. }) => assert!(message.starts_with("budget exceeded: "), "{message}"),
         other => panic!("{other:?}"),
     }
 
     // Nothing left: not one model call is made.
     let before = fake.calls().len();
-    let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
-    spec.daily_left = Some(agents::Budget { max_tokens: None, max_cost_usd: Some(0.0) });
-    match p.run(&spec, &Memory::default()).await {
+    let spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
+    let m = Memory::with_daily_left(agents::Budget { max_tokens: None, max_cost_usd: Some(0.0) });
+    match p.run(&spec, &m).await {
         Err(PipelineError::Failed { step, message }) => {
             assert_eq!(step.as_deref(), Some("Risk Analyst"));
             assert!(message.starts_with("daily budget exceeded: $0.0000 spent of $0.0000"), "{message}");

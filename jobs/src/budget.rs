@@ -2,8 +2,9 @@
 //! `DAILY_COST_USD_PER_USER`).
 //!
 //! "Daily" is a rolling window of the last 24 hours: what counts is what the user's runs last
-//! updated in that window spent. A start is refused once that reaches a limit; a run that
-//! starts gets, at claim time, what is left as a second budget beside its own.
+//! updated in that window spent. A start is refused once that reaches a limit; a running run
+//! is held to what is left as a second budget beside its own, read again before each model
+//! step, so that runs of one user running at once share it.
 
 use chrono::{DateTime, Duration, Utc};
 

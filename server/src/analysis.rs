@@ -24,29 +24,10 @@ impl TradingAnalysis {
         Self { pipeline, daily: None }
     }
 
-    /// Holds each run to what is left of its owner's `budget` when it is claimed.
+    /// Holds each run to what is left of its owner's `budget`, read before each model step.
     pub fn with_daily_budget(mut self, budget: DailyBudget, store: Arc<dyn JobStore>) -> Self {
         self.daily = (!budget.is_off()).then_some((budget, store));
         self
-    }
-
-    /// What the owner of `ctx`'s run may still spend on it: the daily budget less what their
-    /// runs spent in the window, this run's earlier attempts aside (the pipeline counts those
-    /// itself). Runs of one owner running at once each get what was left when they started.
-    async fn daily_left(&self, ctx: &JobContext) -> Result<Option<Budget>, AnalysisError> {
-        let Some((budget, store)) = &self.daily else {
-            return Ok(None);
-        };
-        let now = store.clock().now();
-        let mut used = store
-            .usage_since(&ctx.spec().user_id, now - jobs::budget::WINDOW)
-            .await
-            .map_err(|e| AnalysisError::Engine(format!("reading the daily budget: {e}")))?;
-        let own = ctx.spent();
-        used.tokens = used.tokens.saturating_sub(own.tokens.total());
-        used.cost_usd = (used.cost_usd - own.cost_usd).max(0.0);
-        let left = budget.remaining(&used);
-        Ok(Some(Budget { max_tokens: left.tokens, max_cost_usd: left.cost_usd }))
     }
 }
 
@@ -60,9 +41,8 @@ impl Analysis for TradingAnalysis {
             analysts: spec.analysts.clone(),
             as_of: spec.as_of,
             options: spec.options.clone(),
-            daily_left: self.daily_left(&ctx).await?,
         };
-        let reporter = JobReporter(ctx.clone());
+        let reporter = JobReporter { ctx: ctx.clone(), daily: self.daily.clone() };
         self.pipeline.run(&run, &reporter).await.map_err(|e| match e {
             PipelineError::Failed { step, message } => AnalysisError::Failed { step, message },
             PipelineError::Reporter(e) => e,
@@ -70,26 +50,29 @@ impl Analysis for TradingAnalysis {
     }
 }
 
-struct JobReporter(JobContext);
+struct JobReporter {
+    ctx: JobContext,
+    daily: Option<(DailyBudget, Arc<dyn JobStore>)>,
+}
 
 #[async_trait]
 impl Reporter for JobReporter {
     type Error = AnalysisError;
 
     fn checkpoint(&self, step: &str) -> Option<Value> {
-        self.0.checkpoint(step).cloned()
+        self.ctx.checkpoint(step).cloned()
     }
 
     async fn start_step(&self, step: &str, detail: Option<&str>) -> Result<(), AnalysisError> {
-        self.0.start_step(step, detail).await
+        self.ctx.start_step(step, detail).await
     }
 
     async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), AnalysisError> {
-        self.0.step_progress(step, percent, detail).await
+        self.ctx.step_progress(step, percent, detail).await
     }
 
     async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), AnalysisError> {
-        self.0.complete_step(step, output, step_usage(usage)).await
+        self.ctx.complete_step(step, output, step_usage(usage)).await
     }
 
     async fn save_turn(
@@ -100,7 +83,26 @@ impl Reporter for JobReporter {
         output: Value,
         usage: Usage,
     ) -> Result<(), AnalysisError> {
-        self.0.save_turn(step, key, percent, output, step_usage(usage)).await
+        self.ctx.save_turn(step, key, percent, output, step_usage(usage)).await
+    }
+
+    /// The daily budget less what the owner's runs spent in the window, read now, this run
+    /// aside: the database holds what every run of the owner has spent so far (on every worker),
+    /// so runs of one owner running at once share what is left.
+    async fn daily_left(&self) -> Result<Option<Budget>, AnalysisError> {
+        let Some((budget, store)) = &self.daily else {
+            return Ok(None);
+        };
+        let now = store.clock().now();
+        let mut used = store
+            .usage_since(&self.ctx.spec().user_id, now - jobs::budget::WINDOW)
+            .await
+            .map_err(|e| AnalysisError::Engine(format!("reading the daily budget: {e}")))?;
+        let own = self.ctx.spent();
+        used.tokens = used.tokens.saturating_sub(own.tokens.total());
+        used.cost_usd = (used.cost_usd - own.cost_usd).max(0.0);
+        let left = budget.remaining(&used);
+        Ok(Some(Budget { max_tokens: left.tokens, max_cost_usd: left.cost_usd }))
     }
 }
 

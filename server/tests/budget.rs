@@ -138,3 +138,46 @@ async fn a_spent_daily_budget_refuses_new_runs_of_that_identity_only() {
     assert_eq!(resp.status(), 202, "another identity is not affected");
     assert_eq!(total().await, 2);
 }
+
+/// Two runs of one identity running at once share what is left of the daily budget: each
+/// reads its owner's spending afresh before every model step, so together they stop near the
+/// limit instead of each spending up to all of it. Alone, a run of this kind spends three
+/// calls (analyst, bull, bear) under 1,500 tokens; side by side, the run that checks second
+/// sees the other's analyst and stops before its debate.
+#[tokio::test]
+async fn runs_running_at_once_share_the_daily_budget() {
+    let fake = FakeLlm::start().await;
+    let catalog = fake_models(&fake, &[("fake", "delay-300")]);
+    let server = Server::start(
+        TestDb::sqlite(),
+        &[("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("DAILY_TOKENS_PER_USER", "1500")],
+    )
+    .await;
+    let c = visitor(&server).await;
+    let body = json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"], "depth": "standard"});
+    let (a, b) = tokio::join!(start(&c, &server, body.clone()), start(&c, &server, body));
+    let mut ids = Vec::new();
+    for resp in [a, b] {
+        assert_eq!(resp.status(), 202);
+        ids.push(resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string());
+    }
+    let mut done = Vec::new();
+    for id in &ids {
+        done.push(wait_until_done(&c, &server, id, Duration::from_secs(60)).await.0);
+    }
+    let _ = std::fs::remove_file(&catalog);
+    let mut total = 0;
+    let mut largest_call = 0;
+    for d in &done {
+        assert_eq!(d["status"], "failed", "{d}");
+        assert!(d["error"].as_str().unwrap().starts_with("daily budget exceeded: "), "{d}");
+        let (tokens, calls) = (d["tokens"].as_u64().unwrap(), d["llmCalls"].as_u64().unwrap());
+        total += tokens;
+        largest_call = largest_call.max(tokens.div_ceil(calls.max(1)));
+    }
+    let before_debate =
+        done.iter().filter(|d| d["error"].as_str().unwrap().contains("; Bull Researcher would go over it")).count();
+    assert!(before_debate >= 1, "one run saw the other's spending: {done:?}");
+    // At most the other run's calls in flight go past the limit: one debate round.
+    assert!(total <= 1500 + 2 * largest_call, "{total} tokens spent together: {done:?}");
+}

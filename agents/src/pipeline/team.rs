@@ -138,7 +138,9 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
                 }
             }
             if let Some(first) = todo.first() {
-                self.pipeline.check_budget(self.spec, spent, todo.len() as u32, roles[*first].step_name())?;
+                self.pipeline
+                    .check_budget(self.reporter, self.spec, spent, todo.len() as u32, roles[*first].step_name())
+                    .await?;
                 let mut brief = self.brief();
                 brief.round = round;
                 match decided {
@@ -196,7 +198,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             spent.add(s.usage());
             return Ok(s.output);
         }
-        self.pipeline.check_budget(self.spec, spent, 1, step)?;
+        self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
         let progress = StepProgress { reporter: self.reporter, step };
         let brief = Brief { debate, ..self.brief() };
@@ -214,7 +216,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             spent.add(s.usage());
             return Ok(s.output);
         }
-        self.pipeline.check_budget(self.spec, spent, 1, step)?;
+        self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
         let progress = StepProgress { reporter: self.reporter, step };
         let brief = Brief { debate, verdict: Some(verdict), ..self.brief() };
@@ -239,7 +241,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             spent.add(s.usage());
             return Ok(s.output);
         }
-        self.pipeline.check_budget(self.spec, spent, 1, step)?;
+        self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
         let progress = StepProgress { reporter: self.reporter, step };
         let brief = Brief { debate, verdict: Some(verdict), plan: Some(plan), risk_debate, ..self.brief() };
