@@ -103,3 +103,55 @@ async fn addresses_come_from_trusted_proxies_only() {
     assert_eq!(start("198.51.100.2").await.unwrap().status(), 202);
     rate_limited(start("198.51.100.3").await.unwrap()).await;
 }
+
+/// A browser posting forms natively over the limit gets pages, not JSON: the new-analysis form
+/// again with what was typed and why (429, `Retry-After`), and the Retry form a page that says
+/// why and leads back to the run. A backtest start spends the same allowance.
+#[tokio::test]
+async fn forms_over_the_limit_answer_with_pages_and_backtests_count() {
+    let server = Server::start(
+        TestDb::sqlite(),
+        &[("SIMULATED_LATENCY_MS", "60000"), ("MAX_ACTIVE_JOBS_PER_USER", "100"), ("RUNS_PER_MINUTE_PER_USER", "1")],
+    )
+    .await;
+    let a = visitor(&server).await;
+    let form = |path: &str, body: &'static str| {
+        a.post(server.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .body(body)
+    };
+    let first = form("/", "symbol=NVDA&model=offline&analysts=risk").send().await.unwrap();
+    // Followed from its 303 to the new run's page.
+    assert_eq!(first.status(), 200);
+    let run_page = first.url().path().to_string();
+    assert!(run_page.starts_with("/runs/"), "{run_page}");
+
+    let again = form("/", "symbol=TSLA&model=offline&analysts=risk").send().await.unwrap();
+    assert_eq!(again.status(), 429);
+    assert!(again.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let retry: u64 = again.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((59..=60).contains(&retry), "{retry}");
+    let html = again.text().await.unwrap();
+    assert!(html.contains("Runs are being started too quickly from here. Try again in"), "{html}");
+    assert!(html.contains(r#"value="TSLA""#), "what was typed is kept: {html}");
+
+    let retried = form(&format!("{run_page}/retry"), "").send().await.unwrap();
+    assert_eq!(retried.status(), 429);
+    assert!(retried.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(retried.headers().contains_key("retry-after"));
+    assert!(retried.headers().contains_key("content-security-policy"), "the page has the site's headers");
+    let html = retried.text().await.unwrap();
+    assert!(html.contains("<h1>Too many new runs</h1>"), "{html}");
+    assert!(html.contains(&format!(r#"<a href="{run_page}">Back</a>"#)), "{html}");
+    let runs: Value = a.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(runs["total"], 1, "refused forms made no run");
+
+    // Another identity's backtest takes its one start of the minute; its next run waits.
+    let b = visitor(&server).await;
+    let backtest = json!({"symbols": ["AAPL"], "from": "2019-01-02", "to": "2019-01-31", "everyDays": 5});
+    let resp = b.post(server.url("/api/trading/backtests")).json(&backtest).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    rate_limited(b.post(server.url("/api/trading/run")).json(&body()).send().await.unwrap()).await;
+    rate_limited(b.post(server.url("/api/trading/backtests")).json(&backtest).send().await.unwrap()).await;
+}

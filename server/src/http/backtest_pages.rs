@@ -19,15 +19,11 @@ use domain::{FieldError, Rating};
 use jobs::ServiceError;
 
 use super::AppState;
-use crate::backtest::StartError;
 use super::backtests::backtest_id;
+use super::html::{esc, html, page};
 use super::problem::ApiError;
 use super::session::Identity;
-
-/// Escapes text for HTML content and attribute values.
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
-}
+use crate::backtest::StartError;
 
 fn pct(x: f64) -> String {
     format!("{:+.2} %", x * 100.0)
@@ -37,27 +33,10 @@ fn opt_pct(x: Option<f64>) -> String {
     x.map(pct).unwrap_or_else(|| "—".into())
 }
 
-/// A whole page in the site's frame.
-fn page(title: &str, refresh: bool, body: &str) -> String {
-    let refresh = if refresh { r#"<meta http-equiv="refresh" content="2">"# } else { "" };
-    format!(
-        r##"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{refresh}<title>{} · Trading Agents</title><link rel="stylesheet" href="/pkg/trading-agents.css"><link rel="icon" href="/favicon.ico"><meta name="color-scheme" content="light dark"></head><body><a class="skip-link" href="#main">Skip to content</a><header class="site-header"><a class="brand" href="/"><span class="brand-mark" aria-hidden="true">▲</span> Trading Agents</a><nav aria-label="Main"><a href="/">New analysis</a><a href="/runs">History</a><a href="/backtests" aria-current="page">Backtests</a><a href="/settings">Settings</a></nav></header><main id="main">{body}</main><footer class="site-footer">Analyses are computed from historical prices and are not investment advice.</footer></body></html>"##,
-        esc(title)
-    )
-}
-
 /// `303 See Other` to `path`, so a reload never posts twice.
 fn see_other(path: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path"));
-    resp
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    let mut resp = (status, body).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
     resp
 }
 
@@ -249,26 +228,29 @@ fn invalid(errors: Vec<FieldError>) -> ServiceError {
 pub async fn index(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {
     let mine = state.backtests.list(&user.0).await?;
     let body = format!("{}{}", form(&state, &BacktestRequest::default(), &[], None), list(&mine));
-    Ok(html(StatusCode::OK, page("Backtests", false, &body)))
+    Ok(html(StatusCode::OK, page("Backtests", Some("/backtests"), false, &body)))
 }
 
 /// `POST /backtests` — `303` to the new backtest's page, or the form again with its errors.
 pub async fn start(State(state): State<AppState>, Identity(user): Identity, body: Bytes) -> Result<Response, ApiError> {
     let (request, mut errors) = request_from_form(&body);
-    let result =
-        if errors.is_empty() { state.backtests.start(&user.0, &request).await } else { Err(invalid(Vec::new()).into()) };
+    let result = if errors.is_empty() {
+        state.backtests.start(&user.0, &request).await
+    } else {
+        Err(invalid(Vec::new()).into())
+    };
     match result {
         Ok(started) => Ok(see_other(&format!("/backtests/{}", started.backtest_id))),
         Err(StartError::Unconfirmed(estimate)) => {
             let mine = state.backtests.list(&user.0).await?;
             let body = format!("{}{}", form(&state, &request, &[], Some(&estimate)), list(&mine));
-            Ok(html(StatusCode::CONFLICT, page("Backtests", false, &body)))
+            Ok(html(StatusCode::CONFLICT, page("Backtests", Some("/backtests"), false, &body)))
         }
         Err(StartError::Service(ServiceError::Invalid(more))) => {
             errors.extend(more);
             let mine = state.backtests.list(&user.0).await?;
             let body = format!("{}{}", form(&state, &request, &errors, None), list(&mine));
-            Ok(html(StatusCode::BAD_REQUEST, page("Backtests", false, &body)))
+            Ok(html(StatusCode::BAD_REQUEST, page("Backtests", Some("/backtests"), false, &body)))
         }
         Err(StartError::Service(e)) => Err(e.into()),
     }
@@ -464,7 +446,7 @@ pub async fn show(
     let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
     let running = view.status == BacktestStatus::Running;
-    Ok(html(StatusCode::OK, page("Backtest", running, &view_page(&view))))
+    Ok(html(StatusCode::OK, page("Backtest", Some("/backtests"), running, &view_page(&view))))
 }
 
 /// The cells as CSV: one line per cell, returns per horizon.

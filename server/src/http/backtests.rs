@@ -9,10 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use crate::backtest::StartError;
 use super::problem::ApiError;
 use super::runs::{JsonBody, tagged_json};
 use super::session::Identity;
+use crate::backtest::StartError;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0.replace("run id", "backtest id")))

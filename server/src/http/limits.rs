@@ -10,6 +10,11 @@
 //!
 //! The per-user limit of active runs bounds what one identity has queued; these bound how fast
 //! identities and addresses can come back for more.
+//!
+//! Starting a backtest counts as one start (its size is bounded by `MAX_BACKTEST_CELLS` and
+//! the pace of its cells by `MAX_RUNNING_CELLS_PER_USER`). The new-analysis form posted
+//! natively is not answered here: it goes on to its handler marked [`Limited`], which shows
+//! the form again with what was typed and why it was refused.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -72,6 +77,22 @@ fn check<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) ->
     })
 }
 
+/// Marks a native `POST /` that is over a limit; the seconds to wait.
+#[derive(Debug, Clone, Copy)]
+pub struct Limited(pub u64);
+
+/// The answer to a start over a limit: `429` with `Retry-After`.
+pub fn refusal(secs: u64) -> ApiError {
+    let mut problem = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many new runs",
+        format!("Runs are being started too quickly from here. Try again in {secs} s."),
+    );
+    problem.retry_after = Some(secs.max(1));
+    problem
+}
+
 /// Whether a request would create a run.
 pub fn creates_run(method: &Method, path: &str) -> bool {
     if method != Method::POST {
@@ -82,24 +103,24 @@ pub fn creates_run(method: &Method, path: &str) -> bool {
         // Server functions: the name, then the hash Leptos appends.
         || path.starts_with("/api/start_run")
         || path.starts_with("/api/retry_run")
+        // Backtests, over REST and from their form.
+        || path == "/api/trading/backtests"
+        || path == "/backtests"
         // The forms posted natively.
         || path == "/"
         || (path.starts_with("/runs/") && path.ends_with("/retry"))
 }
 
-pub async fn layer(State(limits): State<RunLimits>, req: Request, next: Next) -> Response {
+pub async fn layer(State(limits): State<RunLimits>, mut req: Request, next: Next) -> Response {
     if creates_run(req.method(), req.uri().path()) {
         let addr = req.extensions().get::<Client>().and_then(|c| c.addr);
         let user = req.extensions().get::<UserId>().map(|u| u.0.as_str());
         if let Err(secs) = limits.check(addr, user) {
-            let mut problem = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate-limited",
-                "Too many new runs",
-                format!("Runs are being started too quickly from here. Try again in {secs} s."),
-            );
-            problem.retry_after = Some(secs.max(1));
-            return problem.into_response();
+            if req.uri().path() == "/" {
+                req.extensions_mut().insert(Limited(secs));
+                return next.run(req).await;
+            }
+            return refusal(secs).into_response();
         }
     }
     next.run(req).await
@@ -111,12 +132,26 @@ mod tests {
 
     #[test]
     fn only_run_creating_requests_are_counted() {
-        for path in
-            ["/api/trading/run", "/api/trading/retry/x", "/api/start_run123", "/api/retry_run9", "/", "/runs/x/retry"]
-        {
+        for path in [
+            "/api/trading/run",
+            "/api/trading/retry/x",
+            "/api/start_run123",
+            "/api/retry_run9",
+            "/",
+            "/runs/x/retry",
+            "/api/trading/backtests",
+            "/backtests",
+        ] {
             assert!(creates_run(&Method::POST, path), "{path}");
         }
-        for path in ["/api/trading/cancel/x", "/api/cancel_run1", "/runs/x/cancel", "/api/list_runs1"] {
+        for path in [
+            "/api/trading/cancel/x",
+            "/api/cancel_run1",
+            "/runs/x/cancel",
+            "/api/list_runs1",
+            "/backtests/x/cancel",
+            "/api/trading/backtests/x/cancel",
+        ] {
             assert!(!creates_run(&Method::POST, path), "{path}");
         }
         assert!(!creates_run(&Method::GET, "/api/trading/run"));

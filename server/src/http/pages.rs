@@ -5,7 +5,9 @@
 //! server function, in the page). Posted natively, it lands here: the new-analysis form on
 //! `POST /`, Cancel and Retry on `POST /runs/:id/cancel` and `…/retry`. Success is a
 //! `303 See Other` to the run's page, so a reload never posts twice; invalid input renders the
-//! home page again, with what was sent and each field's error, as a `400`.
+//! home page again, with what was sent and each field's error, as a `400` (and a start refused
+//! by a limit the same way, with its `429` and `Retry-After`). Any other refusal of a form
+//! comes back as a page too ([`super::problem::forms_as_html`]).
 //!
 //! The same [`jobs::RunService`] calls as the REST API and the server functions, so limits,
 //! validation and ownership are the same three ways.
@@ -18,6 +20,7 @@ use domain::StartRequest;
 use jobs::ServiceError;
 use leptos::prelude::provide_context;
 
+use super::limits::{Limited, refusal};
 use super::problem::ApiError;
 use super::runs::run_id;
 use super::session::Identity;
@@ -61,20 +64,33 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
         }
     };
     let request = start_request(&body);
-    let problem = match state.service.start(&user.0, &request, None).await {
-        Ok(started) => {
-            return see_other(&format!("/runs/{}", started.job.run_id));
+    let (problem, retry_after) = match parts.extensions.get::<Limited>() {
+        // Over a rate limit: no run, the form again with why.
+        Some(Limited(secs)) => {
+            let refused = refusal(*secs);
+            (*refused.problem, refused.retry_after)
         }
-        Err(e @ (ServiceError::Internal(_) | ServiceError::Unavailable(_))) => {
-            return ApiError::from(e).into_response();
-        }
-        Err(e) => e.problem(),
+        None => match state.service.start(&user.0, &request, None).await {
+            Ok(started) => {
+                return see_other(&format!("/runs/{}", started.job.run_id));
+            }
+            Err(e @ (ServiceError::Internal(_) | ServiceError::Unavailable(_))) => {
+                return ApiError::from(e).into_response();
+            }
+            Err(e) => {
+                let retry_after = e.retry_after();
+                (e.problem(), retry_after)
+            }
+        },
     };
     // Render `/` as for a GET, with the rejected submission in context.
     let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
     let rejected = app::routes::home::Rejected { request, problem };
     let mut resp = render(&state, parts, "/", move || provide_context(rejected.clone())).await;
     *resp.status_mut() = status;
+    if let Some(secs) = retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
     resp
 }
 

@@ -120,7 +120,12 @@ pub async fn start(
 /// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never
 /// reused without asking (`no-cache`), kept out of shared caches and per session; with
 /// `Retry-After` (seconds) while what it shows is still changing.
-pub(crate) fn tagged_json(headers: &HeaderMap, etag: &str, body: impl IntoResponse, retry_after: Option<u64>) -> Response {
+pub(crate) fn tagged_json(
+    headers: &HeaderMap,
+    etag: &str,
+    body: impl IntoResponse,
+    retry_after: Option<u64>,
+) -> Response {
     let mut resp = if matches(headers, etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

@@ -165,7 +165,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 pub fn statement_times(rendered: &str) -> Vec<(String, u64, f64)> {
     let mut by: std::collections::BTreeMap<String, (u64, f64)> = Default::default();
     for line in rendered.lines() {
-        let (kind, rest) = if let Some(r) = line.strip_prefix(jobs::telemetry::DB_STATEMENT).and_then(|r| r.strip_prefix("_count{")) {
+        let (kind, rest) = if let Some(r) =
+            line.strip_prefix(jobs::telemetry::DB_STATEMENT).and_then(|r| r.strip_prefix("_count{"))
+        {
             ("count", r)
         } else if let Some(r) = line.strip_prefix(jobs::telemetry::DB_STATEMENT).and_then(|r| r.strip_prefix("_sum{")) {
             ("sum", r)
@@ -173,7 +175,8 @@ pub fn statement_times(rendered: &str) -> Vec<(String, u64, f64)> {
             continue;
         };
         let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
-        let Some(statement) = labels.split(',').find_map(|l| l.strip_prefix("statement=\"")).map(|s| s.trim_end_matches('"'))
+        let Some(statement) =
+            labels.split(',').find_map(|l| l.strip_prefix("statement=\"")).map(|s| s.trim_end_matches('"'))
         else {
             continue;
         };
