@@ -70,7 +70,8 @@ pub trait Reporter: Send + Sync {
 
     async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), Self::Error>;
 
-    async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), Self::Error>;
+    /// Completes `step` with its `output` and what its calls to `model` (a catalog id) cost.
+    async fn complete_step(&self, step: &str, output: Value, usage: Usage, model: &str) -> Result<(), Self::Error>;
 
     /// Stores one turn of a step that takes several (a debate round) under `key`, without
     /// completing the step; `percent` is the step's progress after it. A later attempt gets the
@@ -82,6 +83,7 @@ pub trait Reporter: Send + Sync {
         percent: u8,
         output: Value,
         usage: Usage,
+        model: &str,
     ) -> Result<(), Self::Error>;
 
     /// What the run's owner may still spend on this run, now: their daily budget less what
@@ -219,7 +221,9 @@ impl Pipeline {
             Some(s) => s.output,
             None => {
                 let data = self.collect(spec, reporter).await?;
-                reporter.complete_step(DATA_COLLECTION, stored(&data, Usage::default()), Usage::default()).await?;
+                reporter
+                    .complete_step(DATA_COLLECTION, stored(&data, Usage::default()), Usage::default(), &spec.model_id)
+                    .await?;
                 data
             }
         };
@@ -264,7 +268,7 @@ impl Pipeline {
                     let u = self.priced(model.id(), u);
                     let Assessment { rating, confidence, summary, key_risks } = a;
                     let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning: String::new() };
-                    reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u).await?;
+                    reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u, model.id()).await?;
                     usage.add(u);
                     out
                 }
@@ -417,7 +421,7 @@ impl Pipeline {
             key_figures: key_figures(kind, data),
             report: view.report,
         };
-        reporter.complete_step(step, stored(&report, usage), usage).await?;
+        reporter.complete_step(step, stored(&report, usage), usage, model.id()).await?;
         Ok((report, usage))
     }
 }

@@ -197,8 +197,8 @@ async fn stooq_reads_csv_and_says_when_there_is_no_data() {
 async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
     use agents::model::{Catalog, Models, ModelsConfig};
     use agents::news::RssNews;
-    use agents::vader::Lexicon;
     use agents::testing::FakeLlm;
+    use agents::vader::Lexicon;
     use agents::{Pipeline, RunSpec};
     use domain::AnalystKind;
 
@@ -261,7 +261,13 @@ impl agents::Reporter for Collect {
     async fn step_progress(&self, _: &str, _: u8, _: Option<&str>) -> Result<(), ()> {
         Ok(())
     }
-    async fn complete_step(&self, step: &str, output: serde_json::Value, _: agents::model::Usage) -> Result<(), ()> {
+    async fn complete_step(
+        &self,
+        step: &str,
+        output: serde_json::Value,
+        _: agents::model::Usage,
+        _: &str,
+    ) -> Result<(), ()> {
         self.0.lock().unwrap().insert(step.to_string(), output);
         Ok(())
     }
@@ -272,6 +278,7 @@ impl agents::Reporter for Collect {
         _: u8,
         output: serde_json::Value,
         _: agents::model::Usage,
+        _: &str,
     ) -> Result<(), ()> {
         self.0.lock().unwrap().insert(key.to_string(), output);
         Ok(())

@@ -54,12 +54,12 @@ impl Reporter for Memory {
         Ok(())
     }
 
-    async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), ()> {
+    async fn complete_step(&self, step: &str, output: Value, usage: Usage, _: &str) -> Result<(), ()> {
         self.events.lock().unwrap().push((step.into(), "complete", Instant::now()));
         self.store(step, output, usage)
     }
 
-    async fn save_turn(&self, _: &str, key: &str, _: u8, output: Value, usage: Usage) -> Result<(), ()> {
+    async fn save_turn(&self, _: &str, key: &str, _: u8, output: Value, usage: Usage, _: &str) -> Result<(), ()> {
         self.events.lock().unwrap().push((key.into(), "turn", Instant::now()));
         self.store(key, output, usage)
     }

@@ -197,7 +197,14 @@ impl JobContext {
     }
 
     /// Completes a step and stores its output, retrying through a short database outage.
-    pub async fn complete_step(&self, step: &str, output: Value, usage: StepUsage) -> Result<(), AnalysisError> {
+    /// Completes `step` with its checkpoint `output` and what its calls to `model_id` cost.
+    pub async fn complete_step(
+        &self,
+        step: &str,
+        output: Value,
+        usage: StepUsage,
+        model_id: &str,
+    ) -> Result<(), AnalysisError> {
         self.stopped()?;
         let mut state = self.inner.state.lock().await;
         if !state.tracker.complete(step, self.inner.clock.now()) {
@@ -210,7 +217,7 @@ impl JobContext {
             tokens: usage.tokens,
             cost_usd: usage.cost_usd,
         };
-        self.store_checkpoint(&mut state, checkpoint).await?;
+        self.store_checkpoint(&mut state, checkpoint, model_id).await?;
         self.log_progress(&state, step);
         if let Some(ms) = state.tracker.steps().iter().find(|s| s.name == step).and_then(|s| s.duration_ms) {
             telemetry::step_finished(step, Duration::from_millis(ms));
@@ -228,6 +235,7 @@ impl JobContext {
         percent: u8,
         output: Value,
         usage: StepUsage,
+        model_id: &str,
     ) -> Result<(), AnalysisError> {
         self.stopped()?;
         let mut state = self.inner.state.lock().await;
@@ -239,11 +247,17 @@ impl JobContext {
             tokens: usage.tokens,
             cost_usd: usage.cost_usd,
         };
-        self.store_checkpoint(&mut state, checkpoint).await
+        self.store_checkpoint(&mut state, checkpoint, model_id).await
     }
 
-    /// Writes a checkpoint with the current progress, retrying through a short outage.
-    async fn store_checkpoint(&self, state: &mut WriteState, checkpoint: Checkpoint) -> Result<(), AnalysisError> {
+    /// Writes a checkpoint with the current progress, retrying through a short outage; its
+    /// calls count in the metrics under `model_id`.
+    async fn store_checkpoint(
+        &self,
+        state: &mut WriteState,
+        checkpoint: Checkpoint,
+        model_id: &str,
+    ) -> Result<(), AnalysisError> {
         let step = checkpoint.step.clone();
         let snapshot = state.tracker.snapshot();
         let started = Instant::now();
@@ -259,12 +273,7 @@ impl JobContext {
                         spent.tokens.completion += checkpoint.tokens.completion;
                         spent.cost_usd += checkpoint.cost_usd;
                     }
-                    telemetry::model_usage(
-                        &self.inner.spec.model_id,
-                        checkpoint.llm_calls,
-                        checkpoint.tokens,
-                        checkpoint.cost_usd,
-                    );
+                    telemetry::model_usage(model_id, checkpoint.llm_calls, checkpoint.tokens, checkpoint.cost_usd);
                     self.apply(control);
                     break;
                 }

@@ -226,7 +226,8 @@ impl Analysis for ScriptedAnalysis {
                     }
                     let usage =
                         StepUsage { llm_calls: 1, tokens: TokenUsage { prompt: 10, completion: 5 }, cost_usd: 0.0 };
-                    ctx.complete_step(&step, json!({ "step": step, "attempt": spec.attempt }), usage).await?;
+                    ctx.complete_step(&step, json!({ "step": step, "attempt": spec.attempt }), usage, &spec.model_id)
+                        .await?;
                     calls += 1;
                     if script == StepScript::CompleteThenHang {
                         std::future::pending::<()>().await;

@@ -71,8 +71,8 @@ impl Reporter for JobReporter {
         self.ctx.step_progress(step, percent, detail).await
     }
 
-    async fn complete_step(&self, step: &str, output: Value, usage: Usage) -> Result<(), AnalysisError> {
-        self.ctx.complete_step(step, output, step_usage(usage)).await
+    async fn complete_step(&self, step: &str, output: Value, usage: Usage, model: &str) -> Result<(), AnalysisError> {
+        self.ctx.complete_step(step, output, step_usage(usage), model).await
     }
 
     async fn save_turn(
@@ -82,8 +82,9 @@ impl Reporter for JobReporter {
         percent: u8,
         output: Value,
         usage: Usage,
+        model: &str,
     ) -> Result<(), AnalysisError> {
-        self.ctx.save_turn(step, key, percent, output, step_usage(usage)).await
+        self.ctx.save_turn(step, key, percent, output, step_usage(usage), model).await
     }
 
     /// The daily budget less what the owner's runs spent in the window, read now, this run

@@ -128,7 +128,11 @@ async fn metrics_count_every_way_in_and_every_run() {
     assert_eq!(get(&m, "trading_agents_open_streams", &[]), 1.0);
     assert_eq!(get(&m, "trading_agents_workers", &[]), 0.0);
     assert_eq!(
-        get(&m, "trading_agents_db_statement_duration_seconds_count", &[("statement", "insert"), ("backend", "sqlite")]),
+        get(
+            &m,
+            "trading_agents_db_statement_duration_seconds_count",
+            &[("statement", "insert"), ("backend", "sqlite")]
+        ),
         3.0
     );
     let route = [("route", "/api/trading/run"), ("method", "POST"), ("status", "202")];
@@ -159,7 +163,10 @@ async fn metrics_count_every_way_in_and_every_run() {
     let m = scrape(&c, &web.url("/metrics")).await;
     let polls = |s: &[Sample], code| get(s, "trading_agents_polls_total", &[("answer", code)]);
     assert_eq!(polls(&m, "200") - polls(&before, "200"), 1.0);
-    assert_eq!(polls(&m, "304") - value(&before, "trading_agents_polls_total", &[("answer", "304")]).unwrap_or(0.0), 1.0);
+    assert_eq!(
+        polls(&m, "304") - value(&before, "trading_agents_polls_total", &[("answer", "304")]).unwrap_or(0.0),
+        1.0
+    );
     assert_eq!(get(&m, "trading_agents_active_pollers", &[]), 2.0, "the two runs polled, not the cancelled one");
     assert_eq!(get(&m, "trading_agents_queue_depth", &[]), 0.0);
     assert_eq!(get(&m, "trading_agents_jobs", &[("status", "completed")]), 2.0);
@@ -210,4 +217,43 @@ async fn metrics_count_every_way_in_and_every_run() {
     assert_eq!(get(&m, "trading_agents_retries_total", &[]), 1.0);
     worker.start_kill().unwrap();
     drop(db);
+}
+
+/// With a second model for the managers (`deepModelId`), each model's calls, tokens and cost
+/// count under that model: in a `standard` run of one round the Research Manager and the
+/// portfolio manager (Final Assessment) are the deep model's two calls; the analyst, bull,
+/// bear, trader and three risk analysts (seven) the run's model's.
+#[tokio::test]
+async fn model_usage_counts_under_the_model_that_answered() {
+    let fake = FakeLlm::start().await;
+    let catalog = common::fake_models(&fake, &[("fake", "ok"), ("fake-deep", "ok")]);
+    let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test")];
+    let server = Server::start(TestDb::sqlite(), &env).await;
+    let c = visitor(&server).await;
+    let resp = c
+        .post(server.url("/api/trading/run"))
+        .json(&json!({
+            "symbol": "AAPL", "modelId": "fake", "deepModelId": "fake-deep", "analysts": ["risk"],
+            "depth": "standard"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+    let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(60)).await;
+    let _ = std::fs::remove_file(&catalog);
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["llmCalls"], 9);
+
+    let m = scrape(&c, &server.url("/metrics")).await;
+    assert_eq!(get(&m, "trading_agents_model_calls_total", &[("model", "fake")]), 7.0);
+    assert_eq!(get(&m, "trading_agents_model_calls_total", &[("model", "fake-deep")]), 2.0);
+    let tokens = get(&m, "trading_agents_model_tokens_total", &[("model", "fake")])
+        + get(&m, "trading_agents_model_tokens_total", &[("model", "fake-deep")]);
+    assert_eq!(tokens, done["tokens"].as_f64().unwrap());
+    let micro = get(&m, "trading_agents_model_cost_microusd_total", &[("model", "fake")])
+        + get(&m, "trading_agents_model_cost_microusd_total", &[("model", "fake-deep")]);
+    let cost = done["costUsd"].as_f64().unwrap();
+    assert!((micro - cost * 1e6).abs() <= 8.0, "cost {micro} µ$, the run says {} µ$", cost * 1e6);
 }

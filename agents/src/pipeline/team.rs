@@ -166,7 +166,9 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             if self.reporter.checkpoint(step).is_none() {
                 let theirs: Vec<&Argument> = said.iter().filter(|a| a.role == *role).collect();
                 // The turns carried the cost; the step's checkpoint only marks it done.
-                self.reporter.complete_step(step, stored(&theirs, Usage::default()), Usage::default()).await?;
+                self.reporter
+                    .complete_step(step, stored(&theirs, Usage::default()), Usage::default(), self.model.id())
+                    .await?;
             }
         }
         Ok(said)
@@ -188,7 +190,9 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             self.model.argue(role, brief, &progress).await.map_err(|e| model_failure(step, self.model.id(), e))?;
         let usage = self.pipeline.priced(self.model.id(), usage);
         let percent = progress.percent(100);
-        self.reporter.save_turn(step, &turn_key(role, round), percent, stored(&argument, usage), usage).await?;
+        self.reporter
+            .save_turn(step, &turn_key(role, round), percent, stored(&argument, usage), usage, self.model.id())
+            .await?;
         Ok((argument, usage))
     }
 
@@ -205,7 +209,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         let (verdict, usage) =
             self.manager.judge(&brief, &progress).await.map_err(|e| model_failure(step, self.manager.id(), e))?;
         let usage = self.pipeline.priced(self.manager.id(), usage);
-        self.reporter.complete_step(step, stored(&verdict, usage), usage).await?;
+        self.reporter.complete_step(step, stored(&verdict, usage), usage, self.manager.id()).await?;
         spent.add(usage);
         Ok(verdict)
     }
@@ -223,7 +227,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         let (plan, usage) =
             self.model.plan(&brief, &progress).await.map_err(|e| model_failure(step, self.model.id(), e))?;
         let usage = self.pipeline.priced(self.model.id(), usage);
-        self.reporter.complete_step(step, stored(&plan, usage), usage).await?;
+        self.reporter.complete_step(step, stored(&plan, usage), usage, self.model.id()).await?;
         spent.add(usage);
         Ok(plan)
     }
@@ -250,7 +254,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         let usage = self.pipeline.priced(self.manager.id(), usage);
         let Decision { assessment: Assessment { rating, confidence, summary, key_risks }, reasoning } = decision;
         let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning };
-        self.reporter.complete_step(step, stored(&out, usage), usage).await?;
+        self.reporter.complete_step(step, stored(&out, usage), usage, self.manager.id()).await?;
         spent.add(usage);
         Ok(out)
     }

@@ -25,6 +25,7 @@ impl Analysis for Noop {
                 &step,
                 serde_json::json!({"ok": true}),
                 StepUsage { llm_calls: 1, tokens: TokenUsage::default(), cost_usd: 0.0 },
+                &ctx.spec().model_id,
             )
             .await?;
         }

@@ -71,7 +71,7 @@ fn describe() {
     let d = |name: &'static str, help: &'static str| metrics::describe_counter!(name, help);
     d(t::RUNS_STARTED, "Runs queued, new and retried, by every way in.");
     d(t::RUNS_FINISHED, "Runs that reached a terminal state, by status.");
-    d(t::MODEL_CALLS, "Model calls of finished steps and turns, by the run's model.");
+    d(t::MODEL_CALLS, "Model calls of finished steps and turns, by the model that answered them.");
     d(t::MODEL_TOKENS, "Model tokens of finished steps and turns, by model and kind.");
     d(t::MODEL_COST, "Model cost in millionths of a US dollar, by model.");
     d(t::RETRIES, "Retries of failed, timed-out or cancelled runs.");
