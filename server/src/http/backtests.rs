@@ -57,7 +57,7 @@ fn unconfirmed(estimate: &CostEstimate) -> Response {
         (status = 401, response = super::openapi::Unauthenticated),
         (status = 409, description = "A hosted model was named without `confirmCost: true`: the problem carries the estimate (`expectedCostUsd`, `cells`, `perRunUsd`, …) and nothing was created.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "The daily budget of this identity is spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many starts a minute, or the daily budget of this identity spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The database is unreachable.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]

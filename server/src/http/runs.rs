@@ -99,7 +99,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
         (status = 413, description = "The body is larger than 64 KiB.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used for another request.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many active runs, or too many starts a minute (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many active runs, too many starts a minute, or the daily budget spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is full or the database unreachable (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -236,7 +236,7 @@ pub async fn cancel(
         (status = 401, response = super::openapi::Unauthenticated),
         (status = 404, response = super::openapi::RunNotFound),
         (status = 409, description = "The run cannot be retried.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many active runs.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many active runs, too many starts a minute, or the daily budget spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
