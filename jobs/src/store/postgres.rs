@@ -285,6 +285,10 @@ impl JobStore for PostgresStore {
         Ok((rows.iter().map(decode).collect::<Result<_>>()?, total as u64))
     }
 
+    /// The running runs are counted once per owner (`running`), not once per pending row: with
+    /// a backtest's hundreds of queued cells, two correlated counts per candidate made the claim
+    /// cost grow with the queue. A cell whose backtest row is missing stays unclaimable (its cap
+    /// compares with null), as before.
     async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
         let now = self.clock.now();
         let job = sqlx::query(
@@ -294,17 +298,17 @@ impl JobStore for PostgresStore {
                  heartbeat_at = coalesce($4, now()), started_at = coalesce(started_at, $3),
                  timeout_at = $3 + timeout_ms * interval '1 millisecond',
                  version = version + 1, updated_at = $3
-             where id = (select j.id from trading_agent_jobs j
+             where id = (with running as (
+                             select user_id, count(*) as runs, count(backtest_id) as cells
+                             from trading_agent_jobs where status = 'running' group by user_id)
+                         select j.id from trading_agent_jobs j
+                         left join running r on r.user_id = j.user_id
+                         left join trading_agent_backtests b on b.backtest_id = j.backtest_id
                          where j.status = 'pending'
                            and (j.backtest_id is null
-                                or (select count(*) from trading_agent_jobs r
-                                    where r.user_id = j.user_id and r.status = 'running' and r.backtest_id is not null)
-                                   < (select case when b.cancelled_at is null then b.max_running else 0 end
-                                      from trading_agent_backtests b where b.backtest_id = j.backtest_id))
-                         order by j.priority desc,
-                                  (select count(*) from trading_agent_jobs r
-                                   where r.user_id = j.user_id and r.status = 'running'),
-                                  j.created_at, j.id
+                                or coalesce(r.cells, 0)
+                                   < case when b.cancelled_at is null then b.max_running else 0 end)
+                         order by j.priority desc, coalesce(r.runs, 0), j.created_at, j.id
                          limit 1 for update of j skip locked)
              returning *",
         )
