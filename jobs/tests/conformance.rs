@@ -782,13 +782,23 @@ async fn interactive_before_cells(h: Harness) {
 }
 
 /// Once the janitor has moved a backtest's finished cells to the archive, the backtest still
-/// reads every cell, in order, the archived ones with their results.
+/// reads every cell, in order, the archived ones with their results; never their checkpoints,
+/// which the run itself keeps.
 async fn archived_cells(h: Harness) {
     let backtest = new_backtest("bt", 5, 2);
     h.store.insert_backtest(&backtest).await.unwrap();
     let mut finished = Vec::new();
     for calls in [1, 2] {
         let cell = h.store.claim("w", LEASE).await.unwrap().unwrap();
+        let snap = ProgressSnapshot { steps: cell.steps.clone(), progress_percent: 10, current_step: None };
+        let cp = Checkpoint {
+            step: "Data Collection".into(),
+            output: serde_json::json!({"prices": calls}),
+            llm_calls: 0,
+            tokens: TokenUsage::default(),
+            cost_usd: 0.0,
+        };
+        h.store.save_checkpoint(&cell.fence().unwrap(), &snap, &cp).await.unwrap();
         let result = sample_result(&cell.symbol, calls);
         h.store.finish(&cell.fence().unwrap(), &cell.steps, &Finish::Completed(Box::new(result.clone()))).await.unwrap();
         finished.push((cell.run_id, result));
@@ -808,6 +818,9 @@ async fn archived_cells(h: Harness) {
         assert_eq!(cell.status, JobStatus::Completed);
         assert_eq!(cell.result.as_ref(), Some(result));
         assert_eq!(cell.backtest_id, Some(backtest.backtest_id));
+        assert!(cell.checkpoints.is_empty(), "a backtest's cells come without checkpoints");
+        let run = h.store.get_archived(*id).await.unwrap().unwrap();
+        assert_eq!(run.checkpoints["Data Collection"], serde_json::json!({"prices": result.llm_calls}));
     }
     assert!(cells[2..].iter().all(|c| c.status == JobStatus::Pending));
     assert!(h.store.backtest_cells(RunId::from_uuid(uuid::Uuid::new_v4())).await.unwrap().is_empty());

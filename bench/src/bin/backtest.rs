@@ -3,7 +3,10 @@
 //! worker (from its POST to its `startedAt`), for the backtest's owner and for someone else.
 //!
 //! cargo build --release -p server && \
-//! cargo run --release -p bench --bin backtest -- [--backends sqlite,postgres] [--latency-ms 0]
+//! cargo run --release -p bench --bin backtest -- [--backends sqlite,postgres] [--latency-ms 0] [--statements]
+//!
+//! `--statements` also prints, per backend, how many times each store operation ran during the
+//! backtest and the time it took in all (the server's `/metrics`), slowest total first.
 
 #[allow(dead_code)]
 #[path = "../served.rs"]
@@ -40,7 +43,23 @@ async fn probe(client: &reqwest::Client, base: &str, cookie: &str) -> Duration {
     }
 }
 
-async fn run(backend: Backend, latency_ms: u64) -> (usize, Duration, Vec<Duration>, Vec<Duration>) {
+/// Per store operation: how many ran and their total seconds, from the server's `/metrics`.
+async fn statements(client: &reqwest::Client, base: &str) -> Vec<(String, u64, f64)> {
+    let body = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let mut times = server::http::telemetry::statement_times(&body);
+    times.sort_by(|a, b| b.2.total_cmp(&a.2));
+    times
+}
+
+struct Outcome {
+    cells: usize,
+    wall: Duration,
+    mine: Vec<Duration>,
+    theirs: Vec<Duration>,
+    statements: Vec<(String, u64, f64)>,
+}
+
+async fn run(backend: Backend, latency_ms: u64) -> Outcome {
     let env = [
         ("WORKERS", "4".to_string()),
         ("MAX_RUNNING_CELLS_PER_USER", "4".to_string()),
@@ -82,8 +101,9 @@ async fn run(backend: Backend, latency_ms: u64) -> (usize, Duration, Vec<Duratio
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let wall = start.elapsed();
+    let statements = statements(&client, &base).await;
     served.stop().await;
-    (cells, wall, mine, theirs)
+    Outcome { cells, wall, mine, theirs, statements }
 }
 
 fn ms(d: &[Duration]) -> String {
@@ -95,21 +115,35 @@ fn ms(d: &[Duration]) -> String {
 async fn main() {
     let backends: Vec<String> = bench::list("--backends", &["sqlite".to_string(), "postgres".to_string()]);
     let latency_ms: u64 = bench::arg("--latency-ms", 0);
+    let show_statements = std::env::args().any(|a| a == "--statements");
     println!("{}\n", bench::machine());
     println!(
         "| backend | cells | workers | model latency | wall time | cells/s | owner's run waits (ms) | another user's run waits (ms) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
+    let mut profiles = Vec::new();
     for b in backends {
         let backend = Backend::parse(&b);
-        let (cells, wall, mine, theirs) = run(backend, latency_ms).await;
+        let o = run(backend, latency_ms).await;
         println!(
-            "| {} | {cells} | 4 | {latency_ms} ms | {:.1} s | {:.1} | {} | {} |",
+            "| {} | {} | 4 | {latency_ms} ms | {:.1} s | {:.1} | {} | {} |",
             backend.label(),
-            wall.as_secs_f64(),
-            cells as f64 / wall.as_secs_f64(),
-            ms(&mine),
-            ms(&theirs)
+            o.cells,
+            o.wall.as_secs_f64(),
+            o.cells as f64 / o.wall.as_secs_f64(),
+            ms(&o.mine),
+            ms(&o.theirs)
         );
+        profiles.push((backend, o.statements));
+    }
+    if show_statements {
+        for (backend, statements) in profiles {
+            println!("\n{}: store operations during the backtest\n", backend.label());
+            println!("| operation | count | total ms | mean ms |");
+            println!("|---|---:|---:|---:|");
+            for (name, n, secs) in statements {
+                println!("| {name} | {n} | {:.0} | {:.2} |", secs * 1000.0, secs * 1000.0 / n.max(1) as f64);
+            }
+        }
     }
 }

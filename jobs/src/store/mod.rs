@@ -150,7 +150,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// A user's backtests, newest first.
     async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>>;
 
-    /// The runs of a backtest's cells, in the order they were inserted.
+    /// The runs of a backtest's cells, in the order they were inserted, without their
+    /// checkpoints (left empty): the step outputs are most of a finished cell's bytes, and a
+    /// backtest's view, read again and again while it runs, never shows them.
     async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>>;
 
     /// Marks a backtest cancelled: from then on no worker claims its pending cells (the

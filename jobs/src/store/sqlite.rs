@@ -530,12 +530,13 @@ impl JobStore for SqliteStore {
     }
 
     /// The live cells and those the janitor has archived, in one statement (so one snapshot:
-    /// a cell being archived is read once).
+    /// a cell being archived is read once), without their checkpoints.
     async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
+        let columns = ARCHIVE_COLUMNS.replace("checkpoints,", "'{}' as checkpoints,");
         let query = sqlx::AssertSqlSafe(format!(
-            "select {ARCHIVE_COLUMNS} from trading_agent_jobs where backtest_id = ?1
+            "select {columns} from trading_agent_jobs where backtest_id = ?1
              union all
-             select {ARCHIVE_COLUMNS} from trading_agent_jobs_archive where backtest_id = ?1
+             select {columns} from trading_agent_jobs_archive where backtest_id = ?1
              order by id"
         ));
         let rows = sqlx::query(query).bind(backtest_id.to_string()).fetch_all(&self.reader).await?;
