@@ -10,6 +10,13 @@ install_node_packages
 install_chromium
 ensure_postgres
 
+step "Formatting (rustfmt.toml)"
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "not checked: rustfmt is not installed (rustup component add rustfmt)"
+fi
+
 step "Rust tests (unit, conformance on SQLite and PostgreSQL, API, faults)"
 cargo test --workspace --exclude frontend --no-fail-fast
 

@@ -22,10 +22,10 @@ pub mod model;
 pub mod news;
 pub mod pipeline;
 pub mod retry;
-pub mod vader;
 pub mod snapshot;
 pub mod team;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod vader;
 
 pub use pipeline::{Budget, Pipeline, PipelineError, Reporter, RunSpec};

@@ -139,7 +139,6 @@ pub mod ssr {
         problem_status(problem.status);
         if let (Some(secs), Some(resp)) = (e.retry_after(), use_context::<leptos_axum::ResponseOptions>()) {
             resp.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-
         }
         AppError(problem)
     }

@@ -55,10 +55,8 @@ impl Reaper {
                 "The analysis did not finish within {} and was stopped.",
                 human_duration(Duration::from_millis(job.timeout_ms))
             );
-            let settle = Settle::End {
-                steps: close_steps(&job.steps, &running, now),
-                finish: Finish::Timeout(error.clone()),
-            };
+            let settle =
+                Settle::End { steps: close_steps(&job.steps, &running, now), finish: Finish::Timeout(error.clone()) };
             if self.store.settle(&job, &settle).await? {
                 tracing::warn!(runId = %job.run_id, status = "timeout", error = %error, by = "reaper", "Failed");
                 telemetry::timed_out("reaper");

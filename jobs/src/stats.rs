@@ -96,8 +96,11 @@ impl Stats {
         let per_hour = (0..24)
             .map(|i| {
                 let from = start + Duration::hours(i);
-                let runs: Vec<&Job> =
-                    day.iter().copied().filter(|j| j.completed_at.is_some_and(|t| t >= from && t < from + Duration::hours(1))).collect();
+                let runs: Vec<&Job> = day
+                    .iter()
+                    .copied()
+                    .filter(|j| j.completed_at.is_some_and(|t| t >= from && t < from + Duration::hours(1)))
+                    .collect();
                 let mut ms = completed_durations(&runs);
                 ms.sort_unstable();
                 HourBucket {

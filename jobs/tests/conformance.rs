@@ -323,7 +323,8 @@ async fn cancel_running(h: Harness) {
         }
         // A worker that never looked would hang on the script, not be slow: the bound is wide
         // (two shared cores), the check itself comes every 500 ms.
-        let (_, end) = tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").unwrap().unwrap().unwrap();
+        let (_, end) =
+            tokio::time::timeout(Duration::from_secs(20), task).await.expect("stopped").unwrap().unwrap().unwrap();
         assert_eq!(end, RunEnd::Cancelled);
         assert!(asked.elapsed() < Duration::from_secs(10), "stopped after {:?}", asked.elapsed());
         let job = h.job(id).await;
@@ -562,9 +563,8 @@ async fn archive_in_history_and_pruning(h: Harness) {
 /// The stats read the runs that finished in a window, latest first, and count them right.
 async fn stats_of_finished_runs(h: Harness) {
     let mut ids = Vec::new();
-    for (i, finish) in [Finish::Failed("boom".into()), Finish::Completed(Box::new(sample_result("AAPL", 3)))]
-        .into_iter()
-        .enumerate()
+    for (i, finish) in
+        [Finish::Failed("boom".into()), Finish::Completed(Box::new(sample_result("AAPL", 3)))].into_iter().enumerate()
     {
         let id = insert(&h, new_job(&format!("s{i}"))).await.run_id;
         let job = h.store.claim("w", LEASE).await.unwrap().unwrap();
@@ -800,7 +800,10 @@ async fn archived_cells(h: Harness) {
         };
         h.store.save_checkpoint(&cell.fence().unwrap(), &snap, &cp).await.unwrap();
         let result = sample_result(&cell.symbol, calls);
-        h.store.finish(&cell.fence().unwrap(), &cell.steps, &Finish::Completed(Box::new(result.clone()))).await.unwrap();
+        h.store
+            .finish(&cell.fence().unwrap(), &cell.steps, &Finish::Completed(Box::new(result.clone())))
+            .await
+            .unwrap();
         finished.push((cell.run_id, result));
     }
     h.clock.advance(ChronoDuration::days(31));
@@ -838,7 +841,13 @@ async fn recent_usage(h: Harness) {
             let fence = job.fence().unwrap();
             if calls > 0 {
                 let snap = ProgressSnapshot { steps: job.steps.clone(), progress_percent: 50, current_step: None };
-                let cp = Checkpoint { step: "x".into(), output: serde_json::json!({}), llm_calls: calls, tokens, cost_usd: 0.0 };
+                let cp = Checkpoint {
+                    step: "x".into(),
+                    output: serde_json::json!({}),
+                    llm_calls: calls,
+                    tokens,
+                    cost_usd: 0.0,
+                };
                 h.store.save_checkpoint(&fence, &snap, &cp).await.unwrap();
             }
             h.store.finish(&fence, &job.steps, &end).await.unwrap();

@@ -406,10 +406,8 @@ mod tests {
         assert_eq!((guess.calls_per_run, guess.tokens_per_run), (4, 4 * 2_600));
         assert!((guess.expected_cost_usd - 10.0 * 4.0 * (2_000.0 * 0.15 + 600.0 * 0.60) / 1e6).abs() < 1e-12);
         // Past runs: 9 calls of 4,500 prompt and 900 completion tokens in all, 500 and 100 a call.
-        let history = [
-            (5, TokenUsage { prompt: 2_000, completion: 500 }),
-            (4, TokenUsage { prompt: 2_500, completion: 400 }),
-        ];
+        let history =
+            [(5, TokenUsage { prompt: 2_000, completion: 500 }), (4, TokenUsage { prompt: 2_500, completion: 400 })];
         let known = estimate_cost(&catalog, &quick, 10, &history).unwrap();
         assert!(known.from_history);
         assert_eq!(known.tokens_per_run, 4 * 600);

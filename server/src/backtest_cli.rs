@@ -8,8 +8,8 @@ use domain::backtest::{BacktestRequest, BacktestStatus, BacktestView, Metrics};
 use jobs::ServiceError;
 use tokio_util::sync::CancellationToken;
 
-use crate::commands::Bar;
 use crate::backtest::StartError;
+use crate::commands::Bar;
 use crate::compose::{self, Error};
 use crate::config::{BacktestArgs, Common, WorkerArgs};
 

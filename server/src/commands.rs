@@ -165,8 +165,7 @@ pub async fn migrate(common: &Common) -> Result<(), Error> {
 
 pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
     let store = compose::store(common).await?;
-    let janitor =
-        Janitor::new(store, common.janitor_config())?;
+    let janitor = Janitor::new(store, common.janitor_config())?;
     if once {
         let moved = janitor.run_once().await?;
         println!("archived {} finished runs older than {} days", moved.archived, common.retention_days);

@@ -157,10 +157,7 @@ pub async fn run_workers(
         RescuerConfig { interval: every, ..RescuerConfig::default() },
     );
     let reaper = Reaper::new(parts.store.clone(), ReaperConfig { interval: every, ..ReaperConfig::default() });
-    let janitor = Janitor::new(
-        parts.store.clone(),
-        common.janitor_config(),
-    )?;
+    let janitor = Janitor::new(parts.store.clone(), common.janitor_config())?;
     let maintenance = tokio::spawn({
         let s = shutdown.clone();
         async move {

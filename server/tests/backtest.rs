@@ -454,7 +454,8 @@ async fn a_hosted_models_cost_is_confirmed_before_it_starts() {
     // The form: 4 analysts (all) at quick depth make 5 calls a run.
     let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     assert_eq!(c.get(server.url("/backtests")).send().await.unwrap().status(), 200);
-    let form = "symbols=AAPL%2C+NVDA&from=2019-01-01&to=2019-03-01&everyDays=20&horizons=5%2C+20&model=priced&depth=quick";
+    let form =
+        "symbols=AAPL%2C+NVDA&from=2019-01-01&to=2019-03-01&everyDays=20&horizons=5%2C+20&model=priced&depth=quick";
     let post_form = |body: String| {
         c.post(server.url("/backtests")).header("content-type", "application/x-www-form-urlencoded").body(body).send()
     };

@@ -29,8 +29,8 @@ fn cluster() -> Option<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "restarts the machine's PostgreSQL cluster (needs root and pg_ctlcluster); scripts/test.sh runs it alone with --ignored"]
 async fn runs_survive_a_postgres_restart() {
-    let (version, name) = cluster()
-        .expect("restarting PostgreSQL needs root and an online cluster on port 5432 listed by pg_lsclusters");
+    let (version, name) =
+        cluster().expect("restarting PostgreSQL needs root and an online cluster on port 5432 listed by pg_lsclusters");
     let db = TestDb::postgres().await;
     let started_at = postmaster_start(&db.url).await;
     let db_url = db.url.clone();

@@ -123,7 +123,8 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     let mut held: HashMap<String, HashSet<String>> = HashMap::new();
     for id in &ids {
         let job = store.get(id.parse().unwrap()).await.unwrap().unwrap();
-        if job.status == JobStatus::Running && job.lease_owner.as_deref().is_some_and(|o| o.contains(&format!(":{killed_pid}:")))
+        if job.status == JobStatus::Running
+            && job.lease_owner.as_deref().is_some_and(|o| o.contains(&format!(":{killed_pid}:")))
         {
             let done = job.steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.name.clone()).collect();
             held.insert(id.clone(), done);

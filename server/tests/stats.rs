@@ -39,14 +39,20 @@ async fn stats_figures_match_the_runs_and_need_locality_or_the_token() {
         let id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
         done.push(wait_until_done(&c, &server, &id, Duration::from_secs(60)).await.0);
     }
-    assert_eq!(done.iter().map(|d| d["status"].as_str().unwrap()).collect::<Vec<_>>(), ["completed", "completed", "failed"]);
+    assert_eq!(
+        done.iter().map(|d| d["status"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["completed", "completed", "failed"]
+    );
 
     let resp = c.get(server.url("/api/trading/stats")).send().await.unwrap();
     assert_eq!(resp.status(), 200, "from this machine, no token needed");
     let s: Value = resp.json().await.unwrap();
     for window in ["lastHour", "lastDay"] {
         let f = &s[window];
-        assert_eq!((f["finished"].as_u64(), f["completed"].as_u64(), f["failed"].as_u64()), (Some(3), Some(2), Some(1)));
+        assert_eq!(
+            (f["finished"].as_u64(), f["completed"].as_u64(), f["failed"].as_u64()),
+            (Some(3), Some(2), Some(1))
+        );
         assert!((f["failureRate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
         let mean = (done[0]["duration"].as_f64().unwrap() + done[1]["duration"].as_f64().unwrap()) / 2.0;
         assert_eq!(f["averageDurationMs"].as_f64().unwrap(), mean.round(), "the mean of the completed runs");
@@ -84,7 +90,12 @@ async fn stats_figures_match_the_runs_and_need_locality_or_the_token() {
     assert_eq!(html.matches("class=\"bar-bad\"").count(), 1, "one hour with a failure");
     assert!(html.contains("Failure rate</th><td>33.3 %</td><td>33.3 %</td>"), "{html}");
     let error = done[2]["error"].as_str().unwrap();
-    let escaped = error.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;");
+    let escaped = error
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;");
     assert!(html.contains(&escaped), "the failure's error is on the page");
 
     // Through a proxy (or from elsewhere) only the token opens it.

@@ -59,7 +59,10 @@ async fn wait_done(store: &Arc<dyn JobStore>, n: u64) {
         let counts = store.count_by_status().await.unwrap();
         let done: u64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
         if done >= n {
-            assert!(counts.iter().all(|(s, n)| *s == JobStatus::Completed || !s.is_terminal() || *n == 0), "{counts:?}");
+            assert!(
+                counts.iter().all(|(s, n)| *s == JobStatus::Completed || !s.is_terminal() || *n == 0),
+                "{counts:?}"
+            );
             return;
         }
         assert!(start.elapsed() < Duration::from_secs(600), "runs stuck: {counts:?}");
@@ -171,11 +174,17 @@ async fn main() {
     let steady = quantiles(queue_wait(&binary, runs, Some(Duration::from_millis(1000 / rate))).await);
     println!("| steady arrivals, {rate} runs/s | {runs} | {:.1} | {:.1} | {:.1} |", steady.0, steady.1, steady.2);
     let burst = quantiles(queue_wait(&binary, runs, None).await);
-    println!("| back to back (one client starting runs as fast as it can) | {runs} | {:.1} | {:.1} | {:.1} |", burst.0, burst.1, burst.2);
+    println!(
+        "| back to back (one client starting runs as fast as it can) | {runs} | {:.1} | {:.1} | {:.1} |",
+        burst.0, burst.1, burst.2
+    );
     println!();
     let (times, size) = scrape(&binary, table, scrapes).await;
     let (p50, p99, max) = quantiles(times);
     println!("| `/metrics` scrape | runs in the table | scrapes | p50 ms | p99 ms | max ms | body KB |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    println!("| web process, `--workers 0` | {table} | {scrapes} | {p50:.2} | {p99:.2} | {max:.2} | {:.1} |", size as f64 / 1024.0);
+    println!(
+        "| web process, `--workers 0` | {table} | {scrapes} | {p50:.2} | {p99:.2} | {max:.2} | {:.1} |",
+        size as f64 / 1024.0
+    );
 }

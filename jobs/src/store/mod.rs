@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use domain::{ApiToken, ShareLink};
 use domain::backtest::BacktestId;
+use domain::{ApiToken, ShareLink};
 use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 
 use crate::clock::Clock;

@@ -268,12 +268,12 @@ impl JobStore for PostgresStore {
              order by created_at desc, id desc limit $3 offset $4"
         ));
         let rows = sqlx::query(list)
-        .bind(user_id)
-        .bind(status)
-        .bind(i64::from(limit))
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
+            .bind(user_id)
+            .bind(status)
+            .bind(i64::from(limit))
+            .bind(offset as i64)
+            .fetch_all(&self.pool)
+            .await?;
         let total: i64 = sqlx::query_scalar(
             "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)
                   + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)",

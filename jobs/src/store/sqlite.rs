@@ -13,8 +13,8 @@ use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use domain::{ApiToken, ShareLink};
 use domain::backtest::BacktestId;
+use domain::{ApiToken, ShareLink};
 use domain::{JobStatus, RunId, StepProgress, TokenUsage};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -301,12 +301,12 @@ impl JobStore for SqliteStore {
              order by created_at desc, id desc limit ?3 offset ?4"
         ));
         let rows = sqlx::query(list)
-        .bind(user_id)
-        .bind(status)
-        .bind(i64::from(limit))
-        .bind(offset as i64)
-        .fetch_all(&self.reader)
-        .await?;
+            .bind(user_id)
+            .bind(status)
+            .bind(i64::from(limit))
+            .bind(offset as i64)
+            .fetch_all(&self.reader)
+            .await?;
         let total: i64 = sqlx::query_scalar(
             "select (select count(*) from trading_agent_jobs where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null)
                   + (select count(*) from trading_agent_jobs_archive where user_id = ?1 and (?2 is null or status = ?2) and backtest_id is null)",
