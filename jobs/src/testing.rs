@@ -241,16 +241,6 @@ impl Analysis for ScriptedAnalysis {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn database_names_replace_the_path_only() {
-        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
-        assert_eq!(super::with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
-        assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
-    }
-}
-
 /// A backtest of `cells` cells for `user` (AAPL, one as-of date per cell), at most
 /// `max_running` of them running at once.
 pub fn new_backtest(user: &str, cells: usize, max_running: u32) -> crate::model::NewBacktest {
@@ -276,4 +266,14 @@ pub fn new_backtest(user: &str, cells: usize, max_running: u32) -> crate::model:
         })
         .collect();
     crate::model::NewBacktest { backtest_id, user_id: user.to_string(), spec, max_running, cells }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_names_replace_the_path_only() {
+        assert_eq!(super::with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(super::with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(super::with_database("postgres://u@h:5432", "x"), "postgres://u@h:5432/x");
+    }
 }
