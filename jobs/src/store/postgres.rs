@@ -16,9 +16,10 @@
 //! Only a crash of PostgreSQL or of its machine can lose the last moments of them (whole
 //! writes, never parts of one), and that ends every connection, so every process resynchronises
 //! its feed; the run's lease and fence are untouched. A lost checkpoint is a step a resumed run
-//! does again, and its model usage is missing from the run's totals. SQLite's
-//! `synchronous = NORMAL` takes the same risk for every write. Claims, finishes, inserts,
-//! cancels and settles still wait for the flush.
+//! does again, and its model usage is missing from the run's totals. (SQLite's
+//! `synchronous = NORMAL` takes a narrower form of this risk for every write: there only a
+//! crash of the machine loses the last commits.) Claims, finishes, inserts, cancels and
+//! settles still wait for the flush.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
