@@ -86,6 +86,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
                 .collect(),
         ),
         recorder,
+        metrics_token: http::telemetry::MetricsToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str())),
         pollers: Arc::default(),
         admin_token: http::stats::AdminToken(args.admin_token.as_ref().map(|s| Arc::from(s.0.as_str()))),
         workers: args.workers.workers,
@@ -136,14 +137,20 @@ pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
         println!("metrics on http://{}", listener.local_addr()?);
         let _ = std::io::stdout().flush();
         let workers = args.workers;
+        let token = http::telemetry::MetricsToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str()));
         let app = axum::Router::new().route(
             "/metrics",
-            axum::routing::get(move || {
+            axum::routing::get(move |headers: axum::http::HeaderMap| {
                 let recorder = recorder.clone();
+                let token = token.clone();
                 async move {
+                    token.check(&headers)?;
                     metrics::gauge!(http::telemetry::WORKERS).set(workers as f64);
                     recorder.run_upkeep();
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], recorder.render())
+                    Ok::<_, axum::response::Response>((
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        recorder.render(),
+                    ))
                 }
             }),
         );

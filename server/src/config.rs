@@ -37,6 +37,11 @@ pub struct Common {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/trading-agents.db", global = true)]
     pub database_url: String,
 
+    /// Bearer token every `/metrics` scrape must send (web and worker processes); none by
+    /// default, `/metrics` then being for the proxy to keep to the monitoring network.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<Secret>,
+
     /// The folder with the bundled market data (`market/`) and the sentiment lexicon (`sentiment/`).
     #[arg(long, env = "DATA_DIR", default_value = "data", global = true)]
     pub data_dir: PathBuf,

@@ -257,3 +257,42 @@ async fn model_usage_counts_under_the_model_that_answered() {
     let cost = done["costUsd"].as_f64().unwrap();
     assert!((micro - cost * 1e6).abs() <= 8.0, "cost {micro} µ$, the run says {} µ$", cost * 1e6);
 }
+
+/// With `METRICS_TOKEN` set, the `/metrics` of a web and of a worker process answer only
+/// scrapes that send it: without it, or with another token (a user's API token included), a
+/// `401` problem with `WWW-Authenticate: Bearer`; with it, the text format.
+#[tokio::test]
+async fn a_metrics_token_keeps_metrics_to_the_scrapers_that_send_it() {
+    let db = TestDb::sqlite();
+    let env = [("METRICS_TOKEN", "scrape-secret")];
+    let web = Server::start_on(&db.url, &["serve", "--workers", "0"], &env).await;
+    let mut cmd = command(&db.url, &["worker", "--workers", "1", "--metrics-addr", "127.0.0.1:0"], &env);
+    let mut worker = cmd.spawn().expect("start a worker process");
+    let mut lines = BufReader::new(worker.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("the metrics line");
+    let worker_metrics = format!("{}/metrics", line.strip_prefix("metrics on ").expect("metrics line").trim());
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let c = reqwest::Client::new();
+    for url in [web.url("/metrics"), worker_metrics] {
+        for auth in [None, Some("Bearer wrong-secret"), Some("Basic c2NyYXBlLXNlY3JldA==")] {
+            let mut req = c.get(&url);
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{url} {auth:?}");
+            assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"), "{url}");
+            assert_eq!(resp.headers()["content-type"], "application/problem+json", "{url}");
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains("trading_agents_"), "{url}: no metric leaks: {body}");
+        }
+        let samples = {
+            let resp = c.get(&url).bearer_auth("scrape-secret").send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{url}");
+            parse(&resp.text().await.unwrap())
+        };
+        assert!(value(&samples, "trading_agents_workers", &[]).is_some(), "{url}");
+    }
+    let _ = worker.start_kill();
+}

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sessions: session::Sessions,
     /// Renders `/metrics`.
     pub recorder: metrics_exporter_prometheus::PrometheusHandle,
+    /// The bearer token `/metrics` asks for (`METRICS_TOKEN`), if any.
+    pub metrics_token: telemetry::MetricsToken,
     /// Who may read the stats from elsewhere than this machine.
     pub admin_token: stats::AdminToken,
     /// Runs polled lately, for the active-pollers gauge.

@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::{JobStatus, RunId};
@@ -144,7 +146,48 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 /// `GET /metrics`
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// The bearer token a `/metrics` scrape must send (`METRICS_TOKEN`); none asks for nothing.
+#[derive(Clone, Default)]
+pub struct MetricsToken(Option<Arc<str>>);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "MetricsToken(set)" } else { "MetricsToken(none)" })
+    }
+}
+
+impl MetricsToken {
+    /// An empty token is none.
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(str::trim).filter(|t| !t.is_empty()).map(Arc::from))
+    }
+
+    /// Whether a scrape with these headers may read the metrics: `401` with
+    /// `WWW-Authenticate: Bearer` when the token is set and not sent, or not it.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let Some(expected) = self.0.as_deref() else { return Ok(()) };
+        let given = super::tokens::bearer(headers);
+        if given.is_some_and(|g| super::stats::constant_time_eq(expected.as_bytes(), g.as_bytes())) {
+            return Ok(());
+        }
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Metrics token required",
+            "This server's metrics are read with Authorization: Bearer <METRICS_TOKEN>.",
+        )
+        .into_response();
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"metrics\""));
+        Err(resp)
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Response> {
+    state.metrics_token.check(&headers)?;
+    metrics_body(&state).await.map_err(IntoResponse::into_response)
+}
+
+async fn metrics_body(state: &AppState) -> Result<Response, ApiError> {
     let counts = state.service.store().count_by_status().await.map_err(jobs::ServiceError::from)?;
     let count = |status: JobStatus| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n).unwrap_or(0);
     for status in JobStatus::ALL {

@@ -39,10 +39,10 @@ fn invalid_token() -> Response {
 }
 
 /// Outside the session layer: a request with a bearer token gets the token's identity, which
-/// the session layer then leaves alone. The operators' stats take the `ADMIN_TOKEN` as their
-/// bearer token, not a user's: they check it themselves.
+/// the session layer then leaves alone. The operators' stats and `/metrics` take their own
+/// bearer tokens (`ADMIN_TOKEN`, `METRICS_TOKEN`), not a user's: they check them themselves.
 pub async fn layer(State(access): State<Access>, mut req: Request, next: Next) -> Response {
-    if matches!(req.uri().path(), "/stats" | "/api/trading/stats") {
+    if matches!(req.uri().path(), "/stats" | "/api/trading/stats" | "/metrics") {
         return next.run(req).await;
     }
     let Some(token) = bearer(req.headers()) else { return next.run(req).await };
