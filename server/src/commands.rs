@@ -86,9 +86,9 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
                 .collect(),
         ),
         recorder,
-        metrics_token: http::telemetry::MetricsToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str())),
+        metrics_token: http::tokens::OperatorToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str())),
         pollers: Arc::default(),
-        admin_token: http::stats::AdminToken(args.admin_token.as_ref().map(|s| Arc::from(s.0.as_str()))),
+        admin_token: http::tokens::OperatorToken::new(args.admin_token.as_ref().map(|s| s.0.as_str())),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
         origins: http::guard::Origins::new(&args.allowed_origins),
@@ -137,19 +137,22 @@ pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
         println!("metrics on http://{}", listener.local_addr()?);
         let _ = std::io::stdout().flush();
         let workers = args.workers;
-        let token = http::telemetry::MetricsToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str()));
+        let token = http::tokens::OperatorToken::new(common.metrics_token.as_ref().map(|s| s.0.as_str()));
         let app = axum::Router::new().route(
             "/metrics",
             axum::routing::get(move |headers: axum::http::HeaderMap| {
                 let recorder = recorder.clone();
                 let token = token.clone();
                 async move {
-                    token.check(&headers)?;
+                    if let Some(refused) = http::telemetry::scrape_refusal(&token, &headers) {
+                        return refused;
+                    }
                     metrics::gauge!(http::telemetry::WORKERS).set(workers as f64);
                     recorder.run_upkeep();
-                    Ok::<_, axum::response::Response>((
+                    let body = recorder.render();
+                    axum::response::IntoResponse::into_response((
                         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        recorder.render(),
+                        body,
                     ))
                 }
             }),

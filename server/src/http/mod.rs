@@ -49,9 +49,9 @@ pub struct AppState {
     /// Renders `/metrics`.
     pub recorder: metrics_exporter_prometheus::PrometheusHandle,
     /// The bearer token `/metrics` asks for (`METRICS_TOKEN`), if any.
-    pub metrics_token: telemetry::MetricsToken,
+    pub metrics_token: tokens::OperatorToken,
     /// Who may read the stats from elsewhere than this machine.
-    pub admin_token: stats::AdminToken,
+    pub admin_token: tokens::OperatorToken,
     /// Runs polled lately, for the active-pollers gauge.
     pub pollers: Arc<telemetry::Pollers>,
     /// Workers this process runs (for metrics).

@@ -7,7 +7,6 @@
 
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,6 +18,7 @@ use super::AppState;
 use super::html::esc;
 use super::problem::ApiError;
 use super::telemetry::{POLLER_WINDOW, statement_times};
+use super::tokens::{OperatorToken, bearer};
 
 /// The stats and what only this process knows.
 #[derive(Debug, Serialize)]
@@ -40,27 +40,9 @@ pub struct StatementTime {
     pub average_ms: f64,
 }
 
-/// `ADMIN_TOKEN`, when set.
-#[derive(Clone, Default)]
-pub struct AdminToken(pub Option<Arc<str>>);
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "AdminToken(set)" } else { "AdminToken(none)" })
-    }
-}
-
 /// Whether the request may read the stats: the admin token, or from this machine directly.
-fn check(req: &Request, token: &AdminToken) -> Result<(), ApiError> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let (Some(expected), Some(given)) = (token.0.as_deref(), bearer)
-        && constant_time_eq(expected.as_bytes(), given.as_bytes())
-    {
+fn check(req: &Request, token: &OperatorToken) -> Result<(), ApiError> {
+    if token.sent_in(req.headers()) {
         return Ok(());
     }
     let loopback = req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|c| c.0.ip().is_loopback());
@@ -68,28 +50,25 @@ fn check(req: &Request, token: &AdminToken) -> Result<(), ApiError> {
     if loopback && !forwarded {
         return Ok(());
     }
-    Err(match token.0 {
-        Some(_) => {
+    Err(match token.is_set() {
+        true => {
             let mut e = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "Admin token required",
                 "The stats are readable from the server's own machine or with Authorization: Bearer <ADMIN_TOKEN>.",
             );
-            e.problem.detail.push_str(if bearer.is_some() { " The token given is not it." } else { "" });
+            let sent = bearer(req.headers()).is_some();
+            e.problem.detail.push_str(if sent { " The token given is not it." } else { "" });
             e
         }
-        None => ApiError::new(
+        false => ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             "Local access only",
             "The stats are readable from the server's own machine only; set ADMIN_TOKEN to read them from elsewhere.",
         ),
     })
-}
-
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn body(state: &AppState) -> Result<StatsBody, ApiError> {
@@ -284,16 +263,4 @@ fn percentile_chart(hours: &[HourBucket]) -> String {
     }
     svg.push_str("</svg><figcaption>p50, p90 and p99 of completed runs, per hour.</figcaption></figure>");
     svg
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
 }

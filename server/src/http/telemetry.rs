@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -21,6 +19,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::AppState;
 use super::problem::ApiError;
+use super::tokens::OperatorToken;
 
 /// Histogram: seconds from a request's arrival to its response head, by `route` (the matched
 /// path pattern), `method` and `status`.
@@ -145,46 +144,30 @@ pub async fn track(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The answer to a scrape with these headers that may not read the metrics (`401` with
+/// `WWW-Authenticate: Bearer`), or `None`: any may when `METRICS_TOKEN` is not set, else only
+/// one that sends it.
+pub fn scrape_refusal(token: &OperatorToken, headers: &HeaderMap) -> Option<Response> {
+    if !token.is_set() || token.sent_in(headers) {
+        return None;
+    }
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Metrics token required",
+        "This server's metrics are read with Authorization: Bearer <METRICS_TOKEN>.",
+    )
+    .into_response();
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"metrics\""));
+    Some(resp)
+}
+
 /// `GET /metrics`
-/// The bearer token a `/metrics` scrape must send (`METRICS_TOKEN`); none asks for nothing.
-#[derive(Clone, Default)]
-pub struct MetricsToken(Option<Arc<str>>);
-
-impl std::fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "MetricsToken(set)" } else { "MetricsToken(none)" })
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = scrape_refusal(&state.metrics_token, &headers) {
+        return refused;
     }
-}
-
-impl MetricsToken {
-    /// An empty token is none.
-    pub fn new(token: Option<&str>) -> Self {
-        Self(token.map(str::trim).filter(|t| !t.is_empty()).map(Arc::from))
-    }
-
-    /// Whether a scrape with these headers may read the metrics: `401` with
-    /// `WWW-Authenticate: Bearer` when the token is set and not sent, or not it.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let Some(expected) = self.0.as_deref() else { return Ok(()) };
-        let given = super::tokens::bearer(headers);
-        if given.is_some_and(|g| super::stats::constant_time_eq(expected.as_bytes(), g.as_bytes())) {
-            return Ok(());
-        }
-        let mut resp = ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Metrics token required",
-            "This server's metrics are read with Authorization: Bearer <METRICS_TOKEN>.",
-        )
-        .into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"metrics\""));
-        Err(resp)
-    }
-}
-
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Response> {
-    state.metrics_token.check(&headers)?;
-    metrics_body(&state).await.map_err(IntoResponse::into_response)
+    metrics_body(&state).await.into_response()
 }
 
 async fn metrics_body(state: &AppState) -> Result<Response, ApiError> {

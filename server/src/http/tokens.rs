@@ -7,6 +7,8 @@
 //! attaches a bearer token on its own, so it cannot be an ambient credential a page abuses.
 //! Other `Authorization` schemes (a proxy's Basic, say) are not ours and are ignored.
 
+use std::sync::Arc;
+
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -24,6 +26,39 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().unwrap_or("Bearer ");
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// An operator's bearer token from the settings (`ADMIN_TOKEN`, `METRICS_TOKEN`): shown in
+/// debug output only as set or not, compared in constant time. An empty one is none.
+#[derive(Clone, Default)]
+pub struct OperatorToken(Option<Arc<str>>);
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "OperatorToken(set)" } else { "OperatorToken(none)" })
+    }
+}
+
+impl OperatorToken {
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(str::trim).filter(|t| !t.is_empty()).map(Arc::from))
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether `headers` send this token as their bearer token.
+    pub fn sent_in(&self, headers: &HeaderMap) -> bool {
+        match (self.0.as_deref(), bearer(headers)) {
+            (Some(expected), Some(given)) => constant_time_eq(expected.as_bytes(), given.as_bytes()),
+            _ => false,
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn invalid_token() -> Response {
@@ -105,4 +140,30 @@ pub async fn revoke(
 
 fn access(state: &AppState) -> Access {
     Access::new(state.service.store().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn an_operator_token_is_sent_as_a_bearer_token_or_not_at_all() {
+        let headers = |v: &'static str| super::super::test_headers(&[("authorization", v)]);
+        let token = OperatorToken::new(Some(" s3cret "));
+        assert!(token.sent_in(&headers("Bearer s3cret")));
+        assert!(!token.sent_in(&headers("Bearer s3cre")));
+        assert!(!token.sent_in(&headers("Basic s3cret")));
+        assert!(!token.sent_in(&HeaderMap::new()));
+        // An empty setting is no token, which no request sends.
+        let none = OperatorToken::new(Some(""));
+        assert!(!none.is_set());
+        assert!(!none.sent_in(&headers("Bearer ")));
+    }
 }
