@@ -1,7 +1,7 @@
 //! Server functions and the browser's REST calls.
 //!
 //! Server functions are thin: take the app context and the caller's id, call the same
-//! [`jobs::RunService`] as the REST API, turn its error into the same problem details. The
+//! [`application::RunService`] as the REST API, turn its error into the same problem details. The
 //! progress poll goes to the REST endpoint instead, because it speaks HTTP caching (ETag,
 //! `If-None-Match` → 304) and sends a `Retry-After` hint, which server functions cannot.
 
@@ -74,26 +74,44 @@ pub mod ssr {
 
     use std::sync::Arc;
 
+    use application::access::Access;
+    use application::backtests::Backtests;
+    use application::{Error, RunService, UserId};
     use domain::{ModelInfo, Problem};
-    use jobs::{RunService, ServiceError, UserId};
     use leptos::prelude::*;
 
     use super::AppError;
 
+    /// How the HTTP edge answers an error of the application: its problem body and, where a
+    /// later try may succeed, the seconds to wait. The server provides its one mapping
+    /// (`server::http::problem`), so pages and server functions answer exactly as the REST API.
+    pub type Answer = fn(&Error) -> (Problem, Option<u64>);
+
     /// Provided by the server as context for every request.
     #[derive(Clone)]
     pub struct AppContext {
-        pub service: Arc<RunService>,
+        pub runs: Arc<RunService>,
+        pub backtests: Arc<Backtests>,
+        pub access: Access,
         /// The model catalog with availability, fixed at start-up (keys come from the environment).
         pub models: Arc<Vec<ModelInfo>>,
         /// Symbols the market data can list, for suggestions.
         pub symbols: Arc<Vec<String>>,
         /// How run pages follow progress.
         pub transport: domain::ProgressTransport,
+        pub answer: Answer,
     }
 
     pub fn internal(detail: &str) -> AppError {
-        AppError(ServiceError::Internal(detail.to_string()).problem())
+        tracing::error!(error = %detail, "server function failed");
+        problem_status(500);
+        AppError(Problem {
+            kind: "/problems/internal".into(),
+            title: "Internal error".into(),
+            status: 500,
+            detail: "Something went wrong on our side. It has been logged.".into(),
+            errors: vec![],
+        })
     }
 
     /// The context and the caller: an internal error if the server was wired wrongly, a 401
@@ -128,34 +146,40 @@ pub mod ssr {
         })
     }
 
-    /// Maps a service error to the same problem the REST API sends, with its status.
-    pub fn fail(e: ServiceError) -> AppError {
+    /// Answers an application error as the REST API does: the same problem, status and
+    /// `Retry-After`.
+    pub fn fail(e: Error) -> AppError {
         // Logged once, here where it is handled, through the same subscriber as the REST API
         // (inside the request's span, so with its request id).
-        if let ServiceError::Internal(detail) | ServiceError::Unavailable(detail) = &e {
-            tracing::error!(status = e.status(), error = %detail, "server function failed");
+        if let Error::Internal(detail) | Error::Unavailable(detail) = &e {
+            tracing::error!(error = %detail, "server function failed");
         }
-        let problem: Problem = e.problem();
+        let Some(ctx) = use_context::<AppContext>() else { return internal("no app context") };
+        let (problem, retry_after) = (ctx.answer)(&e);
         problem_status(problem.status);
-        if let (Some(secs), Some(resp)) = (e.retry_after(), use_context::<leptos_axum::ResponseOptions>()) {
+        if let (Some(secs), Some(resp)) = (retry_after, use_context::<leptos_axum::ResponseOptions>()) {
             resp.insert_header(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         }
         AppError(problem)
+    }
+
+    /// A run id from the address: one that cannot be a run id names no run of the caller's.
+    pub fn run_id(raw: &str) -> Result<domain::RunId, AppError> {
+        raw.parse().map_err(|_| fail(Error::NotFound))
     }
 }
 
 #[server]
 pub async fn start_run(request: StartRequest) -> Result<StartResponse, AppError> {
     let (ctx, user) = ssr::context()?;
-    let started = ctx.service.start(&user.0, &request, None).await.map_err(ssr::fail)?;
-    Ok(StartResponse { run_id: started.job.run_id, status: started.job.status, message: "Analysis queued".into() })
+    let started = ctx.runs.start(&user.0, &request, None).await.map_err(ssr::fail)?;
+    Ok(StartResponse { run_id: started.run_id, status: started.status, message: "Analysis queued".into() })
 }
 
 #[server]
 pub async fn run_progress(run_id: String) -> Result<Progress, AppError> {
     let (ctx, user) = ssr::context()?;
-    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
-    let (progress, _) = ctx.service.progress(&user.0, id).await.map_err(ssr::fail)?;
+    let (progress, _) = ctx.runs.progress(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)?;
     Ok(progress)
 }
 
@@ -164,29 +188,24 @@ pub async fn run_progress(run_id: String) -> Result<Progress, AppError> {
 #[server]
 pub async fn cancel_run(run_id: String) -> Result<RunState, AppError> {
     let (ctx, user) = ssr::context()?;
-    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
-    Ok(ctx.service.cancel(&user.0, id).await.map_err(ssr::fail)?.run)
+    Ok(ctx.runs.cancel(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)?.run)
 }
 
 #[server]
 pub async fn retry_run(run_id: String) -> Result<StartResponse, AppError> {
     let (ctx, user) = ssr::context()?;
-    let id = run_id.parse().map_err(|_| ssr::fail(jobs::ServiceError::NotFound))?;
-    let started = ctx.service.retry(&user.0, id).await.map_err(ssr::fail)?;
-    Ok(StartResponse { run_id: started.job.run_id, status: started.job.status, message: "Retry queued".into() })
+    let started = ctx.runs.retry(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)?;
+    Ok(StartResponse { run_id: started.run_id, status: started.status, message: "Retry queued".into() })
 }
 
 #[server]
 pub async fn list_runs(status: Option<String>, page: u32) -> Result<RunsPage, AppError> {
     let (ctx, user) = ssr::context()?;
-    let status =
-        match status.as_deref() {
-            None | Some("") | Some("all") => None,
-            Some(s) => Some(s.parse().map_err(|e: String| {
-                ssr::fail(jobs::ServiceError::Invalid(vec![domain::FieldError::new("status", e)]))
-            })?),
-        };
-    ctx.service.list(&user.0, status, page, 20).await.map_err(ssr::fail)
+    let status = match status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some(s) => Some(s.parse().map_err(|e: String| ssr::fail(application::Error::field("status", e)))?),
+    };
+    ctx.runs.list(&user.0, status, page, 20).await.map_err(ssr::fail)
 }
 
 /// What the new-analysis form offers.

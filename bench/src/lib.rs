@@ -34,3 +34,13 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpus} CPUs ({model})")
 }
+
+/// The request checks of a real deployment: the bundled market data and the built-in catalog.
+pub fn checks() -> std::sync::Arc<application::checks::Checks> {
+    use agents::market::bundled::BundledData;
+    use agents::model::{Catalog, Models, ModelsConfig};
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/market");
+    let market = std::sync::Arc::new(BundledData::load(&data).expect("bundled data"));
+    let models = Models::new(Catalog::builtin(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    std::sync::Arc::new(application::checks::Checks { market, models: std::sync::Arc::new(models) })
+}

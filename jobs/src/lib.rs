@@ -15,10 +15,6 @@
 //! - [`worker`]: the worker pool — claim, heartbeat, cancel, timeout, finish, release.
 //! - [`rescuer`], [`reaper`], [`janitor`]: maintenance of expired leases, overdue jobs, old jobs.
 //! - [`events`]: wake-ups between web and worker tasks (in-process, and LISTEN/NOTIFY).
-//! - [`eta`]: the estimated time remaining, from the durations of past runs.
-//! - [`service`]: [`RunService`], the one code path behind the REST API and server functions.
-//! - [`access`]: personal API tokens, other ways to an identity than the session cookie.
-//! - [`stats`]: the figures of the operators' stats page, from the last day's runs.
 //! - [`telemetry`]: what the engine measures (counters and histograms, through `metrics`).
 //!
 //! # State model
@@ -32,20 +28,14 @@
 //! stores a checkpoint — and each turn of a step that takes several, such as a debate round
 //! ([`JobContext::save_turn`]) — and a resumed attempt skips what has one.
 
-pub mod access;
 pub mod analysis;
-pub mod budget;
-pub mod cache;
 pub mod clock;
-pub mod eta;
 pub mod events;
 pub mod feed;
 pub mod janitor;
 pub mod model;
 pub mod reaper;
 pub mod rescuer;
-pub mod service;
-pub mod stats;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -57,6 +47,5 @@ pub use analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{Event, Events};
 pub use model::{Fence, Job, JobSpec, NewJob};
-pub use service::{RequestChecker, RunService, ServiceConfig, ServiceError, Started, UserId};
 pub use store::{JobStore, StoreError, connect};
 pub use worker::{WorkerConfig, WorkerPool};

@@ -41,29 +41,29 @@ pub const TIMEOUTS: &str = "trading_agents_timeouts_total";
 /// Counter: cancel requests that changed an active run.
 pub const CANCELS: &str = "trading_agents_cancels_total";
 
-pub(crate) fn run_started(retry: bool) {
+pub fn run_started(retry: bool) {
     metrics::counter!(RUNS_STARTED).increment(1);
     if retry {
         metrics::counter!(RETRIES).increment(1);
     }
 }
 
-pub(crate) fn run_finished(status: JobStatus, duration: Option<Duration>) {
+pub fn run_finished(status: JobStatus, duration: Option<Duration>) {
     metrics::counter!(RUNS_FINISHED, "status" => status.as_str()).increment(1);
     if let Some(d) = duration {
         metrics::histogram!(RUN_DURATION, "status" => status.as_str()).record(d.as_secs_f64());
     }
 }
 
-pub(crate) fn queue_wait(wait: Duration) {
+pub fn queue_wait(wait: Duration) {
     metrics::histogram!(QUEUE_WAIT).record(wait.as_secs_f64());
 }
 
-pub(crate) fn step_finished(step: &str, duration: Duration) {
+pub fn step_finished(step: &str, duration: Duration) {
     metrics::histogram!(STEP_DURATION, "step" => step.to_string()).record(duration.as_secs_f64());
 }
 
-pub(crate) fn model_usage(model: &str, calls: u32, tokens: domain::TokenUsage, cost_usd: f64) {
+pub fn model_usage(model: &str, calls: u32, tokens: domain::TokenUsage, cost_usd: f64) {
     if calls == 0 && tokens.total() == 0 {
         return;
     }
@@ -76,23 +76,23 @@ pub(crate) fn model_usage(model: &str, calls: u32, tokens: domain::TokenUsage, c
     }
 }
 
-pub(crate) fn rescued(outcome: &'static str) {
+pub fn rescued(outcome: &'static str) {
     metrics::counter!(RESCUES, "outcome" => outcome).increment(1);
 }
 
-pub(crate) fn timed_out(by: &'static str) {
+pub fn timed_out(by: &'static str) {
     metrics::counter!(TIMEOUTS, "by" => by).increment(1);
 }
 
-pub(crate) fn cancel_requested() {
+pub fn cancel_requested() {
     metrics::counter!(CANCELS).increment(1);
 }
 
-pub(crate) fn statement(backend: &'static str, statement: &'static str, took: Duration) {
+pub fn statement(backend: &'static str, statement: &'static str, took: Duration) {
     metrics::histogram!(DB_STATEMENT, "statement" => statement, "backend" => backend).record(took.as_secs_f64());
 }
 
 /// The span between two instants of the engine's clock, as a duration (never negative).
-pub(crate) fn between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Duration {
+pub fn between(from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>) -> Duration {
     (to - from).to_std().unwrap_or(Duration::ZERO)
 }

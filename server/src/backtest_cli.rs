@@ -5,10 +5,8 @@
 use std::time::Duration;
 
 use domain::backtest::{BacktestRequest, BacktestStatus, BacktestView, Metrics};
-use jobs::ServiceError;
 use tokio_util::sync::CancellationToken;
 
-use crate::backtest::StartError;
 use crate::commands::Bar;
 use crate::compose::{self, Error};
 use crate::config::{BacktestArgs, Common, WorkerArgs};
@@ -45,18 +43,18 @@ async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> 
     let user = "cli";
     let started = match parts.backtests.start(user, &request).await {
         Ok(s) => s,
-        Err(StartError::Unconfirmed(e)) => {
+        Err(application::Error::CostNotConfirmed(e)) => {
             return Err(format!(
                 "{} cells with {} are expected to cost about ${:.4} (${:.4} a run); pass --confirm-cost to start",
                 e.cells, e.model_id, e.expected_cost_usd, e.per_run_usd
             )
             .into());
         }
-        Err(StartError::Service(ServiceError::Invalid(errors))) => {
+        Err(application::Error::Invalid(errors)) => {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
             return Err(format!("invalid backtest:\n{}", lines.join("\n")).into());
         }
-        Err(StartError::Service(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
     };
     let stop = CancellationToken::new();
     let worker_args = WorkerArgs { workers: args.workers.max(1), shutdown_grace_secs: 0 };

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use app::api::ssr::AppContext;
 use domain::{JobStatus, Progress, RunState, StartRequest};
-use jobs::ServiceError;
 use jobs::janitor::Janitor;
 use tokio_util::sync::CancellationToken;
 
@@ -71,7 +70,10 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         service: parts.service.clone(),
         backtests: parts.backtests.clone(),
         context: AppContext {
-            service: parts.service.clone(),
+            runs: parts.service.clone(),
+            backtests: parts.backtests.clone(),
+            access: parts.access.clone(),
+            answer: http::problem::answer,
             models: Arc::new(parts.models.infos()),
             symbols: Arc::new(symbols),
             transport: args.progress_transport.into(),
@@ -95,7 +97,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
         proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,
-        access: jobs::access::Access::new(parts.store.clone()),
+        access: parts.access.clone(),
         auth_proxy: http::proxy::AuthProxy::parse(args.auth_proxy_header.as_deref())?,
         limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
     };
@@ -214,13 +216,13 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
     let user = "cli";
     let started = match parts.service.start(user, &request, None).await {
         Ok(s) => s,
-        Err(ServiceError::Invalid(errors)) => {
+        Err(application::Error::Invalid(errors)) => {
             let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
             return Err(format!("invalid request:\n{}", lines.join("\n")).into());
         }
         Err(e) => return Err(e.into()),
     };
-    let run_id = started.job.run_id;
+    let run_id = started.run_id;
     let stop = CancellationToken::new();
     let workers =
         compose::run_workers(&parts, common, &WorkerArgs { workers: 1, shutdown_grace_secs: 0 }, stop.clone());

@@ -13,15 +13,18 @@ use agents::model::{Catalog, Models, ModelsConfig};
 use agents::news::RssNews;
 use agents::retry::RetryPolicy;
 use agents::vader::Lexicon;
+use application::access::Access;
+use application::analysis::TradingAnalysis;
+use application::backtests::{BacktestConfig, Backtests};
+use application::checks::Checks;
+use application::{RunService, ServiceConfig};
 use domain::ModelId;
 use jobs::janitor::Janitor;
 use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{Rescuer, RescuerConfig};
-use jobs::{Events, JobStore, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
+use jobs::{Events, JobStore, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{Checker, TradingAnalysis};
-use crate::backtest::{BacktestConfig, Backtests};
 use crate::config::{Common, MarketSource, WorkerArgs};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -35,6 +38,7 @@ pub struct Parts {
     pub models: Arc<Models>,
     pub market: Arc<dyn MarketData>,
     pub backtests: Arc<Backtests>,
+    pub access: Access,
     /// Keeps the PostgreSQL notification listener alive.
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
@@ -110,8 +114,8 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         daily_budget: common.daily_budget(),
         ..ServiceConfig::default()
     };
-    let checker = Arc::new(Checker { market: market.clone(), models: models.clone() });
-    let service = Arc::new(RunService::new(store.clone(), events.clone(), checker.clone(), config)?);
+    let checks = Arc::new(Checks { market: market.clone(), models: models.clone() });
+    let service = Arc::new(RunService::new(store.clone(), events.clone(), checks.clone(), config)?);
     if common.max_running_cells_per_user == 0 || common.max_backtest_cells == 0 {
         return Err("MAX_RUNNING_CELLS_PER_USER and MAX_BACKTEST_CELLS must be at least 1".into());
     }
@@ -119,13 +123,14 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         BacktestConfig { max_cells: common.max_backtest_cells, max_running_cells: common.max_running_cells_per_user };
     let backtests = Arc::new(Backtests::new(
         service.clone(),
-        checker,
+        checks,
         bundled,
         events.clone(),
         models.catalog().clone(),
         backtest_config,
     ));
-    Ok(Parts { store, events, service, pipeline, models, market, backtests, _listener: listener })
+    let access = Access::new(store.clone());
+    Ok(Parts { store, events, service, pipeline, models, market, backtests, access, _listener: listener })
 }
 
 /// Starts the worker pool and the maintenance loops (rescuer, reaper, janitor). Returns when

@@ -86,18 +86,18 @@ pub struct Common {
 
     /// Interactive runs waiting for a worker, from everyone, past which new runs are refused
     /// (503). Backtest cells are not counted.
-    #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = jobs::service::MAX_QUEUED_DEFAULT, global = true)]
+    #[arg(long, env = "MAX_QUEUED_RUNS", default_value_t = application::runs::MAX_QUEUED_DEFAULT, global = true)]
     pub max_queued_runs: u32,
 
     /// Cells (symbols × as-of dates) one backtest may have.
-    #[arg(long, env = "MAX_BACKTEST_CELLS", default_value_t = crate::backtest::MAX_CELLS_DEFAULT, global = true)]
+    #[arg(long, env = "MAX_BACKTEST_CELLS", default_value_t = application::backtests::MAX_CELLS_DEFAULT, global = true)]
     pub max_backtest_cells: usize,
 
     /// A user's backtest cells running at once (besides their interactive runs).
     #[arg(
         long,
         env = "MAX_RUNNING_CELLS_PER_USER",
-        default_value_t = crate::backtest::MAX_RUNNING_CELLS_DEFAULT,
+        default_value_t = application::backtests::MAX_RUNNING_CELLS_DEFAULT,
         global = true
     )]
     pub max_running_cells_per_user: u32,
@@ -316,8 +316,8 @@ pub struct AnalyzeArgs {
 impl Common {
     /// `DAILY_TOKENS_PER_USER` and `DAILY_COST_USD_PER_USER`, 0 being no limit (a negative
     /// cost is kept, for the service's validation to refuse).
-    pub fn daily_budget(&self) -> jobs::budget::DailyBudget {
-        jobs::budget::DailyBudget {
+    pub fn daily_budget(&self) -> application::budget::DailyBudget {
+        application::budget::DailyBudget {
             tokens: (self.daily_tokens_per_user > 0).then_some(self.daily_tokens_per_user),
             cost_usd: (self.daily_cost_usd_per_user != 0.0).then_some(self.daily_cost_usd_per_user),
         }
@@ -345,7 +345,7 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub to: String,
     /// Trading days between two as-of dates.
-    #[arg(long, default_value_t = crate::backtest::EVERY_DAYS_DEFAULT)]
+    #[arg(long, default_value_t = application::backtests::EVERY_DAYS_DEFAULT)]
     pub every: u32,
     /// Comma-separated horizons in trading days.
     #[arg(long, value_delimiter = ',', default_values_t = domain::backtest::HORIZONS_DEFAULT)]

@@ -4,8 +4,6 @@
 //! Reading order:
 //! - [`config`]: flags and environment variables.
 //! - [`compose`]: builds store, market data, models, pipeline and services from them.
-//! - [`analysis`]: the pipeline as the engine's `Analysis`; request checks.
-//! - [`backtest`]: backtests — a grid of runs stored as one durable parent, and its scorecard.
 //! - [`http`]: REST API, Leptos pages and server functions, sessions, problems, health.
 //! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`; [`backtest_cli`]:
 //!   `backtest`.
@@ -15,8 +13,6 @@
 
 use clap::Parser;
 
-pub mod analysis;
-pub mod backtest;
 pub mod backtest_cli;
 pub mod commands;
 pub mod compose;

@@ -27,7 +27,7 @@ pub struct TokenFormError(pub String);
 pub async fn list_tokens() -> Result<Vec<ApiToken>, AppError> {
     use crate::api::ssr::{context, fail};
     let (ctx, user) = context()?;
-    jobs::access::Access::new(ctx.service.store().clone()).tokens(&user).await.map_err(fail)
+    ctx.access.tokens(&user).await.map_err(fail)
 }
 
 #[component]

@@ -19,9 +19,9 @@ use crate::poll::{Connection, Mode};
 pub async fn shared_progress(secret: String) -> Result<Progress, AppError> {
     use crate::api::ssr::{fail, internal};
     let ctx = use_context::<crate::api::ssr::AppContext>().ok_or_else(|| internal("no app context"))?;
-    let access = jobs::access::Access::new(ctx.service.store().clone());
-    let (run, owner) = access.shared(&secret).await.map_err(fail)?.ok_or_else(|| fail(jobs::ServiceError::NotFound))?;
-    let (progress, _) = ctx.service.progress(&owner.0, run).await.map_err(fail)?;
+    let (run, owner) =
+        ctx.access.shared(&secret).await.map_err(fail)?.ok_or_else(|| fail(application::Error::NotFound))?;
+    let (progress, _) = ctx.runs.progress(&owner.0, run).await.map_err(fail)?;
     Ok(progress)
 }
 
@@ -73,8 +73,7 @@ pub fn SharePage() -> impl IntoView {
 pub async fn list_shares(run_id: String) -> Result<Vec<domain::ShareLink>, AppError> {
     use crate::api::ssr::{context, fail};
     let (ctx, user) = context()?;
-    let id = run_id.parse().map_err(|_| fail(jobs::ServiceError::NotFound))?;
-    jobs::access::Access::new(ctx.service.store().clone()).shares(&user, id).await.map_err(fail)
+    ctx.access.shares(&user, crate::api::ssr::run_id(&run_id)?).await.map_err(fail)
 }
 
 /// On the owner's run page: make a read-only link, and revoke the ones made. Plain forms.

@@ -15,21 +15,13 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::{FieldError, JobStatus, StartRequest, ValidStart};
+use application::{RunService, ServiceConfig};
+use domain::{JobStatus, StartRequest};
 use jobs::model::{Finish, InsertOutcome};
 use jobs::testing::{TestDb, new_job, sample_result};
-use jobs::{Events, JobStore, RequestChecker, RunService, ServiceConfig, SystemClock};
+use jobs::{Events, JobStore, SystemClock};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-struct AcceptAll;
-
-#[async_trait::async_trait]
-impl RequestChecker for AcceptAll {
-    async fn check(&self, _: &ValidStart) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-}
 
 fn server(binary: &std::path::Path, db_url: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(binary);
@@ -87,7 +79,7 @@ async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>
         workers.push(child);
     }
     let config = ServiceConfig { max_active_per_user: u32::MAX, max_queued: u32::MAX, ..ServiceConfig::default() };
-    let service = RunService::new(store.clone(), Events::new(), Arc::new(AcceptAll), config).unwrap();
+    let service = RunService::new(store.clone(), Events::new(), bench::checks(), config).unwrap();
     let request = StartRequest {
         symbol: Some("AAPL".into()),
         analysts: Some(vec!["invest".into(), "risk".into()]),
@@ -99,7 +91,7 @@ async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        ids.push(service.start(&format!("bench-{}", i % 50), &request, None).await.unwrap().job.run_id);
+        ids.push(service.start(&format!("bench-{}", i % 50), &request, None).await.unwrap().run_id);
     }
     wait_done(&store, runs as u64).await;
     let mut waits = Vec::with_capacity(runs);

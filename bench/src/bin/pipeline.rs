@@ -17,23 +17,15 @@ use agents::Pipeline;
 use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Models, ModelsConfig};
 use agents::testing::FakeLlm;
-use async_trait::async_trait;
-use domain::{AnalystKind, Depth, JobStatus, StartRequest, ValidStart};
+use application::analysis::TradingAnalysis;
+use application::checks::Checks;
+use application::{RunService, ServiceConfig};
+use domain::{AnalystKind, Depth, JobStatus, StartRequest};
 use jobs::testing::TestDb;
-use jobs::{Events, RequestChecker, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
-use server::analysis::TradingAnalysis;
+use jobs::{Events, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
 const CALL: Duration = Duration::from_secs(2);
-
-struct Any;
-
-#[async_trait]
-impl RequestChecker for Any {
-    async fn check(&self, _: &ValidStart) -> Result<(), Vec<domain::FieldError>> {
-        Ok(())
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -44,15 +36,20 @@ async fn main() {
         "[[model]]\nid = \"slow\"\nlabel = \"2 s per call\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"m\"\n",
         fake.base_url("slow")
     );
-    let models =
-        Models::new(Catalog::from_toml(&toml).unwrap(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
-    let market = BundledData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/market")).unwrap();
-    let pipeline = Arc::new(Pipeline::new(Arc::new(market), Arc::new(models)));
+    let models = Arc::new(Models::new(
+        Catalog::from_toml(&toml).unwrap(),
+        &|_| None,
+        reqwest::Client::new(),
+        ModelsConfig::default(),
+    ));
+    let market = Arc::new(BundledData::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/market")).unwrap());
+    let pipeline = Arc::new(Pipeline::new(market.clone(), models.clone()));
+    let checks = Arc::new(Checks { market, models });
 
     let db = TestDb::sqlite();
     let store = db.store(Arc::new(SystemClock)).await;
     let events = Events::new();
-    let service = RunService::new(store.clone(), events.clone(), Arc::new(Any), ServiceConfig::default()).unwrap();
+    let service = RunService::new(store.clone(), events.clone(), checks, ServiceConfig::default()).unwrap();
     let pool = WorkerPool::new(
         store.clone(),
         Arc::new(TradingAnalysis::new(pipeline)),
@@ -79,7 +76,7 @@ async fn main() {
             depth: Some(depth.id().to_string()),
             ..StartRequest::default()
         };
-        let id = service.start("bench", &request, None).await.unwrap().job.run_id;
+        let id = service.start("bench", &request, None).await.unwrap().run_id;
         let job = loop {
             let j = store.get(id).await.unwrap().unwrap();
             if j.status.is_terminal() {

@@ -3,11 +3,12 @@
 //! (`GET /backtests/:id`: the grid of cells filling in, refreshed every 2 s by a
 //! `<meta http-equiv="refresh">` while it runs, the scorecard, the equity curves as SVG),
 //! its cells as CSV (`…/cells.csv`) and its Cancel form (`POST …/cancel`). They call the same
-//! [`crate::backtest::Backtests`] as the REST API.
+//! [`application::backtests::Backtests`] as the REST API.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use application::Error;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,14 +17,12 @@ use domain::backtest::{
     BacktestRequest, BacktestStatus, BacktestSummary, BacktestView, CostEstimate, EquityCurves, Metrics,
 };
 use domain::{FieldError, Rating};
-use jobs::ServiceError;
 
 use super::AppState;
 use super::backtests::backtest_id;
 use super::html::{esc, html, page};
 use super::problem::ApiError;
 use super::session::Identity;
-use crate::backtest::StartError;
 
 fn pct(x: f64) -> String {
     format!("{:+.2} %", x * 100.0)
@@ -149,7 +148,7 @@ fn form(state: &AppState, sent: &BacktestRequest, errors: &[FieldError], estimat
         "everyDays",
         "Step (trading days)",
         "number",
-        &sent.every_days.unwrap_or(crate::backtest::EVERY_DAYS_DEFAULT).to_string(),
+        &sent.every_days.unwrap_or(application::backtests::EVERY_DAYS_DEFAULT).to_string(),
         "between two as-of dates",
     ));
     out.push_str(&text(
@@ -220,8 +219,8 @@ fn list(backtests: &[BacktestSummary]) -> String {
     out
 }
 
-fn invalid(errors: Vec<FieldError>) -> ServiceError {
-    ServiceError::Invalid(errors)
+fn invalid(errors: Vec<FieldError>) -> Error {
+    Error::Invalid(errors)
 }
 
 /// `GET /backtests`
@@ -234,25 +233,22 @@ pub async fn index(State(state): State<AppState>, Identity(user): Identity) -> R
 /// `POST /backtests` — `303` to the new backtest's page, or the form again with its errors.
 pub async fn start(State(state): State<AppState>, Identity(user): Identity, body: Bytes) -> Result<Response, ApiError> {
     let (request, mut errors) = request_from_form(&body);
-    let result = if errors.is_empty() {
-        state.backtests.start(&user.0, &request).await
-    } else {
-        Err(invalid(Vec::new()).into())
-    };
+    let result =
+        if errors.is_empty() { state.backtests.start(&user.0, &request).await } else { Err(invalid(Vec::new())) };
     match result {
         Ok(started) => Ok(see_other(&format!("/backtests/{}", started.backtest_id))),
-        Err(StartError::Unconfirmed(estimate)) => {
+        Err(Error::CostNotConfirmed(estimate)) => {
             let mine = state.backtests.list(&user.0).await?;
             let body = format!("{}{}", form(&state, &request, &[], Some(&estimate)), list(&mine));
             Ok(html(StatusCode::CONFLICT, page("Backtests", Some("/backtests"), false, &body)))
         }
-        Err(StartError::Service(ServiceError::Invalid(more))) => {
+        Err(Error::Invalid(more)) => {
             errors.extend(more);
             let mine = state.backtests.list(&user.0).await?;
             let body = format!("{}{}", form(&state, &request, &errors, None), list(&mine));
             Ok(html(StatusCode::BAD_REQUEST, page("Backtests", Some("/backtests"), false, &body)))
         }
-        Err(StartError::Service(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary, CostEstimate};
+use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -12,34 +12,9 @@ use super::AppState;
 use super::problem::ApiError;
 use super::runs::{JsonBody, tagged_json};
 use super::session::Identity;
-use crate::backtest::StartError;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("backtestId", e.0.replace("run id", "backtest id")))
-}
-
-/// `409` for a hosted model whose cost was not confirmed: a problem carrying the estimate
-/// (`expectedCostUsd`, `cells`, …), sent again with `"confirmCost": true` to start.
-fn unconfirmed(estimate: &CostEstimate) -> Response {
-    let problem = ApiError::new(
-        StatusCode::CONFLICT,
-        "cost-not-confirmed",
-        "Confirm the expected cost",
-        format!(
-            "{} cells with {} are expected to cost about ${:.4} (${:.4} a run). Send the request again with \"confirmCost\": true to start.",
-            estimate.cells, estimate.model_id, estimate.expected_cost_usd, estimate.per_run_usd
-        ),
-    )
-    .problem;
-    let mut body = serde_json::to_value(&problem).expect("plain data");
-    if let (Some(body), Ok(serde_json::Value::Object(extra))) = (body.as_object_mut(), serde_json::to_value(estimate)) {
-        body.extend(extra);
-    }
-    let mut resp = (StatusCode::CONFLICT, serde_json::to_vec(&body).expect("plain data")).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 /// `POST /api/trading/backtests` — `202 {backtestId, cells, expectedCostUsd}`, or `409` with
@@ -68,8 +43,7 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let started = match state.backtests.start(&user.0, &request).await {
         Ok(started) => started,
-        Err(StartError::Unconfirmed(estimate)) => return Ok(unconfirmed(&estimate)),
-        Err(StartError::Service(e)) => return Err(e.into()),
+        Err(e) => return Err(e.into()),
     };
     let mut resp = (StatusCode::ACCEPTED, Json(&started)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/backtests/{}", started.backtest_id)) {

@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use application::{Error, RunService};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use domain::{ProgressTransport, RunId};
 use futures::Stream;
 use jobs::feed::Change;
-use jobs::{RunService, ServiceError};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::AppState;
@@ -209,7 +209,7 @@ fn progress_events(
                     }
                 }
                 // Archived and then gone, or never ours: nothing more will come.
-                Err(ServiceError::NotFound) => return None,
+                Err(Error::NotFound) => return None,
                 // The database is away: keep the stream, look again shortly.
                 Err(e) => {
                     tracing::debug!(error = %e, run_id = %f.run_id, "stream could not read its run");

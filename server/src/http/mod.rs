@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use app::api::ssr::AppContext;
 use app::{App, shell};
+use application::RunService;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderValue, header};
 use axum::routing::{any, get, post};
-use jobs::RunService;
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -42,7 +42,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<RunService>,
-    pub backtests: Arc<crate::backtest::Backtests>,
+    pub backtests: Arc<application::backtests::Backtests>,
     pub context: AppContext,
     pub leptos: LeptosOptions,
     pub sessions: session::Sessions,
@@ -69,7 +69,7 @@ pub struct AppState {
     /// How fast runs may be started, per address and per identity.
     pub limits: limits::RunLimits,
     /// Personal API tokens.
-    pub access: jobs::access::Access,
+    pub access: application::access::Access,
     /// The header a trusted single sign-on proxy names the user in.
     pub auth_proxy: proxy::AuthProxy,
 }

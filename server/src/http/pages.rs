@@ -9,15 +9,15 @@
 //! by a limit the same way, with its `429` and `Retry-After`). Any other refusal of a form
 //! comes back as a page too ([`super::problem::forms_as_html`]).
 //!
-//! The same [`jobs::RunService`] calls as the REST API and the server functions, so limits,
+//! The same [`application::RunService`] calls as the REST API and the server functions, so limits,
 //! validation and ownership are the same three ways.
 
+use application::Error;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::StartRequest;
-use jobs::ServiceError;
 use leptos::prelude::provide_context;
 
 use super::limits::{Limited, refusal};
@@ -72,15 +72,12 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
         }
         None => match state.service.start(&user.0, &request, None).await {
             Ok(started) => {
-                return see_other(&format!("/runs/{}", started.job.run_id));
+                return see_other(&format!("/runs/{}", started.run_id));
             }
-            Err(e @ (ServiceError::Internal(_) | ServiceError::Unavailable(_))) => {
+            Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
                 return ApiError::from(e).into_response();
             }
-            Err(e) => {
-                let retry_after = e.retry_after();
-                (e.problem(), retry_after)
-            }
+            Err(e) => super::problem::answer(&e),
         },
     };
     // Render `/` as for a GET, with the rejected submission in context.
@@ -136,8 +133,8 @@ pub async fn retry(
 ) -> Result<Response, ApiError> {
     let id = run_id(&raw)?;
     match state.service.retry(&user.0, id).await {
-        Ok(started) => Ok(see_other(&format!("/runs/{}", started.job.run_id))),
-        Err(ServiceError::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
+        Ok(started) => Ok(see_other(&format!("/runs/{}", started.run_id))),
+        Err(Error::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
         Err(e) => Err(e.into()),
     }
 }

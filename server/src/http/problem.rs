@@ -1,15 +1,18 @@
 //! Errors of the HTTP layer, sent as RFC 9457 problem details (`application/problem+json`).
 //!
 //! Every error a handler returns becomes an [`ApiError`]; this is the one place they are
-//! logged: 5xx with their internal detail (which is never sent), 4xx not at all.
+//! logged: 5xx with their internal detail (which is never sent), 4xx not at all. [`answer`]
+//! is the one mapping of the application's errors to statuses, problem bodies and waits: the
+//! REST handlers, the native forms, the pages and the server functions all answer through it.
 
+use application::Error;
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::{FieldError, Problem};
-use jobs::ServiceError;
+use serde_json::{Map, Value};
 
 use super::html::{esc, html, page};
 
@@ -17,6 +20,8 @@ use super::html::{esc, html, page};
 pub struct ApiError {
     pub problem: Box<Problem>,
     pub retry_after: Option<u64>,
+    /// Members of the problem beyond the standard ones (RFC 9457 extensions).
+    pub extensions: Map<String, Value>,
     /// Logged, not sent.
     pub internal: Option<String>,
 }
@@ -32,24 +37,133 @@ impl ApiError {
                 errors: vec![],
             }),
             retry_after: None,
+            extensions: Map::new(),
             internal: None,
         }
     }
 
     /// 400 naming one field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        ServiceError::Invalid(vec![FieldError::new(field, message)]).into()
+        Error::Invalid(vec![FieldError::new(field, message)]).into()
     }
 }
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
         let internal = match &e {
-            ServiceError::Internal(d) | ServiceError::Unavailable(d) => Some(d.clone()),
+            Error::Internal(d) | Error::Unavailable(d) => Some(d.clone()),
             _ => None,
         };
-        Self { problem: Box::new(e.problem()), retry_after: e.retry_after(), internal }
+        let extensions = match &e {
+            // What the backtest would cost, for the client to show before confirming.
+            Error::CostNotConfirmed(estimate) => match serde_json::to_value(estimate.as_ref()) {
+                Ok(Value::Object(members)) => members,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        };
+        let (problem, retry_after) = answer(&e);
+        Self { problem: Box::new(problem), retry_after, extensions, internal }
     }
+}
+
+/// How the application's error `e` is answered: its problem body (with the status) and, where a
+/// later try may succeed, the seconds to wait. Internal and database details are not in it:
+/// they are logged where the error is handled.
+pub fn answer(e: &Error) -> (Problem, Option<u64>) {
+    let (status, kind, title, detail, retry_after) = match e {
+        Error::Invalid(errors) => (
+            400,
+            "invalid-request",
+            "Invalid request",
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
+            None,
+        ),
+        Error::NotFound => (404, "not-found", "Run not found", "There is no such run.".to_string(), None),
+        Error::NotRetryable(status) => (
+            409,
+            "not-retryable",
+            "Run cannot be retried",
+            format!("Only failed, timed-out or cancelled runs can be retried; this one is {status}."),
+            None,
+        ),
+        Error::CostNotConfirmed(estimate) => (
+            409,
+            "cost-not-confirmed",
+            "Confirm the expected cost",
+            format!(
+                "{} cells with {} are expected to cost about ${:.4} (${:.4} a run). Send the request again with \"confirmCost\": true to start.",
+                estimate.cells, estimate.model_id, estimate.expected_cost_usd, estimate.per_run_usd
+            ),
+            None,
+        ),
+        Error::IdempotencyConflict { run_id } => (
+            422,
+            "idempotency-conflict",
+            "Idempotency key reused",
+            format!("This Idempotency-Key was already used for a different request (run {run_id})."),
+            None,
+        ),
+        Error::TooManyActive { limit, retry_after } => (
+            429,
+            "too-many-active-runs",
+            "Too many active runs",
+            format!(
+                "You already have {limit} analyses running or queued. Wait for one to finish, or cancel one, and try again."
+            ),
+            Some(retry_after.as_secs().max(1)),
+        ),
+        Error::DailyBudget { spent, retry_after } => (
+            429,
+            "daily-budget",
+            "Daily budget spent",
+            format!(
+                "Your analyses have used their daily budget: {spent} (counted over the last 24 hours). \
+                 You can start another in {}.",
+                wait_words(*retry_after)
+            ),
+            Some(retry_after.as_secs().max(1)),
+        ),
+        Error::QueueFull { queued } => (
+            503,
+            "queue-full",
+            "Too many analyses waiting",
+            format!("{queued} analyses are already waiting for a worker. Try again in a minute."),
+            Some(30),
+        ),
+        Error::Unavailable(_) => (
+            503,
+            "unavailable",
+            "Service unavailable",
+            "The database cannot be reached right now. Your runs are safe; try again in a few seconds.".to_string(),
+            Some(5),
+        ),
+        Error::Internal(_) => (
+            500,
+            "internal",
+            "Internal error",
+            "Something went wrong on our side. It has been logged.".to_string(),
+            None,
+        ),
+    };
+    let errors = match e {
+        Error::Invalid(errors) => errors.clone(),
+        _ => vec![],
+    };
+    (Problem { kind: format!("/problems/{kind}"), title: title.to_string(), status, detail, errors }, retry_after)
+}
+
+/// "3 hours", "12 minutes", "40 seconds": how long to wait, rounded up to its largest unit.
+fn wait_words(d: std::time::Duration) -> String {
+    let s = d.as_secs().max(1);
+    let (n, unit) = if s >= 3600 {
+        (s.div_ceil(3600), "hour")
+    } else if s >= 60 {
+        (s.div_ceil(60), "minute")
+    } else {
+        (s, "second")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
 impl IntoResponse for ApiError {
@@ -62,7 +176,11 @@ impl IntoResponse for ApiError {
                 "request failed"
             );
         }
-        let body = serde_json::to_vec(&self.problem).expect("plain data");
+        let mut body = serde_json::to_value(&self.problem).expect("plain data");
+        if let Value::Object(members) = &mut body {
+            members.extend(self.extensions);
+        }
+        let body = serde_json::to_vec(&body).expect("plain data");
         let mut resp = (status, body).into_response();
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
@@ -151,6 +269,32 @@ fn problem_page(problem: &Problem, back: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_are_said_in_their_largest_unit_rounded_up() {
+        use std::time::Duration;
+        assert_eq!(wait_words(Duration::from_secs(1)), "1 second");
+        assert_eq!(wait_words(Duration::from_secs(59)), "59 seconds");
+        assert_eq!(wait_words(Duration::from_secs(61)), "2 minutes");
+        assert_eq!(wait_words(Duration::from_secs(3600)), "1 hour");
+        assert_eq!(wait_words(Duration::from_secs(23 * 3600 + 1)), "24 hours");
+    }
+
+    /// A spent daily budget is a 429 that says when the next start is possible, in words and
+    /// in `Retry-After`.
+    #[test]
+    fn a_spent_budget_says_when_to_come_back() {
+        use std::time::Duration;
+        let e = Error::DailyBudget {
+            spent: "475 tokens used of your 475 tokens a day".into(),
+            retry_after: Duration::from_secs(22 * 3600 - 2),
+        };
+        let (problem, retry_after) = answer(&e);
+        assert_eq!((problem.status, problem.kind.as_str()), (429, "/problems/daily-budget"));
+        assert_eq!(retry_after, Some(22 * 3600 - 2));
+        assert!(problem.detail.contains("daily budget: 475 tokens used"), "{}", problem.detail);
+        assert!(problem.detail.contains("22 hours"), "{}", problem.detail);
+    }
 
     #[test]
     fn a_refused_form_leads_back_to_where_it_was() {

@@ -18,12 +18,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use application::UserId;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
-use jobs::UserId;
 
 use super::problem::ApiError;
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use application::Started;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -9,7 +10,6 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{AnalystInfo, JobStatus, RunId, StartRequest, StartResponse};
-use jobs::Started;
 
 use super::AppState;
 use super::problem::ApiError;
@@ -58,10 +58,9 @@ pub(crate) fn run_id(raw: &str) -> Result<RunId, ApiError> {
 }
 
 fn accepted(started: Started, state: &AppState) -> Response {
-    let job = started.job;
     let body = StartResponse {
-        run_id: job.run_id,
-        status: job.status,
+        run_id: started.run_id,
+        status: started.status,
         message: if started.created {
             "Analysis queued. Poll the progress URL for updates.".into()
         } else {
@@ -70,7 +69,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
     };
     let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
     let h = resp.headers_mut();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/progress/{}", job.run_id)) {
+    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/progress/{}", started.run_id)) {
         h.insert(header::LOCATION, loc);
     }
     h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
@@ -186,7 +185,7 @@ pub async fn progress(
 /// The progress answer of `owner`'s run: a 304 when `If-None-Match` names its version.
 pub(crate) async fn progress_of(
     state: &AppState,
-    owner: &jobs::UserId,
+    owner: &application::UserId,
     id: RunId,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -286,7 +285,7 @@ pub async fn list(
         }
     };
     let page = number("page", 1, 1_000_000)?;
-    let per_page = number("perPage", jobs::service::PER_PAGE_DEFAULT, jobs::service::PER_PAGE_MAX)?;
+    let per_page = number("perPage", application::runs::PER_PAGE_DEFAULT, application::runs::PER_PAGE_MAX)?;
     let runs = state.service.list(&user.0, status, page, per_page).await?;
     Ok(Json(runs).into_response())
 }

@@ -3,7 +3,7 @@
 //!
 //! The cookie holds a random user id and an HMAC-SHA256 of it; a cookie that does not verify
 //! is treated as absent, never as an error. The id reaches handlers and server functions as a
-//! [`jobs::UserId`] request extension.
+//! [`application::UserId`] request extension.
 //!
 //! A new identity is issued only on a page load: a GET of a page that is a navigation or not
 //! marked by the browser as coming from another site (curl and scripts send no such mark) —
@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use application::UserId;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
@@ -22,7 +23,6 @@ use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use jobs::UserId;
 use sha2::Sha256;
 
 use super::proxy::Client;

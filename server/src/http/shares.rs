@@ -4,11 +4,11 @@
 //! secret is stored, so the link is shown once: making one (a plain form on the run's page)
 //! leads to the shared page itself, whose address is the link to pass on.
 
+use application::access::Access;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jobs::access::Access;
 use serde::Serialize;
 
 use super::AppState;

@@ -1,5 +1,5 @@
 //! The operators' stats: `GET /api/trading/stats` (JSON) and `GET /stats` (a page with
-//! server-drawn SVG charts, no script), from the database ([`jobs::stats`]) and this process's
+//! server-drawn SVG charts, no script), from the database ([`application::stats`]) and this process's
 //! own measurements (active pollers, store operation times).
 //!
 //! Readable from this machine (a loopback peer whose request was not forwarded by a proxy) or
@@ -8,10 +8,10 @@
 use std::fmt::Write;
 use std::net::SocketAddr;
 
+use application::stats::{HourBucket, Stats};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use jobs::stats::{HourBucket, Stats};
 use serde::Serialize;
 
 use super::AppState;

@@ -171,7 +171,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 async fn metrics_body(state: &AppState) -> Result<Response, ApiError> {
-    let counts = state.service.store().count_by_status().await.map_err(jobs::ServiceError::from)?;
+    let counts = state.service.store().count_by_status().await.map_err(application::Error::from)?;
     let count = |status: JobStatus| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n).unwrap_or(0);
     for status in JobStatus::ALL {
         metrics::gauge!(JOBS, "status" => status.as_str()).set(count(status) as f64);

@@ -9,13 +9,13 @@
 
 use std::sync::Arc;
 
+use application::Error;
+use application::access::Access;
 use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use jobs::ServiceError;
-use jobs::access::Access;
 
 use super::problem::ApiError;
 use super::session::Identity;
@@ -104,7 +104,7 @@ pub async fn create(State(state): State<AppState>, Identity(user): Identity, req
         Ok((token, secret)) => {
             (StatusCode::OK, Some(app::routes::settings::CreatedToken { name: token.name, secret }), None)
         }
-        Err(ServiceError::Invalid(errors)) => {
+        Err(Error::Invalid(errors)) => {
             let message = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
             (StatusCode::BAD_REQUEST, None, Some(app::routes::settings::TokenFormError(message)))
         }

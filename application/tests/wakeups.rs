@@ -2,23 +2,17 @@
 //! poll interval — through LISTEN/NOTIFY from another process's connection on PostgreSQL, and
 //! through the in-process bus on SQLite.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use domain::{FieldError, JobStatus, StartRequest, ValidStart};
+use application::{RunService, ServiceConfig};
+use domain::{JobStatus, StartRequest};
 use jobs::store::postgres::PostgresStore;
 use jobs::testing::{ScriptedAnalysis, TestDb};
-use jobs::{Events, JobStore, RequestChecker, RunService, ServiceConfig, SystemClock, WorkerConfig, WorkerPool};
+use jobs::{Events, JobStore, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
-
-struct AcceptAll;
-
-#[async_trait::async_trait]
-impl RequestChecker for AcceptAll {
-    async fn check(&self, _: &ValidStart) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-}
 
 fn request() -> StartRequest {
     StartRequest { symbol: Some("AAPL".into()), analysts: Some(vec!["risk".into()]), ..Default::default() }
@@ -26,7 +20,7 @@ fn request() -> StartRequest {
 
 /// Starts one job through `producer` and returns how long it waited between insertion and claim.
 async fn claim_latency(producer: &RunService, consumer: &Arc<dyn JobStore>, user: &str) -> Duration {
-    let job = producer.start(user, &request(), None).await.unwrap().job;
+    let job = producer.start(user, &request(), None).await.unwrap();
     let start = Instant::now();
     loop {
         let j = consumer.get(job.run_id).await.unwrap().unwrap();
@@ -62,7 +56,7 @@ async fn notify_wakes_an_idle_worker_on_postgres() {
     // "Another process": its own connection pool and its own (unconnected) event bus.
     let producer_store = db.store(Arc::new(SystemClock)).await;
     let producer =
-        RunService::new(producer_store.clone(), Events::new(), Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+        RunService::new(producer_store.clone(), Events::new(), common::checks(), ServiceConfig::default()).unwrap();
     let consumer: Arc<dyn JobStore> = worker_side;
     let mut latencies = Vec::new();
     for i in 0..5 {
@@ -82,7 +76,7 @@ async fn the_in_process_bus_wakes_an_idle_worker_on_sqlite() {
     let events = Events::new();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(idle_pool(store.clone(), events.clone()).run(shutdown.clone()));
-    let producer = RunService::new(store.clone(), events, Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+    let producer = RunService::new(store.clone(), events, common::checks(), ServiceConfig::default()).unwrap();
     let mut latencies = Vec::new();
     for i in 0..5 {
         latencies.push(claim_latency(&producer, &store, &format!("u{i}")).await);

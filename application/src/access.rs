@@ -14,8 +14,10 @@ use domain::access::TOKEN_NAME_MAX;
 use domain::{ApiToken, FieldError, RunId, ShareLink};
 use sha2::{Digest, Sha256};
 
-use crate::service::{Result, ServiceError, UserId};
-use crate::store::JobStore;
+use jobs::JobStore;
+
+use crate::error::{Error, Result};
+use crate::runs::UserId;
 
 /// What every share link's secret starts with.
 pub const SHARE_PREFIX: &str = "ts_";
@@ -51,7 +53,7 @@ impl Access {
     /// caller's hands).
     pub async fn create_token(&self, user: &UserId, name: &str) -> Result<(ApiToken, String)> {
         let name = name.trim();
-        let invalid = |message: String| ServiceError::Invalid(vec![FieldError::new("name", message)]);
+        let invalid = |message: String| Error::Invalid(vec![FieldError::new("name", message)]);
         if name.is_empty() {
             return Err(invalid("give the token a name, e.g. where it will be used".into()));
         }
@@ -86,17 +88,17 @@ impl Access {
     }
 
     /// A share link of one of `user`'s runs, and its secret (the rest of the link's address).
-    /// A run that is not the user's is [`ServiceError::NotFound`], as everywhere.
+    /// A run that is not the user's is [`Error::NotFound`], as everywhere.
     pub async fn create_share(&self, user: &UserId, run_id: RunId) -> Result<(ShareLink, String)> {
         let job = match self.store.get(run_id).await? {
             Some(job) => Some(job),
             None => self.store.get_archived(run_id).await?,
         };
         if job.is_none_or(|j| j.user_id != user.0) {
-            return Err(ServiceError::NotFound);
+            return Err(Error::NotFound);
         }
         if self.store.shares_for_run(&user.0, run_id).await?.len() >= SHARES_PER_RUN_MAX {
-            return Err(ServiceError::Invalid(vec![FieldError::new(
+            return Err(Error::Invalid(vec![FieldError::new(
                 "runId",
                 format!("this run already has {SHARES_PER_RUN_MAX} share links; revoke one first"),
             )]));

@@ -1,16 +1,15 @@
-//! Where the job engine meets the analysis: the pipeline as a [`jobs::Analysis`], the
-//! engine's [`JobContext`] as the pipeline's [`Reporter`], and request checks that need the
-//! market data and the model catalog.
+//! Where the job engine meets the analysis: the pipeline as a [`jobs::Analysis`], and the
+//! engine's [`JobContext`] as the pipeline's [`Reporter`].
 
 use std::sync::Arc;
 
-use agents::market::{MarketData, MarketError};
-use agents::model::{ModelError, Models, Usage};
+use agents::model::Usage;
 use agents::{Budget, Pipeline, PipelineError, Reporter, RunSpec};
 use async_trait::async_trait;
-use domain::{AnalysisResult, FieldError, ValidStart};
-use jobs::budget::DailyBudget;
-use jobs::{Analysis, AnalysisError, JobContext, JobStore, RequestChecker, StepUsage};
+use domain::AnalysisResult;
+use jobs::{Analysis, AnalysisError, JobContext, JobStore, StepUsage};
+
+use crate::budget::{self, DailyBudget};
 use serde_json::Value;
 
 pub struct TradingAnalysis {
@@ -96,7 +95,7 @@ impl Reporter for JobReporter {
         };
         let now = store.clock().now();
         let mut used = store
-            .usage_since(&self.ctx.spec().user_id, now - jobs::budget::WINDOW)
+            .usage_since(&self.ctx.spec().user_id, now - budget::WINDOW)
             .await
             .map_err(|e| AnalysisError::Engine(format!("reading the daily budget: {e}")))?;
         let own = self.ctx.spent();
@@ -109,54 +108,4 @@ impl Reporter for JobReporter {
 
 fn step_usage(usage: Usage) -> StepUsage {
     StepUsage { llm_calls: usage.calls, tokens: usage.tokens, cost_usd: usage.cost_usd }
-}
-
-/// Checks a start request against the market data and the model catalog, so that what can be
-/// known up front is a 400 naming the field, not a failed run a minute later.
-pub struct Checker {
-    pub market: Arc<dyn MarketData>,
-    pub models: Arc<Models>,
-}
-
-#[async_trait]
-impl RequestChecker for Checker {
-    async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let models = std::iter::once(("modelId", &start.model_id))
-            .chain(start.options.deep_model_id.as_ref().map(|m| ("deepModelId", m)));
-        for (field, id) in models {
-            if let Err(e) = self.models.get(id.as_str()) {
-                let message = match e {
-                    ModelError::Unknown(id) => {
-                        let ids: Vec<&str> = self.models.catalog().entries().iter().map(|e| e.id.as_str()).collect();
-                        format!("'{id}' is not a model here (choose from {})", ids.join(", "))
-                    }
-                    ModelError::Unavailable(id, reason) => format!("'{id}' is unavailable: {reason}"),
-                    other => other.to_string(),
-                };
-                errors.push(FieldError::new(field, message));
-            }
-        }
-        match self.market.check(start.symbol.as_str(), start.as_of) {
-            Ok(()) => {}
-            Err(MarketError::UnknownSymbol(s)) => {
-                let known = self
-                    .market
-                    .symbols()
-                    .map(|list| {
-                        format!(
-                            " (available: {})",
-                            list.iter().map(|s| s.symbol.as_str()).collect::<Vec<_>>().join(", ")
-                        )
-                    })
-                    .unwrap_or_default();
-                errors.push(FieldError::new("symbol", format!("no market data for {s}{known}")));
-            }
-            Err(e @ (MarketError::OutOfRange { .. } | MarketError::NotEnoughHistory { .. })) => {
-                errors.push(FieldError::new("asOf", e.to_string()));
-            }
-            Err(e) => errors.push(FieldError::new("symbol", e.to_string())),
-        }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
-    }
 }

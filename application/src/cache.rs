@@ -1,7 +1,7 @@
 //! What a process remembers of runs' progress bodies, so that polls cost no database query.
 //!
 //! An entry is a run's owner, version, ETag and serialised body, as last read. The
-//! [`Feed`](crate::feed::Feed) invalidates entries as writes commit; the cache drains it under
+//! [`Feed`](jobs::feed::Feed) invalidates entries as writes commit; the cache drains it under
 //! its lock before every decision, so a change announced before a poll arrives is always seen
 //! by that poll. While the feed is not live (no listener yet, or it is reconnecting) nothing is
 //! served from memory and nothing is stored.
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use domain::{JobStatus, RunId};
 use tokio::sync::broadcast::{self, error::TryRecvError};
 
-use crate::feed::{Change, Feed};
+use jobs::feed::{Change, Feed};
 
 /// Entries kept before the cache starts over (each is a few kilobytes at most).
 const MAX_ENTRIES: usize = 50_000;

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::model::UserUsage;
+use jobs::model::UserUsage;
 
 /// How far back a user's spending counts.
 pub const WINDOW: Duration = Duration::hours(24);

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use application::access::{Access, TOKENS_PER_USER_MAX, hash};
+use application::{Error, UserId};
 use domain::RunId;
-use jobs::access::{Access, TOKENS_PER_USER_MAX, hash};
+use jobs::SystemClock;
 use jobs::testing::{TestDb, new_job};
-use jobs::{ServiceError, SystemClock, UserId};
 
 async fn tokens(db: TestDb) {
     let store = db.store(Arc::new(SystemClock)).await;
@@ -44,12 +45,12 @@ async fn tokens(db: TestDb) {
     // Names are checked, and the number of tokens bounded.
     for bad in ["", "   ", &"x".repeat(65), "a\u{0}b"] {
         let err = access.create_token(&bob, bad).await.unwrap_err();
-        assert!(matches!(&err, ServiceError::Invalid(e) if e[0].field == "name"), "{bad:?}: {err:?}");
+        assert!(matches!(&err, Error::Invalid(e) if e[0].field == "name"), "{bad:?}: {err:?}");
     }
     for i in 0..TOKENS_PER_USER_MAX {
         access.create_token(&bob, &format!("t{i}")).await.unwrap();
     }
-    assert!(matches!(access.create_token(&bob, "one more").await, Err(ServiceError::Invalid(_))));
+    assert!(matches!(access.create_token(&bob, "one more").await, Err(Error::Invalid(_))));
     assert_eq!(access.tokens(&bob).await.unwrap().len(), TOKENS_PER_USER_MAX);
 }
 
@@ -63,11 +64,8 @@ async fn shares(db: TestDb) {
     store.insert(&job, 10).await.unwrap();
 
     // Only the owner shares; someone else's run and no run are the same "not found".
-    assert!(matches!(access.create_share(&bob, run).await, Err(ServiceError::NotFound)));
-    assert!(matches!(
-        access.create_share(&alice, RunId::from_uuid(uuid::Uuid::new_v4())).await,
-        Err(ServiceError::NotFound)
-    ));
+    assert!(matches!(access.create_share(&bob, run).await, Err(Error::NotFound)));
+    assert!(matches!(access.create_share(&alice, RunId::from_uuid(uuid::Uuid::new_v4())).await, Err(Error::NotFound)));
     let (first, secret) = access.create_share(&alice, run).await.unwrap();
     let (second, other) = access.create_share(&alice, run).await.unwrap();
     assert!(secret.starts_with("ts_") && secret.len() == 67 && secret != other, "{secret}");

@@ -8,19 +8,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use domain::{
-    FieldError, JobStatus, ModelId, Problem, Progress, RunId, RunState, RunSummary, RunsPage, StartRequest, ValidStart,
+    FieldError, JobStatus, ModelId, Progress, RunId, RunState, RunSummary, RunsPage, StartRequest, ValidStart,
 };
+use jobs::model::{InsertOutcome, Job, NewJob};
+use jobs::{Event, Events, JobStore};
 use sha2::{Digest, Sha256};
 
 use crate::budget::DailyBudget;
 use crate::cache::{CachedProgress, ProgressCache};
+use crate::checks::Checks;
+use crate::error::{Error, Result};
 use crate::eta::{self, StepDurations};
-use crate::events::{Event, Events};
-use crate::model::{InsertOutcome, Job, NewJob};
-use crate::store::{JobStore, StoreError};
-use crate::telemetry;
+use jobs::telemetry;
 
 pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
@@ -109,150 +109,11 @@ impl ServiceConfig {
     }
 }
 
-/// Checks what only the analysis side knows: does the symbol have data, at that date, and does
-/// the model exist and have its key?
-#[async_trait]
-pub trait RequestChecker: Send + Sync + 'static {
-    async fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>>;
-}
-
-/// Errors of the run service, each with the HTTP status it becomes.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// 400: the request names what is wrong, field by field.
-    #[error("invalid request")]
-    Invalid(Vec<FieldError>),
-    /// 404: no such run, or not the caller's.
-    #[error("no such run")]
-    NotFound,
-    /// 429: the caller already has `limit` active runs.
-    #[error("you already have {limit} analyses running or queued")]
-    TooManyActive { limit: u32, retry_after: Duration },
-    /// 429: the caller's runs spent their daily budget (`spent` says how much of what).
-    #[error("daily budget spent: {spent}")]
-    DailyBudget { spent: String, retry_after: Duration },
-    /// 422: the idempotency key was used for a different request.
-    #[error("this Idempotency-Key was already used for a different request")]
-    IdempotencyConflict { run_id: RunId },
-    /// 409: retry of a run that did not fail, time out or get cancelled.
-    #[error("a {0} run cannot be retried")]
-    NotRetryable(JobStatus),
-    /// 503: too many runs are waiting for a worker, from everyone.
-    #[error("the queue is full")]
-    QueueFull { queued: u64 },
-    /// 503: the database is unreachable; the client may try again.
-    #[error("the service is temporarily unavailable")]
-    Unavailable(String),
-    /// 500: a bug or corrupt data; logged, never shown.
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(e) => ServiceError::Unavailable(e.to_string()),
-            other => ServiceError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl ServiceError {
-    /// The HTTP status this error becomes.
-    pub fn status(&self) -> u16 {
-        match self {
-            ServiceError::Invalid(_) => 400,
-            ServiceError::NotFound => 404,
-            ServiceError::NotRetryable(_) => 409,
-            ServiceError::IdempotencyConflict { .. } => 422,
-            ServiceError::TooManyActive { .. } | ServiceError::DailyBudget { .. } => 429,
-            ServiceError::Internal(_) => 500,
-            ServiceError::Unavailable(_) | ServiceError::QueueFull { .. } => 503,
-        }
-    }
-
-    /// The seconds a client should wait before trying again, where that is known.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            ServiceError::TooManyActive { retry_after, .. } | ServiceError::DailyBudget { retry_after, .. } => {
-                Some(retry_after.as_secs().max(1))
-            }
-            ServiceError::Unavailable(_) => Some(5),
-            ServiceError::QueueFull { .. } => Some(30),
-            _ => None,
-        }
-    }
-
-    /// The RFC 9457 body, the same for the REST API and the server functions. Internal and
-    /// database details are not in it: they are logged where the error is handled.
-    pub fn problem(&self) -> Problem {
-        let (kind, title, detail, errors) = match self {
-            ServiceError::Invalid(errors) => (
-                "invalid-request",
-                "Invalid request",
-                errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
-                errors.clone(),
-            ),
-            ServiceError::NotFound => ("not-found", "Run not found", "There is no such run.".to_string(), vec![]),
-            ServiceError::NotRetryable(status) => (
-                "not-retryable",
-                "Run cannot be retried",
-                format!("Only failed, timed-out or cancelled runs can be retried; this one is {status}."),
-                vec![],
-            ),
-            ServiceError::IdempotencyConflict { run_id } => (
-                "idempotency-conflict",
-                "Idempotency key reused",
-                format!("This Idempotency-Key was already used for a different request (run {run_id})."),
-                vec![],
-            ),
-            ServiceError::TooManyActive { limit, .. } => (
-                "too-many-active-runs",
-                "Too many active runs",
-                format!(
-                    "You already have {limit} analyses running or queued. Wait for one to finish, or cancel one, and try again."
-                ),
-                vec![],
-            ),
-            ServiceError::DailyBudget { spent, retry_after } => (
-                "daily-budget",
-                "Daily budget spent",
-                format!(
-                    "Your analyses have used their daily budget: {spent} (counted over the last 24 hours). \
-                     You can start another in {}.",
-                    wait_words(*retry_after)
-                ),
-                vec![],
-            ),
-            ServiceError::QueueFull { queued } => (
-                "queue-full",
-                "Too many analyses waiting",
-                format!("{queued} analyses are already waiting for a worker. Try again in a minute."),
-                vec![],
-            ),
-            ServiceError::Unavailable(_) => (
-                "unavailable",
-                "Service unavailable",
-                "The database cannot be reached right now. Your runs are safe; try again in a few seconds.".to_string(),
-                vec![],
-            ),
-            ServiceError::Internal(_) => (
-                "internal",
-                "Internal error",
-                "Something went wrong on our side. It has been logged.".to_string(),
-                vec![],
-            ),
-        };
-        Problem { kind: format!("/problems/{kind}"), title: title.to_string(), status: self.status(), detail, errors }
-    }
-}
-
-pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
-
 /// A run as `start` or `retry` left it.
 #[derive(Debug, Clone)]
 pub struct Started {
-    pub job: Job,
+    pub run_id: RunId,
+    pub status: JobStatus,
     /// False when an idempotent repeat returned an earlier run.
     pub created: bool,
 }
@@ -264,7 +125,7 @@ pub struct UserId(pub String);
 pub struct RunService {
     store: Arc<dyn JobStore>,
     events: Events,
-    checker: Arc<dyn RequestChecker>,
+    checks: Arc<Checks>,
     config: ServiceConfig,
     eta_cache: Mutex<HashMap<String, (Instant, Arc<StepDurations>)>>,
     progress: ProgressCache,
@@ -276,7 +137,7 @@ impl RunService {
     pub fn new(
         store: Arc<dyn JobStore>,
         events: Events,
-        checker: Arc<dyn RequestChecker>,
+        checks: Arc<Checks>,
         config: ServiceConfig,
     ) -> Result<Self, String> {
         config.validate()?;
@@ -284,7 +145,7 @@ impl RunService {
         Ok(Self {
             store,
             events,
-            checker,
+            checks,
             config,
             eta_cache: Mutex::new(HashMap::new()),
             progress,
@@ -303,8 +164,8 @@ impl RunService {
     /// Validates a request and queues a run for `user_id`.
     pub async fn start(&self, user_id: &str, request: &StartRequest, idempotency_key: Option<&str>) -> Result<Started> {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
-        let mut start = request.validate(&self.config.default_model).map_err(ServiceError::Invalid)?;
-        self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
+        let mut start = request.validate(&self.config.default_model).map_err(Error::Invalid)?;
+        self.checks.check(&start).map_err(Error::Invalid)?;
         let hash = request_hash(&start);
         self.settle_options(&mut start);
         self.insert(user_id, &start, None, key, Some(hash)).await
@@ -331,17 +192,17 @@ impl RunService {
     pub async fn retry(&self, user_id: &str, run_id: RunId) -> Result<Started> {
         let old = self.owned(user_id, run_id).await?;
         if !old.status.is_retryable() {
-            return Err(ServiceError::NotRetryable(old.status));
+            return Err(Error::NotRetryable(old.status));
         }
         let start = ValidStart {
-            symbol: old.symbol.parse().map_err(|e: domain::IdError| ServiceError::Internal(e.0))?,
-            model_id: old.model_id.parse().map_err(|e: domain::IdError| ServiceError::Internal(e.0))?,
+            symbol: old.symbol.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
+            model_id: old.model_id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
             analysts: old.analysts.clone(),
             as_of: old.as_of,
             options: old.options.clone(),
         };
         // The model may have become unavailable since (a key removed): say so now, not later.
-        self.checker.check(&start).await.map_err(ServiceError::Invalid)?;
+        self.checks.check(&start).map_err(Error::Invalid)?;
         self.insert(user_id, &start, Some(run_id), None, None).await
     }
 
@@ -373,7 +234,7 @@ impl RunService {
         // Backtest cells wait under their own cap and must not lock people out.
         let queued = self.store.queued_interactive().await?;
         if queued >= u64::from(self.config.max_queued) {
-            return Err(ServiceError::QueueFull { queued });
+            return Err(Error::QueueFull { queued });
         }
         match self.store.insert(&job, self.config.max_active_per_user).await? {
             InsertOutcome::Created(job) => {
@@ -383,11 +244,11 @@ impl RunService {
                     // The job is stored; workers' polling will find it.
                     tracing::warn!(error = %e, "could not notify workers");
                 }
-                Ok(Started { job, created: true })
+                Ok(Started { run_id: job.run_id, status: job.status, created: true })
             }
-            InsertOutcome::Existing(job) => Ok(Started { job, created: false }),
-            InsertOutcome::IdempotencyConflict(job) => Err(ServiceError::IdempotencyConflict { run_id: job.run_id }),
-            InsertOutcome::LimitReached { .. } => Err(ServiceError::TooManyActive {
+            InsertOutcome::Existing(job) => Ok(Started { run_id: job.run_id, status: job.status, created: false }),
+            InsertOutcome::IdempotencyConflict(job) => Err(Error::IdempotencyConflict { run_id: job.run_id }),
+            InsertOutcome::LimitReached { .. } => Err(Error::TooManyActive {
                 limit: self.config.max_active_per_user,
                 retry_after: self.config.poll_after.max(Duration::from_secs(5)),
             }),
@@ -403,7 +264,7 @@ impl RunService {
         let now = self.store.clock().now();
         let used = self.store.usage_since(user_id, now - crate::budget::WINDOW).await?;
         match budget.exhausted(&used) {
-            Some(spent) => Err(ServiceError::DailyBudget { spent, retry_after: DailyBudget::retry_after(&used, now) }),
+            Some(spent) => Err(Error::DailyBudget { spent, retry_after: DailyBudget::retry_after(&used, now) }),
             None => Ok(()),
         }
     }
@@ -417,7 +278,7 @@ impl RunService {
         };
         match job {
             Some(job) if job.user_id == user_id => Ok(job),
-            _ => Err(ServiceError::NotFound),
+            _ => Err(Error::NotFound),
         }
     }
 
@@ -436,7 +297,7 @@ impl RunService {
             Err(_) => self.load_progress(run_id).await?,
         };
         if body.owner != user_id {
-            return Err(ServiceError::NotFound);
+            return Err(Error::NotFound);
         }
         Ok(body)
     }
@@ -465,14 +326,14 @@ impl RunService {
     async fn read_progress(&self, run_id: RunId, ticket: crate::cache::Ticket) -> Result<Arc<CachedProgress>> {
         let job = match self.store.get(run_id).await? {
             Some(job) => job,
-            None => self.store.get_archived(run_id).await?.ok_or(ServiceError::NotFound)?,
+            None => self.store.get_archived(run_id).await?.ok_or(Error::NotFound)?,
         };
         let owner = job.user_id.clone();
         let version = job.version;
         let status = job.status;
         let progress = self.to_progress(job).await;
         let etag = etag(&progress, version);
-        let body = serde_json::to_vec(&progress).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let body = serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?;
         let body = Arc::new(CachedProgress { run_id, owner, version, status, etag, body: body.into() });
         self.progress.put(ticket, body.clone());
         Ok(body)
@@ -491,7 +352,7 @@ impl RunService {
             return Ok(self.to_progress(job).await);
         }
         let was_requested = job.cancel_requested;
-        let job = self.store.request_cancel(run_id).await?.ok_or(ServiceError::NotFound)?;
+        let job = self.store.request_cancel(run_id).await?.ok_or(Error::NotFound)?;
         if !was_requested {
             telemetry::cancel_requested();
         }
@@ -626,22 +487,9 @@ fn summary(job: &Job) -> RunSummary {
     }
 }
 
-/// "3 hours", "12 minutes", "40 seconds": how long to wait, rounded up to its largest unit.
-fn wait_words(d: Duration) -> String {
-    let s = d.as_secs().max(1);
-    let (n, unit) = if s >= 3600 {
-        (s.div_ceil(3600), "hour")
-    } else if s >= 60 {
-        (s.div_ceil(60), "minute")
-    } else {
-        (s, "second")
-    };
-    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
-}
-
 fn check_idempotency_key(key: &str) -> Result<String> {
     if key.is_empty() || key.len() > IDEMPOTENCY_KEY_MAX || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(ServiceError::Invalid(vec![FieldError::new(
+        return Err(Error::Invalid(vec![FieldError::new(
             "Idempotency-Key",
             format!("must be 1–{IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
         )]));
@@ -679,15 +527,6 @@ mod tests {
         let h = |r: &StartRequest| request_hash(&r.validate(&m).unwrap());
         assert_eq!(h(&a), h(&b));
         assert_ne!(h(&a), h(&c));
-    }
-
-    #[test]
-    fn waits_are_said_in_their_largest_unit_rounded_up() {
-        assert_eq!(wait_words(Duration::from_secs(1)), "1 second");
-        assert_eq!(wait_words(Duration::from_secs(59)), "59 seconds");
-        assert_eq!(wait_words(Duration::from_secs(61)), "2 minutes");
-        assert_eq!(wait_words(Duration::from_secs(3600)), "1 hour");
-        assert_eq!(wait_words(Duration::from_secs(23 * 3600 + 1)), "24 hours");
     }
 
     #[test]

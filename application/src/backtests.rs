@@ -23,7 +23,11 @@ use domain::backtest::{
 };
 use domain::{FieldError, JobStatus, RunId, StartRequest, TokenUsage};
 use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
-use jobs::{Event, Events, RequestChecker, RunService, ServiceError};
+use jobs::{Event, Events};
+
+use crate::checks::Checks;
+use crate::error::{Error, Result};
+use crate::runs::RunService;
 
 /// Cells one backtest may have (`MAX_BACKTEST_CELLS`).
 pub const MAX_CELLS_DEFAULT: usize = 1000;
@@ -50,23 +54,6 @@ pub struct BacktestConfig {
 impl Default for BacktestConfig {
     fn default() -> Self {
         Self { max_cells: MAX_CELLS_DEFAULT, max_running_cells: MAX_RUNNING_CELLS_DEFAULT }
-    }
-}
-
-pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
-
-/// Why a backtest did not start.
-#[derive(Debug)]
-pub enum StartError {
-    Service(ServiceError),
-    /// A hosted model was named without `confirmCost`: nothing was created; this is what it
-    /// would cost.
-    Unconfirmed(CostEstimate),
-}
-
-impl From<ServiceError> for StartError {
-    fn from(e: ServiceError) -> Self {
-        Self::Service(e)
     }
 }
 
@@ -113,7 +100,7 @@ pub fn estimate_cost(
 pub struct Backtests {
     runs: Arc<RunService>,
     catalog: Catalog,
-    checker: Arc<dyn RequestChecker>,
+    checks: Arc<Checks>,
     prices: Arc<BundledData>,
     events: Events,
     config: BacktestConfig,
@@ -122,13 +109,13 @@ pub struct Backtests {
 impl Backtests {
     pub fn new(
         runs: Arc<RunService>,
-        checker: Arc<dyn RequestChecker>,
+        checks: Arc<Checks>,
         prices: Arc<BundledData>,
         events: Events,
         catalog: Catalog,
         config: BacktestConfig,
     ) -> Self {
-        Self { runs, catalog, checker, prices, events, config }
+        Self { runs, catalog, checks, prices, events, config }
     }
 
     pub fn prices(&self) -> &Arc<BundledData> {
@@ -168,7 +155,7 @@ impl Backtests {
         let run_fields = ["modelId", "deepModelId", "analysts", "depth"];
         let start = match as_run.validate(&self.runs.config().default_model) {
             Ok(start) => {
-                if let Err(e) = self.checker.check(&start).await {
+                if let Err(e) = self.checks.check(&start) {
                     errors.extend(e.into_iter().filter(|e| run_fields.contains(&e.field.as_str())));
                 }
                 Some(start)
@@ -178,7 +165,7 @@ impl Backtests {
                 // The model is still checked against the catalog.
                 let model_only = StartRequest { analysts: None, depth: None, ..as_run.clone() };
                 if let Ok(start) = model_only.validate(&self.runs.config().default_model)
-                    && let Err(e) = self.checker.check(&start).await
+                    && let Err(e) = self.checks.check(&start)
                 {
                     errors.extend(e.into_iter().filter(|e| e.field == "modelId"));
                 }
@@ -216,28 +203,25 @@ impl Backtests {
                 };
                 Ok((spec, grid.cells))
             }
-            _ => Err(ServiceError::Invalid(errors)),
+            _ => Err(Error::Invalid(errors)),
         }
     }
 
     /// Validates a request and stores the backtest with all its cells. A hosted model's cost
     /// must have been confirmed (`confirmCost`); until it is, nothing is stored and the
     /// estimate is the answer.
-    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted, StartError> {
+    pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
         let (spec, grid) = self.validate(request).await?;
         // Its cells spend the same daily budget as runs, each held to what is left when it runs.
         self.runs.check_daily_budget(user_id).await?;
         let hosted = self.catalog.get(&spec.model_id).is_some_and(|e| e.provider != Provider::Offline);
-        let history = if hosted {
-            self.runs.store().recent_usage(&spec.model_id, USAGE_HISTORY_RUNS).await.map_err(ServiceError::from)?
-        } else {
-            Vec::new()
-        };
+        let history =
+            if hosted { self.runs.store().recent_usage(&spec.model_id, USAGE_HISTORY_RUNS).await? } else { Vec::new() };
         let estimate = estimate_cost(&self.catalog, &spec, grid.len(), &history);
         if let Some(e) = &estimate
             && !request.confirm_cost
         {
-            return Err(StartError::Unconfirmed(e.clone()));
+            return Err(Error::CostNotConfirmed(Box::new(e.clone())));
         }
         let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
         let config = self.runs.config();
@@ -269,7 +253,7 @@ impl Backtests {
             cells,
         };
         let store = self.runs.store();
-        store.insert_backtest(&new).await.map_err(ServiceError::from)?;
+        store.insert_backtest(&new).await?;
         self.events.send_local(Event::JobAvailable);
         if let Err(e) = store.publish(&Event::JobAvailable).await {
             // The cells are stored; workers' polling will find them.
@@ -287,7 +271,7 @@ impl Backtests {
         let store = self.runs.store();
         let backtest = match store.get_backtest(backtest_id).await? {
             Some(b) if b.user_id == user_id => b,
-            _ => return Err(ServiceError::NotFound),
+            _ => return Err(Error::NotFound),
         };
         let runs = store.backtest_cells(backtest_id).await?;
         let spec = backtest.spec;
@@ -350,7 +334,7 @@ impl Backtests {
         let store = self.runs.store();
         match store.get_backtest(backtest_id).await? {
             Some(b) if b.user_id == user_id => {}
-            _ => return Err(ServiceError::NotFound),
+            _ => return Err(Error::NotFound),
         }
         store.mark_backtest_cancelled(backtest_id).await?;
         for cell in store.backtest_cells(backtest_id).await? {

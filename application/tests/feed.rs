@@ -1,24 +1,16 @@
 //! The change feed across processes: two stores on one database stand for a web process (with
 //! a listener and a progress cache) and a worker process writing progress.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use domain::{FieldError, ValidStart};
+use application::{RunService, ServiceConfig};
 use jobs::model::{Fence, ProgressSnapshot};
 use jobs::testing::{TestDb, new_job};
-use jobs::{Events, JobStore, RequestChecker, RunService, ServiceConfig, SystemClock};
+use jobs::{Events, JobStore, SystemClock};
 use sqlx::Connection;
-
-struct AcceptAll;
-
-#[async_trait]
-impl RequestChecker for AcceptAll {
-    async fn check(&self, _start: &ValidStart) -> Result<(), Vec<FieldError>> {
-        Ok(())
-    }
-}
 
 struct Processes {
     web: RunService,
@@ -30,7 +22,7 @@ struct Processes {
 async fn processes(db: &TestDb) -> Processes {
     let web_store = db.store(Arc::new(SystemClock)).await;
     let _listener = web_store.listen(Events::new()).await.expect("listen");
-    let web = RunService::new(web_store, Events::new(), Arc::new(AcceptAll), ServiceConfig::default()).unwrap();
+    let web = RunService::new(web_store, Events::new(), common::checks(), ServiceConfig::default()).unwrap();
     let worker = db.store(Arc::new(SystemClock)).await;
     let job = new_job("alice");
     let run_id = job.run_id;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::{JobStatus, RunId, StepStatus};
 use serde::Serialize;
 
-use crate::model::Job;
+use jobs::model::Job;
 
 /// Finished runs read for the figures at most; past it the day's figures are of the latest.
 pub const STATS_ROWS_MAX: u32 = 20_000;
