@@ -33,9 +33,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::analysts::key_figures;
+use crate::assessment::Assessment;
 use crate::format::{figure, level, pct, signed_pct};
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
-use crate::model::{Assessment, Model, ModelError, Models, Progress, Usage};
+use crate::model::{Model, ModelError, Models, Progress, Usage};
 use crate::news::RssNews;
 use crate::snapshot::{self, Headline, MarketSnapshot};
 use crate::vader::Lexicon;

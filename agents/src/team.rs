@@ -16,9 +16,9 @@
 use domain::{Action, AnalystKind, AnalystReport, Argument, Rating, TeamRole, TradePlan, Verdict};
 
 use crate::analysts::{Signal, signals};
+use crate::assessment::{Assessment, Brief, Decision};
 use crate::format::{level, pct, signed_pct};
-use crate::model::offline::{RULE_BASED_NOTE, assess};
-use crate::model::{Assessment, Brief, Decision};
+use crate::rules::{RULE_BASED_NOTE, analyst_weight, assess};
 use crate::snapshot::MarketSnapshot;
 
 /// Points a side makes per round.
@@ -361,7 +361,7 @@ pub fn decide(brief: &Brief<'_>, verdict: &Verdict, plan: &TradePlan) -> Decisio
 fn analyst_score(reports: &[AnalystReport]) -> f64 {
     let (mut num, mut den) = (0.0, 0.0);
     for r in reports {
-        let w = crate::model::offline::analyst_weight(r.analyst);
+        let w = analyst_weight(r.analyst);
         num += w * r.confidence * r.stance.score();
         den += w;
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use domain::FieldError;
+use domain::{FieldError, Rating};
 
 use crate::market::MIN_HISTORY;
 use crate::market::bundled::BundledData;
@@ -34,6 +34,15 @@ pub struct Grid {
     pub dates: Vec<NaiveDate>,
     /// `(symbol, as_of)`, symbol by symbol in the request's order, dates oldest first.
     pub cells: Vec<(String, NaiveDate)>,
+}
+
+/// One cell as the scorecard and the strategy read it: its symbol, date and, once its run
+/// completed, rating.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellInput {
+    pub symbol: String,
+    pub as_of: NaiveDate,
+    pub rating: Option<Rating>,
 }
 
 /// Lays out the grid of `request` over `data`, or says what is wrong with it. At most

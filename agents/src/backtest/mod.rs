@@ -1,8 +1,8 @@
 //! Backtests: how good were the ratings? Pure functions over the bundled prices, never the
 //! model.
 //!
-//! - [`grid`]: the cells of a backtest (symbols × as-of dates every N trading days), and why a
-//!   grid cannot be run (each field named).
+//! - [`grid`]: the cells of a backtest (symbols × as-of dates every N trading days), why a
+//!   grid cannot be run (each field named), and a cell with its rating as the two below read it.
 //! - [`scorecard`]: per cell the forward returns, the benchmark's and the alpha; per rating the
 //!   count, hit rate, mean return and mean alpha; then the [`strategy`] and its baselines.
 //! - [`strategy`]: daily equity of the strategy that follows the ratings, Buy & Hold, an SMA
@@ -15,8 +15,8 @@ pub mod grid;
 pub mod scorecard;
 pub mod strategy;
 
-pub use grid::{Grid, GridRequest, plan};
-pub use scorecard::{CellInput, scorecard};
+pub use grid::{CellInput, Grid, GridRequest, plan};
+pub use scorecard::scorecard;
 
 /// Trading days in a year, for annualising.
 pub const TRADING_DAYS_PER_YEAR: f64 = 252.0;

@@ -14,26 +14,14 @@ use domain::Rating;
 use domain::backtest::{BearishPosition, Benchmark, CellOutcome, RatingStats, Scorecard};
 
 use super::BENCHMARK_INDEX;
+use super::grid::CellInput;
 use crate::market::Series;
 use crate::market::bundled::BundledData;
-
-/// One cell as the scorecard reads it: its symbol, date and, once its run completed, rating.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CellInput {
-    pub symbol: String,
-    pub as_of: NaiveDate,
-    pub rating: Option<Rating>,
-}
-
-/// The index of the last bar at or before `date`.
-pub(crate) fn at_or_before(series: &Series, date: NaiveDate) -> Option<usize> {
-    series.bars.partition_point(|b| b.date <= date).checked_sub(1)
-}
 
 /// The adjusted-close return of `series` from its last trading day at or before `start` to its
 /// last at or before `end`.
 fn return_between(series: &Series, start: NaiveDate, end: NaiveDate) -> Option<f64> {
-    let (a, b) = (at_or_before(series, start)?, at_or_before(series, end)?);
+    let (a, b) = (series.at_or_before(start)?, series.at_or_before(end)?);
     Some(series.bars[b].adj_close / series.bars[a].adj_close - 1.0)
 }
 
@@ -73,7 +61,7 @@ pub fn outcomes(data: &BundledData, cells: &[CellInput], horizons: &[u32], bench
     let mut out = Vec::with_capacity(cells.len());
     for cell in cells {
         let Some(series) = data.series(&cell.symbol) else { continue };
-        let Some(i) = at_or_before(&series, cell.as_of) else { continue };
+        let Some(i) = series.at_or_before(cell.as_of) else { continue };
         let start = series.bars[i];
         let mut outcome = CellOutcome {
             symbol: cell.symbol.clone(),
@@ -150,7 +138,7 @@ pub fn scorecard(
     let longest = horizons.iter().copied().max().unwrap_or(0).max(every_days) as usize;
     for cell in cells {
         let Some(series) = data.series(&cell.symbol) else { continue };
-        let Some(i) = at_or_before(&series, cell.as_of) else { continue };
+        let Some(i) = series.at_or_before(cell.as_of) else { continue };
         let end = series.bars[(i + longest).min(series.bars.len() - 1)].date;
         let start = series.bars[i].date;
         span = Some(span.map_or((start, end), |(a, b)| (a.min(start), b.max(end))));

@@ -23,7 +23,7 @@ use domain::Rating;
 use domain::backtest::{Baselines, BearishPosition, EquityCurves, Metrics};
 
 use super::TRADING_DAYS_PER_YEAR;
-use super::scorecard::{CellInput, at_or_before};
+use super::grid::CellInput;
 use crate::indicators;
 use crate::market::Series;
 
@@ -61,7 +61,7 @@ pub fn evaluate(series: &[Arc<Series>], cells: &[CellInput], every_days: u32, be
         let mut marks: Vec<(usize, Option<Rating>)> = cells
             .iter()
             .filter(|c| c.symbol == s.symbol)
-            .filter_map(|c| Some((at_or_before(s, c.as_of)?, c.rating)))
+            .filter_map(|c| Some((s.at_or_before(c.as_of)?, c.rating)))
             .collect();
         marks.sort_by_key(|(i, _)| *i);
         marks.dedup_by(|later, earlier| {

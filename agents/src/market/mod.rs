@@ -43,6 +43,11 @@ impl Series {
         self.bars.last().map(|b| b.date)
     }
 
+    /// The index of the last bar at or before `date`.
+    pub fn at_or_before(&self, date: NaiveDate) -> Option<usize> {
+        self.bars.partition_point(|b| b.date <= date).checked_sub(1)
+    }
+
     /// The bars up to and including `as_of` (the last trading day on or before it), at most
     /// `lookback` of them.
     pub fn window(&self, as_of: NaiveDate, lookback: usize) -> &[Bar] {

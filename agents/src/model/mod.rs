@@ -1,7 +1,7 @@
 //! Models behind one trait: the built-in offline analysts and OpenAI-compatible chat APIs.
 //!
 //! A model writes two things: one analyst's view (stance, confidence, Markdown report) and the
-//! final assessment. The figures it reasons over are always computed by us
+//! final assessment, whose shapes are in [`crate::assessment`]. The figures it reasons over are always computed by us
 //! ([`crate::analysts::key_figures`]); what a model adds is judgement and prose.
 
 use std::collections::HashMap;
@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{
-    AnalystKind, AnalystReport, Argument, ModelInfo, Rating, Stance, TeamRole, TokenUsage, TradePlan, Verdict,
-};
+use domain::{AnalystKind, AnalystReport, Argument, ModelInfo, TeamRole, TokenUsage, TradePlan, Verdict};
 
+use crate::assessment::{AnalystView, Assessment, Brief, Decision};
 use crate::retry::RetryPolicy;
 use crate::snapshot::MarketSnapshot;
 
@@ -39,45 +38,6 @@ impl Usage {
         self.tokens.add(other.tokens);
         self.cost_usd += other.cost_usd;
     }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AnalystView {
-    pub stance: Stance,
-    pub confidence: f64,
-    pub report: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Assessment {
-    pub rating: Rating,
-    pub confidence: f64,
-    pub summary: String,
-    pub key_risks: Vec<String>,
-}
-
-/// The portfolio manager's decision: the final assessment and the reasoning behind it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub assessment: Assessment,
-    /// Markdown.
-    pub reasoning: String,
-}
-
-/// What a member of the team after the analysts reads: the data, the analysts' reports, and
-/// what the team has said so far. `round` is the debate round being argued (from 1).
-#[derive(Debug, Clone, Copy)]
-pub struct Brief<'a> {
-    pub data: &'a MarketSnapshot,
-    pub reports: &'a [AnalystReport],
-    /// The bull/bear debate so far.
-    pub debate: &'a [Argument],
-    pub verdict: Option<&'a Verdict>,
-    pub plan: Option<&'a TradePlan>,
-    /// The risk debate so far.
-    pub risk_debate: &'a [Argument],
-    pub round: u32,
-    pub rounds: u32,
 }
 
 /// Where a model reports how far along its answer is (0–100, with a word on what it does).

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
 use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
-use super::{AnalystView, Assessment, Brief, CatalogEntry, Decision, Model, ModelError, ModelsConfig, Progress, Usage};
+use super::{CatalogEntry, Model, ModelError, ModelsConfig, Progress, Usage};
+use crate::assessment::{AnalystView, Assessment, Brief, Decision};
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 use crate::snapshot::MarketSnapshot;
 

@@ -7,8 +7,8 @@
 use domain::{AnalystKind, AnalystReport, Rating, Stance};
 use serde_json::{Value, json};
 
-use super::{AnalystView, Assessment};
 use crate::analysts::{focus, key_figures};
+use crate::assessment::{AnalystView, Assessment};
 use crate::snapshot::MarketSnapshot;
 
 const REPORT_MAX_CHARS: usize = 12_000;

@@ -9,7 +9,7 @@ use domain::{Action, Argument, TeamRole, TradePlan, Verdict};
 use serde_json::{Map, Value, json};
 
 use super::prompt::{confidence, object, text};
-use super::{Assessment, Brief, Decision};
+use crate::assessment::{Assessment, Brief, Decision};
 
 const ARGUMENT_MAX_CHARS: usize = 8_000;
 

@@ -20,7 +20,8 @@ use domain::{AnalystReport, Argument, FINAL_ASSESSMENT, RunOptions, TeamReport, 
 use super::{
     Pipeline, PipelineError, Reporter, RunSpec, StepProgress, StoredAssessment, model_failure, restore, stored,
 };
-use crate::model::{Assessment, Brief, Decision, Model, Progress, Usage};
+use crate::assessment::{Assessment, Brief, Decision};
+use crate::model::{Model, Progress, Usage};
 use crate::snapshot::MarketSnapshot;
 
 /// The checkpoint key of one debate turn.

@@ -9,8 +9,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::extract::JsonBody;
 use super::problem::ApiError;
-use super::runs::{JsonBody, tagged_json};
+use super::reply::tagged_json;
 use super::session::Identity;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
@@ -29,7 +30,7 @@ pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
             ("Location" = String, description = "The backtest."),
         )),
         (status = 400, description = "A bad grid, each field named in `errors`, or a body that is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
         (status = 409, description = "A hosted model was named without `confirmCost: true`: the problem carries the estimate (`expectedCostUsd`, `cells`, `perRunUsd`, …) and nothing was created.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many starts a minute, or the daily budget of this identity spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
@@ -68,7 +69,7 @@ pub async fn start(
         )),
         (status = 304, description = "Unchanged since the `ETag` named."),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
         (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -97,7 +98,7 @@ pub async fn view(
     responses(
         (status = 200, description = "The backtest, cancelled.", body = domain::backtest::BacktestView),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
         (status = 404, description = "No such backtest of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -124,7 +125,7 @@ pub struct BacktestList {
     tag = "backtests",
     responses(
         (status = 200, description = "Your backtests.", body = BacktestList),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
     )
 )]
 pub async fn list(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {

@@ -28,8 +28,8 @@ use jobs::feed::Change;
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::AppState;
+use super::extract::run_id;
 use super::problem::ApiError;
-use super::runs::run_id;
 use super::session::Identity;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -125,9 +125,9 @@ impl Drop for Slot {
     responses(
         (status = 200, description = "Server-Sent Events: each `data` is the progress body (`Progress`), each `id` its version; the stream ends after the terminal state.", body = String, content_type = "text/event-stream"),
         (status = 204, description = "The run has ended and its last state was already sent."),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
         (status = 429, description = "Too many open streams of yours (`Retry-After`): poll instead.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many open streams, or streams are off (`Retry-After`): poll instead.", body = domain::Problem, content_type = "application/problem+json"),
     )

@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod backtest_pages;
 pub mod backtests;
+pub mod extract;
 pub mod guard;
 pub mod headers;
 pub mod health;
@@ -29,6 +30,8 @@ pub mod openapi;
 pub mod pages;
 pub mod problem;
 pub mod proxy;
+pub mod reply;
+pub mod responses;
 pub mod runs;
 pub mod session;
 pub mod shares;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use super::responses::{BadRunId, RunNotFound, Unauthenticated};
 use super::{backtests, health, live, runs, shares};
 
 #[derive(OpenApi)]
@@ -52,27 +53,6 @@ use super::{backtests, health, live, runs, shares};
     )
 )]
 pub struct ApiDoc;
-
-// The problems many operations answer, declared once. Their bodies are never built from
-// these types, only described.
-
-/// No identity: neither a session cookie nor an API token.
-#[derive(utoipa::ToResponse)]
-#[response(content_type = "application/problem+json")]
-#[allow(dead_code)]
-pub struct Unauthenticated(domain::Problem);
-
-/// Not a run id (a UUID).
-#[derive(utoipa::ToResponse)]
-#[response(content_type = "application/problem+json")]
-#[allow(dead_code)]
-pub struct BadRunId(domain::Problem);
-
-/// No such run of yours.
-#[derive(utoipa::ToResponse)]
-#[response(content_type = "application/problem+json")]
-#[allow(dead_code)]
-pub struct RunNotFound(domain::Problem);
 
 /// Who a request is: the browser's session cookie or a personal API token.
 struct Identities;

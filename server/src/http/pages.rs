@@ -20,18 +20,12 @@ use axum::response::{IntoResponse, Response};
 use domain::StartRequest;
 use leptos::prelude::provide_context;
 
+use super::extract::run_id;
 use super::limits::{Limited, refusal};
 use super::problem::ApiError;
-use super::runs::run_id;
+use super::reply::see_other;
 use super::session::Identity;
 use super::{AppState, BODY_LIMIT, page_context};
-
-/// `303 See Other` to `path`.
-pub(crate) fn see_other(path: &str) -> Response {
-    let mut resp = StatusCode::SEE_OTHER.into_response();
-    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
-    resp
-}
 
 /// The new-analysis form's fields as a browser encodes them (`application/x-www-form-urlencoded`,
 /// one `analysts` pair per ticked box). Empty fields mean "not given", as in the JSON API.

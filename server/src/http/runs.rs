@@ -4,58 +4,16 @@ use std::collections::HashMap;
 
 use application::Started;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{AnalystInfo, JobStatus, RunId, StartRequest, StartResponse};
 
 use super::AppState;
+use super::extract::{JsonBody, run_id};
 use super::problem::ApiError;
+use super::reply::tagged_json;
 use super::session::Identity;
-
-/// A JSON request body, whose every failure (wrong content type, too large, not JSON, wrong
-/// shape) is a problem naming what is wrong.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|v| v.trim().eq_ignore_ascii_case("application/json") || v.trim().ends_with("+json"))
-            .unwrap_or(false);
-        if !json {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "Send the request body as JSON with Content-Type: application/json.",
-            ));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e: BytesRejection| {
-            let status = e.status();
-            ApiError::new(status, "unreadable-body", "Unreadable request body", e.body_text())
-        })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                "Malformed JSON",
-                format!("The request body is not valid: {e}."),
-            )
-        })
-    }
-}
-
-pub(crate) fn run_id(raw: &str) -> Result<RunId, ApiError> {
-    raw.parse().map_err(|e: domain::IdError| ApiError::field("runId", e.0))
-}
 
 fn accepted(started: Started, state: &AppState) -> Response {
     let body = StartResponse {
@@ -93,7 +51,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
             ("Idempotent-Replayed" = String, description = "`true` when an earlier request with this key made the run."),
         )),
         (status = 400, description = "A field is invalid (each one named in `errors`) or the body is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
         (status = 403, description = "A cross-site request.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than 64 KiB.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
@@ -116,41 +74,6 @@ pub async fn start(
     Ok(accepted(started, &state))
 }
 
-/// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never
-/// reused without asking (`no-cache`), kept out of shared caches and per session; with
-/// `Retry-After` (seconds) while what it shows is still changing.
-pub(crate) fn tagged_json(
-    headers: &HeaderMap,
-    etag: &str,
-    body: impl IntoResponse,
-    retry_after: Option<u64>,
-) -> Response {
-    let mut resp = if matches(headers, etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-    };
-    let h = resp.headers_mut();
-    h.insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
-    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
-    if let Some(secs) = retry_after {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
-}
-
-/// Whether an `If-None-Match` header names this ETag (or is `*`).
-pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == tag || t == "*")
-}
-
 /// `GET /api/trading/progress/:runId` — from the process's progress cache when it is current,
 /// so a 304, and a 200 of an unchanged version, cost no database query.
 #[utoipa::path(
@@ -167,9 +90,9 @@ pub(crate) fn matches(headers: &HeaderMap, tag: &str) -> bool {
             ("Retry-After" = u64, description = "While the run is active."),
         )),
         (status = 304, description = "Unchanged since the `ETag` named."),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
     )
 )]
 pub async fn progress(
@@ -205,9 +128,9 @@ pub(crate) async fn progress_of(
     responses(
         (status = 200, description = "The run has ended.", body = domain::Progress),
         (status = 202, description = "The run is stopping.", body = domain::Progress),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
     )
 )]
 pub async fn cancel(
@@ -231,9 +154,9 @@ pub async fn cancel(
         (status = 202, description = "A new run, with `retryOf` set, is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
         )),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
         (status = 409, description = "The run cannot be retried.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many active runs, too many starts a minute, or the daily budget spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
@@ -262,7 +185,7 @@ pub async fn retry(
     responses(
         (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
         (status = 400, description = "A bad status, page or perPage.", body = domain::Problem, content_type = "application/problem+json"),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
     )
 )]
 pub async fn list(
@@ -309,21 +232,4 @@ pub async fn analysts() -> Response {
     responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn if_none_match_lists_and_weak_tags() {
-        let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v1\", W/\"v7\""));
-        assert!(matches(&h, "\"v7\""));
-        assert!(matches(&h, "\"v1\""));
-        assert!(!matches(&h, "\"v2\""));
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert!(matches(&h, "\"v9\""));
-        assert!(!matches(&HeaderMap::new(), "\"v1\""));
-    }
 }

@@ -22,13 +22,14 @@ use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::proxy::Client;
 
 pub const COOKIE: &str = "ta_session";
-const MAX_AGE_SECS: u64 = 400 * 24 * 3600;
+const MAX_AGE_SECS: i64 = 400 * 24 * 3600;
 
 #[derive(Clone)]
 pub struct Sessions {
@@ -91,22 +92,28 @@ impl Sessions {
     /// The `Set-Cookie` value; `Secure` when configured so or when the request came over HTTPS
     /// through a trusted proxy.
     fn cookie(&self, token: &str, https: bool) -> String {
-        format!(
-            "{COOKIE}={token}; Path=/; Max-Age={MAX_AGE_SECS}; HttpOnly; SameSite=Lax{}",
-            if self.secure || https { "; Secure" } else { "" }
-        )
+        Cookie::build((COOKIE, token))
+            .path("/")
+            .max_age(cookie::time::Duration::seconds(MAX_AGE_SECS))
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure || https)
+            .build()
+            .to_string()
     }
 }
 
+/// The session token among the request's cookies: the first one of that name, in any of its
+/// `Cookie` headers. Pairs that are not `name=value` are passed over.
 fn from_cookies(headers: &axum::http::HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_string())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value().to_string())
 }
 
 /// Whether a request without an identity should be given one: a page load.
@@ -194,9 +201,19 @@ mod tests {
         assert_eq!(s.verify(&forged), None);
         assert_eq!(s.verify("no-dot"), None);
         assert_eq!(s.verify(&format!("{user}.!!!")), None);
-        assert!(s.cookie(&token, false).ends_with("HttpOnly; SameSite=Lax"));
-        assert!(s.cookie(&token, true).ends_with("; Secure"));
-        assert!(Sessions::new(vec![1], true).cookie("t", false).ends_with("; Secure"));
+    }
+
+    /// The whole `Set-Cookie` value, as the cookie crate writes its attributes: HttpOnly and
+    /// SameSite=Lax always, for 400 days on every path, and Secure when configured so or when
+    /// the request came over HTTPS.
+    #[test]
+    fn the_set_cookie_value() {
+        let s = Sessions::new(b"k".repeat(32), false);
+        let lax = "HttpOnly; SameSite=Lax";
+        let scope = "Path=/; Max-Age=34560000";
+        assert_eq!(s.cookie("tok.sig", false), format!("ta_session=tok.sig; {lax}; {scope}"));
+        assert_eq!(s.cookie("tok.sig", true), format!("ta_session=tok.sig; {lax}; Secure; {scope}"));
+        assert_eq!(Sessions::new(vec![1], true).cookie("t", false), format!("ta_session=t; {lax}; Secure; {scope}"));
     }
 
     #[test]
@@ -215,5 +232,17 @@ mod tests {
         let mut h = axum::http::HeaderMap::new();
         h.insert(header::COOKIE, HeaderValue::from_static("a=1; ta_session=tok.sig; b=2"));
         assert_eq!(from_cookies(&h).as_deref(), Some("tok.sig"));
+    }
+
+    /// Across several `Cookie` headers, and past pairs that are not `name=value`, the first
+    /// session cookie is the one read; a name that only starts like it is another cookie.
+    #[test]
+    fn reads_the_first_session_cookie_across_headers() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("junk; =x; ta_session_old=old.sig"));
+        assert_eq!(from_cookies(&h), None);
+        h.append(header::COOKIE, HeaderValue::from_static("ta_session=first.sig; ta_session=second.sig"));
+        assert_eq!(from_cookies(&h).as_deref(), Some("first.sig"));
+        assert_eq!(from_cookies(&axum::http::HeaderMap::new()), None);
     }
 }

@@ -12,9 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::pages::see_other;
+use super::extract::run_id;
 use super::problem::ApiError;
-use super::runs::{progress_of, run_id};
+use super::reply::see_other;
+use super::runs::progress_of;
 use super::session::Identity;
 
 fn access(state: &AppState) -> Access {
@@ -47,9 +48,9 @@ pub struct CreatedShare {
         (status = 201, description = "A new link; its secret is in `url` and `apiUrl`, shown this once.", body = CreatedShare, headers(
             ("Location" = String, description = "The shared page."),
         )),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
     )
 )]
 pub async fn create(
@@ -75,9 +76,9 @@ pub async fn create(
     params(("runId" = String, Path, description = "Your run's id.")),
     responses(
         (status = 200, description = "The run's links, without their secrets.", body = Vec<domain::ShareLink>),
-        (status = 400, response = super::openapi::BadRunId),
-        (status = 401, response = super::openapi::Unauthenticated),
-        (status = 404, response = super::openapi::RunNotFound),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
     )
 )]
 pub async fn list(
@@ -99,7 +100,7 @@ pub async fn list(
     params(("id" = String, Path, description = "The link's `id`.")),
     responses(
         (status = 204, description = "Revoked: the link opens nothing."),
-        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 401, response = super::responses::Unauthenticated),
         (status = 404, description = "No such link of yours.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]

@@ -18,6 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ApiError;
+use super::reply::see_other;
 use super::session::Identity;
 use super::{AppState, BODY_LIMIT, pages};
 
@@ -132,7 +133,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if access(&state).revoke_token(&user, &id).await? {
-        Ok(pages::see_other("/settings"))
+        Ok(see_other("/settings"))
     } else {
         Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "Token not found", "You have no such token."))
     }

@@ -1,0 +1,64 @@
+//! Answers several handlers give alike: a `303 See Other` after a form, and a JSON body under
+//! a strong ETag that a conditional request may find unchanged.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// `303 See Other` to `path`.
+pub(crate) fn see_other(path: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
+    resp
+}
+
+/// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never
+/// reused without asking (`no-cache`), kept out of shared caches and per session; with
+/// `Retry-After` (seconds) while what it shows is still changing.
+pub(crate) fn tagged_json(
+    headers: &HeaderMap,
+    etag: &str,
+    body: impl IntoResponse,
+    retry_after: Option<u64>,
+) -> Response {
+    let mut resp = if matches(headers, etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, HeaderValue::from_str(etag).expect("ascii"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    h.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    if let Some(secs) = retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// Whether an `If-None-Match` header names this ETag (or is `*`).
+fn matches(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"v1\", W/\"v7\""));
+        assert!(matches(&h, "\"v7\""));
+        assert!(matches(&h, "\"v1\""));
+        assert!(!matches(&h, "\"v2\""));
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
+        assert!(matches(&h, "\"v9\""));
+        assert!(!matches(&HeaderMap::new(), "\"v1\""));
+    }
+}
