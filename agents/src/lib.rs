@@ -34,4 +34,4 @@ pub mod team;
 pub mod testing;
 pub mod vader;
 
-pub use pipeline::{Budget, Pipeline, PipelineError, Reporter, RunSpec};
+pub use pipeline::{Pipeline, PipelineError, Reporter};

@@ -26,7 +26,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use domain::{
-    AnalysisResult, AnalystKind, AnalystReport, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, RunOptions, TokenUsage,
+    AnalysisResult, AnalystKind, AnalystReport, Budget, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, TokenUsage,
+    ValidStart,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -36,28 +37,10 @@ use crate::analysts::key_figures;
 use crate::assessment::Assessment;
 use crate::format::{figure, level, pct, signed_pct};
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
-use crate::model::{Model, ModelError, Models, Progress, Usage};
+use crate::model::{CallProgress, Model, ModelError, Models, Usage};
 use crate::news::RssNews;
 use crate::snapshot::{self, Headline, MarketSnapshot};
 use crate::vader::Lexicon;
-
-/// What to analyse.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSpec {
-    pub symbol: String,
-    pub model_id: String,
-    pub analysts: Vec<AnalystKind>,
-    pub as_of: Option<NaiveDate>,
-    /// Depth, rounds, second model, budget.
-    pub options: RunOptions,
-}
-
-/// A limit of tokens and of cost; `None` is no limit of that kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Budget {
-    pub max_tokens: Option<u64>,
-    pub max_cost_usd: Option<f64>,
-}
 
 /// Where the pipeline reports. `Error` is the reporter's reason to stop (e.g. cancelled).
 #[async_trait]
@@ -144,13 +127,13 @@ pub struct Pipeline {
     news: Option<(Arc<RssNews>, Arc<Lexicon>)>,
 }
 
-struct StepProgress<'a, R: Reporter> {
+struct StepReports<'a, R: Reporter> {
     reporter: &'a R,
     step: &'a str,
 }
 
 #[async_trait]
-impl<R: Reporter> Progress for StepProgress<'_, R> {
+impl<R: Reporter> CallProgress for StepReports<'_, R> {
     async fn report(&self, percent: u8, detail: &str) {
         // A stop request surfaces at the next start/complete; the worker also drops the run.
         let _ = self.reporter.step_progress(self.step, percent, Some(detail)).await;
@@ -202,12 +185,12 @@ impl Pipeline {
 
     pub async fn run<R: Reporter>(
         &self,
-        spec: &RunSpec,
+        spec: &ValidStart,
         reporter: &R,
     ) -> Result<AnalysisResult, PipelineError<R::Error>> {
         let model = self
             .models
-            .get(&spec.model_id)
+            .get(spec.model_id.as_str())
             .map_err(|e| PipelineError::Failed { step: None, message: format!("{e}.") })?;
         let manager = match &spec.options.deep_model_id {
             Some(id) => self
@@ -223,7 +206,12 @@ impl Pipeline {
             None => {
                 let data = self.collect(spec, reporter).await?;
                 reporter
-                    .complete_step(DATA_COLLECTION, stored(&data, Usage::default()), Usage::default(), &spec.model_id)
+                    .complete_step(
+                        DATA_COLLECTION,
+                        stored(&data, Usage::default()),
+                        Usage::default(),
+                        spec.model_id.as_str(),
+                    )
                     .await?;
                 data
             }
@@ -261,7 +249,7 @@ impl Pipeline {
                 None => {
                     self.check_budget(reporter, spec, &usage, 1, FINAL_ASSESSMENT).await?;
                     reporter.start_step(FINAL_ASSESSMENT, Some("Waiting for the model")).await?;
-                    let progress = StepProgress { reporter, step: FINAL_ASSESSMENT };
+                    let progress = StepReports { reporter, step: FINAL_ASSESSMENT };
                     let (a, u) = model
                         .assessment(&data, &reports, &progress)
                         .await
@@ -287,7 +275,7 @@ impl Pipeline {
         Ok(AnalysisResult {
             symbol: data.symbol.clone(),
             as_of: data.as_of,
-            model_id: spec.model_id.clone(),
+            model_id: spec.model_id.to_string(),
             rating: assessment.rating,
             confidence: assessment.confidence,
             summary: assessment.summary,
@@ -315,7 +303,7 @@ impl Pipeline {
     async fn check_budget<R: Reporter>(
         &self,
         reporter: &R,
-        spec: &RunSpec,
+        spec: &ValidStart,
         spent: &Usage,
         calls: u32,
         next: &str,
@@ -358,12 +346,12 @@ impl Pipeline {
 
     async fn collect<R: Reporter>(
         &self,
-        spec: &RunSpec,
+        spec: &ValidStart,
         reporter: &R,
     ) -> Result<MarketSnapshot, PipelineError<R::Error>> {
         let step = DATA_COLLECTION;
         reporter.start_step(step, Some(&format!("Loading {} prices", spec.symbol))).await?;
-        let series = self.market.daily(&spec.symbol, spec.as_of, LOOKBACK).await.map_err(data_failure)?;
+        let series = self.market.daily(spec.symbol.as_str(), spec.as_of, LOOKBACK).await.map_err(data_failure)?;
         let as_of = series.last_date().expect("non-empty");
         require_history(&series, as_of).map_err(data_failure)?;
         reporter.step_progress(step, 40, Some("Loading the S&P 500")).await?;
@@ -372,7 +360,7 @@ impl Pipeline {
         let mut data = snapshot::compute(&series, benchmark.as_ref(), self.market.name());
         if let (Some((news, lexicon)), None) = (&self.news, spec.as_of) {
             reporter.step_progress(step, 85, Some("Reading headlines")).await?;
-            match news.headlines(&spec.symbol).await {
+            match news.headlines(spec.symbol.as_str()).await {
                 Ok(titles) => {
                     data.headlines =
                         titles.into_iter().map(|t| Headline { score: lexicon.compound(&t), title: t }).collect();
@@ -411,7 +399,7 @@ impl Pipeline {
     ) -> Result<(AnalystReport, Usage), PipelineError<R::Error>> {
         let step = kind.step_name();
         reporter.start_step(step, Some("Waiting for the model")).await?;
-        let progress = StepProgress { reporter, step };
+        let progress = StepReports { reporter, step };
         let (view, usage) =
             model.analyst_view(kind, data, &progress).await.map_err(|e| model_failure(step, model.id(), e))?;
         let usage = self.priced(model.id(), usage);

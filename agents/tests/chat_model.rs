@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use agents::analysts::key_figures;
 use agents::market::bundled::BundledData;
 use agents::market::{LOOKBACK, MarketData};
-use agents::model::{Catalog, ModelError, Models, ModelsConfig, Progress};
+use agents::model::{CallProgress, Catalog, ModelError, Models, ModelsConfig};
 use agents::retry::RetryPolicy;
 use agents::snapshot::{self, MarketSnapshot};
 use agents::testing::{Behaviour, FakeLlm};
@@ -20,7 +20,7 @@ use domain::{AnalystKind, Rating, Stance};
 struct Recorder(Mutex<Vec<(u8, String)>>);
 
 #[async_trait]
-impl Progress for Recorder {
+impl CallProgress for Recorder {
     async fn report(&self, percent: u8, detail: &str) {
         self.0.lock().unwrap().push((percent, detail.to_string()));
     }

@@ -195,12 +195,13 @@ async fn stooq_reads_csv_and_says_when_there_is_no_data() {
 /// be exactly 1.
 #[tokio::test]
 async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
+    use agents::Pipeline;
     use agents::model::{Catalog, Models, ModelsConfig};
     use agents::news::RssNews;
     use agents::testing::FakeLlm;
     use agents::vader::Lexicon;
-    use agents::{Pipeline, RunSpec};
     use domain::AnalystKind;
+    use domain::ValidStart;
 
     let (base, _) = upstream().await;
     let fake = FakeLlm::start().await;
@@ -216,9 +217,9 @@ async fn an_analysis_on_online_prices_headlines_and_a_chat_model() {
     let news = RssNews::new(client(), &format!("{base}/rss?s={{symbol}}"), retry()).unwrap();
     let pipeline = Pipeline::new(Arc::new(YahooData::new(client(), &base, retry())), Arc::new(models))
         .with_news(Arc::new(news), Arc::new(lexicon));
-    let spec = RunSpec {
-        symbol: "AAPL".into(),
-        model_id: "priced".into(),
+    let spec = ValidStart {
+        symbol: "AAPL".parse().unwrap(),
+        model_id: "priced".parse().unwrap(),
         analysts: vec![AnalystKind::Risk, AnalystKind::Sentiment],
         as_of: None,
         options: Default::default(),

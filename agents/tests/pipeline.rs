@@ -10,9 +10,9 @@ use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Models, ModelsConfig, Usage};
 use agents::retry::RetryPolicy;
 use agents::testing::FakeLlm;
-use agents::{Pipeline, PipelineError, Reporter, RunSpec};
+use agents::{Pipeline, PipelineError, Reporter};
 use async_trait::async_trait;
-use domain::{Action, AnalystKind, Depth, Rating, RunOptions, Stance, TeamRole};
+use domain::{Action, AnalystKind, Depth, Rating, RunOptions, Stance, TeamRole, ValidStart};
 use serde_json::Value;
 
 #[derive(Default)]
@@ -26,7 +26,7 @@ struct Memory {
     /// A crash: the reporter stops the run right after storing this checkpoint.
     crash_after: Option<String>,
     /// What is left of the owner's daily budget, as the reporter answers it.
-    daily_left: Option<agents::Budget>,
+    daily_left: Option<domain::Budget>,
     /// How often the pipeline asked for it.
     daily_asked: std::sync::atomic::AtomicU32,
 }
@@ -64,14 +64,14 @@ impl Reporter for Memory {
         self.store(key, output, usage)
     }
 
-    async fn daily_left(&self) -> Result<Option<agents::Budget>, ()> {
+    async fn daily_left(&self) -> Result<Option<domain::Budget>, ()> {
         self.daily_asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(self.daily_left)
     }
 }
 
 impl Memory {
-    fn with_daily_left(budget: agents::Budget) -> Self {
+    fn with_daily_left(budget: domain::Budget) -> Self {
         Memory { daily_left: Some(budget), ..Memory::default() }
     }
 
@@ -110,14 +110,14 @@ fn pipeline(latency: Duration, catalog: Catalog) -> Pipeline {
     Pipeline::new(market(), Arc::new(models))
 }
 
-fn deeper(model: &str, analysts: &[AnalystKind], depth: Depth, rounds: u32) -> RunSpec {
-    RunSpec { options: RunOptions { depth, rounds: Some(rounds), ..RunOptions::default() }, ..spec(model, analysts) }
+fn deeper(model: &str, analysts: &[AnalystKind], depth: Depth, rounds: u32) -> ValidStart {
+    ValidStart { options: RunOptions { depth, rounds: Some(rounds), ..RunOptions::default() }, ..spec(model, analysts) }
 }
 
-fn spec(model: &str, analysts: &[AnalystKind]) -> RunSpec {
-    RunSpec {
-        symbol: "AAPL".into(),
-        model_id: model.into(),
+fn spec(model: &str, analysts: &[AnalystKind]) -> ValidStart {
+    ValidStart {
+        symbol: "AAPL".parse().unwrap(),
+        model_id: model.parse().unwrap(),
         analysts: analysts.to_vec(),
         as_of: Some("2019-12-31".parse().unwrap()),
         options: Default::default(),
@@ -454,7 +454,7 @@ async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
     let p = pipeline(Duration::ZERO, chat_catalog(&fake, "ok"));
     let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
     spec.options.max_tokens = Some(100_000);
-    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(1_500), max_cost_usd: None });
+    let m = Memory::with_daily_left(domain::Budget { max_tokens: Some(1_500), max_cost_usd: None });
     match p.run(&spec, &m).await {
         Err(PipelineError::Failed { step, message }) => {
             assert_eq!(step.as_deref(), Some("Research Manager"));
@@ -467,14 +467,14 @@ async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
 
     // Asked once per check: the analysts, the research debate's round, the Research Manager,
     // the Trader, the risk debate's round and the Final Assessment.
-    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(1_000_000), max_cost_usd: None });
+    let m = Memory::with_daily_left(domain::Budget { max_tokens: Some(1_000_000), max_cost_usd: None });
     p.run(&spec, &m).await.unwrap();
     assert_eq!(m.daily_asked.load(std::sync::atomic::Ordering::SeqCst), 6);
 
     // The run's own budget, when lower, is the one named.
     let mut spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
     spec.options.max_tokens = Some(1_500);
-    let m = Memory::with_daily_left(agents::Budget { max_tokens: Some(100_000), max_cost_usd: None });
+    let m = Memory::with_daily_left(domain::Budget { max_tokens: Some(100_000), max_cost_usd: None });
     match p.run(&spec, &m).await {
         Err(PipelineError::Failed { message, .. }) => assert!(message.starts_with("budget exceeded: "), "{message}"),
         other => panic!("{other:?}"),
@@ -483,7 +483,7 @@ async fn what_is_left_of_the_daily_budget_ends_the_run_like_its_own_budget() {
     // Nothing left: not one model call is made.
     let before = fake.calls().len();
     let spec = deeper("chat", &[AnalystKind::Risk], Depth::Standard, 1);
-    let m = Memory::with_daily_left(agents::Budget { max_tokens: None, max_cost_usd: Some(0.0) });
+    let m = Memory::with_daily_left(domain::Budget { max_tokens: None, max_cost_usd: Some(0.0) });
     match p.run(&spec, &m).await {
         Err(PipelineError::Failed { step, message }) => {
             assert_eq!(step.as_deref(), Some("Risk Analyst"));

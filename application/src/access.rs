@@ -14,10 +14,9 @@ use domain::access::TOKEN_NAME_MAX;
 use domain::{ApiToken, FieldError, RunId, ShareLink};
 use sha2::{Digest, Sha256};
 
-use jobs::JobStore;
-
 use crate::error::{Error, Result};
-use crate::runs::UserId;
+use crate::runs::{RunService, UserId};
+use crate::store::Store;
 
 /// What every share link's secret starts with.
 pub const SHARE_PREFIX: &str = "ts_";
@@ -31,7 +30,8 @@ pub const TOKENS_PER_USER_MAX: usize = 20;
 
 #[derive(Clone)]
 pub struct Access {
-    store: Arc<dyn JobStore>,
+    store: Store,
+    runs: Arc<RunService>,
 }
 
 /// The hex SHA-256 of a secret: what is stored and looked up.
@@ -45,8 +45,8 @@ fn random_hex() -> String {
 }
 
 impl Access {
-    pub fn new(store: Arc<dyn JobStore>) -> Self {
-        Self { store }
+    pub fn new(runs: Arc<RunService>) -> Self {
+        Self { store: runs.store().clone(), runs }
     }
 
     /// A new token for `user`, and its secret (the only time the secret exists outside the
@@ -60,7 +60,7 @@ impl Access {
         if name.chars().count() > TOKEN_NAME_MAX || name.chars().any(char::is_control) {
             return Err(invalid(format!("at most {TOKEN_NAME_MAX} characters, without control characters")));
         }
-        if self.store.tokens_for_user(&user.0).await?.len() >= TOKENS_PER_USER_MAX {
+        if self.store.tokens_for(&user.0).await?.len() >= TOKENS_PER_USER_MAX {
             return Err(invalid(format!("you already have {TOKENS_PER_USER_MAX} tokens; revoke one first")));
         }
         let secret = format!("{TOKEN_PREFIX}{}", random_hex());
@@ -71,12 +71,12 @@ impl Access {
     }
 
     pub async fn tokens(&self, user: &UserId) -> Result<Vec<ApiToken>> {
-        Ok(self.store.tokens_for_user(&user.0).await?)
+        self.store.tokens_for(&user.0).await
     }
 
     /// Revokes one of `user`'s tokens; whether it existed (another's token never does).
     pub async fn revoke_token(&self, user: &UserId, id: &str) -> Result<bool> {
-        Ok(self.store.delete_token(&user.0, id).await?)
+        self.store.delete_token(&user.0, id).await
     }
 
     /// The identity a presented secret stands for, if it is a live token.
@@ -90,14 +90,8 @@ impl Access {
     /// A share link of one of `user`'s runs, and its secret (the rest of the link's address).
     /// A run that is not the user's is [`Error::NotFound`], as everywhere.
     pub async fn create_share(&self, user: &UserId, run_id: RunId) -> Result<(ShareLink, String)> {
-        let job = match self.store.get(run_id).await? {
-            Some(job) => Some(job),
-            None => self.store.get_archived(run_id).await?,
-        };
-        if job.is_none_or(|j| j.user_id != user.0) {
-            return Err(Error::NotFound);
-        }
-        if self.store.shares_for_run(&user.0, run_id).await?.len() >= SHARES_PER_RUN_MAX {
+        self.runs.owned(&user.0, run_id).await?;
+        if self.store.shares_for(&user.0, run_id).await?.len() >= SHARES_PER_RUN_MAX {
             return Err(Error::Invalid(vec![FieldError::new(
                 "runId",
                 format!("this run already has {SHARES_PER_RUN_MAX} share links; revoke one first"),
@@ -111,12 +105,12 @@ impl Access {
 
     /// The share links of one of `user`'s runs (none for anyone else's).
     pub async fn shares(&self, user: &UserId, run_id: RunId) -> Result<Vec<ShareLink>> {
-        Ok(self.store.shares_for_run(&user.0, run_id).await?)
+        self.store.shares_for(&user.0, run_id).await
     }
 
     /// Revokes one of `user`'s share links; whether it existed.
     pub async fn revoke_share(&self, user: &UserId, id: &str) -> Result<bool> {
-        Ok(self.store.delete_share(&user.0, id).await?)
+        self.store.delete_share(&user.0, id).await
     }
 
     /// The run a share link opens, and its owner (whose reads the link may make).

@@ -1,13 +1,15 @@
-//! Backtests: a durable parent job over a grid of ordinary runs.
+//! Backtests: a parent job over a grid of ordinary runs, its children on the same queue.
 //!
 //! Starting one checks the grid against the bundled prices (every problem named by its field),
-//! then stores the backtest and one pending run per cell in a single transaction — so it exists
-//! whole or not at all, and a crash or restart loses nothing: its cells are runs like any
-//! other, resumed by the engine, and a cell that finished is never run again. Cells are
-//! queued at [`jobs::model::CELL_PRIORITY`], below every interactive run, outside the owner's
-//! limit of interactive runs, and at most `max_running` of the owner's cells run at once
-//! (the claim enforces both). The scorecard is computed from prices whenever the backtest is
-//! read, from the cells finished so far.
+//! then stores the backtest (a job of kind [`KIND`] whose args are its spec) and one pending run
+//! per cell in a single transaction — so it exists whole or not at all, and a crash or restart
+//! loses nothing: its cells are runs like any other, resumed by the queue, and a cell that
+//! finished is never run again. Cells are queued at [`CELL_PRIORITY`], below every interactive
+//! run, outside the owner's limit of interactive runs, and at most `max_running` of the owner's
+//! cells run at once (the parent's `child_limit`, which the claim enforces). The backtest waits
+//! while its cells run; when the last has ended, its own job runs and completes it. The
+//! scorecard is computed from prices whenever the backtest is read, from the cells finished so
+//! far.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,18 +18,56 @@ use agents::backtest::scorecard::{outcomes, scorecard};
 use agents::backtest::{CellInput, GridRequest, plan};
 use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Provider};
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
     BacktestView, BearishPosition, CostEstimate, HORIZONS_DEFAULT,
 };
-use domain::{FieldError, JobStatus, RunId, StartRequest, TokenUsage};
-use jobs::model::{CELL_PRIORITY, NewBacktest, NewJob};
-use jobs::{Event, Events};
+use domain::{FieldError, JobStatus, StartRequest, TokenUsage, ValidStart};
+use jobs::job::{Filter, Order};
+use jobs::{Event, Events, Handler, Insert, JobContext, JobError, JobId, NewJob, State};
+use serde::{Deserialize, Serialize};
 
 use crate::checks::Checks;
 use crate::error::{Error, Result};
-use crate::runs::RunService;
+use crate::run::{Run, RunArgs, RunProgress};
+use crate::runs::{RunService, to_json};
+
+/// The job kind of a backtest.
+pub const KIND: &str = "backtest";
+
+/// The priority of a backtest's cells: below every interactive run (priority 0), so a run a
+/// user starts by hand is claimed before the cells already waiting.
+pub const CELL_PRIORITY: i32 = -10;
+
+/// A backtest's args on the queue: its spec, and how many cells it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BacktestArgs {
+    #[serde(flatten)]
+    spec: BacktestSpec,
+    cells: u32,
+}
+
+/// The handler of a backtest's own job, which runs once its last cell has ended: the backtest
+/// is complete. (Its figures are computed from the cells whenever it is read.)
+pub struct BacktestJob;
+
+#[async_trait]
+impl Handler for BacktestJob {
+    async fn run(&self, _ctx: JobContext) -> std::result::Result<serde_json::Value, JobError> {
+        Ok(serde_json::json!({}))
+    }
+
+    fn noun(&self) -> &'static str {
+        "backtest"
+    }
+}
+
+fn job_id(id: BacktestId) -> JobId {
+    JobId(id.as_uuid())
+}
 
 /// Cells one backtest may have (`MAX_BACKTEST_CELLS`).
 pub const MAX_CELLS_DEFAULT: usize = 1000;
@@ -223,39 +263,37 @@ impl Backtests {
         {
             return Err(Error::CostNotConfirmed(Box::new(e.clone())));
         }
-        let backtest_id = RunId::from_uuid(uuid::Uuid::new_v4());
+        let backtest_id = BacktestId::from_uuid(uuid::Uuid::new_v4());
         let config = self.runs.config();
-        let cells: Vec<NewJob> = grid
-            .into_iter()
-            .map(|(symbol, as_of)| NewJob {
-                run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-                user_id: user_id.to_string(),
-                symbol,
-                model_id: spec.model_id.clone(),
+        let mut cells = Vec::with_capacity(grid.len());
+        for (symbol, as_of) in grid {
+            let start = ValidStart {
+                symbol: symbol.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
+                model_id: spec.model_id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
                 analysts: spec.analysts.clone(),
                 as_of: Some(as_of),
+                options: spec.options.clone(),
+            };
+            cells.push(NewJob {
                 priority: CELL_PRIORITY,
                 max_attempts: config.max_attempts,
                 timeout_ms: config.job_timeout.as_millis() as u64,
-                retry_of: None,
-                idempotency_key: None,
-                request_hash: None,
-                options: spec.options.clone(),
-                backtest_id: Some(backtest_id),
-            })
-            .collect();
+                progress: to_json(&RunProgress::new(&start)),
+                ..NewJob::new(crate::run::KIND, user_id, to_json(&RunArgs { start, retry_of: None }))
+            });
+        }
         let count = cells.len();
-        let new = NewBacktest {
-            backtest_id,
-            user_id: user_id.to_string(),
-            spec,
-            max_running: self.config.max_running_cells,
-            cells,
+        let args = BacktestArgs { spec, cells: count as u32 };
+        let parent = NewJob {
+            job_id: job_id(backtest_id),
+            priority: CELL_PRIORITY,
+            child_limit: Some(self.config.max_running_cells),
+            ..NewJob::new(KIND, user_id, to_json(&args))
         };
-        let store = self.runs.store();
-        store.insert_backtest(&new).await?;
+        let queue = self.runs.queue();
+        queue.insert(&Insert { job: parent, children: cells, owner_limit: None }).await?;
         self.events.send_local(Event::JobAvailable);
-        if let Err(e) = store.publish(&Event::JobAvailable).await {
+        if let Err(e) = queue.publish(&Event::JobAvailable).await {
             // The cells are stored; workers' polling will find them.
             tracing::warn!(error = %e, "could not notify workers");
         }
@@ -266,21 +304,39 @@ impl Backtests {
         })
     }
 
+    /// The backtest's job, if it is `user_id`'s.
+    async fn owned(&self, user_id: &str, backtest_id: BacktestId) -> Result<(jobs::Job, BacktestArgs)> {
+        match self.runs.queue().get(job_id(backtest_id)).await? {
+            Some(job) if job.owner == user_id && job.kind == KIND => {
+                let args = serde_json::from_value(job.args.clone())
+                    .map_err(|e| Error::Internal(format!("backtest {backtest_id}: args do not decode: {e}")))?;
+                Ok((job, args))
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
     /// A backtest of `user_id`'s with its cells so far and the scorecard they make.
     pub async fn view(&self, user_id: &str, backtest_id: BacktestId) -> Result<BacktestView> {
-        let store = self.runs.store();
-        let backtest = match store.get_backtest(backtest_id).await? {
-            Some(b) if b.user_id == user_id => b,
-            _ => return Err(Error::NotFound),
+        let (backtest, BacktestArgs { spec, .. }) = self.owned(user_id, backtest_id).await?;
+        // The live cells and those the janitor has archived, in the order they were given,
+        // without their checkpoints: the step outputs are most of a finished cell's bytes, and
+        // a backtest's view, read again and again while it runs, never shows them.
+        let cells = Filter {
+            parent: Some(Some(backtest.job_id)),
+            archived: true,
+            order: Order::Inserted,
+            limit: u32::MAX,
+            ..Filter::default()
         };
-        let runs = store.backtest_cells(backtest_id).await?;
-        let spec = backtest.spec;
+        let runs: Vec<Run> =
+            self.runs.queue().list(&cells).await?.jobs.into_iter().map(Run::from_job).collect::<Result<_>>()?;
         let inputs: Vec<CellInput> = runs
             .iter()
             .filter_map(|r| {
-                let as_of = r.as_of?;
+                let as_of = r.start.as_of?;
                 Some(CellInput {
-                    symbol: r.symbol.clone(),
+                    symbol: r.start.symbol.to_string(),
                     as_of,
                     rating: r.result.as_ref().filter(|_| r.status == JobStatus::Completed).map(|res| res.rating),
                 })
@@ -295,11 +351,11 @@ impl Backtests {
         let cells: Vec<BacktestCell> = runs
             .iter()
             .map(|r| {
-                let as_of = r.as_of.unwrap_or(spec.from);
+                let as_of = r.start.as_of.unwrap_or(spec.from);
                 let (forward_returns, benchmark_returns) =
-                    returns.remove(&(r.symbol.clone(), as_of)).unwrap_or_default();
+                    returns.remove(&(r.start.symbol.to_string(), as_of)).unwrap_or_default();
                 BacktestCell {
-                    symbol: r.symbol.clone(),
+                    symbol: r.start.symbol.to_string(),
                     as_of,
                     run_id: r.run_id,
                     status: r.status,
@@ -311,7 +367,7 @@ impl Backtests {
             .collect();
         let finished = cells.iter().filter(|c| c.status.is_terminal()).count();
         let active = cells.len() - finished;
-        let status = match (backtest.cancelled_at.is_some(), active) {
+        let status = match (backtest.state == State::Cancelled, active) {
             (_, n) if n > 0 => BacktestStatus::Running,
             (true, _) => BacktestStatus::Cancelled,
             (false, _) => BacktestStatus::Completed,
@@ -331,33 +387,48 @@ impl Backtests {
     /// Cancels a backtest: no further cell starts, pending cells end `cancelled` and running
     /// ones are asked to stop.
     pub async fn cancel(&self, user_id: &str, backtest_id: BacktestId) -> Result<BacktestView> {
-        let store = self.runs.store();
-        match store.get_backtest(backtest_id).await? {
-            Some(b) if b.user_id == user_id => {}
-            _ => return Err(Error::NotFound),
-        }
-        store.mark_backtest_cancelled(backtest_id).await?;
-        for cell in store.backtest_cells(backtest_id).await? {
-            if !cell.status.is_terminal() {
-                store.request_cancel(cell.run_id).await?;
+        let (job, _) = self.owned(user_id, backtest_id).await?;
+        if let Some(cancelled) = self.runs.queue().cancel(job.job_id).await? {
+            for child in self.running_cells(cancelled.job_id).await? {
+                let event = Event::CancelRequested { job_id: child };
+                self.events.send_local(event.clone());
+                if let Err(e) = self.runs.queue().publish(&event).await {
+                    tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
+                }
             }
         }
         self.view(user_id, backtest_id).await
     }
 
+    async fn running_cells(&self, parent: JobId) -> Result<Vec<JobId>> {
+        let running =
+            Filter { parent: Some(Some(parent)), states: vec![State::Running], limit: u32::MAX, ..Filter::default() };
+        Ok(self.runs.queue().list(&running).await?.jobs.into_iter().map(|j| j.job_id).collect())
+    }
+
     /// `user_id`'s backtests, newest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<BacktestSummary>> {
-        let list = self.runs.store().list_backtests(user_id, LIST_LIMIT).await?;
-        Ok(list
-            .into_iter()
-            .map(|b| BacktestSummary {
-                backtest_id: b.backtest_id,
-                spec: b.spec,
-                cells: b.cells,
-                cancelled: b.cancelled_at.is_some(),
-                created_at: b.created_at,
+        let mine = Filter {
+            kind: Some(KIND.into()),
+            owner: Some(user_id.into()),
+            archived: true,
+            limit: LIST_LIMIT,
+            ..Filter::default()
+        };
+        let jobs = self.runs.queue().list(&mine).await?.jobs;
+        jobs.into_iter()
+            .map(|job| {
+                let args: BacktestArgs = serde_json::from_value(job.args)
+                    .map_err(|e| Error::Internal(format!("backtest {}: args do not decode: {e}", job.job_id)))?;
+                Ok(BacktestSummary {
+                    backtest_id: BacktestId::from_uuid(job.job_id.0),
+                    spec: args.spec,
+                    cells: args.cells,
+                    cancelled: job.state == State::Cancelled,
+                    created_at: job.created_at,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 

@@ -8,7 +8,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use jobs::model::UserUsage;
+use domain::Budget;
+
+use crate::store::UserUsage;
 
 /// How far back a user's spending counts.
 pub const WINDOW: Duration = Duration::hours(24);
@@ -16,13 +18,6 @@ pub const WINDOW: Duration = Duration::hours(24);
 /// The limits of one user's spending in [`WINDOW`]; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DailyBudget {
-    pub tokens: Option<u64>,
-    pub cost_usd: Option<f64>,
-}
-
-/// What a user may still spend in the window; `None` where there is no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Remaining {
     pub tokens: Option<u64>,
     pub cost_usd: Option<f64>,
 }
@@ -42,11 +37,11 @@ impl DailyBudget {
         Ok(())
     }
 
-    /// What is left after `used`, never below zero.
-    pub fn remaining(&self, used: &UserUsage) -> Remaining {
-        Remaining {
-            tokens: self.tokens.map(|max| max.saturating_sub(used.tokens)),
-            cost_usd: self.cost_usd.map(|max| (max - used.cost_usd).max(0.0)),
+    /// What is left after `used`, never below zero: the budget a run is held to.
+    pub fn remaining(&self, used: &UserUsage) -> Budget {
+        Budget {
+            max_tokens: self.tokens.map(|max| max.saturating_sub(used.tokens)),
+            max_cost_usd: self.cost_usd.map(|max| (max - used.cost_usd).max(0.0)),
         }
     }
 
@@ -78,10 +73,10 @@ mod tests {
     fn remaining_and_exhausted_follow_the_limits() {
         let budget = DailyBudget { tokens: Some(1000), cost_usd: Some(0.5) };
         let used = UserUsage { runs: 2, tokens: 400, cost_usd: 0.2, oldest: None };
-        assert_eq!(budget.remaining(&used), Remaining { tokens: Some(600), cost_usd: Some(0.3) });
+        assert_eq!(budget.remaining(&used), Budget { max_tokens: Some(600), max_cost_usd: Some(0.3) });
         assert_eq!(budget.exhausted(&used), None);
         let over = UserUsage { tokens: 1200, ..used };
-        assert_eq!(budget.remaining(&over).tokens, Some(0));
+        assert_eq!(budget.remaining(&over).max_tokens, Some(0));
         assert_eq!(budget.exhausted(&over).unwrap(), "1200 tokens used of your 1000 tokens a day");
         let spent = UserUsage { cost_usd: 0.5, ..used };
         assert_eq!(budget.exhausted(&spent).unwrap(), "$0.5000 spent of your $0.5000 a day");

@@ -130,7 +130,8 @@ impl Inner {
     fn drain(&mut self) {
         loop {
             match self.rx.try_recv() {
-                Ok(Change::Run { run_id, version }) => {
+                Ok(Change::Job { job_id, version }) => {
+                    let run_id = crate::run::run_id(job_id);
                     self.seq += 1;
                     let seq = self.seq;
                     if self.runs.len() >= MAX_ENTRIES && !self.runs.contains_key(&run_id) {
@@ -205,18 +206,18 @@ mod tests {
         let id = run();
         let ticket = cache.get(id).unwrap_err();
         cache.put(ticket, body(id, 1));
-        feed.touched(id);
+        feed.touched(crate::run::job_id(id));
         let ticket = cache.get(id).unwrap_err();
         // The run changes again while the reader is at the database: its read is not kept.
-        feed.touched(id);
+        feed.touched(crate::run::job_id(id));
         cache.put(ticket, body(id, 2));
         assert!(cache.get(id).is_err());
         // A notification for a version the body already has keeps it.
         let ticket = cache.get(id).unwrap_err();
         cache.put(ticket, body(id, 3));
-        feed.changed(id, 3);
+        feed.changed(crate::run::job_id(id), 3);
         assert_eq!(cache.get(id).unwrap().version, 3);
-        feed.changed(id, 4);
+        feed.changed(crate::run::job_id(id), 4);
         assert!(cache.get(id).is_err());
     }
 

@@ -4,14 +4,17 @@
 //!
 //! Reading order:
 //! - [`error`]: the one error type, in the product's terms.
+//! - [`run`], [`tracker`]: a run as a job of the queue — its args, its progress document, its
+//!   steps.
 //! - [`checks`]: what a start request is checked against (market data, model catalog).
 //! - [`runs`]: [`RunService`] — start, retry, cancel, read and list runs; limits and idempotency.
+//! - [`analysis`]: the handler the workers run for each run: the pipeline, reporting its steps.
+//! - [`backtests`]: a parent job over a grid of runs, and its scorecard.
 //! - [`budget`]: the daily budget of model spending per identity.
 //! - [`cache`], [`eta`]: progress bodies served from memory; the estimated time remaining.
-//! - [`analysis`]: the analysis pipeline as the job the workers run, reporting its progress.
-//! - [`backtests`]: a grid of runs over symbols and dates, and its scorecard.
 //! - [`access`]: API tokens and share links, other ways to an identity than the session.
 //! - [`stats`]: the operators' figures of the last day's runs.
+//! - [`store`]: the application's own SQL and migrations; [`telemetry`]: what it measures.
 
 pub mod access;
 pub mod analysis;
@@ -21,8 +24,12 @@ pub mod cache;
 pub mod checks;
 pub mod error;
 pub mod eta;
+pub mod run;
 pub mod runs;
 pub mod stats;
+pub mod store;
+pub mod telemetry;
+pub mod tracker;
 
 pub use error::{Error, Result};
 pub use runs::{RunService, ServiceConfig, Started, UserId};

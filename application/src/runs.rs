@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use domain::{
     FieldError, JobStatus, ModelId, Progress, RunId, RunState, RunSummary, RunsPage, StartRequest, ValidStart,
 };
-use jobs::model::{InsertOutcome, Job, NewJob};
-use jobs::{Event, Events, JobStore};
+use jobs::job::{Count, Filter, Order};
+use jobs::{Clock, Database, Event, Events, Insert, InsertOutcome, JobStore, NewJob, State};
 use sha2::{Digest, Sha256};
 
 use crate::budget::DailyBudget;
@@ -20,7 +20,9 @@ use crate::cache::{CachedProgress, ProgressCache};
 use crate::checks::Checks;
 use crate::error::{Error, Result};
 use crate::eta::{self, StepDurations};
-use jobs::telemetry;
+use crate::run::{KIND, Run, RunArgs, RunProgress, job_id, run_id};
+use crate::store::Store;
+use crate::telemetry;
 
 pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
 pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
@@ -123,7 +125,9 @@ pub struct Started {
 pub struct UserId(pub String);
 
 pub struct RunService {
-    store: Arc<dyn JobStore>,
+    queue: Arc<dyn JobStore>,
+    store: Store,
+    clock: Arc<dyn Clock>,
     events: Events,
     checks: Arc<Checks>,
     config: ServiceConfig,
@@ -134,16 +138,14 @@ pub struct RunService {
 }
 
 impl RunService {
-    pub fn new(
-        store: Arc<dyn JobStore>,
-        events: Events,
-        checks: Arc<Checks>,
-        config: ServiceConfig,
-    ) -> Result<Self, String> {
+    pub fn new(db: &Database, events: Events, checks: Arc<Checks>, config: ServiceConfig) -> Result<Self, String> {
         config.validate()?;
-        let progress = ProgressCache::new(store.feed().clone());
+        let queue = db.queue().clone();
+        let progress = ProgressCache::new(queue.feed().clone());
         Ok(Self {
-            store,
+            queue,
+            store: Store::new(db.pools.clone()),
+            clock: db.clock.clone(),
             events,
             checks,
             config,
@@ -153,8 +155,13 @@ impl RunService {
         })
     }
 
-    pub fn store(&self) -> &Arc<dyn JobStore> {
+    /// The application's own tables.
+    pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub(crate) fn queue(&self) -> &Arc<dyn JobStore> {
+        &self.queue
     }
 
     pub fn config(&self) -> &ServiceConfig {
@@ -194,16 +201,9 @@ impl RunService {
         if !old.status.is_retryable() {
             return Err(Error::NotRetryable(old.status));
         }
-        let start = ValidStart {
-            symbol: old.symbol.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
-            model_id: old.model_id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
-            analysts: old.analysts.clone(),
-            as_of: old.as_of,
-            options: old.options.clone(),
-        };
         // The model may have become unavailable since (a key removed): say so now, not later.
-        self.checks.check(&start).map_err(Error::Invalid)?;
-        self.insert(user_id, &start, Some(run_id), None, None).await
+        self.checks.check(&old.start).map_err(Error::Invalid)?;
+        self.insert(user_id, &old.start, Some(run_id), None, None).await
     }
 
     async fn insert(
@@ -214,45 +214,54 @@ impl RunService {
         idempotency_key: Option<String>,
         request_hash: Option<String>,
     ) -> Result<Started> {
+        let args = RunArgs { start: start.clone(), retry_of };
         let job = NewJob {
-            run_id: RunId::from_uuid(uuid::Uuid::new_v4()),
-            user_id: user_id.to_string(),
-            symbol: start.symbol.to_string(),
-            model_id: start.model_id.to_string(),
-            analysts: start.analysts.clone(),
-            as_of: start.as_of,
-            priority: 0,
             max_attempts: self.config.max_attempts,
             timeout_ms: self.config.job_timeout.as_millis() as u64,
-            retry_of,
             idempotency_key,
-            request_hash,
-            options: start.options.clone(),
-            backtest_id: None,
+            args_hash: request_hash,
+            progress: to_json(&RunProgress::new(start)),
+            ..NewJob::new(KIND, user_id, to_json(&args))
         };
         self.check_daily_budget(user_id).await?;
         // Backtest cells wait under their own cap and must not lock people out.
-        let queued = self.store.queued_interactive().await?;
+        let queued = self.queued_interactive().await?;
         if queued >= u64::from(self.config.max_queued) {
             return Err(Error::QueueFull { queued });
         }
-        match self.store.insert(&job, self.config.max_active_per_user).await? {
+        let insert = Insert { owner_limit: Some(self.config.max_active_per_user), ..Insert::one(job) };
+        match self.queue.insert(&insert).await? {
             InsertOutcome::Created(job) => {
                 telemetry::run_started(retry_of.is_some());
                 self.events.send_local(Event::JobAvailable);
-                if let Err(e) = self.store.publish(&Event::JobAvailable).await {
+                if let Err(e) = self.queue.publish(&Event::JobAvailable).await {
                     // The job is stored; workers' polling will find it.
                     tracing::warn!(error = %e, "could not notify workers");
                 }
-                Ok(Started { run_id: job.run_id, status: job.status, created: true })
+                Ok(Started { run_id: run_id(job.job_id), status: JobStatus::Pending, created: true })
             }
-            InsertOutcome::Existing(job) => Ok(Started { run_id: job.run_id, status: job.status, created: false }),
-            InsertOutcome::IdempotencyConflict(job) => Err(Error::IdempotencyConflict { run_id: job.run_id }),
+            InsertOutcome::Existing(job) => {
+                let run = Run::from_job(job)?;
+                Ok(Started { run_id: run.run_id, status: run.status, created: false })
+            }
+            InsertOutcome::IdempotencyConflict(job) => Err(Error::IdempotencyConflict { run_id: run_id(job.job_id) }),
             InsertOutcome::LimitReached { .. } => Err(Error::TooManyActive {
                 limit: self.config.max_active_per_user,
                 retry_after: self.config.poll_after.max(Duration::from_secs(5)),
             }),
         }
+    }
+
+    /// Runs of everyone's waiting for a worker, backtest cells aside.
+    async fn queued_interactive(&self) -> Result<u64> {
+        let pending = Filter {
+            kind: Some(KIND.into()),
+            parent: Some(None),
+            states: vec![State::Pending],
+            count: true,
+            ..Filter::default()
+        };
+        Ok(self.queue.list(&pending).await?.total.unwrap_or(0))
     }
 
     /// Refuses a new run when the user's runs already spent the daily budget.
@@ -261,7 +270,7 @@ impl RunService {
         if budget.is_off() {
             return Ok(());
         }
-        let now = self.store.clock().now();
+        let now = self.clock.now();
         let used = self.store.usage_since(user_id, now - crate::budget::WINDOW).await?;
         match budget.exhausted(&used) {
             Some(spent) => Err(Error::DailyBudget { spent, retry_after: DailyBudget::retry_after(&used, now) }),
@@ -271,22 +280,18 @@ impl RunService {
 
     /// The run, if it exists and belongs to `user_id`; archived runs too, so an old link
     /// still shows its result.
-    pub async fn owned(&self, user_id: &str, run_id: RunId) -> Result<Job> {
-        let job = match self.store.get(run_id).await? {
-            Some(job) => Some(job),
-            None => self.store.get_archived(run_id).await?,
-        };
-        match job {
-            Some(job) if job.user_id == user_id => Ok(job),
+    pub async fn owned(&self, user_id: &str, run_id: RunId) -> Result<Run> {
+        match self.queue.get(job_id(run_id)).await? {
+            Some(job) if job.owner == user_id && job.kind == KIND => Run::from_job(job),
             _ => Err(Error::NotFound),
         }
     }
 
     /// The progress body of a run, and its version (the ETag).
     pub async fn progress(&self, user_id: &str, run_id: RunId) -> Result<(Progress, i64)> {
-        let job = self.owned(user_id, run_id).await?;
-        let version = job.version;
-        Ok((self.to_progress(job).await, version))
+        let run = self.owned(user_id, run_id).await?;
+        let version = run.version;
+        Ok((self.to_progress(run).await, version))
     }
 
     /// The progress body of a run as served to pollers: from memory when this process knows
@@ -324,14 +329,14 @@ impl RunService {
 
     /// The row as a progress body, kept unless the run changed since `ticket`.
     async fn read_progress(&self, run_id: RunId, ticket: crate::cache::Ticket) -> Result<Arc<CachedProgress>> {
-        let job = match self.store.get(run_id).await? {
-            Some(job) => job,
-            None => self.store.get_archived(run_id).await?.ok_or(Error::NotFound)?,
+        let run = match self.queue.get(job_id(run_id)).await? {
+            Some(job) if job.kind == KIND => Run::from_job(job)?,
+            _ => return Err(Error::NotFound),
         };
-        let owner = job.user_id.clone();
-        let version = job.version;
-        let status = job.status;
-        let progress = self.to_progress(job).await;
+        let owner = run.owner.clone();
+        let version = run.version;
+        let status = run.status;
+        let progress = self.to_progress(run).await;
         let etag = etag(&progress, version);
         let body = serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?;
         let body = Arc::new(CachedProgress { run_id, owner, version, status, etag, body: body.into() });
@@ -347,45 +352,75 @@ impl RunService {
     /// Cancels a run: a pending one at once, a running one as soon as its worker notices
     /// (within a second). Cancelling a run that already ended changes nothing.
     pub async fn cancel(&self, user_id: &str, run_id: RunId) -> Result<Progress> {
-        let job = self.owned(user_id, run_id).await?;
-        if job.status.is_terminal() {
-            return Ok(self.to_progress(job).await);
+        let run = self.owned(user_id, run_id).await?;
+        if run.status.is_terminal() {
+            return Ok(self.to_progress(run).await);
         }
-        let was_requested = job.cancel_requested;
-        let job = self.store.request_cancel(run_id).await?.ok_or(Error::NotFound)?;
+        let was_requested = run.cancel_requested;
+        let job = self.queue.cancel(job_id(run_id)).await?.ok_or(Error::NotFound)?;
+        let run = Run::from_job(job)?;
         if !was_requested {
             telemetry::cancel_requested();
         }
-        if job.status == JobStatus::Cancelled {
+        if run.status == JobStatus::Cancelled {
             // A pending run ends here, never having run.
-            telemetry::run_finished(JobStatus::Cancelled, None);
+            jobs::telemetry::job_finished(KIND, State::Cancelled, None);
         }
-        if job.status == JobStatus::Running {
-            let event = Event::CancelRequested { run_id };
+        if run.status == JobStatus::Running {
+            let event = Event::CancelRequested { job_id: job_id(run_id) };
             self.events.send_local(event.clone());
-            if let Err(e) = self.store.publish(&event).await {
+            if let Err(e) = self.queue.publish(&event).await {
                 tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
             }
         }
-        Ok(self.to_progress(job).await)
+        Ok(self.to_progress(run).await)
+    }
+
+    /// Live jobs per kind and state, for the metrics and the stats.
+    pub async fn counts(&self) -> Result<Vec<Count>> {
+        Ok(self.queue.counts().await?)
     }
 
     /// The operators' figures: the last hour and day, per hour, the queue, slow steps and
     /// recent failures.
     pub async fn stats(&self) -> Result<crate::stats::Stats> {
-        let now = self.store.clock().now();
-        let runs = self.store.finished_since(now - chrono::Duration::hours(24), crate::stats::STATS_ROWS_MAX).await?;
-        let counts = self.store.count_by_status().await?;
+        let now = self.clock.now();
+        let ended = Filter {
+            kind: Some(KIND.into()),
+            completed_since: Some(now - chrono::Duration::hours(24)),
+            order: Order::Completed,
+            limit: crate::stats::STATS_ROWS_MAX,
+            ..Filter::default()
+        };
+        let runs = self.queue.list(&ended).await?.jobs.into_iter().map(Run::from_job).collect::<Result<Vec<_>>>()?;
+        let counts: Vec<(JobStatus, u64)> = self
+            .counts()
+            .await?
+            .into_iter()
+            .filter(|c| c.kind == KIND)
+            .map(|c| (crate::run::status_of(c.state), c.jobs))
+            .collect();
         Ok(crate::stats::Stats::compute(&runs, &counts, now))
     }
 
-    /// A page of the user's runs, newest first. `page` counts from 1.
+    /// A page of the user's runs, newest first, archived ones included. `page` counts from 1.
     pub async fn list(&self, user_id: &str, status: Option<JobStatus>, page: u32, per_page: u32) -> Result<RunsPage> {
         let page = page.max(1);
         let per_page = per_page.clamp(1, PER_PAGE_MAX);
-        let offset = u64::from(page - 1) * u64::from(per_page);
-        let (jobs, total) = self.store.list_for_user(user_id, status, per_page, offset).await?;
-        Ok(RunsPage { runs: jobs.iter().map(summary).collect(), page, per_page, total })
+        let filter = Filter {
+            kind: Some(KIND.into()),
+            owner: Some(user_id.into()),
+            parent: Some(None),
+            states: status.map(|s| vec![state_of(s)]).unwrap_or_default(),
+            archived: true,
+            count: true,
+            limit: per_page,
+            offset: u64::from(page - 1) * u64::from(per_page),
+            ..Filter::default()
+        };
+        let found = self.queue.list(&filter).await?;
+        let runs = found.jobs.into_iter().map(|j| Run::from_job(j).map(|r| summary(&r))).collect::<Result<_>>()?;
+        Ok(RunsPage { runs, page, per_page, total: found.total.unwrap_or(0) })
     }
 
     async fn durations(&self, model_id: &str) -> Arc<StepDurations> {
@@ -403,45 +438,47 @@ impl RunService {
         d
     }
 
-    /// A run's progress body. It is a function of the row (and the recent step durations)
-    /// alone: the remaining time is estimated as of the row's last write, and
+    /// A run's progress body. It is a function of the run (and the recent step durations)
+    /// alone: the remaining time is estimated as of its last write, and
     /// `estimatedCompletionAt` is the instant a page counts down to between writes.
-    pub async fn to_progress(&self, job: Job) -> Progress {
-        let eta = if job.is_active() {
-            let durations = self.durations(&job.model_id).await;
-            eta::remaining(&job.steps, &durations, job.updated_at).map(|d| d.as_secs_f64().ceil() as u64)
+    pub async fn to_progress(&self, run: Run) -> Progress {
+        let eta = if run.is_active() {
+            let durations = self.durations(run.start.model_id.as_str()).await;
+            eta::remaining(&run.progress.steps, &durations, run.updated_at).map(|d| d.as_secs_f64().ceil() as u64)
         } else {
             None
         };
-        let estimated_completion_at = eta.map(|s| job.updated_at + chrono::Duration::seconds(s as i64));
-        let current_step = finished_step_label(&job).or(job.current_step);
-        let run = RunState {
-            run_id: job.run_id,
-            status: job.status,
-            progress: job.progress_percent,
+        let estimated_completion_at = eta.map(|s| run.updated_at + chrono::Duration::seconds(s as i64));
+        let current_step = finished_step_label(&run).or(run.progress.current_step.clone());
+        let duration = run.duration_ms();
+        let usage = run.progress.usage;
+        let state = RunState {
+            run_id: run.run_id,
+            status: run.status,
+            progress: run.progress.percent,
             current_step,
-            steps: job.steps,
-            started_at: job.started_at,
+            steps: run.progress.steps,
+            started_at: run.started_at,
             estimated_time_remaining: eta,
             estimated_completion_at,
-            error: job.error,
-            completed_at: job.completed_at,
-            duration: job.duration_ms,
-            symbol: job.symbol.parse().unwrap_or_else(|_| "UNKNOWN".parse().expect("valid")),
-            model_id: job.model_id.parse().unwrap_or_else(|_| ModelId::offline()),
-            analysts: job.analysts,
-            as_of: job.as_of,
-            created_at: job.created_at,
-            updated_at: job.updated_at,
-            attempt: job.attempt,
-            cancel_requested: job.cancel_requested,
-            retry_of: job.retry_of,
-            llm_calls: job.llm_calls,
-            depth: job.options.depth,
-            cost_usd: job.cost_usd,
-            tokens: job.tokens.total(),
+            error: run.error,
+            completed_at: run.completed_at,
+            duration,
+            symbol: run.start.symbol,
+            model_id: run.start.model_id,
+            analysts: run.start.analysts,
+            as_of: run.start.as_of,
+            created_at: run.created_at,
+            updated_at: run.updated_at,
+            attempt: run.attempt,
+            cancel_requested: run.cancel_requested,
+            retry_of: run.retry_of,
+            llm_calls: usage.calls,
+            depth: run.start.options.depth,
+            cost_usd: usage.cost_usd,
+            tokens: usage.tokens.total(),
         };
-        Progress { run, result: job.result }
+        Progress { run: state, result: run.result }
     }
 }
 
@@ -456,35 +493,51 @@ fn etag(progress: &Progress, version: i64) -> String {
 
 /// What `currentStep` says of a run that ended (the blueprint never leaves it null then):
 /// "Complete", "Cancelled", "Timed out", or "Failed: <the step that failed>".
-fn finished_step_label(job: &Job) -> Option<String> {
-    match job.status {
+fn finished_step_label(run: &Run) -> Option<String> {
+    match run.status {
         JobStatus::Pending | JobStatus::Running => None,
         JobStatus::Completed => Some("Complete".into()),
         JobStatus::Cancelled => Some("Cancelled".into()),
         JobStatus::Timeout => Some("Timed out".into()),
-        JobStatus::Failed => Some(match job.steps.iter().find(|s| s.status == domain::StepStatus::Failed) {
+        JobStatus::Failed => Some(match run.progress.steps.iter().find(|s| s.status == domain::StepStatus::Failed) {
             Some(s) => format!("Failed: {}", s.name),
             None => "Failed".into(),
         }),
     }
 }
 
-fn summary(job: &Job) -> RunSummary {
+fn summary(run: &Run) -> RunSummary {
     RunSummary {
-        run_id: job.run_id,
-        symbol: job.symbol.clone(),
-        model_id: job.model_id.clone(),
-        analysts: job.analysts.clone(),
-        depth: job.options.depth,
-        status: job.status,
-        progress: job.progress_percent,
-        rating: job.result.as_ref().map(|r| r.rating),
-        created_at: job.created_at,
-        started_at: job.started_at,
-        completed_at: job.completed_at,
-        duration: job.duration_ms,
-        archived: job.archived,
+        run_id: run.run_id,
+        symbol: run.start.symbol.to_string(),
+        model_id: run.start.model_id.to_string(),
+        analysts: run.start.analysts.clone(),
+        depth: run.start.options.depth,
+        status: run.status,
+        progress: run.progress.percent,
+        rating: run.result.as_ref().map(|r| r.rating),
+        created_at: run.created_at,
+        started_at: run.started_at,
+        completed_at: run.completed_at,
+        duration: run.duration_ms(),
+        archived: run.archived,
     }
+}
+
+/// The queue state a run status filter asks for.
+fn state_of(status: JobStatus) -> State {
+    match status {
+        JobStatus::Pending => State::Pending,
+        JobStatus::Running => State::Running,
+        JobStatus::Completed => State::Completed,
+        JobStatus::Failed => State::Failed,
+        JobStatus::Timeout => State::Timeout,
+        JobStatus::Cancelled => State::Cancelled,
+    }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("plain data")
 }
 
 fn check_idempotency_key(key: &str) -> Result<String> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use domain::{JobStatus, RunId, StepStatus};
 use serde::Serialize;
 
-use jobs::model::Job;
+use crate::run::Run;
 
 /// Finished runs read for the figures at most; past it the day's figures are of the latest.
 pub const STATS_ROWS_MAX: u32 = 20_000;
@@ -86,7 +86,7 @@ pub struct Failure {
 
 impl Stats {
     /// The figures of `runs` (finished in the last day, any order) as of `now`.
-    pub fn compute(runs: &[Job], counts: &[(JobStatus, u64)], now: DateTime<Utc>) -> Stats {
+    pub fn compute(runs: &[Run], counts: &[(JobStatus, u64)], now: DateTime<Utc>) -> Stats {
         let since = |d: Duration| {
             runs.iter().filter(move |j| j.completed_at.is_some_and(|t| t > now - d && t <= now)).collect::<Vec<_>>()
         };
@@ -96,7 +96,7 @@ impl Stats {
         let per_hour = (0..24)
             .map(|i| {
                 let from = start + Duration::hours(i);
-                let runs: Vec<&Job> = day
+                let runs: Vec<&Run> = day
                     .iter()
                     .copied()
                     .filter(|j| j.completed_at.is_some_and(|t| t >= from && t < from + Duration::hours(1)))
@@ -114,7 +114,7 @@ impl Stats {
             })
             .collect();
         let count = |s: JobStatus| counts.iter().filter(|(c, _)| *c == s).map(|(_, n)| n).sum();
-        let mut failures: Vec<&&Job> = day.iter().filter(|j| is_failure(j.status)).collect();
+        let mut failures: Vec<&&Run> = day.iter().filter(|j| is_failure(j.status)).collect();
         failures.sort_by_key(|j| std::cmp::Reverse(j.completed_at));
         Stats {
             generated_at: now,
@@ -129,8 +129,8 @@ impl Stats {
                 .map(|j| Failure {
                     run_id: j.run_id,
                     status: j.status,
-                    symbol: j.symbol.clone(),
-                    model_id: j.model_id.clone(),
+                    symbol: j.start.symbol.to_string(),
+                    model_id: j.start.model_id.to_string(),
                     completed_at: j.completed_at,
                     error: j.error.clone(),
                 })
@@ -148,8 +148,8 @@ fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).expect("in range")
 }
 
-fn completed_durations(runs: &[&Job]) -> Vec<u64> {
-    runs.iter().filter(|j| j.status == JobStatus::Completed).filter_map(|j| j.duration_ms).collect()
+fn completed_durations(runs: &[&Run]) -> Vec<u64> {
+    runs.iter().filter(|j| j.status == JobStatus::Completed).filter_map(|j| j.duration_ms()).collect()
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -161,7 +161,7 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-fn figures(runs: &[&Job], hours: f64) -> Figures {
+fn figures(runs: &[&Run], hours: f64) -> Figures {
     let durations = completed_durations(runs);
     let failed = runs.iter().filter(|j| is_failure(j.status)).count() as u64;
     let finished = runs.len() as u64;
@@ -177,10 +177,10 @@ fn figures(runs: &[&Job], hours: f64) -> Figures {
     }
 }
 
-fn slowest_steps(runs: &[&Job]) -> Vec<StepFigure> {
+fn slowest_steps(runs: &[&Run]) -> Vec<StepFigure> {
     let mut by_step: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
     for job in runs {
-        for step in job.steps.iter().filter(|s| s.status == StepStatus::Completed) {
+        for step in job.progress.steps.iter().filter(|s| s.status == StepStatus::Completed) {
             if let Some(ms) = step.duration_ms {
                 by_step.entry(step.name.as_str()).or_default().push(ms);
             }

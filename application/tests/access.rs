@@ -1,17 +1,25 @@
 //! Personal API tokens and share links on both backends: made, found by their secret only,
 //! listed without it, and revoked by their owner only.
 
+mod common;
+
 use std::sync::Arc;
 
 use application::access::{Access, TOKENS_PER_USER_MAX, hash};
-use application::{Error, UserId};
-use domain::RunId;
-use jobs::SystemClock;
-use jobs::testing::{TestDb, new_job};
+use application::{Error, RunService, ServiceConfig, UserId};
+use domain::{RunId, StartRequest};
+use jobs::testing::TestDb;
+use jobs::{Events, SystemClock};
+
+async fn service(db: &TestDb) -> Arc<RunService> {
+    let database = common::open(db, Arc::new(SystemClock)).await;
+    Arc::new(RunService::new(&database, Events::new(), common::checks(), ServiceConfig::default()).unwrap())
+}
 
 async fn tokens(db: TestDb) {
-    let store = db.store(Arc::new(SystemClock)).await;
-    let access = Access::new(store.clone());
+    let runs = service(&db).await;
+    let store = runs.store().clone();
+    let access = Access::new(runs);
     let alice = UserId("a".repeat(32));
     let bob = UserId("b".repeat(32));
 
@@ -55,13 +63,12 @@ async fn tokens(db: TestDb) {
 }
 
 async fn shares(db: TestDb) {
-    let store = db.store(Arc::new(SystemClock)).await;
-    let access = Access::new(store.clone());
+    let runs = service(&db).await;
+    let access = Access::new(runs.clone());
     let alice = UserId("a".repeat(32));
     let bob = UserId("b".repeat(32));
-    let job = new_job(&alice.0);
-    let run = job.run_id;
-    store.insert(&job, 10).await.unwrap();
+    let request = StartRequest { symbol: Some("AAPL".into()), ..StartRequest::default() };
+    let run = runs.start(&alice.0, &request, None).await.unwrap().run_id;
 
     // Only the owner shares; someone else's run and no run are the same "not found".
     assert!(matches!(access.create_share(&bob, run).await, Err(Error::NotFound)));

@@ -6,9 +6,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use application::run::{KIND, RunProgress, job_id};
 use application::{RunService, ServiceConfig};
-use jobs::model::{Fence, ProgressSnapshot};
-use jobs::testing::{TestDb, new_job};
+use domain::StartRequest;
+use jobs::job::{Fence, Write};
+use jobs::testing::TestDb;
 use jobs::{Events, JobStore, SystemClock};
 use sqlx::Connection;
 
@@ -20,29 +22,39 @@ struct Processes {
 }
 
 async fn processes(db: &TestDb) -> Processes {
-    let web_store = db.store(Arc::new(SystemClock)).await;
-    let _listener = web_store.listen(Events::new()).await.expect("listen");
-    let web = RunService::new(web_store, Events::new(), common::checks(), ServiceConfig::default()).unwrap();
-    let worker = db.store(Arc::new(SystemClock)).await;
-    let job = new_job("alice");
-    let run_id = job.run_id;
-    worker.insert(&job, 10).await.unwrap();
-    let claimed = worker.claim("worker-1", chrono::Duration::seconds(60)).await.unwrap().expect("claimed");
-    let fence = Fence { run_id, owner: "worker-1".into(), attempt: claimed.attempt };
+    let web_db = common::open(db, Arc::new(SystemClock)).await;
+    let _listener = web_db.queue().listen(Events::new()).await.expect("listen");
+    let web = RunService::new(&web_db, Events::new(), common::checks(), ServiceConfig::default()).unwrap();
+    let worker = common::open(db, Arc::new(SystemClock)).await.queue().clone();
+    let request = StartRequest { symbol: Some("AAPL".into()), ..StartRequest::default() };
+    let run_id = web.start("alice", &request, None).await.unwrap().run_id;
+    let claimed = worker
+        .claim("worker-1", chrono::Duration::seconds(60), 1, &[KIND.to_string()])
+        .await
+        .unwrap()
+        .pop()
+        .expect("claimed");
+    let fence = claimed.fence().unwrap();
     // Keep the listener task alive for the test's duration.
     std::mem::forget(_listener);
     Processes { web, worker, fence, run_id }
 }
 
 async fn write(p: &Processes, percent: u8) {
-    let job = p.worker.get(p.run_id).await.unwrap().unwrap();
-    let snap =
-        ProgressSnapshot { steps: job.steps, progress_percent: percent, current_step: Some(format!("{percent}")) };
-    p.worker.save_progress(&p.fence, &snap).await.unwrap();
+    let job = p.worker.get(job_id(p.run_id)).await.unwrap().unwrap();
+    let mut progress: RunProgress = serde_json::from_value(job.progress).unwrap();
+    progress.percent = percent;
+    progress.current_step = Some(format!("{percent}"));
+    let write = Write {
+        fence: p.fence.clone(),
+        progress: serde_json::to_value(progress).unwrap(),
+        checkpoints: Default::default(),
+    };
+    assert!(p.worker.write(&[write]).await.unwrap()[0].is_some());
 }
 
 async fn db_version(p: &Processes) -> i64 {
-    p.worker.get(p.run_id).await.unwrap().unwrap().version
+    p.worker.get(job_id(p.run_id)).await.unwrap().unwrap().version
 }
 
 /// The web process's cached version catches up with the database within `limit`.

@@ -7,11 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use application::run::{KIND, job_id};
 use application::{RunService, ServiceConfig};
-use domain::{JobStatus, StartRequest};
-use jobs::store::postgres::PostgresStore;
-use jobs::testing::{ScriptedAnalysis, TestDb};
-use jobs::{Events, JobStore, SystemClock, WorkerConfig, WorkerPool};
+use domain::StartRequest;
+use jobs::testing::{ScriptedHandler, TestDb};
+use jobs::{Events, Handlers, JobStore, State, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
 fn request() -> StartRequest {
@@ -23,8 +23,8 @@ async fn claim_latency(producer: &RunService, consumer: &Arc<dyn JobStore>, user
     let job = producer.start(user, &request(), None).await.unwrap();
     let start = Instant::now();
     loop {
-        let j = consumer.get(job.run_id).await.unwrap().unwrap();
-        if j.status != JobStatus::Pending {
+        let j = consumer.get(job_id(job.run_id)).await.unwrap().unwrap();
+        if j.state != State::Pending {
             return (j.started_at.unwrap() - j.created_at).to_std().unwrap_or_default();
         }
         assert!(start.elapsed() < Duration::from_secs(10), "never claimed");
@@ -39,14 +39,15 @@ const WAKE_BOUND: Duration = Duration::from_secs(5);
 fn idle_pool(store: Arc<dyn JobStore>, events: Events) -> WorkerPool {
     // A poll interval far longer than the latency asserted: only a wake-up can explain it.
     let config = WorkerConfig { workers: 2, poll_every: Duration::from_secs(30), ..WorkerConfig::default() };
-    WorkerPool::new(store, Arc::new(ScriptedAnalysis::new()), events, config).unwrap()
+    // Runs whose args name no steps: the scripted handler completes them at once.
+    let handlers = Handlers::new().register(KIND, Arc::new(ScriptedHandler::new()));
+    WorkerPool::new(store, handlers, events, config, Arc::new(SystemClock)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notify_wakes_an_idle_worker_on_postgres() {
     let db = TestDb::postgres().await;
-    let worker_side = Arc::new(PostgresStore::connect(&db.url, Arc::new(SystemClock)).await.unwrap());
-    worker_side.migrate().await.unwrap();
+    let worker_side = common::open(&db, Arc::new(SystemClock)).await.queue().clone();
     let worker_events = Events::new();
     let _listener = worker_side.listen(worker_events.clone()).await.unwrap();
     let shutdown = CancellationToken::new();
@@ -54,9 +55,8 @@ async fn notify_wakes_an_idle_worker_on_postgres() {
     let running = tokio::spawn(pool.run(shutdown.clone()));
 
     // "Another process": its own connection pool and its own (unconnected) event bus.
-    let producer_store = db.store(Arc::new(SystemClock)).await;
-    let producer =
-        RunService::new(producer_store.clone(), Events::new(), common::checks(), ServiceConfig::default()).unwrap();
+    let producer_db = common::open(&db, Arc::new(SystemClock)).await;
+    let producer = RunService::new(&producer_db, Events::new(), common::checks(), ServiceConfig::default()).unwrap();
     let consumer: Arc<dyn JobStore> = worker_side;
     let mut latencies = Vec::new();
     for i in 0..5 {
@@ -72,11 +72,12 @@ async fn notify_wakes_an_idle_worker_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_in_process_bus_wakes_an_idle_worker_on_sqlite() {
     let db = TestDb::sqlite();
-    let store = db.store(Arc::new(SystemClock)).await;
+    let database = common::open(&db, Arc::new(SystemClock)).await;
+    let store = database.queue().clone();
     let events = Events::new();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(idle_pool(store.clone(), events.clone()).run(shutdown.clone()));
-    let producer = RunService::new(store.clone(), events, common::checks(), ServiceConfig::default()).unwrap();
+    let producer = RunService::new(&database, events, common::checks(), ServiceConfig::default()).unwrap();
     let mut latencies = Vec::new();
     for i in 0..5 {
         latencies.push(claim_latency(&producer, &store, &format!("u{i}")).await);

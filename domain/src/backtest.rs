@@ -12,8 +12,7 @@ use crate::analyst::AnalystKind;
 use crate::result::Rating;
 use crate::team::RunOptions;
 
-/// A backtest is named like a run: a UUID in its hyphenated form.
-pub type BacktestId = crate::ids::RunId;
+pub use crate::ids::BacktestId;
 
 /// A backtest as validated and stored: the grid, and what each cell's run asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

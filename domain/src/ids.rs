@@ -19,56 +19,72 @@ impl fmt::Display for IdError {
 
 impl std::error::Error for IdError {}
 
-/// The public id of one analysis run: a UUID in its hyphenated form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct RunId(Uuid);
+/// A public id: a UUID, written and read in its hyphenated form only (one id, one spelling).
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub struct $name(Uuid);
 
-impl RunId {
-    pub fn from_uuid(id: Uuid) -> Self {
-        Self(id)
-    }
+        impl $name {
+            pub fn from_uuid(id: Uuid) -> Self {
+                Self(id)
+            }
 
-    pub fn as_uuid(&self) -> Uuid {
-        self.0
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.hyphenated())
-    }
-}
-
-impl FromStr for RunId {
-    type Err = IdError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // Only the canonical hyphenated form: one run, one spelling (the store compares text).
-        if s.len() != 36 {
-            return Err(IdError(format!(
-                "'{}' is not a run id (expected a UUID such as 0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a)",
-                truncate(s)
-            )));
+            pub fn as_uuid(&self) -> Uuid {
+                self.0
+            }
         }
-        Uuid::parse_str(s)
-            .map(RunId)
-            .map_err(|_| IdError(format!("'{}' is not a run id (expected a UUID)", truncate(s))))
-    }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0.hyphenated())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                if s.len() != 36 {
+                    return Err(IdError(format!(
+                        concat!("'{}' is not a ", $what, " (expected a UUID such as 0b6c4a3e-8f1d-4c52-9a57-2f0d8e9b1c7a)"),
+                        truncate(s)
+                    )));
+                }
+                Uuid::parse_str(s)
+                    .map($name)
+                    .map_err(|_| IdError(format!(concat!("'{}' is not a ", $what, " (expected a UUID)"), truncate(s))))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl Serialize for RunId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+uuid_id!(
+    /// The public id of one analysis run.
+    RunId,
+    "run id"
+);
 
-impl<'de> Deserialize<'de> for RunId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+uuid_id!(
+    /// The public id of one backtest.
+    BacktestId,
+    "backtest id"
+);
 
 /// A ticker symbol: 1–10 characters of A–Z, 0–9, `.`, `-` or `^`, stored upper-case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

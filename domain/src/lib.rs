@@ -3,7 +3,7 @@
 //! the server only, derives each type's JSON schema (`utoipa::ToSchema`) from its serde form.
 //!
 //! Reading order:
-//! - [`ids`]: `RunId`, `Symbol`, `ModelId` — validated newtypes.
+//! - [`ids`]: `RunId`, `BacktestId`, `Symbol`, `ModelId` — validated newtypes.
 //! - [`analyst`]: the analysts a user can pick and the step names of the pipeline.
 //! - [`status`]: `JobStatus` and `StepStatus`, the job state machine's vocabulary.
 //! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
@@ -27,10 +27,12 @@ pub mod team;
 pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
-pub use ids::{IdError, ModelId, RunId, Symbol};
+pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
-pub use result::{AnalysisResult, AnalystReport, Figure, FinalAssessment, PricePoint, Rating, Stance, TokenUsage};
+pub use result::{
+    AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, Rating, Stance, TokenUsage, Usage,
+};
 pub use status::{JobStatus, StepStatus};
 pub use team::{
     Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, TradePlan, Verdict,

@@ -116,6 +116,31 @@ impl TokenUsage {
     }
 }
 
+/// Model calls made, tokens spent, and what they cost in US dollars at the catalog's prices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    pub calls: u32,
+    pub tokens: TokenUsage,
+    #[serde(default)]
+    pub cost_usd: f64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.calls += other.calls;
+        self.tokens.add(other.tokens);
+        self.cost_usd += other.cost_usd;
+    }
+}
+
+/// A limit of tokens and one of cost; `None` is no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    pub max_tokens: Option<u64>,
+    pub max_cost_usd: Option<f64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]

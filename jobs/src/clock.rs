@@ -1,15 +1,13 @@
-//! Time as the engine sees it.
+//! Time as the queue sees it.
 //!
-//! Timestamps the engine writes (deadlines, created/updated times, step times) come from a
-//! [`Clock`], so tests can move time forward with a [`ManualClock`] and watch leases expire
-//! without waiting.
-//!
-//! Leases are the exception on PostgreSQL. Several hosts claim, heartbeat and rescue there, and
-//! their clocks drift: if each wrote and judged leases by its own clock, a host running a minute
-//! fast would rescue jobs whose workers are alive. So the PostgreSQL store measures leases with
-//! the database's `now()` whenever [`Clock::lease_time`] says so — which the [`SystemClock`]
-//! does — while a test clock keeps deciding. SQLite is one file on one machine: its processes
-//! share a clock, and it uses [`Clock::now`] throughout.
+//! Several hosts claim, heartbeat and rescue on PostgreSQL, and their clocks drift: if each wrote
+//! and judged leases by its own clock, a host running a minute fast would rescue jobs whose
+//! workers are alive. So the PostgreSQL store takes every instant it writes or compares —
+//! leases, heartbeats, deadlines, created and updated times — from the database
+//! (`queue_now()`) whenever [`Clock::lease_time`] says so, which the [`SystemClock`] does. A
+//! test's [`ManualClock`] decides instead, so tests can move time forward and watch leases
+//! expire without waiting. SQLite is one file on one machine: its processes share a clock, and
+//! it uses [`Clock::now`] throughout.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,8 +17,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
 
-    /// The instant a store should measure leases (claim, heartbeat, expiry) from, or `None`
-    /// to let a shared database's own clock decide. A clock that tests drive answers its time.
+    /// The instant a shared database should use, or `None` to let its own clock decide. A
+    /// clock that tests drive answers its time.
     fn lease_time(&self) -> Option<DateTime<Utc>> {
         Some(self.now())
     }

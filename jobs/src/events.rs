@@ -6,17 +6,17 @@
 //! PostgreSQL the store also `NOTIFY`s and each process's listener feeds what it hears into
 //! its local broadcast.
 
-use domain::RunId;
+use crate::job::JobId;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// A job became pending: a new run, a retry, or a rescued or released job.
+    /// A job became pending: a new one, or one rescued, released or woken by its children.
     JobAvailable,
     /// Someone asked a running job to stop.
-    CancelRequested { run_id: RunId },
+    CancelRequested { job_id: JobId },
     /// The notification connection came back: anything may have been missed.
     Reconnected,
 }

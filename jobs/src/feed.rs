@@ -1,26 +1,27 @@
-//! The change feed: which runs' rows changed, as soon as this process can know.
+//! The change feed: which jobs changed, as soon as this process can know.
 //!
-//! Every store write that bumps a run's `version` announces the run here once it has
+//! Every store write that bumps a job's `version` announces the job here once it has
 //! committed. Writes made by other processes arrive through the store's listener: on
-//! PostgreSQL a trigger `NOTIFY`s `run_id version` on every version change; on SQLite a
+//! PostgreSQL a trigger `NOTIFY`s `job_id version` on every version change; on SQLite a
 //! watcher notices commits from other connections (`pragma data_version`) and reads which
-//! runs moved. The progress cache and the live streams trust the feed only while it is
+//! jobs moved. The progress cache and the live streams trust the feed only while it is
 //! [`live`](Feed::is_live): while the listener is down they read the database every time, and
 //! when it comes back a [`Change::Resync`] tells them to forget what they knew.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use domain::RunId;
 use tokio::sync::broadcast;
+
+use crate::job::JobId;
 
 /// Changes a slow subscriber may fall behind by before it must resynchronise.
 const CAPACITY: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
-    /// The run's row changed; `version` is its new version when the announcer knows it.
-    Run { run_id: RunId, version: Option<i64> },
+    /// The job changed; `version` is its new version when the announcer knows it.
+    Job { job_id: JobId, version: Option<i64> },
     /// Anything may have changed (the listener reconnected): forget everything.
     Resync,
 }
@@ -45,14 +46,14 @@ impl Feed {
         Self { tx, live: Arc::new(AtomicBool::new(false)) }
     }
 
-    /// A write of this process committed a new version of `run_id`.
-    pub fn touched(&self, run_id: RunId) {
-        let _ = self.tx.send(Change::Run { run_id, version: None });
+    /// A write of this process committed a new version of `job_id`.
+    pub fn touched(&self, job_id: JobId) {
+        let _ = self.tx.send(Change::Job { job_id, version: None });
     }
 
-    /// Another process (or this one, heard back) wrote `version` of `run_id`.
-    pub fn changed(&self, run_id: RunId, version: i64) {
-        let _ = self.tx.send(Change::Run { run_id, version: Some(version) });
+    /// Another process (or this one, heard back) wrote `version` of `job_id`.
+    pub fn changed(&self, job_id: JobId, version: i64) {
+        let _ = self.tx.send(Change::Job { job_id, version: Some(version) });
     }
 
     /// Whether every change made anywhere reaches this feed. False before the listener starts

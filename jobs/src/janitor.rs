@@ -1,5 +1,5 @@
 //! The janitor: moves finished jobs older than the retention period into
-//! `trading_agent_jobs_archive`, a small batch per transaction, so the live table stays small
+//! `queue_jobs_archive`, a small batch per transaction, so the live table stays small
 //! and no statement holds locks for long; then deletes archived jobs older than the archive's
 //! retention, in batches too (the blueprint's daily `DELETE`).
 
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::store::{JobStore, StoreError};
 
 pub const RETENTION_DAYS_DEFAULT: u32 = 30;
@@ -49,31 +50,32 @@ pub struct JanitorReport {
 
 pub struct Janitor {
     store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
     config: JanitorConfig,
 }
 
 impl Janitor {
-    pub fn new(store: Arc<dyn JobStore>, config: JanitorConfig) -> Result<Self, String> {
+    pub fn new(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>, config: JanitorConfig) -> Result<Self, String> {
         if config.batch == 0 {
             return Err("the janitor's batch size must be positive".into());
         }
-        Ok(Self { store, config })
+        Ok(Self { store, clock, config })
     }
 
     /// Archives everything that is due, then prunes the archive, batch by batch.
     pub async fn run_once(&self) -> Result<JanitorReport, StoreError> {
-        let now = self.store.clock().now();
+        let now = self.clock.now();
         let before = now - chrono::Duration::days(i64::from(self.config.retention_days));
-        let archived = self.batches(|batch| self.store.archive_finished(before, batch)).await?;
+        let archived = self.batches(|batch| self.store.archive(before, batch)).await?;
         let pruned = match self.config.archive_retention_days {
             Some(days) => {
                 let before = now - chrono::Duration::days(i64::from(days));
-                self.batches(|batch| self.store.prune_archive(before, batch)).await?
+                self.batches(|batch| self.store.prune(before, batch)).await?
             }
             None => 0,
         };
         if archived > 0 || pruned > 0 {
-            tracing::info!(archived, pruned, "janitor archived finished jobs and pruned the archive");
+            tracing::info!(archived, pruned, "janitor archived ended jobs and pruned the archive");
         }
         Ok(JanitorReport { archived, pruned })
     }

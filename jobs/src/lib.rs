@@ -1,51 +1,55 @@
-//! The durable job engine of Trading Agents.
+//! A durable job queue on SQLite or PostgreSQL.
 //!
 //! # Overview
-//! A run is a row in `trading_agent_jobs`. `POST /api/trading/run` inserts it as `pending` and
-//! returns; workers claim rows one statement at a time, commit, and only then run the analysis,
-//! writing progress back to the row as steps move. Nothing here knows what an analysis does: the
-//! server hands the pool an [`Analysis`], tests hand it scripted ones.
+//! A job is a *kind* and its JSON *args*. Producers insert jobs; a [`WorkerPool`] claims them
+//! — many in one statement, committed before any work — and runs each with the [`Handler`]
+//! registered for its kind, outside any transaction. A handler reports through its
+//! [`JobContext`]: a progress document (versioned: every change bumps the job's version, which
+//! readers use as an ETag) and checkpoints (outputs kept across attempts, so a resumed job
+//! does not redo finished work). Writes and ends of running jobs go to the database in batches.
+//! A job may be a parent of children: it waits while they run (at most `child_limit` of its
+//! owner's children at once) and runs itself when the last has ended. The queue knows nothing
+//! of what its jobs do.
 //!
 //! # Reading order
-//! - [`model`]: the job row, the fence that guards worker writes, new-job and outcome types.
-//! - [`store`]: the [`JobStore`] trait and its `sqlite` and `postgres` backends — all SQL.
-//! - [`clock`]: time as the engine sees it, so leases and timeouts can be tested.
-//! - [`tracker`]: a running job's step list, overall percent and current step.
-//! - [`analysis`]: the [`Analysis`] trait and the [`JobContext`] a pipeline reports through.
-//! - [`worker`]: the worker pool — claim, heartbeat, cancel, timeout, finish, release.
-//! - [`rescuer`], [`reaper`], [`janitor`]: maintenance of expired leases, overdue jobs, old jobs.
-//! - [`events`]: wake-ups between web and worker tasks (in-process, and LISTEN/NOTIFY).
-//! - [`telemetry`]: what the engine measures (counters and histograms, through `metrics`).
+//! - [`job`]: a job, its states, and the values that move in and out of the store.
+//! - [`store`]: the [`JobStore`] trait (the queue's verbs) and its `sqlite` and `postgres`
+//!   backends — all of the queue's SQL; [`Database`] opens one.
+//! - [`clock`]: time as the queue sees it (the database's, or a test's).
+//! - [`context`]: the [`Handler`] trait and the [`JobContext`] a handler reports through.
+//! - [`batch`]: writes and ends of many running jobs in one statement.
+//! - [`worker`]: the worker pool — producer, watcher (heartbeats, cancels), completer.
+//! - [`rescuer`], [`janitor`]: expired leases, overdue jobs and lost wake-ups; old jobs.
+//! - [`events`], [`feed`]: wake-ups between processes; which jobs changed.
+//! - [`telemetry`]: what the queue measures.
 //!
 //! # State model
 //! See `docs/state-machine.md`. In short: `pending → running → completed | failed | timeout |
-//! cancelled`; an expired lease returns a running job to `pending` (attempt + 1) until
-//! `max_attempts`; a retry of a finished run is a new run with `retry_of` set.
+//! cancelled`; a parent is `waiting → pending` when its last child ends; an expired lease
+//! returns a running job to `pending` (attempt + 1) until `max_attempts`.
 //!
 //! # Failure handling
-//! Every write a worker makes is fenced by (run id, lease owner, attempt) and the `running`
-//! status: a worker that lost its lease finds its writes refused and stops. Each finished step
-//! stores a checkpoint — and each turn of a step that takes several, such as a debate round
-//! ([`JobContext::save_turn`]) — and a resumed attempt skips what has one.
+//! Every write a worker makes is fenced by (job id, lease owner, attempt) and the `running`
+//! state: a worker that lost its lease finds its writes refused and stops. Leases and deadlines
+//! are measured on the database's clock, so hosts with drifting clocks agree.
 
-pub mod analysis;
+pub mod batch;
 pub mod clock;
+pub mod context;
 pub mod events;
 pub mod feed;
 pub mod janitor;
-pub mod model;
-pub mod reaper;
+pub mod job;
 pub mod rescuer;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tracker;
 pub mod worker;
 
-pub use analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use context::{Handler, JobContext, JobError};
 pub use events::{Event, Events};
-pub use model::{Fence, Job, JobSpec, NewJob};
-pub use store::{JobStore, StoreError, connect};
-pub use worker::{WorkerConfig, WorkerPool};
+pub use job::{Filter, Insert, InsertOutcome, Job, JobId, NewJob, State};
+pub use store::{Database, JobStore, Pools, StoreError};
+pub use worker::{Handlers, WorkerConfig, WorkerPool};

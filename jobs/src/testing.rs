@@ -1,18 +1,20 @@
 //! Test helpers (feature `testing`): throwaway SQLite and PostgreSQL databases, and a scripted
-//! [`Analysis`] whose behaviour a test chooses step by step.
+//! [`Handler`] whose behaviour a test chooses step by step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
-use domain::{AnalysisResult, Rating, TokenUsage};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::analysis::{Analysis, AnalysisError, JobContext, StepUsage};
 use crate::clock::Clock;
-use crate::store::{JobStore, postgres::PostgresStore, sqlite::SqliteStore};
+use crate::context::{Handler, JobContext, JobError};
+use crate::job::{JobId, NewJob};
+use crate::store::{Database, JobStore};
+
+/// The kind of the jobs [`ScriptedHandler`] runs.
+pub const SCRIPTED: &str = "scripted";
 
 /// The server PostgreSQL tests use: `TEST_DATABASE_URL`, or the local one CI provides.
 pub fn postgres_admin_url() -> String {
@@ -79,15 +81,16 @@ impl TestDb {
         Self { url, cleanup: Cleanup::Database { admin_url, name } }
     }
 
-    /// Opens the store and applies migrations.
+    /// Opens the database and applies the queue's migrations.
+    pub async fn open(&self, clock: Arc<dyn Clock>) -> Database {
+        let db = Database::connect(&self.url, clock).await.expect("open the test database");
+        db.migrate_queue().await.expect("migrate the queue");
+        db
+    }
+
+    /// The queue of a freshly opened database.
     pub async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn JobStore> {
-        let store: Arc<dyn JobStore> = if self.url.starts_with("sqlite:") {
-            Arc::new(SqliteStore::connect(&self.url, clock).await.expect("open sqlite"))
-        } else {
-            Arc::new(PostgresStore::connect(&self.url, clock).await.expect("open postgres"))
-        };
-        store.migrate().await.expect("migrate");
-        store
+        self.open(clock).await.queue().clone()
     }
 }
 
@@ -121,51 +124,38 @@ impl Drop for TestDb {
     }
 }
 
-/// A run to insert in tests: AAPL with the invest and risk analysts, the offline model, three
-/// attempts, a ten-minute timeout. Override fields with struct update syntax.
-pub fn new_job(user: &str) -> crate::model::NewJob {
-    crate::model::NewJob {
-        run_id: domain::RunId::from_uuid(uuid::Uuid::new_v4()),
-        user_id: user.to_string(),
-        symbol: "AAPL".into(),
-        model_id: "offline".into(),
-        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
-        as_of: None,
-        priority: 0,
-        max_attempts: 3,
-        timeout_ms: 600_000,
-        retry_of: None,
-        idempotency_key: None,
-        request_hash: None,
-        options: domain::RunOptions::default(),
-        backtest_id: None,
-    }
+/// A job for [`ScriptedHandler`] of `owner`, whose steps are `a`, `b` and `c`: priority 0,
+/// three attempts, a ten-minute timeout. Override fields with struct update syntax.
+pub fn new_job(owner: &str) -> NewJob {
+    NewJob { progress: json!({"done": []}), ..NewJob::new(SCRIPTED, owner, json!({"steps": ["a", "b", "c"]})) }
 }
 
-/// What the scripted analysis does at one step.
+/// What the scripted handler does at one step.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StepScript {
-    /// Start, report 50 %, complete with one "LLM call".
+    /// Report progress, then store the step's checkpoint.
     Complete,
-    /// Start, then fail with this message.
+    /// Fail with this message.
     Fail(String),
-    /// Start, then never return (until cancelled or timed out).
+    /// Never return (until cancelled or timed out).
     Hang,
-    /// Complete the step, then never return: a worker that dies right after a checkpoint.
+    /// Store the checkpoint, then never return: a worker that dies right after a checkpoint.
     CompleteThenHang,
-    /// Start, report progress, then wait this long before completing.
+    /// Report progress, wait this long, then store the checkpoint.
     Slow(Duration),
 }
 
-/// An [`Analysis`] that walks the job's steps, doing what the script says at each (complete by
-/// default), skipping steps with a checkpoint, and recording which steps it executed.
+/// A [`Handler`] that walks the job's `args.steps`, doing what the script says at each
+/// (complete by default), skipping steps with a checkpoint, and recording which steps it ran.
+/// Its progress document is `{"done": [steps done], "current": step}`; its output
+/// `{"steps": n}`, the steps done in all.
 #[derive(Default)]
-pub struct ScriptedAnalysis {
+pub struct ScriptedHandler {
     pub script: HashMap<String, StepScript>,
-    pub executed: Mutex<Vec<(domain::RunId, String)>>,
+    pub executed: Mutex<Vec<(JobId, String)>>,
 }
 
-impl ScriptedAnalysis {
+impl ScriptedHandler {
     pub fn new() -> Self {
         Self::default()
     }
@@ -175,97 +165,80 @@ impl ScriptedAnalysis {
         self
     }
 
-    pub fn executed(&self) -> Vec<(domain::RunId, String)> {
+    pub fn executed(&self) -> Vec<(JobId, String)> {
         self.executed.lock().expect("not poisoned").clone()
     }
 }
 
-/// A plausible result for a scripted run.
-pub fn sample_result(symbol: &str, llm_calls: u32) -> AnalysisResult {
-    AnalysisResult {
-        symbol: symbol.to_string(),
-        as_of: NaiveDate::from_ymd_opt(2023, 9, 21).expect("date"),
-        model_id: "scripted".into(),
-        rating: Rating::Hold,
-        confidence: 0.5,
-        summary: "Scripted.".into(),
-        key_risks: vec![],
-        reports: vec![],
-        figures: vec![],
-        chart: vec![],
-        llm_calls,
-        tokens: TokenUsage::default(),
-        rule_based: true,
-        cost_usd: None,
-        team: None,
-        invest_analyst: None,
-        risk_analyst: None,
-        sentiment_analyst: None,
-        technical_analyst: None,
-        final_assessment: None,
-    }
-}
-
 #[async_trait]
-impl Analysis for ScriptedAnalysis {
-    async fn run(&self, ctx: JobContext) -> Result<AnalysisResult, AnalysisError> {
-        let spec = ctx.spec().clone();
-        let mut calls = 0;
-        for step in domain::step_names(&spec.analysts, spec.options.depth) {
+impl Handler for ScriptedHandler {
+    async fn run(&self, ctx: JobContext) -> Result<Value, JobError> {
+        let job = ctx.job().clone();
+        let steps: Vec<String> = serde_json::from_value(job.args["steps"].clone()).unwrap_or_default();
+        let mut done: Vec<String> = steps.iter().filter(|s| ctx.checkpoint(s).is_some()).cloned().collect();
+        for step in steps {
             if ctx.checkpoint(&step).is_some() {
                 continue;
             }
-            self.executed.lock().expect("not poisoned").push((spec.run_id, step.clone()));
+            self.executed.lock().expect("not poisoned").push((job.job_id, step.clone()));
             let script = self.script.get(&step).cloned().unwrap_or(StepScript::Complete);
-            ctx.start_step(&step, Some("working")).await?;
+            ctx.report(json!({"done": done, "current": step}), true).await?;
             match script {
                 StepScript::Complete | StepScript::CompleteThenHang | StepScript::Slow(_) => {
-                    ctx.step_progress(&step, 50, None).await?;
                     if let StepScript::Slow(d) = script {
                         tokio::time::sleep(d).await;
                     }
-                    let usage =
-                        StepUsage { llm_calls: 1, tokens: TokenUsage { prompt: 10, completion: 5 }, cost_usd: 0.0 };
-                    ctx.complete_step(&step, json!({ "step": step, "attempt": spec.attempt }), usage, &spec.model_id)
-                        .await?;
-                    calls += 1;
+                    done.push(step.clone());
+                    ctx.save(&step, json!({"step": step, "attempt": job.attempt}), json!({"done": done})).await?;
                     if script == StepScript::CompleteThenHang {
                         std::future::pending::<()>().await;
                     }
                 }
-                StepScript::Fail(message) => return Err(AnalysisError::failed(step, message)),
+                StepScript::Fail(message) => return Err(JobError::Failed(message)),
                 StepScript::Hang => std::future::pending::<()>().await,
             }
         }
-        Ok(sample_result(&spec.symbol, calls))
+        Ok(json!({"steps": done.len()}))
+    }
+
+    fn noun(&self) -> &'static str {
+        "scripted job"
     }
 }
 
-/// A backtest of `cells` cells for `user` (AAPL, one as-of date per cell), at most
-/// `max_running` of them running at once.
-pub fn new_backtest(user: &str, cells: usize, max_running: u32) -> crate::model::NewBacktest {
-    let backtest_id = domain::RunId::from_uuid(uuid::Uuid::new_v4());
-    let from = chrono::NaiveDate::from_ymd_opt(2019, 1, 2).expect("date");
-    let spec = domain::backtest::BacktestSpec {
-        symbols: vec!["AAPL".into()],
-        from,
-        to: from,
-        every_days: 1,
-        horizons: vec![5, 20],
-        model_id: "offline".into(),
-        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
-        options: domain::RunOptions::default(),
-        bearish: domain::backtest::BearishPosition::Flat,
+/// A parent of `children` scripted jobs of `owner`, at most `child_limit` of the owner's
+/// children running at once.
+pub fn new_family(owner: &str, children: usize, child_limit: u32) -> crate::job::Insert {
+    crate::job::Insert {
+        job: NewJob { child_limit: Some(child_limit), ..new_job(owner) },
+        children: (0..children).map(|_| NewJob { priority: -10, ..new_job(owner) }).collect(),
+        owner_limit: None,
+    }
+}
+
+/// Runs each listed test function against a fresh SQLite and a fresh PostgreSQL database:
+/// `both_backends!(name, …)` where each `name(h: Harness)` is an async function and
+/// `Harness::new(TestDb)` opens the harness the test file defines.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::new($crate::testing::TestDb::sqlite()).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Harness::new($crate::testing::TestDb::postgres().await).await).await;
+                }
+            )*
+        }
     };
-    let cells = (0..cells)
-        .map(|i| crate::model::NewJob {
-            as_of: Some(from + chrono::Duration::days(i as i64)),
-            priority: crate::model::CELL_PRIORITY,
-            backtest_id: Some(backtest_id),
-            ..new_job(user)
-        })
-        .collect();
-    crate::model::NewBacktest { backtest_id, user_id: user.to_string(), spec, max_running, cells }
 }
 
 #[cfg(test)]

@@ -1,34 +1,40 @@
-//! The worker pool: claims pending jobs and runs them.
+//! The worker pool: claims pending jobs and runs them with the handlers registered for their
+//! kinds.
 //!
 //! # Overview
-//! Each worker loops: claim one job (one statement, committed), run the analysis outside any
-//! transaction, write how it ended, claim again. With nothing to claim it sleeps until an
-//! event says a job is available or the poll interval passes.
+//! One producer per process claims as many jobs as it has free slots, in one statement, and
+//! commits; each job then runs in a task of its own, outside any transaction, and its end is
+//! written through the completer ([`crate::batch::Ends`]). With nothing to claim the producer
+//! sleeps until an event says a job is available or the poll interval passes.
 //!
-//! While a job runs, a watcher beside it extends the lease (heartbeat), writes coalesced
-//! progress, and checks whether the run was cancelled — every `check_every`, and at once on a
-//! cancel event. The run stops when it finishes, is cancelled, loses its lease, or passes its
-//! deadline (`timeout_at`, written at claim).
+//! Beside the running jobs, one watcher per process writes their coalesced progress, extends
+//! all their leases in one statement (a heartbeat every third of the lease), and reads
+//! whether they were cancelled — every `check_every`, and at once on a cancel event. A job
+//! stops when it finishes, is cancelled, loses its lease, or passes its deadline (`timeout_at`,
+//! written at claim).
 //!
 //! # Failure handling
-//! - Lease lost: the worker drops the analysis and writes nothing; the new owner decides.
+//! - Lease lost: the worker drops the job and writes nothing; the new owner decides.
 //! - Database down while finishing: the final write is retried for a while; if it never lands
 //!   the lease expires and the rescuer hands the job to another attempt, which resumes from
 //!   the stored checkpoints.
-//! - Shutdown: workers stop claiming at once; running jobs get `shutdown_grace` to finish;
+//! - Shutdown: the producer stops claiming at once; running jobs get `shutdown_grace` to finish;
 //!   the ones still running are released (back to `pending`, attempt not counted) so another
 //!   process picks them up immediately.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::StepStatus;
+use tokio::sync::Semaphore;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::analysis::{Analysis, AnalysisError, JobContext, StepUsage};
+use crate::batch::{Ends, Writes};
+use crate::clock::Clock;
+use crate::context::{Handler, JobContext, JobError};
 use crate::events::{Event, Events};
-use crate::model::{Finish, Job, close_steps, reset_unfinished_steps};
+use crate::job::{Finish, Job, JobId, Outcome};
 use crate::store::{JobStore, StoreError};
 use crate::telemetry;
 
@@ -46,9 +52,9 @@ pub struct WorkerConfig {
     pub workers: usize,
     /// How long a claim stays valid without a heartbeat. Heartbeats come every third of it.
     pub lease: Duration,
-    /// How often an idle worker looks for work when no event woke it.
+    /// How often an idle producer looks for work when no event woke it.
     pub poll_every: Duration,
-    /// How often a running job's watcher checks for cancellation and writes coalesced progress.
+    /// How often the watcher checks for cancellation and writes coalesced progress.
     pub check_every: Duration,
     /// How long running jobs may go on after shutdown begins before they are released.
     pub shutdown_grace: Duration,
@@ -71,6 +77,9 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if self.workers == 0 {
+            return Err("a worker pool needs at least one worker".into());
+        }
         if self.lease < Duration::from_secs(1) {
             return Err("the lease must be at least 1 s".into());
         }
@@ -98,16 +107,32 @@ pub fn default_owner_prefix() -> String {
     format!("{host}:{}", std::process::id())
 }
 
-/// One worker: claims and runs one job at a time.
-pub struct Worker {
-    store: Arc<dyn JobStore>,
-    analysis: Arc<dyn Analysis>,
-    events: Events,
-    config: WorkerConfig,
-    owner: String,
+/// The handlers of a process, by kind.
+#[derive(Clone, Default)]
+pub struct Handlers(HashMap<String, Arc<dyn Handler>>);
+
+impl Handlers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(mut self, kind: &str, handler: Arc<dyn Handler>) -> Self {
+        self.0.insert(kind.to_string(), handler);
+        self
+    }
+
+    pub(crate) fn noun(&self, kind: &str) -> &'static str {
+        self.0.get(kind).map_or("job", |h| h.noun())
+    }
+
+    pub(crate) fn kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self.0.keys().cloned().collect();
+        kinds.sort();
+        kinds
+    }
 }
 
-/// How one job's run ended, as the worker saw it.
+/// How one job's run ended, as its worker saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunEnd {
     Completed,
@@ -120,229 +145,145 @@ pub enum RunEnd {
     Abandoned,
 }
 
-impl Worker {
+/// What the pool's jobs share: the store, the batchers, and the jobs running now.
+struct Shared {
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    handlers: Handlers,
+    events: Events,
+    config: WorkerConfig,
+    owner: String,
+    writes: Writes,
+    ends: Ends,
+    running: Mutex<HashMap<JobId, JobContext>>,
+}
+
+/// A set of workers sharing one store, one producer and one watcher.
+pub struct WorkerPool {
+    shared: Arc<Shared>,
+}
+
+impl WorkerPool {
     pub fn new(
         store: Arc<dyn JobStore>,
-        analysis: Arc<dyn Analysis>,
+        handlers: Handlers,
         events: Events,
         config: WorkerConfig,
-        index: usize,
-    ) -> Self {
-        let owner = format!("{}:{}:{}", config.owner_prefix, index, &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        Self { store, analysis, events, config, owner }
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let owner = format!("{}:{}", config.owner_prefix, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let shared = Shared {
+            writes: Writes::new(store.clone()),
+            ends: Ends::new(store.clone()),
+            store,
+            clock,
+            handlers,
+            events,
+            config,
+            owner,
+            running: Mutex::default(),
+        };
+        Ok(Self { shared: Arc::new(shared) })
     }
 
+    /// The lease owner this pool claims as.
     pub fn owner(&self) -> &str {
-        &self.owner
+        &self.shared.owner
     }
 
-    /// Claims one job and runs it to its end. `None` when there was nothing to claim.
+    /// Claims one job and runs it to its end, with a watcher beside it; `None` when there was
+    /// nothing to claim. For tests and tools that step the queue one job at a time.
     pub async fn run_once(&self, hard_stop: &CancellationToken) -> Result<Option<(Job, RunEnd)>, StoreError> {
-        let lease = chrono::Duration::from_std(self.config.lease).expect("lease fits");
-        let Some(job) = self.store.claim(&self.owner, lease).await? else {
+        let Some(job) = self.claim(1).await?.pop() else {
             return Ok(None);
         };
-        if job.attempt == 1 {
-            telemetry::queue_wait(telemetry::between(job.created_at, self.store.clock().now()));
-        }
-        let end = self.run_job(&job, hard_stop).await;
+        let stop = CancellationToken::new();
+        let watcher = tokio::spawn(watch(self.shared.clone(), stop.clone()));
+        let end = run_job(self.shared.clone(), job.clone(), hard_stop.clone()).await;
+        stop.cancel();
+        let _ = watcher.await;
         Ok(Some((job, end)))
     }
 
-    /// Runs until `stop` fires; a job in progress then gets until `hard_stop`.
-    pub async fn run(&self, stop: CancellationToken, hard_stop: CancellationToken) {
-        let mut events = self.events.subscribe();
+    async fn claim(&self, limit: u32) -> Result<Vec<Job>, StoreError> {
+        let s = &self.shared;
+        let lease = chrono::Duration::from_std(s.config.lease).expect("lease fits");
+        let jobs = s.store.claim(&s.owner, lease, limit, &s.handlers.kinds()).await?;
+        for job in &jobs {
+            if job.attempt == 1 {
+                telemetry::queue_wait(&job.kind, telemetry::between(job.created_at, s.clock.now()));
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Runs until `shutdown` fires, then drains as the module docs describe.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let s = self.shared.clone();
+        let hard_stop = CancellationToken::new();
+        let watch_stop = CancellationToken::new();
+        let watcher = tokio::spawn(watch(s.clone(), watch_stop.clone()));
+        let slots = Arc::new(Semaphore::new(s.config.workers));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut events = s.events.subscribe();
         let mut backoff = Duration::from_millis(250);
-        while !stop.is_cancelled() {
-            match self.run_once(&hard_stop).await {
-                Ok(Some(_)) => {
+        while !shutdown.is_cancelled() {
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                permit = slots.clone().acquire_owned() => permit.expect("never closed"),
+            };
+            let free = 1 + slots.available_permits() as u32;
+            match self.claim(free).await {
+                Ok(jobs) if !jobs.is_empty() => {
                     backoff = Duration::from_millis(250);
-                    continue;
+                    let mut permit = Some(first);
+                    for job in jobs {
+                        let permit = match permit.take() {
+                            Some(p) => p,
+                            None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
+                        };
+                        let (shared, hard) = (s.clone(), hard_stop.clone());
+                        tasks.spawn(async move {
+                            run_job(shared, job, hard).await;
+                            drop(permit);
+                        });
+                    }
+                    // Reap finished tasks so the set does not grow.
+                    while tasks.try_join_next().is_some() {}
                 }
-                Ok(None) => {
+                Ok(_) => {
+                    drop(first);
                     backoff = Duration::from_millis(250);
                     tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = tokio::time::sleep(self.config.poll_every) => {}
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(s.config.poll_every) => {}
                         _ = wait_for_work(&mut events) => {}
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(worker = %self.owner, error = %e, "claim failed; backing off");
+                    drop(first);
+                    tracing::warn!(worker = %s.owner, error = %e, "claim failed; backing off");
                     tokio::select! {
-                        _ = stop.cancelled() => break,
+                        _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-    }
-
-    async fn run_job(&self, job: &Job, hard_stop: &CancellationToken) -> RunEnd {
-        let fence = job.fence().expect("a claimed job is running under a lease");
-        let spent = StepUsage { llm_calls: job.llm_calls, tokens: job.tokens, cost_usd: job.cost_usd };
-        let ctx = JobContext::new(
-            job.spec(),
-            fence.clone(),
-            job.steps.clone(),
-            job.checkpoints.clone(),
-            spent,
-            self.store.clone(),
-        );
-        tracing::info!(
-            runId = %job.run_id,
-            symbol = %job.symbol,
-            modelId = %job.model_id,
-            attempt = job.attempt,
-            worker = %self.owner,
-            "Started"
-        );
-
-        let clock = self.store.clock();
-        let deadline = job
-            .timeout_at
-            .map(|t| (t - clock.now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_millis(job.timeout_ms));
-
-        // Aborted when this future ends or is dropped: the watcher never outlives its job.
-        let watcher =
-            AbortOnDrop(tokio::spawn(watch(ctx.clone(), self.store.clone(), self.events.clone(), self.config.clone())));
-        let cancel = ctx.cancellation();
-        /// Why the run stopped, as seen by this worker.
-        enum Stop {
-            Completed(Box<domain::AnalysisResult>),
-            Failed { step: Option<String>, message: String },
-            Engine(String),
-            Interrupted,
-            Timeout,
-            Release,
-        }
-        let stop = tokio::select! {
-            r = self.analysis.run(ctx.clone()) => match r {
-                Ok(result) => Stop::Completed(Box::new(result)),
-                Err(AnalysisError::Failed { step, message }) => Stop::Failed { step, message },
-                Err(AnalysisError::Cancelled) => Stop::Interrupted,
-                Err(AnalysisError::Engine(e)) => Stop::Engine(e),
-            },
-            _ = cancel.cancelled() => Stop::Interrupted,
-            _ = tokio::time::sleep(deadline) => Stop::Timeout,
-            _ = hard_stop.cancelled() => Stop::Release,
-        };
-        drop(watcher);
-
-        if ctx.is_lease_lost() {
-            tracing::warn!(run_id = %job.run_id, worker = %self.owner, "lease lost; leaving the job to its new owner");
-            return RunEnd::Abandoned;
-        }
-        let now = clock.now();
-        let steps = ctx.steps().await;
-        match stop {
-            Stop::Completed(result) => {
-                let steps = close_steps(&steps, &[], now);
-                let end = self.finish(job, &steps, Finish::Completed(result), RunEnd::Completed).await;
-                if end == RunEnd::Completed {
-                    let spent = ctx.spent();
-                    tracing::info!(
-                        runId = %job.run_id,
-                        durationMs = job.started_at.map(|s| (now - s).num_milliseconds().max(0)).unwrap_or(0),
-                        llmCalls = spent.llm_calls,
-                        tokens = spent.tokens.total(),
-                        cost = spent.cost_usd,
-                        "Completed"
-                    );
-                }
-                end
-            }
-            Stop::Failed { step, message } => {
-                let failed: Vec<&str> = step.as_deref().into_iter().collect();
-                let steps = close_steps(&steps, &failed, now);
-                self.finish(job, &steps, Finish::Failed(message), RunEnd::Failed).await
-            }
-            Stop::Interrupted => {
-                let steps = close_steps(&steps, &[], now);
-                self.finish(job, &steps, Finish::Cancelled, RunEnd::Cancelled).await
-            }
-            Stop::Engine(e) => {
-                tracing::error!(run_id = %job.run_id, error = %e, "engine error; the lease will expire and the job be rescued");
-                RunEnd::Abandoned
-            }
-            Stop::Timeout => {
-                let running: Vec<&str> =
-                    steps.iter().filter(|s| s.status == StepStatus::InProgress).map(|s| s.name.as_str()).collect();
-                let steps = close_steps(&steps, &running, now);
-                let message = format!(
-                    "The analysis did not finish within {} and was stopped.",
-                    human_duration(Duration::from_millis(job.timeout_ms))
-                );
-                self.finish(job, &steps, Finish::Timeout(message), RunEnd::TimedOut).await
-            }
-            Stop::Release => {
-                let steps = reset_unfinished_steps(&steps);
-                match self.store.release(&fence, &steps).await {
-                    Ok(()) => {
-                        self.announce(Event::JobAvailable).await;
-                        tracing::info!(run_id = %job.run_id, "released at shutdown");
-                        RunEnd::Released
-                    }
-                    Err(e) => {
-                        tracing::warn!(run_id = %job.run_id, error = %e, "release failed; the lease will expire");
-                        RunEnd::Abandoned
-                    }
-                }
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        tokio::pin!(drained);
+        tokio::select! {
+            _ = &mut drained => {}
+            _ = tokio::time::sleep(s.config.shutdown_grace) => {
+                tracing::info!("shutdown grace over; releasing running jobs");
+                hard_stop.cancel();
+                drained.await;
             }
         }
-    }
-
-    async fn finish(&self, job: &Job, steps: &[domain::StepProgress], finish: Finish, end: RunEnd) -> RunEnd {
-        let fence = job.fence().expect("running");
-        let started = Instant::now();
-        loop {
-            match self.store.finish(&fence, steps, &finish).await {
-                Ok(()) => {
-                    match &finish {
-                        Finish::Failed(error) | Finish::Timeout(error) => {
-                            tracing::warn!(runId = %job.run_id, status = %finish.status(), error = %error, "Failed");
-                        }
-                        Finish::Cancelled => tracing::info!(runId = %job.run_id, "Cancelled"),
-                        Finish::Completed(_) => {}
-                    }
-                    let now = self.store.clock().now();
-                    telemetry::run_finished(finish.status(), job.started_at.map(|s| telemetry::between(s, now)));
-                    if end == RunEnd::TimedOut {
-                        telemetry::timed_out("worker");
-                    }
-                    return end;
-                }
-                Err(StoreError::LeaseLost(_)) => {
-                    tracing::warn!(run_id = %job.run_id, "lease lost before the final write");
-                    return RunEnd::Abandoned;
-                }
-                Err(e) if started.elapsed() < FINISH_RETRY_FOR => {
-                    tracing::warn!(run_id = %job.run_id, error = %e, "final write failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => {
-                    tracing::error!(run_id = %job.run_id, error = %e, "final write failed; the job will be rescued");
-                    return RunEnd::Abandoned;
-                }
-            }
-        }
-    }
-
-    async fn announce(&self, event: Event) {
-        self.events.send_local(event.clone());
-        if let Err(e) = self.store.publish(&event).await {
-            tracing::warn!(error = %e, "could not publish an event");
-        }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
+        watch_stop.cancel();
+        let _ = watcher.await;
     }
 }
 
@@ -358,26 +299,145 @@ async fn wait_for_work(events: &mut tokio::sync::broadcast::Receiver<Event>) {
     }
 }
 
-/// Beside a running job: heartbeat, flush coalesced progress, notice cancellation.
-async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config: WorkerConfig) {
-    let lease = chrono::Duration::from_std(config.lease).expect("lease fits");
-    let run_id = ctx.spec().run_id;
-    let mut events = events.subscribe();
+/// Removes a job from the running set when its run ends, however it ends.
+struct Running<'a> {
+    shared: &'a Shared,
+    job_id: JobId,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.shared.running.lock().expect("not poisoned").remove(&self.job_id);
+    }
+}
+
+/// Runs one claimed job to its end and writes how it ended.
+async fn run_job(s: Arc<Shared>, job: Job, hard_stop: CancellationToken) -> RunEnd {
+    let ctx = JobContext::new(job.clone(), s.writes.clone());
+    s.running.lock().expect("not poisoned").insert(job.job_id, ctx.clone());
+    let _running = Running { shared: &s, job_id: job.job_id };
+    tracing::info!(jobId = %job.job_id, kind = %job.kind, attempt = job.attempt, worker = %s.owner, "Claimed");
+
+    let deadline = job
+        .timeout_at
+        .map(|t| (t - s.clock.now()).to_std().unwrap_or(Duration::ZERO))
+        .unwrap_or(Duration::from_millis(job.timeout_ms));
+    let Some(handler) = s.handlers.0.get(&job.kind).cloned() else {
+        // Claimed only kinds with a handler; a registry changed under it is a bug.
+        return finish(&s, &ctx, Outcome::Failed(format!("no handler for jobs of kind '{}'", job.kind))).await;
+    };
+    let cancel = ctx.cancellation();
+    enum Stop {
+        Done(Result<serde_json::Value, JobError>),
+        Interrupted,
+        Timeout,
+        Release,
+    }
+    let stop = tokio::select! {
+        r = handler.run(ctx.clone()) => Stop::Done(r),
+        _ = cancel.cancelled() => Stop::Interrupted,
+        _ = tokio::time::sleep(deadline) => Stop::Timeout,
+        _ = hard_stop.cancelled() => Stop::Release,
+    };
+    if ctx.is_lease_lost() {
+        tracing::warn!(job_id = %job.job_id, worker = %s.owner, "lease lost; leaving the job to its new owner");
+        return RunEnd::Abandoned;
+    }
+    let outcome = match stop {
+        Stop::Done(Ok(output)) => Outcome::Completed(output),
+        Stop::Done(Err(JobError::Failed(message))) => Outcome::Failed(message),
+        Stop::Done(Err(JobError::Cancelled)) | Stop::Interrupted => Outcome::Cancelled,
+        Stop::Done(Err(JobError::Lost(e))) => {
+            tracing::error!(job_id = %job.job_id, error = %e, "job lost; the lease will expire and the job be rescued");
+            return RunEnd::Abandoned;
+        }
+        Stop::Timeout => Outcome::Timeout(timed_out(handler.noun(), job.timeout_ms)),
+        Stop::Release => Outcome::Released,
+    };
+    finish(&s, &ctx, outcome).await
+}
+
+/// Writes a job's end through the completer, retrying through a short outage.
+async fn finish(s: &Shared, ctx: &JobContext, outcome: Outcome) -> RunEnd {
+    let job = ctx.job();
+    let end = match &outcome {
+        Outcome::Completed(_) => RunEnd::Completed,
+        Outcome::Failed(_) => RunEnd::Failed,
+        Outcome::Timeout(_) => RunEnd::TimedOut,
+        Outcome::Cancelled => RunEnd::Cancelled,
+        Outcome::Released => RunEnd::Released,
+    };
+    let finish = Finish { fence: ctx.fence().clone(), progress: ctx.progress().await, outcome };
+    let started = Instant::now();
+    loop {
+        match s.ends.finish(finish.clone()).await {
+            Ok(true) => {
+                let state = finish.outcome.state();
+                match &finish.outcome {
+                    Outcome::Failed(error) | Outcome::Timeout(error) => {
+                        tracing::warn!(jobId = %job.job_id, kind = %job.kind, %state, error = %error, "Ended");
+                    }
+                    Outcome::Cancelled | Outcome::Completed(_) => {
+                        tracing::info!(jobId = %job.job_id, kind = %job.kind, %state, "Ended");
+                    }
+                    Outcome::Released => {
+                        tracing::info!(job_id = %job.job_id, "released at shutdown");
+                        s.events.send_local(Event::JobAvailable);
+                        if let Err(e) = s.store.publish(&Event::JobAvailable).await {
+                            tracing::warn!(error = %e, "could not publish an event");
+                        }
+                        return end;
+                    }
+                }
+                let now = s.clock.now();
+                telemetry::job_finished(
+                    &job.kind,
+                    finish.outcome.state(),
+                    job.started_at.map(|t| telemetry::between(t, now)),
+                );
+                if end == RunEnd::TimedOut {
+                    telemetry::timed_out("worker");
+                }
+                return end;
+            }
+            Ok(false) => {
+                tracing::warn!(job_id = %job.job_id, "lease lost before the final write");
+                return RunEnd::Abandoned;
+            }
+            Err(e) if started.elapsed() < FINISH_RETRY_FOR => {
+                tracing::warn!(job_id = %job.job_id, error = %e, "final write failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                tracing::error!(job_id = %job.job_id, error = %e, "final write failed; the job will be rescued");
+                return RunEnd::Abandoned;
+            }
+        }
+    }
+}
+
+/// Beside the running jobs: flush coalesced progress, heartbeat, notice cancellation.
+async fn watch(s: Arc<Shared>, stop: CancellationToken) {
+    let lease = chrono::Duration::from_std(s.config.lease).expect("lease fits");
+    let mut events = s.events.subscribe();
     let mut bus_open = true;
     let mut last_heartbeat = Instant::now();
     // A ticker rather than a fresh sleep per loop: a busy event bus must not postpone the
     // heartbeat.
-    let mut tick = tokio::time::interval(config.check_every);
+    let mut tick = tokio::time::interval(s.config.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tokio::select! {
+            _ = stop.cancelled() => return,
             _ = tick.tick() => {}
             e = events.recv(), if bus_open => {
                 match e {
-                    Ok(Event::CancelRequested { run_id: r }) if r == run_id => {
-                        ctx.request_cancel();
-                        return;
+                    Ok(Event::CancelRequested { job_id }) => {
+                        let ctx = s.running.lock().expect("not poisoned").get(&job_id).cloned();
+                        if let Some(ctx) = ctx {
+                            ctx.request_cancel();
+                        }
                     }
                     Err(RecvError::Closed) => bus_open = false,
                     _ => {}
@@ -385,32 +445,35 @@ async fn watch(ctx: JobContext, store: Arc<dyn JobStore>, events: Events, config
                 continue;
             }
         }
-        // Coalesced progress goes out first; a progress write also reads the cancel flag.
-        let flushed = ctx.flush().await;
-        let result = if last_heartbeat.elapsed() >= config.heartbeat_every() {
-            let r = store.heartbeat(ctx.fence(), lease).await;
-            if r.is_ok() {
-                last_heartbeat = Instant::now();
-            }
-            Some(r)
-        } else if flushed {
-            None
-        } else {
-            Some(store.control(ctx.fence()).await)
-        };
-        match result {
-            Some(Ok(control)) => ctx.apply(control),
-            Some(Err(StoreError::LeaseLost(_))) => {
-                ctx.lose_lease();
-                return;
-            }
-            Some(Err(e)) => tracing::warn!(%run_id, error = %e, "watcher could not reach the store"),
-            None => {}
+        let running: Vec<JobContext> = s.running.lock().expect("not poisoned").values().cloned().collect();
+        if running.is_empty() {
+            continue;
         }
-        if ctx.cancellation().is_cancelled() {
-            return;
+        // Coalesced progress goes out first, all jobs' in one batch; a write also reads the
+        // cancel flag.
+        futures::future::join_all(running.iter().map(|ctx| ctx.flush())).await;
+        let extend = (last_heartbeat.elapsed() >= s.config.heartbeat_every()).then_some(lease);
+        let fences: Vec<_> = running.iter().map(|ctx| ctx.fence().clone()).collect();
+        match s.store.control(&fences, extend).await {
+            Ok(controls) => {
+                if extend.is_some() {
+                    last_heartbeat = Instant::now();
+                }
+                for (ctx, control) in running.iter().zip(controls) {
+                    match control {
+                        Some(c) => ctx.apply(c),
+                        None => ctx.lose_lease(),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(worker = %s.owner, error = %e, "watcher could not reach the store"),
         }
     }
+}
+
+/// Why a job ended at its deadline.
+pub(crate) fn timed_out(noun: &str, timeout_ms: u64) -> String {
+    format!("The {noun} did not finish within {} and was stopped.", human_duration(Duration::from_millis(timeout_ms)))
 }
 
 /// "10 minutes", "90 seconds", "1 second", "300 milliseconds".
@@ -428,50 +491,6 @@ pub fn human_duration(d: Duration) -> String {
         "1 minute".into()
     } else {
         format!("{s} seconds")
-    }
-}
-
-/// A set of workers sharing one store and one analysis.
-pub struct WorkerPool {
-    store: Arc<dyn JobStore>,
-    analysis: Arc<dyn Analysis>,
-    events: Events,
-    config: WorkerConfig,
-}
-
-impl WorkerPool {
-    pub fn new(
-        store: Arc<dyn JobStore>,
-        analysis: Arc<dyn Analysis>,
-        events: Events,
-        config: WorkerConfig,
-    ) -> Result<Self, String> {
-        config.validate()?;
-        Ok(Self { store, analysis, events, config })
-    }
-
-    /// Runs the workers until `shutdown` fires, then drains as the module docs describe.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let hard_stop = CancellationToken::new();
-        let mut handles = Vec::new();
-        for i in 0..self.config.workers {
-            let worker =
-                Worker::new(self.store.clone(), self.analysis.clone(), self.events.clone(), self.config.clone(), i);
-            let (stop, hard) = (shutdown.clone(), hard_stop.clone());
-            handles.push(tokio::spawn(async move { worker.run(stop, hard).await }));
-        }
-        shutdown.cancelled().await;
-        let grace = self.config.shutdown_grace;
-        let all = futures::future::join_all(handles);
-        tokio::pin!(all);
-        tokio::select! {
-            _ = &mut all => {}
-            _ = tokio::time::sleep(grace) => {
-                tracing::info!("shutdown grace over; releasing running jobs");
-                hard_stop.cancel();
-                all.await;
-            }
-        }
     }
 }
 

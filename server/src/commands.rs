@@ -48,7 +48,7 @@ fn leptos_options() -> Result<leptos::config::LeptosOptions, Error> {
 }
 
 /// `SESSION_SECRET`, or a random key kept in the database so all processes share it.
-async fn session_key(store: &Arc<dyn jobs::JobStore>, args: &ServeArgs) -> Result<Vec<u8>, Error> {
+async fn session_key(store: &application::store::Store, args: &ServeArgs) -> Result<Vec<u8>, Error> {
     if let Some(crate::config::Secret(secret)) = &args.session_secret {
         if secret.len() < 32 {
             return Err("SESSION_SECRET must be at least 32 characters".into());
@@ -79,7 +79,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,
-        sessions: Sessions::new(session_key(&parts.store, args).await?, args.cookie_secure).with_previous(
+        sessions: Sessions::new(session_key(parts.service.store(), args).await?, args.cookie_secure).with_previous(
             args.session_secret_previous
                 .iter()
                 .map(|s| s.0.trim())
@@ -106,7 +106,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     // On stdout, for scripts and tests that start the server on port 0.
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, backend = parts.store.backend(), workers = args.workers.workers, "serving");
+    tracing::info!(%addr, backend = parts.db.backend(), workers = args.workers.workers, "serving");
 
     let shutdown = shutdown_signal();
     // The peer's address is the client's for the rate limits (unless a trusted proxy names
@@ -170,14 +170,14 @@ pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
 }
 
 pub async fn migrate(common: &Common) -> Result<(), Error> {
-    let store = compose::store(common).await?;
-    println!("migrations applied ({})", store.backend());
+    let db = compose::database(common).await?;
+    println!("migrations applied ({})", db.backend());
     Ok(())
 }
 
 pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
-    let store = compose::store(common).await?;
-    let janitor = Janitor::new(store, common.janitor_config())?;
+    let db = compose::database(common).await?;
+    let janitor = Janitor::new(db.queue().clone(), db.clock.clone(), common.janitor_config())?;
     if once {
         let moved = janitor.run_once().await?;
         println!("archived {} finished runs older than {} days", moved.archived, common.retention_days);

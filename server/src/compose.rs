@@ -1,5 +1,6 @@
-//! The composition root: builds the store, the analysis and the services from configuration.
-//! Nothing else in the program decides which implementation of anything is used.
+//! The composition root: opens the database, builds the analysis and the application's
+//! services from configuration, and registers the job kinds with the workers. Nothing else in
+//! the program decides which implementation of anything is used.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +15,14 @@ use agents::news::RssNews;
 use agents::retry::RetryPolicy;
 use agents::vader::Lexicon;
 use application::access::Access;
-use application::analysis::TradingAnalysis;
-use application::backtests::{BacktestConfig, Backtests};
+use application::analysis::AnalysisJob;
+use application::backtests::{BacktestConfig, BacktestJob, Backtests};
 use application::checks::Checks;
 use application::{RunService, ServiceConfig};
 use domain::ModelId;
 use jobs::janitor::Janitor;
-use jobs::reaper::{Reaper, ReaperConfig};
 use jobs::rescuer::{Rescuer, RescuerConfig};
-use jobs::{Events, JobStore, SystemClock, WorkerConfig, WorkerPool};
+use jobs::{Database, Events, Handlers, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Common, MarketSource, WorkerArgs};
@@ -31,7 +31,7 @@ pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// Everything a role needs, built once.
 pub struct Parts {
-    pub store: Arc<dyn JobStore>,
+    pub db: Database,
     pub events: Events,
     pub service: Arc<RunService>,
     pub pipeline: Arc<Pipeline>,
@@ -43,10 +43,11 @@ pub struct Parts {
     _listener: Option<tokio::task::JoinHandle<()>>,
 }
 
-pub async fn store(common: &Common) -> Result<Arc<dyn JobStore>, Error> {
-    let store = jobs::connect(&common.database_url, Arc::new(SystemClock)).await?;
-    store.migrate().await?;
-    Ok(store)
+/// Opens the database `DATABASE_URL` names and applies every migration.
+pub async fn database(common: &Common) -> Result<Database, Error> {
+    let db = Database::connect(&common.database_url, Arc::new(SystemClock)).await?;
+    application::store::migrate(&db).await?;
+    Ok(db)
 }
 
 fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
@@ -58,9 +59,9 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, Error> {
 }
 
 pub async fn build(common: &Common) -> Result<Parts, Error> {
-    let store = store(common).await?;
+    let db = database(common).await?;
     let events = Events::new();
-    let listener = store.listen(events.clone()).await?;
+    let listener = db.queue().listen(events.clone()).await?;
 
     let retry = RetryPolicy::default();
     let market_client = http_client(Duration::from_secs(30))?;
@@ -115,7 +116,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         ..ServiceConfig::default()
     };
     let checks = Arc::new(Checks { market: market.clone(), models: models.clone() });
-    let service = Arc::new(RunService::new(store.clone(), events.clone(), checks.clone(), config)?);
+    let service = Arc::new(RunService::new(&db, events.clone(), checks.clone(), config)?);
     if common.max_running_cells_per_user == 0 || common.max_backtest_cells == 0 {
         return Err("MAX_RUNNING_CELLS_PER_USER and MAX_BACKTEST_CELLS must be at least 1".into());
     }
@@ -129,11 +130,20 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         models.catalog().clone(),
         backtest_config,
     ));
-    let access = Access::new(store.clone());
-    Ok(Parts { store, events, service, pipeline, models, market, backtests, access, _listener: listener })
+    let access = Access::new(service.clone());
+    Ok(Parts { db, events, service, pipeline, models, market, backtests, access, _listener: listener })
 }
 
-/// Starts the worker pool and the maintenance loops (rescuer, reaper, janitor). Returns when
+/// The job kinds this program runs, each with its handler.
+pub fn handlers(parts: &Parts, common: &Common) -> Handlers {
+    let analysis = AnalysisJob::new(parts.pipeline.clone(), parts.db.clock.clone())
+        .with_daily_budget(common.daily_budget(), parts.service.store().clone());
+    Handlers::new()
+        .register(application::run::KIND, Arc::new(analysis))
+        .register(application::backtests::KIND, Arc::new(BacktestJob))
+}
+
+/// Starts the worker pool and the maintenance loops (rescuer, janitor). Returns when
 /// `shutdown` has fired and the workers have drained.
 pub async fn run_workers(
     parts: &Parts,
@@ -141,9 +151,6 @@ pub async fn run_workers(
     args: &WorkerArgs,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let analysis = Arc::new(
-        TradingAnalysis::new(parts.pipeline.clone()).with_daily_budget(common.daily_budget(), parts.store.clone()),
-    );
     let config = WorkerConfig {
         workers: args.workers,
         lease: Duration::from_secs(common.lease_secs),
@@ -152,24 +159,27 @@ pub async fn run_workers(
         check_every: jobs::worker::CHECK_EVERY_DEFAULT.min(Duration::from_secs(common.lease_secs) / 4),
         ..WorkerConfig::default()
     };
-    let pool = WorkerPool::new(parts.store.clone(), analysis, parts.events.clone(), config.clone())?;
+    let (queue, clock) = (parts.db.queue().clone(), parts.db.clock.clone());
+    let handlers = handlers(parts, common);
+    let pool = WorkerPool::new(queue.clone(), handlers.clone(), parts.events.clone(), config.clone(), clock.clone())?;
     // Look for expired leases often enough that a dead worker's job waits at most about half a
     // lease more than the lease itself.
     let every = (config.lease / 2).clamp(Duration::from_secs(1), jobs::rescuer::RESCUER_INTERVAL_DEFAULT);
     let rescuer = Rescuer::new(
-        parts.store.clone(),
+        queue.clone(),
+        clock.clone(),
         parts.events.clone(),
+        handlers,
         RescuerConfig { interval: every, ..RescuerConfig::default() },
     );
-    let reaper = Reaper::new(parts.store.clone(), ReaperConfig { interval: every, ..ReaperConfig::default() });
-    let janitor = Janitor::new(parts.store.clone(), common.janitor_config())?;
+    let janitor = Janitor::new(queue, clock, common.janitor_config())?;
     let maintenance = tokio::spawn({
         let s = shutdown.clone();
         async move {
-            tokio::join!(rescuer.run(s.clone()), reaper.run(s.clone()), janitor.run(s));
+            tokio::join!(rescuer.run(s.clone()), janitor.run(s));
         }
     });
-    tracing::info!(workers = args.workers, backend = parts.store.backend(), "workers started");
+    tracing::info!(workers = args.workers, backend = parts.db.backend(), "workers started");
     pool.run(shutdown).await;
     let _ = maintenance.await;
     Ok(())

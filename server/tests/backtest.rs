@@ -6,12 +6,10 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Server, visitor};
 use domain::JobStatus;
-use jobs::SystemClock;
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
 
@@ -215,11 +213,11 @@ async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
     .await;
     assert_eq!(status, 202, "{started}");
     let cells = started["cells"].as_u64().unwrap();
-    let id: domain::RunId = started["backtestId"].as_str().unwrap().parse().unwrap();
-    let store = db.store(Arc::new(SystemClock)).await;
+    let id: domain::BacktestId = started["backtestId"].as_str().unwrap().parse().unwrap();
+    let store = common::Records::open(&db).await;
     let start = Instant::now();
     let before = loop {
-        let rows = store.backtest_cells(id).await.unwrap();
+        let rows = store.cells(id).await;
         let done: Vec<_> = rows.iter().filter(|r| r.status == JobStatus::Completed).cloned().collect();
         if done.len() >= 3 {
             break rows;
@@ -232,19 +230,24 @@ async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
     let finished: HashMap<_, _> = before
         .iter()
         .filter(|r| r.status == JobStatus::Completed)
-        .map(|r| (r.run_id, (r.version, r.attempt, r.llm_calls)))
+        .map(|r| (r.run_id, (r.version, r.attempt, r.progress.usage.calls)))
         .collect();
     assert!((finished.len() as u64) < cells, "the kill came mid-backtest");
 
     let server = Server::start_on(&db.url, &["serve"], &env).await;
     let body = wait_for_backtest(&c, &server, &id.to_string(), Duration::from_secs(120)).await;
     assert_eq!(body["status"], "completed", "{body}");
-    let after = store.backtest_cells(id).await.unwrap();
+    let after = store.cells(id).await;
     assert_eq!(after.len() as u64, cells);
     assert!(after.iter().all(|r| r.status == JobStatus::Completed));
     for r in &after {
         if let Some(&(version, attempt, calls)) = finished.get(&r.run_id) {
-            assert_eq!((r.version, r.attempt, r.llm_calls), (version, attempt, calls), "cell {} ran again", r.run_id);
+            assert_eq!(
+                (r.version, r.attempt, r.progress.usage.calls),
+                (version, attempt, calls),
+                "cell {} ran again",
+                r.run_id
+            );
         }
     }
     drop(server);

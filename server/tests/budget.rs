@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use agents::testing::FakeLlm;
 use common::{Server, fake_catalog, fake_models, steps, stopped_before_research_manager, visitor, wait_until_done};
 use jobs::testing::TestDb;
-use jobs::{JobStore, SystemClock};
 use leptos::server_fn::ServerFn;
 use serde_json::{Value, json};
 
@@ -80,15 +78,15 @@ async fn a_spent_daily_budget_refuses_new_runs_of_that_identity_only() {
     let fake = FakeLlm::start().await;
     let catalog = fake_models(&fake, &[("fake", "ok")]);
     let db = TestDb::postgres().await;
-    let store: Arc<dyn JobStore> = db.store(Arc::new(SystemClock)).await;
+    let store = common::Records::open(&db).await;
     let server = Server::start(
         db,
         &[("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("DAILY_COST_USD_PER_USER", "0.01")],
     )
     .await;
     let total = || {
-        let store = store.clone();
-        async move { store.count_by_status().await.unwrap().iter().map(|(_, n)| n).sum::<u64>() }
+        let store = &store;
+        async move { store.counts().await.iter().map(|(_, n)| n).sum::<u64>() }
     };
     let a = visitor(&server).await;
     let resp = start(&a, &server, json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"]})).await;

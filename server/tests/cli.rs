@@ -71,10 +71,9 @@ fn analyze_as_json_and_bad_input() {
 async fn migrate_and_janitor_once() {
     use std::sync::Arc;
 
-    use domain::JobStatus;
-    use jobs::ManualClock;
-    use jobs::model::{Finish, InsertOutcome};
-    use jobs::testing::{TestDb, new_job, sample_result};
+    use jobs::job::{Finish, Outcome};
+    use jobs::testing::{SCRIPTED, TestDb, new_job};
+    use jobs::{Insert, InsertOutcome, ManualClock, State};
 
     let db = TestDb::sqlite();
     let run = |args: &[&str]| {
@@ -93,13 +92,16 @@ async fn migrate_and_janitor_once() {
             clock.advance(chrono::Duration::days(39));
         }
         let job = new_job("u");
-        assert!(matches!(store.insert(&job, 10).await.unwrap(), InsertOutcome::Created(_)));
-        let claimed = store.claim("w", chrono::Duration::seconds(30)).await.unwrap().unwrap();
-        store
-            .finish(&claimed.fence().unwrap(), &claimed.steps, &Finish::Completed(Box::new(sample_result("AAPL", 1))))
-            .await
-            .unwrap();
-        ids.push(job.run_id);
+        assert!(matches!(store.insert(&Insert::one(job.clone())).await.unwrap(), InsertOutcome::Created(_)));
+        let claimed =
+            store.claim("w", chrono::Duration::seconds(30), 1, &[SCRIPTED.to_string()]).await.unwrap().pop().unwrap();
+        let done = Finish {
+            fence: claimed.fence().unwrap(),
+            outcome: Outcome::Completed(serde_json::json!({})),
+            progress: claimed.progress,
+        };
+        assert_eq!(store.finish(&[done]).await.unwrap(), vec![true]);
+        ids.push(job.job_id);
     }
     let out = run(&["janitor", "--once"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -108,8 +110,8 @@ async fn migrate_and_janitor_once() {
         "archived 2 finished runs older than 30 days\npruned 0 archived runs older than 365 days"
     );
     for id in &ids[..2] {
-        assert!(store.get(*id).await.unwrap().is_none());
-        assert_eq!(store.get_archived(*id).await.unwrap().unwrap().status, JobStatus::Completed);
+        let archived = store.get(*id).await.unwrap().unwrap();
+        assert_eq!((archived.archived, archived.state), (true, State::Completed));
     }
-    assert!(store.get(ids[2]).await.unwrap().is_some());
+    assert!(!store.get(ids[2]).await.unwrap().unwrap().archived);
 }

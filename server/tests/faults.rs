@@ -6,21 +6,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agents::testing::{Behaviour, FakeLlm};
 use chrono::Utc;
-use common::{fake_catalog, spawn_worker, terminate};
+use common::{Records, fake_catalog, spawn_worker, terminate};
 use domain::{JobStatus, RunId, StepStatus};
-use jobs::model::{InsertOutcome, NewJob};
 use jobs::testing::TestDb;
-use jobs::{Job, JobStore, SystemClock};
 
 /// A database, a fake provider in `mode`, and a catalog naming it as model `fake`.
 struct Setup {
     db: TestDb,
-    store: Arc<dyn JobStore>,
+    store: Records,
     fake: FakeLlm,
     catalog: String,
 }
@@ -28,7 +25,7 @@ struct Setup {
 impl Setup {
     async fn new(mode: &str) -> Self {
         let db = TestDb::postgres().await;
-        let store = db.store(Arc::new(SystemClock)).await;
+        let store = Records::open(&db).await;
         let fake = FakeLlm::start().await;
         let catalog = fake_catalog(&std::env::temp_dir(), &fake.base_url(mode)).to_str().unwrap().to_string();
         Self { db, store, fake, catalog }
@@ -48,33 +45,8 @@ impl Drop for Setup {
     }
 }
 
-fn new_job(model: &str, timeout_ms: u64) -> NewJob {
-    NewJob { model_id: model.into(), timeout_ms, ..jobs::testing::new_job("faults") }
-}
-
-async fn insert(store: &Arc<dyn JobStore>, job: NewJob) -> RunId {
-    match store.insert(&job, 100).await.unwrap() {
-        InsertOutcome::Created(j) => j.run_id,
-        other => panic!("{other:?}"),
-    }
-}
-
-async fn wait_for(
-    store: &Arc<dyn JobStore>,
-    id: RunId,
-    limit: Duration,
-    what: &str,
-    cond: impl Fn(&Job) -> bool,
-) -> Job {
-    let start = Instant::now();
-    loop {
-        let job = store.get(id).await.unwrap().unwrap();
-        if cond(&job) {
-            return job;
-        }
-        assert!(start.elapsed() < limit, "waited {limit:?} for {what}: {job:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+async fn insert(store: &Records, model: &str, timeout_ms: u64) -> RunId {
+    store.insert("faults", model, timeout_ms).await
 }
 
 fn calls_per_step(fake: &FakeLlm) -> HashMap<String, usize> {
@@ -96,13 +68,14 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
     let env = [("LEASE_SECS", "2")];
 
-    let id = insert(store, new_job("fake", 600_000)).await;
+    let id = insert(store, "fake", 600_000).await;
     let mut first = setup.worker(&env);
     let first_pid = first.id().unwrap();
-    let before = wait_for(store, id, Duration::from_secs(60), "invest done, risk waiting", |j| {
-        j.checkpoints.contains_key("Invest Analyst") && j.steps[2].status == StepStatus::InProgress
-    })
-    .await;
+    let before = store
+        .wait_for(id, Duration::from_secs(60), "invest done, risk waiting", |j| {
+            j.checkpoints.contains_key("Invest Analyst") && j.progress.steps[2].status == StepStatus::InProgress
+        })
+        .await;
     first.start_kill().unwrap(); // SIGKILL: no goodbye, no release
     first.wait().await.unwrap();
     assert_eq!(before.attempt, 1);
@@ -111,20 +84,26 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     let killed_at = Instant::now();
     let mut second = setup.worker(&env);
     let second_pid = second.id().unwrap();
-    let done = wait_for(store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    let done = store.wait_for(id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
     second.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert!(killed_at.elapsed() < Duration::from_secs(30), "resumed after the lease (2 s), not after minutes");
     assert_eq!(done.attempt, 2);
     assert!(done.lease_owner.as_deref().unwrap().contains(&format!(":{second_pid}:")));
     // Finished steps were not run again: same start times, one model call each.
-    assert_eq!(done.steps[0].started_at, before.steps[0].started_at, "Data Collection did not run again");
-    assert_eq!(done.steps[1].started_at, before.steps[1].started_at, "Invest Analyst did not run again");
+    assert_eq!(
+        done.progress.steps[0].started_at, before.progress.steps[0].started_at,
+        "Data Collection did not run again"
+    );
+    assert_eq!(
+        done.progress.steps[1].started_at, before.progress.steps[1].started_at,
+        "Invest Analyst did not run again"
+    );
     let calls = calls_per_step(fake);
     assert_eq!(calls.get("Invest Analyst"), Some(&1), "{calls:?}");
     assert_eq!(calls.get("Risk Analyst"), Some(&2), "the interrupted call, then the finished one: {calls:?}");
     assert_eq!(calls.get("Final Assessment"), Some(&1), "{calls:?}");
-    assert_eq!(done.llm_calls, 3, "one per finished step, counted once");
+    assert_eq!(done.progress.usage.calls, 3, "one per finished step, counted once");
     let result = done.result.unwrap();
     assert_eq!(result.llm_calls, 3);
     assert!(!result.rule_based);
@@ -141,9 +120,11 @@ async fn a_terminated_worker_releases_its_job_for_another_process() {
     fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
     let env = [("SHUTDOWN_GRACE_SECS", "1"), ("LEASE_SECS", "30")];
 
-    let id = insert(store, new_job("fake", 600_000)).await;
+    let id = insert(store, "fake", 600_000).await;
     let mut first = setup.worker(&env);
-    wait_for(store, id, Duration::from_secs(60), "risk waiting", |j| j.steps[2].status == StepStatus::InProgress).await;
+    store
+        .wait_for(id, Duration::from_secs(60), "risk waiting", |j| j.progress.steps[2].status == StepStatus::InProgress)
+        .await;
     let asked = Instant::now();
     terminate(&first);
     let status = tokio::time::timeout(Duration::from_secs(15), first.wait())
@@ -152,12 +133,12 @@ async fn a_terminated_worker_releases_its_job_for_another_process() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     assert!(asked.elapsed() >= Duration::from_secs(1), "it waited for the grace period");
-    let released = store.get(id).await.unwrap().unwrap();
+    let released = store.run(id).await.unwrap();
     assert_eq!((released.status, released.attempt, released.lease_owner.clone()), (JobStatus::Pending, 0, None));
-    assert_eq!(released.steps[1].status, StepStatus::Completed);
+    assert_eq!(released.progress.steps[1].status, StepStatus::Completed);
 
     let mut second = setup.worker(&env);
-    let done = wait_for(store, id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
+    let done = store.wait_for(id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
     second.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(done.attempt, 1, "a release is not an attempt");
@@ -173,15 +154,15 @@ async fn a_hanging_provider_ends_the_run_as_timeout_on_time() {
     let setup = Setup::new("hang").await;
     let store = &setup.store;
 
-    let id = insert(store, new_job("fake", 3_000)).await;
+    let id = insert(store, "fake", 3_000).await;
     let mut worker = setup.worker(&[("MODEL_TIMEOUT_SECS", "600")]);
-    let done = wait_for(store, id, Duration::from_secs(30), "the timeout", |j| j.status.is_terminal()).await;
+    let done = store.wait_for(id, Duration::from_secs(30), "the timeout", |j| j.status.is_terminal()).await;
     worker.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Timeout);
     assert_eq!(done.error.as_deref(), Some("The analysis did not finish within 3 seconds and was stopped."));
-    let took = done.duration_ms.unwrap();
+    let took = done.duration_ms().unwrap();
     assert!((3_000..4_500).contains(&took), "ended {took} ms after it started");
-    let statuses: Vec<StepStatus> = done.steps.iter().map(|s| s.status).collect();
+    let statuses: Vec<StepStatus> = done.progress.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, [StepStatus::Completed, StepStatus::Failed, StepStatus::Failed, StepStatus::Skipped]);
     assert!(done.completed_at.unwrap() <= Utc::now());
     assert_eq!(calls_per_step(&setup.fake).len(), 2, "both analysts asked, neither answered");

@@ -10,14 +10,12 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agents::testing::FakeLlm;
 use common::{Server, spawn_worker, terminate, visitor};
 use domain::{JobStatus, StepStatus};
 use jobs::testing::TestDb;
-use jobs::{JobStore, SystemClock};
 use serde_json::{Value, json};
 
 const IDENTITIES: usize = 20;
@@ -50,14 +48,14 @@ fn year_of(symbol: &str) -> i32 {
     }
 }
 
-async fn completed(store: &Arc<dyn JobStore>) -> u64 {
-    store.count_by_status().await.unwrap().into_iter().filter(|(s, _)| *s == JobStatus::Completed).map(|(_, n)| n).sum()
+async fn completed(store: &common::Records) -> u64 {
+    store.counts().await.into_iter().filter(|(s, _)| *s == JobStatus::Completed).map(|(_, n)| n).sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_web_process() {
     let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
+    let store = common::Records::open(&db).await;
     let fake = FakeLlm::start().await;
     let catalog = common::fake_models(&fake, &[("fake", "delay-40")]);
     let env = [
@@ -122,11 +120,17 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     // when it died: those steps must never be asked again.
     let mut held: HashMap<String, HashSet<String>> = HashMap::new();
     for id in &ids {
-        let job = store.get(id.parse().unwrap()).await.unwrap().unwrap();
+        let job = store.run(id.parse().unwrap()).await.unwrap();
         if job.status == JobStatus::Running
             && job.lease_owner.as_deref().is_some_and(|o| o.contains(&format!(":{killed_pid}:")))
         {
-            let done = job.steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.name.clone()).collect();
+            let done = job
+                .progress
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Completed)
+                .map(|s| s.name.clone())
+                .collect();
             held.insert(id.clone(), done);
         }
     }
@@ -146,7 +150,7 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
 
     let start = Instant::now();
     while completed(&store).await < RUNS as u64 {
-        let counts = store.count_by_status().await.unwrap();
+        let counts = store.counts().await;
         assert!(counts.iter().all(|(s, _)| !s.is_terminal() || *s == JobStatus::Completed), "{counts:?}");
         assert!(start.elapsed() < Duration::from_secs(240), "not all done: {counts:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -156,14 +160,14 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     let mut users = HashSet::new();
     let mut jobs = HashMap::new();
     for id in &ids {
-        let job = store.get(id.parse().unwrap()).await.unwrap().expect("every posted run exists");
-        users.insert(job.user_id.clone());
+        let job = store.run(id.parse().unwrap()).await.expect("every posted run exists");
+        users.insert(job.owner.clone());
         jobs.insert(id.clone(), job);
     }
     assert_eq!(users.len(), IDENTITIES);
     let mut listed = 0;
     for user in &users {
-        let (_, total) = store.list_for_user(user, None, 1, 0).await.unwrap();
+        let total = store.total(user).await;
         assert_eq!(total, RUNS_EACH as u64, "{user} has exactly its runs");
         listed += total;
     }
@@ -173,7 +177,10 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     let mut by_key: HashMap<(String, String), String> = HashMap::new();
     for (id, job) in &jobs {
         let as_of = job.result.as_ref().expect("completed with a result").as_of.to_string();
-        assert!(by_key.insert((job.symbol.clone(), as_of), id.clone()).is_none(), "one run per (symbol, date)");
+        assert!(
+            by_key.insert((job.start.symbol.to_string(), as_of), id.clone()).is_none(),
+            "one run per (symbol, date)"
+        );
     }
     let mut calls: HashMap<(String, String), usize> = HashMap::new();
     for call in fake.calls() {
@@ -191,7 +198,7 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     let mut rescued = 0;
     for (id, job) in &jobs {
         assert_eq!(job.status, JobStatus::Completed);
-        assert_eq!(job.llm_calls, 3, "each step's call counted once: {id}");
+        assert_eq!(job.progress.usage.calls, 3, "each step's call counted once: {id}");
         assert_eq!(job.result.as_ref().unwrap().llm_calls, 3);
         let owner = job.lease_owner.as_deref().unwrap();
         if held.contains_key(id) {

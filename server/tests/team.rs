@@ -4,15 +4,12 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agents::testing::{Behaviour, FakeLlm};
 use common::{Server, fake_catalog, spawn_worker, steps, stopped_before_research_manager, visitor, wait_until_done};
 use domain::{Depth, JobStatus, RunOptions, StepStatus};
-use jobs::model::{InsertOutcome, NewJob};
 use jobs::testing::TestDb;
-use jobs::{JobStore, SystemClock};
 use serde_json::{Value, json};
 
 const TEAM: [&str; 8] = [
@@ -108,7 +105,7 @@ async fn a_run_over_its_budget_fails_and_keeps_finished_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_debate_resumes_without_repeating_finished_turns() {
     let db = TestDb::postgres().await;
-    let store: Arc<dyn JobStore> = db.store(Arc::new(SystemClock)).await;
+    let store = common::Records::open(&db).await;
     let fake = FakeLlm::start().await;
     let catalog = fake_catalog(&std::env::temp_dir(), &fake.base_url("ok"));
     let catalog = catalog.to_str().unwrap().to_string();
@@ -118,28 +115,17 @@ async fn a_worker_killed_mid_debate_resumes_without_repeating_finished_turns() {
     );
     let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("LEASE_SECS", "2")];
 
-    let job = NewJob {
-        model_id: "fake".into(),
+    let start = domain::ValidStart {
+        symbol: "AAPL".parse().unwrap(),
+        model_id: "fake".parse().unwrap(),
+        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
+        as_of: None,
         options: RunOptions { depth: Depth::Deep, rounds: Some(3), ..RunOptions::default() },
-        ..jobs::testing::new_job("team")
     };
-    let id = match store.insert(&job, 10).await.unwrap() {
-        InsertOutcome::Created(j) => j.run_id,
-        other => panic!("{other:?}"),
-    };
-    let wait = |what: &'static str, cond: Box<dyn Fn(&jobs::Job) -> bool>| {
-        let store = store.clone();
-        async move {
-            let start = Instant::now();
-            loop {
-                let j = store.get(id).await.unwrap().unwrap();
-                if cond(&j) {
-                    return j;
-                }
-                assert!(start.elapsed() < Duration::from_secs(60), "waited for {what}: {j:?}");
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        }
+    let id = store.insert_start("team", &start, 600_000).await;
+    let wait = |what: &'static str, cond: Box<dyn Fn(&application::run::Run) -> bool>| {
+        let store = &store;
+        async move { store.wait_for(id, Duration::from_secs(60), what, cond).await }
     };
     let mut first = spawn_worker(&db.url, &env);
     let before = wait(
@@ -151,7 +137,7 @@ async fn a_worker_killed_mid_debate_resumes_without_repeating_finished_turns() {
     first.wait().await.unwrap();
     assert!(before.checkpoints.contains_key("Bear Researcher · round 1"));
     assert!(!before.checkpoints.contains_key("Bear Researcher · round 2"));
-    let bear = before.steps.iter().find(|s| s.name == "Bear Researcher").unwrap();
+    let bear = before.progress.steps.iter().find(|s| s.name == "Bear Researcher").unwrap();
     assert_eq!(bear.status, StepStatus::InProgress);
 
     let mut second = spawn_worker(&db.url, &env);
@@ -180,7 +166,7 @@ async fn a_worker_killed_mid_debate_resumes_without_repeating_finished_turns() {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     assert_eq!(calls, expected);
-    assert_eq!(done.llm_calls, 2 + 6 + 1 + 1 + 9 + 1, "each finished call counted once");
+    assert_eq!(done.progress.usage.calls, 2 + 6 + 1 + 1 + 9 + 1, "each finished call counted once");
     let team = done.result.unwrap().team.unwrap();
     assert_eq!(team.debate.len(), 6);
     assert_eq!(team.risk_debate.len(), 9);

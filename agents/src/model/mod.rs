@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, Argument, ModelInfo, TeamRole, TokenUsage, TradePlan, Verdict};
+use domain::{AnalystKind, AnalystReport, Argument, ModelInfo, TeamRole, TradePlan, Verdict};
 
 use crate::assessment::{AnalystView, Assessment, Brief, Decision};
 use crate::retry::RetryPolicy;
@@ -23,26 +23,13 @@ pub mod team_prompt;
 
 pub use catalog::{Catalog, CatalogEntry, Provider};
 
-/// Model calls made, tokens spent, and what they cost in US dollars (set by the pipeline from
-/// the catalog's prices; models leave it 0).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Usage {
-    pub calls: u32,
-    pub tokens: TokenUsage,
-    pub cost_usd: f64,
-}
+/// Model calls made, tokens spent, and what they cost (set by the pipeline from the catalog's
+/// prices; models leave the cost 0).
+pub use domain::Usage;
 
-impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.calls += other.calls;
-        self.tokens.add(other.tokens);
-        self.cost_usd += other.cost_usd;
-    }
-}
-
-/// Where a model reports how far along its answer is (0–100, with a word on what it does).
+/// Where a model call reports how far along its answer is (0–100, with a word on what it does).
 #[async_trait]
-pub trait Progress: Send + Sync {
+pub trait CallProgress: Send + Sync {
     async fn report(&self, percent: u8, detail: &str);
 }
 
@@ -77,14 +64,14 @@ pub trait Model: Send + Sync + 'static {
         &self,
         kind: AnalystKind,
         data: &MarketSnapshot,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError>;
 
     async fn assessment(
         &self,
         data: &MarketSnapshot,
         reports: &[AnalystReport],
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Assessment, Usage), ModelError>;
 
     /// One debate turn: a bull or bear researcher, or a risk analyst, in `brief.round`.
@@ -92,17 +79,17 @@ pub trait Model: Send + Sync + 'static {
         &self,
         role: TeamRole,
         brief: &Brief<'_>,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Argument, Usage), ModelError>;
 
     /// The research manager's verdict on the bull/bear debate.
-    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError>;
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Verdict, Usage), ModelError>;
 
     /// The trader's plan from the verdict.
-    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError>;
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(TradePlan, Usage), ModelError>;
 
     /// The portfolio manager's decision, after the risk debate.
-    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError>;
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError>;
 }
 
 /// How the registry builds models.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TradePlan, Verdict};
 
-use super::{Model, ModelError, Progress, Usage};
+use super::{CallProgress, Model, ModelError, Usage};
 use crate::assessment::{AnalystView, Assessment, Brief, Decision};
 use crate::snapshot::MarketSnapshot;
 use crate::{rules, team};
@@ -28,7 +28,7 @@ impl OfflineModel {
         Self { latency }
     }
 
-    async fn think(&self, progress: &dyn Progress) {
+    async fn think(&self, progress: &dyn CallProgress) {
         progress.report(30, "Weighing the signals").await;
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
@@ -51,7 +51,7 @@ impl Model for OfflineModel {
         &self,
         kind: AnalystKind,
         data: &MarketSnapshot,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError> {
         self.think(progress).await;
         Ok((rules::view(kind, data), Usage { calls: 1, ..Usage::default() }))
@@ -61,7 +61,7 @@ impl Model for OfflineModel {
         &self,
         data: &MarketSnapshot,
         reports: &[AnalystReport],
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Assessment, Usage), ModelError> {
         self.think(progress).await;
         Ok((rules::assess(data, reports), Usage { calls: 1, ..Usage::default() }))
@@ -71,7 +71,7 @@ impl Model for OfflineModel {
         &self,
         role: TeamRole,
         brief: &Brief<'_>,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Argument, Usage), ModelError> {
         self.think(progress).await;
         let argument = match (role, brief.plan) {
@@ -82,18 +82,18 @@ impl Model for OfflineModel {
         Ok((argument, Usage { calls: 1, ..Usage::default() }))
     }
 
-    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError> {
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Verdict, Usage), ModelError> {
         self.think(progress).await;
         Ok((team::judge(brief), Usage { calls: 1, ..Usage::default() }))
     }
 
-    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError> {
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(TradePlan, Usage), ModelError> {
         self.think(progress).await;
         let verdict = brief.verdict.ok_or_else(|| ModelError::InvalidAnswer("the trader needs a verdict".into()))?;
         Ok((team::plan(brief, verdict), Usage { calls: 1, ..Usage::default() }))
     }
 
-    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError> {
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {
         self.think(progress).await;
         let (Some(verdict), Some(plan)) = (brief.verdict, brief.plan) else {
             return Err(ModelError::InvalidAnswer("the portfolio manager needs a verdict and a plan".into()));

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
 use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
-use super::{CatalogEntry, Model, ModelError, ModelsConfig, Progress, Usage};
+use super::{CallProgress, CatalogEntry, Model, ModelError, ModelsConfig, Usage};
 use crate::assessment::{AnalystView, Assessment, Brief, Decision};
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 use crate::snapshot::MarketSnapshot;
@@ -75,7 +75,13 @@ impl ChatModel {
     }
 
     /// One chat call with retries. Progress moves from `from` to `to` as the answer streams in.
-    async fn call(&self, messages: &[Value], progress: &dyn Progress, from: u8, to: u8) -> Result<Answer, ModelError> {
+    async fn call(
+        &self,
+        messages: &[Value],
+        progress: &dyn CallProgress,
+        from: u8,
+        to: u8,
+    ) -> Result<Answer, ModelError> {
         let mut retry = 0;
         loop {
             let attempt = tokio::time::timeout(self.call_timeout, self.call_once(messages, progress, from, to)).await;
@@ -103,7 +109,7 @@ impl ChatModel {
     async fn call_once(
         &self,
         messages: &[Value],
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
         from: u8,
         to: u8,
     ) -> Result<Answer, Failure> {
@@ -156,7 +162,7 @@ impl ChatModel {
     async fn read_stream(
         &self,
         resp: reqwest::Response,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
         from: u8,
         to: u8,
     ) -> Result<(String, Option<TokenUsage>), Failure> {
@@ -223,7 +229,7 @@ impl ChatModel {
         &self,
         mut messages: Vec<Value>,
         parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(T, Usage), ModelError> {
         let mut usage = Usage::default();
         progress.report(5, "Waiting for the model").await;
@@ -290,7 +296,7 @@ impl Model for ChatModel {
         &self,
         kind: AnalystKind,
         data: &MarketSnapshot,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError> {
         self.ask(analyst_messages(kind, data), parse_analyst, progress).await
     }
@@ -299,7 +305,7 @@ impl Model for ChatModel {
         &self,
         data: &MarketSnapshot,
         reports: &[AnalystReport],
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Assessment, Usage), ModelError> {
         self.ask(assessment_messages(data, reports), parse_assessment, progress).await
     }
@@ -308,21 +314,21 @@ impl Model for ChatModel {
         &self,
         role: TeamRole,
         brief: &Brief<'_>,
-        progress: &dyn Progress,
+        progress: &dyn CallProgress,
     ) -> Result<(Argument, Usage), ModelError> {
         let round = brief.round;
         self.ask(team_messages(role, brief), move |a: &str| parse_argument(role, round, a), progress).await
     }
 
-    async fn judge(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Verdict, Usage), ModelError> {
+    async fn judge(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Verdict, Usage), ModelError> {
         self.ask(team_messages(TeamRole::ResearchManager, brief), parse_verdict, progress).await
     }
 
-    async fn plan(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(TradePlan, Usage), ModelError> {
+    async fn plan(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(TradePlan, Usage), ModelError> {
         self.ask(team_messages(TeamRole::Trader, brief), parse_plan, progress).await
     }
 
-    async fn decide(&self, brief: &Brief<'_>, progress: &dyn Progress) -> Result<(Decision, Usage), ModelError> {
+    async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {
         self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await
     }
 }

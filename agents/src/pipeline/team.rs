@@ -15,13 +15,13 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use domain::{AnalystReport, Argument, FINAL_ASSESSMENT, RunOptions, TeamReport, TeamRole, TradePlan, Verdict};
-
-use super::{
-    Pipeline, PipelineError, Reporter, RunSpec, StepProgress, StoredAssessment, model_failure, restore, stored,
+use domain::{
+    AnalystReport, Argument, FINAL_ASSESSMENT, RunOptions, TeamReport, TeamRole, TradePlan, ValidStart, Verdict,
 };
+
+use super::{Pipeline, PipelineError, Reporter, StepReports, StoredAssessment, model_failure, restore, stored};
 use crate::assessment::{Assessment, Brief, Decision};
-use crate::model::{Model, Progress, Usage};
+use crate::model::{CallProgress, Model, Usage};
 use crate::snapshot::MarketSnapshot;
 
 /// The checkpoint key of one debate turn.
@@ -31,7 +31,7 @@ pub fn turn_key(role: TeamRole, round: u32) -> String {
 
 pub(super) struct TeamRun<'a, R: Reporter> {
     pipeline: &'a Pipeline,
-    spec: &'a RunSpec,
+    spec: &'a ValidStart,
     reporter: &'a R,
     model: &'a dyn Model,
     manager: &'a dyn Model,
@@ -62,7 +62,7 @@ impl<R: Reporter> RoundProgress<'_, R> {
 }
 
 #[async_trait]
-impl<R: Reporter> Progress for RoundProgress<'_, R> {
+impl<R: Reporter> CallProgress for RoundProgress<'_, R> {
     async fn report(&self, percent: u8, detail: &str) {
         let _ = self.reporter.step_progress(self.step, self.percent(percent), Some(&self.detail(detail))).await;
     }
@@ -73,7 +73,7 @@ type Result<T, E> = std::result::Result<T, PipelineError<E>>;
 impl<'a, R: Reporter> TeamRun<'a, R> {
     pub(super) fn new(
         pipeline: &'a Pipeline,
-        spec: &'a RunSpec,
+        spec: &'a ValidStart,
         reporter: &'a R,
         model: &'a dyn Model,
         manager: &'a dyn Model,
@@ -205,7 +205,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         }
         self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
-        let progress = StepProgress { reporter: self.reporter, step };
+        let progress = StepReports { reporter: self.reporter, step };
         let brief = Brief { debate, ..self.brief() };
         let (verdict, usage) =
             self.manager.judge(&brief, &progress).await.map_err(|e| model_failure(step, self.manager.id(), e))?;
@@ -223,7 +223,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         }
         self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
-        let progress = StepProgress { reporter: self.reporter, step };
+        let progress = StepReports { reporter: self.reporter, step };
         let brief = Brief { debate, verdict: Some(verdict), ..self.brief() };
         let (plan, usage) =
             self.model.plan(&brief, &progress).await.map_err(|e| model_failure(step, self.model.id(), e))?;
@@ -248,7 +248,7 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         }
         self.pipeline.check_budget(self.reporter, self.spec, spent, 1, step).await?;
         self.reporter.start_step(step, Some("Waiting for the model")).await?;
-        let progress = StepProgress { reporter: self.reporter, step };
+        let progress = StepReports { reporter: self.reporter, step };
         let brief = Brief { debate, verdict: Some(verdict), plan: Some(plan), risk_debate, ..self.brief() };
         let (decision, usage) =
             self.manager.decide(&brief, &progress).await.map_err(|e| model_failure(step, self.manager.id(), e))?;

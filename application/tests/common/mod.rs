@@ -15,3 +15,11 @@ pub fn checks() -> Arc<Checks> {
     let models = Arc::new(Models::new(Catalog::builtin(), &|_| None, reqwest::Client::new(), ModelsConfig::default()));
     Arc::new(Checks { market, models })
 }
+
+/// The test database opened with `clock`, every migration applied (the queue's and the
+/// application's).
+pub async fn open(db: &jobs::testing::TestDb, clock: Arc<dyn jobs::Clock>) -> jobs::Database {
+    let database = jobs::Database::connect(&db.url, clock).await.expect("open the test database");
+    application::store::migrate(&database).await.expect("migrate");
+    database
+}

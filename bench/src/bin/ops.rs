@@ -15,11 +15,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use application::run::{KIND, RunArgs, RunProgress, job_id};
 use application::{RunService, ServiceConfig};
-use domain::{JobStatus, StartRequest};
-use jobs::model::{Finish, InsertOutcome};
-use jobs::testing::{TestDb, new_job, sample_result};
-use jobs::{Events, JobStore, SystemClock};
+use domain::{StartRequest, ValidStart};
+use jobs::job::{Finish, Outcome};
+use jobs::testing::TestDb;
+use jobs::{Database, Events, Insert, InsertOutcome, JobStore, NewJob, State, SystemClock};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -38,6 +39,13 @@ fn server(binary: &std::path::Path, db_url: &str, args: &[&str]) -> Command {
     cmd
 }
 
+/// A fresh database with every migration applied.
+async fn open(db: &TestDb) -> Database {
+    let database = Database::connect(&db.url, Arc::new(SystemClock)).await.unwrap();
+    application::store::migrate(&database).await.unwrap();
+    database
+}
+
 /// p50, p99 and max of `values`, in milliseconds.
 fn quantiles(mut values: Vec<f64>) -> (f64, f64, f64) {
     values.sort_by(f64::total_cmp);
@@ -48,13 +56,10 @@ fn quantiles(mut values: Vec<f64>) -> (f64, f64, f64) {
 async fn wait_done(store: &Arc<dyn JobStore>, n: u64) {
     let start = Instant::now();
     loop {
-        let counts = store.count_by_status().await.unwrap();
-        let done: u64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+        let counts = store.counts().await.unwrap();
+        let done: u64 = counts.iter().filter(|c| c.state.is_terminal()).map(|c| c.jobs).sum();
         if done >= n {
-            assert!(
-                counts.iter().all(|(s, n)| *s == JobStatus::Completed || !s.is_terminal() || *n == 0),
-                "{counts:?}"
-            );
+            assert!(counts.iter().all(|c| c.state == State::Completed || !c.state.is_terminal()), "{counts:?}");
             return;
         }
         assert!(start.elapsed() < Duration::from_secs(600), "runs stuck: {counts:?}");
@@ -66,7 +71,8 @@ async fn wait_done(store: &Arc<dyn JobStore>, n: u64) {
 /// NOTIFY), `gap` apart (none: all at once).
 async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>) -> Vec<f64> {
     let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
+    let database = open(&db).await;
+    let store = database.queue().clone();
     // Both workers listening (they print their metrics address once they are) before the first run.
     let mut workers: Vec<Child> = Vec::new();
     for _ in 0..2 {
@@ -79,7 +85,7 @@ async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>
         workers.push(child);
     }
     let config = ServiceConfig { max_active_per_user: u32::MAX, max_queued: u32::MAX, ..ServiceConfig::default() };
-    let service = RunService::new(store.clone(), Events::new(), bench::checks(), config).unwrap();
+    let service = RunService::new(&database, Events::new(), bench::checks(), config).unwrap();
     let request = StartRequest {
         symbol: Some("AAPL".into()),
         analysts: Some(vec!["invest".into(), "risk".into()]),
@@ -96,7 +102,7 @@ async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>
     wait_done(&store, runs as u64).await;
     let mut waits = Vec::with_capacity(runs);
     for id in ids {
-        let job = store.get(id).await.unwrap().unwrap();
+        let job = store.get(job_id(id)).await.unwrap().unwrap();
         waits.push((job.started_at.unwrap() - job.created_at).num_microseconds().unwrap() as f64 / 1000.0);
     }
     drop(workers);
@@ -106,26 +112,41 @@ async fn queue_wait(binary: &std::path::Path, runs: usize, gap: Option<Duration>
 /// Scrape times, in ms, of a web process's `/metrics` with `table` finished runs in the table.
 async fn scrape(binary: &std::path::Path, table: usize, scrapes: usize) -> (Vec<f64>, usize) {
     let db = TestDb::postgres().await;
-    let store = db.store(Arc::new(SystemClock)).await;
+    let store = open(&db).await.queue().clone();
+    let start = ValidStart {
+        symbol: "AAPL".parse().unwrap(),
+        model_id: domain::ModelId::offline(),
+        analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
+        as_of: None,
+        options: Default::default(),
+    };
     let mut tasks = Vec::new();
     for t in 0..16 {
-        let store = store.clone();
+        let (store, start) = (store.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             for i in (t..table).step_by(16) {
-                let job = new_job(&format!("bench-{}", i % 200));
-                assert!(matches!(store.insert(&job, u32::MAX).await.unwrap(), InsertOutcome::Created(_)));
+                let args = serde_json::to_value(RunArgs { start: start.clone(), retry_of: None }).unwrap();
+                let job = NewJob {
+                    progress: serde_json::to_value(RunProgress::new(&start)).unwrap(),
+                    ..NewJob::new(KIND, &format!("bench-{}", i % 200), args)
+                };
+                assert!(matches!(store.insert(&Insert::one(job)).await.unwrap(), InsertOutcome::Created(_)));
                 // Another task's claim may hold the only pending row for a moment (skip locked).
                 let claimed = loop {
-                    if let Some(job) = store.claim("bench", chrono::Duration::seconds(60)).await.unwrap() {
+                    let kinds = [KIND.to_string()];
+                    if let Some(job) =
+                        store.claim("bench", chrono::Duration::seconds(60), 1, &kinds).await.unwrap().pop()
+                    {
                         break job;
                     }
                 };
-                let finish = if i % 10 == 0 {
-                    Finish::Failed("the model provider answered 500".into())
+                let outcome = if i % 10 == 0 {
+                    Outcome::Failed("the model provider answered 500".into())
                 } else {
-                    Finish::Completed(Box::new(sample_result("AAPL", 3)))
+                    Outcome::Completed(serde_json::json!({}))
                 };
-                store.finish(&claimed.fence().unwrap(), &claimed.steps, &finish).await.unwrap();
+                let finish = Finish { fence: claimed.fence().unwrap(), outcome, progress: claimed.progress.clone() };
+                store.finish(&[finish]).await.unwrap();
             }
         }));
     }

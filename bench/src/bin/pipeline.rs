@@ -17,12 +17,13 @@ use agents::Pipeline;
 use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Models, ModelsConfig};
 use agents::testing::FakeLlm;
-use application::analysis::TradingAnalysis;
+use application::analysis::AnalysisJob;
 use application::checks::Checks;
+use application::run::{KIND, Run, job_id};
 use application::{RunService, ServiceConfig};
 use domain::{AnalystKind, Depth, JobStatus, StartRequest};
 use jobs::testing::TestDb;
-use jobs::{Events, SystemClock, WorkerConfig, WorkerPool};
+use jobs::{Database, Events, Handlers, SystemClock, WorkerConfig, WorkerPool};
 use tokio_util::sync::CancellationToken;
 
 const CALL: Duration = Duration::from_secs(2);
@@ -46,17 +47,15 @@ async fn main() {
     let pipeline = Arc::new(Pipeline::new(market.clone(), models.clone()));
     let checks = Arc::new(Checks { market, models });
 
-    let db = TestDb::sqlite();
-    let store = db.store(Arc::new(SystemClock)).await;
+    let test_db = TestDb::sqlite();
+    let db = Database::connect(&test_db.url, Arc::new(SystemClock)).await.unwrap();
+    application::store::migrate(&db).await.unwrap();
+    let store = db.queue().clone();
     let events = Events::new();
-    let service = RunService::new(store.clone(), events.clone(), checks, ServiceConfig::default()).unwrap();
-    let pool = WorkerPool::new(
-        store.clone(),
-        Arc::new(TradingAnalysis::new(pipeline)),
-        events,
-        WorkerConfig { workers: 1, ..WorkerConfig::default() },
-    )
-    .unwrap();
+    let service = RunService::new(&db, events.clone(), checks, ServiceConfig::default()).unwrap();
+    let handlers = Handlers::new().register(KIND, Arc::new(AnalysisJob::new(pipeline, db.clock.clone())));
+    let config = WorkerConfig { workers: 1, ..WorkerConfig::default() };
+    let pool = WorkerPool::new(store.clone(), handlers, events, config, db.clock.clone()).unwrap();
     let stop = CancellationToken::new();
     let running = tokio::spawn(pool.run(stop.clone()));
 
@@ -78,17 +77,17 @@ async fn main() {
         };
         let id = service.start("bench", &request, None).await.unwrap().run_id;
         let job = loop {
-            let j = store.get(id).await.unwrap().unwrap();
+            let j = Run::from_job(store.get(job_id(id)).await.unwrap().unwrap()).unwrap();
             if j.status.is_terminal() {
                 break j;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
         assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
-        let total = job.duration_ms.unwrap() as f64 / 1000.0;
-        let data = job.steps[0].duration_ms.unwrap() as f64 / 1000.0;
+        let total = job.duration_ms().unwrap() as f64 / 1000.0;
+        let data = job.progress.steps[0].duration_ms.unwrap() as f64 / 1000.0;
         let call = CALL.as_secs_f64();
-        let rounds = f64::from(job.options.debate_rounds());
+        let rounds = f64::from(job.start.options.debate_rounds());
         let (critical_calls, all_calls) = if depth.is_quick() {
             (2.0, 5.0)
         } else {
@@ -97,7 +96,7 @@ async fn main() {
         };
         let critical = data + critical_calls * call;
         let sequential = data + all_calls * call;
-        let sum: f64 = job.steps.iter().filter_map(|s| s.duration_ms).sum::<u64>() as f64 / 1000.0;
+        let sum: f64 = job.progress.steps.iter().filter_map(|s| s.duration_ms).sum::<u64>() as f64 / 1000.0;
         println!(
             "| {i} | {total:.2} s | {critical:.2} s | {:.2}× | {sum:.2} s | {:.2}× | {sequential:.2} s | {:.2}× |",
             total / critical,

@@ -1,19 +1,19 @@
-//! Where jobs live. [`JobStore`] is the only way the engine touches the database; its two
-//! backends hold all of the SQL. Both pass one conformance suite (`jobs/tests/conformance`).
+//! Where jobs live. [`JobStore`] holds the queue's verbs and nothing else; its two backends hold
+//! all of the queue's SQL, and both pass one conformance suite (`jobs/tests/conformance.rs`).
+//! Writes of running jobs and their ends take slices, so that a process writes many jobs in one
+//! statement ([`crate::batch`]).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use domain::backtest::BacktestId;
-use domain::{ApiToken, ShareLink};
-use domain::{JobStatus, RunId, StepProgress, TokenUsage};
+use sqlx::{PgPool, SqlitePool};
 
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{
-    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
+use crate::job::{
+    Control, Count, Fence, Filter, Finish, Insert, InsertOutcome, Job, JobId, Page, Settle, Stuck, Write,
 };
 
 pub mod postgres;
@@ -24,10 +24,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The row is no longer running under this fence: another attempt owns it, or it ended.
-    #[error("the lease on run {0} was lost")]
-    LeaseLost(RunId),
-    /// The database cannot be reached right now (becomes 503).
+    /// The database cannot be reached right now; the same call may succeed later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     #[error("database error: {0}")]
@@ -60,148 +57,63 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
     }
 }
 
-/// The worker-side view of a job it holds: should it stop?
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Control {
-    pub cancel_requested: bool,
-}
-
-/// How a job whose worker is gone is settled by the rescuer or reaper.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Settle {
-    /// Back to `pending` for another attempt, with these steps.
-    Requeue { steps: Vec<StepProgress> },
-    /// Ended, with these steps.
-    End { steps: Vec<StepProgress>, finish: Finish },
-}
-
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    /// `"sqlite"` or `"postgres"`.
-    fn backend(&self) -> &'static str;
-
-    fn clock(&self) -> Arc<dyn Clock>;
-
-    /// Announces every committed version change of a run: this process's own writes at once,
+    /// Announces every committed version change of a job: this process's own writes at once,
     /// other processes' once [`listen`](JobStore::listen) runs.
     fn feed(&self) -> &Feed;
 
-    /// Applies the backend's migrations.
-    async fn migrate(&self) -> Result<()>;
+    /// Inserts a job — pending, or waiting with its children pending — in one transaction.
+    /// With `owner_limit`, refuses when the owner already has that many active jobs without a
+    /// parent, atomically with respect to the owner's concurrent inserts. An idempotency key
+    /// the owner used before returns that job instead.
+    async fn insert(&self, insert: &Insert) -> Result<InsertOutcome>;
 
-    /// A cheap round trip, for readiness checks.
-    async fn ping(&self) -> Result<()>;
+    /// A job, live or archived.
+    async fn get(&self, id: JobId) -> Result<Option<Job>>;
 
-    /// Inserts a pending job unless the user already has `active_limit` active jobs, atomically
-    /// with respect to concurrent inserts by the same user. An idempotency key already used by
-    /// this user returns the earlier run instead.
-    async fn insert(&self, job: &NewJob, active_limit: u32) -> Result<InsertOutcome>;
+    /// Jobs matching `filter`, in its order.
+    async fn list(&self, filter: &Filter) -> Result<Page>;
 
-    async fn get(&self, run_id: RunId) -> Result<Option<Job>>;
+    /// Claims up to `limit` pending jobs of `kinds` for `owner`, in one statement, and commits:
+    /// the caller runs them outside any transaction. Highest priority first; among equals, the
+    /// jobs of owners with the fewest jobs running (so one owner's backlog cannot hold back
+    /// another's first job), then the oldest. A child is skipped while its owner has its
+    /// parent's `child_limit` children running, or once its parent is no longer waiting.
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32, kinds: &[String]) -> Result<Vec<Job>>;
 
-    /// A run the janitor moved to the archive.
-    async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>>;
+    /// Whether each fenced job was asked to stop (`None`: its fence no longer holds), extending
+    /// the leases by `extend` (a heartbeat) when given.
+    async fn control(&self, fences: &[Fence], extend: Option<Duration>) -> Result<Vec<Option<Control>>>;
 
-    /// A user's jobs, newest first, archived ones included (marked), and how many there are in
-    /// all.
-    async fn list_for_user(
-        &self,
-        user_id: &str,
-        status: Option<JobStatus>,
-        limit: u32,
-        offset: u64,
-    ) -> Result<(Vec<Job>, u64)>;
+    /// Writes running jobs' progress and checkpoints; `None` where the fence no longer holds.
+    async fn write(&self, writes: &[Write]) -> Result<Vec<Option<Control>>>;
 
-    /// Claims a pending job for `owner`, in one statement, and commits: the caller runs the
-    /// analysis outside any transaction. Highest priority first; among equals, the job whose
-    /// owner has the fewest runs running (so one user's backlog cannot hold back another
-    /// user's first run), then the oldest. A backtest's cell is skipped while its owner has
-    /// the backtest's `max_running` cells running, or once the backtest is cancelled.
-    async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>>;
+    /// Ends running jobs as their workers saw them end (or gives them back); whether each fence
+    /// held. A parent whose last active child ended becomes pending.
+    async fn finish(&self, finishes: &[Finish]) -> Result<Vec<bool>>;
 
-    /// Extends the lease. `LeaseLost` when the fence no longer holds.
-    async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control>;
+    /// A pending job becomes `cancelled` at once, a running one gets `cancel_requested`, a
+    /// waiting parent is cancelled with its pending children (its running children are asked
+    /// to stop). Returns the job as it is afterwards, or `None` when there is no such job.
+    async fn cancel(&self, id: JobId) -> Result<Option<Job>>;
 
-    /// Reads whether the job was asked to stop. `LeaseLost` when the fence no longer holds.
-    async fn control(&self, fence: &Fence) -> Result<Control>;
+    /// Running jobs whose lease expired or whose deadline passed more than `slack` ago, and
+    /// waiting parents none of whose children is active any more — all on the store's clock.
+    async fn stuck(&self, slack: Duration, limit: u32) -> Result<Vec<(Job, Stuck)>>;
 
-    async fn save_progress(&self, fence: &Fence, progress: &ProgressSnapshot) -> Result<Control>;
-
-    /// Stores a finished step's output with the progress, and adds its cost to the job's totals.
-    async fn save_checkpoint(
-        &self,
-        fence: &Fence,
-        progress: &ProgressSnapshot,
-        checkpoint: &Checkpoint,
-    ) -> Result<Control>;
-
-    /// Ends the job as its worker saw it end.
-    async fn finish(&self, fence: &Fence, steps: &[StepProgress], finish: &Finish) -> Result<()>;
-
-    /// Gives the job back (graceful shutdown): `pending` again, and this attempt does not count.
-    async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()>;
-
-    /// Inserts a backtest and every one of its cells, in one transaction: a backtest exists
-    /// with all its cells or not at all. Cells are outside the per-user limit.
-    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest>;
-
-    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>>;
-
-    /// A user's backtests, newest first.
-    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>>;
-
-    /// The runs of a backtest's cells, in the order they were inserted, without their
-    /// checkpoints (left empty): the step outputs are most of a finished cell's bytes, and a
-    /// backtest's view, read again and again while it runs, never shows them.
-    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>>;
-
-    /// Marks a backtest cancelled: from then on no worker claims its pending cells (the
-    /// caller cancels them one by one).
-    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()>;
-
-    /// Interactive runs waiting for a worker, from everyone (backtest cells have their own cap).
-    async fn queued_interactive(&self) -> Result<u64>;
-
-    /// A pending job becomes `cancelled` at once; a running one gets `cancel_requested`.
-    /// Returns the job as it is afterwards, or `None` when there is no such run.
-    async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>>;
-
-    /// Running jobs whose lease has expired.
-    async fn expired_leases(&self, limit: u32) -> Result<Vec<Job>>;
-
-    /// Running jobs whose deadline passed before `before`.
-    async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
-
-    /// Settles a job seen in `observed` state, if it is still exactly that (same lease owner,
-    /// attempt and lease expiry). Returns whether it did.
+    /// Settles a job seen in `observed` state, if it is still exactly that (same state, lease
+    /// owner, attempt and lease expiry). Returns whether it did.
     async fn settle(&self, observed: &Job, settle: &Settle) -> Result<bool>;
 
-    /// Moves up to `batch` jobs that finished before `before` into the archive. Returns how many.
-    async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+    /// Moves up to `batch` jobs that ended before `before` into the archive. Returns how many.
+    async fn archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
-    /// Deletes up to `batch` archived runs that were archived before `before`. Returns how many.
-    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
+    /// Deletes up to `batch` archived jobs archived before `before`. Returns how many.
+    async fn prune(&self, before: DateTime<Utc>, batch: u32) -> Result<u64>;
 
-    /// The step lists of the most recent completed runs of a model, newest first.
-    async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>>;
-
-    /// Jobs of the live table that finished at or after `since`, latest first, for the stats.
-    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>>;
-
-    /// What the runs of `user_id` last updated at or after `since` spent on model calls, archived
-    /// runs aside (they finished long before any window this is asked for). Runs that spent
-    /// nothing are not counted.
-    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage>;
-
-    /// The model calls and tokens of the most recent completed runs of a model that called it,
-    /// newest first.
-    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>>;
-
-    /// Jobs per status, for metrics.
-    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>>;
-
-    /// Returns the stored value of a shared setting, storing `value` first if there is none.
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String>;
+    /// Live jobs per kind, state and whether they have a parent.
+    async fn counts(&self) -> Result<Vec<Count>>;
 
     /// Tells other processes about an event (PostgreSQL NOTIFY); a no-op where every
     /// interested party shares the process.
@@ -211,65 +123,96 @@ pub trait JobStore: Send + Sync + 'static {
     /// [`feed`](JobStore::feed), from a task of its own (PostgreSQL LISTEN; on SQLite a
     /// watcher of commits by other connections), and makes the feed live.
     async fn listen(&self, events: Events) -> Result<Option<tokio::task::JoinHandle<()>>>;
-
-    // Other ways to an identity ([`crate::access`]). Secrets are stored as their SHA-256 only.
-
-    /// Stores a personal API token of `user_id` whose secret hashes to `hash`.
-    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()>;
-
-    /// The tokens of a user, newest first.
-    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>>;
-
-    /// Deletes one of a user's tokens; whether there was one.
-    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool>;
-
-    /// The user a token's hash belongs to.
-    async fn token_owner(&self, hash: &str) -> Result<Option<String>>;
-
-    /// Stores a share link of a run of `user_id` whose secret hashes to `hash`.
-    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()>;
-
-    /// A user's share links of one run, newest first.
-    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>>;
-
-    /// Deletes one of a user's share links; whether there was one.
-    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool>;
-
-    /// The run a share link's hash opens, and its owner.
-    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>>;
 }
 
-/// Opens the store a `DATABASE_URL` names: `sqlite:` or `postgres:`/`postgresql:`, with every
-/// operation timed ([`timed::TimedStore`]).
-pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn JobStore>> {
-    let store: Arc<dyn JobStore> = if url.starts_with("sqlite:") {
-        Arc::new(sqlite::SqliteStore::connect(url, clock).await?)
-    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Arc::new(postgres::PostgresStore::connect(url, clock).await?)
-    } else {
-        return Err(StoreError::Config(format!(
-            "'{}' (expected sqlite:… or postgres://…)",
-            url.split('@').next_back().unwrap_or(url)
-        )));
-    };
-    Ok(Arc::new(timed::TimedStore::new(store)))
+/// A database's connection pools, which the queue and the application's own store share (on
+/// SQLite, one writer for both).
+#[derive(Debug, Clone)]
+pub enum Pools {
+    Sqlite { writer: SqlitePool, reader: SqlitePool },
+    Postgres(PgPool),
 }
 
-/// The outcome of an insert whose idempotency key this user already used for `existing`.
-pub(crate) fn repeat_outcome(existing: Job, request_hash: &Option<String>) -> InsertOutcome {
-    if existing.request_hash == *request_hash {
+impl Pools {
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Pools::Sqlite { .. } => "sqlite",
+            Pools::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// An open database: its pools and the queue over them.
+#[derive(Clone)]
+pub struct Database {
+    pub pools: Pools,
+    pub clock: Arc<dyn Clock>,
+    queue: Arc<dyn JobStore>,
+}
+
+impl Database {
+    /// Opens the database a `DATABASE_URL` names (`sqlite:…` or `postgres://…`); the queue's
+    /// operations are timed ([`timed::TimedStore`]).
+    pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        let (pools, queue): (Pools, Arc<dyn JobStore>) = if url.starts_with("sqlite:") {
+            let store = sqlite::SqliteStore::connect(url, clock.clone()).await?;
+            (store.pools(), Arc::new(store))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let store = postgres::PostgresStore::connect(url, clock.clone()).await?;
+            (store.pools(), Arc::new(store))
+        } else {
+            return Err(StoreError::Config(format!(
+                "'{}' (expected sqlite:… or postgres://…)",
+                url.split('@').next_back().unwrap_or(url)
+            )));
+        };
+        let queue = Arc::new(timed::TimedStore::new(queue, pools.backend()));
+        Ok(Self { pools, clock, queue })
+    }
+
+    /// The queue's own tables, under their own migrations table (`_queue_migrations`), so the
+    /// queue stays separable from any application's schema.
+    pub async fn migrate_queue(&self) -> Result<()> {
+        let failed = |e| StoreError::Database(sqlx::Error::Migrate(Box::new(e)));
+        match &self.pools {
+            Pools::Sqlite { writer, .. } => {
+                let mut m = sqlx::migrate!("./migrations/sqlite");
+                m.dangerous_set_table_name("_queue_migrations");
+                m.run(writer).await.map_err(failed)
+            }
+            Pools::Postgres(pool) => {
+                let mut m = sqlx::migrate!("./migrations/postgres");
+                m.dangerous_set_table_name("_queue_migrations");
+                m.run(pool).await.map_err(failed)
+            }
+        }
+    }
+
+    pub fn queue(&self) -> &Arc<dyn JobStore> {
+        &self.queue
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.pools.backend()
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.pools {
+            Pools::Sqlite { reader, .. } => sqlx::query("select 1").execute(reader).await.map(drop)?,
+            Pools::Postgres(pool) => sqlx::query("select 1").execute(pool).await.map(drop)?,
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of an insert whose idempotency key the owner already used for `existing`.
+pub(crate) fn repeat_outcome(existing: Job, args_hash: &Option<String>) -> InsertOutcome {
+    if existing.args_hash == *args_hash {
         InsertOutcome::Existing(existing)
     } else {
         InsertOutcome::IdempotencyConflict(existing)
     }
-}
-
-/// A fenced write that changed no row lost its lease (or the job already ended).
-pub(crate) fn fenced(rows_affected: u64, run_id: RunId) -> Result<()> {
-    if rows_affected == 0 {
-        return Err(StoreError::LeaseLost(run_id));
-    }
-    Ok(())
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -280,16 +223,34 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &str, s: &str) -
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-pub(crate) fn parse_status(s: &str) -> Result<JobStatus> {
+pub(crate) fn parse_state(s: &str) -> Result<crate::job::State> {
     s.parse().map_err(StoreError::Corrupt)
 }
 
-pub(crate) fn parse_run_id(s: &str) -> Result<RunId> {
-    s.parse().map_err(|e: domain::IdError| StoreError::Corrupt(e.0))
+pub(crate) fn parse_id(column: &str, s: &str) -> Result<JobId> {
+    s.parse().map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
-/// A run's calls and tokens from their columns `(llm_calls, prompt_tokens, completion_tokens)`.
-fn usage_of((calls, prompt, completion): (i64, i64, i64)) -> (u32, TokenUsage) {
-    let tokens = TokenUsage { prompt: prompt.max(0) as u64, completion: completion.max(0) as u64 };
-    (calls.clamp(0, i64::from(u32::MAX)) as u32, tokens)
+pub(crate) fn time(column: &str, ms: Option<i64>) -> Result<Option<DateTime<Utc>>> {
+    ms.map(|m| DateTime::from_timestamp_millis(m).ok_or_else(|| StoreError::Corrupt(format!("{column}: {m}"))))
+        .transpose()
 }
+
+/// What `stuck` says of a row, from its `reason` column.
+pub(crate) fn parse_stuck(reason: &str) -> Result<Stuck> {
+    match reason {
+        "expired" => Ok(Stuck::Expired),
+        "overdue" => Ok(Stuck::Overdue),
+        "orphaned" => Ok(Stuck::Orphaned),
+        other => Err(StoreError::Corrupt(format!("stuck reason '{other}'"))),
+    }
+}
+
+pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The states in which a job counts as active for the per-owner limit.
+pub(crate) const ACTIVE: &str = "('pending', 'running')";
+/// The states of a job that ended.
+pub(crate) const TERMINAL: &str = "('completed', 'failed', 'timeout', 'cancelled')";

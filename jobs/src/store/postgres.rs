@@ -1,53 +1,61 @@
 //! The PostgreSQL backend: for several web and worker processes sharing one database.
 //!
-//! Claims use `for update skip locked`, so concurrent claimers never wait on each other and
-//! never take the same row. The per-user limit takes a transaction-scoped advisory lock keyed
-//! by the user, which serialises that user's inserts (and only theirs) across processes.
-//! Events travel by `NOTIFY` on one channel; [`PostgresStore::listen`] forwards them into the
-//! process's [`Events`].
+//! Time is the database's (`queue_now()`), so hosts whose clocks drift never disagree about
+//! a lease; a test clock, when given, decides instead. Claims lock their rows with `for update
+//! skip locked`, so concurrent claimers never wait on each other and never take the same job.
+//! The per-owner limit takes a transaction-scoped advisory lock keyed by the owner, which
+//! serialises that owner's inserts (and only theirs) across processes. Writes, heartbeats and
+//! ends of running jobs come in batches ([`crate::batch`]), one statement for many jobs, their
+//! arrays passed with `unnest`.
 //!
-//! Every write that changes a run's version also `NOTIFY`s, from a trigger. PostgreSQL commits
+//! Every write that changes a job's version also `NOTIFY`s, from a trigger. PostgreSQL commits
 //! notifying transactions one at a time, across all its databases (a lock taken before the
 //! commit record is written and released once it is flushed), so their WAL flushes are never
-//! shared: each such write waits for the flushes of everyone else's as well. A run's progress
-//! and checkpoint writes, 12 of a quick run's 14 writes, therefore commit without waiting for
-//! the flush (`synchronous_commit = off` for that statement's own transaction): the lock is
-//! then held for microseconds. Such a write is visible and announced at once like any other.
-//! Only a crash of PostgreSQL or of its machine can lose the last moments of them (whole
-//! writes, never parts of one), and that ends every connection, so every process resynchronises
-//! its feed; the run's lease and fence are untouched. A lost checkpoint is a step a resumed run
-//! does again, and its model usage is missing from the run's totals. (SQLite's
-//! `synchronous = NORMAL` takes a narrower form of this risk for every write: there only a
-//! crash of the machine loses the last commits.) Claims, finishes, inserts, cancels and
+//! shared. Progress and checkpoint writes and heartbeats therefore commit without waiting for
+//! the flush (`synchronous_commit = off` for that statement's own transaction): the lock is then
+//! held for microseconds. Such a write is visible and announced at once like any other. Only a
+//! crash of PostgreSQL or of its machine can lose the last moments of them (whole writes, never
+//! parts of one), and that ends every connection, so every process resynchronises its feed; the
+//! job's lease and fence are untouched. A lost checkpoint is work a resumed attempt does again.
+//! (SQLite's `synchronous = NORMAL` takes a narrower form of this risk for every write: there
+//! only a crash of the machine loses the last commits.) Claims, ends, inserts, cancels and
 //! settles still wait for the flush.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use domain::backtest::{BacktestId, BacktestSpec};
-use domain::{AnalysisResult, AnalystKind, JobStatus, RunId, RunOptions, StepProgress, TokenUsage};
-use domain::{ApiToken, ShareLink};
-use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgArguments, PgListener, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use uuid::Uuid;
 
-use super::{Control, JobStore, Result, Settle, StoreError, fenced, parse_status, repeat_outcome};
+use super::{ACTIVE, JobStore, Pools, Result, TERMINAL, ms, parse_state, parse_stuck, repeat_outcome, time, to_json};
 use crate::clock::Clock;
 use crate::events::{Event, Events};
 use crate::feed::Feed;
-use crate::model::{
-    Backtest, Checkpoint, Fence, Finish, InsertOutcome, Job, NewBacktest, NewJob, ProgressSnapshot, UserUsage,
-    close_steps, overall_percent,
+use crate::job::{
+    Control, Count, Fence, Filter, Finish, Insert, InsertOutcome, Job, JobId, NewJob, Order, Outcome, Page, Settle,
+    State, Stuck, Write,
 };
 
-/// The NOTIFY channel every process listens on.
-pub const CHANNEL: &str = "trading_agent_events";
-/// The channel the jobs table's trigger announces `run_id version` on after every version change.
-pub const RUNS_CHANNEL: &str = "trading_agent_runs";
+/// The NOTIFY channel of [`Event`]s.
+pub const EVENTS_CHANNEL: &str = "queue_events";
+/// The channel the jobs table's trigger announces `job_id version` on after every version change.
+pub const CHANGES_CHANNEL: &str = "queue_jobs_changed";
 const POOL_SIZE: u32 = 16;
+
+/// Every column of a job, in table order: what the archive copies.
+const COLUMNS: &str = "id, job_id, kind, owner, parent_id, child_limit, args, state, priority, attempt, \
+    max_attempts, lease_owner, lease_expires_at, heartbeat_at, cancel_requested, version, idempotency_key, \
+    args_hash, timeout_ms, timeout_at, progress, checkpoints, output, error, created_at, started_at, \
+    completed_at, updated_at";
+
+/// The statement's one instant: the test clock's when one is given (`$1`), else the database's.
+const CLOCK: &str = "clock as (select coalesce($1::bigint, queue_now()) as now)";
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -64,489 +72,437 @@ impl PostgresStore {
             .await?;
         Ok(Self { pool, clock, feed: Feed::new() })
     }
+
+    pub fn pools(&self) -> Pools {
+        Pools::Postgres(self.pool.clone())
+    }
+
+    /// The instant a statement should use, or `None` for the database's own.
+    fn now(&self) -> Option<i64> {
+        self.clock.lease_time().map(ms)
+    }
 }
 
 fn decode(row: &PgRow) -> Result<Job> {
-    let analysts: Json<Vec<AnalystKind>> = row.try_get("analysts")?;
-    let steps: Json<Vec<StepProgress>> = row.try_get("steps")?;
-    let checkpoints: Json<std::collections::BTreeMap<String, serde_json::Value>> = row.try_get("checkpoints")?;
-    let result: Option<Json<AnalysisResult>> = row.try_get("result")?;
-    let status: String = row.try_get("status")?;
-    let options: Json<RunOptions> = row.try_get("options")?;
+    let args: Json<Value> = row.try_get("args")?;
+    let progress: Json<Value> = row.try_get("progress")?;
+    let checkpoints: Json<BTreeMap<String, Value>> = row.try_get("checkpoints")?;
+    let output: Option<Json<Value>> = row.try_get("output")?;
+    let state: String = row.try_get("state")?;
     Ok(Job {
         id: row.try_get("id")?,
-        run_id: RunId::from_uuid(row.try_get::<Uuid, _>("run_id")?),
-        user_id: row.try_get("user_id")?,
-        symbol: row.try_get("symbol")?,
-        model_id: row.try_get("model_id")?,
-        analysts: analysts.0,
-        as_of: row.try_get::<Option<NaiveDate>, _>("as_of")?,
-        status: parse_status(&status)?,
-        current_step: row.try_get("current_step")?,
-        progress_percent: row.try_get::<i16, _>("progress_percent")?.clamp(0, 100) as u8,
-        steps: steps.0,
-        checkpoints: checkpoints.0,
-        result: result.map(|r| r.0),
-        error: row.try_get("error")?,
+        job_id: JobId(row.try_get::<Uuid, _>("job_id")?),
+        kind: row.try_get("kind")?,
+        owner: row.try_get("owner")?,
+        parent: row.try_get::<Option<Uuid>, _>("parent_id")?.map(JobId),
+        child_limit: row.try_get::<Option<i32>, _>("child_limit")?.map(|n| n.max(0) as u32),
+        args: args.0,
+        state: parse_state(&state)?,
         priority: row.try_get("priority")?,
         attempt: row.try_get::<i32, _>("attempt")?.max(0) as u32,
         max_attempts: row.try_get::<i32, _>("max_attempts")?.max(0) as u32,
         lease_owner: row.try_get("lease_owner")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
-        heartbeat_at: row.try_get("heartbeat_at")?,
-        cancel_requested: row.try_get("cancel_requested")?,
+        lease_expires_at: time("lease_expires_at", row.try_get("lease_expires_at")?)?,
+        heartbeat_at: time("heartbeat_at", row.try_get("heartbeat_at")?)?,
+        cancel_requested: row.try_get::<i32, _>("cancel_requested")? != 0,
         version: row.try_get("version")?,
-        retry_of: row.try_get::<Option<Uuid>, _>("retry_of")?.map(RunId::from_uuid),
         idempotency_key: row.try_get("idempotency_key")?,
-        request_hash: row.try_get("request_hash")?,
+        args_hash: row.try_get("args_hash")?,
         timeout_ms: row.try_get::<i64, _>("timeout_ms")?.max(0) as u64,
-        timeout_at: row.try_get("timeout_at")?,
-        llm_calls: row.try_get::<i32, _>("llm_calls")?.max(0) as u32,
-        tokens: TokenUsage {
-            prompt: row.try_get::<i64, _>("prompt_tokens")?.max(0) as u64,
-            completion: row.try_get::<i64, _>("completion_tokens")?.max(0) as u64,
-        },
-        started_at: row.try_get("started_at")?,
-        completed_at: row.try_get("completed_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        duration_ms: row.try_get::<Option<i64>, _>("duration_ms")?.map(|d| d.max(0) as u64),
-        options: options.0,
-        cost_usd: row.try_get("cost_usd")?,
+        timeout_at: time("timeout_at", row.try_get("timeout_at")?)?,
+        progress: progress.0,
+        checkpoints: checkpoints.0,
+        output: output.map(|o| o.0),
+        error: row.try_get("error")?,
+        created_at: time("created_at", Some(row.try_get("created_at")?))?.expect("some"),
+        started_at: time("started_at", row.try_get("started_at")?)?,
+        completed_at: time("completed_at", row.try_get("completed_at")?)?,
+        updated_at: time("updated_at", Some(row.try_get("updated_at")?))?.expect("some"),
         archived: row.try_get::<Option<bool>, _>("archived").ok().flatten().unwrap_or(false),
-        backtest_id: row.try_get::<Option<Uuid>, _>("backtest_id")?.map(RunId::from_uuid),
     })
 }
 
-fn decode_backtest(row: &PgRow) -> Result<Backtest> {
-    let spec: Json<BacktestSpec> = row.try_get("spec")?;
-    Ok(Backtest {
-        backtest_id: RunId::from_uuid(row.try_get::<Uuid, _>("backtest_id")?),
-        user_id: row.try_get("user_id")?,
-        spec: spec.0,
-        cells: row.try_get::<i32, _>("cells")?.max(0) as u32,
-        max_running: row.try_get::<i32, _>("max_running")?.max(0) as u32,
-        cancelled_at: row.try_get("cancelled_at")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
-/// Inserts one pending run inside the caller's transaction.
-async fn insert_row(tx: &mut sqlx::PgConnection, job: &NewJob, now: DateTime<Utc>) -> Result<Job> {
-    let row = sqlx::query(
-        "insert into trading_agent_jobs
-            (run_id, user_id, symbol, model_id, analysts, as_of, steps, priority, max_attempts,
-             timeout_ms, retry_of, idempotency_key, request_hash, created_at, updated_at, options, backtest_id)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)
-         returning *",
-    )
-    .bind(job.run_id.as_uuid())
-    .bind(&job.user_id)
-    .bind(&job.symbol)
-    .bind(&job.model_id)
-    .bind(Json(&job.analysts))
-    .bind(job.as_of)
-    .bind(Json(job.initial_steps()))
-    .bind(job.priority)
-    .bind(job.max_attempts as i32)
-    .bind(job.timeout_ms as i64)
-    .bind(job.retry_of.map(|r| r.as_uuid()))
-    .bind(&job.idempotency_key)
-    .bind(&job.request_hash)
+/// Inserts jobs in one statement inside the caller's transaction, in the order given.
+async fn insert_rows(
+    tx: &mut PgConnection,
+    jobs: &[&NewJob],
+    state: State,
+    parent: Option<JobId>,
+    now: Option<i64>,
+) -> Result<Vec<Job>> {
+    let col = |f: &dyn Fn(&NewJob) -> String| jobs.iter().map(|j| f(j)).collect::<Vec<String>>();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "with {CLOCK}
+         insert into queue_jobs
+            (job_id, kind, owner, parent_id, child_limit, args, state, priority, max_attempts, idempotency_key,
+             args_hash, timeout_ms, progress, created_at, updated_at)
+         select n.job_id, n.kind, n.owner, $2, n.child_limit, n.args::jsonb, $3, n.priority, n.max_attempts,
+                n.idempotency_key, n.args_hash, n.timeout_ms, n.progress::jsonb, clock.now, clock.now
+         from clock, unnest($4::uuid[], $5::text[], $6::text[], $7::int[], $8::text[], $9::int[], $10::int[],
+                             $11::text[], $12::text[], $13::bigint[], $14::text[]) with ordinality
+              as n(job_id, kind, owner, child_limit, args, priority, max_attempts, idempotency_key, args_hash,
+                   timeout_ms, progress, ord)
+         order by n.ord
+         returning *"
+    )))
     .bind(now)
-    .bind(Json(&job.options))
-    .bind(job.backtest_id.map(|b| b.as_uuid()))
-    .fetch_one(&mut *tx)
+    .bind(parent.map(|p| p.0))
+    .bind(state.as_str())
+    .bind(jobs.iter().map(|j| j.job_id.0).collect::<Vec<Uuid>>())
+    .bind(col(&|j| j.kind.clone()))
+    .bind(col(&|j| j.owner.clone()))
+    .bind(jobs.iter().map(|j| j.child_limit.map(|n| n as i32)).collect::<Vec<Option<i32>>>())
+    .bind(col(&|j| to_json(&j.args)))
+    .bind(jobs.iter().map(|j| j.priority).collect::<Vec<i32>>())
+    .bind(jobs.iter().map(|j| j.max_attempts as i32).collect::<Vec<i32>>())
+    .bind(jobs.iter().map(|j| j.idempotency_key.clone()).collect::<Vec<Option<String>>>())
+    .bind(jobs.iter().map(|j| j.args_hash.clone()).collect::<Vec<Option<String>>>())
+    .bind(jobs.iter().map(|j| j.timeout_ms as i64).collect::<Vec<i64>>())
+    .bind(col(&|j| to_json(&j.progress)))
+    .fetch_all(&mut *tx)
     .await?;
-    decode(&row)
+    let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+    jobs.sort_by_key(|j| j.id);
+    Ok(jobs)
 }
 
-/// Every column of a job, named: the archive has them in another order (columns added later
-/// come after its `archived_at`).
-const ARCHIVE_COLUMNS: &str = "id, run_id, user_id, symbol, model_id, analysts, as_of, status, current_step, \
-    progress_percent, steps, checkpoints, result, error, priority, attempt, max_attempts, lease_owner, \
-    lease_expires_at, heartbeat_at, cancel_requested, version, retry_of, idempotency_key, request_hash, \
-    timeout_ms, timeout_at, llm_calls, prompt_tokens, completion_tokens, started_at, completed_at, \
-    created_at, updated_at, duration_ms, options, cost_usd, backtest_id";
-
-fn control(row: Option<PgRow>, run_id: RunId) -> Result<Control> {
-    match row {
-        Some(r) => Ok(Control { cancel_requested: r.try_get::<bool, _>(0)? }),
-        None => Err(StoreError::LeaseLost(run_id)),
+/// Makes pending the waiting parents among `parents` none of whose children is active any
+/// more, inside the caller's transaction. The parents are locked first: a sibling ending in
+/// another transaction waits for this one, and then its own statement (a new snapshot) sees
+/// this one's child ended — so two last children ending at once cannot both miss waking it.
+async fn wake_parents(tx: &mut PgConnection, parents: &[JobId], now: Option<i64>) -> Result<Vec<JobId>> {
+    if parents.is_empty() {
+        return Ok(Vec::new());
     }
+    let ids: Vec<Uuid> = parents.iter().map(|p| p.0).collect();
+    sqlx::query("select id from queue_jobs where job_id = any($1) and state = 'waiting' order by id for update")
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
+    let woken: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "with {CLOCK}
+         update queue_jobs p set state = 'pending', version = p.version + 1, updated_at = clock.now
+         from clock
+         where p.job_id = any($2) and p.state = 'waiting'
+           and not exists (select 1 from queue_jobs c
+                           where c.parent_id = p.job_id and c.state in ('waiting', 'pending', 'running'))
+         returning p.job_id"
+    )))
+    .bind(now)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(woken.into_iter().map(JobId).collect())
+}
+
+fn fences<'a>(fences: impl Iterator<Item = &'a Fence> + Clone) -> (Vec<Uuid>, Vec<String>, Vec<i32>) {
+    (
+        fences.clone().map(|f| f.job_id.0).collect(),
+        fences.clone().map(|f| f.owner.clone()).collect(),
+        fences.map(|f| f.attempt as i32).collect(),
+    )
+}
+
+/// A fence as a statement returns it: (`job_id`, owner, attempt).
+type Held = (Uuid, String, i32);
+
+fn held(f: &Fence) -> Held {
+    (f.job_id.0, f.owner.clone(), f.attempt as i32)
+}
+
+/// Each fence's answer from the rows a fenced statement returned (the fence it matched and
+/// `cancel_requested`): a batch may hold a stale fence and the live one of the same job.
+fn answers(fences: &[&Fence], rows: Vec<(Uuid, String, i32, i32)>) -> Vec<Option<Control>> {
+    let found: HashMap<Held, bool> = rows.into_iter().map(|(id, o, a, c)| ((id, o, a), c != 0)).collect();
+    fences.iter().map(|f| found.get(&held(f)).map(|c| Control { cancel_requested: *c })).collect()
 }
 
 #[async_trait]
 impl JobStore for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+    fn feed(&self) -> &Feed {
+        &self.feed
     }
 
-    fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        sqlx::migrate!("../migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(|e| StoreError::Database(sqlx::Error::Migrate(Box::new(e))))
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("select 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn insert(&self, job: &NewJob, active_limit: u32) -> Result<InsertOutcome> {
+    async fn insert(&self, insert: &Insert) -> Result<InsertOutcome> {
+        let job = &insert.job;
         let mut tx = self.pool.begin().await?;
-        // Serialises this user's inserts across every process until commit.
-        sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7262))")
-            .bind(&job.user_id)
-            .execute(&mut *tx)
-            .await?;
+        if insert.owner_limit.is_some() || job.idempotency_key.is_some() {
+            // Serialises this owner's inserts across every process until commit.
+            sqlx::query("select pg_advisory_xact_lock(hashtextextended($1, 7262))")
+                .bind(&job.owner)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(key) = &job.idempotency_key {
-            let existing = sqlx::query("select * from trading_agent_jobs where user_id = $1 and idempotency_key = $2")
-                .bind(&job.user_id)
+            let existing = sqlx::query("select * from queue_jobs where owner = $1 and idempotency_key = $2")
+                .bind(&job.owner)
                 .bind(key)
                 .fetch_optional(&mut *tx)
                 .await?;
             if let Some(row) = existing {
                 let existing = decode(&row)?;
                 tx.rollback().await?;
-                return Ok(repeat_outcome(existing, &job.request_hash));
+                return Ok(repeat_outcome(existing, &job.args_hash));
             }
         }
-        let active: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs
-             where user_id = $1 and status in ('pending', 'running') and backtest_id is null",
-        )
-        .bind(&job.user_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if active >= i64::from(active_limit) {
-            tx.rollback().await?;
-            return Ok(InsertOutcome::LimitReached { active: active as u32 });
+        if let Some(limit) = insert.owner_limit {
+            let active: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "select count(*) from queue_jobs where owner = $1 and state in {ACTIVE} and parent_id is null"
+            )))
+            .bind(&job.owner)
+            .fetch_one(&mut *tx)
+            .await?;
+            if active >= i64::from(limit) {
+                tx.rollback().await?;
+                return Ok(InsertOutcome::LimitReached { active: active as u32 });
+            }
         }
-        let created = insert_row(&mut tx, job, self.clock.now()).await?;
+        let now = self.now();
+        let state = if insert.children.is_empty() { State::Pending } else { State::Waiting };
+        let created = insert_rows(&mut tx, &[job], state, None, now).await?.remove(0);
+        if !insert.children.is_empty() {
+            let children: Vec<&NewJob> = insert.children.iter().collect();
+            insert_rows(&mut tx, &children, State::Pending, Some(job.job_id), now).await?;
+        }
         tx.commit().await?;
+        self.feed.touched(created.job_id);
         Ok(InsertOutcome::Created(created))
     }
 
-    async fn get(&self, run_id: RunId) -> Result<Option<Job>> {
-        sqlx::query("select * from trading_agent_jobs where run_id = $1")
-            .bind(run_id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| decode(&r))
-            .transpose()
-    }
-
-    async fn get_archived(&self, run_id: RunId) -> Result<Option<Job>> {
-        sqlx::query("select *, true as archived from trading_agent_jobs_archive where run_id = $1")
-            .bind(run_id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| decode(&r))
-            .transpose()
-    }
-
-    async fn list_for_user(
-        &self,
-        user_id: &str,
-        status: Option<JobStatus>,
-        limit: u32,
-        offset: u64,
-    ) -> Result<(Vec<Job>, u64)> {
-        let status = status.map(|s| s.as_str());
-        // History keeps archived runs, marked as such: both tables, one order.
-        let list = sqlx::AssertSqlSafe(format!(
-            "select {ARCHIVE_COLUMNS}, false as archived from trading_agent_jobs
-             where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null
+    async fn get(&self, id: JobId) -> Result<Option<Job>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {COLUMNS}, false as archived from queue_jobs where job_id = $1
              union all
-             select {ARCHIVE_COLUMNS}, true as archived from trading_agent_jobs_archive
-             where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null
-             order by created_at desc, id desc limit $3 offset $4"
-        ));
-        let rows = sqlx::query(list)
-            .bind(user_id)
-            .bind(status)
-            .bind(i64::from(limit))
-            .bind(offset as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        let total: i64 = sqlx::query_scalar(
-            "select (select count(*) from trading_agent_jobs where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)
-                  + (select count(*) from trading_agent_jobs_archive where user_id = $1 and ($2::text is null or status = $2) and backtest_id is null)",
-        )
-        .bind(user_id)
-        .bind(status)
-        .fetch_one(&self.pool)
+             select {COLUMNS}, true as archived from queue_jobs_archive where job_id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok((rows.iter().map(decode).collect::<Result<_>>()?, total as u64))
+        row.map(|r| decode(&r)).transpose()
     }
 
-    /// The running runs are counted once per owner (`running`), not once per pending row: with
-    /// a backtest's hundreds of queued cells, two correlated counts per candidate made the claim
-    /// cost grow with the queue. A cell whose backtest row is missing stays unclaimable (its cap
-    /// compares with null), as before.
-    async fn claim(&self, owner: &str, lease: Duration) -> Result<Option<Job>> {
-        let now = self.clock.now();
-        let job = sqlx::query(
-            "update trading_agent_jobs
-             set status = 'running', attempt = attempt + 1, lease_owner = $1,
-                 lease_expires_at = coalesce($4, now()) + $2 * interval '1 millisecond',
-                 heartbeat_at = coalesce($4, now()), started_at = coalesce(started_at, $3),
-                 timeout_at = $3 + timeout_ms * interval '1 millisecond',
-                 version = version + 1, updated_at = $3
-             where id = (with running as (
-                             select user_id, count(*) as runs, count(backtest_id) as cells
-                             from trading_agent_jobs where status = 'running' group by user_id)
-                         select j.id from trading_agent_jobs j
-                         left join running r on r.user_id = j.user_id
-                         left join trading_agent_backtests b on b.backtest_id = j.backtest_id
-                         where j.status = 'pending'
-                           and (j.backtest_id is null
-                                or coalesce(r.cells, 0)
-                                   < case when b.cancelled_at is null then b.max_running else 0 end)
-                         order by j.priority desc, coalesce(r.runs, 0), j.created_at, j.id
-                         limit 1 for update of j skip locked)
-             returning *",
-        )
+    async fn list(&self, filter: &Filter) -> Result<Page> {
+        let (conditions, binds) = conditions(filter);
+        let columns = if filter.checkpoints {
+            COLUMNS.to_string()
+        } else {
+            COLUMNS.replace("checkpoints,", "'{}'::jsonb as checkpoints,")
+        };
+        let order = match filter.order {
+            Order::Created => "created_at desc, id desc",
+            Order::Inserted => "id",
+            Order::Completed => "completed_at desc nulls last, id desc",
+        };
+        let mut sql = format!("select {columns}, false as archived from queue_jobs where {conditions}");
+        if filter.archived {
+            sql.push_str(&format!(
+                " union all select {columns}, true as archived from queue_jobs_archive where {conditions}"
+            ));
+        }
+        let n = binds.len();
+        sql.push_str(&format!(" order by {order} limit ${} offset ${}", n + 1, n + 2));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            query = b.bind(query);
+        }
+        let rows = query.bind(i64::from(filter.limit)).bind(filter.offset as i64).fetch_all(&self.pool).await?;
+        let jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let total = if filter.count {
+            let mut sql = format!("select (select count(*) from queue_jobs where {conditions})");
+            if filter.archived {
+                sql.push_str(&format!(" + (select count(*) from queue_jobs_archive where {conditions})"));
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in &binds {
+                query = b.bind(query);
+            }
+            let total: i64 = query.fetch_one(&self.pool).await?.try_get(0)?;
+            Some(total.max(0) as u64)
+        } else {
+            None
+        };
+        Ok(Page { jobs, total })
+    }
+
+    /// The running jobs are counted once per owner (`running`), not once per pending row, and
+    /// the candidates are numbered per owner, so that one statement can hand out several jobs
+    /// fairly without taking more of an owner's children than its parents allow.
+    async fn claim(&self, owner: &str, lease: Duration, limit: u32, kinds: &[String]) -> Result<Vec<Job>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "with {CLOCK},
+             running as (
+                 select owner, count(*) as jobs, count(parent_id) as children
+                 from queue_jobs where state = 'running' group by owner),
+             candidates as (
+                 select j.id, j.priority, j.created_at, j.parent_id,
+                        coalesce(r.jobs, 0) as jobs, coalesce(r.children, 0) as children,
+                        case when p.state = 'waiting' then p.child_limit else 0 end as cap,
+                        row_number() over (partition by j.owner order by j.priority desc, j.created_at, j.id) as nth,
+                        row_number() over (partition by j.owner, j.parent_id is null
+                                           order by j.priority desc, j.created_at, j.id) as nth_of_kind
+                 from queue_jobs j
+                 left join running r on r.owner = j.owner
+                 left join queue_jobs p on p.job_id = j.parent_id
+                 where j.state = 'pending' and j.kind = any($4)),
+             chosen as (
+                 select id from candidates
+                 where parent_id is null or children + nth_of_kind <= cap
+                 order by priority desc, jobs + nth, created_at, id
+                 limit $5),
+             locked as (
+                 select q.id from queue_jobs q join chosen c on c.id = q.id
+                 where q.state = 'pending' for update of q skip locked)
+             update queue_jobs j
+             set state = 'running', attempt = j.attempt + 1, lease_owner = $2, lease_expires_at = clock.now + $3,
+                 heartbeat_at = clock.now, started_at = coalesce(j.started_at, clock.now),
+                 timeout_at = clock.now + j.timeout_ms, version = j.version + 1, updated_at = clock.now
+             from locked, clock
+             where j.id = locked.id
+             returning j.*"
+        )))
+        .bind(self.now())
         .bind(owner)
         .bind(lease.num_milliseconds())
-        .bind(now)
-        .bind(self.clock.lease_time())
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|r| decode(&r))
-        .transpose()?;
-        if let Some(job) = &job {
-            self.feed.touched(job.run_id);
-        }
-        Ok(job)
-    }
-
-    async fn heartbeat(&self, fence: &Fence, lease: Duration) -> Result<Control> {
-        let row = sqlx::query(
-            "update trading_agent_jobs
-             set lease_expires_at = coalesce($2, now()) + $1 * interval '1 millisecond',
-                 heartbeat_at = coalesce($2, now())
-             where run_id = $3 and lease_owner = $4 and attempt = $5 and status = 'running'
-             returning cancel_requested",
-        )
-        .bind(lease.num_milliseconds())
-        .bind(self.clock.lease_time())
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .fetch_optional(&self.pool)
-        .await?;
-        control(row, fence.run_id)
-    }
-
-    async fn control(&self, fence: &Fence) -> Result<Control> {
-        let row = sqlx::query(
-            "select cancel_requested from trading_agent_jobs
-             where run_id = $1 and lease_owner = $2 and attempt = $3 and status = 'running'",
-        )
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .fetch_optional(&self.pool)
-        .await?;
-        control(row, fence.run_id)
-    }
-
-    /// Commits without waiting for the WAL flush (see the module's documentation).
-    async fn save_progress(&self, fence: &Fence, progress: &ProgressSnapshot) -> Result<Control> {
-        let row = sqlx::query(
-            "update trading_agent_jobs
-             set steps = $1, progress_percent = $2, current_step = $3, version = version + 1, updated_at = $4
-             from (select set_config('synchronous_commit', 'off', true)) as no_flush_wait
-             where run_id = $5 and lease_owner = $6 and attempt = $7 and status = 'running'
-             returning cancel_requested",
-        )
-        .bind(Json(&progress.steps))
-        .bind(i16::from(progress.progress_percent))
-        .bind(&progress.current_step)
-        .bind(self.clock.now())
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .fetch_optional(&self.pool)
-        .await?;
-        self.feed.touched(fence.run_id);
-        control(row, fence.run_id)
-    }
-
-    /// Commits without waiting for the WAL flush, like [`save_progress`](Self::save_progress).
-    async fn save_checkpoint(
-        &self,
-        fence: &Fence,
-        progress: &ProgressSnapshot,
-        checkpoint: &Checkpoint,
-    ) -> Result<Control> {
-        let row = sqlx::query(
-            "update trading_agent_jobs
-             set steps = $1, progress_percent = $2, current_step = $3,
-                 checkpoints = checkpoints || jsonb_build_object($4::text, $5::jsonb),
-                 llm_calls = llm_calls + $6, prompt_tokens = prompt_tokens + $7,
-                 completion_tokens = completion_tokens + $8, cost_usd = cost_usd + $13,
-                 version = version + 1, updated_at = $9
-             from (select set_config('synchronous_commit', 'off', true)) as no_flush_wait
-             where run_id = $10 and lease_owner = $11 and attempt = $12 and status = 'running'
-             returning cancel_requested",
-        )
-        .bind(Json(&progress.steps))
-        .bind(i16::from(progress.progress_percent))
-        .bind(&progress.current_step)
-        .bind(&checkpoint.step)
-        .bind(Json(&checkpoint.output))
-        .bind(checkpoint.llm_calls as i32)
-        .bind(checkpoint.tokens.prompt as i64)
-        .bind(checkpoint.tokens.completion as i64)
-        .bind(self.clock.now())
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .bind(checkpoint.cost_usd)
-        .fetch_optional(&self.pool)
-        .await?;
-        self.feed.touched(fence.run_id);
-        control(row, fence.run_id)
-    }
-
-    async fn finish(&self, fence: &Fence, steps: &[StepProgress], finish: &Finish) -> Result<()> {
-        let percent = if matches!(finish, Finish::Completed(_)) { 100 } else { overall_percent(steps) };
-        let result = match finish {
-            Finish::Completed(r) => Some(Json(r.as_ref().clone())),
-            _ => None,
-        };
-        let done = sqlx::query(
-            "update trading_agent_jobs
-             set status = $1, steps = $2, progress_percent = $3, current_step = null, result = $4, error = $5,
-                 lease_expires_at = null, completed_at = $6,
-                 duration_ms = (extract(epoch from ($6 - coalesce(started_at, $6))) * 1000)::bigint,
-                 version = version + 1, updated_at = $6
-             where run_id = $7 and lease_owner = $8 and attempt = $9 and status = 'running'",
-        )
-        .bind(finish.status().as_str())
-        .bind(Json(steps))
-        .bind(i16::from(percent))
-        .bind(result)
-        .bind(finish.error())
-        .bind(self.clock.now())
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .execute(&self.pool)
-        .await?;
-        self.feed.touched(fence.run_id);
-        fenced(done.rows_affected(), fence.run_id)
-    }
-
-    async fn release(&self, fence: &Fence, steps: &[StepProgress]) -> Result<()> {
-        let done = sqlx::query(
-            "update trading_agent_jobs
-             set status = 'pending', attempt = attempt - 1, lease_owner = null, lease_expires_at = null,
-                 heartbeat_at = null, timeout_at = null, steps = $1, progress_percent = $2, current_step = null,
-                 version = version + 1, updated_at = $3
-             where run_id = $4 and lease_owner = $5 and attempt = $6 and status = 'running'",
-        )
-        .bind(Json(steps))
-        .bind(i16::from(overall_percent(steps)))
-        .bind(self.clock.now())
-        .bind(fence.run_id.as_uuid())
-        .bind(&fence.owner)
-        .bind(fence.attempt as i32)
-        .execute(&self.pool)
-        .await?;
-        self.feed.touched(fence.run_id);
-        fenced(done.rows_affected(), fence.run_id)
-    }
-
-    async fn insert_backtest(&self, backtest: &NewBacktest) -> Result<Backtest> {
-        let now = self.clock.now();
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "insert into trading_agent_backtests (backtest_id, user_id, spec, cells, max_running, created_at)
-             values ($1, $2, $3, $4, $5, $6) returning *",
-        )
-        .bind(backtest.backtest_id.as_uuid())
-        .bind(&backtest.user_id)
-        .bind(Json(&backtest.spec))
-        .bind(backtest.cells.len() as i32)
-        .bind(backtest.max_running as i32)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        let created = decode_backtest(&row)?;
-        for cell in &backtest.cells {
-            insert_row(&mut tx, cell, now).await?;
-        }
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn get_backtest(&self, backtest_id: BacktestId) -> Result<Option<Backtest>> {
-        sqlx::query("select * from trading_agent_backtests where backtest_id = $1")
-            .bind(backtest_id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| decode_backtest(&r))
-            .transpose()
-    }
-
-    async fn list_backtests(&self, user_id: &str, limit: u32) -> Result<Vec<Backtest>> {
-        let rows = sqlx::query(
-            "select * from trading_agent_backtests where user_id = $1 order by created_at desc, id desc limit $2",
-        )
-        .bind(user_id)
+        .bind(kinds)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode_backtest).collect()
+        let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        jobs.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.created_at, j.id));
+        for job in &jobs {
+            self.feed.touched(job.job_id);
+        }
+        Ok(jobs)
     }
 
-    /// The live cells and those the janitor has archived, in one statement (so one snapshot:
-    /// a cell being archived is read once), without their checkpoints.
-    async fn backtest_cells(&self, backtest_id: BacktestId) -> Result<Vec<Job>> {
-        let columns = ARCHIVE_COLUMNS.replace("checkpoints,", "'{}'::jsonb as checkpoints,");
-        let query = sqlx::AssertSqlSafe(format!(
-            "select {columns} from trading_agent_jobs where backtest_id = $1
-             union all
-             select {columns} from trading_agent_jobs_archive where backtest_id = $1
-             order by id"
-        ));
-        let rows = sqlx::query(query).bind(backtest_id.as_uuid()).fetch_all(&self.pool).await?;
-        rows.iter().map(decode).collect()
+    async fn control(&self, list: &[Fence], extend: Option<Duration>) -> Result<Vec<Option<Control>>> {
+        let (ids, owners, attempts) = fences(list.iter());
+        let rows: Vec<(Uuid, String, i32, i32)> = match extend {
+            // A lost heartbeat costs nothing that the next one does not mend: no flush wait.
+            Some(lease) => {
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "with {CLOCK}
+                 update queue_jobs j set lease_expires_at = clock.now + $5, heartbeat_at = clock.now
+                 from clock, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
+                      unnest($2::uuid[], $3::text[], $4::int[]) as f(job_id, owner, attempt)
+                 where j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt
+                   and j.state = 'running'
+                 returning j.job_id, f.owner, f.attempt, j.cancel_requested"
+                )))
+                .bind(self.now())
+                .bind(&ids)
+                .bind(&owners)
+                .bind(&attempts)
+                .bind(lease.num_milliseconds())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(
+                    "select j.job_id, f.owner, f.attempt, j.cancel_requested
+                 from queue_jobs j join unnest($1::uuid[], $2::text[], $3::int[]) as f(job_id, owner, attempt)
+                   on j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt
+                 where j.state = 'running'",
+                )
+                .bind(&ids)
+                .bind(&owners)
+                .bind(&attempts)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(answers(&list.iter().collect::<Vec<_>>(), rows))
     }
 
-    async fn mark_backtest_cancelled(&self, backtest_id: BacktestId) -> Result<()> {
-        sqlx::query(
-            "update trading_agent_backtests set cancelled_at = coalesce(cancelled_at, $1) where backtest_id = $2",
-        )
-        .bind(self.clock.now())
-        .bind(backtest_id.as_uuid())
-        .execute(&self.pool)
+    /// Commits without waiting for the WAL flush (see the module's documentation).
+    async fn write(&self, writes: &[Write]) -> Result<Vec<Option<Control>>> {
+        let (ids, owners, attempts) = fences(writes.iter().map(|w| &w.fence));
+        let rows: Vec<(Uuid, String, i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "with {CLOCK}
+             update queue_jobs j
+             set progress = w.progress::jsonb, checkpoints = j.checkpoints || w.patch::jsonb,
+                 version = j.version + 1, updated_at = clock.now
+             from clock, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
+                  unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[])
+                  as w(job_id, owner, attempt, progress, patch)
+             where j.job_id = w.job_id and j.lease_owner = w.owner and j.attempt = w.attempt and j.state = 'running'
+             returning j.job_id, w.owner, w.attempt, j.cancel_requested"
+        )))
+        .bind(self.now())
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&attempts)
+        .bind(writes.iter().map(|w| to_json(&w.progress)).collect::<Vec<_>>())
+        .bind(writes.iter().map(|w| to_json(&w.checkpoints)).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
         .await?;
-        Ok(())
+        let out = answers(&writes.iter().map(|w| &w.fence).collect::<Vec<_>>(), rows);
+        for (w, c) in writes.iter().zip(&out) {
+            if c.is_some() {
+                self.feed.touched(w.fence.job_id);
+            }
+        }
+        Ok(out)
     }
 
-    async fn queued_interactive(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "select count(*) from trading_agent_jobs where status = 'pending' and backtest_id is null",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as u64)
-    }
-
-    async fn request_cancel(&self, run_id: RunId) -> Result<Option<Job>> {
+    async fn finish(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
+        let (ids, owners, attempts) = fences(finishes.iter().map(|f| &f.fence));
+        let output = |f: &Finish| match &f.outcome {
+            Outcome::Completed(v) => Some(to_json(v)),
+            _ => None,
+        };
+        let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let Some(row) = sqlx::query("select * from trading_agent_jobs where run_id = $1 for update")
-            .bind(run_id.as_uuid())
+        let rows: Vec<(Uuid, String, i32, Option<Uuid>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "with {CLOCK}
+             update queue_jobs j
+             set state = f.state,
+                 attempt = case when f.state = 'pending' then j.attempt - 1 else j.attempt end,
+                 lease_owner = case when f.state = 'pending' then null else j.lease_owner end,
+                 lease_expires_at = null,
+                 heartbeat_at = case when f.state = 'pending' then null else j.heartbeat_at end,
+                 timeout_at = case when f.state = 'pending' then null else j.timeout_at end,
+                 output = f.output::jsonb, error = f.error, progress = f.progress::jsonb,
+                 completed_at = case when f.state = 'pending' then null else clock.now end,
+                 version = j.version + 1, updated_at = clock.now
+             from clock, unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  as f(job_id, owner, attempt, state, output, error, progress)
+             where j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt and j.state = 'running'
+             returning j.job_id, f.owner, f.attempt, j.parent_id, j.state"
+        )))
+        .bind(now)
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&attempts)
+        .bind(finishes.iter().map(|f| f.outcome.state().as_str().to_string()).collect::<Vec<_>>())
+        .bind(finishes.iter().map(output).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| f.outcome.error().map(str::to_string)).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| to_json(&f.progress)).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        let parents: Vec<JobId> = rows
+            .iter()
+            .filter(|(.., state)| state != "pending")
+            .filter_map(|(_, _, _, parent, _)| parent.map(JobId))
+            .collect();
+        let woken = wake_parents(&mut tx, &parents, now).await?;
+        tx.commit().await?;
+        let ended: std::collections::HashSet<Held> = rows.into_iter().map(|(id, o, a, _, _)| (id, o, a)).collect();
+        let out: Vec<bool> = finishes.iter().map(|f| ended.contains(&held(&f.fence))).collect();
+        for (id, _, _) in ended {
+            self.feed.touched(JobId(id));
+        }
+        for p in woken {
+            self.feed.touched(p);
+        }
+        Ok(out)
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<Option<Job>> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query("select * from queue_jobs where job_id = $1 for update")
+            .bind(id.0)
             .fetch_optional(&mut *tx)
             .await?
         else {
@@ -554,27 +510,47 @@ impl JobStore for PostgresStore {
             return Ok(None);
         };
         let job = decode(&row)?;
-        let now = self.clock.now();
-        let updated = match job.status {
-            JobStatus::Pending => {
-                let steps = close_steps(&job.steps, &[], now);
-                sqlx::query(
-                    "update trading_agent_jobs
-                     set status = 'cancelled', cancel_requested = true, steps = $1, current_step = null,
-                         completed_at = $2, version = version + 1, updated_at = $2
-                     where id = $3 returning *",
-                )
-                .bind(Json(&steps))
+        let mut touched = vec![id];
+        let updated = match job.state {
+            State::Pending | State::Waiting => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "with {CLOCK}
+                     update queue_jobs set state = 'cancelled', cancel_requested = 1, completed_at = clock.now,
+                         version = version + 1, updated_at = clock.now
+                     from clock where id = $2 returning queue_jobs.*"
+                )))
                 .bind(now)
                 .bind(job.id)
                 .fetch_one(&mut *tx)
-                .await?
+                .await?;
+                if job.state == State::Waiting {
+                    let children: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "with {CLOCK}
+                         update queue_jobs
+                         set state = case when state = 'running' then state else 'cancelled' end,
+                             completed_at = case when state = 'running' then completed_at else clock.now end,
+                             cancel_requested = 1, version = version + 1, updated_at = clock.now
+                         from clock
+                         where parent_id = $2 and state in ('pending', 'running') and cancel_requested = 0
+                         returning job_id"
+                    )))
+                    .bind(now)
+                    .bind(id.0)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    touched.extend(children.into_iter().map(JobId));
+                }
+                if let (State::Pending, Some(parent)) = (job.state, job.parent) {
+                    touched.extend(wake_parents(&mut tx, &[parent], now).await?);
+                }
+                row
             }
-            JobStatus::Running if !job.cancel_requested => {
-                sqlx::query(
-                    "update trading_agent_jobs set cancel_requested = true, version = version + 1, updated_at = $1
-                     where id = $2 returning *",
-                )
+            State::Running if !job.cancel_requested => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "with {CLOCK}
+                     update queue_jobs set cancel_requested = 1, version = version + 1, updated_at = clock.now
+                     from clock where id = $2 returning queue_jobs.*"
+                )))
                 .bind(now)
                 .bind(job.id)
                 .fetch_one(&mut *tx)
@@ -587,185 +563,151 @@ impl JobStore for PostgresStore {
         };
         let job = decode(&updated)?;
         tx.commit().await?;
-        self.feed.touched(run_id);
+        for t in touched {
+            self.feed.touched(t);
+        }
         Ok(Some(job))
     }
 
-    async fn expired_leases(&self, limit: u32) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs where status = 'running' and lease_expires_at < coalesce($1, now())
-             order by lease_expires_at limit $2",
-        )
-        .bind(self.clock.lease_time())
+    async fn stuck(&self, slack: Duration, limit: u32) -> Result<Vec<(Job, Stuck)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "with {CLOCK}
+             (select j.*, case when j.timeout_at < clock.now - $2 then 'overdue' else 'expired' end as reason
+              from queue_jobs j, clock
+              where j.state = 'running' and (j.lease_expires_at < clock.now or j.timeout_at < clock.now - $2)
+              order by j.id limit $3)
+             union all
+             (select p.*, 'orphaned' as reason from queue_jobs p where p.state = 'waiting'
+                and not exists (select 1 from queue_jobs c
+                                where c.parent_id = p.job_id and c.state in ('waiting', 'pending', 'running'))
+              order by p.id limit $3)"
+        )))
+        .bind(self.now())
+        .bind(slack.num_milliseconds())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
-    }
-
-    async fn overdue(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs where status = 'running' and timeout_at < $1
-             order by timeout_at limit $2",
-        )
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(|r| Ok((decode(r)?, parse_stuck(&r.try_get::<String, _>("reason")?)?))).collect()
     }
 
     async fn settle(&self, observed: &Job, settle: &Settle) -> Result<bool> {
-        let now = self.clock.now();
-        let query = match settle {
-            Settle::Requeue { steps } => sqlx::query(
-                "update trading_agent_jobs
-                 set status = 'pending', lease_owner = null, lease_expires_at = null, heartbeat_at = null,
-                     timeout_at = null, steps = $1, progress_percent = $2, current_step = null,
-                     version = version + 1, updated_at = $3
-                 where run_id = $4 and status = 'running' and lease_owner is not distinct from $5
-                   and attempt = $6 and lease_expires_at is not distinct from $7",
-            )
-            .bind(Json(steps.clone()))
-            .bind(i16::from(overall_percent(steps)))
-            .bind(now),
-            Settle::End { steps, finish } => sqlx::query(
-                "update trading_agent_jobs
-                 set status = $1, steps = $2, progress_percent = $3, current_step = null, error = $4,
-                     lease_expires_at = null, completed_at = $5,
-                     duration_ms = (extract(epoch from ($5 - coalesce(started_at, $5))) * 1000)::bigint,
-                     version = version + 1, updated_at = $5
-                 where run_id = $6 and status = 'running' and lease_owner is not distinct from $7
-                   and attempt = $8 and lease_expires_at is not distinct from $9",
-            )
-            .bind(finish.status().as_str())
-            .bind(Json(steps.clone()))
-            .bind(i16::from(overall_percent(steps)))
-            .bind(finish.error().map(str::to_string))
-            .bind(now),
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let fenced = "job_id = $2 and state = 'running' and lease_owner is not distinct from $3 and attempt = $4 \
+                      and lease_expires_at is not distinct from $5";
+        let query = |sql: String| -> sqlx::query::Query<'static, Postgres, PgArguments> {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(observed.job_id.0)
+                .bind(observed.lease_owner.clone())
+                .bind(observed.attempt as i32)
+                .bind(observed.lease_expires_at.map(ms))
         };
-        let done = query
-            .bind(observed.run_id.as_uuid())
-            .bind(observed.lease_owner.clone())
-            .bind(observed.attempt as i32)
-            .bind(observed.lease_expires_at)
-            .execute(&self.pool)
-            .await?;
-        self.feed.touched(observed.run_id);
-        Ok(done.rows_affected() == 1)
+        let done = match (observed.state, settle) {
+            // A parent whose children all ended without waking it.
+            (State::Waiting, Settle::Requeue) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "with {CLOCK}
+                     update queue_jobs set state = 'pending', version = version + 1, updated_at = clock.now
+                     from clock where job_id = $2 and state = 'waiting'"
+                )))
+                .bind(now)
+                .bind(observed.job_id.0)
+                .execute(&mut *tx)
+                .await?
+            }
+            (_, Settle::Requeue) => {
+                query(format!(
+                    "with {CLOCK}
+                     update queue_jobs
+                     set state = 'pending', lease_owner = null, lease_expires_at = null, heartbeat_at = null,
+                         timeout_at = null, version = version + 1, updated_at = clock.now
+                     from clock where {fenced}"
+                ))
+                .execute(&mut *tx)
+                .await?
+            }
+            (_, Settle::End { state, error }) => {
+                query(format!(
+                    "with {CLOCK}
+                     update queue_jobs
+                     set state = $6, error = $7, lease_expires_at = null, completed_at = clock.now,
+                         version = version + 1, updated_at = clock.now
+                     from clock where {fenced}"
+                ))
+                .bind(state.as_str())
+                .bind(error.clone())
+                .execute(&mut *tx)
+                .await?
+            }
+        }
+        .rows_affected()
+            == 1;
+        let mut woken = Vec::new();
+        if done
+            && matches!(settle, Settle::End { .. })
+            && let Some(parent) = observed.parent
+        {
+            woken = wake_parents(&mut tx, &[parent], now).await?;
+        }
+        tx.commit().await?;
+        if done {
+            self.feed.touched(observed.job_id);
+        }
+        for p in woken {
+            self.feed.touched(p);
+        }
+        Ok(done)
     }
 
-    async fn prune_archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+    async fn archive(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
+        // One short statement per batch: the CTE locks only the rows it moves (skipping rows
+        // another janitor holds), so the table is never locked as a whole.
+        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "with doomed as (
+                 select id from queue_jobs
+                 where state in {TERMINAL} and completed_at < $1
+                 order by completed_at limit $2 for update skip locked
+             ), gone as (
+                 delete from queue_jobs j using doomed where j.id = doomed.id returning j.*
+             )
+             insert into queue_jobs_archive ({COLUMNS}, archived_at)
+             select {COLUMNS}, coalesce($3::bigint, queue_now()) from gone"
+        )))
+        .bind(ms(before))
+        .bind(i64::from(batch))
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(moved.rows_affected())
+    }
+
+    async fn prune(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
         Ok(sqlx::query(
-            "delete from trading_agent_jobs_archive where id in
-               (select id from trading_agent_jobs_archive where archived_at < $1 order by archived_at limit $2)",
+            "delete from queue_jobs_archive where id in
+               (select id from queue_jobs_archive where archived_at < $1 order by archived_at limit $2)",
         )
-        .bind(before)
+        .bind(ms(before))
         .bind(i64::from(batch))
         .execute(&self.pool)
         .await?
         .rows_affected())
     }
 
-    async fn archive_finished(&self, before: DateTime<Utc>, batch: u32) -> Result<u64> {
-        // One short statement per batch: the CTE locks only the rows it moves (skipping rows
-        // another janitor holds), so the table is never locked as a whole.
-        let moved = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "with doomed as (
-                 select id from trading_agent_jobs
-                 where status in ('completed', 'failed', 'timeout', 'cancelled') and completed_at < $1
-                 order by completed_at limit $2 for update skip locked
-             ), gone as (
-                 delete from trading_agent_jobs j using doomed where j.id = doomed.id returning j.*
-             )
-             insert into trading_agent_jobs_archive ({ARCHIVE_COLUMNS}, archived_at)
-             select {ARCHIVE_COLUMNS}, $3 from gone"
-        )))
-        .bind(before)
-        .bind(i64::from(batch))
-        .bind(self.clock.now())
-        .execute(&self.pool)
-        .await?;
-        Ok(moved.rows_affected())
-    }
-
-    async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>> {
-        let rows: Vec<Json<Vec<StepProgress>>> = sqlx::query_scalar(
-            "select steps from trading_agent_jobs where model_id = $1 and status = 'completed'
-             order by completed_at desc limit $2",
+    async fn counts(&self) -> Result<Vec<Count>> {
+        let rows: Vec<(String, String, bool, i64)> = sqlx::query_as(
+            "select kind, state, parent_id is not null, count(*) from queue_jobs group by 1, 2, 3 order by 1, 2, 3",
         )
-        .bind(model_id)
-        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(|j| j.0).collect())
-    }
-
-    async fn finished_since(&self, since: DateTime<Utc>, limit: u32) -> Result<Vec<Job>> {
-        let rows = sqlx::query(
-            "select * from trading_agent_jobs where completed_at >= $1 order by completed_at desc limit $2",
-        )
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode).collect()
-    }
-
-    async fn usage_since(&self, user_id: &str, since: DateTime<Utc>) -> Result<UserUsage> {
-        let (runs, tokens, cost_usd, oldest): (i64, i64, f64, Option<DateTime<Utc>>) = sqlx::query_as(
-            "select count(*), coalesce(sum(prompt_tokens + completion_tokens), 0)::bigint, \
-             coalesce(sum(cost_usd), 0)::float8, min(updated_at) \
-             from trading_agent_jobs \
-             where user_id = $1 and updated_at >= $2 and (prompt_tokens + completion_tokens > 0 or cost_usd > 0)",
-        )
-        .bind(user_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(UserUsage { runs: runs as u64, tokens: tokens.max(0) as u64, cost_usd, oldest })
-    }
-
-    async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "select cast(llm_calls as bigint), prompt_tokens, completion_tokens from trading_agent_jobs
-             where model_id = $1 and status = 'completed' and llm_calls > 0
-             order by completed_at desc limit $2",
-        )
-        .bind(model_id)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(super::usage_of).collect())
-    }
-
-    async fn count_by_status(&self) -> Result<Vec<(JobStatus, u64)>> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("select status, count(*) from trading_agent_jobs group by status")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(|(s, n)| Ok((parse_status(&s)?, n as u64))).collect()
-    }
-
-    async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
-        sqlx::query("insert into trading_agent_settings (name, value) values ($1, $2) on conflict (name) do nothing")
-            .bind(name)
-            .bind(value)
-            .execute(&self.pool)
-            .await?;
-        Ok(sqlx::query_scalar("select value from trading_agent_settings where name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await?)
+        rows.into_iter()
+            .map(|(kind, state, child, n)| Ok(Count { kind, state: parse_state(&state)?, child, jobs: n as u64 }))
+            .collect()
     }
 
     async fn publish(&self, event: &Event) -> Result<()> {
-        sqlx::query("select pg_notify($1, $2)").bind(CHANNEL).bind(super::to_json(event)).execute(&self.pool).await?;
+        sqlx::query("select pg_notify($1, $2)").bind(EVENTS_CHANNEL).bind(to_json(event)).execute(&self.pool).await?;
         Ok(())
-    }
-
-    fn feed(&self) -> &Feed {
-        &self.feed
     }
 
     /// Forwards notifications from other processes into `events` and the feed for as long as
@@ -780,9 +722,9 @@ impl JobStore for PostgresStore {
         Ok(Some(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(n)) if n.channel() == RUNS_CHANNEL => match parse_change(n.payload()) {
-                        Some((run_id, version)) => feed.changed(run_id, version),
-                        None => tracing::warn!(payload = n.payload(), "ignoring a malformed run notification"),
+                    Ok(Some(n)) if n.channel() == CHANGES_CHANNEL => match parse_change(n.payload()) {
+                        Some((job_id, version)) => feed.changed(job_id, version),
+                        None => tracing::warn!(payload = n.payload(), "ignoring a malformed change notification"),
                     },
                     Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
                         Ok(event) => events.send_local(event),
@@ -809,105 +751,79 @@ impl JobStore for PostgresStore {
             }
         })))
     }
-
-    async fn insert_token(&self, user_id: &str, token: &ApiToken, hash: &str) -> Result<()> {
-        sqlx::query(
-            "insert into trading_agent_tokens (id, user_id, name, token_hash, created_at) values ($1, $2, $3, $4, $5)",
-        )
-        .bind(&token.id)
-        .bind(user_id)
-        .bind(&token.name)
-        .bind(hash)
-        .bind(token.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn tokens_for_user(&self, user_id: &str) -> Result<Vec<ApiToken>> {
-        let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-            "select id, name, created_at from trading_agent_tokens where user_id = $1 order by seq desc",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id, name, created_at)| ApiToken { id, name, created_at }).collect())
-    }
-
-    async fn delete_token(&self, user_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("delete from trading_agent_tokens where user_id = $1 and id = $2")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn token_owner(&self, hash: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("select user_id from trading_agent_tokens where token_hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?)
-    }
-
-    async fn insert_share(&self, user_id: &str, share: &ShareLink, hash: &str) -> Result<()> {
-        sqlx::query(
-            "insert into trading_agent_shares (id, run_id, user_id, token_hash, created_at) values ($1, $2, $3, $4, $5)",
-        )
-        .bind(&share.id)
-        .bind(share.run_id.to_string())
-        .bind(user_id)
-        .bind(hash)
-        .bind(share.created_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn shares_for_run(&self, user_id: &str, run_id: RunId) -> Result<Vec<ShareLink>> {
-        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
-            "select id, created_at from trading_agent_shares where user_id = $1 and run_id = $2 order by seq desc",
-        )
-        .bind(user_id)
-        .bind(run_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id, created_at)| ShareLink { id, run_id, created_at }).collect())
-    }
-
-    async fn delete_share(&self, user_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("delete from trading_agent_shares where user_id = $1 and id = $2")
-            .bind(user_id)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
-        let row: Option<(String, String)> =
-            sqlx::query_as("select run_id, user_id from trading_agent_shares where token_hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(run, user)| Ok((super::parse_run_id(&run)?, user))).transpose()
-    }
 }
 
-/// A listener on both channels: events, and run versions from the `trading_agent_runs_notify`
-/// trigger.
 async fn subscribe(pool: &PgPool) -> Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     // A lost connection must reach `listen` before anything listens again: an eager reconnect
     // inside `try_recv` would be listening while the feed still counts as live, and the
     // notifications lost meanwhile would never be resynchronised.
     listener.eager_reconnect(false);
-    listener.listen_all([CHANNEL, RUNS_CHANNEL]).await?;
+    listener.listen_all([EVENTS_CHANNEL, CHANGES_CHANNEL]).await?;
     Ok(listener)
 }
 
-/// `"<run id> <version>"`, as the trigger sends it.
-fn parse_change(payload: &str) -> Option<(RunId, i64)> {
+/// `"<job id> <version>"`, as the trigger sends it.
+fn parse_change(payload: &str) -> Option<(JobId, i64)> {
     let (id, version) = payload.split_once(' ')?;
     Some((id.parse().ok()?, version.parse().ok()?))
+}
+
+/// A value bound to a listing's conditions.
+enum Bind {
+    Text(String),
+    Texts(Vec<String>),
+    Uuid(Uuid),
+    Int(i64),
+}
+
+impl Bind {
+    fn bind<'q>(
+        &self,
+        q: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+        match self {
+            Bind::Text(s) => q.bind(s.clone()),
+            Bind::Texts(v) => q.bind(v.clone()),
+            Bind::Uuid(u) => q.bind(*u),
+            Bind::Int(i) => q.bind(*i),
+        }
+    }
+}
+
+/// A listing's `where` clause and what it binds, numbered from `$1`.
+fn conditions(filter: &Filter) -> (String, Vec<Bind>) {
+    let mut parts = vec!["true".to_string()];
+    let mut binds = Vec::new();
+    let next = |b: Bind, binds: &mut Vec<Bind>| {
+        binds.push(b);
+        format!("${}", binds.len())
+    };
+    if let Some(kind) = &filter.kind {
+        parts.push(format!("kind = {}", next(Bind::Text(kind.clone()), &mut binds)));
+    }
+    if let Some(owner) = &filter.owner {
+        parts.push(format!("owner = {}", next(Bind::Text(owner.clone()), &mut binds)));
+    }
+    match &filter.parent {
+        Some(None) => parts.push("parent_id is null".into()),
+        Some(Some(p)) => parts.push(format!("parent_id = {}", next(Bind::Uuid(p.0), &mut binds))),
+        None => {}
+    }
+    if !filter.states.is_empty() {
+        let states = filter.states.iter().map(|s| s.as_str().to_string()).collect();
+        parts.push(format!("state = any({}::text[])", next(Bind::Texts(states), &mut binds)));
+    }
+    for (field, value) in &filter.args_eq {
+        let f = next(Bind::Text(field.clone()), &mut binds);
+        let v = next(Bind::Text(value.clone()), &mut binds);
+        parts.push(format!("args ->> {f}::text = {v}"));
+    }
+    if let Some(t) = filter.updated_since {
+        parts.push(format!("updated_at >= {}", next(Bind::Int(ms(t)), &mut binds)));
+    }
+    if let Some(t) = filter.completed_since {
+        parts.push(format!("completed_at >= {}", next(Bind::Int(ms(t)), &mut binds)));
+    }
+    (parts.join(" and "), binds)
 }

@@ -232,8 +232,8 @@ async fn wait_for_change(f: &mut Follow) {
     loop {
         tokio::select! {
             change = f.rx.recv() => match change {
-                Ok(Change::Run { run_id, .. }) if run_id == f.run_id => return,
-                Ok(Change::Run { .. }) => {}
+                Ok(Change::Job { job_id, .. }) if job_id.0 == f.run_id.as_uuid() => return,
+                Ok(Change::Job { .. }) => {}
                 Ok(Change::Resync) | Err(RecvError::Lagged(_)) => return,
                 Err(RecvError::Closed) => {
                     deadline.as_mut().await;

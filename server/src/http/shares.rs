@@ -19,7 +19,7 @@ use super::runs::progress_of;
 use super::session::Identity;
 
 fn access(state: &AppState) -> Access {
-    Access::new(state.service.store().clone())
+    state.access.clone()
 }
 
 fn no_such_link() -> ApiError {

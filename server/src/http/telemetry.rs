@@ -48,12 +48,16 @@ const BUCKETS: &[f64] =
 
 /// The process's recorder, installed on first use: one per process, shared by every role it
 /// plays.
+/// Jobs per batched store operation: powers of two up to the largest batch.
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
 pub fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(jobs::telemetry::DB_BATCH.into()), BATCH_BUCKETS))
                 .expect("buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -68,23 +72,28 @@ pub fn recorder() -> PrometheusHandle {
 }
 
 fn describe() {
+    use application::telemetry as a;
     use jobs::telemetry as t;
     let d = |name: &'static str, help: &'static str| metrics::describe_counter!(name, help);
-    d(t::RUNS_STARTED, "Runs queued, new and retried, by every way in.");
-    d(t::RUNS_FINISHED, "Runs that reached a terminal state, by status.");
-    d(t::MODEL_CALLS, "Model calls of finished steps and turns, by the model that answered them.");
-    d(t::MODEL_TOKENS, "Model tokens of finished steps and turns, by model and kind.");
-    d(t::MODEL_COST, "Model cost in millionths of a US dollar, by model.");
-    d(t::RETRIES, "Retries of failed, timed-out or cancelled runs.");
+    d(a::RUNS_STARTED, "Runs queued, new and retried, by every way in.");
+    d(t::RUNS_FINISHED, "Jobs that reached a terminal state, by kind (`analysis` for runs) and status.");
+    d(a::MODEL_CALLS, "Model calls of finished steps and turns, by the model that answered them.");
+    d(a::MODEL_TOKENS, "Model tokens of finished steps and turns, by model and kind.");
+    d(a::MODEL_COST, "Model cost in millionths of a US dollar, by model.");
+    d(a::RETRIES, "Retries of failed, timed-out or cancelled runs.");
     d(t::RESCUES, "Runs whose lease expired, settled by the rescuer, by outcome.");
     d(t::TIMEOUTS, "Runs ended by their deadline, by who noticed.");
-    d(t::CANCELS, "Cancel requests that changed an active run.");
+    d(a::CANCELS, "Cancel requests that changed an active run.");
     d(POLLS, "Progress reads answered, by answer.");
     let h = |name: &'static str, help: &'static str| metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
-    h(t::RUN_DURATION, "Seconds from a run's first claim to its end, by status.");
-    h(t::STEP_DURATION, "Seconds a step took, by step.");
-    h(t::QUEUE_WAIT, "Seconds from a run's creation to its first claim.");
+    h(t::RUN_DURATION, "Seconds from a job's first claim to its end, by kind and status.");
+    h(a::STEP_DURATION, "Seconds a step took, by step.");
+    h(t::QUEUE_WAIT, "Seconds from a job's creation to its first claim, by kind.");
     h(t::DB_STATEMENT, "Seconds one store operation took, by statement and backend.");
+    metrics::describe_histogram!(
+        t::DB_BATCH,
+        "Jobs one store operation carried (claims, batched writes, heartbeats, ends), by statement and backend."
+    );
     h(HTTP_REQUEST, "Seconds to the response head, by route, method and status.");
     let g = |name: &'static str, help: &'static str| metrics::describe_gauge!(name, help);
     g(QUEUE_DEPTH, "Runs waiting for a worker.");
@@ -171,8 +180,14 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
 }
 
 async fn metrics_body(state: &AppState) -> Result<Response, ApiError> {
-    let counts = state.service.store().count_by_status().await.map_err(application::Error::from)?;
-    let count = |status: JobStatus| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n).unwrap_or(0);
+    let counts = state.service.counts().await?;
+    let count = |status: JobStatus| {
+        counts
+            .iter()
+            .filter(|c| c.kind == application::run::KIND && application::run::status_of(c.state) == status)
+            .map(|c| c.jobs)
+            .sum::<u64>()
+    };
     for status in JobStatus::ALL {
         metrics::gauge!(JOBS, "status" => status.as_str()).set(count(status) as f64);
     }

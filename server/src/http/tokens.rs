@@ -140,7 +140,7 @@ pub async fn revoke(
 }
 
 fn access(state: &AppState) -> Access {
-    Access::new(state.service.store().clone())
+    state.access.clone()
 }
 
 #[cfg(test)]

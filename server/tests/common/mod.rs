@@ -187,3 +187,110 @@ pub fn fake_models(fake: &agents::testing::FakeLlm, models: &[(&str, &str)]) -> 
     std::fs::write(&path, toml).expect("write catalog");
     path.to_str().expect("utf-8").to_string()
 }
+
+/// The database as a test reads it behind the server's back: the queue, and its jobs read as
+/// the application's runs.
+pub struct Records {
+    pub db: jobs::Database,
+}
+
+impl Records {
+    /// Opens `db` with every migration applied.
+    pub async fn open(db: &TestDb) -> Self {
+        let database = jobs::Database::connect(&db.url, std::sync::Arc::new(jobs::SystemClock)).await.expect("open");
+        application::store::migrate(&database).await.expect("migrate");
+        Self { db: database }
+    }
+
+    pub fn queue(&self) -> &std::sync::Arc<dyn jobs::JobStore> {
+        self.db.queue()
+    }
+
+    /// Queues a run of AAPL with the invest and risk analysts on `model`, for `owner`, as the
+    /// service would, and returns its id.
+    pub async fn insert(&self, owner: &str, model: &str, timeout_ms: u64) -> domain::RunId {
+        let start = domain::ValidStart {
+            symbol: "AAPL".parse().unwrap(),
+            model_id: model.parse().unwrap(),
+            analysts: vec![domain::AnalystKind::Invest, domain::AnalystKind::Risk],
+            as_of: None,
+            options: domain::RunOptions::default(),
+        };
+        self.insert_start(owner, &start, timeout_ms).await
+    }
+
+    pub async fn insert_start(&self, owner: &str, start: &domain::ValidStart, timeout_ms: u64) -> domain::RunId {
+        use application::run::{KIND, RunArgs, RunProgress};
+        let args = serde_json::to_value(RunArgs { start: start.clone(), retry_of: None }).unwrap();
+        let job = jobs::NewJob {
+            timeout_ms,
+            progress: serde_json::to_value(RunProgress::new(start)).unwrap(),
+            ..jobs::NewJob::new(KIND, owner, args)
+        };
+        match self.queue().insert(&jobs::Insert::one(job)).await.unwrap() {
+            jobs::InsertOutcome::Created(j) => application::run::run_id(j.job_id),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A run, live or archived.
+    pub async fn run(&self, id: domain::RunId) -> Option<application::run::Run> {
+        let job = self.queue().get(application::run::job_id(id)).await.unwrap()?;
+        Some(application::run::Run::from_job(job).unwrap())
+    }
+
+    /// Polls until `cond` holds for the run, at most `limit`, saying what it waited for.
+    pub async fn wait_for(
+        &self,
+        id: domain::RunId,
+        limit: Duration,
+        what: &str,
+        cond: impl Fn(&application::run::Run) -> bool,
+    ) -> application::run::Run {
+        let start = Instant::now();
+        loop {
+            let run = self.run(id).await.expect("the run exists");
+            if cond(&run) {
+                return run;
+            }
+            assert!(start.elapsed() < limit, "waited {limit:?} for {what}: {run:?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Live runs per status (backtest cells included).
+    pub async fn counts(&self) -> Vec<(domain::JobStatus, u64)> {
+        let mut by: std::collections::BTreeMap<String, (domain::JobStatus, u64)> = Default::default();
+        for c in self.queue().counts().await.unwrap().into_iter().filter(|c| c.kind == application::run::KIND) {
+            let status = application::run::status_of(c.state);
+            by.entry(status.as_str().to_string()).or_insert((status, 0)).1 += c.jobs;
+        }
+        by.into_values().collect()
+    }
+
+    /// The cells of a backtest, in their order, archived ones included.
+    pub async fn cells(&self, backtest: domain::BacktestId) -> Vec<application::run::Run> {
+        let filter = jobs::Filter {
+            parent: Some(Some(jobs::JobId(backtest.as_uuid()))),
+            archived: true,
+            order: jobs::job::Order::Inserted,
+            limit: u32::MAX,
+            ..jobs::Filter::default()
+        };
+        let jobs = self.queue().list(&filter).await.unwrap().jobs;
+        jobs.into_iter().map(|j| application::run::Run::from_job(j).unwrap()).collect()
+    }
+
+    /// How many runs (without a backtest) `owner` has, archived ones included.
+    pub async fn total(&self, owner: &str) -> u64 {
+        let filter = jobs::Filter {
+            kind: Some(application::run::KIND.into()),
+            owner: Some(owner.into()),
+            parent: Some(None),
+            archived: true,
+            count: true,
+            ..jobs::Filter::default()
+        };
+        self.queue().list(&filter).await.unwrap().total.unwrap()
+    }
+}

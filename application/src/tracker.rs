@@ -1,13 +1,11 @@
-//! The step list of a running job, as its worker keeps it.
+//! The step list of a running analysis, as its worker keeps it, and what a step list adds up to.
 //!
 //! Only the worker holding the lease changes a running job's steps, so it keeps them in memory
 //! and writes the whole list each time: no read-modify-write against the database. Changes are
-//! plain state transitions here; `JobContext` decides when they are written.
+//! plain state transitions here; the reporter decides when they are written.
 
 use chrono::{DateTime, Utc};
-use domain::{StepProgress, StepStatus};
-
-use crate::model::{ProgressSnapshot, overall_percent};
+use domain::{AnalystKind, StepProgress, StepStatus};
 
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -21,6 +19,10 @@ impl Tracker {
 
     pub fn steps(&self) -> &[StepProgress] {
         &self.steps
+    }
+
+    pub fn into_steps(self) -> Vec<StepProgress> {
+        self.steps
     }
 
     fn step_mut(&mut self, name: &str) -> Option<&mut StepProgress> {
@@ -90,14 +92,54 @@ impl Tracker {
         }
         self.steps.iter().find(|s| s.status == StepStatus::Pending).map(|s| s.name.clone())
     }
+}
 
-    pub fn snapshot(&self) -> ProgressSnapshot {
-        ProgressSnapshot {
-            steps: self.steps.clone(),
-            progress_percent: overall_percent(&self.steps),
-            current_step: self.current_step(),
-        }
+/// The steps of a run that ended: finished steps keep their state, an unfinished step named in
+/// `failed` becomes `failed`, and every other unfinished step becomes `skipped`.
+pub fn close_steps(steps: &[StepProgress], failed: &[&str], now: DateTime<Utc>) -> Vec<StepProgress> {
+    steps
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            if !s.status.is_finished() {
+                s.status = if failed.contains(&s.name.as_str()) { StepStatus::Failed } else { StepStatus::Skipped };
+                s.detail = None;
+                if s.started_at.is_some() {
+                    s.completed_at = Some(now);
+                    s.duration_ms = s.started_at.map(|t| (now - t).num_milliseconds().max(0) as u64);
+                }
+            }
+            s
+        })
+        .collect()
+}
+
+/// The steps of a run going back to `pending` for another attempt: completed steps stay
+/// completed (their checkpoints will be reused), everything else starts over.
+pub fn reset_unfinished_steps(steps: &[StepProgress]) -> Vec<StepProgress> {
+    steps
+        .iter()
+        .map(|s| if s.status == StepStatus::Completed { s.clone() } else { StepProgress::pending(s.name.clone()) })
+        .collect()
+}
+
+/// Overall percent of a step list whose steps are weighted: data collection, the final
+/// assessment and the team's steps count one share each, every analyst two (in a quick run
+/// they are where the model time goes).
+pub fn overall_percent(steps: &[StepProgress]) -> u8 {
+    let weight = |s: &StepProgress| if AnalystKind::from_step_name(&s.name).is_some() { 2.0 } else { 1.0 };
+    let total: f64 = steps.iter().map(weight).sum();
+    if total == 0.0 {
+        return 0;
     }
+    let done: f64 = steps
+        .iter()
+        .map(|s| {
+            let p = if s.status == StepStatus::Completed { 100.0 } else { f64::from(s.progress.min(100)) };
+            weight(s) * p
+        })
+        .sum();
+    (done / total).floor().clamp(0.0, 100.0) as u8
 }
 
 #[cfg(test)]
@@ -141,6 +183,44 @@ mod tests {
         assert_eq!(t.current_step().as_deref(), Some("Final Assessment"));
         assert!(!t.complete("Risk Analyst", now), "completing twice changes nothing");
         // 1 + 2 + 2 of 6 shares done
-        assert_eq!(t.snapshot().progress_percent, 83);
+        assert_eq!(overall_percent(t.steps()), 83);
+    }
+
+    fn step(name: &str, status: StepStatus, progress: u8) -> StepProgress {
+        StepProgress { status, progress, ..StepProgress::pending(name) }
+    }
+
+    #[test]
+    fn percent_weights_analysts_double() {
+        let steps = vec![
+            step("Data Collection", StepStatus::Completed, 100),
+            step("Invest Analyst", StepStatus::InProgress, 50),
+            step("Risk Analyst", StepStatus::Pending, 0),
+            step("Final Assessment", StepStatus::Pending, 0),
+        ];
+        // (1*100 + 2*50 + 0 + 0) / 6 = 33.3
+        assert_eq!(overall_percent(&steps), 33);
+        assert_eq!(overall_percent(&[]), 0);
+    }
+
+    #[test]
+    fn closing_marks_the_failed_step_and_skips_the_rest() {
+        let t = Utc::now();
+        let mut running = step("Risk Analyst", StepStatus::InProgress, 40);
+        running.started_at = Some(t - chrono::Duration::seconds(2));
+        let steps = vec![
+            step("Data Collection", StepStatus::Completed, 100),
+            running,
+            step("Final Assessment", StepStatus::Pending, 0),
+        ];
+        let closed = close_steps(&steps, &["Risk Analyst"], t);
+        assert_eq!(
+            closed.iter().map(|s| s.status).collect::<Vec<_>>(),
+            vec![StepStatus::Completed, StepStatus::Failed, StepStatus::Skipped]
+        );
+        assert_eq!(closed[1].duration_ms, Some(2000));
+        let reset = reset_unfinished_steps(&steps);
+        assert_eq!(reset[1], StepProgress::pending("Risk Analyst"));
+        assert_eq!(reset[0].status, StepStatus::Completed);
     }
 }

@@ -1,0 +1,270 @@
+//! The application's own SQL: its migrations, its tables (API tokens, share links, settings)
+//! and the figures it reads from the record of runs (`trading_agent_jobs`, a view over the
+//! queue's jobs of kind `analysis`).
+//!
+//! One implementation for both databases: the statements are written in the SQL SQLite and
+//! PostgreSQL share (`$n` parameters, times as epoch milliseconds, JSON read as text) and each
+//! runs on whichever pool the database has. The queue's own SQL stays in `jobs`.
+
+use chrono::{DateTime, Utc};
+use domain::{ApiToken, RunId, ShareLink, StepProgress, TokenUsage};
+use jobs::{Database, Pools, StoreError};
+
+use crate::error::Result;
+
+/// Runs `$body` with `$pool` bound to the database's pool for reads (SQLite's readers).
+macro_rules! on_reader {
+    ($self:ident, |$pool:ident| $body:expr) => {
+        match &$self.pools {
+            Pools::Sqlite { reader: $pool, .. } => $body,
+            Pools::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$pool` bound to the database's pool for writes (SQLite's one writer).
+macro_rules! on_writer {
+    ($self:ident, |$pool:ident| $body:expr) => {
+        match &$self.pools {
+            Pools::Sqlite { writer: $pool, .. } => $body,
+            Pools::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Applies every migration: the queue's, then the application's (which build on them).
+pub async fn migrate(db: &Database) -> Result<()> {
+    db.migrate_queue().await?;
+    let failed = |e| StoreError::Database(sqlx::Error::Migrate(Box::new(e)));
+    match &db.pools {
+        Pools::Sqlite { writer, .. } => sqlx::migrate!("../migrations/sqlite").run(writer).await.map_err(failed)?,
+        Pools::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await.map_err(failed)?,
+    }
+    Ok(())
+}
+
+/// What one user's runs spent on model calls in a window (see [`Store::usage_since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UserUsage {
+    /// Runs that spent anything.
+    pub runs: u64,
+    /// Prompt and completion tokens.
+    pub tokens: u64,
+    /// US dollars at the catalog's prices.
+    pub cost_usd: f64,
+    /// The earliest last update among those runs: when it leaves the window, the usage drops.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| crate::Error::Internal(format!("a time out of range: {ms}")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| crate::Error::Internal(format!("{what}: {e}")))
+}
+
+impl Store {
+    pub fn new(pools: Pools) -> Self {
+        Self { pools }
+    }
+
+    /// The column that orders rows of a table by insertion.
+    fn seq(&self) -> &'static str {
+        match self.pools {
+            Pools::Sqlite { .. } => "rowid",
+            Pools::Postgres(_) => "seq",
+        }
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<()> {
+        on_reader!(self, |pool| sqlx::query("select 1").execute(pool).await.map(drop).map_err(StoreError::from)?);
+        Ok(())
+    }
+
+    /// What the runs of `owner` last updated at or after `since` spent on model calls; runs
+    /// that spent nothing are not counted.
+    pub async fn usage_since(&self, owner: &str, since: DateTime<Utc>) -> Result<UserUsage> {
+        let sql = "select count(*), cast(coalesce(sum(prompt_tokens + completion_tokens), 0) as bigint),
+                          cast(coalesce(sum(cost_usd), 0) as double precision), min(updated_at)
+                   from trading_agent_jobs
+                   where user_id = $1 and updated_at >= $2 and (prompt_tokens + completion_tokens > 0 or cost_usd > 0)";
+        let (runs, tokens, cost_usd, oldest): (i64, i64, f64, Option<i64>) = on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(owner)
+                .bind(since.timestamp_millis())
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        Ok(UserUsage {
+            runs: runs.max(0) as u64,
+            tokens: tokens.max(0) as u64,
+            cost_usd,
+            oldest: oldest.map(time).transpose()?,
+        })
+    }
+
+    /// The step lists of the most recent completed runs of a model, newest first.
+    pub async fn recent_steps(&self, model_id: &str, limit: u32) -> Result<Vec<Vec<StepProgress>>> {
+        let sql = "select cast(steps as text) from trading_agent_jobs where model_id = $1 and status = 'completed'
+                   order by completed_at desc limit $2";
+        let rows: Vec<String> = on_reader!(self, |pool| {
+            sqlx::query_scalar(sql)
+                .bind(model_id)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        rows.iter().map(|s| json("steps", s)).collect()
+    }
+
+    /// The model calls and tokens of the most recent completed runs of a model that called
+    /// it, newest first.
+    pub async fn recent_usage(&self, model_id: &str, limit: u32) -> Result<Vec<(u32, TokenUsage)>> {
+        let sql = "select cast(llm_calls as bigint), cast(prompt_tokens as bigint), cast(completion_tokens as bigint)
+                   from trading_agent_jobs where model_id = $1 and status = 'completed' and llm_calls > 0
+                   order by completed_at desc limit $2";
+        let rows: Vec<(i64, i64, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(model_id).bind(i64::from(limit)).fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(calls, prompt, completion)| {
+                let tokens = TokenUsage { prompt: prompt.max(0) as u64, completion: completion.max(0) as u64 };
+                (calls.clamp(0, i64::from(u32::MAX)) as u32, tokens)
+            })
+            .collect())
+    }
+
+    /// The stored value of a shared setting, storing `value` first if there is none.
+    pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        on_writer!(self, |pool| {
+            sqlx::query(
+                "insert into trading_agent_settings (name, value) values ($1, $2) on conflict (name) do nothing",
+            )
+            .bind(name)
+            .bind(value)
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)?;
+            Ok(sqlx::query_scalar("select value from trading_agent_settings where name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+                .map_err(StoreError::from)?)
+        })
+    }
+
+    // Other ways to an identity ([`crate::access`]). Secrets are stored as their SHA-256 only.
+
+    pub async fn insert_token(&self, owner: &str, token: &ApiToken, hash: &str) -> Result<()> {
+        let sql =
+            "insert into trading_agent_tokens (id, user_id, name, token_hash, created_at) values ($1, $2, $3, $4, $5)";
+        on_writer!(self, |pool| {
+            sqlx::query(sql)
+                .bind(&token.id)
+                .bind(owner)
+                .bind(&token.name)
+                .bind(hash)
+                .bind(token.created_at.timestamp_millis())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(StoreError::from)?
+        });
+        Ok(())
+    }
+
+    /// A user's tokens, newest first.
+    pub async fn tokens_for(&self, owner: &str) -> Result<Vec<ApiToken>> {
+        let sql = format!(
+            "select id, name, created_at from trading_agent_tokens where user_id = $1 order by {} desc",
+            self.seq()
+        );
+        let rows: Vec<(String, String, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner).fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        rows.into_iter().map(|(id, name, at)| Ok(ApiToken { id, name, created_at: time(at)? })).collect()
+    }
+
+    /// Deletes one of a user's tokens; whether there was one.
+    pub async fn delete_token(&self, owner: &str, id: &str) -> Result<bool> {
+        let sql = "delete from trading_agent_tokens where user_id = $1 and id = $2";
+        let done = on_writer!(self, |pool| {
+            sqlx::query(sql).bind(owner).bind(id).execute(pool).await.map_err(StoreError::from)?.rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// The user a token's hash belongs to.
+    pub async fn token_owner(&self, hash: &str) -> Result<Option<String>> {
+        let sql = "select user_id from trading_agent_tokens where token_hash = $1";
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_scalar(sql).bind(hash).fetch_optional(pool).await.map_err(StoreError::from)?
+        }))
+    }
+
+    pub async fn insert_share(&self, owner: &str, share: &ShareLink, hash: &str) -> Result<()> {
+        let sql = "insert into trading_agent_shares (id, run_id, user_id, token_hash, created_at) values ($1, $2, $3, $4, $5)";
+        on_writer!(self, |pool| {
+            sqlx::query(sql)
+                .bind(&share.id)
+                .bind(share.run_id.to_string())
+                .bind(owner)
+                .bind(hash)
+                .bind(share.created_at.timestamp_millis())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(StoreError::from)?
+        });
+        Ok(())
+    }
+
+    /// A user's share links of one run, newest first.
+    pub async fn shares_for(&self, owner: &str, run_id: RunId) -> Result<Vec<ShareLink>> {
+        let sql = format!(
+            "select id, created_at from trading_agent_shares where user_id = $1 and run_id = $2 order by {} desc",
+            self.seq()
+        );
+        let rows: Vec<(String, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(run_id.to_string())
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        rows.into_iter().map(|(id, at)| Ok(ShareLink { id, run_id, created_at: time(at)? })).collect()
+    }
+
+    /// Deletes one of a user's share links; whether there was one.
+    pub async fn delete_share(&self, owner: &str, id: &str) -> Result<bool> {
+        let sql = "delete from trading_agent_shares where user_id = $1 and id = $2";
+        let done = on_writer!(self, |pool| {
+            sqlx::query(sql).bind(owner).bind(id).execute(pool).await.map_err(StoreError::from)?.rows_affected()
+        });
+        Ok(done > 0)
+    }
+
+    /// The run a share link's hash opens, and its owner.
+    pub async fn shared_run(&self, hash: &str) -> Result<Option<(RunId, String)>> {
+        let sql = "select run_id, user_id from trading_agent_shares where token_hash = $1";
+        let row: Option<(String, String)> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(hash).fetch_optional(pool).await.map_err(StoreError::from)?
+        });
+        row.map(|(run, user)| {
+            let run = run.parse().map_err(|e: domain::IdError| crate::Error::Internal(e.0))?;
+            Ok((run, user))
+        })
+        .transpose()
+    }
+}

@@ -1,0 +1,111 @@
+//! Writes of running jobs, and their ends, in batches: River's completer, generalised.
+//!
+//! Every running job of a process sends its writes to one [`Writes`] and its end to one
+//! [`Ends`]. Each is a task that takes whatever has queued up, sends it to the store in one
+//! call (one statement, or one short transaction on SQLite), and answers every caller. While a
+//! batch is at the database the next one gathers, so an idle process writes at once and a busy
+//! one writes many jobs per round trip — group commit, without a timer. A job waits for its own
+//! write before making the next (its context holds a lock across it), so a batch never holds
+//! two writes of one job and a job's writes land in the order it made them.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::job::{Control, Finish, Write};
+use crate::store::JobStore;
+
+/// The most requests one batch carries.
+pub const BATCH_MAX: usize = 256;
+
+type Reply<T> = oneshot::Sender<Result<T, String>>;
+
+struct Batcher<Req, Resp> {
+    tx: mpsc::UnboundedSender<(Req, Reply<Resp>)>,
+}
+
+impl<Req, Resp> Clone for Batcher<Req, Resp> {
+    fn clone(&self) -> Self {
+        Self { tx: self.tx.clone() }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
+    /// Starts the task that sends batches through `send`; it ends when the last handle is
+    /// dropped.
+    fn spawn<F, Fut>(send: F) -> Self
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Vec<Resp>, String>> + Send,
+    {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Req, Reply<Resp>)>();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(more) => batch.push(more),
+                        Err(_) => break,
+                    }
+                }
+                let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.into_iter().unzip();
+                match send(requests).await {
+                    Ok(answers) => {
+                        for (reply, answer) in replies.into_iter().zip(answers) {
+                            let _ = reply.send(Ok(answer));
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { tx }
+    }
+
+    async fn call(&self, request: Req) -> Result<Resp, String> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((request, reply)).map_err(|_| "the batch writer has stopped".to_string())?;
+        answer.await.map_err(|_| "the batch writer has stopped".to_string())?
+    }
+}
+
+/// Batched fenced writes of running jobs' progress and checkpoints.
+#[derive(Clone)]
+pub struct Writes(Batcher<Write, Option<Control>>);
+
+impl Writes {
+    pub fn new(store: Arc<dyn JobStore>) -> Self {
+        Self(Batcher::spawn(move |writes: Vec<Write>| {
+            let store = store.clone();
+            async move { store.write(&writes).await.map_err(|e| e.to_string()) }
+        }))
+    }
+
+    /// The job's control after the write, or `None` when its fence no longer holds.
+    pub async fn write(&self, write: Write) -> Result<Option<Control>, String> {
+        self.0.call(write).await
+    }
+}
+
+/// Batched final writes of running jobs: the completer.
+#[derive(Clone)]
+pub struct Ends(Batcher<Finish, bool>);
+
+impl Ends {
+    pub fn new(store: Arc<dyn JobStore>) -> Self {
+        Self(Batcher::spawn(move |finishes: Vec<Finish>| {
+            let store = store.clone();
+            async move { store.finish(&finishes).await.map_err(|e| e.to_string()) }
+        }))
+    }
+
+    /// Whether the job's fence held.
+    pub async fn finish(&self, finish: Finish) -> Result<bool, String> {
+        self.0.call(finish).await
+    }
+}
