@@ -2,11 +2,12 @@
 //!
 //! Every running job of a process sends its writes to one [`Writes`] and its end to one
 //! [`Ends`]. Each is a task that takes whatever has queued up, sends it to the store in one
-//! call (one statement, or one short transaction on SQLite), and answers every caller. While a
-//! batch is at the database the next one gathers, so an idle process writes at once and a busy
-//! one writes many jobs per round trip — group commit, without a timer. A job waits for its own
-//! write before making the next (its context holds a lock across it), so a batch never holds
-//! two writes of one job and a job's writes land in the order it made them.
+//! call (one statement, or one short transaction on SQLite), and answers every caller. While
+//! batches are at the database (at most [`IN_FLIGHT`] at once) the next one gathers, so an idle
+//! process writes at once and a busy one writes many jobs per round trip — group commit,
+//! without a timer. A job waits for its own write before making the next (its context holds a
+//! lock across it), so no two batches hold writes of one job and a job's writes land in the
+//! order it made them.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use crate::store::JobStore;
 
 /// The most requests one batch carries.
 pub const BATCH_MAX: usize = 256;
+/// Batches at the database at once: while one waits for its round trip, the next may go.
+pub const IN_FLIGHT: usize = 4;
 
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
@@ -37,11 +40,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     fn spawn<F, Fut>(send: F) -> Self
     where
         F: Fn(Vec<Req>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<Resp>, String>> + Send,
+        Fut: Future<Output = Result<Vec<Resp>, String>> + Send + 'static,
     {
         let (tx, mut rx) = mpsc::unbounded_channel::<(Req, Reply<Resp>)>();
+        let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
+                let slot = slots.clone().acquire_owned().await.expect("never closed");
                 let mut batch = vec![first];
                 while batch.len() < BATCH_MAX {
                     match rx.try_recv() {
@@ -50,18 +55,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                     }
                 }
                 let (requests, replies): (Vec<Req>, Vec<Reply<Resp>>) = batch.into_iter().unzip();
-                match send(requests).await {
-                    Ok(answers) => {
-                        for (reply, answer) in replies.into_iter().zip(answers) {
-                            let _ = reply.send(Ok(answer));
+                let sent = send(requests);
+                tokio::spawn(async move {
+                    match sent.await {
+                        Ok(answers) => {
+                            for (reply, answer) in replies.into_iter().zip(answers) {
+                                let _ = reply.send(Ok(answer));
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(e.clone()));
+                            }
                         }
                     }
-                    Err(e) => {
-                        for reply in replies {
-                            let _ = reply.send(Err(e.clone()));
-                        }
-                    }
-                }
+                    drop(slot);
+                });
             }
         });
         Self { tx }
