@@ -52,7 +52,12 @@ impl Harness {
 
     /// Ends a claimed run as its worker would, with its progress as it was claimed.
     async fn finish(&self, job: &Job, outcome: Outcome) {
-        let finish = Finish { fence: job.fence().unwrap(), outcome, progress: job.progress.clone() };
+        let finish = Finish {
+            fence: job.fence().unwrap(),
+            outcome,
+            progress: job.progress.clone(),
+            checkpoints: Default::default(),
+        };
         assert_eq!(self.queue.finish(&[finish]).await.unwrap(), vec![true]);
     }
 

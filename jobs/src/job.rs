@@ -286,12 +286,14 @@ impl Outcome {
     }
 }
 
-/// A fenced final write: the outcome, with the job's last progress document.
+/// A fenced final write: the outcome, with the job's last progress document and the
+/// checkpoints it had not written yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {
     pub fence: Fence,
     pub outcome: Outcome,
     pub progress: Value,
+    pub checkpoints: BTreeMap<String, Value>,
 }
 
 /// How a running job whose worker is gone (lease expired) or late (deadline passed) is settled.

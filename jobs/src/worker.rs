@@ -200,7 +200,7 @@ impl WorkerPool {
         };
         let stop = CancellationToken::new();
         let watcher = tokio::spawn(watch(self.shared.clone(), stop.clone()));
-        let end = run_job(self.shared.clone(), job.clone(), hard_stop.clone()).await;
+        let end = run_job(self.shared.clone(), job.clone(), hard_stop.clone(), None).await;
         stop.cancel();
         let _ = watcher.await;
         Ok(Some((job, end)))
@@ -244,10 +244,7 @@ impl WorkerPool {
                             None => slots.clone().try_acquire_owned().expect("claimed no more than the free slots"),
                         };
                         let (shared, hard) = (s.clone(), hard_stop.clone());
-                        tasks.spawn(async move {
-                            run_job(shared, job, hard).await;
-                            drop(permit);
-                        });
+                        tasks.spawn(run_job(shared, job, hard, Some(permit)));
                     }
                     // Reap finished tasks so the set does not grow.
                     while tasks.try_join_next().is_some() {}
@@ -311,8 +308,15 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Runs one claimed job to its end and writes how it ended.
-async fn run_job(s: Arc<Shared>, job: Job, hard_stop: CancellationToken) -> RunEnd {
+/// Runs one claimed job to its end and writes how it ended. Its worker's slot (`permit`) is
+/// free as soon as its handler is done: the final write goes through the completer while the
+/// producer claims the next job.
+async fn run_job(
+    s: Arc<Shared>,
+    job: Job,
+    hard_stop: CancellationToken,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> RunEnd {
     let ctx = JobContext::new(job.clone(), s.writes.clone());
     s.running.lock().expect("not poisoned").insert(job.job_id, ctx.clone());
     let _running = Running { shared: &s, job_id: job.job_id };
@@ -339,6 +343,7 @@ async fn run_job(s: Arc<Shared>, job: Job, hard_stop: CancellationToken) -> RunE
         _ = tokio::time::sleep(deadline) => Stop::Timeout,
         _ = hard_stop.cancelled() => Stop::Release,
     };
+    drop(permit);
     if ctx.is_lease_lost() {
         tracing::warn!(job_id = %job.job_id, worker = %s.owner, "lease lost; leaving the job to its new owner");
         return RunEnd::Abandoned;
@@ -367,7 +372,8 @@ async fn finish(s: &Shared, ctx: &JobContext, outcome: Outcome) -> RunEnd {
         Outcome::Cancelled => RunEnd::Cancelled,
         Outcome::Released => RunEnd::Released,
     };
-    let finish = Finish { fence: ctx.fence().clone(), progress: ctx.progress().await, outcome };
+    let (progress, checkpoints) = ctx.unwritten().await;
+    let finish = Finish { fence: ctx.fence().clone(), progress, checkpoints, outcome };
     let started = Instant::now();
     loop {
         match s.ends.finish(finish.clone()).await {
@@ -449,9 +455,11 @@ async fn watch(s: Arc<Shared>, stop: CancellationToken) {
         if running.is_empty() {
             continue;
         }
-        // Coalesced progress goes out first, all jobs' in one batch; a write also reads the
-        // cancel flag.
-        futures::future::join_all(running.iter().map(|ctx| ctx.flush())).await;
+        // Coalesced progress goes out (all jobs' in one batch, as it happens); a write also
+        // reads the cancel flag.
+        for ctx in &running {
+            ctx.write();
+        }
         let extend = (last_heartbeat.elapsed() >= s.config.heartbeat_every()).then_some(lease);
         let fences: Vec<_> = running.iter().map(|ctx| ctx.fence().clone()).collect();
         match s.store.control(&fences, extend).await {

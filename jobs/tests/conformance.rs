@@ -106,7 +106,7 @@ fn write(fence: &jobs::job::Fence, progress: serde_json::Value) -> Write {
 }
 
 fn finish(job: &Job, outcome: Outcome) -> Finish {
-    Finish { fence: job.fence().unwrap(), outcome, progress: job.progress.clone() }
+    Finish { fence: job.fence().unwrap(), outcome, progress: job.progress.clone(), checkpoints: Default::default() }
 }
 
 /// Higher priority first, then oldest first; a claimed job carries a lease, a deadline and
@@ -182,7 +182,8 @@ async fn fencing(h: Harness) {
     let done = |f: &jobs::job::Fence| Finish {
         fence: f.clone(),
         outcome: Outcome::Completed(json!({"ok": 1})),
-        progress: json!({}),
+        progress: json!({"done": true}),
+        checkpoints: [("last".to_string(), json!({"written": "with the end"}))].into_iter().collect(),
     };
     assert_eq!(h.store.finish(&[done(&fence_a)]).await.unwrap(), vec![false]);
     let released = Finish { outcome: Outcome::Released, ..done(&fence_a) };
@@ -199,6 +200,8 @@ async fn fencing(h: Harness) {
     let ended = h.job(id).await;
     assert_eq!(ended.state, State::Completed);
     assert_eq!(ended.output, Some(json!({"ok": 1})));
+    assert_eq!(ended.progress, json!({"done": true}));
+    assert_eq!(ended.checkpoints["last"], json!({"written": "with the end"}), "what was unwritten went with the end");
     assert_eq!(h.store.finish(&[done(&fence_b)]).await.unwrap(), vec![false], "ended jobs refuse writes");
 }
 

@@ -145,7 +145,12 @@ async fn scrape(binary: &std::path::Path, table: usize, scrapes: usize) -> (Vec<
                 } else {
                     Outcome::Completed(serde_json::json!({}))
                 };
-                let finish = Finish { fence: claimed.fence().unwrap(), outcome, progress: claimed.progress.clone() };
+                let finish = Finish {
+                    fence: claimed.fence().unwrap(),
+                    outcome,
+                    progress: claimed.progress.clone(),
+                    checkpoints: Default::default(),
+                };
                 store.finish(&[finish]).await.unwrap();
             }
         }));

@@ -61,15 +61,38 @@ create index queue_jobs_archive_parent on queue_jobs_archive (parent_id) where p
 create index queue_jobs_archive_archived_at on queue_jobs_archive (archived_at);
 
 -- Every change of a job's version is announced as "<job id> <version>" on queue_jobs_changed,
--- whichever process made it, so that every process's caches and streams learn of it.
--- Heartbeats do not change the version and are not announced.
-create function queue_jobs_notify() returns trigger language plpgsql as $$
+-- whichever process made it, so that every process's caches and streams learn of it: one
+-- notification per statement (a batch writes many jobs), its entries separated by commas, at
+-- most 100 to a notification. Heartbeats do not change the version and are not announced.
+create function queue_jobs_announce(changes text[]) returns void language plpgsql as $$
+declare
+  i int := 1;
 begin
-  perform pg_notify('queue_jobs_changed', new.job_id::text || ' ' || new.version::text);
+  while i <= coalesce(array_length(changes, 1), 0) loop
+    perform pg_notify('queue_jobs_changed', array_to_string(changes[i:i + 99], ','));
+    i := i + 100;
+  end loop;
+end
+$$;
+
+create function queue_jobs_inserted() returns trigger language plpgsql as $$
+begin
+  perform queue_jobs_announce(array(select job_id::text || ' ' || version::text from new_rows));
   return null;
 end
 $$;
 
-create trigger queue_jobs_notify
-  after insert or update of version on queue_jobs
-  for each row execute function queue_jobs_notify();
+create function queue_jobs_updated() returns trigger language plpgsql as $$
+begin
+  perform queue_jobs_announce(array(
+    select n.job_id::text || ' ' || n.version::text
+    from new_rows n join old_rows o on o.id = n.id
+    where n.version <> o.version));
+  return null;
+end
+$$;
+
+create trigger queue_jobs_inserted after insert on queue_jobs
+  referencing new table as new_rows for each statement execute function queue_jobs_inserted();
+create trigger queue_jobs_updated after update on queue_jobs
+  referencing old table as old_rows new table as new_rows for each statement execute function queue_jobs_updated();

@@ -250,6 +250,15 @@ pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// How many claimable jobs, oldest first within each priority, a claim of `limit` jobs weighs
+/// for fairness: enough to find, among the oldest, the owners with the fewest jobs running,
+/// without reading the whole queue each time. A child its owner may not start yet (its
+/// parent's cap reached) is passed over before the window is cut, so a long backlog of one
+/// owner's children never hides another owner's jobs.
+pub(crate) fn claim_window(limit: u32) -> i64 {
+    i64::from(limit) * 8 + 32
+}
+
 /// The states in which a job counts as active for the per-owner limit.
 pub(crate) const ACTIVE: &str = "('pending', 'running')";
 /// The states of a job that ended.

@@ -8,7 +8,8 @@
 //! ends of running jobs come in batches ([`crate::batch`]), one statement for many jobs, their
 //! arrays passed with `unnest`.
 //!
-//! Every write that changes a job's version also `NOTIFY`s, from a trigger. PostgreSQL commits
+//! Every statement that changes jobs' versions also `NOTIFY`s them, from a statement trigger (one
+//! notification for a batch, not one a job). PostgreSQL commits
 //! notifying transactions one at a time, across all its databases (a lock taken before the
 //! commit record is written and released once it is flushed), so their WAL flushes are never
 //! shared. Progress and checkpoint writes and heartbeats therefore commit without waiting for
@@ -324,9 +325,10 @@ impl JobStore for PostgresStore {
         Ok(Page { jobs, total })
     }
 
-    /// The running jobs are counted once per owner (`running`), not once per pending row, and
-    /// the candidates are numbered per owner, so that one statement can hand out several jobs
-    /// fairly without taking more of an owner's children than its parents allow.
+    /// The running jobs are counted once per owner (`running`), not once per pending row; the
+    /// claimable candidates are read in the claim index's order, a bounded window of them
+    /// ([`super::claim_window`]), and numbered per owner, so that one statement can hand out
+    /// several jobs fairly without taking more of an owner's children than its parents allow.
     async fn claim(&self, owner: &str, lease: Duration, limit: u32, kinds: &[String]) -> Result<Vec<Job>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "with {CLOCK},
@@ -334,18 +336,25 @@ impl JobStore for PostgresStore {
                  select owner, count(*) as jobs, count(parent_id) as children
                  from queue_jobs where state = 'running' group by owner),
              candidates as (
-                 select j.id, j.priority, j.created_at, j.parent_id,
+                 select j.id, j.owner, j.priority, j.created_at, j.parent_id,
                         coalesce(r.jobs, 0) as jobs, coalesce(r.children, 0) as children,
-                        case when p.state = 'waiting' then p.child_limit else 0 end as cap,
-                        row_number() over (partition by j.owner order by j.priority desc, j.created_at, j.id) as nth,
-                        row_number() over (partition by j.owner, j.parent_id is null
-                                           order by j.priority desc, j.created_at, j.id) as nth_of_kind
+                        case when p.state = 'waiting' then p.child_limit else 0 end as cap
                  from queue_jobs j
                  left join running r on r.owner = j.owner
                  left join queue_jobs p on p.job_id = j.parent_id
-                 where j.state = 'pending' and j.kind = any($4)),
+                 where j.state = 'pending' and j.kind = any($4)
+                   and (j.parent_id is null
+                        or coalesce(r.children, 0) < case when p.state = 'waiting' then p.child_limit else 0 end)
+                 order by j.priority desc, j.created_at, j.id
+                 limit $6),
+             numbered as (
+                 select *,
+                        row_number() over (partition by owner order by priority desc, created_at, id) as nth,
+                        row_number() over (partition by owner, parent_id is null
+                                           order by priority desc, created_at, id) as nth_of_kind
+                 from candidates),
              chosen as (
-                 select id from candidates
+                 select id from numbered
                  where parent_id is null or children + nth_of_kind <= cap
                  order by priority desc, jobs + nth, created_at, id
                  limit $5),
@@ -365,6 +374,7 @@ impl JobStore for PostgresStore {
         .bind(lease.num_milliseconds())
         .bind(kinds)
         .bind(i64::from(limit))
+        .bind(super::claim_window(limit))
         .fetch_all(&self.pool)
         .await?;
         let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
@@ -463,10 +473,12 @@ impl JobStore for PostgresStore {
                  heartbeat_at = case when f.state = 'pending' then null else j.heartbeat_at end,
                  timeout_at = case when f.state = 'pending' then null else j.timeout_at end,
                  output = f.output::jsonb, error = f.error, progress = f.progress::jsonb,
+                 checkpoints = j.checkpoints || f.patch::jsonb,
                  completed_at = case when f.state = 'pending' then null else clock.now end,
                  version = j.version + 1, updated_at = clock.now
-             from clock, unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[])
-                  as f(job_id, owner, attempt, state, output, error, progress)
+             from clock,
+                  unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+                  as f(job_id, owner, attempt, state, output, error, progress, patch)
              where j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt and j.state = 'running'
              returning j.job_id, f.owner, f.attempt, j.parent_id, j.state"
         )))
@@ -478,6 +490,7 @@ impl JobStore for PostgresStore {
         .bind(finishes.iter().map(output).collect::<Vec<_>>())
         .bind(finishes.iter().map(|f| f.outcome.error().map(str::to_string)).collect::<Vec<_>>())
         .bind(finishes.iter().map(|f| to_json(&f.progress)).collect::<Vec<_>>())
+        .bind(finishes.iter().map(|f| to_json(&f.checkpoints)).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         let parents: Vec<JobId> = rows
@@ -722,10 +735,14 @@ impl JobStore for PostgresStore {
         Ok(Some(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
-                    Ok(Some(n)) if n.channel() == CHANGES_CHANNEL => match parse_change(n.payload()) {
-                        Some((job_id, version)) => feed.changed(job_id, version),
-                        None => tracing::warn!(payload = n.payload(), "ignoring a malformed change notification"),
-                    },
+                    Ok(Some(n)) if n.channel() == CHANGES_CHANNEL => {
+                        for change in n.payload().split(',') {
+                            match parse_change(change) {
+                                Some((job_id, version)) => feed.changed(job_id, version),
+                                None => tracing::warn!(payload = change, "ignoring a malformed change notification"),
+                            }
+                        }
+                    }
                     Ok(Some(n)) => match serde_json::from_str::<Event>(n.payload()) {
                         Ok(event) => events.send_local(event),
                         Err(e) => tracing::warn!(error = %e, "ignoring a malformed notification"),
@@ -763,7 +780,7 @@ async fn subscribe(pool: &PgPool) -> Result<PgListener> {
     Ok(listener)
 }
 
-/// `"<job id> <version>"`, as the trigger sends it.
+/// `"<job id> <version>"`, one entry of what the triggers send.
 fn parse_change(payload: &str) -> Option<(JobId, i64)> {
     let (id, version) = payload.split_once(' ')?;
     Some((id.parse().ok()?, version.parse().ok()?))

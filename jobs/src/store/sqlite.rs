@@ -194,6 +194,17 @@ async fn changed_since(conn: &mut SqliteConnection, seen: &mut i64, since: &mut 
     Ok(out)
 }
 
+/// The stored checkpoints with `n` more set, their keys and values bound in pairs from `$first`:
+/// one `json_set` path per checkpoint; keys are bound, never spliced.
+fn merge_checkpoints(n: usize, first: usize) -> String {
+    let mut set = String::from("checkpoints");
+    for i in 0..n {
+        let (k, v) = (first + 2 * i, first + 1 + 2 * i);
+        set = format!("json_set({set}, '$.' || json_quote(${k}), json(${v}))");
+    }
+    set
+}
+
 /// `"a", "b"` as a JSON array, for `in (select value from json_each(…))`.
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     to_json(&items)
@@ -309,17 +320,24 @@ impl JobStore for SqliteStore {
                      select owner, count(*) as jobs, count(parent_id) as children
                      from queue_jobs where state = 'running' group by owner),
                  candidates as (
-                     select j.id, j.priority, j.created_at, j.parent_id,
+                     select j.id, j.owner, j.priority, j.created_at, j.parent_id,
                             coalesce(r.jobs, 0) as jobs, coalesce(r.children, 0) as children,
-                            case when p.state = 'waiting' then p.child_limit else 0 end as cap,
-                            row_number() over (partition by j.owner order by j.priority desc, j.created_at, j.id) as nth,
-                            row_number() over (partition by j.owner, j.parent_id is null
-                                               order by j.priority desc, j.created_at, j.id) as nth_of_kind
+                            case when p.state = 'waiting' then p.child_limit else 0 end as cap
                      from queue_jobs j
                      left join running r on r.owner = j.owner
                      left join queue_jobs p on p.job_id = j.parent_id
-                     where j.state = 'pending' and j.kind in (select value from json_each($4)))
-                 select id from candidates
+                     where j.state = 'pending' and j.kind in (select value from json_each($4))
+                       and (j.parent_id is null
+                            or coalesce(r.children, 0) < case when p.state = 'waiting' then p.child_limit else 0 end)
+                     order by j.priority desc, j.created_at, j.id
+                     limit $6),
+                 numbered as (
+                     select *,
+                            row_number() over (partition by owner order by priority desc, created_at, id) as nth,
+                            row_number() over (partition by owner, parent_id is null
+                                               order by priority desc, created_at, id) as nth_of_kind
+                     from candidates)
+                 select id from numbered
                  where parent_id is null or children + nth_of_kind <= cap
                  order by priority desc, jobs + nth, created_at, id
                  limit $5)
@@ -330,6 +348,7 @@ impl JobStore for SqliteStore {
         .bind(lease.num_milliseconds())
         .bind(json_list(kinds))
         .bind(i64::from(limit))
+        .bind(super::claim_window(limit))
         .fetch_all(&self.writer)
         .await?;
         let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
@@ -383,16 +402,11 @@ impl JobStore for SqliteStore {
         let mut out = Vec::with_capacity(writes.len());
         let mut tx = self.writer.begin().await?;
         for w in writes {
-            // One `json_set` path per new checkpoint; keys are bound, never spliced.
-            let mut set = String::from("checkpoints");
-            for i in 0..w.checkpoints.len() {
-                let (k, v) = (6 + 2 * i, 7 + 2 * i);
-                set = format!("json_set({set}, '$.' || json_quote(${k}), json(${v}))");
-            }
             let sql = format!(
-                "update queue_jobs set progress = $1, checkpoints = {set}, version = version + 1, updated_at = $2
+                "update queue_jobs set progress = $1, checkpoints = {}, version = version + 1, updated_at = $2
                  where job_id = $3 and lease_owner = $4 and attempt = $5 and state = 'running'
-                 returning cancel_requested"
+                 returning cancel_requested",
+                merge_checkpoints(w.checkpoints.len(), 6)
             );
             let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
                 .bind(to_json(&w.progress))
@@ -423,44 +437,52 @@ impl JobStore for SqliteStore {
         for f in finishes {
             let row: Option<Option<String>> = match &f.outcome {
                 Outcome::Released => {
-                    sqlx::query_scalar(
+                    let sql = format!(
                         "update queue_jobs
                          set state = 'pending', attempt = attempt - 1, lease_owner = null, lease_expires_at = null,
-                             heartbeat_at = null, timeout_at = null, progress = $1, version = version + 1,
-                             updated_at = $2
+                             heartbeat_at = null, timeout_at = null, progress = $1, checkpoints = {},
+                             version = version + 1, updated_at = $2
                          where job_id = $3 and lease_owner = $4 and attempt = $5 and state = 'running'
                          returning parent_id",
-                    )
-                    .bind(to_json(&f.progress))
-                    .bind(now)
-                    .bind(f.fence.job_id.to_string())
-                    .bind(&f.fence.owner)
-                    .bind(i64::from(f.fence.attempt))
-                    .fetch_optional(&mut *tx)
-                    .await?
+                        merge_checkpoints(f.checkpoints.len(), 6)
+                    );
+                    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(to_json(&f.progress))
+                        .bind(now)
+                        .bind(f.fence.job_id.to_string())
+                        .bind(&f.fence.owner)
+                        .bind(i64::from(f.fence.attempt));
+                    for (key, value) in &f.checkpoints {
+                        query = query.bind(key).bind(to_json(value));
+                    }
+                    query.fetch_optional(&mut *tx).await?
                 }
                 outcome => {
                     let output = match outcome {
                         Outcome::Completed(v) => Some(to_json(v)),
                         _ => None,
                     };
-                    let row: Option<Option<String>> = sqlx::query_scalar(
+                    let sql = format!(
                         "update queue_jobs
-                         set state = $1, output = $2, error = $3, progress = $4, lease_expires_at = null,
-                             completed_at = $5, version = version + 1, updated_at = $5
+                         set state = $1, output = $2, error = $3, progress = $4, checkpoints = {},
+                             lease_expires_at = null, completed_at = $5, version = version + 1, updated_at = $5
                          where job_id = $6 and lease_owner = $7 and attempt = $8 and state = 'running'
                          returning parent_id",
-                    )
-                    .bind(outcome.state().as_str())
-                    .bind(output)
-                    .bind(outcome.error())
-                    .bind(to_json(&f.progress))
-                    .bind(now)
-                    .bind(f.fence.job_id.to_string())
-                    .bind(&f.fence.owner)
-                    .bind(i64::from(f.fence.attempt))
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                        merge_checkpoints(f.checkpoints.len(), 9)
+                    );
+                    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(outcome.state().as_str())
+                        .bind(output)
+                        .bind(outcome.error())
+                        .bind(to_json(&f.progress))
+                        .bind(now)
+                        .bind(f.fence.job_id.to_string())
+                        .bind(&f.fence.owner)
+                        .bind(i64::from(f.fence.attempt));
+                    for (key, value) in &f.checkpoints {
+                        query = query.bind(key).bind(to_json(value));
+                    }
+                    let row: Option<Option<String>> = query.fetch_optional(&mut *tx).await?;
                     if let Some(Some(parent)) = &row {
                         parents.push(parse_id("parent_id", parent)?);
                     }
