@@ -445,31 +445,32 @@ pub async fn show(
     Ok(html(StatusCode::OK, page("Backtest", Some("/backtests"), running, &view_page(&view))))
 }
 
-/// The cells as CSV: one line per cell, returns per horizon.
-pub fn cells_csv(view: &BacktestView) -> String {
-    let mut out = String::from("symbol,as_of,run_id,status,rating");
+/// The cells as CSV: symbol, as-of date, run, status, rating, then the forward and benchmark
+/// returns of each horizon (six decimals; empty where there is none yet).
+pub fn cells_csv(view: &BacktestView) -> Vec<u8> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["symbol".to_string(), "as_of".into(), "run_id".into(), "status".into(), "rating".into()];
     for h in &view.spec.horizons {
-        let _ = write!(out, ",forward_return_{h},benchmark_return_{h}");
+        header.extend([format!("forward_return_{h}"), format!("benchmark_return_{h}")]);
     }
-    out.push('\n');
+    csv.write_record(&header).expect("writes to memory");
     for c in &view.cells {
-        let _ = write!(
-            out,
-            "{},{},{},{},{}",
-            c.symbol,
-            c.as_of,
-            c.run_id,
-            c.status.as_str(),
-            c.rating.map(|r| r.as_str()).unwrap_or("")
-        );
+        let mut row = vec![
+            c.symbol.clone(),
+            c.as_of.to_string(),
+            c.run_id.to_string(),
+            c.status.as_str().to_string(),
+            c.rating.map(|r| r.as_str().to_string()).unwrap_or_default(),
+        ];
         for h in &view.spec.horizons {
-            let k = h.to_string();
-            let f = |v: Option<&f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-            let _ = write!(out, ",{},{}", f(c.forward_returns.get(&k)), f(c.benchmark_returns.get(&k)));
+            let figure = |returns: &std::collections::BTreeMap<String, f64>| {
+                returns.get(&h.to_string()).map(|v| format!("{v:.6}")).unwrap_or_default()
+            };
+            row.extend([figure(&c.forward_returns), figure(&c.benchmark_returns)]);
         }
-        out.push('\n');
+        csv.write_record(&row).expect("writes to memory");
     }
-    out
+    csv.into_inner().expect("writes to memory")
 }
 
 /// `GET /backtests/:id/cells.csv`
