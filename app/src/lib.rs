@@ -80,7 +80,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
-                    <a href="/backtests">"Backtests"</a>
+                    <A href="/backtests">"Backtests"</A>
                     <A href="/settings" exact=true>"Settings"</A>
                 </nav>
             </header>
@@ -96,6 +96,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=routes::settings::SettingsPage ssr=SsrMode::Async/>
                     <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
+                    <Route path=path!("/backtests") view=routes::backtests::BacktestsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/backtests/:id") view=routes::backtest::BacktestPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

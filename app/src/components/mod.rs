@@ -5,6 +5,7 @@ use leptos::prelude::*;
 
 use crate::api::AppError;
 
+pub mod backtest;
 pub mod chart;
 pub mod progress;
 pub mod result;
@@ -37,6 +38,33 @@ pub fn step_icon(status: StepStatus) -> &'static str {
         StepStatus::Completed => "●",
         StepStatus::Failed => "✕",
         StepStatus::Skipped => "–",
+    }
+}
+
+/// A table of text under its column headings, each row headed by its first cell (given
+/// `head_classes`, of that class: a rating's colour).
+#[component]
+pub fn Table(
+    class: &'static str,
+    heads: &'static [&'static str],
+    rows: Vec<Vec<String>>,
+    #[prop(optional)] head_classes: Vec<String>,
+) -> impl IntoView {
+    let rows = rows.into_iter().enumerate().map(|(i, row)| {
+        let mut cells = row.into_iter();
+        let head = match head_classes.get(i) {
+            Some(class) => view! { <th scope="row" class=class.clone()>{cells.next()}</th> }.into_any(),
+            None => view! { <th scope="row">{cells.next()}</th> }.into_any(),
+        };
+        view! { <tr>{head}{cells.map(|c| view! { <td>{c}</td> }).collect_view()}</tr> }
+    });
+    view! {
+        <div class="table-wrap">
+            <table class=class>
+                <thead><tr>{heads.iter().map(|h| view! { <th scope="col">{*h}</th> }).collect_view()}</tr></thead>
+                <tbody>{rows.collect_view()}</tbody>
+            </table>
+        </div>
     }
 }
 

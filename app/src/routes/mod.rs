@@ -4,6 +4,8 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
+pub mod backtest;
+pub mod backtests;
 pub mod history;
 pub mod home;
 pub mod run;

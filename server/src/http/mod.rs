@@ -17,7 +17,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub mod backtest_pages;
+pub mod backtest_forms;
 pub mod backtests;
 pub mod extract;
 pub mod guard;
@@ -129,7 +129,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::metrics))
         .method_not_allowed_fallback(problem::method_not_allowed);
-    // The pages' forms posted without WASM (the GET routes of the same paths are the pages).
+    // The pages' forms posted without WASM (the GET routes of the same paths are the pages),
+    // and the download a page links to.
     let forms = Router::new()
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
@@ -138,11 +139,9 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}/shares/{id}/revoke", post(shares::revoke_form))
         .route("/settings/tokens", post(tokens::create))
         .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
-        // The backtest pages are rendered here, without Leptos: whole documents, no script.
-        .route("/backtests", get(backtest_pages::index).post(backtest_pages::start))
-        .route("/backtests/{backtest_id}", get(backtest_pages::show))
-        .route("/backtests/{backtest_id}/cells.csv", get(backtest_pages::csv))
-        .route("/backtests/{backtest_id}/cancel", post(backtest_pages::cancel));
+        .route("/backtests", post(backtest_forms::start))
+        .route("/backtests/{backtest_id}/cancel", post(backtest_forms::cancel))
+        .route("/backtests/{backtest_id}/cells.csv", get(backtests::cells_csv));
 
     let routes = generate_route_list(App);
     let options = state.leptos.clone();

@@ -15,7 +15,8 @@
 use application::Error;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use domain::StartRequest;
 use leptos::prelude::provide_context;
@@ -47,15 +48,19 @@ pub fn start_request(body: &[u8]) -> StartRequest {
     request
 }
 
+/// A form's body, read whole: a form is small.
+pub(crate) async fn form_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large."))
+}
+
 /// `POST /`: start a run from the form, or show the form again with the errors.
 pub async fn start(State(state): State<AppState>, Identity(user): Identity, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match to_bytes(body, BODY_LIMIT).await {
+    let body = match form_body(body).await {
         Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large.")
-                .into_response();
-        }
+        Err(e) => return e.into_response(),
     };
     let request = start_request(&body);
     let (problem, retry_after) = match parts.extensions.get::<Limited>() {
@@ -85,16 +90,16 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
     resp
 }
 
-/// The page at `page` rendered as for a GET of it, in answer to a posted form, with what
-/// `extra` provides in its context (what was refused, or what was made).
+/// The page at `page` rendered as for a GET of it, in answer to a posted form, with what `extra` provides in its context (what was refused, or what was
+/// made).
 pub(crate) async fn render(
     state: &AppState,
-    mut parts: axum::http::request::Parts,
-    page: &'static str,
+    mut parts: Parts,
+    page: &str,
     extra: impl Fn() + Clone + Send + Sync + 'static,
 ) -> Response {
     parts.method = Method::GET;
-    parts.uri = axum::http::Uri::from_static(page);
+    parts.uri = page.parse().unwrap_or_else(|_| Uri::from_static("/"));
     let context = page_context(state);
     let options = state.leptos.clone();
     let render = leptos_axum::render_app_async_with_context(
@@ -105,6 +110,26 @@ pub(crate) async fn render(
         move || app::shell(options.clone()),
     );
     render(Request::from_parts(parts, Body::empty())).await
+}
+
+/// `page` rendered again in answer to its form, refused with `e` (which `extra` shows): with
+/// the refusal's status and `Retry-After`, kept by no cache.
+pub(crate) async fn render_refused(
+    state: &AppState,
+    parts: Parts,
+    page: &str,
+    e: ApiError,
+    extra: impl Fn() + Clone + Send + Sync + 'static,
+) -> Response {
+    e.log();
+    let mut resp = render(state, parts, page, extra).await;
+    *resp.status_mut() = e.status();
+    let h = resp.headers_mut();
+    if let Some(secs) = e.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
 /// `POST /runs/:id/cancel`: cancel, then back to the run's page.

@@ -46,6 +46,22 @@ impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Error::Invalid(vec![FieldError::new(field, message)]).into()
     }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Logs a server error with its internal detail (never sent); a client's error is not
+    /// ours to log. Called once, by whatever answers the error: the problem or a page.
+    pub fn log(&self) {
+        if self.status().is_server_error() {
+            tracing::error!(
+                status = self.problem.status,
+                detail = self.internal.as_deref().unwrap_or(&self.problem.detail),
+                "request failed"
+            );
+        }
+    }
 }
 
 impl From<Error> for ApiError {
@@ -168,14 +184,8 @@ fn wait_words(d: std::time::Duration) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(
-                status = status.as_u16(),
-                detail = self.internal.as_deref().unwrap_or(&self.problem.detail),
-                "request failed"
-            );
-        }
+        self.log();
+        let status = self.status();
         let mut body = serde_json::to_value(&self.problem).expect("plain data");
         if let Value::Object(members) = &mut body {
             members.extend(self.extensions);
