@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
                     <Route path=path!("/backtests") view=routes::backtests::BacktestsPage ssr=SsrMode::Async/>
                     <Route path=path!("/backtests/:id") view=routes::backtest::BacktestPage ssr=SsrMode::Async/>
+                    <Route path=path!("/stats") view=routes::stats::StatsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

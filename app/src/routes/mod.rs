@@ -11,6 +11,7 @@ pub mod home;
 pub mod run;
 pub mod settings;
 pub mod share;
+pub mod stats;
 
 #[component]
 pub fn NotFound() -> impl IntoView {

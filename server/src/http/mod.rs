@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{any, get, post};
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{LeptosRoutes, generate_route_list_with_exclusions};
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -143,7 +143,9 @@ pub fn router(state: AppState) -> Router {
         .route("/backtests/{backtest_id}/cancel", post(backtest_forms::cancel))
         .route("/backtests/{backtest_id}/cells.csv", get(backtests::cells_csv));
 
-    let routes = generate_route_list(App);
+    // Every page is a route of the app. `/stats` is rendered by its own handler, after its
+    // check of who asks.
+    let routes = generate_route_list_with_exclusions(App, Some(vec!["/stats".into()]));
     let options = state.leptos.clone();
     Router::new()
         .merge(api)

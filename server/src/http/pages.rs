@@ -90,7 +90,8 @@ pub async fn start(State(state): State<AppState>, Identity(user): Identity, req:
     resp
 }
 
-/// The page at `page` rendered as for a GET of it, in answer to a posted form, with what `extra` provides in its context (what was refused, or what was
+/// The page at `page` rendered as for a GET of it, in answer to a posted form (or after the
+/// stats' check), with what `extra` provides in its context (what was refused, or what was
 /// made).
 pub(crate) async fn render(
     state: &AppState,
