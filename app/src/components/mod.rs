@@ -1,6 +1,6 @@
 //! Pieces of pages.
 
-use domain::{JobStatus, StepStatus};
+use domain::{JobStatus, Problem, StepStatus};
 use leptos::prelude::*;
 
 use crate::api::AppError;
@@ -68,9 +68,10 @@ pub fn Table(
     }
 }
 
-/// A problem shown to the user: its title, its detail and the fields it names.
+/// A problem shown to the user: its title, its detail and the fields it names; with `dismiss`,
+/// a link to the page without it.
 #[component]
-pub fn ErrorPanel(error: AppError) -> impl IntoView {
+pub fn ErrorPanel(error: AppError, #[prop(optional)] dismiss: Option<String>) -> impl IntoView {
     let p = error.0;
     view! {
         <div class="error-panel" role="alert">
@@ -84,6 +85,22 @@ pub fn ErrorPanel(error: AppError) -> impl IntoView {
                         </ul>
                     }
                 })}
+            {dismiss.map(|href| view! { <p><a href=href>"Dismiss"</a></p> })}
         </div>
     }
+}
+
+/// A form posted natively (without the WASM) that the server refused. The server answers it
+/// with the page the form is on, rendered with this in context, and the shell shows it above
+/// the page: the page stays usable, and the refusal says why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal(pub Problem);
+
+/// The refusal of the form just posted, if any, with a link to the page's own address (the
+/// address bar shows the form's).
+#[component]
+pub fn RefusalNotice() -> impl IntoView {
+    let refusal = use_context::<Refusal>()?;
+    let page = leptos_router::hooks::use_location().pathname.get_untracked();
+    Some(view! { <section class="card refusal"><ErrorPanel error=AppError(refusal.0) dismiss=page/></section> })
 }

@@ -8,6 +8,7 @@
 use app::routes::backtests::Rejected;
 use application::Error;
 use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use domain::FieldError;
 use domain::backtest::BacktestRequest;
@@ -16,10 +17,10 @@ use leptos::prelude::provide_context;
 use super::AppState;
 use super::backtests::backtest_id;
 use super::limits::{Limited, refusal};
-use super::pages::{form_body, render_refused};
+use super::pages::{answer_form, form_body, page_of, refused, render_refused};
 use super::problem::ApiError;
 use super::reply::see_other;
-use super::session::{Identity, identity};
+use super::session::identity;
 
 /// The form's fields as a browser encodes them. Empty fields mean "not given".
 fn request_from_form(body: &[u8]) -> (BacktestRequest, Vec<FieldError>) {
@@ -72,7 +73,7 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     let limited = parts.extensions.get::<Limited>().copied();
     let (error, estimate) = match (limited, identity(&parts)) {
         (Some(Limited(secs)), _) => (refusal(secs), None),
-        (None, Err(e)) => return e.into_response(),
+        (None, Err(e)) => return refused(&state, parts, "/backtests".into(), e).await,
         // What could not be read is named before anything is checked.
         (None, Ok(_)) if !errors.is_empty() => (Error::Invalid(errors).into(), None),
         (None, Ok(user)) => match state.backtests.start(&user.0, &request).await {
@@ -81,7 +82,10 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
                 let shown = (*estimate).clone();
                 (Error::CostNotConfirmed(estimate).into(), Some(shown))
             }
-            Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => return ApiError::from(e).into_response(),
+            // Not the form's fault: answered as any form's refusal.
+            Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
+                return refused(&state, parts, "/backtests".into(), e.into()).await;
+            }
             Err(e) => (ApiError::from(e), None),
         },
     };
@@ -90,12 +94,13 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// `POST /backtests/:id/cancel`: back to its page.
-pub async fn cancel(
-    State(state): State<AppState>,
-    Identity(user): Identity,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = backtest_id(&raw)?;
-    state.backtests.cancel(&user.0, id).await?;
-    Ok(see_other(&format!("/backtests/{id}")))
+pub async fn cancel(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
+    let result = async {
+        let id = backtest_id(&raw)?;
+        state.backtests.cancel(&identity(&parts)?.0, id).await?;
+        Ok(see_other(&format!("/backtests/{id}")))
+    }
+    .await;
+    let page = page_of(parts.uri.path(), 2);
+    answer_form(&state, parts, page, result).await
 }

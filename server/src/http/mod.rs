@@ -23,7 +23,6 @@ pub mod extract;
 pub mod guard;
 pub mod headers;
 pub mod health;
-pub mod html;
 pub mod limits;
 pub mod live;
 pub mod openapi;
@@ -161,8 +160,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.access.clone(), tokens::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
-        // A refused form posted natively comes back as a page, with the headers below.
-        .layer(axum::middleware::from_fn(problem::forms_as_html))
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
         // Outside everything that asks who the client is.
         .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))
