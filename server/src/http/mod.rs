@@ -150,7 +150,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(forms)
         .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // An unknown page is the app's not-found page, with the pages' headers.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context(&state), shell))
         // Inside the session layer, which names the identity counted.
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
