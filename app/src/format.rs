@@ -42,8 +42,20 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
+/// `72%`: a share of one, in whole percent.
 pub fn percent(p: f64) -> String {
-    format!("{:.0}%", p * 100.0)
+    percent_to(p, 0)
+}
+
+/// `33.3%` with `decimals` places.
+pub fn percent_to(p: f64, decimals: usize) -> String {
+    format!("{:.*}%", decimals, p * 100.0)
+}
+
+/// `+4.21%`, `-0.50%`: a return, signed, to the hundredth of a percent.
+pub fn signed_percent(r: f64) -> String {
+    // `+ 0.0` turns -0 into 0: no loss shows as "+0.00%", not "-0.00%".
+    format!("{:+.2}%", r * 100.0 + 0.0)
 }
 
 /// The current time: the browser's clock in the browser, the server's on the server.
@@ -75,5 +87,9 @@ mod tests {
         assert_eq!(ago(t, t), "just now");
         assert_eq!(ago(t - chrono::Duration::seconds(75), t), "1 min ago");
         assert_eq!(percent(0.724), "72%");
+        assert_eq!(percent_to(1.0 / 3.0, 1), "33.3%");
+        assert_eq!(signed_percent(0.04214), "+4.21%");
+        assert_eq!(signed_percent(-0.005), "-0.50%");
+        assert_eq!(signed_percent(-0.0), "+0.00%");
     }
 }

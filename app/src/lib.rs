@@ -1,16 +1,20 @@
 //! The Leptos user interface, rendered on the server, with islands hydrated in the browser.
 //!
-//! Pages are server-rendered HTML; only two islands run in the browser: the new-analysis form
-//! ([`routes::home::RunForm`]) and the live view of a run ([`routes::run::RunLive`]). Results,
-//! charts, reports and history are HTML from the server, so the WASM bundle carries none of
-//! their code, and a page reads fully before any WASM has loaded.
+//! Every page of the site is a route here, under one shell ([`App`]: header, navigation,
+//! footer, the notice of a refused form). Pages are server-rendered HTML; only two islands run
+//! in the browser: the new-analysis form ([`routes::home::RunForm`]) and the live view of a
+//! run ([`routes::run::RunLive`]). Results, charts, reports, history, backtests and stats are
+//! HTML from the server, so the WASM bundle carries none of their code, and a page reads fully
+//! before any WASM has loaded.
 //!
 //! Reading order:
 //! - [`api`]: the server functions (thin: context → `RunService` → error mapping) and the
 //!   browser's REST client for progress polling (with ETags).
 //! - [`routes`]: one file per page — `/` (new analysis), `/runs/:id` (progress then result),
-//!   `/runs` (history).
-//! - [`components`]: the progress view, the result view, the price chart, small pieces.
+//!   `/runs` (history), `/settings`, `/share/:secret`, `/backtests` and `/backtests/:id`,
+//!   `/stats` (the operators').
+//! - [`components`]: the progress view, the result view, a backtest's grid and scorecard, the
+//!   one chart, small pieces (a refused form's notice among them).
 //! - [`poll`]: the polling loop of the run page (browser only).
 //! - [`markdown`]: model reports rendered as views — never as HTML, so nothing a model writes
 //!   can inject markup or script.
@@ -80,11 +84,12 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
-                    <a href="/backtests">"Backtests"</a>
+                    <A href="/backtests">"Backtests"</A>
                     <A href="/settings" exact=true>"Settings"</A>
                 </nav>
             </header>
             <main id="main">
+                <components::RefusalNotice/>
                 // Async: each page is sent once its data has loaded, as one whole document.
                 // Out-of-order streaming (the default) would send "Loading…" first and the
                 // content in `<template>`s that only a script moves into place, so a page read
@@ -96,6 +101,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=routes::settings::SettingsPage ssr=SsrMode::Async/>
                     <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
+                    <Route path=path!("/backtests") view=routes::backtests::BacktestsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/backtests/:id") view=routes::backtest::BacktestPage ssr=SsrMode::Async/>
+                    <Route path=path!("/stats") view=routes::stats::StatsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

@@ -3,7 +3,7 @@ import { shot } from './helpers';
 
 // A small backtest from the form to its scorecard: the grid fills in as the cell runs finish,
 // then the per-rating table, the strategy against its baselines, and the equity chart. The
-// page has no script: it refreshes itself while the backtest runs.
+// page has no island: it refreshes itself while the backtest runs, scripts or not.
 
 const RATING = /^(Buy|Overweight|Hold|Underweight|Sell)$/;
 

@@ -253,19 +253,26 @@ async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
     drop(server);
 }
 
-/// The page works as a client without scripts sees it: the form posted natively (a `400` with
-/// each field's error, or a `303` to the backtest's page), the page refreshing itself while
-/// the backtest runs, then the grid linking each cell to its run, the scorecard, the SVG
-/// equity chart with the strategy and three baselines, and the cells as CSV.
+/// The page works as a client without scripts sees it: the whole page in the HTML, its only
+/// scripts the site's frame's, under the response's nonce; the form posted
+/// natively (a `400` with each field's error, or a `303` to the backtest's page), the page
+/// refreshing itself while the backtest runs, then the grid linking each cell to its run, the
+/// scorecard, the SVG equity chart with the strategy and three baselines, and the cells as CSV.
 #[tokio::test]
 async fn the_page_works_without_scripts() {
     let server = Server::start(TestDb::sqlite(), &[("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "4")]).await;
     let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let resp = c.get(server.url("/backtests")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
     let html = resp.text().await.unwrap();
     assert!(html.contains(r#"<form method="post" action="/backtests""#), "{html}");
-    assert!(!html.contains("<script"), "no script at all");
+    assert!(!html.contains("<template") && !html.contains("Loading…"), "the whole page: {html}");
+    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).expect("a nonce in the CSP");
+    for (i, _) in html.match_indices("<script") {
+        let tag = &html[i..i + html[i..].find('>').unwrap()];
+        assert!(tag.contains(&format!(r#"nonce="{nonce}""#)), "a script without this response's nonce: {tag}");
+    }
 
     let form = |pairs: &[(&str, &str)]| {
         pairs
@@ -318,13 +325,16 @@ async fn the_page_works_without_scripts() {
 
     let html = c.get(server.url(&location)).send().await.unwrap().text().await.unwrap();
     assert!(!html.contains(r#"http-equiv="refresh""#), "a finished backtest does not refresh");
-    assert_eq!(html.matches(r#"<td class="cell"#).count(), 6, "{html}");
+    assert_eq!(html.matches(r#"class="cell rating-"#).count(), 6, "{html}");
     for cell in body["cells"].as_array().unwrap() {
         assert!(html.contains(&format!(r#"href="/runs/{}""#, cell["runId"].as_str().unwrap())));
     }
     assert!(html.contains("Benchmark: ^GSPC (S&amp;P 500)"), "{html}");
-    assert!(html.contains(r#"<svg class="equity-chart""#));
-    assert_eq!(html.matches(r#"<polyline class="curve""#).count(), 4);
+    let svg = html.split("<svg ").nth(1).and_then(|s| s.split('>').next()).expect("an SVG chart");
+    assert!(svg.contains(r#"class="equity-chart""#) && svg.contains(r#"role="img""#), "{svg}");
+    for series in ["Ratings strategy", "Buy &amp; Hold", "SMA crossover", "MACD"] {
+        assert_eq!(html.matches(&format!(r#"<polyline data-series="{series}""#)).count(), 1, "{series}: {html}");
+    }
     assert!(html.contains("Ratings strategy") && html.contains("SMA crossover (20/50)"));
 
     let csv = c.get(server.url(&format!("{location}/cells.csv"))).send().await.unwrap();

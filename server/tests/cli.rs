@@ -99,6 +99,7 @@ async fn migrate_and_janitor_once() {
             fence: claimed.fence().unwrap(),
             outcome: Outcome::Completed(serde_json::json!({})),
             progress: claimed.progress,
+            checkpoints: Default::default(),
         };
         assert_eq!(store.finish(&[done]).await.unwrap(), vec![true]);
         ids.push(job.job_id);

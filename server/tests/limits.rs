@@ -105,8 +105,9 @@ async fn addresses_come_from_trusted_proxies_only() {
 }
 
 /// A browser posting forms natively over the limit gets pages, not JSON: the new-analysis form
-/// again with what was typed and why (429, `Retry-After`), and the Retry form a page that says
-/// why and leads back to the run. A backtest start spends the same allowance.
+/// again with what was typed and why (429, `Retry-After`), and the Retry form the run's page
+/// saying why, with a link to the page without the notice. A backtest start spends the same
+/// allowance.
 #[tokio::test]
 async fn forms_over_the_limit_answer_with_pages_and_backtests_count() {
     let server = Server::start(
@@ -142,8 +143,9 @@ async fn forms_over_the_limit_answer_with_pages_and_backtests_count() {
     assert!(retried.headers().contains_key("retry-after"));
     assert!(retried.headers().contains_key("content-security-policy"), "the page has the site's headers");
     let html = retried.text().await.unwrap();
-    assert!(html.contains("<h1>Too many new runs</h1>"), "{html}");
-    assert!(html.contains(&format!(r#"<a href="{run_page}">Back</a>"#)), "{html}");
+    assert!(html.contains("<strong>Too many new runs</strong>"), "{html}");
+    assert!(html.contains(&format!(r#"<a href="{run_page}">Dismiss</a>"#)), "{html}");
+    assert!(html.contains(r#"data-component="RunLive"#), "the run's page, with the refusal on it: {html}");
     let runs: Value = a.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(runs["total"], 1, "refused forms made no run");
 

@@ -176,3 +176,38 @@ async fn an_active_run_refreshes_and_its_forms_post() {
     let resp = post_form(&stranger, &server, &format!("/runs/{run_id}/retry"), "").await;
     assert_eq!(resp.status(), 404);
 }
+
+/// Every page is rendered under the one shell, so every page carries the pages'
+/// Content-Security-Policy — scripts from this site or with this response's nonce, and the
+/// WASM — and every inline script has that nonce: the backtest pages, the operators' stats,
+/// the not-found page and the page a refused form is answered with too.
+#[tokio::test]
+async fn every_page_sends_the_content_security_policy() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = browser();
+    page(&c, &server, "/").await;
+    let grid = serde_json::json!({"symbols": ["AAPL"], "from": "2019-01-02", "to": "2019-01-31", "everyDays": 5});
+    let started: serde_json::Value =
+        c.post(server.url("/api/trading/backtests")).json(&grid).send().await.unwrap().json().await.unwrap();
+    let backtest = format!("/backtests/{}", started["backtestId"].as_str().expect("a backtest"));
+    let no_run = format!("/runs/{}", uuid::Uuid::new_v4());
+
+    let mut answers = Vec::new();
+    for (path, status) in [("/backtests", 200), (backtest.as_str(), 200), ("/stats", 200), ("/no-such-page", 404)] {
+        let (got, headers, html) = page(&c, &server, path).await;
+        answers.push((path.to_string(), got.as_u16(), status, headers, html));
+    }
+    let refused = c.post(server.url(&format!("{no_run}/cancel"))).header("accept", "text/html").send().await.unwrap();
+    let (got, headers) = (refused.status().as_u16(), refused.headers().clone());
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("<strong>Run not found</strong>"), "the refusal is on the page: {html}");
+    answers.push((format!("{no_run}/cancel"), got, 404, headers, html));
+
+    for (path, got, status, headers, html) in answers {
+        assert_eq!(got, status, "{path}");
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("script-src 'self' 'nonce-") && csp.contains("'wasm-unsafe-eval'"), "{path}: {csp}");
+        assert_whole(&html, &headers);
+        assert!(html.contains(r#"<nav aria-label="Main">"#), "{path}: the site's frame");
+    }
+}

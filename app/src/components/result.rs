@@ -1,10 +1,10 @@
 //! The final assessment: rating, confidence, summary, risks, chart, figures and one card per
 //! analyst with its report.
 
-use domain::{AnalysisResult, Rating, Stance};
+use domain::{AnalysisResult, PricePoint, Rating, Stance};
 use leptos::prelude::*;
 
-use super::chart::PriceChart;
+use super::chart::{Chart, Series};
 use super::team::TeamView;
 use crate::format::{duration_ms, percent};
 use crate::markdown::Markdown;
@@ -92,4 +92,25 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
             </p>
         </section>
     }
+}
+
+/// The close with its 50- and 200-day averages, up to the as-of date (marked).
+#[component]
+fn PriceChart(symbol: String, points: Vec<PricePoint>) -> impl IntoView {
+    let [first, .., last] = points.as_slice() else {
+        return view! { <p class="muted">"Not enough data for a chart."</p> }.into_any();
+    };
+    let closes = points.iter().map(|p| p.close);
+    let (lo, hi) = closes.fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
+    let title =
+        format!("{symbol} closing prices from {} to {}, with 50- and 200-day moving averages", first.date, last.date);
+    let description =
+        format!("The close went from {:.2} to {:.2}, between {lo:.2} and {hi:.2}.", first.close, last.close);
+    let series = vec![
+        Series::line("Close", "close", points.iter().map(|p| Some(p.close)).collect()),
+        Series::line("50-day average", "sma50", points.iter().map(|p| p.sma50).collect()),
+        Series::line("200-day average", "sma200", points.iter().map(|p| p.sma200).collect()),
+    ];
+    let x = points.iter().map(|p| p.date.to_string()).collect();
+    view! { <Chart id="price-chart" title description x series mark_last=true/> }.into_any()
 }

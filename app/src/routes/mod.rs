@@ -4,11 +4,14 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::components::A;
 
+pub mod backtest;
+pub mod backtests;
 pub mod history;
 pub mod home;
 pub mod run;
 pub mod settings;
 pub mod share;
+pub mod stats;
 
 #[component]
 pub fn NotFound() -> impl IntoView {

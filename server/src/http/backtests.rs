@@ -1,10 +1,10 @@
-//! The REST API of backtests: `/api/trading/backtests…`.
+//! The REST API of backtests: `/api/trading/backtests…`, and a backtest's cells as CSV.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary};
+use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary, BacktestView};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -130,4 +130,49 @@ pub struct BacktestList {
 )]
 pub async fn list(State(state): State<AppState>, Identity(user): Identity) -> Result<Response, ApiError> {
     Ok(Json(BacktestList { backtests: state.backtests.list(&user.0).await? }).into_response())
+}
+
+/// `GET /backtests/:id/cells.csv` — the backtest page's download: one line per cell, with its
+/// returns per horizon.
+pub async fn cells_csv(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = backtest_id(&raw)?;
+    let view = state.backtests.view(&user.0, id).await?;
+    let mut resp = write_cells(&view).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    let name = format!("attachment; filename=\"backtest-{id}.csv\"");
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&name).expect("ascii"));
+    Ok(resp)
+}
+
+/// The cells as CSV: symbol, as-of date, run, status, rating, then the forward and benchmark
+/// returns of each horizon (six decimals; empty where there is none yet).
+fn write_cells(view: &BacktestView) -> Vec<u8> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["symbol".to_string(), "as_of".into(), "run_id".into(), "status".into(), "rating".into()];
+    for h in &view.spec.horizons {
+        header.extend([format!("forward_return_{h}"), format!("benchmark_return_{h}")]);
+    }
+    csv.write_record(&header).expect("writes to memory");
+    for c in &view.cells {
+        let mut row = vec![
+            c.symbol.clone(),
+            c.as_of.to_string(),
+            c.run_id.to_string(),
+            c.status.as_str().to_string(),
+            c.rating.map(|r| r.as_str().to_string()).unwrap_or_default(),
+        ];
+        for h in &view.spec.horizons {
+            let figure = |returns: &std::collections::BTreeMap<String, f64>| {
+                returns.get(&h.to_string()).map(|v| format!("{v:.6}")).unwrap_or_default()
+            };
+            row.extend([figure(&c.forward_returns), figure(&c.benchmark_returns)]);
+        }
+        csv.write_record(&row).expect("writes to memory");
+    }
+    csv.into_inner().expect("writes to memory")
 }

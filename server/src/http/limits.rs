@@ -12,9 +12,9 @@
 //! identities and addresses can come back for more.
 //!
 //! Starting a backtest counts as one start (its size is bounded by `MAX_BACKTEST_CELLS` and
-//! the pace of its cells by `MAX_RUNNING_CELLS_PER_USER`). The new-analysis form posted
-//! natively is not answered here: it goes on to its handler marked [`Limited`], which shows
-//! the form again with what was typed and why it was refused.
+//! the pace of its cells by `MAX_RUNNING_CELLS_PER_USER`). A form posted natively is not
+//! answered here: it goes on to its handler marked [`Limited`], which answers with its page —
+//! the new-analysis and backtest forms again with what was typed and why it was refused.
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -77,7 +77,8 @@ fn check<K: Hash + Eq + Clone>(limiter: &DefaultKeyedRateLimiter<K>, key: &K) ->
     })
 }
 
-/// Marks a native `POST /` that is over a limit; the seconds to wait.
+/// Marks a form posted natively (`/`, `/runs/:id/retry`, `/backtests`) that is over a limit;
+/// the seconds to wait.
 #[derive(Debug, Clone, Copy)]
 pub struct Limited(pub u64);
 
@@ -116,7 +117,8 @@ pub async fn layer(State(limits): State<RunLimits>, mut req: Request, next: Next
         let addr = req.extensions().get::<Client>().and_then(|c| c.addr);
         let user = req.extensions().get::<UserId>().map(|u| u.0.as_str());
         if let Err(secs) = limits.check(addr, user) {
-            if req.uri().path() == "/" {
+            // A native form's handler answers with its page.
+            if !req.uri().path().starts_with("/api/") {
                 req.extensions_mut().insert(Limited(secs));
                 return next.run(req).await;
             }

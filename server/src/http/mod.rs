@@ -12,18 +12,17 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{any, get, post};
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{LeptosRoutes, generate_route_list_with_exclusions};
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub mod backtest_pages;
+pub mod backtest_forms;
 pub mod backtests;
 pub mod extract;
 pub mod guard;
 pub mod headers;
 pub mod health;
-pub mod html;
 pub mod limits;
 pub mod live;
 pub mod openapi;
@@ -129,7 +128,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::metrics))
         .method_not_allowed_fallback(problem::method_not_allowed);
-    // The pages' forms posted without WASM (the GET routes of the same paths are the pages).
+    // The pages' forms posted without WASM (the GET routes of the same paths are the pages),
+    // and the download a page links to.
     let forms = Router::new()
         .route("/", post(pages::start))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
@@ -138,19 +138,20 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}/shares/{id}/revoke", post(shares::revoke_form))
         .route("/settings/tokens", post(tokens::create))
         .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
-        // The backtest pages are rendered here, without Leptos: whole documents, no script.
-        .route("/backtests", get(backtest_pages::index).post(backtest_pages::start))
-        .route("/backtests/{backtest_id}", get(backtest_pages::show))
-        .route("/backtests/{backtest_id}/cells.csv", get(backtest_pages::csv))
-        .route("/backtests/{backtest_id}/cancel", post(backtest_pages::cancel));
+        .route("/backtests", post(backtest_forms::start))
+        .route("/backtests/{backtest_id}/cancel", post(backtest_forms::cancel))
+        .route("/backtests/{backtest_id}/cells.csv", get(backtests::cells_csv));
 
-    let routes = generate_route_list(App);
+    // Every page is a route of the app. `/stats` is rendered by its own handler, after its
+    // check of who asks.
+    let routes = generate_route_list_with_exclusions(App, Some(vec!["/stats".into()]));
     let options = state.leptos.clone();
     Router::new()
         .merge(api)
         .merge(forms)
         .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // An unknown page is the app's not-found page, with the pages' headers.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context(&state), shell))
         // Inside the session layer, which names the identity counted.
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
@@ -160,8 +161,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.access.clone(), tokens::layer))
         // Before the session layer: a refused cross-site request gets no cookie either.
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), guard::layer))
-        // A refused form posted natively comes back as a page, with the headers below.
-        .layer(axum::middleware::from_fn(problem::forms_as_html))
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
         // Outside everything that asks who the client is.
         .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))

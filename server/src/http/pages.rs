@@ -1,13 +1,21 @@
 //! The pages' forms, posted natively: what makes the site work before its WASM has loaded,
-//! or without JavaScript at all.
+//! or without JavaScript at all — and the pages rendered in answer to them.
 //!
-//! Each form is a plain `method="post"` form that an island takes over once hydrated (with a
-//! server function, in the page). Posted natively, it lands here: the new-analysis form on
-//! `POST /`, Cancel and Retry on `POST /runs/:id/cancel` and `…/retry`. Success is a
-//! `303 See Other` to the run's page, so a reload never posts twice; invalid input renders the
-//! home page again, with what was sent and each field's error, as a `400` (and a start refused
-//! by a limit the same way, with its `429` and `Retry-After`). Any other refusal of a form
-//! comes back as a page too ([`super::problem::forms_as_html`]).
+//! Each form is a plain `method="post"` form (some of which an island takes over once
+//! hydrated, with a server function). Posted natively, it lands on a handler: here the
+//! new-analysis form on `POST /` and a run's Cancel and Retry on `POST /runs/:id/cancel` and
+//! `…/retry`; the share, token and backtest forms in their own modules. Success is a
+//! `303 See Other`, so a reload never posts twice. A refusal is answered by rendering the
+//! Leptos page the form is on, as for a GET of it, with the refusal in its context:
+//!
+//! - a form that starts something (`/`, `/backtests`, a new token) comes back filled in with
+//!   what was sent and why it was refused — each field's error, a limit, a cost to confirm —
+//!   to any client, as a form does;
+//! - any other refusal is shown at the top of the form's page ([`app::components::Refusal`])
+//!   to a browser, which asks for HTML; other clients get the problem, as from the API.
+//!
+//! Either way with the refusal's status and `Retry-After`. The rate limits do not answer a
+//! native form themselves: they mark it [`Limited`] and its handler refuses it.
 //!
 //! The same [`application::RunService`] calls as the REST API and the server functions, so limits,
 //! validation and ownership are the same three ways.
@@ -15,7 +23,8 @@
 use application::Error;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use domain::StartRequest;
 use leptos::prelude::provide_context;
@@ -24,7 +33,7 @@ use super::extract::run_id;
 use super::limits::{Limited, refusal};
 use super::problem::ApiError;
 use super::reply::see_other;
-use super::session::Identity;
+use super::session::identity;
 use super::{AppState, BODY_LIMIT, page_context};
 
 /// The new-analysis form's fields as a browser encodes them (`application/x-www-form-urlencoded`,
@@ -47,54 +56,79 @@ pub fn start_request(body: &[u8]) -> StartRequest {
     request
 }
 
-/// `POST /`: start a run from the form, or show the form again with the errors.
-pub async fn start(State(state): State<AppState>, Identity(user): Identity, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = match to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => {
-            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large.")
-                .into_response();
-        }
-    };
-    let request = start_request(&body);
-    let (problem, retry_after) = match parts.extensions.get::<Limited>() {
-        // Over a rate limit: no run, the form again with why.
-        Some(Limited(secs)) => {
-            let refused = refusal(*secs);
-            (*refused.problem, refused.retry_after)
-        }
-        None => match state.service.start(&user.0, &request, None).await {
-            Ok(started) => {
-                return see_other(&format!("/runs/{}", started.run_id));
-            }
-            Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
-                return ApiError::from(e).into_response();
-            }
-            Err(e) => super::problem::answer(&e),
-        },
-    };
-    // Render `/` as for a GET, with the rejected submission in context.
-    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let rejected = app::routes::home::Rejected { request, problem };
-    let mut resp = render(&state, parts, "/", move || provide_context(rejected.clone())).await;
-    *resp.status_mut() = status;
-    if let Some(secs) = retry_after {
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    resp
+/// A form's body, read whole: a form is small.
+pub(crate) async fn form_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
+    to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large."))
 }
 
-/// The page at `page` rendered as for a GET of it, in answer to a posted form, with what
-/// `extra` provides in its context (what was refused, or what was made).
+/// `POST /`: start a run from the form, or show the form again with what was sent and why not.
+pub async fn start(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match form_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request = start_request(&body);
+    let refused = match (parts.extensions.get::<Limited>().copied(), identity(&parts)) {
+        (Some(Limited(secs)), _) => refusal(secs),
+        (None, Err(e)) => return refused(&state, parts, "/".into(), e).await,
+        (None, Ok(user)) => match state.service.start(&user.0, &request, None).await {
+            Ok(started) => return see_other(&format!("/runs/{}", started.run_id)),
+            // Not the form's fault: answered as any form's refusal.
+            Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
+                return refused(&state, parts, "/".into(), e.into()).await;
+            }
+            Err(e) => e.into(),
+        },
+    };
+    let rejected = app::routes::home::Rejected { request, problem: (*refused.problem).clone() };
+    render_refused(&state, parts, "/", refused, move || provide_context(rejected.clone())).await
+}
+
+/// `POST /runs/:id/cancel`: cancel, then back to the run's page.
+pub async fn cancel(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
+    let result = async {
+        let id = run_id(&raw)?;
+        state.service.cancel(&identity(&parts)?.0, id).await?;
+        Ok(see_other(&format!("/runs/{id}")))
+    }
+    .await;
+    let page = page_of(parts.uri.path(), 2);
+    answer_form(&state, parts, page, result).await
+}
+
+/// `POST /runs/:id/retry`: a new run, and its page. A run that cannot be retried (it was
+/// already, from another tab, or it is still going) leads back to its own page.
+pub async fn retry(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
+    let result = async {
+        if let Some(Limited(secs)) = parts.extensions.get::<Limited>() {
+            return Err(refusal(*secs));
+        }
+        let id = run_id(&raw)?;
+        match state.service.retry(&identity(&parts)?.0, id).await {
+            Ok(started) => Ok(see_other(&format!("/runs/{}", started.run_id))),
+            Err(Error::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
+            Err(e) => Err(e.into()),
+        }
+    }
+    .await;
+    let page = page_of(parts.uri.path(), 2);
+    answer_form(&state, parts, page, result).await
+}
+
+/// The page at `page` rendered as for a GET of it, in answer to a posted form (or after the
+/// stats' check), with what `extra` provides in its context (what was refused, or what was
+/// made).
 pub(crate) async fn render(
     state: &AppState,
-    mut parts: axum::http::request::Parts,
-    page: &'static str,
+    mut parts: Parts,
+    page: &str,
     extra: impl Fn() + Clone + Send + Sync + 'static,
 ) -> Response {
     parts.method = Method::GET;
-    parts.uri = axum::http::Uri::from_static(page);
+    parts.uri = page.parse().unwrap_or_else(|_| Uri::from_static("/"));
     let context = page_context(state);
     let options = state.leptos.clone();
     let render = leptos_axum::render_app_async_with_context(
@@ -107,30 +141,57 @@ pub(crate) async fn render(
     render(Request::from_parts(parts, Body::empty())).await
 }
 
-/// `POST /runs/:id/cancel`: cancel, then back to the run's page.
-pub async fn cancel(
-    State(state): State<AppState>,
-    Identity(user): Identity,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = run_id(&raw)?;
-    state.service.cancel(&user.0, id).await?;
-    Ok(see_other(&format!("/runs/{id}")))
+/// `page` rendered again in answer to its form, refused with `e` (which `extra` shows): with
+/// the refusal's status and `Retry-After`, kept by no cache.
+pub(crate) async fn render_refused(
+    state: &AppState,
+    parts: Parts,
+    page: &str,
+    e: ApiError,
+    extra: impl Fn() + Clone + Send + Sync + 'static,
+) -> Response {
+    e.log();
+    let mut resp = render(state, parts, page, extra).await;
+    *resp.status_mut() = e.status();
+    let h = resp.headers_mut();
+    if let Some(secs) = e.retry_after {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
 }
 
-/// `POST /runs/:id/retry`: a new run, and its page. A run that cannot be retried (it was
-/// already, from another tab, or it is still going) leads back to its own page.
-pub async fn retry(
-    State(state): State<AppState>,
-    Identity(user): Identity,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = run_id(&raw)?;
-    match state.service.retry(&user.0, id).await {
-        Ok(started) => Ok(see_other(&format!("/runs/{}", started.run_id))),
-        Err(Error::NotRetryable(_)) => Ok(see_other(&format!("/runs/{id}"))),
-        Err(e) => Err(e.into()),
+/// A form's refusal: to a browser, which asks for HTML, the page the form is on with the
+/// refusal at its top; to any other client, the problem.
+pub(crate) async fn refused(state: &AppState, parts: Parts, page: String, e: ApiError) -> Response {
+    if !asks_for_html(&parts.headers) {
+        return e.into_response();
     }
+    let refusal = app::components::Refusal((*e.problem).clone());
+    render_refused(state, parts, &page, e, move || provide_context(refusal.clone())).await
+}
+
+/// What a form handler answers: `result` on success (a `303`), else its refusal.
+pub(crate) async fn answer_form(
+    state: &AppState,
+    parts: Parts,
+    page: String,
+    result: Result<Response, ApiError>,
+) -> Response {
+    match result {
+        Ok(resp) => resp,
+        Err(e) => refused(state, parts, page, e).await,
+    }
+}
+
+/// The page a form at `path` is on: its first `depth` segments, as the browser sent them
+/// (`/runs/<id>` of `/runs/<id>/cancel`).
+pub(crate) fn page_of(path: &str, depth: usize) -> String {
+    path.split('/').filter(|s| !s.is_empty()).take(depth).fold(String::new(), |page, s| page + "/" + s)
+}
+
+fn asks_for_html(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
 #[cfg(test)]
@@ -147,5 +208,14 @@ mod tests {
         // No box ticked is an empty list (an error), not "every analyst".
         assert_eq!(start_request(b"symbol=AAPL").analysts, Some(vec![]));
         assert_eq!(start_request(b"symbol=A+B&asOf=2020-01-02").as_of.as_deref(), Some("2020-01-02"));
+    }
+
+    #[test]
+    fn a_form_is_on_the_page_its_path_begins_with() {
+        assert_eq!(page_of("/runs/abc/retry", 2), "/runs/abc");
+        assert_eq!(page_of("/runs/abc/shares/9/revoke", 2), "/runs/abc");
+        assert_eq!(page_of("/backtests/xyz/cancel", 2), "/backtests/xyz");
+        assert_eq!(page_of("/settings/tokens/1/revoke", 1), "/settings");
+        assert_eq!(page_of("/runs/a%22b/cancel", 2), "/runs/a%22b");
     }
 }

@@ -4,17 +4,14 @@
 //! logged: 5xx with their internal detail (which is never sent), 4xx not at all. [`answer`]
 //! is the one mapping of the application's errors to statuses, problem bodies and waits: the
 //! REST handlers, the native forms, the pages and the server functions all answer through it.
+//! (A refused form posted by a browser is answered with its page, the problem shown in it:
+//! see [`super::pages`].)
 
 use application::Error;
-use axum::body::{Body, to_bytes};
-use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{FieldError, Problem};
 use serde_json::{Map, Value};
-
-use super::html::{esc, html, page};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -45,6 +42,22 @@ impl ApiError {
     /// 400 naming one field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Error::Invalid(vec![FieldError::new(field, message)]).into()
+    }
+
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    /// Logs a server error with its internal detail (never sent); a client's error is not
+    /// ours to log. Called once, by whatever answers the error: the problem or a page.
+    pub fn log(&self) {
+        if self.status().is_server_error() {
+            tracing::error!(
+                status = self.problem.status,
+                detail = self.internal.as_deref().unwrap_or(&self.problem.detail),
+                "request failed"
+            );
+        }
     }
 }
 
@@ -168,14 +181,8 @@ fn wait_words(d: std::time::Duration) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!(
-                status = status.as_u16(),
-                detail = self.internal.as_deref().unwrap_or(&self.problem.detail),
-                "request failed"
-            );
-        }
+        self.log();
+        let status = self.status();
         let mut body = serde_json::to_value(&self.problem).expect("plain data");
         if let Value::Object(members) = &mut body {
             members.extend(self.extensions);
@@ -206,66 +213,6 @@ pub async fn method_not_allowed() -> ApiError {
     )
 }
 
-/// A form posted natively (a `POST` outside `/api/` by a browser that asks for HTML) that is
-/// refused gets the refusal as a page in the site's frame — its title, detail, each field's
-/// error and a link back — rather than JSON shown raw. The status and `Retry-After` stay; an
-/// API client, which does not ask for HTML, gets the problem as it is.
-pub async fn forms_as_html(req: Request, next: Next) -> Response {
-    let form = req.method() == Method::POST && !req.uri().path().starts_with("/api/") && asks_for_html(req.headers());
-    let back = back_to(req.uri().path());
-    let resp = next.run(req).await;
-    let is_problem = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/problem+json");
-    if !form || !is_problem {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    // A problem body is a few hundred bytes; one that is not readable goes out as it came.
-    let Ok(bytes) = to_bytes(body, 64 * 1024).await else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let Ok(problem) = serde_json::from_slice::<Problem>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    let mut page = html(parts.status, problem_page(&problem, &back));
-    if let Some(retry) = parts.headers.get(header::RETRY_AFTER) {
-        page.headers_mut().insert(header::RETRY_AFTER, retry.clone());
-    }
-    page.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    page
-}
-
-fn asks_for_html(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
-}
-
-/// The page a form at `path` came from: a run's page for its Cancel, Retry and share forms, a
-/// backtest's for its Cancel, the settings for the token forms, else the path itself.
-fn back_to(path: &str) -> String {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match parts.as_slice() {
-        ["runs", id, ..] | ["backtests", id, ..] if !id.is_empty() => format!("/{}/{id}", parts[0]),
-        ["settings", ..] => "/settings".into(),
-        ["backtests"] => "/backtests".into(),
-        _ => "/".into(),
-    }
-}
-
-fn problem_page(problem: &Problem, back: &str) -> String {
-    let errors: String = problem
-        .errors
-        .iter()
-        .map(|e| format!(r#"<li><strong>{}</strong>: {}</li>"#, esc(&e.field), esc(&e.message)))
-        .collect();
-    let errors = if errors.is_empty() { String::new() } else { format!("<ul>{errors}</ul>") };
-    let body = format!(
-        r#"<section class="error-panel" role="alert"><h1>{}</h1><p>{}</p>{errors}<p><a href="{}">Back</a></p></section>"#,
-        esc(&problem.title),
-        esc(&problem.detail),
-        esc(back)
-    );
-    page(&problem.title, None, false, &body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,26 +241,5 @@ mod tests {
         assert_eq!(retry_after, Some(22 * 3600 - 2));
         assert!(problem.detail.contains("daily budget: 475 tokens used"), "{}", problem.detail);
         assert!(problem.detail.contains("22 hours"), "{}", problem.detail);
-    }
-
-    #[test]
-    fn a_refused_form_leads_back_to_where_it_was() {
-        assert_eq!(back_to("/runs/abc/retry"), "/runs/abc");
-        assert_eq!(back_to("/runs/abc/shares/9/revoke"), "/runs/abc");
-        assert_eq!(back_to("/backtests/xyz/cancel"), "/backtests/xyz");
-        assert_eq!(back_to("/backtests"), "/backtests");
-        assert_eq!(back_to("/settings/tokens/1/revoke"), "/settings");
-        assert_eq!(back_to("/"), "/");
-        assert_eq!(back_to("/elsewhere"), "/");
-    }
-
-    #[test]
-    fn the_page_says_what_the_problem_says_escaped() {
-        let mut p = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many <new> runs", "Wait 3 s.");
-        p.problem.errors.push(FieldError::new("symbol", "'<x>' is not a symbol"));
-        let html = problem_page(&p.problem, "/runs/a\"b");
-        assert!(html.contains("<h1>Too many &lt;new&gt; runs</h1><p>Wait 3 s.</p>"), "{html}");
-        assert!(html.contains("<li><strong>symbol</strong>: &#39;&lt;x&gt;&#39; is not a symbol</li>"), "{html}");
-        assert!(html.contains(r#"<a href="/runs/a&quot;b">Back</a>"#), "{html}");
     }
 }

@@ -172,8 +172,14 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Identity {
     type Rejection = super::problem::ApiError;
 
     async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<UserId>().cloned().map(Identity).ok_or_else(unauthenticated)
+        identity(parts).map(Identity)
     }
+}
+
+/// The caller's identity, for the form handlers, which answer a refusal themselves; a request
+/// without one is a 401 problem.
+pub fn identity(parts: &axum::http::request::Parts) -> Result<UserId, super::problem::ApiError> {
+    parts.extensions.get::<UserId>().cloned().ok_or_else(unauthenticated)
 }
 
 pub fn unauthenticated() -> super::problem::ApiError {

@@ -7,16 +7,17 @@
 use application::access::Access;
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::AppState;
 use super::extract::run_id;
 use super::problem::ApiError;
 use super::reply::see_other;
 use super::runs::progress_of;
-use super::session::Identity;
+use super::session::{Identity, identity};
+use super::{AppState, pages};
 
 fn access(state: &AppState) -> Access {
     state.access.clone()
@@ -148,25 +149,31 @@ pub async fn progress(
 
 /// `POST /runs/:runId/share`: the run page's form; leads to the shared page, whose address is
 /// the link.
-pub async fn create_form(
-    State(state): State<AppState>,
-    Identity(user): Identity,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let (_, secret) = access(&state).create_share(&user, run_id(&raw)?).await?;
-    Ok(see_other(&format!("/share/{secret}")))
+pub async fn create_form(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
+    let result = async {
+        let (_, secret) = access(&state).create_share(&identity(&parts)?, run_id(&raw)?).await?;
+        Ok(see_other(&format!("/share/{secret}")))
+    }
+    .await;
+    let page = pages::page_of(parts.uri.path(), 2);
+    pages::answer_form(&state, parts, page, result).await
 }
 
 /// `POST /runs/:runId/shares/:id/revoke`: back to the run's page.
 pub async fn revoke_form(
     State(state): State<AppState>,
-    Identity(user): Identity,
     Path((raw, id)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    let run = run_id(&raw)?;
-    if access(&state).revoke_share(&user, &id).await? {
-        Ok(see_other(&format!("/runs/{run}")))
-    } else {
-        Err(no_such_link())
+    parts: Parts,
+) -> Response {
+    let result = async {
+        let run = run_id(&raw)?;
+        if access(&state).revoke_share(&identity(&parts)?, &id).await? {
+            Ok(see_other(&format!("/runs/{run}")))
+        } else {
+            Err(no_such_link())
+        }
     }
+    .await;
+    let page = pages::page_of(parts.uri.path(), 2);
+    pages::answer_form(&state, parts, page, result).await
 }

@@ -11,16 +11,16 @@ use std::sync::Arc;
 
 use application::Error;
 use application::access::Access;
-use axum::body::to_bytes;
 use axum::extract::{Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::problem::ApiError;
 use super::reply::see_other;
-use super::session::Identity;
-use super::{AppState, BODY_LIMIT, pages};
+use super::session::identity;
+use super::{AppState, pages};
 
 /// The bearer token of a request, if it sends one (`Some("")` for an empty one).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -92,16 +92,21 @@ pub async fn layer(State(access): State<Access>, mut req: Request, next: Next) -
     }
 }
 
-/// `POST /settings/tokens` (form: `name`): a new token, shown once on the settings page.
-pub async fn create(State(state): State<AppState>, Identity(user): Identity, req: Request) -> Response {
+/// `POST /settings/tokens` (form: `name`): a new token, shown once on the settings page, or the
+/// form's error next to it.
+pub async fn create(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let Ok(body) = to_bytes(body, BODY_LIMIT).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large.")
-            .into_response();
+    let body = match pages::form_body(body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     let name =
         form_urlencoded::parse(&body).find(|(k, _)| k == "name").map(|(_, v)| v.into_owned()).unwrap_or_default();
-    let (status, created, refused) = match access(&state).create_token(&user, &name).await {
+    let made = match identity(&parts) {
+        Ok(user) => access(&state).create_token(&user, &name).await,
+        Err(e) => return pages::refused(&state, parts, "/settings".into(), e).await,
+    };
+    let (status, created, refused) = match made {
         Ok((token, secret)) => {
             (StatusCode::OK, Some(app::routes::settings::CreatedToken { name: token.name, secret }), None)
         }
@@ -109,7 +114,7 @@ pub async fn create(State(state): State<AppState>, Identity(user): Identity, req
             let message = errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
             (StatusCode::BAD_REQUEST, None, Some(app::routes::settings::TokenFormError(message)))
         }
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return pages::refused(&state, parts, "/settings".into(), e.into()).await,
     };
     let mut resp = pages::render(&state, parts, "/settings", move || {
         if let Some(c) = created.clone() {
@@ -127,16 +132,16 @@ pub async fn create(State(state): State<AppState>, Identity(user): Identity, req
 }
 
 /// `POST /settings/tokens/:id/revoke`: gone at once; back to the settings page.
-pub async fn revoke(
-    State(state): State<AppState>,
-    Identity(user): Identity,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    if access(&state).revoke_token(&user, &id).await? {
-        Ok(see_other("/settings"))
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "Token not found", "You have no such token."))
+pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Response {
+    let result = async {
+        if access(&state).revoke_token(&identity(&parts)?, &id).await? {
+            Ok(see_other("/settings"))
+        } else {
+            Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", "Token not found", "You have no such token."))
+        }
     }
+    .await;
+    pages::answer_form(&state, parts, "/settings".into(), result).await
 }
 
 fn access(state: &AppState) -> Access {
