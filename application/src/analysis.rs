@@ -190,6 +190,8 @@ impl Reporter for RunReporter {
         let Some((budget, store)) = &self.daily else {
             return Ok(None);
         };
+        // This run's own spending must be in the database before it is subtracted back out.
+        self.ctx.flush().await?;
         let now = self.clock.now();
         let mut used = store
             .usage_since(&self.ctx.job().owner, now - budget::WINDOW)

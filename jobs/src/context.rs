@@ -252,6 +252,23 @@ impl JobContext {
         }
     }
 
+    /// Writes what is unwritten and waits until the database has it: for a handler about to
+    /// read back, in another statement, something it has just reported.
+    pub async fn flush(&self) -> Result<(), JobError> {
+        self.write();
+        loop {
+            let notified = self.inner.written.notified();
+            {
+                let state = self.state();
+                if !state.writing && (!state.dirty || state.closing) {
+                    break;
+                }
+            }
+            notified.await;
+        }
+        self.stopped()
+    }
+
     /// Waits for the write at the database, if any, and takes what is still unwritten: the
     /// latest document and the checkpoints it does not have yet, for the job's final write.
     pub(crate) async fn unwritten(&self) -> (Value, BTreeMap<String, Value>) {

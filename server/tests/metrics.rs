@@ -203,13 +203,15 @@ async fn metrics_count_every_way_in_and_every_run() {
     let micro = get(&w, "trading_agents_model_cost_microusd_total", &[("model", "fake")]);
     assert!((micro - cost * 1e6).abs() <= 8.0, "cost {micro} µ$, the runs say {} µ$", cost * 1e6);
     // Every store operation is timed; the batched ones also say how many jobs each carried:
-    // the two runs' claims and ends, and at least each of their 8 steps' start and checkpoint.
+    // the two runs' claims and ends, and their writes. A run's writes merge what came while
+    // the one before was at the database, so how many land depends on timing; each run's first
+    // step is written at once, so there are at least two.
     assert!(get(&w, "trading_agents_db_statement_duration_seconds_count", &[("statement", "claim")]) >= 1.0);
     assert_eq!(get(&w, "trading_agents_db_batch_jobs_sum", &[("statement", "claim")]), 2.0);
     assert!(get(&w, "trading_agents_db_statement_duration_seconds_count", &[("statement", "finish")]) >= 1.0);
     assert_eq!(get(&w, "trading_agents_db_batch_jobs_sum", &[("statement", "finish")]), 2.0);
     assert!(get(&w, "trading_agents_db_statement_duration_seconds_count", &[("statement", "write")]) >= 1.0);
-    assert!(get(&w, "trading_agents_db_batch_jobs_sum", &[("statement", "write")]) >= 16.0);
+    assert!(get(&w, "trading_agents_db_batch_jobs_sum", &[("statement", "write")]) >= 2.0);
     assert_eq!(get(&w, "trading_agents_step_duration_seconds_count", &[]), 8.0, "each step's checkpoint");
     for zero in ["trading_agents_rescues_total", "trading_agents_timeouts_total", "trading_agents_retries_total"] {
         assert_eq!(value(&w, zero, &[]), None, "{zero}: nothing was rescued, timed out or retried");
