@@ -126,9 +126,7 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
     let mut held: HashMap<String, HashSet<String>> = HashMap::new();
     for id in &ids {
         let job = store.run(id.parse().unwrap()).await.unwrap();
-        if job.status == JobStatus::Running
-            && job.lease_owner.as_deref().is_some_and(|o| o.contains(&killed_owner))
-        {
+        if job.status == JobStatus::Running && job.lease_owner.as_deref().is_some_and(|o| o.contains(&killed_owner)) {
             let done = job
                 .progress
                 .steps
