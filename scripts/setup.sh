@@ -27,6 +27,13 @@ as_root() {
 install_rust_tools() {
   need cargo "install Rust with rustup: https://rustup.rs"
   need rustup "install Rust with rustup: https://rustup.rs"
+  local c
+  for c in rustfmt clippy; do
+    if ! rustup component list --installed | grep -q "^$c"; then
+      step "Adding the $c component"
+      rustup component add "$c"
+    fi
+  done
   if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     step "Adding the wasm32 target"
     rustup target add wasm32-unknown-unknown
@@ -69,7 +76,12 @@ ensure_postgres() {
       step "Starting PostgreSQL"
       local v
       v=$(ls /usr/lib/postgresql | sort -n | tail -1)
-      pg_lsclusters -h | grep -q "^$v main" || as_root pg_createcluster "$v" main
+      if ! pg_lsclusters -h | grep -q "^$v main"; then
+        as_root pg_createcluster "$v" main
+        # The tests connect as postgres over TCP without a password: trust local connections
+        # on the cluster made here (Debian's default asks for one over TCP).
+        as_root sed -i -E 's/(scram-sha-256|md5|peer)$/trust/' "/etc/postgresql/$v/main/pg_hba.conf"
+      fi
       as_root pg_ctlcluster "$v" main start
     fi
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 && break; sleep 1; done
