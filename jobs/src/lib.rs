@@ -52,4 +52,4 @@ pub use context::{Handler, JobContext, JobError};
 pub use events::{Event, Events};
 pub use job::{Filter, Insert, InsertOutcome, Job, JobId, NewJob, State};
 pub use store::{Database, JobStore, Pools, StoreError};
-pub use worker::{Handlers, WorkerConfig, WorkerPool};
+pub use worker::{CANCEL_WITHIN, Handlers, WorkerConfig, WorkerPool};

@@ -42,6 +42,11 @@ pub const WORKERS_DEFAULT: usize = 4;
 pub const LEASE_DEFAULT: Duration = Duration::from_secs(30);
 pub const POLL_EVERY_DEFAULT: Duration = Duration::from_secs(1);
 pub const CHECK_EVERY_DEFAULT: Duration = Duration::from_millis(500);
+/// A running job stops within this of its cancel request: the request's event reaches its
+/// worker at once, and without events the watcher's next check (every `CHECK_EVERY_DEFAULT`)
+/// finds it. The README promises it; `server/tests/api.rs` measures it.
+pub const CANCEL_WITHIN: Duration = Duration::from_secs(1);
+const _: () = assert!(CHECK_EVERY_DEFAULT.as_millis() < CANCEL_WITHIN.as_millis());
 pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 /// How long the final write of a job keeps retrying through a database outage.
 const FINISH_RETRY_FOR: Duration = Duration::from_secs(30);

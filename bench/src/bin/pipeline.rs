@@ -7,11 +7,16 @@
 //! one analyst + each debate round + the research manager + the trader + each risk round +
 //! the portfolio manager, against every call made one after another (the anchor's way).
 //!
-//! cargo run --release -p bench --bin pipeline -- [--runs 3] [--depth quick|standard|deep]
+//! With `--cancels N` it then cancels N runs while an analyst waits on its model call and
+//! prints how long each took from the request to the run's end, against `jobs::CANCEL_WITHIN`
+//! (what the README promises and `server/tests/api.rs` holds an idle machine to): run it beside
+//! a build to see the bound on a loaded machine.
+//!
+//! cargo run --release -p bench --bin pipeline -- [--runs 3] [--depth quick|standard|deep] [--cancels 0]
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agents::Pipeline;
 use agents::market::bundled::BundledData;
@@ -102,6 +107,49 @@ async fn main() {
             total / critical,
             total / sum,
             total / sequential
+        );
+    }
+    let cancels = bench::arg("--cancels", 0usize);
+    if cancels > 0 {
+        let mut took = Vec::new();
+        for _ in 0..cancels {
+            let request = StartRequest {
+                symbol: Some("NVDA".into()),
+                model_id: Some("slow".into()),
+                analysts: Some(vec!["risk".into()]),
+                ..StartRequest::default()
+            };
+            let id = service.start("bench", &request, None).await.unwrap().run_id;
+            // Inside the analyst's model call (it answers after 2 s).
+            loop {
+                let j = Run::from_job(store.get(job_id(id)).await.unwrap().unwrap()).unwrap();
+                if j.progress.steps[1].status == domain::StepStatus::InProgress {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let asked = Instant::now();
+            service.cancel("bench", id).await.unwrap();
+            loop {
+                let j = Run::from_job(store.get(job_id(id)).await.unwrap().unwrap()).unwrap();
+                if j.status.is_terminal() {
+                    assert_eq!(j.status, JobStatus::Cancelled);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            took.push(asked.elapsed());
+        }
+        took.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!();
+        println!("| cancels inside a model call | p50 | max | promised |");
+        println!("|---:|---:|---:|---:|");
+        println!(
+            "| {cancels} | {:.0} ms | {:.0} ms | {} ms |",
+            ms(took[took.len() / 2]),
+            ms(*took.last().unwrap()),
+            jobs::CANCEL_WITHIN.as_millis()
         );
     }
     stop.cancel();
