@@ -52,17 +52,37 @@ async fn runs_survive_a_postgres_restart() {
         ids.push(body["runId"].as_str().unwrap().to_string());
     }
     // Wait until work is under way, then pull the database out from under it.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let b: Value =
             c.get(server.url(&format!("/api/trading/progress/{}", ids[0]))).send().await.unwrap().json().await.unwrap();
         if b["status"] == "running" {
             break;
         }
+        assert!(Instant::now() < deadline, "the first run never started: {b}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let restart = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("pg_ctlcluster").args([&version, &name, "restart"]).status().expect("pg_ctlcluster")
-    });
+    let ctl = |verb: &'static str| {
+        let (version, name) = (version.clone(), name.clone());
+        tokio::task::spawn_blocking(move || {
+            let status = std::process::Command::new("pg_ctlcluster")
+                .args([&version, &name, verb])
+                .status()
+                .expect("pg_ctlcluster");
+            assert!(status.success(), "pg_ctlcluster {verb}: {status}");
+        })
+    };
+    ctl("stop").await.unwrap();
+    // While it is away the server says so: not ready, and a new run is refused with 503 and a
+    // problem body, not a 500 and not a run lost.
+    let ready = c.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readiness with the database stopped");
+    assert!(ready.headers().contains_key("retry-after"));
+    let refused = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+    assert_eq!(refused.status(), 503, "a start with the database stopped");
+    assert_eq!(refused.headers()["content-type"], "application/problem+json");
+    assert!(refused.headers().contains_key("retry-after"));
+    let restart = ctl("start");
 
     let start = Instant::now();
     let mut seen_503 = 0;
@@ -92,7 +112,7 @@ async fn runs_survive_a_postgres_restart() {
         assert!(start.elapsed() < Duration::from_secs(120), "runs not finished: {} of {}", done.len(), ids.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(restart.await.unwrap().success());
+    restart.await.unwrap();
     assert_ne!(postmaster_start(&db_url).await, started_at, "PostgreSQL really restarted");
     eprintln!("all {} runs completed; {seen_503} polls answered 503 while the database was away", ids.len());
 }
