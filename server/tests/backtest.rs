@@ -124,7 +124,15 @@ async fn runs_to_its_scorecard(db: TestDb) {
     for cell in cells {
         assert_eq!(cell["status"], "completed", "{cell}");
         assert!(cell["rating"].is_string(), "{cell}");
-        assert!(cell["forwardReturns"]["5"].is_f64() && cell["forwardReturns"]["20"].is_f64(), "{cell}");
+        // The forward returns are the bundled file's own: adjusted close h trading days after
+        // the cell's day over its close.
+        let closes = adjusted_closes(cell["symbol"].as_str().unwrap());
+        let day = closes.iter().rposition(|(d, _)| d.as_str() <= cell["asOf"].as_str().unwrap()).unwrap();
+        for h in [5usize, 20] {
+            let expected = closes[day + h].1 / closes[day].1 - 1.0;
+            let got = cell["forwardReturns"][h.to_string()].as_f64().unwrap();
+            assert!((got - expected).abs() < 1e-9, "{h}-day return {got}, the file says {expected}: {cell}");
+        }
         assert!(cell["benchmarkReturns"]["20"].is_f64(), "{cell}");
         let run = c
             .get(server.url(&format!("/api/trading/progress/{}", cell["runId"].as_str().unwrap())))
@@ -146,6 +154,20 @@ async fn runs_to_its_scorecard(db: TestDb) {
             .map(|s| s["count"].as_u64().unwrap())
             .sum();
         assert_eq!(counted, 6, "every cell is counted once per horizon");
+    }
+    // Each rating's mean return is the mean of its cells' returns.
+    for stats in card["byRating"].as_array().unwrap() {
+        let h = stats["horizon"].to_string();
+        let returns: Vec<f64> = cells
+            .iter()
+            .filter(|c| c["rating"] == stats["rating"])
+            .map(|c| c["forwardReturns"][&h].as_f64().unwrap())
+            .collect();
+        assert_eq!(stats["count"], returns.len(), "{stats}");
+        if !returns.is_empty() {
+            let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+            assert!((stats["meanReturn"].as_f64().unwrap() - mean).abs() < 1e-9, "{stats}: mean of {returns:?}");
+        }
     }
     assert!(card["strategy"]["cumulativeReturn"].is_f64(), "{card}");
     for b in ["buyAndHold", "smaCrossover", "macd"] {
@@ -200,7 +222,7 @@ async fn cancelling_cancels_pending_cells() {
 #[tokio::test]
 async fn killed_mid_backtest_resumes_without_rerunning_finished_cells() {
     let db = TestDb::sqlite();
-    let env = [("SIMULATED_LATENCY_MS", "150"), ("WORKERS", "2"), ("LEASE_SECS", "2")];
+    let env = [("SIMULATED_LATENCY_MS", "150"), ("WORKERS", "2"), ("LEASE_SECS", "6")];
     let mut server = Server::start_on(&db.url, &["serve"], &env).await;
     let c = visitor(&server).await;
     let (status, started, _) = post(
@@ -492,4 +514,17 @@ async fn a_hosted_models_cost_is_confirmed_before_it_starts() {
     let err = String::from_utf8_lossy(&out.stderr);
     let said = format!("3 cells with priced are expected to cost about ${:.4}", 3.0 * priced_usd(5.0));
     assert!(err.contains(&said) && err.contains("--confirm-cost"), "{said} in {err}");
+}
+
+/// (date, adjusted close) of a symbol's bundled file for 2013–2023, read here on its own.
+fn adjusted_closes(symbol: &str) -> Vec<(String, f64)> {
+    let path = format!("{}/../data/market/stocks_2013_2023/{symbol}.csv", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (fields[0].to_string(), fields[6].parse().unwrap())
+        })
+        .collect()
 }
