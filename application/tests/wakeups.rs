@@ -32,9 +32,25 @@ async fn claim_latency(producer: &RunService, consumer: &Arc<dyn JobStore>, user
     }
 }
 
-/// Far under the 30 s poll interval, so only a wake-up explains a claim this fast, and wide
-/// enough for two shared, busy cores (a wake-up usually takes milliseconds).
+/// What the README promises: a new job starts within 100 ms. The median of the wake-ups is
+/// held to it (a wake-up takes milliseconds; one hiccup of a busy machine cannot move a median
+/// of nine) …
+const WAKE_PROMISE: Duration = Duration::from_millis(100);
+/// … and every one of them stays far under the 30 s poll interval, so only a wake-up explains
+/// it, even on a machine many times slower.
 const WAKE_BOUND: Duration = Duration::from_secs(5);
+const WAKES: usize = 9;
+
+/// The median and the worst of the latencies after the first (which may race the workers'
+/// first subscription).
+fn check(mut latencies: Vec<Duration>) {
+    let all = latencies.clone();
+    latencies.remove(0);
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    assert!(median <= WAKE_PROMISE, "median claim latency {median:?} over {WAKE_PROMISE:?}: {all:?}");
+    assert!(*latencies.last().unwrap() < WAKE_BOUND, "claim latencies {all:?}");
+}
 
 fn idle_pool(store: Arc<dyn JobStore>, events: Events) -> WorkerPool {
     // A poll interval far longer than the latency asserted: only a wake-up can explain it.
@@ -59,14 +75,12 @@ async fn notify_wakes_an_idle_worker_on_postgres() {
     let producer = RunService::new(&producer_db, Events::new(), common::checks(), ServiceConfig::default()).unwrap();
     let consumer: Arc<dyn JobStore> = worker_side;
     let mut latencies = Vec::new();
-    for i in 0..5 {
+    for i in 0..WAKES {
         latencies.push(claim_latency(&producer, &consumer, &format!("u{i}")).await);
     }
     shutdown.cancel();
     running.await.unwrap();
-    // The first may race the workers' first subscription; the rest must all be quick.
-    let worst = latencies[1..].iter().max().unwrap();
-    assert!(*worst < WAKE_BOUND, "claim latencies {latencies:?}");
+    check(latencies);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -79,11 +93,10 @@ async fn the_in_process_bus_wakes_an_idle_worker_on_sqlite() {
     let running = tokio::spawn(idle_pool(store.clone(), events.clone()).run(shutdown.clone()));
     let producer = RunService::new(&database, events, common::checks(), ServiceConfig::default()).unwrap();
     let mut latencies = Vec::new();
-    for i in 0..5 {
+    for i in 0..WAKES {
         latencies.push(claim_latency(&producer, &store, &format!("u{i}")).await);
     }
     shutdown.cancel();
     running.await.unwrap();
-    let worst = latencies[1..].iter().max().unwrap();
-    assert!(*worst < WAKE_BOUND, "claim latencies {latencies:?}");
+    check(latencies);
 }
