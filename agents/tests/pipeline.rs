@@ -126,7 +126,8 @@ fn spec(model: &str, analysts: &[AnalystKind]) -> ValidStart {
 
 #[tokio::test]
 async fn analysts_run_side_by_side() {
-    let p = pipeline(Duration::from_millis(300), Catalog::builtin());
+    let latency = Duration::from_millis(500);
+    let p = pipeline(latency, Catalog::builtin());
     let m = Memory::default();
     let started = Instant::now();
     let r = p.run(&spec("offline", &AnalystKind::ALL), &m).await.unwrap();
@@ -135,8 +136,9 @@ async fn analysts_run_side_by_side() {
     let last_start = AnalystKind::ALL.iter().map(|a| m.at(a.step_name(), "start")).max().unwrap();
     let first_end = AnalystKind::ALL.iter().map(|a| m.at(a.step_name(), "complete")).min().unwrap();
     assert!(last_start < first_end);
-    // One analyst's wait plus the final's, not four plus one.
-    assert!(took < Duration::from_millis(1200), "{took:?}");
+    // One analyst's wait plus the final's (2 calls), not four plus one (5 calls): anything
+    // short of four calls' time is side by side, however slow the machine's own work.
+    assert!(took < latency * 4, "{took:?} for calls of {latency:?}");
     assert_eq!(r.reports.len(), 4);
     assert_eq!(r.llm_calls, 5);
     assert_eq!(r.as_of.to_string(), "2019-12-31");

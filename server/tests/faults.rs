@@ -66,7 +66,7 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     let setup = Setup::new("ok").await;
     let (store, fake) = (&setup.store, &setup.fake);
     fake.queue("You are the Risk Analyst", Behaviour::Delay(Duration::from_secs(120)));
-    let env = [("LEASE_SECS", "2")];
+    let env = [("LEASE_SECS", "6")];
 
     let id = insert(store, "fake", 600_000).await;
     let mut first = setup.worker(&env);
@@ -87,7 +87,7 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     let done = store.wait_for(id, Duration::from_secs(60), "completion", |j| j.status.is_terminal()).await;
     second.start_kill().unwrap();
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
-    assert!(killed_at.elapsed() < Duration::from_secs(30), "resumed after the lease (2 s), not after minutes");
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "resumed after the lease (6 s), not after minutes");
     assert_eq!(done.attempt, 2);
     assert!(done.lease_owner.as_deref().unwrap().contains(&format!(":{second_pid}:")));
     // Finished steps were not run again: same start times, one model call each.
@@ -161,7 +161,9 @@ async fn a_hanging_provider_ends_the_run_as_timeout_on_time() {
     assert_eq!(done.status, JobStatus::Timeout);
     assert_eq!(done.error.as_deref(), Some("The analysis did not finish within 3 seconds and was stopped."));
     let took = done.duration_ms().unwrap();
-    assert!((3_000..4_500).contains(&took), "ended {took} ms after it started");
+    // On time: not before the deadline, and long before the model's own 600 s timeout would
+    // have ended it (the upper bound leaves room for a machine several times slower).
+    assert!((3_000..15_000).contains(&took), "ended {took} ms after it started");
     let statuses: Vec<StepStatus> = done.progress.steps.iter().map(|s| s.status).collect();
     assert_eq!(statuses, [StepStatus::Completed, StepStatus::Failed, StepStatus::Failed, StepStatus::Skipped]);
     assert!(done.completed_at.unwrap() <= Utc::now());

@@ -187,7 +187,12 @@ async fn metrics_count_every_way_in_and_every_run() {
     assert_eq!(get(&w, "trading_agents_run_duration_seconds_count", &[("status", "completed")]), 2.0);
     let durations = (a["duration"].as_f64().unwrap() + b["duration"].as_f64().unwrap()) / 1000.0;
     let recorded = get(&w, "trading_agents_run_duration_seconds_sum", &[("status", "completed")]);
-    assert!((recorded - durations).abs() < 0.25, "run durations {recorded} s, the runs say {durations} s");
+    // The histogram measures from the claim to after the final write, the runs from the claim to
+    // the write itself: never less, and not seconds more.
+    assert!(
+        recorded >= durations - 0.002 && recorded < durations + 5.0,
+        "run durations {recorded} s, the runs say {durations} s"
+    );
     for step in ["Data Collection", "Invest Analyst", "Risk Analyst", "Final Assessment"] {
         assert_eq!(get(&w, "trading_agents_step_duration_seconds_count", &[("step", step)]), 2.0, "{step}");
     }

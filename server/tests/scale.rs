@@ -63,7 +63,7 @@ async fn two_web_and_two_worker_processes_survive_a_killed_worker_and_a_stopped_
         ("FAKE_API_KEY", "sk-test"),
         ("MAX_ACTIVE_JOBS_PER_USER", "1000"),
         ("WORKERS", "4"),
-        ("LEASE_SECS", "3"),
+        ("LEASE_SECS", "6"),
     ];
     let mut web = vec![
         Server::start_on(&db.url, &["serve", "--workers", "0"], &env).await,

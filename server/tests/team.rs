@@ -113,7 +113,7 @@ async fn a_worker_killed_mid_debate_resumes_without_repeating_finished_turns() {
         "answer the bull's latest points directly. This is round 2 of 3",
         Behaviour::Delay(Duration::from_secs(120)),
     );
-    let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("LEASE_SECS", "2")];
+    let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("LEASE_SECS", "6")];
 
     let start = domain::ValidStart {
         symbol: "AAPL".parse().unwrap(),
