@@ -277,3 +277,89 @@ async fn web_only_and_worker_only_processes_on_sqlite() {
 async fn web_only_and_worker_only_processes_on_postgres() {
     split_processes_stream_a_run(TestDb::postgres().await).await;
 }
+
+/// The notification connections are cut in the middle of a run (PostgreSQL terminates them,
+/// as a failover or a connection reaper would): the open stream still follows the run to its
+/// end, in order, and the processes listen again — a run started afterwards is streamed too
+/// and no poll is answered from a stale cache.
+#[tokio::test]
+async fn a_cut_notification_connection_does_not_stall_a_stream_on_postgres() {
+    let web = Server::start_with(TestDb::postgres().await, &["serve", "--workers", "0"], &[]).await;
+    let url = web.db.as_ref().unwrap().url.clone();
+    let _worker = spawn_worker(&url, &[("SIMULATED_LATENCY_MS", "700")]);
+    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    let listeners = || async {
+        sqlx::query_scalar::<_, i32>(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap()
+    };
+    // The web and the worker process each listen (the worker may still be starting).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let now = listeners().await;
+        if now.len() == 2 {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "two processes listening: {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    let c = visitor(&web).await;
+    let id = start_run(&c, &web, &["invest", "risk"]).await;
+    let resp = c
+        .get(web.url(&format!("/api/trading/events/{id}")))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream().eventsource();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut events: Vec<Received> = Vec::new();
+    let mut cut = false;
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("the stream went on in time");
+        let Some(ev) = next else { break };
+        let ev = ev.expect("well-formed events");
+        if ev.event == "heartbeat" {
+            continue;
+        }
+        events.push(Received {
+            id: ev.id.parse().unwrap(),
+            retry: ev.retry,
+            body: serde_json::from_str(&ev.data).unwrap(),
+        });
+        if !cut && events.last().unwrap().body["status"] == "running" {
+            // Mid-run: cut both processes' notification connections.
+            let terminated: Vec<bool> =
+                sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) pid")
+                    .bind(&before)
+                    .fetch_all(&admin)
+                    .await
+                    .unwrap();
+            assert_eq!(terminated, [true, true]);
+            cut = true;
+        }
+    }
+    assert!(cut, "the run was seen running before it ended: {} events", events.len());
+    assert_in_order(&events);
+    let last = &events.last().unwrap().body;
+    assert_eq!(last["status"], "completed", "{last}");
+
+    // Both listen again, on new connections.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = listeners().await;
+        if now.len() == 2 && now.iter().all(|p| !before.contains(p)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listening again: before {before:?}, now {now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let id = start_run(&c, &web, &["invest", "risk", "technical"]).await;
+    etags_never_hide_a_change(&web, &c, &id).await;
+}
