@@ -27,8 +27,11 @@ test('an analysis runs from the form to the final assessment, step by step', asy
   await expect(page.locator('li.step[data-status="in-progress"]').first()).toBeVisible();
   await expect(step(page, 'Final Assessment')).toHaveAttribute('data-status', 'pending');
   const bar = page.getByRole('progressbar', { name: 'Analysis progress' });
-  const midway = Number(await bar.getAttribute('aria-valuenow'));
-  expect(midway).toBeLessThan(100);
+  await expect(bar).toHaveAttribute('aria-valuemin', '0');
+  await expect(bar).toHaveAttribute('aria-valuemax', '100');
+  const midway = await bar.getAttribute('aria-valuenow');
+  expect(midway, 'the bar states its value').toMatch(/^\d+$/);
+  expect(Number(midway)).toBeLessThan(100);
   await expect(page.getByTestId('eta')).toContainText(/about \d+ (s|min)/);
 
   for (const name of STEPS) {

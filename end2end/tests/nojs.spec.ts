@@ -65,14 +65,20 @@ test('with the WASM blocked, the form posts and the run page reloads until the r
 });
 
 test('a click on "Run analysis" before hydration starts the run', async ({ page }, testInfo) => {
+  // The WASM is held back until the click has been answered, however slow the machine: the
+  // click cannot come after hydration.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
   await page.route('**/*.wasm', async (r) => {
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await held;
     await r.continue();
   });
   await page.goto('/', { waitUntil: 'commit' });
   await expect(page.getByRole('button', { name: 'Run analysis' })).toBeVisible();
-  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(0);
   await submitForm(page);
+  await expect(page).toHaveURL(/\/runs\/[0-9a-f-]{36}$/);
+  await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(0);
+  release();
   await endsOnResult(page);
   // The WASM arrives in the end and takes the run page over.
   await expect(page.locator('body[data-hydrated="true"]')).toHaveCount(1);
