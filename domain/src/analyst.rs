@@ -141,4 +141,22 @@ mod tests {
         assert!(e.0.contains("invest, risk, sentiment, technical"), "{e}");
         assert_eq!(AnalystKind::from_step_name("Technical Analyst"), Some(AnalystKind::Technical));
     }
+
+    #[test]
+    fn each_analyst_is_shown_by_its_id_and_described_in_words_of_its_own() {
+        for a in AnalystKind::ALL {
+            assert_eq!(a.to_string(), a.id());
+            assert_eq!(a.to_string().parse::<AnalystKind>().unwrap(), a);
+        }
+        assert!(AnalystKind::Technical.description().starts_with("RSI, MACD"));
+        assert!(AnalystKind::Risk.description().contains("value at risk"));
+        let info = crate::AnalystInfo::all();
+        let ids: Vec<AnalystKind> = info.iter().map(|i| i.id).collect();
+        assert_eq!(ids, AnalystKind::ALL);
+        for (i, a) in info.iter().zip(AnalystKind::ALL) {
+            assert_eq!((i.name.as_str(), i.description.as_str()), (a.step_name(), a.description()));
+        }
+        let distinct: std::collections::HashSet<&str> = info.iter().map(|i| i.description.as_str()).collect();
+        assert_eq!(distinct.len(), 4, "four descriptions, none empty or shared");
+    }
 }

@@ -291,3 +291,25 @@ pub struct BacktestSummary {
     pub cancelled: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bearish_position_reads_back_what_it_writes() {
+        for p in [BearishPosition::Flat, BearishPosition::Short] {
+            assert_eq!(BearishPosition::parse(p.id()), Some(p));
+        }
+        assert_eq!(BearishPosition::Short.id(), "short");
+        assert_eq!(BearishPosition::parse("long"), None);
+        assert_eq!(BearishPosition::parse("Short"), None, "ids are lowercase, as the API writes them");
+    }
+
+    #[test]
+    fn a_benchmark_is_named_for_a_reader() {
+        assert_eq!(Benchmark::Index { symbol: "^GSPC".into() }.label(), "^GSPC (S&P 500)");
+        let basket = Benchmark::EqualWeight { symbols: vec!["AAPL".into(), "MSFT".into()] };
+        assert_eq!(basket.label(), "equal-weight basket of AAPL, MSFT");
+    }
+}

@@ -245,12 +245,15 @@ mod tests {
     #[test]
     fn symbol_is_normalised_and_checked() {
         assert_eq!("  aapl ".parse::<Symbol>().unwrap().as_str(), "AAPL");
+        assert_eq!("brk-b".parse::<Symbol>().unwrap().to_string(), "BRK-B");
         assert_eq!("brk.b".parse::<Symbol>().unwrap().as_str(), "BRK.B");
         assert_eq!("^gspc".parse::<Symbol>().unwrap().as_str(), "^GSPC");
         let e = "AA PL".parse::<Symbol>().unwrap_err();
         assert!(e.0.contains("' '"), "{e}");
         assert!("".parse::<Symbol>().is_err());
-        assert!("ABCDEFGHIJK".parse::<Symbol>().is_err());
+        assert_eq!("ABCDEFGHIJ".parse::<Symbol>().unwrap().as_str(), "ABCDEFGHIJ", "ten characters is the most");
+        let e = "ABCDEFGHIJK".parse::<Symbol>().unwrap_err();
+        assert_eq!(e.to_string(), "'ABCDEFGHIJK' is too long for a ticker symbol (at most 10 characters)");
         assert!("<script>".parse::<Symbol>().is_err());
     }
 
@@ -261,6 +264,10 @@ mod tests {
         assert!("GPT-4".parse::<ModelId>().is_err());
         assert!("a b".parse::<ModelId>().is_err());
         assert!("x".repeat(65).parse::<ModelId>().is_err());
+        let longest = "x".repeat(64).parse::<ModelId>().unwrap();
+        assert_eq!(longest.to_string(), "x".repeat(64), "64 characters is the most, shown as given");
+        assert!(!longest.is_offline());
+        assert!(!"offline-2".parse::<ModelId>().unwrap().is_offline());
     }
 
     #[test]

@@ -193,6 +193,12 @@ mod tests {
         assert!(v.model_id.is_offline());
         let e = req(r#"{"symbol":"MSFT","analysts":[]}"#).validate(&ModelId::offline()).unwrap_err();
         assert_eq!(e, vec![FieldError::new("analysts", "choose at least one analyst")]);
+        // Up to 16 entries are read (repeats collapse); more are refused before reading them.
+        let many = |n: usize| format!(r#"{{"symbol":"MSFT","analysts":{}}}"#, serde_json::json!(vec!["risk"; n]));
+        let v = req(&many(16)).validate(&ModelId::offline()).unwrap();
+        assert_eq!(v.analysts, vec![AnalystKind::Risk]);
+        let e = req(&many(17)).validate(&ModelId::offline()).unwrap_err();
+        assert_eq!(e, vec![FieldError::new("analysts", "too many entries")]);
     }
 
     #[test]
