@@ -199,6 +199,9 @@ mod tests {
         assert_eq!(v.analysts, vec![AnalystKind::Risk]);
         let e = req(&many(17)).validate(&ModelId::offline()).unwrap_err();
         assert_eq!(e, vec![FieldError::new("analysts", "too many entries")]);
+        let e = req(r#"{"symbol":"MSFT","maxCostUsd":0}"#).validate(&ModelId::offline()).unwrap_err();
+        assert_eq!(e, vec![FieldError::new("maxCostUsd", "must be a positive number of US dollars")]);
+        assert!(req(r#"{"symbol":"MSFT","maxCostUsd":0.01}"#).validate(&ModelId::offline()).is_ok());
     }
 
     #[test]

@@ -255,5 +255,32 @@ mod tests {
         assert_eq!(Rating::from_score(0.15), Rating::Overweight);
         assert_eq!(Rating::from_score(-0.15), Rating::Underweight);
         assert_eq!(Rating::parse(" overweight"), Some(Rating::Overweight));
+        // The band edges belong to the stronger rating on both sides.
+        assert_eq!(Rating::from_score(0.45), Rating::Buy);
+        assert_eq!(Rating::from_score(-0.45), Rating::Sell);
+    }
+
+    #[test]
+    fn stances_read_back_what_they_write_and_score_their_direction() {
+        for (s, word, score) in
+            [(Stance::Bullish, "bullish", 1.0), (Stance::Neutral, "neutral", 0.0), (Stance::Bearish, "bearish", -1.0)]
+        {
+            assert_eq!(s.as_str(), word);
+            assert_eq!(Stance::parse(word), Some(s));
+            assert_eq!(Stance::parse(&format!(" {} ", word.to_uppercase())), Some(s));
+            assert_eq!(s.score(), score);
+        }
+        assert_eq!(Stance::parse("bull"), None);
+    }
+
+    #[test]
+    fn usage_adds_up_field_by_field() {
+        let mut tokens = TokenUsage { prompt: 7, completion: 5 };
+        assert_eq!(tokens.total(), 12);
+        tokens.add(TokenUsage { prompt: 3, completion: 2 });
+        assert_eq!(tokens, TokenUsage { prompt: 10, completion: 7 });
+        let mut usage = Usage { calls: 2, tokens, cost_usd: 0.25 };
+        usage.add(Usage { calls: 3, tokens: TokenUsage { prompt: 1, completion: 1 }, cost_usd: 0.5 });
+        assert_eq!(usage, Usage { calls: 5, tokens: TokenUsage { prompt: 11, completion: 8 }, cost_usd: 0.75 });
     }
 }
