@@ -81,21 +81,77 @@ async fn cross_site_writes_are_refused_and_same_origin_ones_pass() {
     assert_eq!(runs(&c, &server).await, 3);
 }
 
+/// Every answer — pages, the not-found page, a refused form's page, problems, JSON, health,
+/// metrics, CSV — carries the security headers, and a Content-Security-Policy that says where
+/// scripts may come from: a page's own policy (this site, or this response's nonce), or none
+/// at all (`script-src 'none'`) for what is not a page, so an HTML answer is never left
+/// without one.
 #[tokio::test]
 async fn every_answer_carries_the_security_headers() {
-    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
     let c = visitor(&server).await;
-    for path in ["/", "/history", "/api/trading/models", "/api/trading/progress/nope", "/healthz", "/no-such-page"] {
-        let resp = c.get(server.url(path)).send().await.unwrap();
-        let h = resp.headers();
-        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
-        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{path}");
-        let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{path}: {csp}");
-        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    let no_run = uuid::Uuid::new_v4();
+    let mut answers = Vec::new();
+    for (path, status) in [
+        ("/", 200),
+        ("/runs", 200),
+        ("/settings", 200),
+        ("/backtests", 200),
+        ("/stats", 200),
+        ("/api/trading/models", 200),
+        ("/api/openapi.json", 200),
+        ("/api/trading/progress/nope", 400),
+        ("/api/nope", 404),
+        ("/healthz", 200),
+        ("/metrics", 200),
+        ("/no-such-page", 404),
+        ("/share/nope", 404),
+        (&format!("/backtests/{no_run}/cells.csv") as &str, 404),
+    ] {
+        answers.push((format!("GET {path}"), status, c.get(server.url(path)).send().await.unwrap()));
     }
+    for (path, body, status) in [
+        (format!("/runs/{no_run}/cancel"), String::new(), 404),
+        ("/settings/tokens".to_string(), "name=".to_string(), 400),
+        ("/".to_string(), format!("symbol={}", "A".repeat(100 * 1024)), 413),
+    ] {
+        let resp = c
+            .post(server.url(&path))
+            .header("accept", "text/html")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        answers.push((format!("POST {path}"), status, resp));
+    }
+    let resp = c.put(server.url("/api/trading/run")).send().await.unwrap();
+    answers.push(("PUT /api/trading/run".into(), 405, resp));
+    let mut unguarded = Vec::new();
+    for (what, status, resp) in answers {
+        assert_eq!(resp.status(), status, "{what}");
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{what}");
+        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{what}");
+        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{what}: {csp}");
+        let kind = h.get("content-type").map(|t| t.to_str().unwrap().to_string()).unwrap_or_default();
+        let scripts = csp.split(';').map(str::trim).find(|d| d.starts_with("script-src "));
+        let guarded = match scripts {
+            // A page of the app: this site's scripts and those with this response's nonce.
+            Some(s) if kind.starts_with("text/html") => s == "script-src 'none'" || s.contains("'nonce-"),
+            // What is not a page runs no script.
+            Some(s) => s == "script-src 'none'",
+            None => false,
+        };
+        if !guarded || scripts.is_some_and(|s| s.contains("'unsafe-inline'")) {
+            unguarded.push(format!("{what} ({kind}): {csp}"));
+        }
+    }
+    assert!(unguarded.is_empty(), "answers without a script policy:\n{}", unguarded.join("\n"));
     let https = Server::start(TestDb::sqlite(), &[("COOKIE_SECURE", "true")]).await;
     let resp = c.get(https.url("/")).send().await.unwrap();
     assert!(resp.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
