@@ -93,7 +93,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         admin_token: http::tokens::OperatorToken::new(args.admin_token.as_ref().map(|s| s.0.as_str())),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
-        origins: http::guard::Origins::new(&args.allowed_origins),
+        origins: http::guard::Origins::new(&args.allowed_origins, args.cookie_secure)?,
         policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
         proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,

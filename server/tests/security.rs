@@ -286,3 +286,54 @@ async fn rotated_session_secrets_keep_identities() {
     let resp = client().get(only_new.url("/api/trading/runs")).header("cookie", &renewed).send().await.unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["total"], 1);
 }
+
+/// `GET /api/trading/runs` with just this `Cookie` header.
+async fn runs_with(server: &Server, cookie: &str) -> reqwest::Response {
+    client().get(server.url("/api/trading/runs")).header("cookie", cookie).send().await.unwrap()
+}
+
+/// The session cookie's `name=value` pair, from a page load's `Set-Cookie`.
+fn session_pair(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+/// An `Origin` is this server's own only when scheme, host and port all match how it is
+/// served: `http://host:port` on a plain server (where `https://host:port`, another port or a
+/// made-up scheme is another site), `https://host:port` on one served over HTTPS.
+#[tokio::test]
+async fn an_origin_is_ours_only_with_our_scheme_host_and_port() {
+    for https in [false, true] {
+        let env: &[(&str, &str)] =
+            if https { &[("COOKIE_SECURE", "true"), ("WORKERS", "0")] } else { &[("WORKERS", "0")] };
+        let server = Server::start(TestDb::sqlite(), env).await;
+        let cookie = session_pair(&client().get(server.url("/")).send().await.unwrap());
+        let host = server.base.trim_start_matches("http://").to_string();
+        let port = host.rsplit_once(':').unwrap().1.to_string();
+        let (ours, theirs) = if https { ("https", "http") } else { ("http", "https") };
+        let post = |origin: String| {
+            client()
+                .post(server.url("/api/trading/run"))
+                .header("cookie", &cookie)
+                .header("origin", origin)
+                .json(&json!({"symbol": "AAPL", "analysts": ["risk"]}))
+                .send()
+        };
+        // First, the same request from our own origin is accepted.
+        let resp = post(format!("{ours}://{host}")).await.unwrap();
+        assert_eq!(resp.status(), 202, "https={https}: our own origin");
+        for origin in [
+            format!("{theirs}://{host}"),
+            format!("foo://{host}"),
+            format!("{ours}://{host}.evil.example"),
+            format!("{ours}://127.0.0.1:{}", port.parse::<u16>().unwrap() + 1),
+            format!("{ours}://user@{host}"),
+            format!("{ours}://{host}/path"),
+        ] {
+            let resp = post(origin.clone()).await.unwrap();
+            let p = problem(resp, 403).await;
+            assert_eq!(p["type"], "/problems/cross-site-request", "https={https}: {origin}");
+        }
+        let listed: Value = runs_with(&server, &cookie).await.json().await.unwrap();
+        assert_eq!(listed["total"], 1, "https={https}: only our own origin's request started a run");
+    }
+}
