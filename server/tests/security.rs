@@ -337,3 +337,67 @@ async fn an_origin_is_ours_only_with_our_scheme_host_and_port() {
         assert_eq!(listed["total"], 1, "https={https}: only our own origin's request started a run");
     }
 }
+
+/// Served over HTTPS, the session cookie is `__Host-ta_session`: `Secure`, on `/`, with no
+/// `Domain` — which a sibling subdomain cannot set or overwrite. A plain `ta_session` cookie
+/// (which a sibling could have planted) is then nobody, even when its signature holds.
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_only() {
+    let db = TestDb::sqlite();
+    let secret = "s".repeat(32);
+    let env = [("WORKERS", "0"), ("SESSION_SECRET", secret.as_str())];
+    let plain = Server::start_on(&db.url, &["serve"], &env).await;
+    let mut secure_env = env.to_vec();
+    secure_env.push(("COOKIE_SECURE", "true"));
+    let secure = Server::start_on(&db.url, &["serve"], &secure_env).await;
+
+    let page = client().get(secure.url("/")).send().await.unwrap();
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let attributes: Vec<&str> = set_cookie.split("; ").collect();
+    assert!(attributes[0].starts_with("__Host-ta_session="), "{set_cookie}");
+    assert!(attributes.contains(&"Secure") && attributes.contains(&"Path=/"), "{set_cookie}");
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "{set_cookie}");
+    let host_cookie = attributes[0].to_string();
+    assert_eq!(runs_with(&secure, &host_cookie).await.status(), 200, "the __Host- cookie is an identity");
+
+    // The plain server's cookie, signed with the same secret, is no identity over HTTPS.
+    let plain_cookie = session_pair(&client().get(plain.url("/")).send().await.unwrap());
+    assert!(plain_cookie.starts_with("ta_session="), "{plain_cookie}");
+    assert_eq!(runs_with(&plain, &plain_cookie).await.status(), 200, "over HTTP it is one");
+    problem(runs_with(&secure, &plain_cookie).await, 401).await;
+    // Beside the real one, a planted plain cookie changes nothing.
+    let both = format!("{plain_cookie}; {host_cookie}");
+    let resp = client().post(secure.url("/api/trading/run")).header("cookie", &both).json(&json!({"symbol": "AAPL"}));
+    assert_eq!(resp.send().await.unwrap().status(), 202);
+    let mine: Value = runs_with(&secure, &host_cookie).await.json().await.unwrap();
+    assert_eq!(mine["total"], 1, "the run is the __Host- identity's");
+    let theirs: Value = runs_with(&plain, &plain_cookie).await.json().await.unwrap();
+    assert_eq!(theirs["total"], 0, "not the planted identity's");
+}
+
+/// When a request carries several session cookies, a valid one is the identity whatever its
+/// place: an invalid or forged cookie sent first (as a sibling subdomain could set one) does
+/// not log its holder out. A request with only invalid ones has no identity.
+#[tokio::test]
+async fn an_invalid_session_cookie_does_not_hide_a_valid_one() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let owner = session_pair(&client().get(server.url("/")).send().await.unwrap());
+    let resp = client().post(server.url("/api/trading/run")).header("cookie", &owner).json(&json!({"symbol": "AAPL"}));
+    assert_eq!(resp.send().await.unwrap().status(), 202);
+    let forged = format!("ta_session={}.{}", "0".repeat(32), "A".repeat(43));
+    for cookies in [
+        owner.clone(),
+        format!("ta_session=garbage; {owner}"),
+        format!("{forged}; {owner}"),
+        format!("{owner}; {forged}"),
+        format!("ta_session=; other=1; {owner}"),
+    ] {
+        let resp = runs_with(&server, &cookies).await;
+        assert_eq!(resp.status(), 200, "{cookies}");
+        let page: Value = resp.json().await.unwrap();
+        assert_eq!(page["total"], 1, "{cookies}: the owner's run");
+    }
+    for cookies in [forged.clone(), format!("ta_session=garbage; {forged}")] {
+        problem(runs_with(&server, &cookies).await, 401).await;
+    }
+}

@@ -64,7 +64,7 @@ impl Modify for Identities {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 super::session::COOKIE,
-                "Given by a first visit to a page of the app.",
+                "Given by a first visit to a page of the app; named `__Host-ta_session` over HTTPS.",
             ))),
         );
         components.add_security_scheme(
