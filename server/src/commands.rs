@@ -1,7 +1,6 @@
 //! The roles the binary can play.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,8 +110,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let shutdown = shutdown_signal();
     // The peer's address is the client's for the rate limits (unless a trusted proxy names
     // another) and tells the stats whether a request comes from this machine.
-    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let config = http::connections::Config { header_read_timeout: Duration::from_secs(args.header_read_timeout_secs) };
+    let web = http::connections::serve(listener, http::router(state), config, shutdown.clone().cancelled_owned());
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await
@@ -120,8 +119,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             Ok(())
         }
     };
-    let (web, workers) = tokio::join!(web, workers);
-    web?;
+    let ((), workers) = tokio::join!(web, workers);
     workers
 }
 

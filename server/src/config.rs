@@ -242,6 +242,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PROGRESS_TRANSPORT", value_enum, default_value = "auto")]
     pub progress_transport: Transport,
 
+    /// Seconds a client may take to send a request's head (a new connection's, or the next
+    /// on a kept-alive one); past it the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = crate::http::connections::HEADER_READ_TIMEOUT_DEFAULT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
     /// Live streams one identity may have open at once.
     #[arg(long, env = "MAX_STREAMS_PER_USER", default_value_t = 4)]
     pub max_streams_per_user: usize,

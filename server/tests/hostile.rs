@@ -400,3 +400,60 @@ async fn hostile_requests_break_nothing() {
     assert_eq!(listed["total"], 2);
     assert_eq!(anonymous.get(server.url(&share_url)).send().await.unwrap().status(), 200, "the share link still works");
 }
+
+/// Connections that never finish their request head are closed once `HEADER_READ_TIMEOUT_SECS`
+/// has passed: one that sends nothing, one that stops in the middle of a header, one that
+/// trickles a header byte by byte. The deadline allows ten times the timeout, for a slow
+/// machine; the server is never quicker than the timeout. A whole request on a fresh
+/// connection is still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0"), ("HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let opened = std::time::Instant::now();
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /api/trading/models HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle.write_all(b"GET /api/trading/models HTTP/1.1\r\nHost: x\r\nX-Trickle: ").await.unwrap();
+
+    // Each is closed: its read ends (or the peer resets it) before the deadline.
+    let deadline = tokio::time::Instant::now() + 10 * TIMEOUT;
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(opened.elapsed()),
+                // Whatever the server says before it closes (a 408, say), it is not a 2xx.
+                Ok(Ok(n)) => assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 2")),
+            }
+        }
+    };
+    // One more header byte every 100 ms: the head keeps growing, and the timeout still ends it.
+    let trickling = async move {
+        let (mut reader, mut writer) = trickle.into_split();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut buf = [0u8; 1024];
+        loop {
+            tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Some(opened.elapsed()),
+                    Ok(n) => assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 2")),
+                },
+                _ = tick.tick() => if writer.write_all(b"x").await.is_err() {
+                    return Some(opened.elapsed());
+                },
+                _ = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
+    };
+    let (idle, half, trickled) = tokio::join!(closed(idle), closed(half), trickling);
+    for (what, after) in [("idle", idle), ("half a header", half), ("trickled header", trickled)] {
+        let after = after.unwrap_or_else(|| panic!("{what}: still open after {:?}", 10 * TIMEOUT));
+        assert!(after >= TIMEOUT, "{what}: closed after {after:?}, before the timeout");
+    }
+    let resp = client().get(server.url("/api/trading/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

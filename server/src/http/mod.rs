@@ -19,6 +19,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod backtest_forms;
 pub mod backtests;
+pub mod connections;
 pub mod extract;
 pub mod guard;
 pub mod headers;
