@@ -401,6 +401,40 @@ async fn hostile_requests_break_nothing() {
     assert_eq!(anonymous.get(server.url(&share_url)).send().await.unwrap().status(), 200, "the share link still works");
 }
 
+/// A server function's body over the 64 KiB limit is the same `413` problem as the REST API's,
+/// whether its length is declared or it arrives in chunks, and nothing is logged as an error:
+/// it is the client's mistake. The same call with a small body starts the run.
+#[tokio::test]
+async fn oversized_server_function_bodies_are_413_problems() {
+    let (server, logs) = Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = visitor(&server).await;
+    let url = server.url(app::api::StartRun::PATH);
+    let form = "application/x-www-form-urlencoded";
+    let small = c.post(&url).header("content-type", form).body("request[symbol]=AAPL").send().await.unwrap();
+    assert_eq!(small.status(), 200, "{:?}", small.text().await);
+
+    let big = format!("request[symbol]=AAPL&pad={}", "x".repeat(100 * 1024));
+    let declared = c.post(&url).header("content-type", form).body(big.clone()).send().await.unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.as_bytes().chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    let chunked = c
+        .post(&url)
+        .header("content-type", form)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    for (what, resp) in [("declared length", declared), ("chunked", chunked)] {
+        assert_eq!(resp.status(), 413, "{what}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{what}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!((problem["status"].as_u64(), problem["type"].as_str()), (Some(413), Some("/problems/too-large")));
+    }
+    let listed: Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["total"], 1, "only the small call started a run");
+    let lines = logs.settle(&server, "after-oversized").await;
+    assert_eq!(common::Logs::errors(&lines), Vec::<&String>::new(), "no error logged");
+}
+
 /// Connections that never finish their request head are closed once `HEADER_READ_TIMEOUT_SECS`
 /// has passed: one that sends nothing, one that stops in the middle of a header, one that
 /// trickles a header byte by byte. The deadline allows ten times the timeout, for a slow

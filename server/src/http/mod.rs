@@ -165,6 +165,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
         // Outside everything that asks who the client is.
         .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))
+        .layer(axum::middleware::from_fn_with_state(extract::ServerFnPaths::registered(), extract::server_fn_body))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
