@@ -130,3 +130,43 @@ async fn json_logs_carry_the_runs_events_and_no_secret() {
         assert!(!line.contains(API_KEY), "the API key leaked: {line}");
     }
 }
+
+/// A path segment longer than a file name may be (255 bytes) is a quiet `404` — the not-found
+/// page, or the API's problem — and is never logged whole: no line holds it, and none is an
+/// error. The request is still in the log, under its path cut short.
+#[tokio::test]
+async fn overlong_path_segments_are_quiet_404s() {
+    let (server, logs) = common::Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = common::visitor(&server).await;
+    let long = "a".repeat(300);
+    let huge = "b".repeat(20_000);
+    // (A malformed run or backtest id is a 400 problem naming it, whatever its length.)
+    for (path, status, api) in [
+        (format!("/{long}"), 404, false),
+        (format!("/{huge}"), 404, false),
+        (format!("/runs/{long}"), 404, false),
+        (format!("/pkg/{long}.js"), 404, false),
+        (format!("/backtests/{huge}/cells.csv"), 400, true),
+        (format!("/api/trading/progress/{long}"), 400, true),
+        (format!("/api/{huge}"), 404, true),
+    ] {
+        let resp = c.get(server.url(&path)).header("x-request-id", "long-path").send().await.unwrap();
+        let what = &path[..path.len().min(30)];
+        assert_eq!(resp.status(), status, "{what}");
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        if api {
+            assert_eq!(kind, "application/problem+json", "{what}");
+        } else {
+            assert!(kind.starts_with("text/html"), "{what}: {kind}");
+        }
+    }
+    let lines = logs.settle(&server, "after-long-paths").await;
+    assert_eq!(common::Logs::errors(&lines), Vec::<&String>::new(), "no error logged");
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains("long-path")).collect();
+    assert!(!logged.is_empty(), "the requests are in the log");
+    for line in &lines {
+        let start: String = line.chars().take(300).collect();
+        assert!(!line.contains(&long[..256]), "a path logged whole: {start}…");
+        assert!(line.len() < 4096, "a line of {} bytes: {start}…", line.len());
+    }
+}
