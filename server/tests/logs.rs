@@ -170,3 +170,45 @@ async fn overlong_path_segments_are_quiet_404s() {
         assert!(line.len() < 4096, "a line of {} bytes: {start}…", line.len());
     }
 }
+
+/// A client's `X-Request-Id` is kept — echoed in the answer and carried by the request's log
+/// lines — only when it is short (at most 64 characters) and plain (letters, digits, `-`, `_`,
+/// `.`, `:`); any other gets a fresh UUID in its place, and is neither echoed nor logged.
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let (server, logs) = common::Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = reqwest::Client::new();
+    let answered = |id: reqwest::header::HeaderValue| {
+        let req = c.get(server.url("/api/trading/models")).header("x-request-id", id);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    let plain = format!("req-1.2:{}", "Z".repeat(56));
+    assert_eq!(plain.len(), 64);
+    assert_eq!(answered(reqwest::header::HeaderValue::from_str(&plain).unwrap()).await, plain);
+    let too_long = format!("{plain}x");
+    let hostile = [
+        too_long.clone(),
+        "x".repeat(10_000),
+        "two words".to_string(),
+        "<script>alert(1)</script>".to_string(),
+        "id\"} {\"level\":\"ERROR".to_string(),
+        "%0d%0aSet-Cookie:x".to_string(),
+    ];
+    for id in &hostile {
+        let got = answered(reqwest::header::HeaderValue::from_str(id).unwrap()).await;
+        assert_ne!(&got, id);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "{id:.40}: a fresh UUID, not {got}");
+    }
+    let non_ascii = reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+    assert!(uuid::Uuid::parse_str(&answered(non_ascii).await).is_ok());
+
+    let lines = logs.settle(&server, "after-request-ids").await;
+    assert!(lines.iter().any(|l| l.contains(&plain)), "a plain id is in the log");
+    for id in &hostile {
+        assert!(!lines.iter().any(|l| l.contains(id.as_str())), "{id:.40} was logged");
+    }
+}

@@ -176,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Outermost: every line logged for a request carries its id, and so does the answer.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(plain_request_id))
         .with_state(state)
 }
 
@@ -205,6 +206,24 @@ fn cut_for_log(text: &str) -> std::borrow::Cow<'_, str> {
     }
     let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
     format!("{}…", &text[..cut]).into()
+}
+
+/// The longest `X-Request-Id` a client may choose.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `X-Request-Id` is kept — logged with every line of its request and sent back —
+/// only when it is short and plain (letters, digits, `-`, `_`, `.`, `:`); any other is
+/// dropped, and the request gets a new UUID as if it had sent none. So no client can make the
+/// server echo or log what it likes.
+async fn plain_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+    let plain = |v: &HeaderValue| {
+        (1..=MAX_REQUEST_ID).contains(&v.len())
+            && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if !req.headers().get_all("x-request-id").iter().all(plain) {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Request headers from name–value pairs, for unit tests.
