@@ -23,6 +23,12 @@ struct Tally {
 }
 
 impl Tally {
+    /// Checks an answer whose status must be exactly `status`.
+    async fn expect(&mut self, what: &str, api: bool, resp: Response, status: u16) {
+        assert_eq!(resp.status(), status, "{what}");
+        self.check(what, api, resp).await;
+    }
+
     async fn check(&mut self, what: &str, api: bool, resp: Response) {
         self.answers += 1;
         let status = resp.status();
@@ -220,19 +226,30 @@ async fn hostile_requests_break_nothing() {
         t.check(path, false, attacker.get(server.url(path)).send().await.unwrap()).await;
     }
 
-    // The victim's things, by the attacker and by nobody.
-    for c in [&attacker, &anonymous] {
+    // The victim's things, by the attacker (another identity: as if they did not exist, 404)
+    // and by nobody (no identity: 401). The victim reads them first, to show the requests
+    // themselves are good; the victim's own writes are shown to work after the attack.
+    let reads = [
+        format!("/api/trading/progress/{run}"),
+        format!("/api/trading/events/{run}"),
+        format!("/api/trading/runs/{run}/shares"),
+    ];
+    for path in &reads {
+        let resp = victim.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the victim reads {path}");
+    }
+    for (c, status) in [(&attacker, 404), (&anonymous, 401)] {
+        for path in &reads {
+            t.expect(&format!("GET {path}"), true, c.get(server.url(path)).send().await.unwrap(), status).await;
+        }
         for (method, path) in [
-            (Method::GET, format!("/api/trading/progress/{run}")),
-            (Method::GET, format!("/api/trading/events/{run}")),
             (Method::POST, format!("/api/trading/cancel/{run}")),
             (Method::POST, format!("/api/trading/retry/{cancelled}")),
-            (Method::GET, format!("/api/trading/runs/{run}/shares")),
             (Method::POST, format!("/api/trading/runs/{run}/shares")),
             (Method::DELETE, format!("/api/trading/shares/{share_id}")),
         ] {
-            t.check(&format!("{method} {path}"), true, c.request(method, server.url(&path)).send().await.unwrap())
-                .await;
+            let resp = c.request(method.clone(), server.url(&path)).send().await.unwrap();
+            t.expect(&format!("{method} {path}"), true, resp, status).await;
         }
         for path in [
             format!("/runs/{run}/cancel"),
@@ -241,7 +258,7 @@ async fn hostile_requests_break_nothing() {
             format!("/runs/{run}/shares/{share_id}/revoke"),
             format!("/settings/tokens/{token_id}/revoke"),
         ] {
-            t.check(&path, true, c.post(server.url(&path)).send().await.unwrap()).await;
+            t.expect(&path, true, c.post(server.url(&path)).send().await.unwrap(), status).await;
         }
     }
 
@@ -259,7 +276,7 @@ async fn hostile_requests_break_nothing() {
     ] {
         let resp =
             client().post(&start).header("cookie", cookie).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
-        t.check(&format!("cookie {}", &cookie[..cookie.len().min(40)]), true, resp).await;
+        t.expect(&format!("cookie {}", &cookie[..cookie.len().min(40)]), true, resp, 401).await;
     }
 
     // Tokens and other headers.
@@ -276,13 +293,22 @@ async fn hostile_requests_break_nothing() {
     ] {
         let resp =
             client().post(&start).header("authorization", auth).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
-        t.check(&format!("authorization {}", &auth[..auth.len().min(30)]), true, resp).await;
+        // A bad bearer token, or a scheme that is not ours (so no identity): either way a 401.
+        t.expect(&format!("authorization {}", &auth[..auth.len().min(30)]), true, resp, 401).await;
     }
+    // Another site's writes are refused, with the attacker's own cookie (which the same
+    // request without the foreign origin uses to start runs: the flood below).
     for (name, value) in [
         ("origin", "https://evil.example"),
         ("origin", "null"),
         ("origin", "http://[::1"),
+        ("origin", &server.base.replace("http://", "https://") as &str),
         ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = attacker.post(&start).header(name, value).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        t.expect(&format!("{name}: {value}"), true, resp, 403).await;
+    }
+    for (name, value) in [
         ("idempotency-key", ""),
         ("if-none-match", "\"\u{0}\""),
         ("x-forwarded-for", "1.2.3.4, garbage, ::::"),
@@ -383,12 +409,20 @@ async fn hostile_requests_break_nothing() {
         }
     });
     let answers = futures::future::join_all(floods).await;
-    let mut limited = 0;
-    for resp in answers {
-        limited += usize::from(resp.status() == 429);
-        t.check("flood", true, resp).await;
+    let (mut limited, mut refused) = (0, 0);
+    for (i, resp) in answers.into_iter().enumerate() {
+        let status = resp.status().as_u16();
+        limited += usize::from(status == 429);
+        refused += usize::from(status == 403);
+        if i % 2 == 0 {
+            t.expect("cross-site flood", true, resp, 403).await;
+        } else {
+            assert!(matches!(status, 202 | 429), "flood: {status}");
+            t.check("flood", true, resp).await;
+        }
     }
     assert!(limited > 0, "the flood met a limit");
+    assert_eq!(refused, 20, "every cross-site post of the flood was refused");
 
     assert!(t.answers >= 80, "{} hostile requests", t.answers);
     // The server is still well, and the victim's runs are exactly as they were.
@@ -399,6 +433,24 @@ async fn hostile_requests_break_nothing() {
     let listed: Value = victim.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["total"], 2);
     assert_eq!(anonymous.get(server.url(&share_url)).send().await.unwrap().status(), 200, "the share link still works");
+
+    // After all that, the victim's runs are still theirs alone: unreadable by the attacker and
+    // by nobody, readable, cancellable and shareable by the victim — whose writes, refused to
+    // the others above, succeed.
+    for path in &reads {
+        assert_eq!(attacker.get(server.url(path)).send().await.unwrap().status(), 404, "{path}");
+        assert_eq!(anonymous.get(server.url(path)).send().await.unwrap().status(), 401, "{path}");
+    }
+    let progress: Value = victim.get(server.url(&reads[0])).send().await.unwrap().json().await.unwrap();
+    assert_eq!((progress["runId"].as_str(), progress["status"].as_str()), (Some(run.as_str()), Some("pending")));
+    let resp = victim.delete(server.url(&format!("/api/trading/shares/{share_id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 204, "the victim revokes the link");
+    let resp = victim.post(server.url(&format!("/api/trading/cancel/{run}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the victim cancels the queued run");
+    let resp = victim.post(server.url(&format!("/api/trading/retry/{cancelled}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "the victim retries the cancelled run");
+    let resp = victim.post(server.url(&format!("/settings/tokens/{token_id}/revoke"))).send().await.unwrap();
+    assert_eq!(resp.url().path(), "/settings", "the victim revokes the token");
 }
 
 /// A server function's body over the 64 KiB limit is the same `413` problem as the REST API's,

@@ -212,13 +212,14 @@ async fn identities_come_from_page_loads_only() {
 
     // A navigation, even from a link on another site, gives one, and then the API works.
     let page = c
-        .get(server.url("/history"))
+        .get(server.url("/runs"))
         .header("sec-fetch-site", "cross-site")
         .header("sec-fetch-mode", "navigate")
         .header("sec-fetch-dest", "document")
         .send()
         .await
         .unwrap();
+    assert_eq!(page.status(), 200, "the runs page");
     assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("ta_session="));
     let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
     assert_eq!(resp.status(), 202);
