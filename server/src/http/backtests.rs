@@ -60,7 +60,7 @@ pub async fn start(
     path = "/api/trading/backtests/{backtestId}",
     tag = "backtests",
     params(
-        ("backtestId" = String, Path, description = "The backtest's id, a UUID."),
+        ("backtestId" = uuid::Uuid, Path, description = "The backtest's id, a UUID."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
     ),
     responses(
@@ -94,7 +94,7 @@ pub async fn view(
     post,
     path = "/api/trading/backtests/{backtestId}/cancel",
     tag = "backtests",
-    params(("backtestId" = String, Path, description = "The backtest's id, a UUID.")),
+    params(("backtestId" = uuid::Uuid, Path, description = "The backtest's id, a UUID.")),
     responses(
         (status = 200, description = "The backtest, cancelled.", body = domain::backtest::BacktestView),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),

@@ -119,7 +119,7 @@ impl Drop for Slot {
     path = "/api/trading/events/{runId}",
     tag = "runs",
     params(
-        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("runId" = uuid::Uuid, Path, description = "The run's id, a UUID."),
         ("Last-Event-ID" = Option<String>, Header, description = "The last version seen: only newer states are sent."),
     ),
     responses(

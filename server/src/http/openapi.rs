@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::responses::{BadRunId, RunNotFound, Unauthenticated};
+use super::responses::{BadRunId, InvalidToken, RunNotFound, Unauthenticated};
 use super::{backtests, health, live, runs, shares};
 
 #[derive(OpenApi)]
@@ -40,9 +40,9 @@ use super::{backtests, health, live, runs, shares};
     ),
     components(
         schemas(domain::Problem, domain::FieldError),
-        responses(Unauthenticated, BadRunId, RunNotFound)
+        responses(Unauthenticated, BadRunId, RunNotFound, InvalidToken)
     ),
-    modifiers(&Identities),
+    modifiers(&Identities, &BadTokens),
     security(("session" = []), ("token" = [])),
     tags(
         (name = "runs", description = "Analyses: start, follow, cancel, retry, list."),
@@ -76,6 +76,23 @@ impl Modify for Identities {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every request with a bearer token that is unknown or revoked is a `401`, whatever the
+/// operation (the token layer answers it before any handler): an operation that does not
+/// name a `401` of its own — one that needs no identity — is given this one.
+struct BadTokens;
+
+impl Modify for BadTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let invalid = utoipa::openapi::Ref::from_response_name("InvalidToken");
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.entry("401".into()).or_insert_with(|| invalid.clone().into());
+            }
+        }
     }
 }
 

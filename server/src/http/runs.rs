@@ -43,7 +43,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
     path = "/api/trading/run",
     tag = "runs",
     request_body(content = StartRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run.")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\x21-\x7E]+$", description = "Repeats with the same key return the first run: 1 to 255 visible ASCII characters.")),
     responses(
         (status = 202, description = "The run is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
@@ -81,7 +81,7 @@ pub async fn start(
     path = "/api/trading/progress/{runId}",
     tag = "runs",
     params(
-        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("runId" = uuid::Uuid, Path, description = "The run's id, a UUID."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
     ),
     responses(
@@ -124,7 +124,7 @@ pub(crate) async fn progress_of(
     post,
     path = "/api/trading/cancel/{runId}",
     tag = "runs",
-    params(("runId" = String, Path, description = "The run's id, a UUID.")),
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
     responses(
         (status = 200, description = "The run has ended.", body = domain::Progress),
         (status = 202, description = "The run is stopping.", body = domain::Progress),
@@ -149,7 +149,7 @@ pub async fn cancel(
     post,
     path = "/api/trading/retry/{runId}",
     tag = "runs",
-    params(("runId" = String, Path, description = "A failed, timed-out or cancelled run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "A failed, timed-out or cancelled run's id.")),
     responses(
         (status = 202, description = "A new run, with `retryOf` set, is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
@@ -179,8 +179,8 @@ pub async fn retry(
     tag = "runs",
     params(
         ("status" = Option<JobStatus>, Query, description = "Only runs in this status."),
-        ("page" = Option<u32>, Query, description = "From 1 (the default)."),
-        ("perPage" = Option<u32>, Query, description = "Runs a page."),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "From 1 (the default)."),
+        ("perPage" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Runs a page: 20 unless given."),
     ),
     responses(
         (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
@@ -214,21 +214,21 @@ pub async fn list(
 }
 
 /// `GET /api/trading/models`
-#[utoipa::path(get, path = "/api/trading/models", tag = "catalog",
+#[utoipa::path(get, path = "/api/trading/models", tag = "catalog", security(()),
     responses((status = 200, description = "The model catalog.", body = Vec<domain::ModelInfo>)))]
 pub async fn models(State(state): State<AppState>) -> Response {
     Json(state.context.models.as_ref().clone()).into_response()
 }
 
 /// `GET /api/trading/analysts`
-#[utoipa::path(get, path = "/api/trading/analysts", tag = "catalog",
+#[utoipa::path(get, path = "/api/trading/analysts", tag = "catalog", security(()),
     responses((status = 200, description = "Every analyst a run can include.", body = Vec<AnalystInfo>)))]
 pub async fn analysts() -> Response {
     Json(AnalystInfo::all()).into_response()
 }
 
 /// `GET /api/trading/symbols` — the symbols the market data can list (empty for online sources).
-#[utoipa::path(get, path = "/api/trading/symbols", tag = "catalog",
+#[utoipa::path(get, path = "/api/trading/symbols", tag = "catalog", security(()),
     responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()

@@ -44,7 +44,7 @@ pub struct CreatedShare {
     post,
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
-    params(("runId" = String, Path, description = "Your run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
     responses(
         (status = 201, description = "A new link; its secret is in `url` and `apiUrl`, shown this once.", body = CreatedShare, headers(
             ("Location" = String, description = "The shared page."),
@@ -74,7 +74,7 @@ pub async fn create(
     get,
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
-    params(("runId" = String, Path, description = "Your run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
     responses(
         (status = 200, description = "The run's links, without their secrets.", body = Vec<domain::ShareLink>),
         (status = 400, response = super::responses::BadRunId),
