@@ -22,6 +22,7 @@ pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
 /// the expected cost when a hosted model is named without `"confirmCost": true`.
 #[utoipa::path(
     post,
+    operation_id = "startBacktest",
     path = "/api/trading/backtests",
     tag = "backtests",
     request_body(content = BacktestRequest, content_type = "application/json"),
@@ -57,6 +58,7 @@ pub async fn start(
 /// ETag over the body (`If-None-Match` → 304).
 #[utoipa::path(
     get,
+    operation_id = "getBacktest",
     path = "/api/trading/backtests/{backtestId}",
     tag = "backtests",
     params(
@@ -92,6 +94,7 @@ pub async fn view(
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.
 #[utoipa::path(
     post,
+    operation_id = "cancelBacktest",
     path = "/api/trading/backtests/{backtestId}/cancel",
     tag = "backtests",
     params(("backtestId" = uuid::Uuid, Path, description = "The backtest's id, a UUID.")),
@@ -121,6 +124,7 @@ pub struct BacktestList {
 /// `GET /api/trading/backtests` — yours, newest first.
 #[utoipa::path(
     get,
+    operation_id = "listBacktests",
     path = "/api/trading/backtests",
     tag = "backtests",
     responses(

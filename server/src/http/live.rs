@@ -116,6 +116,7 @@ impl Drop for Slot {
 /// `GET /api/trading/events/:runId`
 #[utoipa::path(
     get,
+    operation_id = "streamEvents",
     path = "/api/trading/events/{runId}",
     tag = "runs",
     params(

@@ -40,6 +40,7 @@ fn accepted(started: Started, state: &AppState) -> Response {
 /// `POST /api/trading/run`
 #[utoipa::path(
     post,
+    operation_id = "startRun",
     path = "/api/trading/run",
     tag = "runs",
     request_body(content = StartRequest, content_type = "application/json"),
@@ -78,6 +79,7 @@ pub async fn start(
 /// so a 304, and a 200 of an unchanged version, cost no database query.
 #[utoipa::path(
     get,
+    operation_id = "getProgress",
     path = "/api/trading/progress/{runId}",
     tag = "runs",
     params(
@@ -122,6 +124,7 @@ pub(crate) async fn progress_of(
 /// `POST /api/trading/cancel/:runId` — 202 while the run is stopping, 200 once it has ended.
 #[utoipa::path(
     post,
+    operation_id = "cancelRun",
     path = "/api/trading/cancel/{runId}",
     tag = "runs",
     params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
@@ -147,6 +150,7 @@ pub async fn cancel(
 /// `POST /api/trading/retry/:runId`
 #[utoipa::path(
     post,
+    operation_id = "retryRun",
     path = "/api/trading/retry/{runId}",
     tag = "runs",
     params(("runId" = uuid::Uuid, Path, description = "A failed, timed-out or cancelled run's id.")),
@@ -175,6 +179,7 @@ pub async fn retry(
 /// `GET /api/trading/runs?status=&page=&perPage=`
 #[utoipa::path(
     get,
+    operation_id = "listRuns",
     path = "/api/trading/runs",
     tag = "runs",
     params(
@@ -214,21 +219,21 @@ pub async fn list(
 }
 
 /// `GET /api/trading/models`
-#[utoipa::path(get, path = "/api/trading/models", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "listModels", path = "/api/trading/models", tag = "catalog", security(()),
     responses((status = 200, description = "The model catalog.", body = Vec<domain::ModelInfo>)))]
 pub async fn models(State(state): State<AppState>) -> Response {
     Json(state.context.models.as_ref().clone()).into_response()
 }
 
 /// `GET /api/trading/analysts`
-#[utoipa::path(get, path = "/api/trading/analysts", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "listAnalysts", path = "/api/trading/analysts", tag = "catalog", security(()),
     responses((status = 200, description = "Every analyst a run can include.", body = Vec<AnalystInfo>)))]
 pub async fn analysts() -> Response {
     Json(AnalystInfo::all()).into_response()
 }
 
 /// `GET /api/trading/symbols` — the symbols the market data can list (empty for online sources).
-#[utoipa::path(get, path = "/api/trading/symbols", tag = "catalog", security(()),
+#[utoipa::path(get, operation_id = "listSymbols", path = "/api/trading/symbols", tag = "catalog", security(()),
     responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()

@@ -42,6 +42,7 @@ pub struct CreatedShare {
 /// `POST /api/trading/runs/:runId/shares`
 #[utoipa::path(
     post,
+    operation_id = "createShare",
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
     params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
@@ -72,6 +73,7 @@ pub async fn create(
 /// `GET /api/trading/runs/:runId/shares`: the run's links (without their secrets).
 #[utoipa::path(
     get,
+    operation_id = "listShares",
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
     params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
@@ -96,6 +98,7 @@ pub async fn list(
 /// `DELETE /api/trading/shares/:id`
 #[utoipa::path(
     delete,
+    operation_id = "revokeShare",
     path = "/api/trading/shares/{id}",
     tag = "shares",
     params(("id" = String, Path, description = "The link's `id`.")),
@@ -120,6 +123,7 @@ pub async fn revoke(
 /// `GET /api/trading/share/:secret`: the run's progress, as its owner would see it.
 #[utoipa::path(
     get,
+    operation_id = "getSharedProgress",
     path = "/api/trading/share/{secret}",
     tag = "shares",
     security(()),
