@@ -110,8 +110,12 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let shutdown = shutdown_signal();
     // The peer's address is the client's for the rate limits (unless a trusted proxy names
     // another) and tells the stats whether a request comes from this machine.
-    let config = http::connections::Config { header_read_timeout: Duration::from_secs(args.header_read_timeout_secs) };
-    let web = http::connections::serve(listener, http::router(state), config, shutdown.clone().cancelled_owned());
+    let web = http::connections::serve(
+        listener,
+        http::router(state),
+        connections(common),
+        shutdown.clone().cancelled_owned(),
+    );
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await
@@ -121,6 +125,11 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     };
     let ((), workers) = tokio::join!(web, workers);
     workers
+}
+
+/// How the web server and a worker's metrics listener treat their connections.
+fn connections(common: &Common) -> http::connections::Config {
+    http::connections::Config { header_read_timeout: Duration::from_secs(common.header_read_timeout_secs) }
 }
 
 pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
@@ -157,12 +166,7 @@ pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
                 }
             }),
         );
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
+        tokio::spawn(http::connections::serve(listener, app, connections(common), shutdown.clone().cancelled_owned()));
     }
     compose::run_workers(&parts, common, args, shutdown).await
 }

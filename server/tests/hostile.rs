@@ -14,7 +14,7 @@ use jobs::testing::TestDb;
 use leptos::server_fn::ServerFn;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Every answer seen, checked as it arrives.
 #[derive(Default)]
@@ -491,7 +491,7 @@ async fn oversized_server_function_bodies_are_413_problems() {
 /// has passed: one that sends nothing, one that stops in the middle of a header, one that
 /// trickles a header byte by byte. The deadline allows ten times the timeout, for a slow
 /// machine; the server is never quicker than the timeout. A whole request on a fresh
-/// connection is still answered.
+/// connection is still answered. A worker's metrics listener closes half a header too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_never_finish_their_headers_are_closed() {
     const TIMEOUT: Duration = Duration::from_secs(1);
@@ -542,4 +542,21 @@ async fn connections_that_never_finish_their_headers_are_closed() {
     }
     let resp = client().get(server.url("/api/trading/models")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
+
+    // A worker's metrics listener is held to the same timeout.
+    let db_url = server.db.as_ref().unwrap().url.clone();
+    let args = ["worker", "--workers", "1", "--metrics-addr", "127.0.0.1:0"];
+    let mut worker = common::command(&db_url, &args, &[("HEADER_READ_TIMEOUT_SECS", "1")]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(worker.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let line = line.expect("the worker printed its metrics address within 60 s").unwrap().unwrap();
+    let metrics = line.strip_prefix("metrics on http://").expect("the metrics line").trim().to_string();
+    let opened = std::time::Instant::now();
+    let mut half = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(10 * TIMEOUT, half.read(&mut buf)).await;
+    let read = read.unwrap_or_else(|_| panic!("the metrics listener kept half a header for {:?}", 10 * TIMEOUT));
+    assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered: {read:?}");
+    assert!(opened.elapsed() >= TIMEOUT, "closed after {:?}, before the timeout", opened.elapsed());
 }
