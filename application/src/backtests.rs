@@ -220,7 +220,14 @@ impl Backtests {
                 let grid = GridRequest { symbols: symbols.clone(), from, to, every_days, horizons: horizons.clone() };
                 plan(&self.prices, &grid, self.config.max_cells).map_err(|e| errors.extend(e)).ok()
             }
-            _ => None,
+            // Without both dates there is no grid to check the symbols against, but a missing
+            // list is named with the dates: every field's error at once.
+            _ => {
+                if symbols.is_empty() {
+                    errors.push(FieldError::new("symbols", "name at least one symbol"));
+                }
+                None
+            }
         };
         match (errors.is_empty(), start, from, to, grid) {
             (true, Some(start), Some(from), Some(to), Some(grid)) => {

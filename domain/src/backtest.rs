@@ -178,17 +178,22 @@ pub struct Scorecard {
 }
 
 /// `POST /api/trading/backtests` as sent by a client: raw values, so each problem can be
-/// reported against its field.
+/// reported against its field. `symbols`, `from` and `to` are required (the document says
+/// so); read as optional, a missing one is a `400` naming it beside the others' errors.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct BacktestRequest {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, min_items = 1))]
     pub symbols: Vec<String>,
     /// `YYYY-MM-DD`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub from: Option<String>,
+    /// `YYYY-MM-DD`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub to: Option<String>,
     /// Trading days between two as-of dates.
     #[serde(default)]

@@ -15,7 +15,10 @@ use crate::team::{Depth, RunOptions};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StartRequest {
+    /// Required: its absence is a `400` naming it (read as optional so that every field's
+    /// error is named at once).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
     pub symbol: Option<String>,
     /// Absent means the server's default model.
     #[serde(default)]

@@ -1,7 +1,6 @@
 //! The roles the binary can play.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,7 +92,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         admin_token: http::tokens::OperatorToken::new(args.admin_token.as_ref().map(|s| s.0.as_str())),
         workers: args.workers.workers,
         transport: args.progress_transport.into(),
-        origins: http::guard::Origins::new(&args.allowed_origins),
+        origins: http::guard::Origins::new(&args.allowed_origins, args.cookie_secure)?,
         policy: http::headers::Policy { https: args.cookie_secure },
         streams: http::live::StreamSlots::new(args.max_streams_per_user, args.max_streams),
         proxies: http::proxy::TrustedProxies::parse(&args.trusted_proxies)?,
@@ -111,8 +110,12 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let shutdown = shutdown_signal();
     // The peer's address is the client's for the rate limits (unless a trusted proxy names
     // another) and tells the stats whether a request comes from this machine.
-    let web = axum::serve(listener, http::router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let web = http::connections::serve(
+        listener,
+        http::router(state),
+        connections(common),
+        shutdown.clone().cancelled_owned(),
+    );
     let workers = async {
         if args.workers.workers > 0 {
             compose::run_workers(&parts, common, &args.workers, shutdown.clone()).await
@@ -120,9 +123,13 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             Ok(())
         }
     };
-    let (web, workers) = tokio::join!(web, workers);
-    web?;
+    let ((), workers) = tokio::join!(web, workers);
     workers
+}
+
+/// How the web server and a worker's metrics listener treat their connections.
+fn connections(common: &Common) -> http::connections::Config {
+    http::connections::Config { header_read_timeout: Duration::from_secs(common.header_read_timeout_secs) }
 }
 
 pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
@@ -159,12 +166,7 @@ pub async fn worker(common: &Common, role: &WorkerRole) -> Result<(), Error> {
                 }
             }),
         );
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
+        tokio::spawn(http::connections::serve(listener, app, connections(common), shutdown.clone().cancelled_owned()));
     }
     compose::run_workers(&parts, common, args, shutdown).await
 }

@@ -37,6 +37,12 @@ pub struct Common {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/trading-agents.db", global = true)]
     pub database_url: String,
 
+    /// Seconds a client may take to send a request's head (a new connection's, or the next
+    /// on a kept-alive one) to the web server or a worker's metrics listener; past it the
+    /// connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = crate::http::connections::HEADER_READ_TIMEOUT_DEFAULT.as_secs(), global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
     /// Bearer token every `/metrics` scrape must send (web and worker processes); none by
     /// default, `/metrics` then being for the proxy to keep to the monitoring network.
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, global = true)]

@@ -14,7 +14,7 @@ use jobs::testing::TestDb;
 use leptos::server_fn::ServerFn;
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Every answer seen, checked as it arrives.
 #[derive(Default)]
@@ -23,6 +23,12 @@ struct Tally {
 }
 
 impl Tally {
+    /// Checks an answer whose status must be exactly `status`.
+    async fn expect(&mut self, what: &str, api: bool, resp: Response, status: u16) {
+        assert_eq!(resp.status(), status, "{what}");
+        self.check(what, api, resp).await;
+    }
+
     async fn check(&mut self, what: &str, api: bool, resp: Response) {
         self.answers += 1;
         let status = resp.status();
@@ -220,19 +226,30 @@ async fn hostile_requests_break_nothing() {
         t.check(path, false, attacker.get(server.url(path)).send().await.unwrap()).await;
     }
 
-    // The victim's things, by the attacker and by nobody.
-    for c in [&attacker, &anonymous] {
+    // The victim's things, by the attacker (another identity: as if they did not exist, 404)
+    // and by nobody (no identity: 401). The victim reads them first, to show the requests
+    // themselves are good; the victim's own writes are shown to work after the attack.
+    let reads = [
+        format!("/api/trading/progress/{run}"),
+        format!("/api/trading/events/{run}"),
+        format!("/api/trading/runs/{run}/shares"),
+    ];
+    for path in &reads {
+        let resp = victim.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "the victim reads {path}");
+    }
+    for (c, status) in [(&attacker, 404), (&anonymous, 401)] {
+        for path in &reads {
+            t.expect(&format!("GET {path}"), true, c.get(server.url(path)).send().await.unwrap(), status).await;
+        }
         for (method, path) in [
-            (Method::GET, format!("/api/trading/progress/{run}")),
-            (Method::GET, format!("/api/trading/events/{run}")),
             (Method::POST, format!("/api/trading/cancel/{run}")),
             (Method::POST, format!("/api/trading/retry/{cancelled}")),
-            (Method::GET, format!("/api/trading/runs/{run}/shares")),
             (Method::POST, format!("/api/trading/runs/{run}/shares")),
             (Method::DELETE, format!("/api/trading/shares/{share_id}")),
         ] {
-            t.check(&format!("{method} {path}"), true, c.request(method, server.url(&path)).send().await.unwrap())
-                .await;
+            let resp = c.request(method.clone(), server.url(&path)).send().await.unwrap();
+            t.expect(&format!("{method} {path}"), true, resp, status).await;
         }
         for path in [
             format!("/runs/{run}/cancel"),
@@ -241,7 +258,7 @@ async fn hostile_requests_break_nothing() {
             format!("/runs/{run}/shares/{share_id}/revoke"),
             format!("/settings/tokens/{token_id}/revoke"),
         ] {
-            t.check(&path, true, c.post(server.url(&path)).send().await.unwrap()).await;
+            t.expect(&path, true, c.post(server.url(&path)).send().await.unwrap(), status).await;
         }
     }
 
@@ -259,7 +276,7 @@ async fn hostile_requests_break_nothing() {
     ] {
         let resp =
             client().post(&start).header("cookie", cookie).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
-        t.check(&format!("cookie {}", &cookie[..cookie.len().min(40)]), true, resp).await;
+        t.expect(&format!("cookie {}", &cookie[..cookie.len().min(40)]), true, resp, 401).await;
     }
 
     // Tokens and other headers.
@@ -276,13 +293,22 @@ async fn hostile_requests_break_nothing() {
     ] {
         let resp =
             client().post(&start).header("authorization", auth).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
-        t.check(&format!("authorization {}", &auth[..auth.len().min(30)]), true, resp).await;
+        // A bad bearer token, or a scheme that is not ours (so no identity): either way a 401.
+        t.expect(&format!("authorization {}", &auth[..auth.len().min(30)]), true, resp, 401).await;
     }
+    // Another site's writes are refused, with the attacker's own cookie (which the same
+    // request without the foreign origin uses to start runs: the flood below).
     for (name, value) in [
         ("origin", "https://evil.example"),
         ("origin", "null"),
         ("origin", "http://[::1"),
+        ("origin", &server.base.replace("http://", "https://") as &str),
         ("sec-fetch-site", "cross-site"),
+    ] {
+        let resp = attacker.post(&start).header(name, value).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
+        t.expect(&format!("{name}: {value}"), true, resp, 403).await;
+    }
+    for (name, value) in [
         ("idempotency-key", ""),
         ("if-none-match", "\"\u{0}\""),
         ("x-forwarded-for", "1.2.3.4, garbage, ::::"),
@@ -383,12 +409,20 @@ async fn hostile_requests_break_nothing() {
         }
     });
     let answers = futures::future::join_all(floods).await;
-    let mut limited = 0;
-    for resp in answers {
-        limited += usize::from(resp.status() == 429);
-        t.check("flood", true, resp).await;
+    let (mut limited, mut refused) = (0, 0);
+    for (i, resp) in answers.into_iter().enumerate() {
+        let status = resp.status().as_u16();
+        limited += usize::from(status == 429);
+        refused += usize::from(status == 403);
+        if i % 2 == 0 {
+            t.expect("cross-site flood", true, resp, 403).await;
+        } else {
+            assert!(matches!(status, 202 | 429), "flood: {status}");
+            t.check("flood", true, resp).await;
+        }
     }
     assert!(limited > 0, "the flood met a limit");
+    assert_eq!(refused, 20, "every cross-site post of the flood was refused");
 
     assert!(t.answers >= 80, "{} hostile requests", t.answers);
     // The server is still well, and the victim's runs are exactly as they were.
@@ -399,4 +433,130 @@ async fn hostile_requests_break_nothing() {
     let listed: Value = victim.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["total"], 2);
     assert_eq!(anonymous.get(server.url(&share_url)).send().await.unwrap().status(), 200, "the share link still works");
+
+    // After all that, the victim's runs are still theirs alone: unreadable by the attacker and
+    // by nobody, readable, cancellable and shareable by the victim — whose writes, refused to
+    // the others above, succeed.
+    for path in &reads {
+        assert_eq!(attacker.get(server.url(path)).send().await.unwrap().status(), 404, "{path}");
+        assert_eq!(anonymous.get(server.url(path)).send().await.unwrap().status(), 401, "{path}");
+    }
+    let progress: Value = victim.get(server.url(&reads[0])).send().await.unwrap().json().await.unwrap();
+    assert_eq!((progress["runId"].as_str(), progress["status"].as_str()), (Some(run.as_str()), Some("pending")));
+    let resp = victim.delete(server.url(&format!("/api/trading/shares/{share_id}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 204, "the victim revokes the link");
+    let resp = victim.post(server.url(&format!("/api/trading/cancel/{run}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the victim cancels the queued run");
+    let resp = victim.post(server.url(&format!("/api/trading/retry/{cancelled}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 202, "the victim retries the cancelled run");
+    let resp = victim.post(server.url(&format!("/settings/tokens/{token_id}/revoke"))).send().await.unwrap();
+    assert_eq!(resp.url().path(), "/settings", "the victim revokes the token");
+}
+
+/// A server function's body over the 64 KiB limit is the same `413` problem as the REST API's,
+/// whether its length is declared or it arrives in chunks, and nothing is logged as an error:
+/// it is the client's mistake. The same call with a small body starts the run.
+#[tokio::test]
+async fn oversized_server_function_bodies_are_413_problems() {
+    let (server, logs) = Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = visitor(&server).await;
+    let url = server.url(app::api::StartRun::PATH);
+    let form = "application/x-www-form-urlencoded";
+    let small = c.post(&url).header("content-type", form).body("request[symbol]=AAPL").send().await.unwrap();
+    assert_eq!(small.status(), 200, "{:?}", small.text().await);
+
+    let big = format!("request[symbol]=AAPL&pad={}", "x".repeat(100 * 1024));
+    let declared = c.post(&url).header("content-type", form).body(big.clone()).send().await.unwrap();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = big.as_bytes().chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    let chunked = c
+        .post(&url)
+        .header("content-type", form)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    for (what, resp) in [("declared length", declared), ("chunked", chunked)] {
+        assert_eq!(resp.status(), 413, "{what}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{what}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!((problem["status"].as_u64(), problem["type"].as_str()), (Some(413), Some("/problems/too-large")));
+    }
+    let listed: Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["total"], 1, "only the small call started a run");
+    let lines = logs.settle(&server, "after-oversized").await;
+    assert_eq!(common::Logs::errors(&lines), Vec::<&String>::new(), "no error logged");
+}
+
+/// Connections that never finish their request head are closed once `HEADER_READ_TIMEOUT_SECS`
+/// has passed: one that sends nothing, one that stops in the middle of a header, one that
+/// trickles a header byte by byte. The deadline allows ten times the timeout, for a slow
+/// machine; the server is never quicker than the timeout. A whole request on a fresh
+/// connection is still answered. A worker's metrics listener closes half a header too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_their_headers_are_closed() {
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0"), ("HEADER_READ_TIMEOUT_SECS", "1")]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let opened = std::time::Instant::now();
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /api/trading/models HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle.write_all(b"GET /api/trading/models HTTP/1.1\r\nHost: x\r\nX-Trickle: ").await.unwrap();
+
+    // Each is closed: its read ends (or the peer resets it) before the deadline.
+    let deadline = tokio::time::Instant::now() + 10 * TIMEOUT;
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                Err(_) => return None,
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(opened.elapsed()),
+                // Whatever the server says before it closes (a 408, say), it is not a 2xx.
+                Ok(Ok(n)) => assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 2")),
+            }
+        }
+    };
+    // One more header byte every 100 ms: the head keeps growing, and the timeout still ends it.
+    let trickling = async move {
+        let (mut reader, mut writer) = trickle.into_split();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut buf = [0u8; 1024];
+        loop {
+            tokio::select! {
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Some(opened.elapsed()),
+                    Ok(n) => assert!(!String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 2")),
+                },
+                _ = tick.tick() => if writer.write_all(b"x").await.is_err() {
+                    return Some(opened.elapsed());
+                },
+                _ = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
+    };
+    let (idle, half, trickled) = tokio::join!(closed(idle), closed(half), trickling);
+    for (what, after) in [("idle", idle), ("half a header", half), ("trickled header", trickled)] {
+        let after = after.unwrap_or_else(|| panic!("{what}: still open after {:?}", 10 * TIMEOUT));
+        assert!(after >= TIMEOUT, "{what}: closed after {after:?}, before the timeout");
+    }
+    let resp = client().get(server.url("/api/trading/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A worker's metrics listener is held to the same timeout.
+    let db_url = server.db.as_ref().unwrap().url.clone();
+    let args = ["worker", "--workers", "1", "--metrics-addr", "127.0.0.1:0"];
+    let mut worker = common::command(&db_url, &args, &[("HEADER_READ_TIMEOUT_SECS", "1")]).spawn().unwrap();
+    let mut lines = tokio::io::BufReader::new(worker.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let line = line.expect("the worker printed its metrics address within 60 s").unwrap().unwrap();
+    let metrics = line.strip_prefix("metrics on http://").expect("the metrics line").trim().to_string();
+    let opened = std::time::Instant::now();
+    let mut half = tokio::net::TcpStream::connect(&metrics).await.unwrap();
+    half.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(10 * TIMEOUT, half.read(&mut buf)).await;
+    let read = read.unwrap_or_else(|_| panic!("the metrics listener kept half a header for {:?}", 10 * TIMEOUT));
+    assert!(matches!(read, Ok(0) | Err(_)), "closed, not answered: {read:?}");
+    assert!(opened.elapsed() >= TIMEOUT, "closed after {:?}, before the timeout", opened.elapsed());
 }

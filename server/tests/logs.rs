@@ -130,3 +130,85 @@ async fn json_logs_carry_the_runs_events_and_no_secret() {
         assert!(!line.contains(API_KEY), "the API key leaked: {line}");
     }
 }
+
+/// A path segment longer than a file name may be (255 bytes) is a quiet `404` — the not-found
+/// page, or the API's problem — and is never logged whole: no line holds it, and none is an
+/// error. The request is still in the log, under its path cut short.
+#[tokio::test]
+async fn overlong_path_segments_are_quiet_404s() {
+    let (server, logs) = common::Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = common::visitor(&server).await;
+    let long = "a".repeat(300);
+    let huge = "b".repeat(20_000);
+    // (A malformed run or backtest id is a 400 problem naming it, whatever its length.)
+    for (path, status, api) in [
+        (format!("/{long}"), 404, false),
+        (format!("/{huge}"), 404, false),
+        (format!("/runs/{long}"), 404, false),
+        (format!("/pkg/{long}.js"), 404, false),
+        (format!("/backtests/{huge}/cells.csv"), 400, true),
+        (format!("/api/trading/progress/{long}"), 400, true),
+        (format!("/api/{huge}"), 404, true),
+    ] {
+        let resp = c.get(server.url(&path)).header("x-request-id", "long-path").send().await.unwrap();
+        let what = &path[..path.len().min(30)];
+        assert_eq!(resp.status(), status, "{what}");
+        let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+        if api {
+            assert_eq!(kind, "application/problem+json", "{what}");
+        } else {
+            assert!(kind.starts_with("text/html"), "{what}: {kind}");
+        }
+    }
+    let lines = logs.settle(&server, "after-long-paths").await;
+    assert_eq!(common::Logs::errors(&lines), Vec::<&String>::new(), "no error logged");
+    let logged: Vec<&String> = lines.iter().filter(|l| l.contains("long-path")).collect();
+    assert!(!logged.is_empty(), "the requests are in the log");
+    for line in &lines {
+        let start: String = line.chars().take(300).collect();
+        assert!(!line.contains(&long[..256]), "a path logged whole: {start}…");
+        assert!(line.len() < 4096, "a line of {} bytes: {start}…", line.len());
+    }
+}
+
+/// A client's `X-Request-Id` is kept — echoed in the answer and carried by the request's log
+/// lines — only when it is short (at most 64 characters) and plain (letters, digits, `-`, `_`,
+/// `.`, `:`); any other gets a fresh UUID in its place, and is neither echoed nor logged.
+#[tokio::test]
+async fn request_ids_are_kept_only_when_short_and_plain() {
+    let (server, logs) = common::Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = reqwest::Client::new();
+    let answered = |id: reqwest::header::HeaderValue| {
+        let req = c.get(server.url("/api/trading/models")).header("x-request-id", id);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    let plain = format!("req-1.2:{}", "Z".repeat(56));
+    assert_eq!(plain.len(), 64);
+    assert_eq!(answered(reqwest::header::HeaderValue::from_str(&plain).unwrap()).await, plain);
+    let too_long = format!("{plain}x");
+    let hostile = [
+        too_long.clone(),
+        "x".repeat(10_000),
+        "two words".to_string(),
+        "<script>alert(1)</script>".to_string(),
+        "id\"} {\"level\":\"ERROR".to_string(),
+        "%0d%0aSet-Cookie:x".to_string(),
+    ];
+    for id in &hostile {
+        let got = answered(reqwest::header::HeaderValue::from_str(id).unwrap()).await;
+        assert_ne!(&got, id);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "{id:.40}: a fresh UUID, not {got}");
+    }
+    let non_ascii = reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap();
+    assert!(uuid::Uuid::parse_str(&answered(non_ascii).await).is_ok());
+
+    let lines = logs.settle(&server, "after-request-ids").await;
+    assert!(lines.iter().any(|l| l.contains(&plain)), "a plain id is in the log");
+    for id in &hostile {
+        assert!(!lines.iter().any(|l| l.contains(id.as_str())), "{id:.40} was logged");
+    }
+}

@@ -309,3 +309,27 @@ async fn a_metrics_token_keeps_metrics_to_the_scrapers_that_send_it() {
     }
     let _ = worker.start_kill();
 }
+
+/// The `method` label names the standard methods only: any other method a client invents is
+/// counted as `other`, so a thousand long made-up methods add one series, not a thousand
+/// (before, each added its own, and `/metrics` grew by every byte of them).
+#[tokio::test]
+async fn made_up_methods_share_one_label() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let c = reqwest::Client::new();
+    let before = c.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("M{i:02}{}", "X".repeat(1000)).as_bytes()).unwrap();
+        let resp = c.request(method, server.url("/healthz")).send().await.unwrap();
+        assert_eq!(resp.status(), 405);
+    }
+    let resp = c.request(reqwest::Method::PATCH, server.url("/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    let text = c.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("XXXXXXXX"), "a made-up method is a label");
+    let samples = parse(&text);
+    let count = "trading_agents_http_request_duration_seconds_count";
+    assert_eq!(get(&samples, count, &[("method", "other"), ("status", "405")]), 50.0);
+    assert_eq!(get(&samples, count, &[("method", "PATCH"), ("status", "405")]), 1.0);
+    assert!(text.len() < before.len() + 20_000, "/metrics grew from {} to {} bytes", before.len(), text.len());
+}

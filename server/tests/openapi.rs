@@ -350,3 +350,111 @@ async fn every_operation_declares_its_answers() {
     }
     assert!(checked > 40, "{checked}");
 }
+
+impl Contract {
+    /// The declared parameter `name` of `method path`.
+    fn param(&self, method: &str, path: &str, name: &str) -> &Value {
+        let params = self.doc["paths"][path][method]["parameters"].as_array();
+        let found = params.into_iter().flatten().find(|p| p["name"] == name);
+        found.unwrap_or_else(|| panic!("{method} {path} declares no parameter {name}"))
+    }
+
+    /// The `required` members of a component schema.
+    fn required(&self, schema: &str) -> Vec<String> {
+        let required = self.doc["components"]["schemas"][schema]["required"].as_array();
+        required.into_iter().flatten().map(|v| v.as_str().unwrap().to_string()).collect()
+    }
+}
+
+/// What the document says a request may be is what the server takes, checked against real
+/// answers: the catalog needs no identity (and a client without one reads it) but answers a
+/// bad bearer token with the `401` it declares; ids are UUIDs, and a non-UUID is the declared
+/// `400`; `page` and `perPage` have the bounds the server enforces, on both sides of each;
+/// an `Idempotency-Key` of the declared longest length is taken and one longer refused; the
+/// fields a start and a backtest require are the ones whose absence is a `400` naming them.
+#[tokio::test]
+async fn the_document_states_what_the_server_enforces() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let api = Contract::fetch(&server).await;
+    let anonymous = client();
+    let get = Method::GET;
+
+    for path in ["/api/trading/models", "/api/trading/analysts", "/api/trading/symbols", "/healthz"] {
+        assert_eq!(api.doc["paths"][path]["get"]["security"], json!([{}]), "{path} needs no identity");
+        let resp = anonymous.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        if path != "/healthz" {
+            api.check(get.clone(), path, resp).await;
+        }
+        let bad = anonymous.get(server.url(path)).header("authorization", "Bearer ta_nope").send().await.unwrap();
+        let (status, body) = api.check(get.clone(), path, bad).await;
+        assert_eq!((status, body["type"].as_str()), (401, Some("/problems/invalid-token")), "{path}");
+    }
+    // Every operation declares the 401 a bad bearer token gets.
+    for (path, ops) in api.doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(op["responses"]["401"].is_object(), "{method} {path} does not declare a 401");
+        }
+    }
+
+    let c = visitor(&server).await;
+    for (path, template) in [
+        ("/api/trading/progress/not-a-uuid", "/api/trading/progress/{runId}"),
+        ("/api/trading/backtests/not-a-uuid", "/api/trading/backtests/{backtestId}"),
+    ] {
+        let name = template.rsplit('{').next().unwrap().trim_end_matches('}');
+        assert_eq!(api.param("get", template, name)["schema"]["format"], "uuid", "{template}");
+        let (status, _) = api.check(get.clone(), template, c.get(server.url(path)).send().await.unwrap()).await;
+        assert_eq!(status, 400, "{path}");
+    }
+
+    let runs = "/api/trading/runs";
+    let per_page_max = u64::from(application::runs::PER_PAGE_MAX);
+    for (name, min, max) in [("page", 1, 1_000_000), ("perPage", 1, per_page_max)] {
+        let schema = &api.param("get", runs, name)["schema"];
+        assert_eq!((schema["minimum"].as_u64(), schema["maximum"].as_u64()), (Some(min), Some(max)));
+        for (value, status) in [(min - 1, 400), (min, 200), (max, 200), (max + 1, 400)] {
+            let resp = c.get(server.url(&format!("{runs}?{name}={value}"))).send().await.unwrap();
+            let (got, body) = api.check(get.clone(), runs, resp).await;
+            assert_eq!(got, status, "{name}={value}");
+            if status == 400 {
+                assert_eq!(body["errors"][0]["field"], name);
+            }
+        }
+    }
+
+    let key = &api.param("post", "/api/trading/run", "Idempotency-Key")["schema"];
+    assert_eq!((key["minLength"].as_u64(), key["maxLength"].as_u64()), (Some(1), Some(255)));
+    let pattern = key["pattern"].as_str().expect("a pattern");
+    for (sent, status) in [("k".repeat(255), 202), ("k".repeat(256), 400), ("with space".to_string(), 400)] {
+        let fits = sent.len() <= 255 && sent.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        assert_eq!(fits, status == 202, "{pattern}");
+        let resp = c
+            .post(server.url("/api/trading/run"))
+            .header("idempotency-key", &sent)
+            .json(&json!({"symbol": "AAPL", "analysts": ["risk"]}))
+            .send()
+            .await
+            .unwrap();
+        let (got, _) = api.check(Method::POST, "/api/trading/run", resp).await;
+        assert_eq!(got, status, "a key of {} characters", sent.len());
+    }
+
+    for (path, schema, body, missing) in [
+        ("/api/trading/run", "StartRequest", json!({"analysts": ["risk"]}), vec!["symbol"]),
+        ("/api/trading/backtests", "BacktestRequest", json!({"everyDays": 5}), vec!["symbols", "from", "to"]),
+    ] {
+        let required = api.required(schema);
+        for field in &missing {
+            assert!(required.contains(&field.to_string()), "{schema} requires {field}: {required:?}");
+        }
+        let resp = c.post(server.url(path)).json(&body).send().await.unwrap();
+        let (status, problem) = api.check(Method::POST, path, resp).await;
+        assert_eq!(status, 400, "{path}");
+        let named: Vec<&str> =
+            problem["errors"].as_array().unwrap().iter().filter_map(|e| e["field"].as_str()).collect();
+        for field in missing {
+            assert!(named.contains(&field), "{path}: {field} is named in {problem}");
+        }
+    }
+}

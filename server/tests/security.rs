@@ -81,21 +81,77 @@ async fn cross_site_writes_are_refused_and_same_origin_ones_pass() {
     assert_eq!(runs(&c, &server).await, 3);
 }
 
+/// Every answer — pages, the not-found page, a refused form's page, problems, JSON, health,
+/// metrics, CSV — carries the security headers, and a Content-Security-Policy that says where
+/// scripts may come from: a page's own policy (this site, or this response's nonce), or none
+/// at all (`script-src 'none'`) for what is not a page, so an HTML answer is never left
+/// without one.
 #[tokio::test]
 async fn every_answer_carries_the_security_headers() {
-    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
     let c = visitor(&server).await;
-    for path in ["/", "/history", "/api/trading/models", "/api/trading/progress/nope", "/healthz", "/no-such-page"] {
-        let resp = c.get(server.url(path)).send().await.unwrap();
-        let h = resp.headers();
-        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
-        assert_eq!(h["x-frame-options"], "DENY", "{path}");
-        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
-        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{path}");
-        let csp = h["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{path}: {csp}");
-        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+    let no_run = uuid::Uuid::new_v4();
+    let mut answers = Vec::new();
+    for (path, status) in [
+        ("/", 200),
+        ("/runs", 200),
+        ("/settings", 200),
+        ("/backtests", 200),
+        ("/stats", 200),
+        ("/api/trading/models", 200),
+        ("/api/openapi.json", 200),
+        ("/api/trading/progress/nope", 400),
+        ("/api/nope", 404),
+        ("/healthz", 200),
+        ("/metrics", 200),
+        ("/no-such-page", 404),
+        ("/share/nope", 404),
+        (&format!("/backtests/{no_run}/cells.csv") as &str, 404),
+    ] {
+        answers.push((format!("GET {path}"), status, c.get(server.url(path)).send().await.unwrap()));
     }
+    for (path, body, status) in [
+        (format!("/runs/{no_run}/cancel"), String::new(), 404),
+        ("/settings/tokens".to_string(), "name=".to_string(), 400),
+        ("/".to_string(), format!("symbol={}", "A".repeat(100 * 1024)), 413),
+    ] {
+        let resp = c
+            .post(server.url(&path))
+            .header("accept", "text/html")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        answers.push((format!("POST {path}"), status, resp));
+    }
+    let resp = c.put(server.url("/api/trading/run")).send().await.unwrap();
+    answers.push(("PUT /api/trading/run".into(), 405, resp));
+    let mut unguarded = Vec::new();
+    for (what, status, resp) in answers {
+        assert_eq!(resp.status(), status, "{what}");
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{what}");
+        assert!(h["permissions-policy"].to_str().unwrap().contains("camera=()"), "{what}");
+        assert!(h.get("strict-transport-security").is_none(), "no HSTS over plain HTTP");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("object-src 'none'"), "{what}: {csp}");
+        let kind = h.get("content-type").map(|t| t.to_str().unwrap().to_string()).unwrap_or_default();
+        let scripts = csp.split(';').map(str::trim).find(|d| d.starts_with("script-src "));
+        let guarded = match scripts {
+            // A page of the app: this site's scripts and those with this response's nonce.
+            Some(s) if kind.starts_with("text/html") => s == "script-src 'none'" || s.contains("'nonce-"),
+            // What is not a page runs no script.
+            Some(s) => s == "script-src 'none'",
+            None => false,
+        };
+        if !guarded || scripts.is_some_and(|s| s.contains("'unsafe-inline'")) {
+            unguarded.push(format!("{what} ({kind}): {csp}"));
+        }
+    }
+    assert!(unguarded.is_empty(), "answers without a script policy:\n{}", unguarded.join("\n"));
     let https = Server::start(TestDb::sqlite(), &[("COOKIE_SECURE", "true")]).await;
     let resp = c.get(https.url("/")).send().await.unwrap();
     assert!(resp.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
@@ -156,13 +212,14 @@ async fn identities_come_from_page_loads_only() {
 
     // A navigation, even from a link on another site, gives one, and then the API works.
     let page = c
-        .get(server.url("/history"))
+        .get(server.url("/runs"))
         .header("sec-fetch-site", "cross-site")
         .header("sec-fetch-mode", "navigate")
         .header("sec-fetch-dest", "document")
         .send()
         .await
         .unwrap();
+    assert_eq!(page.status(), 200, "the runs page");
     assert!(page.headers()["set-cookie"].to_str().unwrap().starts_with("ta_session="));
     let resp = c.post(server.url("/api/trading/run")).json(&json!({"symbol": "AAPL"})).send().await.unwrap();
     assert_eq!(resp.status(), 202);
@@ -229,4 +286,119 @@ async fn rotated_session_secrets_keep_identities() {
     let renewed = cookie(&resp);
     let resp = client().get(only_new.url("/api/trading/runs")).header("cookie", &renewed).send().await.unwrap();
     assert_eq!(resp.json::<Value>().await.unwrap()["total"], 1);
+}
+
+/// `GET /api/trading/runs` with just this `Cookie` header.
+async fn runs_with(server: &Server, cookie: &str) -> reqwest::Response {
+    client().get(server.url("/api/trading/runs")).header("cookie", cookie).send().await.unwrap()
+}
+
+/// The session cookie's `name=value` pair, from a page load's `Set-Cookie`.
+fn session_pair(resp: &reqwest::Response) -> String {
+    resp.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+/// An `Origin` is this server's own only when scheme, host and port all match how it is
+/// served: `http://host:port` on a plain server (where `https://host:port`, another port or a
+/// made-up scheme is another site), `https://host:port` on one served over HTTPS.
+#[tokio::test]
+async fn an_origin_is_ours_only_with_our_scheme_host_and_port() {
+    for https in [false, true] {
+        let env: &[(&str, &str)] =
+            if https { &[("COOKIE_SECURE", "true"), ("WORKERS", "0")] } else { &[("WORKERS", "0")] };
+        let server = Server::start(TestDb::sqlite(), env).await;
+        let cookie = session_pair(&client().get(server.url("/")).send().await.unwrap());
+        let host = server.base.trim_start_matches("http://").to_string();
+        let port = host.rsplit_once(':').unwrap().1.to_string();
+        let (ours, theirs) = if https { ("https", "http") } else { ("http", "https") };
+        let post = |origin: String| {
+            client()
+                .post(server.url("/api/trading/run"))
+                .header("cookie", &cookie)
+                .header("origin", origin)
+                .json(&json!({"symbol": "AAPL", "analysts": ["risk"]}))
+                .send()
+        };
+        // First, the same request from our own origin is accepted.
+        let resp = post(format!("{ours}://{host}")).await.unwrap();
+        assert_eq!(resp.status(), 202, "https={https}: our own origin");
+        for origin in [
+            format!("{theirs}://{host}"),
+            format!("foo://{host}"),
+            format!("{ours}://{host}.evil.example"),
+            format!("{ours}://127.0.0.1:{}", port.parse::<u16>().unwrap() + 1),
+            format!("{ours}://user@{host}"),
+            format!("{ours}://{host}/path"),
+        ] {
+            let resp = post(origin.clone()).await.unwrap();
+            let p = problem(resp, 403).await;
+            assert_eq!(p["type"], "/problems/cross-site-request", "https={https}: {origin}");
+        }
+        let listed: Value = runs_with(&server, &cookie).await.json().await.unwrap();
+        assert_eq!(listed["total"], 1, "https={https}: only our own origin's request started a run");
+    }
+}
+
+/// Served over HTTPS, the session cookie is `__Host-ta_session`: `Secure`, on `/`, with no
+/// `Domain` — which a sibling subdomain cannot set or overwrite. A plain `ta_session` cookie
+/// (which a sibling could have planted) is then nobody, even when its signature holds.
+#[tokio::test]
+async fn over_https_the_session_cookie_is_host_only() {
+    let db = TestDb::sqlite();
+    let secret = "s".repeat(32);
+    let env = [("WORKERS", "0"), ("SESSION_SECRET", secret.as_str())];
+    let plain = Server::start_on(&db.url, &["serve"], &env).await;
+    let mut secure_env = env.to_vec();
+    secure_env.push(("COOKIE_SECURE", "true"));
+    let secure = Server::start_on(&db.url, &["serve"], &secure_env).await;
+
+    let page = client().get(secure.url("/")).send().await.unwrap();
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let attributes: Vec<&str> = set_cookie.split("; ").collect();
+    assert!(attributes[0].starts_with("__Host-ta_session="), "{set_cookie}");
+    assert!(attributes.contains(&"Secure") && attributes.contains(&"Path=/"), "{set_cookie}");
+    assert!(!set_cookie.to_ascii_lowercase().contains("domain="), "{set_cookie}");
+    let host_cookie = attributes[0].to_string();
+    assert_eq!(runs_with(&secure, &host_cookie).await.status(), 200, "the __Host- cookie is an identity");
+
+    // The plain server's cookie, signed with the same secret, is no identity over HTTPS.
+    let plain_cookie = session_pair(&client().get(plain.url("/")).send().await.unwrap());
+    assert!(plain_cookie.starts_with("ta_session="), "{plain_cookie}");
+    assert_eq!(runs_with(&plain, &plain_cookie).await.status(), 200, "over HTTP it is one");
+    problem(runs_with(&secure, &plain_cookie).await, 401).await;
+    // Beside the real one, a planted plain cookie changes nothing.
+    let both = format!("{plain_cookie}; {host_cookie}");
+    let resp = client().post(secure.url("/api/trading/run")).header("cookie", &both).json(&json!({"symbol": "AAPL"}));
+    assert_eq!(resp.send().await.unwrap().status(), 202);
+    let mine: Value = runs_with(&secure, &host_cookie).await.json().await.unwrap();
+    assert_eq!(mine["total"], 1, "the run is the __Host- identity's");
+    let theirs: Value = runs_with(&plain, &plain_cookie).await.json().await.unwrap();
+    assert_eq!(theirs["total"], 0, "not the planted identity's");
+}
+
+/// When a request carries several session cookies, a valid one is the identity whatever its
+/// place: an invalid or forged cookie sent first (as a sibling subdomain could set one) does
+/// not log its holder out. A request with only invalid ones has no identity.
+#[tokio::test]
+async fn an_invalid_session_cookie_does_not_hide_a_valid_one() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let owner = session_pair(&client().get(server.url("/")).send().await.unwrap());
+    let resp = client().post(server.url("/api/trading/run")).header("cookie", &owner).json(&json!({"symbol": "AAPL"}));
+    assert_eq!(resp.send().await.unwrap().status(), 202);
+    let forged = format!("ta_session={}.{}", "0".repeat(32), "A".repeat(43));
+    for cookies in [
+        owner.clone(),
+        format!("ta_session=garbage; {owner}"),
+        format!("{forged}; {owner}"),
+        format!("{owner}; {forged}"),
+        format!("ta_session=; other=1; {owner}"),
+    ] {
+        let resp = runs_with(&server, &cookies).await;
+        assert_eq!(resp.status(), 200, "{cookies}");
+        let page: Value = resp.json().await.unwrap();
+        assert_eq!(page["total"], 1, "{cookies}: the owner's run");
+    }
+    for cookies in [forged.clone(), format!("ta_session=garbage; {forged}")] {
+        problem(runs_with(&server, &cookies).await, 401).await;
+    }
 }

@@ -136,3 +136,48 @@ async fn tokens_stand_for_their_maker_on_sqlite() {
 async fn tokens_stand_for_their_maker_on_postgres() {
     tokens_stand_for_their_maker(TestDb::postgres().await).await;
 }
+
+/// Tokens are managed by a browser's session only: the bearer of a token can neither make
+/// another (which would outlive the revocation of the first) nor revoke one — a `403`
+/// problem, where the same forms with the session cookie succeed.
+#[tokio::test]
+async fn a_bearer_token_cannot_manage_tokens() {
+    let server = Server::start(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let browser = visitor(&server).await;
+    let resp = browser.post(server.url("/settings/tokens")).form(&[("name", "first")]).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the session makes a token");
+    let secret = find(&resp.text().await.unwrap(), "ta_").to_string();
+    let bearer = format!("Bearer {secret}");
+    let listed = browser.get(server.url("/settings")).send().await.unwrap().text().await.unwrap();
+    let id = listed.split("data-token=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_string();
+
+    let script = reqwest::Client::new();
+    let resp = script
+        .post(server.url("/settings/tokens"))
+        .header("authorization", &bearer)
+        .form(&[("name", "minted-by-bearer")])
+        .send()
+        .await
+        .unwrap();
+    let h = problem(resp, 403, "session-required").await;
+    assert!(h.get("set-cookie").is_none());
+    let resp = script
+        .post(server.url(&format!("/settings/tokens/{id}/revoke")))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    problem(resp, 403, "session-required").await;
+
+    let listed = browser.get(server.url("/settings")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(listed.matches("data-token=\"").count(), 1, "still the one token");
+    assert!(!listed.contains("minted-by-bearer"));
+    let resp = script.get(server.url("/api/trading/runs")).header("authorization", &bearer).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the token still works for the API");
+
+    // Revoked by the session, the token is nobody, and no other token of it lives on.
+    let resp = browser.post(server.url(&format!("/settings/tokens/{id}/revoke"))).send().await.unwrap();
+    assert_eq!(resp.url().path(), "/settings", "303 back to the page");
+    let resp = script.get(server.url("/api/trading/runs")).header("authorization", &bearer).send().await.unwrap();
+    problem(resp, 401, "invalid-token").await;
+}

@@ -22,6 +22,7 @@ pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
 /// the expected cost when a hosted model is named without `"confirmCost": true`.
 #[utoipa::path(
     post,
+    operation_id = "startBacktest",
     path = "/api/trading/backtests",
     tag = "backtests",
     request_body(content = BacktestRequest, content_type = "application/json"),
@@ -57,10 +58,11 @@ pub async fn start(
 /// ETag over the body (`If-None-Match` → 304).
 #[utoipa::path(
     get,
+    operation_id = "getBacktest",
     path = "/api/trading/backtests/{backtestId}",
     tag = "backtests",
     params(
-        ("backtestId" = String, Path, description = "The backtest's id, a UUID."),
+        ("backtestId" = uuid::Uuid, Path, description = "The backtest's id, a UUID."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
     ),
     responses(
@@ -92,9 +94,10 @@ pub async fn view(
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.
 #[utoipa::path(
     post,
+    operation_id = "cancelBacktest",
     path = "/api/trading/backtests/{backtestId}/cancel",
     tag = "backtests",
-    params(("backtestId" = String, Path, description = "The backtest's id, a UUID.")),
+    params(("backtestId" = uuid::Uuid, Path, description = "The backtest's id, a UUID.")),
     responses(
         (status = 200, description = "The backtest, cancelled.", body = domain::backtest::BacktestView),
         (status = 400, description = "Not a backtest id.", body = domain::Problem, content_type = "application/problem+json"),
@@ -121,6 +124,7 @@ pub struct BacktestList {
 /// `GET /api/trading/backtests` — yours, newest first.
 #[utoipa::path(
     get,
+    operation_id = "listBacktests",
     path = "/api/trading/backtests",
     tag = "backtests",
     responses(

@@ -1,13 +1,19 @@
 //! What several handlers read from a request alike: a JSON body whose every failure is a
-//! problem, and a run id from the path.
+//! problem, a run id from the path — and the whole body of a server function, read before it
+//! runs.
 
-use axum::body::Bytes;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use domain::RunId;
 
-use super::problem::ApiError;
+use super::problem::{ApiError, too_large};
 
 /// A JSON request body, whose every failure (wrong content type, too large, not JSON, wrong
 /// shape) is a problem naming what is wrong.
@@ -50,4 +56,32 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
 /// A run id from the path, or a `400` naming `runId`.
 pub(crate) fn run_id(raw: &str) -> Result<RunId, ApiError> {
     raw.parse().map_err(|e: domain::IdError| ApiError::field("runId", e.0))
+}
+
+/// The paths of the Leptos server functions.
+#[derive(Clone)]
+pub struct ServerFnPaths(Arc<HashSet<&'static str>>);
+
+impl ServerFnPaths {
+    pub fn registered() -> Self {
+        Self(Arc::new(leptos::server_fn::axum::server_fn_paths().map(|(path, _)| path).collect()))
+    }
+}
+
+/// A server function reads its body itself, and one over the limit is to it an argument it
+/// cannot read: a `500` "connection problem", logged as an error. So a server function's body
+/// is read here first, whole, and one that is too large is the same `413` problem as anywhere
+/// else (a body that breaks off, a `400`).
+pub async fn server_fn_body(State(paths): State<ServerFnPaths>, req: Request, next: Next) -> Response {
+    if !paths.0.contains(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large().into_response(),
+        Err(e) => {
+            ApiError::new(e.status(), "unreadable-body", "Unreadable request body", e.body_text()).into_response()
+        }
+    }
 }

@@ -10,9 +10,12 @@ use axum::response::Response;
 use super::proxy::Client;
 
 /// The policy every response carries: what no page needs (plugins, a foreign `<base>`, form
-/// posts elsewhere, being framed) is refused outright. Scripts are restricted by the pages'
-/// own policy, which carries the per-response nonce of Leptos' inline scripts.
-pub const CSP: &str = "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+/// posts elsewhere, being framed) is refused outright. A page brings its own `script-src`,
+/// with the per-response nonce of Leptos' inline scripts; anything else — a problem, JSON, a
+/// CSV, a file, an HTML answer that did not come from the app's shell — runs no script at
+/// all, so nothing a response echoes can ever execute in it.
+pub const CSP: &str =
+    "script-src 'none'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {

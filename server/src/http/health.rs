@@ -7,13 +7,13 @@ use axum::http::StatusCode;
 use super::AppState;
 use super::problem::ApiError;
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "healthz", path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "The process answers.", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+#[utoipa::path(get, operation_id = "readyz", path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The database answers.", body = String, content_type = "text/plain"),
         (status = 503, description = "The database cannot be reached (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),

@@ -116,10 +116,11 @@ impl Drop for Slot {
 /// `GET /api/trading/events/:runId`
 #[utoipa::path(
     get,
+    operation_id = "streamEvents",
     path = "/api/trading/events/{runId}",
     tag = "runs",
     params(
-        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("runId" = uuid::Uuid, Path, description = "The run's id, a UUID."),
         ("Last-Event-ID" = Option<String>, Header, description = "The last version seen: only newer states are sent."),
     ),
     responses(

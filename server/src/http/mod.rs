@@ -7,8 +7,9 @@ use app::api::ssr::AppContext;
 use app::{App, shell};
 use application::RunService;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
 use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use leptos::config::LeptosOptions;
 use leptos::prelude::{provide_context, use_context};
@@ -19,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod backtest_forms;
 pub mod backtests;
+pub mod connections;
 pub mod extract;
 pub mod guard;
 pub mod headers;
@@ -150,8 +152,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(forms)
         .leptos_routes_with_context(&state, routes, page_context(&state), move || shell(options.clone()))
-        // An unknown page is the app's not-found page, with the pages' headers.
-        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context(&state), shell))
+        // A file of the site, or else the app's not-found page, with the pages' headers.
+        .fallback(file_or_not_found)
         // Inside the session layer, which names the identity counted.
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), limits::layer))
         .layer(axum::middleware::from_fn_with_state(state.sessions.clone(), session::layer))
@@ -164,6 +166,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.policy, headers::layer))
         // Outside everything that asks who the client is.
         .layer(axum::middleware::from_fn_with_state(state.proxies.clone(), proxy::layer))
+        .layer(axum::middleware::from_fn_with_state(extract::ServerFnPaths::registered(), extract::server_fn_body))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Pages, JSON and (unless cargo-leptos precompressed them) the site's files, gzipped
         // for clients that ask; already-encoded responses pass through untouched.
@@ -173,7 +176,54 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         // Outermost: every line logged for a request carries its id, and so does the answer.
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(axum::middleware::from_fn(plain_request_id))
         .with_state(state)
+}
+
+/// The longest path segment that can name a file (a file name is at most 255 bytes).
+pub const MAX_SEGMENT: usize = 255;
+
+/// A file of the site (`/pkg/…`, `/favicon.ico`), or else the app's not-found page. A path
+/// with a segment longer than [`MAX_SEGMENT`] names no file: it is not looked up at all (the
+/// file system would refuse the name, and the file server answer that refusal with a 500 and
+/// an error in the log), only answered with the not-found page.
+async fn file_or_not_found(uri: axum::http::Uri, state: axum::extract::State<AppState>, req: Request) -> Response {
+    let page = leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context(&state), shell);
+    let looked_up = match uri.path().split('/').any(|segment| segment.len() > MAX_SEGMENT) {
+        // A name no file of the site has, that the file server looks up quietly.
+        true => axum::http::Uri::from_static("/.no-such-file"),
+        false => uri,
+    };
+    page(looked_up, state, req).await
+}
+
+/// What a client sent (a path, a method), as logged: at most 200 bytes of it, cut at a
+/// character boundary and marked `…`, so a client cannot write lines of any length into the log.
+fn cut_for_log(text: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.into();
+    }
+    let cut = (0..=MAX).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…", &text[..cut]).into()
+}
+
+/// The longest `X-Request-Id` a client may choose.
+pub const MAX_REQUEST_ID: usize = 64;
+
+/// A client's `X-Request-Id` is kept — logged with every line of its request and sent back —
+/// only when it is short and plain (letters, digits, `-`, `_`, `.`, `:`); any other is
+/// dropped, and the request gets a new UUID as if it had sent none. So no client can make the
+/// server echo or log what it likes.
+async fn plain_request_id(mut req: Request, next: axum::middleware::Next) -> Response {
+    let plain = |v: &HeaderValue| {
+        (1..=MAX_REQUEST_ID).contains(&v.len())
+            && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if !req.headers().get_all("x-request-id").iter().all(plain) {
+        req.headers_mut().remove("x-request-id");
+    }
+    next.run(req).await
 }
 
 /// Request headers from name–value pairs, for unit tests.
@@ -187,8 +237,25 @@ pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> axum::http
 }
 
 /// The span of one request: its id (the client's `X-Request-Id`, or a new UUID), method and
-/// path — never the query string or headers, which may carry tokens.
+/// path (cut short when long) — never the query string or headers, which may carry tokens.
 fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    tracing::info_span!("request", requestId = %id, method = %req.method(), path = %req.uri().path())
+    let method = cut_for_log(req.method().as_str());
+    tracing::info_span!("request", requestId = %id, method = %method, path = %cut_for_log(req.uri().path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_paths_are_logged_cut_short() {
+        assert_eq!(cut_for_log("/runs/abc"), "/runs/abc");
+        let long = format!("/{}", "a".repeat(300));
+        assert_eq!(cut_for_log(&long), format!("/{}…", "a".repeat(199)));
+        // Never inside a character.
+        let wide = "é".repeat(150);
+        let cut = cut_for_log(&wide);
+        assert!(cut.len() <= 200 + "…".len() && cut.ends_with('…'), "{cut}");
+    }
 }

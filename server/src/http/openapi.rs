@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::responses::{BadRunId, RunNotFound, Unauthenticated};
+use super::responses::{BadRunId, InvalidToken, RunNotFound, Unauthenticated};
 use super::{backtests, health, live, runs, shares};
 
 #[derive(OpenApi)]
@@ -40,9 +40,9 @@ use super::{backtests, health, live, runs, shares};
     ),
     components(
         schemas(domain::Problem, domain::FieldError),
-        responses(Unauthenticated, BadRunId, RunNotFound)
+        responses(Unauthenticated, BadRunId, RunNotFound, InvalidToken)
     ),
-    modifiers(&Identities),
+    modifiers(&Identities, &BadTokens, &Links),
     security(("session" = []), ("token" = [])),
     tags(
         (name = "runs", description = "Analyses: start, follow, cancel, retry, list."),
@@ -64,7 +64,7 @@ impl Modify for Identities {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 super::session::COOKIE,
-                "Given by a first visit to a page of the app.",
+                "Given by a first visit to a page of the app; named `__Host-ta_session` over HTTPS.",
             ))),
         );
         components.add_security_scheme(
@@ -79,8 +79,102 @@ impl Modify for Identities {
     }
 }
 
-static DOCUMENT: LazyLock<String> =
-    LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the document serialises"));
+/// Every request with a bearer token that is unknown or revoked is a `401`, whatever the
+/// operation (the token layer answers it before any handler): an operation that does not
+/// name a `401` of its own — one that needs no identity — is given this one.
+struct BadTokens;
+
+impl Modify for BadTokens {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let invalid = utoipa::openapi::Ref::from_response_name("InvalidToken");
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                operation.responses.responses.entry("401".into()).or_insert_with(|| invalid.clone().into());
+            }
+        }
+    }
+}
+
+/// The links a client follows from an answer to the next operation (the `Location` of a
+/// start, the id it returns), so that a sequence of calls can be generated from the document.
+struct Links;
+
+/// A link's name, the operation it leads to, the parameter it fills and where its value is.
+type Link = (&'static str, &'static str, &'static str, &'static str);
+
+impl Links {
+    /// The links of an operation's answer with a status.
+    const LINKS: &[(&str, &str, &[Link])] = &[
+        ("startRun", "202", RUN_LINKS),
+        ("retryRun", "202", RUN_LINKS),
+        (
+            "startBacktest",
+            "202",
+            &[
+                ("backtest", "getBacktest", "backtestId", "$response.body#/backtestId"),
+                ("cancel", "cancelBacktest", "backtestId", "$response.body#/backtestId"),
+            ],
+        ),
+        ("createShare", "201", &[("revoke", "revokeShare", "id", "$response.body#/id")]),
+    ];
+}
+
+const RUN_LINKS: &[Link] = &[
+    ("progress", "getProgress", "runId", "$response.body#/runId"),
+    ("events", "streamEvents", "runId", "$response.body#/runId"),
+    ("cancel", "cancelRun", "runId", "$response.body#/runId"),
+    ("shares", "listShares", "runId", "$response.body#/runId"),
+    ("share", "createShare", "runId", "$response.body#/runId"),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let id = operation.operation_id.clone().unwrap_or_default();
+                for (from, status, links) in Self::LINKS.iter().filter(|(from, ..)| *from == id) {
+                    let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+                        panic!("{from} has no inline {status} response to link from");
+                    };
+                    for (name, to, parameter, value) in links.iter() {
+                        let link = LinkBuilder::new().operation_id(*to).parameter(*parameter, *value).build();
+                        response.links.insert((*name).to_string(), RefOr::T(link));
+                    }
+                }
+            }
+        }
+    }
+}
+
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document serialises");
+    name_link_targets(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("the document serialises")
+});
+
+/// The members of an object (none for anything else).
+fn members(v: Option<&mut serde_json::Value>) -> impl Iterator<Item = &mut serde_json::Value> {
+    v.and_then(|v| v.as_object_mut()).into_iter().flat_map(|o| o.values_mut())
+}
+
+/// utoipa 5.5 writes a link's target as `operation_id`; OpenAPI names it `operationId`.
+/// (`get_mut`, never indexing: an index would add the members it does not find.)
+fn name_link_targets(doc: &mut serde_json::Value) {
+    let items = members(doc.get_mut("paths"));
+    let operations = items.flat_map(|item| members(Some(item)));
+    let responses = operations.flat_map(|operation| members(operation.get_mut("responses")));
+    for link in responses.flat_map(|response| members(response.get_mut("links"))) {
+        if let Some(link) = link.as_object_mut()
+            && let Some(target) = link.remove("operation_id")
+        {
+            link.insert("operationId".into(), target);
+        }
+    }
+}
 
 /// `GET /api/openapi.json`
 pub async fn document() -> Response {
@@ -115,5 +209,46 @@ mod tests {
         assert_eq!(required, ["runId", "status", "message"], "serde's camelCase names");
         assert_eq!(doc["components"]["schemas"]["Problem"]["properties"]["type"]["type"], "string");
         assert_eq!(doc["paths"]["/api/trading/share/{secret}"]["get"]["security"], serde_json::json!([{}]));
+    }
+
+    /// Every operation has an id of its own, and every link names one of them with the
+    /// parameters that operation declares.
+    #[test]
+    fn operation_ids_are_unique_and_links_lead_somewhere() {
+        let doc: serde_json::Value = serde_json::from_str(&DOCUMENT).unwrap();
+        let mut ids = std::collections::BTreeMap::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no id"));
+                assert!(ids.insert(id.to_string(), op.clone()).is_none(), "{id} twice");
+            }
+        }
+        let mut links = 0;
+        for op in ids.values() {
+            for response in op["responses"].as_object().unwrap().values() {
+                for link in response["links"].as_object().into_iter().flatten().map(|(_, l)| l) {
+                    let target = &ids[link["operationId"].as_str().unwrap_or_else(|| panic!("{link}"))];
+                    for name in link["parameters"].as_object().unwrap().keys() {
+                        let declared = target["parameters"].as_array().unwrap().iter().any(|p| p["name"] == *name);
+                        assert!(declared, "{link} names {name}, which {} does not take", target["operationId"]);
+                    }
+                    links += 1;
+                }
+            }
+        }
+        assert_eq!(links, 13);
+        fn nulls(v: &serde_json::Value, at: String, found: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Null => found.push(at),
+                serde_json::Value::Array(a) => {
+                    a.iter().enumerate().for_each(|(i, v)| nulls(v, format!("{at}/{i}"), found))
+                }
+                serde_json::Value::Object(o) => o.iter().for_each(|(k, v)| nulls(v, format!("{at}/{k}"), found)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        nulls(&doc, String::new(), &mut found);
+        assert_eq!(found, Vec::<String>::new(), "no member is written empty");
     }
 }

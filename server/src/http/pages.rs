@@ -24,7 +24,7 @@ use application::Error;
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use domain::StartRequest;
 use leptos::prelude::provide_context;
@@ -58,9 +58,7 @@ pub fn start_request(body: &[u8]) -> StartRequest {
 
 /// A form's body, read whole: a form is small.
 pub(crate) async fn form_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
-    to_bytes(body, BODY_LIMIT)
-        .await
-        .map_err(|_| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Too large", "The form is too large."))
+    to_bytes(body, BODY_LIMIT).await.map_err(|_| super::problem::too_large())
 }
 
 /// `POST /`: start a run from the form, or show the form again with what was sent and why not.

@@ -199,6 +199,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A request body over [`super::BODY_LIMIT`].
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too-large",
+        "Too large",
+        format!("The request body is larger than {} KiB.", super::BODY_LIMIT / 1024),
+    )
+}
+
 /// Unknown `/api/…` paths: a problem, not the HTML 404 page.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "Not found", "There is no such API endpoint.")

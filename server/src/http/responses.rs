@@ -3,7 +3,8 @@
 //! described. They stand apart from [`super::openapi`], which lists every handler, so that no
 //! handler imports the document that imports it.
 
-/// No identity: neither a session cookie nor an API token.
+/// No identity (neither a session cookie nor an API token), or a bearer token that is unknown
+/// or revoked.
 #[derive(utoipa::ToResponse)]
 #[response(content_type = "application/problem+json")]
 #[allow(dead_code)]
@@ -20,3 +21,10 @@ pub struct BadRunId(domain::Problem);
 #[response(content_type = "application/problem+json")]
 #[allow(dead_code)]
 pub struct RunNotFound(domain::Problem);
+
+/// A bearer token was sent that is unknown or revoked: even an operation that needs no
+/// identity refuses a request that names a wrong one.
+#[derive(utoipa::ToResponse)]
+#[response(content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct InvalidToken(domain::Problem);

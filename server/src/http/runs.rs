@@ -40,10 +40,11 @@ fn accepted(started: Started, state: &AppState) -> Response {
 /// `POST /api/trading/run`
 #[utoipa::path(
     post,
+    operation_id = "startRun",
     path = "/api/trading/run",
     tag = "runs",
     request_body(content = StartRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats with the same key return the first run.")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\x21-\x7E]+$", description = "Repeats with the same key return the first run: 1 to 255 visible ASCII characters.")),
     responses(
         (status = 202, description = "The run is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
@@ -78,10 +79,11 @@ pub async fn start(
 /// so a 304, and a 200 of an unchanged version, cost no database query.
 #[utoipa::path(
     get,
+    operation_id = "getProgress",
     path = "/api/trading/progress/{runId}",
     tag = "runs",
     params(
-        ("runId" = String, Path, description = "The run's id, a UUID."),
+        ("runId" = uuid::Uuid, Path, description = "The run's id, a UUID."),
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer."),
     ),
     responses(
@@ -122,9 +124,10 @@ pub(crate) async fn progress_of(
 /// `POST /api/trading/cancel/:runId` — 202 while the run is stopping, 200 once it has ended.
 #[utoipa::path(
     post,
+    operation_id = "cancelRun",
     path = "/api/trading/cancel/{runId}",
     tag = "runs",
-    params(("runId" = String, Path, description = "The run's id, a UUID.")),
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
     responses(
         (status = 200, description = "The run has ended.", body = domain::Progress),
         (status = 202, description = "The run is stopping.", body = domain::Progress),
@@ -147,9 +150,10 @@ pub async fn cancel(
 /// `POST /api/trading/retry/:runId`
 #[utoipa::path(
     post,
+    operation_id = "retryRun",
     path = "/api/trading/retry/{runId}",
     tag = "runs",
-    params(("runId" = String, Path, description = "A failed, timed-out or cancelled run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "A failed, timed-out or cancelled run's id.")),
     responses(
         (status = 202, description = "A new run, with `retryOf` set, is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
@@ -175,12 +179,13 @@ pub async fn retry(
 /// `GET /api/trading/runs?status=&page=&perPage=`
 #[utoipa::path(
     get,
+    operation_id = "listRuns",
     path = "/api/trading/runs",
     tag = "runs",
     params(
         ("status" = Option<JobStatus>, Query, description = "Only runs in this status."),
-        ("page" = Option<u32>, Query, description = "From 1 (the default)."),
-        ("perPage" = Option<u32>, Query, description = "Runs a page."),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "From 1 (the default)."),
+        ("perPage" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Runs a page: 20 unless given."),
     ),
     responses(
         (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
@@ -214,21 +219,21 @@ pub async fn list(
 }
 
 /// `GET /api/trading/models`
-#[utoipa::path(get, path = "/api/trading/models", tag = "catalog",
+#[utoipa::path(get, operation_id = "listModels", path = "/api/trading/models", tag = "catalog", security(()),
     responses((status = 200, description = "The model catalog.", body = Vec<domain::ModelInfo>)))]
 pub async fn models(State(state): State<AppState>) -> Response {
     Json(state.context.models.as_ref().clone()).into_response()
 }
 
 /// `GET /api/trading/analysts`
-#[utoipa::path(get, path = "/api/trading/analysts", tag = "catalog",
+#[utoipa::path(get, operation_id = "listAnalysts", path = "/api/trading/analysts", tag = "catalog", security(()),
     responses((status = 200, description = "Every analyst a run can include.", body = Vec<AnalystInfo>)))]
 pub async fn analysts() -> Response {
     Json(AnalystInfo::all()).into_response()
 }
 
 /// `GET /api/trading/symbols` — the symbols the market data can list (empty for online sources).
-#[utoipa::path(get, path = "/api/trading/symbols", tag = "catalog",
+#[utoipa::path(get, operation_id = "listSymbols", path = "/api/trading/symbols", tag = "catalog", security(()),
     responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()

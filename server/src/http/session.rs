@@ -2,8 +2,15 @@
 //! page.
 //!
 //! The cookie holds a random user id and an HMAC-SHA256 of it; a cookie that does not verify
-//! is treated as absent, never as an error. The id reaches handlers and server functions as a
-//! [`application::UserId`] request extension.
+//! is treated as absent, never as an error. When a request carries several session cookies
+//! (a sibling subdomain can add one for the parent domain), the first that verifies is the
+//! identity: an invalid one never hides a valid one. The id reaches handlers and server
+//! functions as a [`application::UserId`] request extension.
+//!
+//! Served over HTTPS, the cookie is named `__Host-ta_session`: a browser keeps such a cookie
+//! only if it is `Secure`, on `/` and without a `Domain`, so no sibling subdomain can set or
+//! overwrite it. Over HTTPS only that name is read — a plain `ta_session` there may have been
+//! planted. (Over plain HTTP a browser refuses the prefix, and the name is `ta_session`.)
 //!
 //! A new identity is issued only on a page load: a GET of a page that is a navigation or not
 //! marked by the browser as coming from another site (curl and scripts send no such mark) —
@@ -29,6 +36,8 @@ use sha2::Sha256;
 use super::proxy::Client;
 
 pub const COOKIE: &str = "ta_session";
+/// The cookie's name over HTTPS.
+pub const HOST_COOKIE: &str = "__Host-ta_session";
 const MAX_AGE_SECS: i64 = 400 * 24 * 3600;
 
 #[derive(Clone)]
@@ -89,31 +98,40 @@ impl Sessions {
         Some(Verified { user: user.to_string(), stale })
     }
 
-    /// The `Set-Cookie` value; `Secure` when configured so or when the request came over HTTPS
-    /// through a trusted proxy.
+    /// Whether a request is served over HTTPS: configured so, or a trusted proxy says so.
+    fn https(&self, proxied_https: bool) -> bool {
+        self.secure || proxied_https
+    }
+
+    /// The cookie's name for a request over HTTPS or not.
+    fn name(https: bool) -> &'static str {
+        if https { HOST_COOKIE } else { COOKIE }
+    }
+
+    /// The `Set-Cookie` value; `Secure`, and named with the `__Host-` prefix, over HTTPS.
     fn cookie(&self, token: &str, https: bool) -> String {
-        Cookie::build((COOKIE, token))
+        Cookie::build((Self::name(https), token))
             .path("/")
             .max_age(cookie::time::Duration::seconds(MAX_AGE_SECS))
             .http_only(true)
             .same_site(SameSite::Lax)
-            .secure(self.secure || https)
+            .secure(https)
             .build()
             .to_string()
     }
-}
 
-/// The session token among the request's cookies: the first one of that name, in any of its
-/// `Cookie` headers. Pairs that are not `name=value` are passed over.
-fn from_cookies(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(Cookie::split_parse)
-        .filter_map(Result::ok)
-        .find(|c| c.name() == COOKIE)
-        .map(|c| c.value().to_string())
+    /// The identity of the request's cookies named `name`, in any of its `Cookie` headers:
+    /// the first that verifies. Pairs that are not `name=value` are passed over.
+    fn identity_in_cookies(&self, headers: &axum::http::HeaderMap, name: &str) -> Option<Verified> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(Cookie::split_parse)
+            .filter_map(Result::ok)
+            .filter(|c| c.name() == name)
+            .find_map(|c| self.verify(c.value()))
+    }
 }
 
 /// Whether a request without an identity should be given one: a page load.
@@ -143,7 +161,8 @@ pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Nex
     if req.extensions().get::<UserId>().is_some() {
         return next.run(req).await;
     }
-    let existing = from_cookies(req.headers()).and_then(|t| sessions.verify(&t));
+    let https = sessions.https(req.extensions().get::<Client>().is_some_and(|c| c.https));
+    let existing = sessions.identity_in_cookies(req.headers(), Sessions::name(https));
     let page_load = is_page_load(&req);
     // A new identity, or an old one signed again with the current key, on page loads only.
     let (user, issue) = match existing {
@@ -154,7 +173,6 @@ pub async fn layer(State(sessions): State<Sessions>, mut req: Request, next: Nex
     if let Some(user) = &user {
         req.extensions_mut().insert(UserId(user.clone()));
     }
-    let https = req.extensions().get::<Client>().is_some_and(|c| c.https);
     let mut resp = next.run(req).await;
     if issue
         && let Some(user) = user
@@ -210,16 +228,17 @@ mod tests {
     }
 
     /// The whole `Set-Cookie` value, as the cookie crate writes its attributes: HttpOnly and
-    /// SameSite=Lax always, for 400 days on every path, and Secure when configured so or when
-    /// the request came over HTTPS.
+    /// SameSite=Lax always, for 400 days on every path; over HTTPS (configured so, or the
+    /// request came through a trusted proxy over HTTPS) Secure and with the `__Host-` prefix.
     #[test]
     fn the_set_cookie_value() {
         let s = Sessions::new(b"k".repeat(32), false);
         let lax = "HttpOnly; SameSite=Lax";
         let scope = "Path=/; Max-Age=34560000";
-        assert_eq!(s.cookie("tok.sig", false), format!("ta_session=tok.sig; {lax}; {scope}"));
-        assert_eq!(s.cookie("tok.sig", true), format!("ta_session=tok.sig; {lax}; Secure; {scope}"));
-        assert_eq!(Sessions::new(vec![1], true).cookie("t", false), format!("ta_session=t; {lax}; Secure; {scope}"));
+        assert_eq!(s.cookie("tok.sig", s.https(false)), format!("ta_session=tok.sig; {lax}; {scope}"));
+        assert_eq!(s.cookie("tok.sig", s.https(true)), format!("__Host-ta_session=tok.sig; {lax}; Secure; {scope}"));
+        let secure = Sessions::new(vec![1], true);
+        assert_eq!(secure.cookie("t", secure.https(false)), format!("__Host-ta_session=t; {lax}; Secure; {scope}"));
     }
 
     #[test]
@@ -235,20 +254,32 @@ mod tests {
 
     #[test]
     fn finds_the_cookie_among_others() {
+        let s = Sessions::new(b"k".repeat(32), false);
+        let user = "0123456789abcdef0123456789abcdef";
         let mut h = axum::http::HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; ta_session=tok.sig; b=2"));
-        assert_eq!(from_cookies(&h).as_deref(), Some("tok.sig"));
+        h.insert(header::COOKIE, HeaderValue::from_str(&format!("a=1; ta_session={}; b=2", s.sign(user))).unwrap());
+        assert_eq!(s.identity_in_cookies(&h, COOKIE).map(|v| v.user).as_deref(), Some(user));
+        assert_eq!(s.identity_in_cookies(&h, HOST_COOKIE), None, "over HTTPS only the __Host- name counts");
     }
 
-    /// Across several `Cookie` headers, and past pairs that are not `name=value`, the first
-    /// session cookie is the one read; a name that only starts like it is another cookie.
+    /// Across several `Cookie` headers, and past pairs that are not `name=value` and session
+    /// cookies that do not verify, the first session cookie that verifies is the identity; a
+    /// name that only starts like it is another cookie.
     #[test]
-    fn reads_the_first_session_cookie_across_headers() {
+    fn reads_the_first_valid_session_cookie_across_headers() {
+        let s = Sessions::new(b"k".repeat(32), false);
+        let (first, second) = ("0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210");
         let mut h = axum::http::HeaderMap::new();
-        h.append(header::COOKIE, HeaderValue::from_static("junk; =x; ta_session_old=old.sig"));
-        assert_eq!(from_cookies(&h), None);
-        h.append(header::COOKIE, HeaderValue::from_static("ta_session=first.sig; ta_session=second.sig"));
-        assert_eq!(from_cookies(&h).as_deref(), Some("first.sig"));
-        assert_eq!(from_cookies(&axum::http::HeaderMap::new()), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("junk; =x; ta_session_old={}", s.sign(first))).unwrap(),
+        );
+        assert_eq!(s.identity_in_cookies(&h, COOKIE), None);
+        h.append(header::COOKIE, HeaderValue::from_static("ta_session=forged.sig; ta_session="));
+        assert_eq!(s.identity_in_cookies(&h, COOKIE), None);
+        let both = format!("ta_session={}; ta_session={}", s.sign(first), s.sign(second));
+        h.append(header::COOKIE, HeaderValue::from_str(&both).unwrap());
+        assert_eq!(s.identity_in_cookies(&h, COOKIE).map(|v| v.user).as_deref(), Some(first));
+        assert_eq!(s.identity_in_cookies(&axum::http::HeaderMap::new(), COOKIE), None);
     }
 }

@@ -42,9 +42,10 @@ pub struct CreatedShare {
 /// `POST /api/trading/runs/:runId/shares`
 #[utoipa::path(
     post,
+    operation_id = "createShare",
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
-    params(("runId" = String, Path, description = "Your run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
     responses(
         (status = 201, description = "A new link; its secret is in `url` and `apiUrl`, shown this once.", body = CreatedShare, headers(
             ("Location" = String, description = "The shared page."),
@@ -72,9 +73,10 @@ pub async fn create(
 /// `GET /api/trading/runs/:runId/shares`: the run's links (without their secrets).
 #[utoipa::path(
     get,
+    operation_id = "listShares",
     path = "/api/trading/runs/{runId}/shares",
     tag = "shares",
-    params(("runId" = String, Path, description = "Your run's id.")),
+    params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
     responses(
         (status = 200, description = "The run's links, without their secrets.", body = Vec<domain::ShareLink>),
         (status = 400, response = super::responses::BadRunId),
@@ -96,6 +98,7 @@ pub async fn list(
 /// `DELETE /api/trading/shares/:id`
 #[utoipa::path(
     delete,
+    operation_id = "revokeShare",
     path = "/api/trading/shares/{id}",
     tag = "shares",
     params(("id" = String, Path, description = "The link's `id`.")),
@@ -120,6 +123,7 @@ pub async fn revoke(
 /// `GET /api/trading/share/:secret`: the run's progress, as its owner would see it.
 #[utoipa::path(
     get,
+    operation_id = "getSharedProgress",
     path = "/api/trading/share/{secret}",
     tag = "shares",
     security(()),

@@ -6,6 +6,10 @@
 //! fallback to the cookie. That is also why such requests skip the CSRF check: a browser never
 //! attaches a bearer token on its own, so it cannot be an ambient credential a page abuses.
 //! Other `Authorization` schemes (a proxy's Basic, say) are not ours and are ignored.
+//!
+//! Tokens are managed by a browser's session only: a bearer request may not make or revoke
+//! one (`403`). Otherwise a leaked token could make another, which would outlive the first's
+//! revocation.
 
 use std::sync::Arc;
 
@@ -85,6 +89,7 @@ pub async fn layer(State(access): State<Access>, mut req: Request, next: Next) -
     match access.token_user(token).await {
         Ok(Some(user)) => {
             req.extensions_mut().insert(user);
+            req.extensions_mut().insert(ByBearer);
             next.run(req).await
         }
         Ok(None) => invalid_token(),
@@ -92,10 +97,31 @@ pub async fn layer(State(access): State<Access>, mut req: Request, next: Next) -
     }
 }
 
+/// Marks a request whose identity is a bearer token's.
+#[derive(Debug, Clone, Copy)]
+pub struct ByBearer;
+
+/// The refusal of a bearer request to manage tokens, or `None` for a session's.
+fn session_only(parts: &Parts) -> Option<Response> {
+    parts.extensions.get::<ByBearer>()?;
+    Some(
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session-required",
+            "Tokens are managed in the browser",
+            "API tokens are made and revoked on the settings page, with the browser's session, not with a token.",
+        )
+        .into_response(),
+    )
+}
+
 /// `POST /settings/tokens` (form: `name`): a new token, shown once on the settings page, or the
 /// form's error next to it.
 pub async fn create(State(state): State<AppState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    if let Some(refused) = session_only(&parts) {
+        return refused;
+    }
     let body = match pages::form_body(body).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -133,6 +159,9 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Response {
 
 /// `POST /settings/tokens/:id/revoke`: gone at once; back to the settings page.
 pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>, parts: Parts) -> Response {
+    if let Some(refused) = session_only(&parts) {
+        return refused;
+    }
     let result = async {
         if access(&state).revoke_token(&identity(&parts)?, &id).await? {
             Ok(see_other("/settings"))

@@ -87,6 +87,32 @@ impl Server {
     pub async fn start_on(db_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = command(db_url, args, env);
         cmd.args(["--addr", "127.0.0.1:0"]);
+        Self::spawn(cmd).await
+    }
+
+    /// `server serve` logging JSON lines (`LOG_FORMAT=json`, every request's lines at debug),
+    /// and its stderr collected as it comes.
+    pub async fn start_logged(db: TestDb, env: &[(&str, &str)]) -> (Server, Logs) {
+        let mut cmd = command(&db.url, &["serve", "--addr", "127.0.0.1:0"], env);
+        cmd.env("LOG_FORMAT", "json").env("RUST_LOG", "info,tower_http=debug").stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let logs = Logs::default();
+        let mut server = Self::spawn(cmd).await;
+        server.db = Some(db);
+        let stderr = server.child.stderr.take().expect("piped");
+        let lines = logs.0.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        (server, logs)
+    }
+
+    async fn spawn(mut cmd: Command) -> Server {
         let mut child = cmd.spawn().expect("start the server binary");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
@@ -103,6 +129,42 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+}
+
+/// A server's stderr, one JSON object a line, collected as it is written.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Logs {
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Sends a request carrying `X-Request-Id: marker` and waits (at most 30 s) until its line
+    /// is in the log: every line of the requests sent before it is then in [`Logs::lines`],
+    /// since the server writes its log in order.
+    pub async fn settle(&self, server: &Server, marker: &str) -> Vec<String> {
+        let resp = client().get(server.url("/healthz")).header("x-request-id", marker).send().await.expect("healthz");
+        assert_eq!(resp.status(), 200);
+        let start = Instant::now();
+        loop {
+            let lines = self.lines();
+            if lines.iter().any(|l| l.contains(marker)) {
+                return lines;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "waited 30 s for the log line of request {marker}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The lines logged at ERROR.
+    pub fn errors(lines: &[String]) -> Vec<&String> {
+        lines
+            .iter()
+            .filter(|l| serde_json::from_str::<Value>(l).map(|v| v["level"] == "ERROR").unwrap_or(l.contains("ERROR")))
+            .collect()
     }
 }
 
