@@ -34,6 +34,9 @@ step "Release build of the site, and the fake model provider the browser tests u
 cargo leptos build --release --precompress
 cargo build -p agents --features testing --bin fake-llm
 
+step "API fuzzing from the OpenAPI document (Schemathesis, against the release server)"
+./scripts/fuzz-api.sh "${CARGO_TARGET_DIR:-target}/release/server" 30
+
 step "Browser tests (Playwright, Debian's Chromium)"
 (cd end2end && npx playwright test)
 
