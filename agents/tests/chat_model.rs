@@ -82,9 +82,12 @@ async fn a_streamed_answer_is_parsed_counted_and_reports_progress() {
 async fn a_plain_answer_for_the_final_assessment() {
     let fake = FakeLlm::start().await;
     let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
-    let (a, usage) = model.assessment(&data().await, &[], &Recorder::default()).await.unwrap();
+    let (d, usage) = model.assessment(&data().await, &[], &Recorder::default()).await.unwrap();
+    let a = &d.assessment;
     assert_eq!(a.rating, Rating::Overweight);
     assert_eq!(a.key_risks.len(), 2);
+    // The model names the rating; the plan for it is the desk's, long for an Overweight.
+    assert_eq!(d.trade.plan.direction, domain::Direction::Long);
     assert_eq!(usage.calls, 1);
     assert!(!fake.calls()[0].stream);
 }

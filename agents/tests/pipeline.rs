@@ -12,7 +12,7 @@ use agents::retry::RetryPolicy;
 use agents::testing::FakeLlm;
 use agents::{Pipeline, PipelineError, Reporter};
 use async_trait::async_trait;
-use domain::{Action, AnalystKind, Depth, Rating, RunOptions, Stance, TeamRole, ValidStart};
+use domain::{Action, AnalystKind, Depth, Direction, Rating, RunOptions, Stance, TeamRole, ValidStart};
 use serde_json::Value;
 
 #[derive(Default)]
@@ -158,7 +158,8 @@ async fn the_offline_model_is_deterministic() {
     assert!(a.summary.contains(&format!("(score {score:+.2})")), "{}", a.summary);
     assert_eq!(a.rating, Rating::from_score(score));
     assert_eq!(a.rating, Rating::Overweight);
-    assert!(a.reports[0].report.contains("Rule-based analysis by the offline model"));
+    // The note that no language model was used is the page's to say once, not each report's.
+    assert!(!a.reports[0].report.contains("Rule-based analysis") && a.rule_based);
     assert_eq!(a.figures[2].label, "12-month return");
     // Independently: adjusted close 2019-12-31 over 2018-12-31 (252 sessions before) in the CSV.
     assert_eq!(a.figures[2].display, "+89.0%");
@@ -269,18 +270,22 @@ async fn a_standard_run_completes_with_the_whole_team_in_order() {
     // AAPL at the end of 2019: the evidence leans bullish, so the manager says Buy and the
     // trader buys at the last close with a stop two ATRs below it.
     assert_eq!(t.verdict.action, Action::Buy);
-    assert_eq!(t.plan.action, Action::Buy);
+    let trade = r.trade.as_ref().expect("a trade");
+    let proposed = trade.proposed.as_ref().expect("the trader's proposal");
+    assert_eq!(proposed.direction, Direction::Long);
     let close = r.figures[0].value.unwrap();
-    assert_eq!(t.plan.entry, close);
-    assert!(t.plan.stop_loss < close && t.plan.stop_loss > close * 0.85, "{}", t.plan.stop_loss);
-    assert!((0.02..=0.15).contains(&t.plan.position_size));
-    assert!(Rating::ALL.contains(&r.rating));
+    let levels = proposed.levels.expect("a long plan has levels");
+    assert_eq!(levels.entry, (close * 100.0).round() / 100.0);
+    assert!(levels.stop < close && levels.stop > close * 0.85, "{}", levels.stop);
+    assert!(levels.target > close, "{}", levels.target);
+    assert!((2.0..=15.0).contains(&proposed.size_pct));
+    assert_eq!(trade.plan.direction, Direction::of_rating(r.rating));
     for text in t.debate.iter().chain(&t.risk_debate).map(|a| &a.text).chain([
         &t.verdict.reasoning,
-        &t.plan.reasoning,
+        &proposed.reasoning,
         &t.decision,
     ]) {
-        assert!(text.contains("Rule-based analysis by the offline model"), "{text}");
+        assert!(!text.contains("Rule-based analysis") && !text.is_empty(), "{text}");
     }
     // The bull cites supporting figures, the bear weak ones.
     assert!(t.debate[0].text.contains("the case for owning"), "{}", t.debate[0].text);
@@ -403,8 +408,15 @@ async fn chat_roles_read_the_debate_and_managers_use_the_deep_model() {
     let neutral = calls.iter().find(|c| c.step == "Neutral Risk Analyst").unwrap();
     assert!(neutral.prompt.contains("traderPlan") && neutral.prompt.contains("researchVerdict"));
     assert!(neutral.prompt.contains("Invest Analyst"), "the analysts' reports travel along");
+    // The trader's 6 % with a stop at 275, and the neutral analyst's 5 % at 250, for the
+    // portfolio manager's Overweight: long, risking 5 × 40 / 290 = 0.69 % of the portfolio.
+    let trade = r.trade.as_ref().unwrap();
+    let proposed = trade.proposed.as_ref().unwrap();
+    assert_eq!((proposed.levels.unwrap().stop, proposed.size_pct, proposed.risk_pct), (275.0, 6.0, 0.31));
+    let l = trade.plan.levels.unwrap();
+    assert_eq!((l.entry, l.stop, l.target), (290.0, 250.0, 320.0));
+    assert_eq!((trade.plan.size_pct, trade.plan.risk_pct), (5.0, 0.69));
     let t = r.team.unwrap();
-    assert_eq!((t.plan.stop_loss, t.plan.position_size), (275.0, 0.06));
     assert_eq!(t.deep_model_id.as_deref(), Some("deep"));
     assert!(!r.rule_based);
     // Two prices: the managers' calls cost ten times as much.

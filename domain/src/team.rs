@@ -278,20 +278,6 @@ pub struct Verdict {
     pub reasoning: String,
 }
 
-/// The trader's plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub struct TradePlan {
-    pub action: Action,
-    pub entry: f64,
-    pub stop_loss: f64,
-    /// Fraction of the portfolio, 0–1.
-    pub position_size: f64,
-    /// Markdown.
-    pub reasoning: String,
-}
-
 /// What the team after the analysts did, for the result page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -302,7 +288,7 @@ pub struct TeamReport {
     /// The bull/bear debate, round by round (bull first within a round).
     pub debate: Vec<Argument>,
     pub verdict: Verdict,
-    pub plan: TradePlan,
+    // The trader's plan and the final one are the result's `trade`.
     /// The risk debate, round by round (aggressive, conservative, neutral within a round).
     pub risk_debate: Vec<Argument>,
     /// The portfolio manager's reasoning (Markdown); the rating is the result's.

@@ -325,6 +325,12 @@ fn render(p: &Progress) -> String {
                     r.confidence * 100.0
                 ),
             );
+            if let Some(t) = &r.trade {
+                push(&mut out, format!("Plan: {}.", t.plan.line()));
+                if let Some(proposed) = t.proposed.as_ref().filter(|_| !t.changes.is_empty()) {
+                    push(&mut out, format!("Trader proposed: {}.", proposed.line()));
+                }
+            }
             push(&mut out, format!("\n{}", r.summary));
             push(&mut out, "\nKey risks:".into());
             for k in &r.key_risks {
@@ -354,15 +360,17 @@ fn render(p: &Progress) -> String {
                 push(
                     &mut out,
                     format!(
-                        "\nResearch manager: {} ({:.0}%). Trader: {} at {:.2}, stop-loss {:.2}, position {:.1}%.",
+                        "\nResearch manager: {} ({:.0}%).",
                         t.verdict.action.as_str(),
                         t.verdict.confidence * 100.0,
-                        t.plan.action.as_str(),
-                        t.plan.entry,
-                        t.plan.stop_loss,
-                        t.plan.position_size * 100.0
                     ),
                 );
+                if let Some(proposed) = r.trade.as_ref().and_then(|t| t.proposed.as_ref()) {
+                    push(&mut out, format!("Trader: {}.", proposed.line()));
+                    for line in app::markdown::to_terminal(&proposed.reasoning).lines() {
+                        push(&mut out, format!("  {line}"));
+                    }
+                }
                 push(&mut out, "\nPortfolio manager:".into());
                 for line in app::markdown::to_terminal(&t.decision).lines() {
                     push(&mut out, format!("  {line}"));
@@ -379,6 +387,9 @@ fn render(p: &Progress) -> String {
                     p.run.duration.unwrap_or(0) as f64 / 1000.0
                 ),
             );
+            if r.rule_based {
+                push(&mut out, domain::RULE_BASED_NOTE.into());
+            }
         }
         None => push(
             &mut out,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, ModelInfo, TeamRole, TradePlan, Verdict};
 
-use crate::assessment::{AnalystView, Assessment, Brief, Decision};
+use crate::assessment::{AnalystView, Brief, Decision};
 use crate::retry::RetryPolicy;
 use crate::snapshot::MarketSnapshot;
 
@@ -67,12 +67,13 @@ pub trait Model: Send + Sync + 'static {
         progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError>;
 
+    /// The final assessment of a quick run, with the trade settled for its rating.
     async fn assessment(
         &self,
         data: &MarketSnapshot,
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
-    ) -> Result<(Assessment, Usage), ModelError>;
+    ) -> Result<(Decision, Usage), ModelError>;
 
     /// One debate turn: a bull or bear researcher, or a risk analyst, in `brief.round`.
     async fn argue(

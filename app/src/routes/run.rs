@@ -53,7 +53,10 @@ pub fn RunPage() -> impl IntoView {
                                 <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
                             })}
                             <RunLive initial=p.run transport=transport()/>
-                            {p.result.map(|result| view! { <ResultView result duration/> })}
+                            {p.result.map(|result| {
+                                let markdown = format!("/runs/{id}/report.md");
+                                view! { <ResultView result duration markdown/> }
+                            })}
                             <crate::routes::share::ShareLinks run_id=id/>
                         }
                         .into_any()
