@@ -65,7 +65,9 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let recorder = http::telemetry::recorder();
     http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
-    let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
+    let listed = parts.market.symbols().unwrap_or_default();
+    let data_ends = listed.iter().map(|s| (s.symbol.clone(), s.last_date)).collect();
+    let symbols = listed.into_iter().map(|s| s.symbol).collect();
     let state = AppState {
         service: parts.service.clone(),
         backtests: parts.backtests.clone(),
@@ -76,6 +78,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             answer: http::problem::answer,
             models: Arc::new(parts.models.infos()),
             symbols: Arc::new(symbols),
+            data_ends: Arc::new(data_ends),
             transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,

@@ -51,13 +51,14 @@ pub fn HistoryPage() -> impl IntoView {
                                 <div class="table-wrap">
                                     <table class="history">
                                         <thead><tr>
-                                            <th scope="col">"Symbol"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
+                                            <th scope="col">"Symbol"</th><th scope="col">"As of"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
                                             <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th>
                                         </tr></thead>
                                         <tbody>
                                             {p.runs.into_iter().map(|r| view! {
                                                 <tr data-run=r.run_id.to_string()>
                                                     <td><A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A></td>
+                                                    <td class="as-of">{r.as_of.map(|d| d.to_string()).unwrap_or_else(|| "latest".into())}</td>
                                                     <td>{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>
                                                     <td class="depth">{r.depth.id()}</td>
                                                     <td><code>{r.model_id.clone()}</code></td>
