@@ -206,6 +206,7 @@ mod tests {
             text: String::new(),
             position_size: Some(size),
             stop_loss: Some(stop),
+            rests: false,
         };
         let debate = vec![
             turn(TeamRole::AggressiveRisk, 0.12, 92.5),

@@ -3,8 +3,9 @@
 //! shows them: [`domain::RULE_BASED_NOTE`].)
 //!
 //! - The bull argues from the strongest supporting signals of the analysts that ran, the bear
-//!   from the weakest; in later rounds each answers the other's last opening point and brings
-//!   the next figures in its ranking.
+//!   from the weakest (a figure two analysts read alike counts once). In later rounds each
+//!   answers the other's last opening point with the next figure in its ranking, never one it
+//!   has used; a side with no new figure says so and rests, which ends the debate early.
 //! - The research manager weighs the two sides' evidence into Buy, Hold or Sell.
 //! - The trader turns that into a plan: entry at the last close, a stop two ATRs away, a
 //!   position sized so that a 20 %-volatility stock gets 10 % of the portfolio (inverse to
@@ -45,12 +46,17 @@ impl Evidence {
 }
 
 /// Every signal of the analysts that ran; the bull's side (strongest first) and the bear's
-/// (weakest first). Ties keep the analysts' order, so the ranking is stable.
+/// (weakest first). Ties keep the analysts' order, so the ranking is stable. A reading two
+/// analysts share (RSI) is one piece of evidence, the first analyst's.
 fn sides(data: &MarketSnapshot, reports: &[AnalystReport]) -> (Vec<Evidence>, Vec<Evidence>) {
-    let all: Vec<Evidence> = reports
-        .iter()
-        .flat_map(|r| signals(r.analyst, data).into_iter().map(|signal| Evidence { analyst: r.analyst, signal }))
-        .collect();
+    let mut all: Vec<Evidence> = Vec::new();
+    for r in reports {
+        for signal in signals(r.analyst, data) {
+            if !all.iter().any(|e| e.signal.reason == signal.reason) {
+                all.push(Evidence { analyst: r.analyst, signal });
+            }
+        }
+    }
     let mut bull: Vec<Evidence> = all.iter().filter(|e| e.strength() > 0.0).cloned().collect();
     let mut bear: Vec<Evidence> = all.into_iter().filter(|e| e.strength() < 0.0).collect();
     bull.sort_by(|a, b| b.strength().total_cmp(&a.strength()));
@@ -58,13 +64,11 @@ fn sides(data: &MarketSnapshot, reports: &[AnalystReport]) -> (Vec<Evidence>, Ve
     (bull, bear)
 }
 
-/// The points of a round: the next ones in the ranking, starting over when they run out.
-fn points(side: &[Evidence], round: u32) -> Vec<&Evidence> {
-    if side.is_empty() {
-        return Vec::new();
-    }
-    let start = (round.saturating_sub(1) as usize * POINTS_PER_ROUND) % side.len();
-    side.iter().cycle().skip(start).take(POINTS_PER_ROUND.min(side.len())).collect()
+/// The points of a round: the next ones in the ranking, none used before; empty once the side
+/// has made them all.
+fn points(side: &[Evidence], round: u32) -> &[Evidence] {
+    let start = (round.saturating_sub(1) as usize * POINTS_PER_ROUND).min(side.len());
+    &side[start..(start + POINTS_PER_ROUND).min(side.len())]
 }
 
 fn sum_strength(side: &[Evidence]) -> f64 {
@@ -93,33 +97,40 @@ pub fn research(role: TeamRole, brief: &Brief<'_>) -> Argument {
         round_label(brief),
         if bullish { "the case for owning the stock." } else { "the case against it." }
     );
-    if let Some(point) = last_point_of(brief.debate, other, brief.round) {
-        let (mine_total, theirs_total) = (sum_strength(mine), sum_strength(theirs));
-        let them = if bullish { "bear" } else { "bull" };
-        let answer = if mine_total >= theirs_total {
-            format!("but the evidence on my side weighs more, {mine_total:.2} against {theirs_total:.2}.")
-        } else {
-            format!(
-                "their evidence weighs more ({theirs_total:.2} against {mine_total:.2}), but these figures are what \
-                 it leaves out."
-            )
-        };
-        text.push_str(&format!("The {them} argued: \"{}\" — {answer}\n\n", point.trim_end_matches('.')));
-    }
     let chosen = points(mine, brief.round);
-    if brief.round > 1 && mine.len() <= POINTS_PER_ROUND && !chosen.is_empty() {
-        text.push_str("My points stand:\n\n");
-    }
-    if chosen.is_empty() {
+    let them = if bullish { "bear" } else { "bull" };
+    if brief.round == 1 {
+        let (mine_total, theirs_total) = (sum_strength(mine), sum_strength(theirs));
         text.push_str(&format!(
-            "No figure supports the {} case: the best I can say is that the other side's evidence may already be in the price.\n",
-            if bullish { "bull" } else { "bear" }
+            "My side's evidence weighs {mine_total:.2}, the {them}'s {theirs_total:.2}. {}\n\n",
+            if chosen.is_empty() { "I have none to show." } else { "My strongest figures:" }
         ));
+    } else if let Some(point) = last_point_of(brief.debate, other, brief.round) {
+        // The answer is this round's new figures: each round answers with other evidence.
+        let answer = if chosen.is_empty() { "I have no new figure to set against that." } else { "Against that:" };
+        text.push_str(&format!("The {them} argued: \"{}\". {answer}\n\n", point.trim_end_matches('.')));
     }
-    for e in chosen {
-        text.push_str(&format!("- {}\n", e.line()));
+    let rests = chosen.is_empty();
+    if rests {
+        let made = mine.len();
+        text.push_str(&match made {
+            0 => format!("No figure supports the {} case; I rest.", if bullish { "bull" } else { "bear" }),
+            1 => "My one figure stands as I made it; I have nothing new and rest my case.".into(),
+            n => format!("My {n} figures stand as I made them in earlier rounds; I have nothing new and rest my case."),
+        });
+    } else {
+        for e in chosen {
+            text.push_str(&format!("- {}\n", e.line()));
+        }
     }
-    Argument { role, round: brief.round, text: text.trim_end().to_string(), position_size: None, stop_loss: None }
+    Argument {
+        role,
+        round: brief.round,
+        text: text.trim_end().to_string(),
+        position_size: None,
+        stop_loss: None,
+        rests,
+    }
 }
 
 /// The research manager's verdict: the balance of the two sides' evidence.
@@ -226,9 +237,11 @@ fn adverse_move(d: &MarketSnapshot, direction: Direction) -> String {
     }
 }
 
-/// What a risk analyst would propose on its own: (size multiple, stop in ATRs, reasons), for a
-/// plan in `direction`.
-fn risk_stance(role: TeamRole, d: &MarketSnapshot, direction: Direction) -> (f64, f64, Vec<String>) {
+/// What a risk analyst would propose on its own: (size multiple, stop in ATRs, reasons), for
+/// `plan`. Each round leads with the next reason, so rounds answer with different evidence.
+fn risk_stance(role: TeamRole, d: &MarketSnapshot, plan: &TradePlan) -> (f64, f64, Vec<String>) {
+    let direction = plan.direction;
+    let at_risk = plan::risk(plan.risk_pct);
     let t = trend(d, direction);
     let var = d.var95.unwrap_or(0.0);
     let value_at_risk = format!("one day in twenty moved {} or more", pct(var));
@@ -250,7 +263,13 @@ fn risk_stance(role: TeamRole, d: &MarketSnapshot, direction: Direction) -> (f64
             (
                 if with { 1.5 } else { 1.2 },
                 3.0,
-                vec![first, format!("Give the trade room: a tight stop is hit by noise when {value_at_risk}.")],
+                vec![
+                    first,
+                    format!("Give the trade room: a tight stop is hit by noise when {value_at_risk}."),
+                    format!(
+                        "At the trader's size a stop-out costs {at_risk} of the portfolio: there is room for more."
+                    ),
+                ],
             )
         }
         TeamRole::ConservativeRisk => {
@@ -261,6 +280,7 @@ fn risk_stance(role: TeamRole, d: &MarketSnapshot, direction: Direction) -> (f64
                 vec![
                     format!("Take less: {}; that can happen again.", adverse_move(d, direction)),
                     format!("Keep the stop close: {value_at_risk}{}.", if heavy { ", which is a lot" } else { "" }),
+                    format!("A stop-out at the trader's size costs {at_risk} of the portfolio; less size, less loss."),
                 ],
             )
         }
@@ -277,6 +297,7 @@ fn risk_stance(role: TeamRole, d: &MarketSnapshot, direction: Direction) -> (f64
                         adverse_move(d, direction)
                     ),
                     format!("A stop two ATRs away sits outside daily noise ({value_at_risk})."),
+                    format!("The trader's plan risks {at_risk} of the portfolio: near the middle of the desk's views."),
                 ],
             )
         }
@@ -302,10 +323,12 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
     let mut text = format!("**{}, {}**\n\n", role.step_name(), round_label(brief));
     let Some(levels) = plan.levels else {
         text.push_str(&format!("The trader proposes no position.\n\n- {}", flat_view(role, d)));
-        return Argument { role, round: brief.round, text, position_size: None, stop_loss: None };
+        return Argument { role, round: brief.round, text, position_size: None, stop_loss: None, rests: false };
     };
     let atr = atr(d);
-    let (mult, atrs, reasons) = risk_stance(role, d, plan.direction);
+    let (mult, atrs, mut reasons) = risk_stance(role, d, plan);
+    let lead = (brief.round as usize - 1) % reasons.len();
+    reasons.rotate_left(lead);
     let trader_size = plan.size_pct / 100.0;
     let mut size = (trader_size * mult).clamp(0.0, POSITION_MAX * 1.5);
     let mut stop = levels.entry - plan.direction.sign() * atrs * atr;
@@ -323,6 +346,21 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
             level(mean_stop),
             pct(share)
         ));
+        // Answer the other side's last lead with this round's.
+        let other = match role {
+            TeamRole::AggressiveRisk => TeamRole::ConservativeRisk,
+            TeamRole::ConservativeRisk => TeamRole::AggressiveRisk,
+            _ if brief.round.is_multiple_of(2) => TeamRole::AggressiveRisk,
+            _ => TeamRole::ConservativeRisk,
+        };
+        if let Some(point) = last_point_of(brief.risk_debate, other, brief.round) {
+            text.push_str(&format!(
+                "The {} analyst said: \"{}\". My answer: {}\n\n",
+                other.title().trim_end_matches(" Risk Analyst").to_lowercase(),
+                point.trim_end_matches('.'),
+                reasons[0]
+            ));
+        }
     }
     text.push_str(&format!(
         "Proposal for the {} at {}: {} of the portfolio (the trader's {}), stop-loss at {}.\n\n",
@@ -341,6 +379,7 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
         text: text.trim_end().to_string(),
         position_size: Some(size),
         stop_loss: Some(stop),
+        rests: false,
     }
 }
 

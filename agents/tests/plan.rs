@@ -155,3 +155,106 @@ async fn every_plan_agrees_with_its_rating_and_states_its_risk() {
     assert!(runs >= 50, "{runs} runs");
     assert!(ratings.len() >= 3, "the runs reach several ratings: {ratings:?}");
 }
+
+/// The bullet points of a turn: the figures it brings.
+fn bullets(text: &str) -> Vec<&str> {
+    text.lines().filter_map(|l| l.strip_prefix("- ")).collect()
+}
+
+/// Deep offline runs of every bundled symbol (three rounds asked for): each side brings figures
+/// it has not used before, each later turn quotes the other side's last opening figure, a side
+/// out of figures says so and the debate stops there; the risk analysts argue from the plan's
+/// direction (a fall helps a short); two analysts reading RSI read it alike.
+#[tokio::test]
+async fn the_debates_move_on_and_argue_from_the_trade() {
+    use domain::TeamRole::*;
+    let market = market();
+    let models = Models::new(Catalog::builtin(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    let pipeline = Pipeline::new(market.clone(), Arc::new(models));
+    let (mut full, mut early, mut shorts) = (0, 0, 0);
+    for series in market.all_series().into_iter().filter(|s| s.bars.len() > 300) {
+        let spec = ValidStart {
+            symbol: series.symbol.parse().unwrap(),
+            model_id: "offline".parse().unwrap(),
+            analysts: AnalystKind::ALL.to_vec(),
+            as_of: None,
+            options: RunOptions { depth: Depth::Deep, rounds: Some(3), ..RunOptions::default() },
+        };
+        let r = pipeline.run(&spec, &Checkpoints::default()).await.unwrap();
+        let what = &series.symbol;
+        let team = r.team.as_ref().unwrap();
+        let argued = team.debate.iter().map(|a| a.round).max().unwrap();
+        for role in [BullResearcher, BearResearcher] {
+            let turns: Vec<&domain::Argument> = team.debate.iter().filter(|a| a.role == role).collect();
+            let mut seen = BTreeSet::new();
+            for t in &turns {
+                for b in bullets(&t.text) {
+                    assert!(seen.insert(b), "{what}: {role:?} repeats \"{b}\" in round {}", t.round);
+                }
+            }
+            for pair in turns.windows(2) {
+                assert_ne!(bullets(&pair[0].text), bullets(&pair[1].text), "{what}: {role:?}'s rounds differ");
+            }
+            let other = if role == BullResearcher { BearResearcher } else { BullResearcher };
+            for t in turns.iter().filter(|t| t.round > 1) {
+                let before = team.debate.iter().find(|a| a.role == other && a.round + 1 == t.round).unwrap();
+                let opening = bullets(&before.text)[0].trim_end_matches('.');
+                assert!(t.text.contains(&format!("argued: \"{opening}\"")), "{what}: {} answers {opening}", t.text);
+            }
+        }
+        let rested = team.debate.iter().filter(|a| a.rests).map(|a| a.round).collect::<Vec<_>>();
+        match argued {
+            3 => full += 1,
+            _ => {
+                early += 1;
+                assert_eq!(rested.first(), Some(&argued), "{what}: the debate stopped early because a side rested");
+                let last = team.debate.iter().find(|a| a.rests).unwrap();
+                assert!(last.text.contains("nothing new") || last.text.contains("I rest"), "{}", last.text);
+            }
+        }
+        assert!(rested.iter().all(|round| *round == argued), "{what}: nobody rests before the last round");
+
+        let plan = r.trade.as_ref().unwrap().proposed.clone().unwrap();
+        let risk_rounds: BTreeSet<u32> = team.risk_debate.iter().map(|a| a.round).collect();
+        for a in &team.risk_debate {
+            let t = &a.text;
+            match plan.direction {
+                Direction::Flat => assert!(t.contains("no position"), "{what}: {t}"),
+                way => {
+                    shorts += usize::from(way == Direction::Short);
+                    assert!(t.contains(&format!("Proposal for the {way} at")), "{what}: {t}");
+                    if a.role == ConservativeRisk {
+                        let fear =
+                            if way == Direction::Short { "a short loses on a rise" } else { "a long loses on a fall" };
+                        assert!(t.contains(fear), "{what}: the conservative fears the move against the {way}: {t}");
+                    }
+                    // "Riding the trend" only when the trend is the trade's way.
+                    if t.contains(&format!("the way this {way} bets")) {
+                        let side = if way == Direction::Short { "below" } else { "above" };
+                        assert!(t.contains(&format!("{side} its 200-day average")), "{what}: {t}");
+                    }
+                    if a.round > 1 {
+                        assert!(t.contains("analyst said: \""), "{what}: round {} answers: {t}", a.round);
+                    }
+                }
+            }
+        }
+        if plan.direction != Direction::Flat {
+            for role in [AggressiveRisk, ConservativeRisk, NeutralRisk] {
+                let texts: Vec<&str> =
+                    team.risk_debate.iter().filter(|a| a.role == role).map(|a| a.text.as_str()).collect();
+                assert_eq!(texts.len(), risk_rounds.len());
+                let firsts: BTreeSet<&str> = texts.iter().map(|t| bullets(t)[0]).collect();
+                assert_eq!(firsts.len(), texts.len(), "{what}: {role:?} leads each round with another reason");
+            }
+        }
+
+        let rsi = |kind: AnalystKind| {
+            let report = r.reports.iter().find(|x| x.analyst == kind).unwrap();
+            report.report.lines().find(|l| l.contains("RSI")).map(str::to_string)
+        };
+        assert_eq!(rsi(AnalystKind::Sentiment), rsi(AnalystKind::Technical), "{what}: one reading of RSI");
+    }
+    assert!(full > 0 && early > 0, "some debates run all three rounds ({full}), some end early ({early})");
+    assert!(shorts > 0, "some trades are shorts, argued as shorts");
+}

@@ -264,6 +264,9 @@ pub struct Argument {
     /// A risk analyst's proposed stop-loss price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_loss: Option<f64>,
+    /// The debater had nothing new to say and rested its case: the debate ends after this round.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rests: bool,
 }
 
 /// The research manager's judgement of the bull/bear debate.

@@ -187,7 +187,7 @@ pub fn parse_argument(role: TeamRole, round: u32, answer: &str) -> Result<Argume
     let risk = TeamRole::RISK_DEBATERS.contains(&role);
     let (position_size, stop_loss) =
         if risk { (Some(fraction(&map, "positionSize")?), Some(number(&map, "stopLoss")?)) } else { (None, None) };
-    Ok(Argument { role, round, text, position_size, stop_loss })
+    Ok(Argument { role, round, text, position_size, stop_loss, rests: false })
 }
 
 pub fn parse_verdict(answer: &str) -> Result<Verdict, String> {

@@ -160,6 +160,10 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
                 }
             }
             said.extend(turns.into_iter().flatten());
+            // A side with nothing new has rested: further rounds would only repeat it.
+            if said.iter().any(|a| a.round == round && a.rests) {
+                break;
+            }
         }
         for role in roles {
             let step = role.step_name();

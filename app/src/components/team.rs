@@ -13,7 +13,16 @@ use crate::markdown::Markdown;
 /// A debate as a transcript, one block per round.
 #[component]
 fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
-    (1..=rounds)
+    // A debate in which a side rested ends before its last round.
+    let argued = arguments.iter().map(|a| a.round).max().unwrap_or(0);
+    let ended = (argued < rounds).then(|| {
+        view! {
+            <p class="muted debate-ended">
+                {format!("The debate ended after round {argued} of {rounds}: a side had no new evidence.")}
+            </p>
+        }
+    });
+    let turns = (1..=argued)
         .map(|round| {
             let turns: Vec<Argument> = arguments.iter().filter(|a| a.round == round).cloned().collect();
             view! {
@@ -47,7 +56,8 @@ fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
                 </div>
             }
         })
-        .collect_view()
+        .collect_view();
+    view! { {turns} {ended} }
 }
 
 #[component]
