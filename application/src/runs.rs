@@ -447,7 +447,11 @@ impl RunService {
     /// `estimatedCompletionAt` is the instant a page counts down to between writes.
     pub async fn to_progress(&self, run: Run) -> Progress {
         let eta = if run.is_active() {
-            let durations = self.durations(run.start.model_id.as_str()).await;
+            let model = run.start.model_id.as_str();
+            // Before there is history, steps take what the catalog expects of the model's calls.
+            let per_call = self.checks.models.expected_call(model);
+            let durations =
+                (*self.durations(model).await).clone().with_calls(per_call, run.start.options.debate_rounds());
             eta::remaining(&run.progress.steps, &durations, run.updated_at).map(|d| d.as_secs_f64().ceil() as u64)
         } else {
             None

@@ -93,6 +93,11 @@ pub trait Model: Send + Sync + 'static {
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError>;
 }
 
+/// What a call of a hosted model is expected to take when its catalog entry does not say.
+pub const HOSTED_CALL_DEFAULT: Duration = Duration::from_secs(10);
+/// What the offline model's rules take beyond its simulated latency.
+const OFFLINE_CALL: Duration = Duration::from_millis(50);
+
 /// How the registry builds models.
 #[derive(Debug, Clone)]
 pub struct ModelsConfig {
@@ -149,6 +154,18 @@ impl Models {
 
     pub fn infos(&self) -> Vec<ModelInfo> {
         self.catalog.infos(&|var| self.keys.get(var).cloned())
+    }
+
+    /// How long one call of model `id` usually takes: the catalog's `expected_call_secs`, or
+    /// for the offline model its simulated latency, or [`HOSTED_CALL_DEFAULT`].
+    pub fn expected_call(&self, id: &str) -> Duration {
+        match self.catalog.get(id) {
+            Some(e) if e.expected_call_secs.is_some_and(|s| s.is_finite() && s >= 0.0) => {
+                Duration::from_secs_f64(e.expected_call_secs.unwrap_or_default())
+            }
+            Some(e) if e.provider == Provider::Offline => self.config.simulated_latency + OFFLINE_CALL,
+            _ => HOSTED_CALL_DEFAULT,
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<dyn Model>, ModelError> {
