@@ -146,7 +146,8 @@ async fn pages_work_without_scripts() {
     assert_whole(&history, &headers);
     assert!(history.contains(&format!(r#"data-run="{run_id}""#)), "{history}");
     assert!(history.contains("risk, technical"), "{history}");
-    assert!(history.contains(&format!("<td class=\"as-of\">{as_of}</td>")), "{history}");
+    let as_of_cell = history.find("data-label=\"As of\"").map(|i| &history[i..i + 60]).unwrap_or_default();
+    assert!(as_of_cell.contains(&format!(">{as_of}</td>")), "the history's as-of cell: {as_of_cell}");
     let (_, _, home) = page(&c, &server, "/").await;
     assert!(home.contains(&format!(r#"href="/runs/{run_id}""#)), "recent runs list it: {home}");
 
