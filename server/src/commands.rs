@@ -61,10 +61,15 @@ async fn session_key(store: &application::store::Store, args: &ServeArgs) -> Res
     Ok(store.setting_or_insert("session_secret", &hex).await?.into_bytes())
 }
 
+/// How long a model provider has to answer the probe at start.
+const MODEL_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let recorder = http::telemetry::recorder();
     http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
+    // The form lists a model whose provider does not answer as unavailable, saying why.
+    parts.models.probe(MODEL_PROBE_TIMEOUT).await;
     let listed = parts.market.symbols().unwrap_or_default();
     let data_ends = listed.iter().map(|s| (s.symbol.clone(), s.last_date)).collect();
     let symbols = listed.into_iter().map(|s| s.symbol).collect();
