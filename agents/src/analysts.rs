@@ -21,6 +21,21 @@ fn signal(score: f64, weight: f64, reason: String) -> Signal {
     Signal { score: score.clamp(-1.0, 1.0), weight, reason }
 }
 
+/// What RSI(14) says, the one reading every analyst who looks at it gives: over 70
+/// overbought, under 30 oversold, else momentum with the side of 50 it is on.
+pub fn rsi_reading(rsi: f64) -> (f64, String) {
+    let (score, words) = if rsi > 70.0 {
+        (-0.6, "overbought, a pullback is likely")
+    } else if rsi < 30.0 {
+        (0.6, "oversold, sellers may be exhausted")
+    } else if rsi >= 50.0 {
+        (0.4, "positive momentum")
+    } else {
+        (-0.4, "negative momentum")
+    };
+    (score, format!("RSI(14) is {rsi:.1}: {words}."))
+}
+
 /// What the analyst is asked to do, in a sentence (for prompts and the analysts endpoint).
 pub fn focus(kind: AnalystKind) -> &'static str {
     match kind {
@@ -249,17 +264,8 @@ pub fn signals(kind: AnalystKind, s: &MarketSnapshot) -> Vec<Signal> {
                 ));
             }
             if let Some(rsi) = s.rsi14 {
-                if rsi > 70.0 {
-                    out.push(signal(-0.4, 0.75, format!("RSI at {rsi:.0} shows euphoria: crowded long.")));
-                } else if rsi < 30.0 {
-                    out.push(signal(0.4, 0.75, format!("RSI at {rsi:.0} shows fear: sellers may be exhausted.")));
-                } else {
-                    out.push(signal(
-                        (rsi - 50.0) / 40.0,
-                        0.5,
-                        format!("RSI at {rsi:.0} is neither euphoric nor fearful."),
-                    ));
-                }
+                let (score, reason) = rsi_reading(rsi);
+                out.push(signal(score, 0.75, reason));
             }
             if let Some(m) = s.momentum_1m {
                 out.push(signal(m / 0.08, 0.75, format!("The last month returned {}.", signed_pct(m))));
@@ -278,16 +284,8 @@ pub fn signals(kind: AnalystKind, s: &MarketSnapshot) -> Vec<Signal> {
         }
         AnalystKind::Technical => {
             if let Some(rsi) = s.rsi14 {
-                let (score, words) = if rsi > 70.0 {
-                    (-0.6, "overbought")
-                } else if rsi < 30.0 {
-                    (0.6, "oversold")
-                } else if rsi >= 50.0 {
-                    (0.4, "positive momentum")
-                } else {
-                    (-0.4, "negative momentum")
-                };
-                out.push(signal(score, 1.0, format!("RSI(14) is {rsi:.1}: {words}.")));
+                let (score, reason) = rsi_reading(rsi);
+                out.push(signal(score, 1.0, reason));
             }
             if let (Some(m), Some(sig), Some(h)) = (s.macd, s.macd_signal, s.macd_histogram) {
                 let up = h > 0.0;

@@ -4,7 +4,7 @@
 //! Both ways of writing them use these: the models ([`crate::model`]) and the offline rules
 //! ([`crate::rules`], [`crate::team`]) that the offline model calls, so the rules need no model.
 
-use domain::{AnalystReport, Argument, Rating, Stance, TradePlan, Verdict};
+use domain::{AnalystReport, Argument, Rating, Stance, Trade, TradePlan, Verdict};
 
 use crate::snapshot::MarketSnapshot;
 
@@ -24,12 +24,14 @@ pub struct Assessment {
     pub key_risks: Vec<String>,
 }
 
-/// The portfolio manager's decision: the final assessment and the reasoning behind it.
+/// The final step's decision: the final assessment, the reasoning behind it (the portfolio
+/// manager's; empty in a quick run) and the trade it settles on ([`crate::plan::settle`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub assessment: Assessment,
     /// Markdown.
     pub reasoning: String,
+    pub trade: Trade,
 }
 
 /// What a member of the team after the analysts reads: the data, the analysts' reports, and

@@ -12,19 +12,9 @@ pub fn pct(x: f64) -> String {
     format!("{:.1}%", x * 100.0)
 }
 
-/// A price or level with two decimals and thousands separators: `4,512.08`.
-pub fn level(x: f64) -> String {
-    let s = format!("{:.2}", x.abs());
-    let (int, frac) = s.split_once('.').expect("two decimals");
-    let mut grouped = String::new();
-    for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
-    }
-    format!("{}{grouped}.{frac}", if x < 0.0 { "-" } else { "" })
-}
+/// A price or level with two decimals and thousands separators: `4,512.08` — the plan's
+/// formatter, so a report and a plan cannot write one price two ways.
+pub use domain::plan::price as level;
 
 /// `1.2M`, `350.0K`.
 pub fn volume(x: f64) -> String {

@@ -8,6 +8,7 @@
 //! - [`assessment`]: what a model writes (an analyst's view, the final assessment, the
 //!   portfolio manager's decision) and the brief the team after the analysts reads.
 //! - [`rules`]: the offline rules of the analysts' views and the final assessment.
+//! - [`plan`]: the desk's rules for a trade plan, and how a run settles on its final one.
 //! - [`team`]: the offline rules of the debaters, managers and trader after the analysts.
 //! - [`model`]: the offline rule-based model (which calls those rules) and OpenAI-compatible
 //!   chat models, from a catalog.
@@ -26,6 +27,7 @@ pub mod market;
 pub mod model;
 pub mod news;
 pub mod pipeline;
+pub mod plan;
 pub mod retry;
 pub mod rules;
 pub mod snapshot;

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::analysts::key_figures;
-use crate::assessment::Assessment;
+use crate::assessment::{Assessment, Decision};
 use crate::format::{figure, level, pct, signed_pct};
 use crate::market::{BENCHMARK, LOOKBACK, MarketData, MarketError, Series, require_history};
 use crate::model::{CallProgress, Model, ModelError, Models, Usage};
@@ -119,6 +119,8 @@ struct StoredAssessment {
     /// The portfolio manager's reasoning (team runs only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     reasoning: String,
+    /// Required: a checkpoint from before plans existed is decided again.
+    trade: domain::Trade,
 }
 
 pub struct Pipeline {
@@ -255,8 +257,12 @@ impl Pipeline {
                         .await
                         .map_err(|e| model_failure(FINAL_ASSESSMENT, model.id(), e))?;
                     let u = self.priced(model.id(), u);
-                    let Assessment { rating, confidence, summary, key_risks } = a;
-                    let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning: String::new() };
+                    let Decision {
+                        assessment: Assessment { rating, confidence, summary, key_risks },
+                        reasoning,
+                        trade,
+                    } = a;
+                    let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning, trade };
                     reporter.complete_step(FINAL_ASSESSMENT, stored(&out, u), u, model.id()).await?;
                     usage.add(u);
                     out
@@ -279,6 +285,7 @@ impl Pipeline {
             rating: assessment.rating,
             confidence: assessment.confidence,
             summary: assessment.summary,
+            trade: Some(assessment.trade),
             key_risks: assessment.key_risks,
             reports,
             figures: headline_figures(&data),

@@ -1,5 +1,5 @@
 //! The offline model's rules for the analysts and the final assessment: deterministic
-//! functions of the computed figures, each saying that it is rule-based. The team's, after the
+//! functions of the computed figures. The team's, after the
 //! analysts, are in [`crate::team`].
 //!
 //! - An analyst's view: its signals ([`crate::analysts::signals`]) weighed into a stance and a
@@ -10,12 +10,10 @@
 use domain::{AnalystKind, AnalystReport, Rating, Stance};
 
 use crate::analysts::{signals, weigh};
-use crate::assessment::{AnalystView, Assessment};
+use crate::assessment::{AnalystView, Assessment, Decision};
 use crate::format::{pct, signed_pct};
+use crate::plan::settle;
 use crate::snapshot::MarketSnapshot;
-
-/// Closes every report the offline model writes: no language model wrote it.
-pub const RULE_BASED_NOTE: &str = "_Rule-based analysis by the offline model: no language model was used._";
 
 /// How much each analyst counts in the final rating.
 pub fn analyst_weight(kind: AnalystKind) -> f64 {
@@ -59,9 +57,7 @@ pub fn view(kind: AnalystKind, data: &MarketSnapshot) -> AnalystView {
     if signals.is_empty() {
         report.push_str("- Not enough history to read any signal.\n");
     }
-    report.push('\n');
-    report.push_str(RULE_BASED_NOTE);
-    AnalystView { stance, confidence, report }
+    AnalystView { stance, confidence, report: report.trim_end().to_string() }
 }
 
 /// The offline final assessment: analysts' stances weighted by their confidence and role.
@@ -97,6 +93,17 @@ pub fn assess(data: &MarketSnapshot, reports: &[AnalystReport]) -> Assessment {
     }
     summary.push_str(" Rule-based assessment from price data alone.");
     Assessment { rating, confidence, summary, key_risks: key_risks(data) }
+}
+
+/// The offline final step of a quick run: the assessment, and the desk's plan for its rating,
+/// quoted in the summary.
+pub fn final_assessment(data: &MarketSnapshot, reports: &[AnalystReport]) -> Decision {
+    let mut assessment = assess(data, reports);
+    let trade = settle(data, None, &[], assessment.rating);
+    let tail = " Rule-based assessment from price data alone.";
+    let head = assessment.summary.strip_suffix(tail).unwrap_or(&assessment.summary).to_string();
+    assessment.summary = format!("{head} Plan: {}.{tail}", trade.plan.line());
+    Decision { assessment, reasoning: String::new(), trade }
 }
 
 /// The risks the figures show, most serious first; never empty.

@@ -1,9 +1,11 @@
 //! The offline model's rules for the team after the analysts: deterministic functions of the
-//! data and of what the team said before, each saying that it is rule-based.
+//! data and of what the team said before. (That they are rule-based is said once, by whoever
+//! shows them: [`domain::RULE_BASED_NOTE`].)
 //!
 //! - The bull argues from the strongest supporting signals of the analysts that ran, the bear
-//!   from the weakest; in later rounds each answers the other's last opening point and brings
-//!   the next figures in its ranking.
+//!   from the weakest (a figure two analysts read alike counts once). In later rounds each
+//!   answers the other's last opening point with the next figure in its ranking, never one it
+//!   has used; a side with no new figure says so and rests, which ends the debate early.
 //! - The research manager weighs the two sides' evidence into Buy, Hold or Sell.
 //! - The trader turns that into a plan: entry at the last close, a stop two ATRs away, a
 //!   position sized so that a 20 %-volatility stock gets 10 % of the portfolio (inverse to
@@ -13,23 +15,18 @@
 //! - The portfolio manager combines the analysts' weighted score, the verdict and the risk
 //!   debate's final size into the five-level rating.
 
+use domain::plan::{self, Direction};
 use domain::{Action, AnalystKind, AnalystReport, Argument, Rating, TeamRole, TradePlan, Verdict};
 
 use crate::analysts::{Signal, signals};
 use crate::assessment::{Assessment, Brief, Decision};
 use crate::format::{level, pct, signed_pct};
-use crate::rules::{RULE_BASED_NOTE, analyst_weight, assess};
+use crate::plan::{POSITION_MAX, atr, desk_plan, settle};
+use crate::rules::{analyst_weight, assess};
 use crate::snapshot::MarketSnapshot;
 
 /// Points a side makes per round.
 const POINTS_PER_ROUND: usize = 3;
-/// The stop of a plan, in ATRs from the entry.
-const STOP_ATRS: f64 = 2.0;
-/// Position at 20 % annual volatility; scaled inversely to the stock's volatility.
-const BASE_POSITION: f64 = 0.10;
-const BASE_VOLATILITY: f64 = 0.20;
-const POSITION_MIN: f64 = 0.02;
-const POSITION_MAX: f64 = 0.15;
 
 /// One analyst's signal, as evidence in the debate.
 #[derive(Debug, Clone)]
@@ -49,12 +46,17 @@ impl Evidence {
 }
 
 /// Every signal of the analysts that ran; the bull's side (strongest first) and the bear's
-/// (weakest first). Ties keep the analysts' order, so the ranking is stable.
+/// (weakest first). Ties keep the analysts' order, so the ranking is stable. A reading two
+/// analysts share (RSI) is one piece of evidence, the first analyst's.
 fn sides(data: &MarketSnapshot, reports: &[AnalystReport]) -> (Vec<Evidence>, Vec<Evidence>) {
-    let all: Vec<Evidence> = reports
-        .iter()
-        .flat_map(|r| signals(r.analyst, data).into_iter().map(|signal| Evidence { analyst: r.analyst, signal }))
-        .collect();
+    let mut all: Vec<Evidence> = Vec::new();
+    for r in reports {
+        for signal in signals(r.analyst, data) {
+            if !all.iter().any(|e| e.signal.reason == signal.reason) {
+                all.push(Evidence { analyst: r.analyst, signal });
+            }
+        }
+    }
     let mut bull: Vec<Evidence> = all.iter().filter(|e| e.strength() > 0.0).cloned().collect();
     let mut bear: Vec<Evidence> = all.into_iter().filter(|e| e.strength() < 0.0).collect();
     bull.sort_by(|a, b| b.strength().total_cmp(&a.strength()));
@@ -62,13 +64,11 @@ fn sides(data: &MarketSnapshot, reports: &[AnalystReport]) -> (Vec<Evidence>, Ve
     (bull, bear)
 }
 
-/// The points of a round: the next ones in the ranking, starting over when they run out.
-fn points(side: &[Evidence], round: u32) -> Vec<&Evidence> {
-    if side.is_empty() {
-        return Vec::new();
-    }
-    let start = (round.saturating_sub(1) as usize * POINTS_PER_ROUND) % side.len();
-    side.iter().cycle().skip(start).take(POINTS_PER_ROUND.min(side.len())).collect()
+/// The points of a round: the next ones in the ranking, none used before; empty once the side
+/// has made them all.
+fn points(side: &[Evidence], round: u32) -> &[Evidence] {
+    let start = (round.saturating_sub(1) as usize * POINTS_PER_ROUND).min(side.len());
+    &side[start..(start + POINTS_PER_ROUND).min(side.len())]
 }
 
 fn sum_strength(side: &[Evidence]) -> f64 {
@@ -97,35 +97,40 @@ pub fn research(role: TeamRole, brief: &Brief<'_>) -> Argument {
         round_label(brief),
         if bullish { "the case for owning the stock." } else { "the case against it." }
     );
-    if let Some(point) = last_point_of(brief.debate, other, brief.round) {
-        let (mine_total, theirs_total) = (sum_strength(mine), sum_strength(theirs));
-        let them = if bullish { "bear" } else { "bull" };
-        let answer = if mine_total >= theirs_total {
-            format!("but the evidence on my side weighs more, {mine_total:.2} against {theirs_total:.2}.")
-        } else {
-            format!(
-                "their evidence weighs more ({theirs_total:.2} against {mine_total:.2}), but these figures are what \
-                 it leaves out."
-            )
-        };
-        text.push_str(&format!("The {them} argued: \"{}\" — {answer}\n\n", point.trim_end_matches('.')));
-    }
     let chosen = points(mine, brief.round);
-    if brief.round > 1 && mine.len() <= POINTS_PER_ROUND && !chosen.is_empty() {
-        text.push_str("My points stand:\n\n");
-    }
-    if chosen.is_empty() {
+    let them = if bullish { "bear" } else { "bull" };
+    if brief.round == 1 {
+        let (mine_total, theirs_total) = (sum_strength(mine), sum_strength(theirs));
         text.push_str(&format!(
-            "No figure supports the {} case: the best I can say is that the other side's evidence may already be in the price.\n",
-            if bullish { "bull" } else { "bear" }
+            "My side's evidence weighs {mine_total:.2}, the {them}'s {theirs_total:.2}. {}\n\n",
+            if chosen.is_empty() { "I have none to show." } else { "My strongest figures:" }
         ));
+    } else if let Some(point) = last_point_of(brief.debate, other, brief.round) {
+        // The answer is this round's new figures: each round answers with other evidence.
+        let answer = if chosen.is_empty() { "I have no new figure to set against that." } else { "Against that:" };
+        text.push_str(&format!("The {them} argued: \"{}\". {answer}\n\n", point.trim_end_matches('.')));
     }
-    for e in chosen {
-        text.push_str(&format!("- {}\n", e.line()));
+    let rests = chosen.is_empty();
+    if rests {
+        let made = mine.len();
+        text.push_str(&match made {
+            0 => format!("No figure supports the {} case; I rest.", if bullish { "bull" } else { "bear" }),
+            1 => "My one figure stands as I made it; I have nothing new and rest my case.".into(),
+            n => format!("My {n} figures stand as I made them in earlier rounds; I have nothing new and rest my case."),
+        });
+    } else {
+        for e in chosen {
+            text.push_str(&format!("- {}\n", e.line()));
+        }
     }
-    text.push('\n');
-    text.push_str(RULE_BASED_NOTE);
-    Argument { role, round: brief.round, text, position_size: None, stop_loss: None }
+    Argument {
+        role,
+        round: brief.round,
+        text: text.trim_end().to_string(),
+        position_size: None,
+        stop_loss: None,
+        rests,
+    }
 }
 
 /// The research manager's verdict: the balance of the two sides' evidence.
@@ -145,13 +150,12 @@ pub fn judge(brief: &Brief<'_>) -> Verdict {
     let reasoning = format!(
         "**Research Manager: {}** (balance {net:+.2}, confidence {})\n\n\
          After {} of debate, the bull's evidence weighs {b:.2} and the bear's {s:.2}.\n\n\
-         - Strongest for: {}\n- Strongest against: {}\n\n{}",
+         - Strongest for: {}\n- Strongest against: {}",
         action.as_str(),
         pct(confidence),
         rounds_text(brief.rounds),
         strongest(&bull),
         strongest(&bear),
-        RULE_BASED_NOTE
     );
     Verdict { action, confidence, reasoning }
 }
@@ -160,111 +164,155 @@ fn rounds_text(n: u32) -> String {
     if n == 1 { "one round".into() } else { format!("{n} rounds") }
 }
 
-/// The average true range, or 2 % of the close when there is too little history for it.
-fn atr(d: &MarketSnapshot) -> f64 {
-    d.atr14.filter(|a| *a > 0.0).unwrap_or(d.last_close * 0.02)
+/// The trader's plan from the verdict: the desk's rules in the verdict's direction.
+pub fn plan(brief: &Brief<'_>, verdict: &Verdict) -> TradePlan {
+    let direction = Direction::of_action(verdict.action);
+    let mut plan = desk_plan(
+        brief.data,
+        direction,
+        format!("the research manager's {} at {} confidence", verdict.action.as_str(), pct(verdict.confidence)),
+    );
+    plan.reasoning = format!("**Trader: {}**\n\nPlan: {}.\n\n{}", direction.label(), plan.line(), reasons(&plan));
+    plan
 }
 
-fn stop_at(action: Action, entry: f64, atrs: f64, atr: f64) -> f64 {
-    match action {
-        Action::Sell => entry + atrs * atr,
-        Action::Buy | Action::Hold => (entry - atrs * atr).max(0.0),
+/// A plan's reason for each of its numbers, one a line.
+pub fn reasons(p: &TradePlan) -> String {
+    let w = &p.why;
+    let mut lines = vec![format!("- {}: {}.", p.direction.label(), w.direction)];
+    if let Some(l) = p.levels {
+        lines.push(format!("- Entry {}: {}.", level(l.entry), w.entry));
+        lines.push(format!("- Stop {}: {}.", level(l.stop), w.stop));
+        lines.push(format!("- Target {}: {}.", level(l.target), w.target));
+    }
+    lines.push(format!("- Horizon {}: {}.", plan::days(p.horizon_days), w.horizon));
+    lines.push(format!("- Size {}: {}.", plan::size(p.size_pct), w.size));
+    if p.levels.is_some() {
+        lines.push(format!("- Risk {} of the portfolio: size × distance to the stop ÷ entry.", plan::risk(p.risk_pct)));
+    }
+    lines.join("\n")
+}
+
+/// The trade's way and the long-term trend's: whether the trend helps the position.
+struct Trend {
+    /// "the price is +12.0% above its 200-day average".
+    words: String,
+    /// Some(true) when the trend goes the trade's way, Some(false) against it.
+    with_trade: Option<bool>,
+}
+
+fn trend(d: &MarketSnapshot, direction: Direction) -> Trend {
+    match d.sma200 {
+        Some(m) if direction != Direction::Flat => {
+            let up = d.last_close > m;
+            let side = if up { "above" } else { "below" };
+            Trend {
+                words: format!("the price is {} {side} its 200-day average", signed_pct(d.last_close / m - 1.0)),
+                with_trade: Some(up == (direction == Direction::Long)),
+            }
+        }
+        Some(m) => Trend {
+            words: format!("the price is {} from its 200-day average", signed_pct(d.last_close / m - 1.0)),
+            with_trade: None,
+        },
+        None => Trend { words: "the long-term trend is unknown".into(), with_trade: None },
     }
 }
 
-/// The position a plan takes: inverse to volatility, within bounds.
-pub fn volatility_size(d: &MarketSnapshot) -> f64 {
-    let vol = d.volatility_1y.filter(|v| *v > 0.0).unwrap_or(BASE_VOLATILITY);
-    (BASE_POSITION * BASE_VOLATILITY / vol).clamp(POSITION_MIN, POSITION_MAX)
+/// What hurts the position: a fall for a long, a rise for a short.
+fn adverse_move(d: &MarketSnapshot, direction: Direction) -> String {
+    match direction {
+        Direction::Short => match d.high_52w {
+            Some(h) if h > d.last_close => format!(
+                "a short loses on a rise, and a rebound to the 52-week high of {} is {} away",
+                level(h),
+                signed_pct(h / d.last_close - 1.0)
+            ),
+            _ => "a short loses on a rise, and the price is at its 52-week high: nothing above has held it".into(),
+        },
+        _ => format!(
+            "a long loses on a fall, and the worst fall of the last year was {}",
+            pct(d.max_drawdown_1y.unwrap_or(0.0))
+        ),
+    }
 }
 
-/// The trader's plan from the verdict.
-pub fn plan(brief: &Brief<'_>, verdict: &Verdict) -> TradePlan {
-    let d = brief.data;
-    let entry = d.last_close;
-    let atr = atr(d);
-    let action = verdict.action;
-    let stop_loss = stop_at(action, entry, STOP_ATRS, atr);
-    let size = volatility_size(d);
-    let position_size = if action == Action::Hold { size / 2.0 } else { size };
-    let what = match action {
-        Action::Buy => format!("Buy at {}", level(entry)),
-        Action::Hold => {
-            format!("Hold: keep at most {} of the portfolio, add nothing at {}", pct(position_size), level(entry))
-        }
-        Action::Sell => format!("Sell (or go short) at {}", level(entry)),
-    };
-    let reasoning = format!(
-        "**Trader: {}**\n\n{what}.\n\n\
-         - Stop-loss at {}: {STOP_ATRS:.0} × ATR(14) of {} from the entry.\n\
-         - Position {} of the portfolio: {} at {} annual volatility, scaled from {} at {}.\n\
-         - Follows the research manager's {} at {} confidence.\n\n{}",
-        action.as_str(),
-        level(stop_loss),
-        level(atr),
-        pct(position_size),
-        if action == Action::Hold { "half of what a new position would get" } else { "sized inversely to volatility" },
-        d.volatility_1y.map(pct).unwrap_or_else(|| "unknown".into()),
-        pct(BASE_POSITION),
-        pct(BASE_VOLATILITY),
-        verdict.action.as_str(),
-        pct(verdict.confidence),
-        RULE_BASED_NOTE
-    );
-    TradePlan { action, entry, stop_loss, position_size, reasoning }
-}
-
-/// What a risk analyst would propose on its own: (size multiple, stop in ATRs, reasons).
-fn risk_stance(role: TeamRole, d: &MarketSnapshot) -> (f64, f64, Vec<String>) {
-    let uptrend = d.sma200.map(|m| d.last_close > m);
-    let trend = match (uptrend, d.sma200) {
-        (Some(true), Some(m)) => {
-            format!("the price is {} above its 200-day average", signed_pct(d.last_close / m - 1.0))
-        }
-        (Some(false), Some(m)) => {
-            format!("the price is {} below its 200-day average", signed_pct(d.last_close / m - 1.0))
-        }
-        _ => "the long-term trend is unknown".into(),
-    };
-    let dd = d.max_drawdown_1y.unwrap_or(0.0);
+/// What a risk analyst would propose on its own: (size multiple, stop in ATRs, reasons), for
+/// `plan`. Each round leads with the next reason, so rounds answer with different evidence.
+fn risk_stance(role: TeamRole, d: &MarketSnapshot, plan: &TradePlan) -> (f64, f64, Vec<String>) {
+    let direction = plan.direction;
+    let at_risk = plan::risk(plan.risk_pct);
+    let t = trend(d, direction);
     let var = d.var95.unwrap_or(0.0);
-    let drawdown = format!("the worst fall of the last year was {}", pct(dd));
-    let value_at_risk = format!("one day in twenty lost {} or more", pct(var));
+    let value_at_risk = format!("one day in twenty moved {} or more", pct(var));
+    let way = direction.as_str();
     match role {
         TeamRole::AggressiveRisk => {
-            let mult = if uptrend == Some(true) { 1.5 } else { 1.2 };
+            let with = t.with_trade == Some(true);
+            let first = if with {
+                format!(
+                    "Take more: {}, the way this {way} bets; a trend that helps the trade is worth riding.",
+                    t.words
+                )
+            } else {
+                format!(
+                    "Take somewhat more: {}, against this {way}, but the research verdict weighed that already.",
+                    t.words
+                )
+            };
             (
-                mult,
+                if with { 1.5 } else { 1.2 },
                 3.0,
                 vec![
-                    format!("Take more: {trend}, and a trend is worth riding."),
+                    first,
                     format!("Give the trade room: a tight stop is hit by noise when {value_at_risk}."),
+                    format!(
+                        "At the trader's size a stop-out costs {at_risk} of the portfolio: there is room for more."
+                    ),
                 ],
             )
         }
         TeamRole::ConservativeRisk => {
-            let heavy = dd >= 0.25 || var >= 0.03;
-            let mult = if heavy { 0.5 } else { 0.75 };
+            let heavy = d.max_drawdown_1y.unwrap_or(0.0) >= 0.25 || var >= 0.03;
             (
-                mult,
+                if heavy { 0.5 } else { 0.75 },
                 1.5,
                 vec![
-                    format!("Take less: {drawdown}; that can happen again."),
+                    format!("Take less: {}; that can happen again.", adverse_move(d, direction)),
                     format!("Keep the stop close: {value_at_risk}{}.", if heavy { ", which is a lot" } else { "" }),
+                    format!("A stop-out at the trader's size costs {at_risk} of the portfolio; less size, less loss."),
                 ],
             )
         }
         _ => {
-            let mult = if uptrend == Some(false) { 0.9 } else { 1.0 };
+            let against = t.with_trade == Some(false);
             (
-                mult,
+                if against { 0.9 } else { 1.0 },
                 2.0,
                 vec![
-                    format!("Balance both: {trend}, while {drawdown}."),
+                    format!(
+                        "Balance both: {}, {} this {way}, while {}.",
+                        t.words,
+                        if against { "against" } else { "with" },
+                        adverse_move(d, direction)
+                    ),
                     format!("A stop two ATRs away sits outside daily noise ({value_at_risk})."),
+                    format!("The trader's plan risks {at_risk} of the portfolio: near the middle of the desk's views."),
                 ],
             )
         }
+    }
+}
+
+/// A risk analyst's view of a flat plan: whether standing aside is right.
+fn flat_view(role: TeamRole, d: &MarketSnapshot) -> String {
+    let t = trend(d, Direction::Flat);
+    match role {
+        TeamRole::AggressiveRisk => format!("Standing aside leaves a move unused: {}.", t.words),
+        TeamRole::ConservativeRisk => {
+            format!("Standing aside risks nothing while {}.", adverse_move(d, Direction::Long))
+        }
+        _ => "Flat until the signals agree: the verdict was Hold, and no size is right for no view.".into(),
     }
 }
 
@@ -272,12 +320,19 @@ fn risk_stance(role: TeamRole, d: &MarketSnapshot) -> (f64, f64, Vec<String>) {
 /// the way towards the mean of the last round's proposals.
 pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
     let d = brief.data;
-    let atr = atr(d);
-    let (mult, atrs, reasons) = risk_stance(role, d);
-    let mut size = (plan.position_size * mult).clamp(0.0, POSITION_MAX * 1.5);
-    let mut stop = stop_at(plan.action, plan.entry, atrs, atr);
-    let previous: Vec<&Argument> = brief.risk_debate.iter().filter(|a| a.round + 1 == brief.round).collect();
     let mut text = format!("**{}, {}**\n\n", role.step_name(), round_label(brief));
+    let Some(levels) = plan.levels else {
+        text.push_str(&format!("The trader proposes no position.\n\n- {}", flat_view(role, d)));
+        return Argument { role, round: brief.round, text, position_size: None, stop_loss: None, rests: false };
+    };
+    let atr = atr(d);
+    let (mult, atrs, mut reasons) = risk_stance(role, d, plan);
+    let lead = (brief.round as usize - 1) % reasons.len();
+    reasons.rotate_left(lead);
+    let trader_size = plan.size_pct / 100.0;
+    let mut size = (trader_size * mult).clamp(0.0, POSITION_MAX * 1.5);
+    let mut stop = levels.entry - plan.direction.sign() * atrs * atr;
+    let previous: Vec<&Argument> = brief.risk_debate.iter().filter(|a| a.round + 1 == brief.round).collect();
     if !previous.is_empty() {
         let n = previous.len() as f64;
         let mean_size = previous.iter().filter_map(|a| a.position_size).sum::<f64>() / n;
@@ -291,23 +346,45 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
             level(mean_stop),
             pct(share)
         ));
+        // Answer the other side's last lead with this round's.
+        let other = match role {
+            TeamRole::AggressiveRisk => TeamRole::ConservativeRisk,
+            TeamRole::ConservativeRisk => TeamRole::AggressiveRisk,
+            _ if brief.round.is_multiple_of(2) => TeamRole::AggressiveRisk,
+            _ => TeamRole::ConservativeRisk,
+        };
+        if let Some(point) = last_point_of(brief.risk_debate, other, brief.round) {
+            text.push_str(&format!(
+                "The {} analyst said: \"{}\". My answer: {}\n\n",
+                other.title().trim_end_matches(" Risk Analyst").to_lowercase(),
+                point.trim_end_matches('.'),
+                reasons[0]
+            ));
+        }
     }
     text.push_str(&format!(
-        "Proposal: {} of the portfolio (the trader's {}), stop-loss at {}.\n\n",
+        "Proposal for the {} at {}: {} of the portfolio (the trader's {}), stop-loss at {}.\n\n",
+        plan.direction,
+        level(levels.entry),
         pct(size),
-        pct(plan.position_size),
+        plan::size(plan.size_pct),
         level(stop)
     ));
     for r in reasons {
         text.push_str(&format!("- {r}\n"));
     }
-    text.push('\n');
-    text.push_str(RULE_BASED_NOTE);
-    Argument { role, round: brief.round, text, position_size: Some(size), stop_loss: Some(stop) }
+    Argument {
+        role,
+        round: brief.round,
+        text: text.trim_end().to_string(),
+        position_size: Some(size),
+        stop_loss: Some(stop),
+        rests: false,
+    }
 }
 
 /// The portfolio manager's decision: the analysts' weighted score, the verdict, and the risk
-/// debate's last neutral proposal, on the five-level scale.
+/// debate's last neutral proposal, on the five-level scale; then the trade settled for it.
 pub fn decide(brief: &Brief<'_>, verdict: &Verdict, plan: &TradePlan) -> Decision {
     let d = brief.data;
     let base = assess(d, brief.reports);
@@ -316,45 +393,56 @@ pub fn decide(brief: &Brief<'_>, verdict: &Verdict, plan: &TradePlan) -> Decisio
     let last_round = brief.risk_debate.iter().map(|a| a.round).max().unwrap_or(0);
     let last: Vec<&Argument> = brief.risk_debate.iter().filter(|a| a.round == last_round).collect();
     let neutral = last.iter().find(|a| a.role == TeamRole::NeutralRisk).copied();
-    let final_size = neutral.and_then(|a| a.position_size).unwrap_or(plan.position_size);
-    let final_stop = neutral.and_then(|a| a.stop_loss).unwrap_or(plan.stop_loss);
+    let trader_size = plan.size_pct / 100.0;
+    let neutral_size = neutral.and_then(|a| a.position_size).unwrap_or(trader_size);
     // The risk team's appetite: more than the trader asked for leans the call up, less down.
-    let appetite =
-        if plan.position_size > 0.0 { ((final_size / plan.position_size) - 1.0).clamp(-1.0, 1.0) } else { 0.0 };
+    let appetite = if trader_size > 0.0 { ((neutral_size / trader_size) - 1.0).clamp(-1.0, 1.0) } else { 0.0 };
     let score =
         (0.45 * analysts_score + 0.45 * verdict_score + 0.10 * appetite * verdict.action.score().abs().max(0.5))
             .clamp(-1.0, 1.0);
     let rating = Rating::from_score(score);
     let confidence = ((base.confidence + verdict.confidence) / 2.0).clamp(0.2, 0.9);
+    let trade = settle(d, Some(plan), brief.risk_debate, rating);
+    let final_plan = &trade.plan;
+    let changed = if trade.changes.is_empty() {
+        "the trader's plan stands as proposed".to_string()
+    } else {
+        format!("the trader proposed {}", plan.line())
+    };
     let summary = format!(
-        "{} as of {}: {} (score {score:+.2}). The research manager said {}, the trader plans {} {} with a stop at {}; \
-         the risk team settled on {} of the portfolio. Rule-based decision from price data alone.",
+        "{} as of {}: {} (score {score:+.2}). Plan: {}. The research manager said {}; {changed}. \
+         Rule-based decision from price data alone.",
         d.symbol,
         d.as_of,
         rating.as_str(),
+        final_plan.line(),
         verdict.action.as_str(),
-        plan.action.as_str().to_lowercase(),
-        pct(final_size),
-        level(final_stop),
-        pct(final_size)
     );
-    let reasoning = format!(
+    let mut reasoning = format!(
         "**Portfolio Manager: {}** (score {score:+.2}, confidence {})\n\n\
          - Analysts: weighted score {analysts_score:+.2} (45 %).\n\
          - Research manager: {} at {} confidence (45 %).\n\
-         - Risk debate: the neutral analyst's last proposal is {} against the trader's {} (10 %).\n\
-         - Position {} with a stop-loss at {}.\n\n{}",
+         - Risk debate: the neutral analyst's last proposal is {} against the trader's {} (10 %).\n\n\
+         Final plan: {}.\n\n{}\n\n",
         rating.as_str(),
         pct(confidence),
         verdict.action.as_str(),
         pct(verdict.confidence),
-        pct(final_size),
-        pct(plan.position_size),
-        pct(final_size),
-        level(final_stop),
-        RULE_BASED_NOTE
+        pct(neutral_size),
+        plan::size(plan.size_pct),
+        final_plan.line(),
+        reasons(final_plan),
     );
-    Decision { assessment: Assessment { rating, confidence, summary, key_risks: base.key_risks }, reasoning }
+    if !trade.changes.is_empty() {
+        reasoning.push_str(&format!("Changed from the trader's proposal ({}):\n\n", plan.line()));
+        for c in &trade.changes {
+            let from = if c.from.is_empty() { "none" } else { c.from.as_str() };
+            let to = if c.to.is_empty() { "none" } else { c.to.as_str() };
+            reasoning.push_str(&format!("- {} {from} → {to}: {}.\n", c.what, c.why));
+        }
+    }
+    let reasoning = reasoning.trim_end().to_string();
+    Decision { assessment: Assessment { rating, confidence, summary, key_risks: base.key_risks }, reasoning, trade }
 }
 
 /// The analysts' stances weighted by role and confidence, as in the quick assessment.

@@ -82,9 +82,12 @@ async fn a_streamed_answer_is_parsed_counted_and_reports_progress() {
 async fn a_plain_answer_for_the_final_assessment() {
     let fake = FakeLlm::start().await;
     let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
-    let (a, usage) = model.assessment(&data().await, &[], &Recorder::default()).await.unwrap();
+    let (d, usage) = model.assessment(&data().await, &[], &Recorder::default()).await.unwrap();
+    let a = &d.assessment;
     assert_eq!(a.rating, Rating::Overweight);
     assert_eq!(a.key_risks.len(), 2);
+    // The model names the rating; the plan for it is the desk's, long for an Overweight.
+    assert_eq!(d.trade.plan.direction, domain::Direction::Long);
     assert_eq!(usage.calls, 1);
     assert!(!fake.calls()[0].stream);
 }
@@ -201,4 +204,31 @@ async fn multi_byte_characters_split_across_chunks_arrive_intact() {
     let (view, _) = model.analyst_view(AnalystKind::Risk, &data().await, &Recorder::default()).await.unwrap();
     assert_eq!(view.report, report);
     assert!(fake.calls()[0].stream);
+}
+
+/// At start, a hosted model whose provider does not answer (nothing listens on its port) is
+/// listed as unavailable with the reason; one that answers, whatever it answers, stays
+/// available; the offline model is never asked.
+#[tokio::test]
+async fn a_provider_that_does_not_answer_the_probe_is_listed_unavailable() {
+    let fake = FakeLlm::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let toml = format!(
+        "[[model]]\nid = \"offline\"\nlabel = \"Offline\"\nprovider = \"offline\"\n\
+         [[model]]\nid = \"up\"\nlabel = \"Up\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"m\"\n\
+         [[model]]\nid = \"down\"\nlabel = \"Down\"\nprovider = \"openai-compatible\"\nbase_url = \"{dead}\"\nmodel = \"m\"\n",
+        fake.base_url("ok")
+    );
+    let models =
+        Models::new(Catalog::from_toml(&toml).unwrap(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    assert!(models.infos().iter().all(|m| m.available), "nothing is known before the probe");
+    models.probe(Duration::from_secs(2)).await;
+    let infos = models.infos();
+    let of = |id: &str| infos.iter().find(|m| m.id == id).unwrap().clone();
+    assert!(of("offline").available && of("up").available);
+    let down = of("down");
+    assert!(!down.available);
+    assert!(down.reason.as_deref().unwrap().contains("could not be reached at start"), "{down:?}");
 }

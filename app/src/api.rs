@@ -97,6 +97,8 @@ pub mod ssr {
         pub models: Arc<Vec<ModelInfo>>,
         /// Symbols the market data can list, for suggestions.
         pub symbols: Arc<Vec<String>>,
+        /// The last day of each listed symbol's data: what "as of" means when it is left empty.
+        pub data_ends: Arc<Vec<(String, chrono::NaiveDate)>>,
         /// How run pages follow progress.
         pub transport: domain::ProgressTransport,
         pub answer: Answer,
@@ -216,6 +218,8 @@ pub struct RunFormOptions {
     pub analysts: Vec<AnalystInfo>,
     /// Symbols the market data can list, for suggestions.
     pub symbols: Vec<String>,
+    /// The last day of each listed symbol's data.
+    pub data_ends: Vec<(String, chrono::NaiveDate)>,
 }
 
 #[server]
@@ -225,6 +229,7 @@ pub async fn form_options() -> Result<RunFormOptions, AppError> {
         models: ctx.models.as_ref().clone(),
         analysts: AnalystInfo::all(),
         symbols: ctx.symbols.as_ref().clone(),
+        data_ends: ctx.data_ends.as_ref().clone(),
     })
 }
 

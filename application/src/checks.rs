@@ -15,6 +15,14 @@ pub struct Checks {
 }
 
 impl Checks {
+    /// The last day of `symbol`'s data, where the market data can tell (the bundled files can;
+    /// online providers answer with whatever is latest when asked). A run without an as-of date
+    /// is analysed as of this day, so its page and history can say which day it is from the
+    /// start.
+    pub fn data_end(&self, symbol: &str) -> Option<chrono::NaiveDate> {
+        self.market.symbols()?.into_iter().find(|s| s.symbol.eq_ignore_ascii_case(symbol)).map(|s| s.last_date)
+    }
+
     /// Every field the market data or the catalog refuses, or nothing.
     pub fn check(&self, start: &ValidStart) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();

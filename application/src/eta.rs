@@ -1,8 +1,9 @@
 //! The estimated time remaining of a run, from how long the same steps took in recent
 //! completed runs of the same model.
 //!
-//! - Each step's expected duration is the median of its recent durations, or a default until
-//!   there is history.
+//! - Each step's expected duration is the median of its recent durations; until there is
+//!   history, a model step is expected to take one call of the model as the catalog expects
+//!   it (a debate step one call per round), and data collection a second.
 //! - Analysts run concurrently, so their phase costs as much as its slowest remaining analyst.
 //! - A step in progress is expected to take the larger of its median and what its own progress
 //!   projects; one that has overrun its expected duration is expected to need at least as long
@@ -15,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, StepProgress, StepStatus, TeamRole};
 
-const DEFAULT_DATA: Duration = Duration::from_secs(2);
+const DEFAULT_DATA: Duration = Duration::from_secs(1);
 const DEFAULT_ANALYST: Duration = Duration::from_secs(30);
 const DEFAULT_FINAL: Duration = Duration::from_secs(15);
 const FLOOR: Duration = Duration::from_secs(1);
@@ -24,6 +25,10 @@ const FLOOR: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepDurations {
     medians: HashMap<String, Duration>,
+    /// One model call, as the catalog expects it; the defaults below when unknown.
+    per_call: Option<Duration>,
+    /// Rounds of each debate.
+    rounds: u32,
 }
 
 impl StepDurations {
@@ -46,7 +51,15 @@ impl StepDurations {
                 (name, Duration::from_millis(median))
             })
             .collect();
-        Self { medians }
+        Self { medians, per_call: None, rounds: 1 }
+    }
+
+    /// With the expected duration of one model call and the rounds of each debate, for steps
+    /// that have no history yet.
+    pub fn with_calls(mut self, per_call: Duration, rounds: u32) -> Self {
+        self.per_call = Some(per_call);
+        self.rounds = rounds.max(1);
+        self
     }
 
     pub fn expected(&self, step: &str) -> Duration {
@@ -55,6 +68,14 @@ impl StepDurations {
         }
         if step == DATA_COLLECTION {
             DEFAULT_DATA
+        } else if let Some(call) = self.per_call.filter(|_| {
+            // Analysts borrow each other's history before the catalog's guess.
+            AnalystKind::from_step_name(step).is_none()
+                || AnalystKind::ALL.iter().all(|a| !self.medians.contains_key(a.step_name()))
+        }) {
+            let debate = TeamRole::from_step_name(step)
+                .is_some_and(|r| TeamRole::RESEARCHERS.contains(&r) || TeamRole::RISK_DEBATERS.contains(&r));
+            if debate { call * self.rounds } else { call }
         } else if step == FINAL_ASSESSMENT {
             DEFAULT_FINAL
         } else if let Some(analyst) = AnalystKind::from_step_name(step) {
@@ -215,5 +236,26 @@ mod tests {
         .collect();
         // max(4, 6) + 2 + max(3, 5, 1)
         assert_eq!(remaining(&steps, &d, Utc::now()), Some(Duration::from_secs(13)));
+    }
+
+    /// Before any history, the catalog's expected call sets the estimate: a quick run of four
+    /// analysts whose model answers in about 3 s is a second of data, one round of analysts
+    /// side by side and the final call — not 30 s an analyst. A deep run's debate step is a
+    /// call a round; history, once there, wins.
+    #[test]
+    fn without_history_the_catalogs_call_latency_sets_the_estimate() {
+        let d = StepDurations::default().with_calls(Duration::from_millis(3050), 3);
+        let mut steps: Vec<StepProgress> = domain::step_names(&AnalystKind::ALL, domain::Depth::Quick)
+            .into_iter()
+            .map(|n| StepProgress::pending(&n))
+            .collect();
+        assert_eq!(remaining(&steps, &d, Utc::now()), Some(Duration::from_millis(1000 + 3050 + 3050)));
+        steps.push(StepProgress::pending("Bull Researcher"));
+        steps.push(StepProgress::pending("Bear Researcher"));
+        assert_eq!(remaining(&steps, &d, Utc::now()), Some(Duration::from_millis(1000 + 3050 + 3050 + 3 * 3050)));
+        let known =
+            StepDurations::from_history(&[vec![done("Invest Analyst", 500)]]).with_calls(Duration::from_secs(3), 1);
+        assert_eq!(known.expected("Risk Analyst"), Duration::from_millis(500), "a known analyst's time first");
+        assert_eq!(known.expected("Final Assessment"), Duration::from_secs(3));
     }
 }

@@ -419,7 +419,11 @@ impl RunService {
             ..Filter::default()
         };
         let found = self.queue.list(&filter).await?;
-        let runs = found.jobs.into_iter().map(|j| Run::from_job(j).map(|r| summary(&r))).collect::<Result<_>>()?;
+        let mut runs: Vec<RunSummary> =
+            found.jobs.into_iter().map(|j| Run::from_job(j).map(|r| summary(&r))).collect::<Result<_>>()?;
+        for r in runs.iter_mut().filter(|r| r.as_of.is_none()) {
+            r.as_of = self.checks.data_end(&r.symbol);
+        }
         Ok(RunsPage { runs, page, per_page, total: found.total.unwrap_or(0) })
     }
 
@@ -443,7 +447,11 @@ impl RunService {
     /// `estimatedCompletionAt` is the instant a page counts down to between writes.
     pub async fn to_progress(&self, run: Run) -> Progress {
         let eta = if run.is_active() {
-            let durations = self.durations(run.start.model_id.as_str()).await;
+            let model = run.start.model_id.as_str();
+            // Before there is history, steps take what the catalog expects of the model's calls.
+            let per_call = self.checks.models.expected_call(model);
+            let durations =
+                (*self.durations(model).await).clone().with_calls(per_call, run.start.options.debate_rounds());
             eta::remaining(&run.progress.steps, &durations, run.updated_at).map(|d| d.as_secs_f64().ceil() as u64)
         } else {
             None
@@ -452,6 +460,8 @@ impl RunService {
         let current_step = finished_step_label(&run).or(run.progress.current_step.clone());
         let duration = run.duration_ms();
         let usage = run.progress.usage;
+        // A run without an as-of date is analysed as of its data's last day: say which.
+        let as_of = run.start.as_of.or_else(|| self.checks.data_end(run.start.symbol.as_str()));
         let state = RunState {
             run_id: run.run_id,
             status: run.status,
@@ -467,7 +477,7 @@ impl RunService {
             symbol: run.start.symbol,
             model_id: run.start.model_id,
             analysts: run.start.analysts,
-            as_of: run.start.as_of,
+            as_of,
             created_at: run.created_at,
             updated_at: run.updated_at,
             attempt: run.attempt,
@@ -513,6 +523,7 @@ fn summary(run: &Run) -> RunSummary {
         model_id: run.start.model_id.to_string(),
         analysts: run.start.analysts.clone(),
         depth: run.start.options.depth,
+        as_of: run.result.as_ref().map(|r| r.as_of).or(run.start.as_of),
         status: run.status,
         progress: run.progress.percent,
         rating: run.result.as_ref().map(|r| r.rating),

@@ -1,6 +1,6 @@
 //! The other bodies of the REST API.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
@@ -44,6 +44,9 @@ pub struct RunSummary {
     pub analysts: Vec<AnalystKind>,
     #[serde(default)]
     pub depth: Depth,
+    /// The day the analysis is as of: asked for, or the last day of the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<NaiveDate>,
     pub status: JobStatus,
     pub progress: u8,
     pub rating: Option<Rating>,

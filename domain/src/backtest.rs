@@ -125,6 +125,24 @@ pub struct RatingStats {
     pub mean_alpha: Option<f64>,
 }
 
+/// Fewer cells than this make a rating's figures too few to judge by.
+pub const TOO_FEW_CELLS: usize = 10;
+
+impl RatingStats {
+    /// The mean alpha as the call earned it: as is for Buy and Overweight, flipped for
+    /// Underweight and Sell (a stock that lagged its benchmark by 2 % was a good Sell: +2 %);
+    /// none for Hold, which bets on nothing.
+    pub fn call_alpha(&self) -> Option<f64> {
+        let sign = crate::plan::Direction::of_rating(self.rating).sign();
+        self.mean_alpha.filter(|_| sign != 0.0).map(|a| a * sign + 0.0)
+    }
+
+    /// Too few cells to judge the rating by.
+    pub fn too_few(&self) -> bool {
+        self.count < TOO_FEW_CELLS
+    }
+}
+
 /// The paper's metrics of one equity curve.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -316,5 +334,20 @@ mod tests {
         assert_eq!(Benchmark::Index { symbol: "^GSPC".into() }.label(), "^GSPC (S&P 500)");
         let basket = Benchmark::EqualWeight { symbols: vec!["AAPL".into(), "MSFT".into()] };
         assert_eq!(basket.label(), "equal-weight basket of AAPL, MSFT");
+    }
+
+    fn stats(rating: Rating, count: usize, mean_alpha: f64) -> RatingStats {
+        RatingStats { rating, horizon: 20, count, hit_rate: None, mean_return: None, mean_alpha: Some(mean_alpha) }
+    }
+
+    /// A Sell on a stock that lagged by 2.57 % earned +2.57 %; an Overweight that lagged by
+    /// 2.29 % lost it; a Hold earns nothing either way. Under ten cells is too few to judge.
+    #[test]
+    fn alpha_is_flipped_for_bearish_calls() {
+        assert_eq!(stats(Rating::Sell, 12, -0.0257).call_alpha(), Some(0.0257));
+        assert_eq!(stats(Rating::Underweight, 12, 0.01).call_alpha(), Some(-0.01));
+        assert_eq!(stats(Rating::Overweight, 12, -0.0229).call_alpha(), Some(-0.0229));
+        assert_eq!(stats(Rating::Hold, 12, 0.03).call_alpha(), None);
+        assert!(stats(Rating::Buy, 9, 0.0).too_few() && !stats(Rating::Buy, 10, 0.0).too_few());
     }
 }

@@ -9,6 +9,8 @@
 //! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
 //! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
 //! - [`result`]: `AnalysisResult`, the final assessment.
+//! - [`export`]: a finished analysis as one Markdown document.
+//! - [`plan`]: the trade a run ends on — the trader's proposal, the final plan, what changed.
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
@@ -17,7 +19,9 @@ pub mod access;
 pub mod analyst;
 pub mod api;
 pub mod backtest;
+pub mod export;
 pub mod ids;
+pub mod plan;
 pub mod progress;
 pub mod request;
 pub mod result;
@@ -28,12 +32,12 @@ pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
+pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{
-    AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, Rating, Stance, TokenUsage, Usage,
+    AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, RULE_BASED_NOTE, Rating, Stance,
+    TokenUsage, Usage,
 };
 pub use status::{JobStatus, StepStatus};
-pub use team::{
-    Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, TradePlan, Verdict,
-};
+pub use team::{Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, Verdict};

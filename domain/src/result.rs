@@ -4,7 +4,12 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
+use crate::plan::Trade;
 use crate::team::TeamReport;
+
+/// Said once wherever an analysis by the offline model is shown (a page, a Markdown export, the
+/// terminal), never in each of its reports.
+pub const RULE_BASED_NOTE: &str = "Rule-based analysis by the offline model: no language model was used.";
 
 /// The five-point rating scale, strongest buy first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -176,6 +181,10 @@ pub struct AnalysisResult {
     /// 0–1.
     pub confidence: f64,
     pub summary: String,
+    /// The plan to act on (its direction is the rating's) and, in a team run, the trader's
+    /// proposal it came from. Runs finished before plans existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trade: Option<Trade>,
     pub key_risks: Vec<String>,
     pub reports: Vec<AnalystReport>,
     /// Headline figures of the data, for the figures table.

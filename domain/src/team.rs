@@ -264,6 +264,9 @@ pub struct Argument {
     /// A risk analyst's proposed stop-loss price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_loss: Option<f64>,
+    /// The debater had nothing new to say and rested its case: the debate ends after this round.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rests: bool,
 }
 
 /// The research manager's judgement of the bull/bear debate.
@@ -278,20 +281,6 @@ pub struct Verdict {
     pub reasoning: String,
 }
 
-/// The trader's plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "camelCase")]
-pub struct TradePlan {
-    pub action: Action,
-    pub entry: f64,
-    pub stop_loss: f64,
-    /// Fraction of the portfolio, 0–1.
-    pub position_size: f64,
-    /// Markdown.
-    pub reasoning: String,
-}
-
 /// What the team after the analysts did, for the result page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -302,7 +291,7 @@ pub struct TeamReport {
     /// The bull/bear debate, round by round (bull first within a round).
     pub debate: Vec<Argument>,
     pub verdict: Verdict,
-    pub plan: TradePlan,
+    // The trader's plan and the final one are the result's `trade`.
     /// The risk debate, round by round (aggressive, conservative, neutral within a round).
     pub risk_debate: Vec<Argument>,
     /// The portfolio manager's reasoning (Markdown); the rating is the result's.

@@ -30,9 +30,10 @@ test('a standard run is shown grouped by team, then its transcript and trader pl
   await expect(page.getByTestId('debate').locator('.round h4')).toHaveText(['Round 1 of 1']);
   await expect(page.getByTestId('debate').locator('article.turn')).toHaveCount(2);
   await expect(page.getByTestId('verdict')).toContainText(/Buy|Hold|Sell/);
-  await expect(page.getByTestId('trade-plan')).toContainText('Stop-loss');
-  await expect(page.getByTestId('entry')).toHaveText(/^\d+\.\d\d$/);
-  await expect(page.getByTestId('size')).toHaveText(/%$/);
+  await expect(page.getByTestId('trade-plan')).toContainText("Trader's proposal");
+  // The plan: one line, and a table whose size is to one decimal.
+  await expect(page.getByTestId('plan-line')).toHaveText(/^(Long|Short) at [\d,]+\.\d\d, stop|^Flat: no position/);
+  await expect(page.getByTestId('plan-size')).toHaveText(/^\d+\.\d%$/);
   await expect(page.getByTestId('risk-debate').locator('article.turn')).toHaveCount(3);
   await expect(page.getByTestId('decision')).toContainText('Portfolio Manager');
 

@@ -60,11 +60,18 @@ async fn session_key(store: &application::store::Store, args: &ServeArgs) -> Res
     Ok(store.setting_or_insert("session_secret", &hex).await?.into_bytes())
 }
 
+/// How long a model provider has to answer the probe at start.
+const MODEL_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let recorder = http::telemetry::recorder();
     http::telemetry::spawn_upkeep(recorder.clone());
     let parts = compose::build(common).await?;
-    let symbols = parts.market.symbols().unwrap_or_default().into_iter().map(|s| s.symbol).collect();
+    // The form lists a model whose provider does not answer as unavailable, saying why.
+    parts.models.probe(MODEL_PROBE_TIMEOUT).await;
+    let listed = parts.market.symbols().unwrap_or_default();
+    let data_ends = listed.iter().map(|s| (s.symbol.clone(), s.last_date)).collect();
+    let symbols = listed.into_iter().map(|s| s.symbol).collect();
     let state = AppState {
         service: parts.service.clone(),
         backtests: parts.backtests.clone(),
@@ -75,6 +82,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             answer: http::problem::answer,
             models: Arc::new(parts.models.infos()),
             symbols: Arc::new(symbols),
+            data_ends: Arc::new(data_ends),
             transport: args.progress_transport.into(),
         },
         leptos: leptos_options()?,
@@ -327,6 +335,12 @@ fn render(p: &Progress) -> String {
                     r.confidence * 100.0
                 ),
             );
+            if let Some(t) = &r.trade {
+                push(&mut out, format!("Plan: {}.", t.plan.line()));
+                if let Some(proposed) = t.proposed.as_ref().filter(|_| !t.changes.is_empty()) {
+                    push(&mut out, format!("Trader proposed: {}.", proposed.line()));
+                }
+            }
             push(&mut out, format!("\n{}", r.summary));
             push(&mut out, "\nKey risks:".into());
             for k in &r.key_risks {
@@ -356,15 +370,17 @@ fn render(p: &Progress) -> String {
                 push(
                     &mut out,
                     format!(
-                        "\nResearch manager: {} ({:.0}%). Trader: {} at {:.2}, stop-loss {:.2}, position {:.1}%.",
+                        "\nResearch manager: {} ({:.0}%).",
                         t.verdict.action.as_str(),
                         t.verdict.confidence * 100.0,
-                        t.plan.action.as_str(),
-                        t.plan.entry,
-                        t.plan.stop_loss,
-                        t.plan.position_size * 100.0
                     ),
                 );
+                if let Some(proposed) = r.trade.as_ref().and_then(|t| t.proposed.as_ref()) {
+                    push(&mut out, format!("Trader: {}.", proposed.line()));
+                    for line in app::markdown::to_terminal(&proposed.reasoning).lines() {
+                        push(&mut out, format!("  {line}"));
+                    }
+                }
                 push(&mut out, "\nPortfolio manager:".into());
                 for line in app::markdown::to_terminal(&t.decision).lines() {
                     push(&mut out, format!("  {line}"));
@@ -381,6 +397,9 @@ fn render(p: &Progress) -> String {
                     p.run.duration.unwrap_or(0) as f64 / 1000.0
                 ),
             );
+            if r.rule_based {
+                push(&mut out, domain::RULE_BASED_NOTE.into());
+            }
         }
         None => push(
             &mut out,

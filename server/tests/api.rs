@@ -67,8 +67,10 @@ async fn run_to_completion(server: Server) {
     let confidence = r["confidence"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&confidence));
     assert_eq!(r["reports"].as_array().unwrap().len(), 4);
+    assert_eq!(r["ruleBased"], true);
     for report in r["reports"].as_array().unwrap() {
-        assert!(report["report"].as_str().unwrap().contains("Rule-based analysis"), "the offline model says so");
+        // The result says once that the offline model wrote it (`ruleBased`), the reports do not.
+        assert!(!report["report"].as_str().unwrap().contains("Rule-based analysis"));
         assert!(["bullish", "neutral", "bearish"].contains(&report["stance"].as_str().unwrap()));
     }
     // The close on the as-of date, from the CSV.

@@ -24,7 +24,7 @@ fn analyze_prints_the_team_of_a_standard_run() {
         "Bull Researcher, round 1:",
         "Neutral Risk Analyst, round 1:",
         "Trader: ",
-        "stop-loss",
+        "Plan: ",
         "Portfolio manager:",
     ] {
         assert!(stdout.contains(part), "no '{part}' in {stdout}");

@@ -82,6 +82,8 @@ async fn pages_work_without_scripts() {
         assert!(home.contains(&input), "{input} missing in {home}");
     }
     assert!(home.contains("No runs yet."));
+    // The form says which day an empty "as of" means: the last day of the symbol's data.
+    assert!(home.contains("2023-09-21, the last day of AAPL"), "{home}");
 
     // Invalid input: the form again, with what was sent and each field's error, no run started.
     let resp = post_form(&c, &server, "/", "symbol=AA+PL&model=offline&asOf=yesterday").await;
@@ -103,6 +105,12 @@ async fn pages_work_without_scripts() {
     let to = location(&resp);
     let run_id = to.strip_prefix("/runs/").expect("to the run's page").to_string();
     assert_eq!(run_id.len(), 36, "{to}");
+    // From the first second the run says which day it is as of, though none was asked for.
+    let first: serde_json::Value =
+        c.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.unwrap().json().await.unwrap();
+    let as_of = first["asOf"].as_str().expect("an as-of date before the run has data").to_string();
+    let (_, _, active) = page(&c, &server, &to).await;
+    assert!(active.contains(&format!("as of {as_of}")), "{active}");
 
     let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -115,11 +123,31 @@ async fn pages_work_without_scripts() {
     assert!(run.contains(r#"data-testid="rating""#), "{run}");
     assert!(run.contains(&format!(r#"<span class="rating-value">{rating}</span>"#)), "{run}");
     assert!(!run.contains("http-equiv=\"refresh\""), "a finished run does not refresh");
+    assert_eq!(done["result"]["asOf"].as_str(), Some(as_of.as_str()), "the day said is the day analysed");
+    // The verdict first: rating, plan, summary, chart, reports; the steps folded last.
+    let at = |marker: &str| run.find(marker).unwrap_or_else(|| panic!("no {marker} on the page"));
+    let order = [
+        "data-testid=\"run-line\"",
+        "data-testid=\"rating\"",
+        "data-testid=\"plan\"",
+        "data-testid=\"summary\"",
+        "class=\"price-chart\"",
+        "class=\"analyst-card\"",
+        "data-testid=\"rule-based\"",
+        "data-testid=\"steps-folded\"",
+    ];
+    let places: Vec<usize> = order.iter().map(|m| at(m)).collect();
+    assert!(places.windows(2).all(|w| w[0] < w[1]), "in this order: {order:?} at {places:?}");
+    assert!(run.contains(&format!("as of {as_of}")));
+    assert!(run[..at("data-testid=\"steps-folded\"")].ends_with("<details "), "the steps are folded: {run}");
+    assert_eq!(run.matches("Rule-based analysis by the offline model").count(), 1, "said once a page");
 
     let (_, headers, history) = page(&c, &server, "/runs").await;
     assert_whole(&history, &headers);
     assert!(history.contains(&format!(r#"data-run="{run_id}""#)), "{history}");
     assert!(history.contains("risk, technical"), "{history}");
+    let as_of_cell = history.find("data-label=\"As of\"").map(|i| &history[i..i + 60]).unwrap_or_default();
+    assert!(as_of_cell.contains(&format!(">{as_of}</td>")), "the history's as-of cell: {as_of_cell}");
     let (_, _, home) = page(&c, &server, "/").await;
     assert!(home.contains(&format!(r#"href="/runs/{run_id}""#)), "recent runs list it: {home}");
 

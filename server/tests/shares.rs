@@ -55,7 +55,13 @@ async fn share_links(db: TestDb) {
         let html = page.text().await.unwrap();
         assert!(html.contains("shared analysis") && html.contains("data-testid=\"result\""), "{html}");
         assert!(!html.contains("/cancel\"") && !html.contains("/retry\"") && !html.contains("/share\""), "read-only");
+        assert!(html.contains("A read-only view its owner shared with you") && !html.contains("share-owner"));
     }
+    // A stranger who has only the run's own address is told why it does not open, and how to.
+    let page = stranger.get(server.url(&format!("/runs/{id}"))).send().await.unwrap();
+    assert_eq!(page.status(), 404);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("a run is private to whoever started it") && html.contains("read-only link"), "{html}");
     // The link opens that page and that endpoint only: the run itself stays the owner's.
     for path in [format!("/api/trading/progress/{id}"), format!("/api/trading/runs/{id}/shares")] {
         not_found(stranger.get(server.url(&path)).send().await.unwrap()).await;
@@ -74,6 +80,10 @@ async fn share_links(db: TestDb) {
     let resp = owner.post(server.url(&format!("/runs/{id}/share"))).send().await.unwrap();
     assert!(resp.url().path().starts_with("/share/ts_"), "{}", resp.url());
     let second = resp.url().path().to_string();
+    // Its maker lands on it and is told what it is: the link, who can open it, how to revoke it.
+    let made = resp.text().await.unwrap();
+    assert!(made.contains("data-testid=\"share-owner\"") && made.contains("until you revoke it"), "{made}");
+    assert!(made.contains(&format!("value=\"{second}\"")), "the address to pass on: {made}");
     let listed: Value =
         owner.get(server.url(&format!("/api/trading/runs/{id}/shares"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);

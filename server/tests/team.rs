@@ -50,7 +50,7 @@ async fn a_standard_run_completes_over_http() {
     assert_eq!(r["team"]["rounds"], 1);
     assert_eq!(r["team"]["debate"].as_array().unwrap().len(), 2);
     assert_eq!(r["team"]["riskDebate"].as_array().unwrap().len(), 3);
-    assert!(["Buy", "Hold", "Sell"].contains(&r["team"]["plan"]["action"].as_str().unwrap()));
+    assert!(["long", "flat", "short"].contains(&r["trade"]["proposed"]["direction"].as_str().unwrap()));
     assert_eq!(r["finalAssessment"]["rating"], r["rating"]);
     assert!(r["investAnalyst"].is_object() && r["riskAnalyst"].is_object());
     assert!(r.get("sentimentAnalyst").is_none(), "only the analysts that ran");
@@ -58,12 +58,50 @@ async fn a_standard_run_completes_over_http() {
     let runs: Value = c.get(server.url("/api/trading/runs")).send().await.unwrap().json().await.unwrap();
     assert_eq!(runs["runs"][0]["depth"], "standard");
 
-    // The run page shows the team: the transcript and the trader's plan.
+    // The run page shows the team: the transcript and the trader's proposal.
     let page = c.get(server.url(&format!("/runs/{run_id}"))).send().await.unwrap().text().await.unwrap();
-    for marker in ["data-testid=\"team\"", "data-testid=\"trade-plan\"", "Round 1 of 1", "Bull Researcher", "Stop-loss"]
-    {
+    for marker in ["data-testid=\"team\"", "data-testid=\"trade-plan\"", "Round 1 of 1", "Bull Researcher"] {
         assert!(page.contains(marker), "the run page lacks {marker}");
     }
+    // One plan: the page, the summary, the portfolio manager and the Markdown export write the
+    // final plan's numbers alike, to the decimal, and its direction is the rating's.
+    let result: domain::AnalysisResult = serde_json::from_value(r.clone()).unwrap();
+    let trade = result.trade.as_ref().expect("a trade");
+    assert_eq!(trade.plan.direction, domain::Direction::of_rating(result.rating));
+    let line = trade.plan.line();
+    assert!(result.summary.contains(&line), "{}", result.summary);
+    assert!(result.team.as_ref().unwrap().decision.contains(&line));
+    let headline = format!("{}{}", line[..1].to_uppercase(), &line[1..]);
+    assert!(page.contains(&headline), "the page's plan line is {headline}");
+    // The text of the page's plan cell `id`.
+    let text_of = |id: &str| {
+        let at = page.find(&format!("data-testid=\"plan-{id}\""))?;
+        let rest = &page[at..];
+        let start = rest.find('>')? + 1;
+        Some(rest[start..start + rest[start..].find('<')?].to_string())
+    };
+    let cell = |id: &str, v: String| text_of(id) == Some(v);
+    let p = &trade.plan;
+    assert!(cell("size", domain::plan::size(p.size_pct)), "size {} shown as {:?}", p.size_pct, text_of("size"));
+    assert!(cell("risk", domain::plan::risk(p.risk_pct)), "risk {} shown as {:?}", p.risk_pct, text_of("risk"));
+    match p.levels {
+        Some(l) => {
+            assert!(cell("entry", domain::plan::price(l.entry)) && cell("stop", domain::plan::price(l.stop)));
+            assert!(cell("target", domain::plan::price(l.target)));
+        }
+        // A flat plan has no entry: the row is absent, or says none beside the proposal's.
+        None => assert!(matches!(text_of("entry").as_deref(), None | Some("none"))),
+    }
+    let md = c.get(server.url(&format!("/runs/{run_id}/report.md"))).send().await.unwrap();
+    assert_eq!(md.status(), 200);
+    assert!(md.headers()["content-type"].to_str().unwrap().starts_with("text/markdown"));
+    let md = md.text().await.unwrap();
+    assert!(md.contains(&format!("**{headline}**")), "{md}");
+    assert!(md.contains(&format!("| Size | {} |", domain::plan::size(p.size_pct))), "{md}");
+    assert!(md.contains(&format!("| Risk | {} |", domain::plan::risk(p.risk_pct))), "{md}");
+    // The note that no language model wrote it: once on the page, once in the export.
+    assert_eq!(page.matches(domain::RULE_BASED_NOTE).count(), 1);
+    assert_eq!(md.matches(domain::RULE_BASED_NOTE).count(), 1);
     for team in ["Analysts", "Research", "Trading", "Risk", "Portfolio"] {
         assert!(page.contains(&format!("data-team=\"{team}\"")), "no {team} group on the progress view");
     }

@@ -38,6 +38,9 @@ pub struct CatalogEntry {
     pub json_mode: bool,
     pub max_tokens: Option<u32>,
     pub timeout_secs: Option<u64>,
+    /// How long one call usually takes, for the time a run is expected to take before there is
+    /// history of it (see [`super::Models::expected_call`]).
+    pub expected_call_secs: Option<f64>,
     #[serde(default)]
     pub default: bool,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, ModelInfo, TeamRole, TradePlan, Verdict};
 
-use crate::assessment::{AnalystView, Assessment, Brief, Decision};
+use crate::assessment::{AnalystView, Brief, Decision};
 use crate::retry::RetryPolicy;
 use crate::snapshot::MarketSnapshot;
 
@@ -67,12 +67,13 @@ pub trait Model: Send + Sync + 'static {
         progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError>;
 
+    /// The final assessment of a quick run, with the trade settled for its rating.
     async fn assessment(
         &self,
         data: &MarketSnapshot,
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
-    ) -> Result<(Assessment, Usage), ModelError>;
+    ) -> Result<(Decision, Usage), ModelError>;
 
     /// One debate turn: a bull or bear researcher, or a risk analyst, in `brief.round`.
     async fn argue(
@@ -91,6 +92,11 @@ pub trait Model: Send + Sync + 'static {
     /// The portfolio manager's decision, after the risk debate.
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError>;
 }
+
+/// What a call of a hosted model is expected to take when its catalog entry does not say.
+pub const HOSTED_CALL_DEFAULT: Duration = Duration::from_secs(10);
+/// What the offline model's rules take beyond its simulated latency.
+const OFFLINE_CALL: Duration = Duration::from_millis(50);
 
 /// How the registry builds models.
 #[derive(Debug, Clone)]
@@ -122,6 +128,8 @@ pub struct Models {
     client: reqwest::Client,
     config: ModelsConfig,
     offline: Arc<offline::OfflineModel>,
+    /// Models whose provider did not answer the probe at start, with why ([`Models::probe`]).
+    unreachable: std::sync::RwLock<HashMap<String, String>>,
 }
 
 impl Models {
@@ -139,7 +147,37 @@ impl Models {
             .filter_map(|var| env(var).filter(|v| !v.trim().is_empty()).map(|v| (var.clone(), v)))
             .collect();
         let offline = Arc::new(offline::OfflineModel::new(config.simulated_latency));
-        Self { catalog, keys, client, config, offline }
+        Self { catalog, keys, client, config, offline, unreachable: Default::default() }
+    }
+
+    /// Asks the provider of every hosted model that has its key whether it answers at all
+    /// (`GET <base_url>/models`, any HTTP answer will do), side by side, within `timeout`; those
+    /// that do not are listed as unavailable with the reason. They can still be asked for: a
+    /// provider down at start may be up by the time a run needs it.
+    pub async fn probe(&self, timeout: Duration) {
+        let keys = |var: &str| self.keys.get(var).cloned();
+        let hosted = self.catalog.entries().iter().filter(|e| {
+            e.provider == Provider::OpenaiCompatible && e.unavailable_reason(&keys).is_none() && e.base_url.is_some()
+        });
+        let answers = futures::future::join_all(hosted.map(|e| async move {
+            let url = format!("{}/models", e.base_url.as_deref().unwrap_or_default().trim_end_matches('/'));
+            let key = e.api_key_env.as_ref().and_then(|v| self.keys.get(v));
+            let mut request = self.client.get(url).timeout(timeout);
+            if let Some(key) = key {
+                request = request.bearer_auth(key);
+            }
+            let failure = match request.send().await {
+                Ok(_) => None,
+                Err(err) if err.is_timeout() => {
+                    Some(format!("{} did not answer within {timeout:?} at start", e.provider_name()))
+                }
+                Err(_) => Some(format!("{} could not be reached at start", e.provider_name())),
+            };
+            (e.id.clone(), failure)
+        }))
+        .await;
+        let unreachable = answers.into_iter().filter_map(|(id, why)| why.map(|w| (id, w))).collect();
+        *self.unreachable.write().expect("not poisoned") = unreachable;
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -147,7 +185,27 @@ impl Models {
     }
 
     pub fn infos(&self) -> Vec<ModelInfo> {
-        self.catalog.infos(&|var| self.keys.get(var).cloned())
+        let unreachable = self.unreachable.read().expect("not poisoned");
+        let mut infos = self.catalog.infos(&|var| self.keys.get(var).cloned());
+        for info in infos.iter_mut() {
+            if let Some(why) = unreachable.get(&info.id) {
+                info.available = false;
+                info.reason = Some(why.clone());
+            }
+        }
+        infos
+    }
+
+    /// How long one call of model `id` usually takes: the catalog's `expected_call_secs`, or
+    /// for the offline model its simulated latency, or [`HOSTED_CALL_DEFAULT`].
+    pub fn expected_call(&self, id: &str) -> Duration {
+        match self.catalog.get(id) {
+            Some(e) if e.expected_call_secs.is_some_and(|s| s.is_finite() && s >= 0.0) => {
+                Duration::from_secs_f64(e.expected_call_secs.unwrap_or_default())
+            }
+            Some(e) if e.provider == Provider::Offline => self.config.simulated_latency + OFFLINE_CALL,
+            _ => HOSTED_CALL_DEFAULT,
+        }
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<dyn Model>, ModelError> {

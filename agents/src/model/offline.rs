@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TradePlan, Verdict};
 
 use super::{CallProgress, Model, ModelError, Usage};
-use crate::assessment::{AnalystView, Assessment, Brief, Decision};
+use crate::assessment::{AnalystView, Brief, Decision};
 use crate::snapshot::MarketSnapshot;
 use crate::{rules, team};
 
@@ -62,9 +62,9 @@ impl Model for OfflineModel {
         data: &MarketSnapshot,
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
-    ) -> Result<(Assessment, Usage), ModelError> {
+    ) -> Result<(Decision, Usage), ModelError> {
         self.think(progress).await;
-        Ok((rules::assess(data, reports), Usage { calls: 1, ..Usage::default() }))
+        Ok((rules::final_assessment(data, reports), Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn argue(

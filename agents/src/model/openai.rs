@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
 use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
 use super::{CallProgress, CatalogEntry, Model, ModelError, ModelsConfig, Usage};
-use crate::assessment::{AnalystView, Assessment, Brief, Decision};
+use crate::assessment::{AnalystView, Brief, Decision};
+use crate::plan::settle;
 use crate::retry::{RetryPolicy, is_retryable, retry_after};
 use crate::snapshot::MarketSnapshot;
 
@@ -306,8 +307,10 @@ impl Model for ChatModel {
         data: &MarketSnapshot,
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
-    ) -> Result<(Assessment, Usage), ModelError> {
-        self.ask(assessment_messages(data, reports), parse_assessment, progress).await
+    ) -> Result<(Decision, Usage), ModelError> {
+        let (assessment, usage) = self.ask(assessment_messages(data, reports), parse_assessment, progress).await?;
+        let trade = settle(data, None, &[], assessment.rating);
+        Ok((Decision { assessment, reasoning: String::new(), trade }, usage))
     }
 
     async fn argue(
@@ -329,6 +332,9 @@ impl Model for ChatModel {
     }
 
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {
-        self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await
+        let ((assessment, reasoning), usage) =
+            self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await?;
+        let trade = settle(brief.data, brief.plan, brief.risk_debate, assessment.rating);
+        Ok((Decision { assessment, reasoning, trade }, usage))
     }
 }

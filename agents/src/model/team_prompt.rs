@@ -5,11 +5,12 @@
 //! verdict and the trader's plan once they exist. Answers are one JSON object, checked like the
 //! analysts' (see [`super::prompt`]).
 
+use domain::plan::{Direction, Levels, PlanWhy};
 use domain::{Action, Argument, TeamRole, TradePlan, Verdict};
 use serde_json::{Map, Value, json};
 
 use super::prompt::{confidence, object, text};
-use crate::assessment::{Assessment, Brief, Decision};
+use crate::assessment::{Assessment, Brief};
 
 const ARGUMENT_MAX_CHARS: usize = 8_000;
 
@@ -29,7 +30,9 @@ fn role_brief(role: TeamRole) -> &'static str {
         }
         TeamRole::Trader => {
             "Turn the research manager's verdict into a trade plan: action, entry price, a stop-loss from the \
-             average true range (ATR), and a position size (fraction of the portfolio) from the volatility."
+             average true range (ATR) on the losing side of the entry (below it to buy, above it to sell short), a \
+             target on the winning side, a horizon in trading days, and a position size (fraction of the \
+             portfolio) from the volatility. A Hold takes no position."
         }
         TeamRole::AggressiveRisk => {
             "Argue for taking more risk with the trader's plan where the trend and the upside justify it: a \
@@ -64,8 +67,9 @@ fn answer_shape(role: TeamRole) -> &'static str {
              80 to 200 words\"}"
         }
         TeamRole::Trader => {
-            "{\"action\": \"Buy\" | \"Hold\" | \"Sell\", \"entry\": a price, \"stopLoss\": a price, \"positionSize\": the \
-             fraction of the portfolio from 0 to 1, \"reasoning\": \"Markdown, 80 to 200 words\"}"
+            "{\"action\": \"Buy\" | \"Hold\" | \"Sell\", \"entry\": a price, \"stopLoss\": a price, \"target\": a price, \
+             \"horizonDays\": trading days, \"positionSize\": the fraction of the portfolio from 0 to 1, \"reasoning\": \
+             \"Markdown, 80 to 200 words\"}"
         }
         TeamRole::PortfolioManager => {
             "{\"rating\": \"Buy\" | \"Overweight\" | \"Hold\" | \"Underweight\" | \"Sell\", \"confidence\": a number from \
@@ -136,7 +140,11 @@ pub fn team_messages(role: TeamRole, brief: &Brief<'_>) -> Vec<Value> {
     if let Some(p) = brief.plan {
         user.insert(
             "traderPlan".into(),
-            json!({ "action": p.action, "entry": p.entry, "stopLoss": p.stop_loss, "positionSize": p.position_size, "reasoning": p.reasoning }),
+            json!({
+                "direction": p.direction, "entry": p.levels.map(|l| l.entry), "stopLoss": p.levels.map(|l| l.stop),
+                "target": p.levels.map(|l| l.target), "horizonDays": p.horizon_days,
+                "positionSize": p.size_pct / 100.0, "riskPercentOfPortfolio": p.risk_pct, "reasoning": p.reasoning,
+            }),
         );
     }
     if !brief.risk_debate.is_empty() {
@@ -179,7 +187,7 @@ pub fn parse_argument(role: TeamRole, round: u32, answer: &str) -> Result<Argume
     let risk = TeamRole::RISK_DEBATERS.contains(&role);
     let (position_size, stop_loss) =
         if risk { (Some(fraction(&map, "positionSize")?), Some(number(&map, "stopLoss")?)) } else { (None, None) };
-    Ok(Argument { role, round, text, position_size, stop_loss })
+    Ok(Argument { role, round, text, position_size, stop_loss, rests: false })
 }
 
 pub fn parse_verdict(answer: &str) -> Result<Verdict, String> {
@@ -193,20 +201,50 @@ pub fn parse_verdict(answer: &str) -> Result<Verdict, String> {
 
 pub fn parse_plan(answer: &str) -> Result<TradePlan, String> {
     let map = object(answer)?;
-    Ok(TradePlan {
-        action: action(&map)?,
-        entry: number(&map, "entry")?,
-        stop_loss: number(&map, "stopLoss")?,
-        position_size: fraction(&map, "positionSize")?,
-        reasoning: text(&map, "reasoning", ARGUMENT_MAX_CHARS)?,
-    })
+    let action = action(&map)?;
+    let reasoning = text(&map, "reasoning", ARGUMENT_MAX_CHARS)?;
+    let direction = Direction::of_action(action);
+    let horizon = map.get("horizonDays").and_then(Value::as_u64).map(|d| d.clamp(1, 250) as u32);
+    let why = |what: &str| format!("the trader's {what}");
+    let plan_why = PlanWhy {
+        direction: format!("the trader's {}", action.as_str()),
+        entry: why("entry"),
+        stop: why("stop"),
+        target: why("target"),
+        horizon: horizon.map_or_else(|| "the trader named none: a month of trading".into(), |_| why("horizon")),
+        size: why("size"),
+    };
+    if direction == Direction::Flat {
+        return Ok(TradePlan::flat(
+            horizon.unwrap_or(20),
+            PlanWhy { entry: String::new(), stop: String::new(), target: String::new(), ..plan_why },
+            reasoning,
+        ));
+    }
+    let entry = number(&map, "entry")?;
+    let stop = number(&map, "stopLoss")?;
+    // A plan without a target aims for twice the stop's distance.
+    let target = match map.get("target") {
+        Some(_) => number(&map, "target")?,
+        None => entry + 2.0 * (entry - stop),
+    };
+    TradePlan::open(
+        direction,
+        Levels { entry, stop, target },
+        horizon.unwrap_or(20),
+        fraction(&map, "positionSize")?,
+        plan_why,
+        reasoning,
+    )
+    .map_err(|e| e.0)
 }
 
-pub fn parse_decision(answer: &str) -> Result<Decision, String> {
+/// The portfolio manager's assessment and reasoning; the trade is settled from its rating.
+pub fn parse_decision(answer: &str) -> Result<(Assessment, String), String> {
     let assessment: Assessment = super::prompt::parse_assessment(answer)?;
     let map = object(answer)?;
     let reasoning = text(&map, "reasoning", ARGUMENT_MAX_CHARS)?;
-    Ok(Decision { assessment, reasoning })
+    Ok((assessment, reasoning))
 }
 
 #[cfg(test)]
@@ -223,7 +261,13 @@ mod tests {
             parse_argument(TeamRole::NeutralRisk, 1, r#"{"argument":"x","positionSize":8,"stopLoss":101.5}"#).unwrap();
         assert_eq!((r.position_size, r.stop_loss), (Some(0.08), Some(101.5)));
         let p = parse_plan(r#"{"action":"buy","entry":100,"stopLoss":94,"positionSize":0.1,"reasoning":"x"}"#).unwrap();
-        assert_eq!((p.action, p.stop_loss), (Action::Buy, 94.0));
+        assert_eq!((p.direction, p.levels.unwrap().stop, p.levels.unwrap().target), (Direction::Long, 94.0, 112.0));
+        assert_eq!(p.risk_pct, 0.6, "10 % × 6 / 100");
+        let e = parse_plan(r#"{"action":"sell","entry":100,"stopLoss":94,"positionSize":0.1,"reasoning":"x"}"#)
+            .unwrap_err();
+        assert!(e.contains("must be above"), "a short's stop below its entry: {e}");
+        let hold = parse_plan(r#"{"action":"Hold","entry":100,"stopLoss":94,"positionSize":0.1,"reasoning":"x"}"#);
+        assert!(hold.unwrap().levels.is_none(), "a Hold has no entry");
         assert!(
             parse_verdict(r#"{"action":"Strong Buy","confidence":0.5,"reasoning":"x"}"#)
                 .unwrap_err()

@@ -108,7 +108,6 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
             rounds: self.rounds,
             debate,
             verdict,
-            plan,
             risk_debate,
             decision: decision.reasoning.clone(),
             deep_model_id: self.spec.options.deep_model_id.as_ref().map(|m| m.to_string()),
@@ -161,6 +160,10 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
                 }
             }
             said.extend(turns.into_iter().flatten());
+            // A side with nothing new has rested: further rounds would only repeat it.
+            if said.iter().any(|a| a.round == round && a.rests) {
+                break;
+            }
         }
         for role in roles {
             let step = role.step_name();
@@ -253,8 +256,8 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
         let (decision, usage) =
             self.manager.decide(&brief, &progress).await.map_err(|e| model_failure(step, self.manager.id(), e))?;
         let usage = self.pipeline.priced(self.manager.id(), usage);
-        let Decision { assessment: Assessment { rating, confidence, summary, key_risks }, reasoning } = decision;
-        let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning };
+        let Decision { assessment: Assessment { rating, confidence, summary, key_risks }, reasoning, trade } = decision;
+        let out = StoredAssessment { rating, confidence, summary, key_risks, reasoning, trade };
         self.reporter.complete_step(step, stored(&out, usage), usage, self.manager.id()).await?;
         spent.add(usage);
         Ok(out)

@@ -101,11 +101,20 @@ pub fn ScorecardView(scorecard: Scorecard) -> impl IntoView {
     let scored: Vec<_> = card.by_rating.iter().filter(|s| s.count > 0).collect();
     let by_rating = scored.iter().map(|s| {
         let hit_rate = or_dash(s.hit_rate.map(percent));
-        let (mean, alpha) = (or_dash(s.mean_return.map(signed_percent)), or_dash(s.mean_alpha.map(signed_percent)));
-        vec![s.rating.as_str().into(), format!("{} d", s.horizon), s.count.to_string(), hit_rate, mean, alpha]
+        let (mean, alpha) = (or_dash(s.mean_return.map(signed_percent)), or_dash(s.call_alpha().map(signed_percent)));
+        let count = if s.too_few() { format!("{} · too few to judge", s.count) } else { s.count.to_string() };
+        vec![s.rating.as_str().into(), format!("{} d", s.horizon), count, hit_rate, mean, alpha]
     });
     let strategy = match (&card.strategy, &card.baselines) {
         (Some(strategy), Some(b)) => {
+            let (mine, hold) = (strategy.cumulative_return, b.buy_and_hold.cumulative_return);
+            let verdict = format!(
+                "Following the ratings returned {} against Buy & Hold's {} on the same symbols and days: {} by {:.2} points.",
+                signed_percent(mine),
+                signed_percent(hold),
+                if mine >= hold { "ahead" } else { "behind" },
+                ((mine - hold) * 100.0).abs()
+            );
             let rows = vec![
                 metrics("Ratings strategy", strategy),
                 metrics("Buy & Hold", &b.buy_and_hold),
@@ -114,6 +123,7 @@ pub fn ScorecardView(scorecard: Scorecard) -> impl IntoView {
             ];
             view! {
                 <h3>{format!("Following the ratings ({} on Underweight and Sell)", card.bearish.id())}</h3>
+                <p class="strategy-verdict" data-testid="strategy-verdict">{verdict}</p>
                 <Table class="strategy" heads=&["Strategy", "Cumulative", "Annualised", "Sharpe", "Max drawdown"] rows/>
                 <EquityChart curves=card.curves.clone()/>
             }
@@ -121,13 +131,18 @@ pub fn ScorecardView(scorecard: Scorecard) -> impl IntoView {
         }
         _ => view! { <p class="muted">"The strategy is measured once cells have finished."</p> }.into_any(),
     };
-    let benchmark =
-        format!("Benchmark: {}. Returns from adjusted closes; Hold is counted but not scored.", card.benchmark.label());
+    let benchmark = format!(
+        "Benchmark: {}. Returns from adjusted closes; Hold is counted but not scored. Alpha is the call's: \
+             the stock's return over the benchmark's, turned round for Underweight and Sell, so positive is \
+             good for every rating. Fewer than {} cells are too few to judge by.",
+        card.benchmark.label(),
+        domain::backtest::TOO_FEW_CELLS
+    );
     view! {
         <section class="card scorecard">
             <h2>"Scorecard"</h2>
             <p class="muted">{benchmark}</p>
-            <Table class="by-rating" heads=&["Rating", "Horizon", "Count", "Hit rate", "Mean return", "Mean alpha"]
+            <Table class="by-rating" heads=&["Rating", "Horizon", "Count", "Hit rate", "Mean return", "Alpha of the call"]
                 rows=by_rating.collect() head_classes=scored.iter().map(|s| rating_class(s.rating)).collect()/>
             {strategy}
         </section>

@@ -84,12 +84,13 @@ pub fn ProgressView(
                         {move || {
                             let p = progress.read();
                             if active() {
-                                // Counts down to the server's estimate between its writes.
-                                let left = p
-                                    .estimated_completion_at
-                                    .map(|at| (at - now.get()).num_seconds().max(1) as u64)
-                                    .or(p.estimated_time_remaining);
-                                left.map(estimate).unwrap_or_else(|| "—".into())
+                                // Counts down to the server's estimate between its writes; past
+                                // it, the run is late, and the page says so rather than "1 s".
+                                match p.estimated_completion_at.map(|at| (at - now.get()).num_seconds()) {
+                                    Some(left) if left <= 0 => "taking longer than usual".to_string(),
+                                    Some(left) => estimate(left as u64),
+                                    None => p.estimated_time_remaining.map(estimate).unwrap_or_else(|| "—".into()),
+                                }
                             } else {
                                 p.duration.map(duration_ms).unwrap_or_else(|| "—".into())
                             }

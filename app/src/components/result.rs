@@ -1,10 +1,13 @@
-//! The final assessment: rating, confidence, summary, risks, chart, figures and one card per
-//! analyst with its report.
+//! The final assessment, verdict first: rating and confidence, the plan, the summary, then the
+//! chart with the plan's levels, the risks and figures, one card per analyst with its report,
+//! and the team's debates.
 
-use domain::{AnalysisResult, PricePoint, Rating, Stance};
+use domain::plan::price;
+use domain::{AnalysisResult, PricePoint, RULE_BASED_NOTE, Rating, Stance, TradePlan};
 use leptos::prelude::*;
 
 use super::chart::{Chart, Series};
+use super::plan::PlanView;
 use super::team::TeamView;
 use crate::format::{duration_ms, percent};
 use crate::markdown::Markdown;
@@ -29,7 +32,13 @@ fn stance_icon(s: Stance) -> &'static str {
 
 /// Rendered on the server only: none of this is in the WASM bundle.
 #[component]
-pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoView {
+pub fn ResultView(
+    result: AnalysisResult,
+    duration: Option<u64>,
+    /// Where the owner downloads the result as Markdown (`/runs/<id>/report.md`).
+    #[prop(optional)]
+    markdown: Option<String>,
+) -> impl IntoView {
     let r = result;
     view! {
         <section class="result" aria-labelledby="result-heading" data-testid="result">
@@ -41,7 +50,9 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                 </p>
                 <p class="confidence">"Confidence " <strong>{percent(r.confidence)}</strong></p>
             </div>
+            {r.trade.clone().map(|trade| view! { <PlanView trade/> })}
             <p class="summary" data-testid="summary">{r.summary.clone()}</p>
+            <PriceChart symbol=r.symbol.clone() points=r.chart.clone() plan=r.trade.as_ref().map(|t| t.plan.clone())/>
             <div class="result-grid">
                 <div>
                     <h3>"Key risks"</h3>
@@ -56,8 +67,6 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                     </table>
                 </div>
             </div>
-            {r.team.clone().map(|team| view! { <TeamView team/> })}
-            <PriceChart symbol=r.symbol.clone() points=r.chart.clone()/>
             <h3>"Analysts"</h3>
             <div class="analyst-cards">
                 {r.reports
@@ -81,6 +90,11 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                     })
                     .collect_view()}
             </div>
+            {r.team.clone().map(|team| {
+                let proposed = r.trade.as_ref().and_then(|t| t.proposed.clone());
+                view! { <TeamView team proposed/> }
+            })}
+            {r.rule_based.then(|| view! { <p class="rule-based muted" data-testid="rule-based">{RULE_BASED_NOTE}</p> })}
             <p class="run-meta muted">
                 "Model " <code>{r.model_id.clone()}</code>
                 {r.rule_based.then_some(" (rule-based)")}
@@ -89,14 +103,16 @@ pub fn ResultView(result: AnalysisResult, duration: Option<u64>) -> impl IntoVie
                 " · " {r.tokens.total()} " tokens"
                 {r.cost_usd.map(|c| format!(" · ≈ ${c:.4}"))}
                 " · data " {r.as_of.to_string()}
+                {markdown.map(|href| view! { " · " <a href=href download="">"Markdown"</a> })}
             </p>
         </section>
     }
 }
 
-/// The close with its 50- and 200-day averages, up to the as-of date (marked).
+/// The close with its 50- and 200-day averages, up to the as-of date (marked), and the plan's
+/// entry, stop and target across it.
 #[component]
-fn PriceChart(symbol: String, points: Vec<PricePoint>) -> impl IntoView {
+fn PriceChart(symbol: String, points: Vec<PricePoint>, plan: Option<TradePlan>) -> impl IntoView {
     let [first, .., last] = points.as_slice() else {
         return view! { <p class="muted">"Not enough data for a chart."</p> }.into_any();
     };
@@ -104,13 +120,31 @@ fn PriceChart(symbol: String, points: Vec<PricePoint>) -> impl IntoView {
     let (lo, hi) = closes.fold((f64::MAX, f64::MIN), |(lo, hi), c| (lo.min(c), hi.max(c)));
     let title =
         format!("{symbol} closing prices from {} to {}, with 50- and 200-day moving averages", first.date, last.date);
-    let description =
-        format!("The close went from {:.2} to {:.2}, between {lo:.2} and {hi:.2}.", first.close, last.close);
-    let series = vec![
+    let mut description = format!(
+        "The close went from {} to {}, between {} and {}.",
+        price(first.close),
+        price(last.close),
+        price(lo),
+        price(hi)
+    );
+    let mut series = vec![
         Series::line("Close", "close", points.iter().map(|p| Some(p.close)).collect()),
         Series::line("50-day average", "sma50", points.iter().map(|p| p.sma50).collect()),
         Series::line("200-day average", "sma200", points.iter().map(|p| p.sma200).collect()),
     ];
+    if let Some(l) = plan.as_ref().and_then(|p| p.levels) {
+        description.push_str(&format!(
+            " The plan enters at {}, stops at {} and aims at {}.",
+            price(l.entry),
+            price(l.stop),
+            price(l.target)
+        ));
+        for (name, class, value) in
+            [("Entry", "plan-entry", l.entry), ("Stop", "plan-stop", l.stop), ("Target", "plan-target", l.target)]
+        {
+            series.push(Series::line(format!("{name} {}", price(value)), class, vec![Some(value); points.len()]));
+        }
+    }
     let x = points.iter().map(|p| p.date.to_string()).collect();
     view! { <Chart id="price-chart" title description x series mark_last=true/> }.into_any()
 }

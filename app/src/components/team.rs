@@ -1,21 +1,28 @@
 //! What the team after the analysts did, on the result page of a `standard` or `deep` run:
-//! the bull/bear debate round by round, the research manager's verdict, the trader's plan, the
-//! risk debate and the portfolio manager's reasoning. Rendered on the server only.
+//! the bull/bear debate round by round, the research manager's verdict, the trader's reasoning
+//! (its plan's numbers are in the plan table, beside the final plan), the risk debate and the
+//! portfolio manager's reasoning. Rendered on the server only.
 
-use domain::{Argument, TeamReport, TeamRole};
+use domain::plan::{self, price};
+use domain::{Argument, TeamReport, TeamRole, TradePlan};
 use leptos::prelude::*;
 
 use crate::format::percent;
 use crate::markdown::Markdown;
 
-fn price(p: f64) -> String {
-    format!("{p:.2}")
-}
-
 /// A debate as a transcript, one block per round.
 #[component]
 fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
-    (1..=rounds)
+    // A debate in which a side rested ends before its last round.
+    let argued = arguments.iter().map(|a| a.round).max().unwrap_or(0);
+    let ended = (argued < rounds).then(|| {
+        view! {
+            <p class="muted debate-ended">
+                {format!("The debate ended after round {argued} of {rounds}: a side had no new evidence.")}
+            </p>
+        }
+    });
+    let turns = (1..=argued)
         .map(|round| {
             let turns: Vec<Argument> = arguments.iter().filter(|a| a.round == round).cloned().collect();
             view! {
@@ -33,7 +40,7 @@ fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
                             };
                             let proposal = match (a.position_size, a.stop_loss) {
                                 (Some(size), Some(stop)) => {
-                                    Some(format!("Position {} · stop-loss {}", percent(size), price(stop)))
+                                    Some(format!("Position {} · stop-loss {}", plan::size((size * 1000.0).round() / 10.0), price(stop)))
                                 }
                                 _ => None,
                             };
@@ -49,13 +56,13 @@ fn Transcript(arguments: Vec<Argument>, rounds: u32) -> impl IntoView {
                 </div>
             }
         })
-        .collect_view()
+        .collect_view();
+    view! { {turns} {ended} }
 }
 
 #[component]
-pub fn TeamView(team: TeamReport) -> impl IntoView {
+pub fn TeamView(team: TeamReport, proposed: Option<TradePlan>) -> impl IntoView {
     let t = team;
-    let plan = t.plan.clone();
     view! {
         <section class="team-report" data-testid="team" aria-labelledby="team-heading">
             <h3 id="team-heading">
@@ -72,17 +79,12 @@ pub fn TeamView(team: TeamReport) -> impl IntoView {
                     " · " {percent(t.verdict.confidence)}</h4>
                 <Markdown source=t.verdict.reasoning.clone()/>
             </div>
-            <div class="trade-plan" data-testid="trade-plan">
-                <h4>"Trader's plan: " <strong>{plan.action.as_str()}</strong></h4>
-                <table class="figures">
-                    <tbody>
-                        <tr><th scope="row">"Entry"</th><td data-testid="entry">{price(plan.entry)}</td></tr>
-                        <tr><th scope="row">"Stop-loss"</th><td data-testid="stop">{price(plan.stop_loss)}</td></tr>
-                        <tr><th scope="row">"Position size"</th><td data-testid="size">{percent(plan.position_size)}</td></tr>
-                    </tbody>
-                </table>
-                <Markdown source=plan.reasoning.clone()/>
-            </div>
+            {proposed.map(|plan| view! {
+                <div class="trade-plan" data-testid="trade-plan">
+                    <h4>"Trader's proposal: " <strong>{plan.direction.label()}</strong></h4>
+                    <Markdown source=plan.reasoning.clone()/>
+                </div>
+            })}
             <details class="debate" data-testid="risk-debate" open>
                 <summary>"Risk debate: aggressive, conservative, neutral"</summary>
                 <Transcript arguments=t.risk_debate.clone() rounds=t.rounds/>

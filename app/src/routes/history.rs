@@ -51,20 +51,21 @@ pub fn HistoryPage() -> impl IntoView {
                                 <div class="table-wrap">
                                     <table class="history">
                                         <thead><tr>
-                                            <th scope="col">"Symbol"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
+                                            <th scope="col">"Symbol"</th><th scope="col">"As of"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
                                             <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th>
                                         </tr></thead>
                                         <tbody>
                                             {p.runs.into_iter().map(|r| view! {
                                                 <tr data-run=r.run_id.to_string()>
-                                                    <td><A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A></td>
-                                                    <td>{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>
-                                                    <td class="depth">{r.depth.id()}</td>
-                                                    <td><code>{r.model_id.clone()}</code></td>
-                                                    <td><StatusBadge status=r.status/>{r.archived.then(|| view! { " " <span class="archived" title="Finished long ago and archived; still readable">"archived"</span> })}</td>
-                                                    <td>{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
-                                                    <td>{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
-                                                    <td>{timestamp(r.started_at.unwrap_or(r.created_at))}</td>
+                                                    <td data-label="Symbol"><A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A></td>
+                                                    <td class="as-of" data-label="As of">{r.as_of.map(|d| d.to_string()).unwrap_or_else(|| "latest".into())}</td>
+                                                    <td class="analysts" data-label="Analysts">{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>
+                                                    <td class="depth" data-label="Depth">{r.depth.id()}</td>
+                                                    <td data-label="Model"><code>{r.model_id.clone()}</code></td>
+                                                    <td data-label="Status"><StatusBadge status=r.status/>{r.archived.then(|| view! { " " <span class="archived" title="Finished long ago and archived; still readable">"archived"</span> })}</td>
+                                                    <td data-label="Rating">{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
+                                                    <td data-label="Duration">{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
+                                                    <td data-label="Started">{timestamp(r.started_at.unwrap_or(r.created_at))}</td>
                                                 </tr>
                                             }).collect_view()}
                                         </tbody>

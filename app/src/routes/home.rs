@@ -55,7 +55,7 @@ pub fn HomePage() -> impl IntoView {
 #[island]
 pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem: Option<Problem>) -> impl IntoView {
     crate::mark_hydrated();
-    let RunFormOptions { models, analysts, symbols } = options;
+    let RunFormOptions { models, analysts, symbols, data_ends } = options;
     let submitted = submitted.unwrap_or_default();
     let symbol = RwSignal::new(submitted.symbol.clone().unwrap_or_else(|| "AAPL".to_string()));
     let model = RwSignal::new(submitted.model_id.clone().unwrap_or_default());
@@ -120,7 +120,7 @@ pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem
                 <ModelField model error=model_error models=models.clone()/>
                 <AnalystsField chosen error=analysts_error analysts/>
                 <DepthField depth deep_model models/>
-                <AsOfField as_of error=as_of_error/>
+                <AsOfField as_of symbol data_ends error=as_of_error/>
                 <button type="submit" class="primary" disabled=move || start.pending().get()>
                     {move || if start.pending().get() { "Starting…" } else { "Run analysis" }}
                 </button>
@@ -278,15 +278,37 @@ fn DepthField(depth: RwSignal<Depth>, deep_model: RwSignal<String>, models: Vec<
 }
 
 #[component]
-fn AsOfField(as_of: RwSignal<String>, error: Signal<Option<String>>) -> impl IntoView {
+fn AsOfField(
+    as_of: RwSignal<String>,
+    symbol: RwSignal<String>,
+    data_ends: Vec<(String, chrono::NaiveDate)>,
+    error: Signal<Option<String>>,
+) -> impl IntoView {
+    let latest = data_ends.iter().map(|(_, d)| *d).max();
+    // The day an empty field means, for the symbol typed: its data's last day.
+    let end_of = move || {
+        let s = symbol.get();
+        data_ends.iter().find(|(name, _)| name.eq_ignore_ascii_case(s.trim())).map(|(_, d)| *d)
+    };
+    let end = end_of.clone();
     view! {
         <div class="field">
             <label for="as-of">"As of " <span class="muted">"(optional)"</span></label>
-            <input id="as-of" name="asOf" type="date" min="2000-01-01" max="2023-09-21"
+            <input id="as-of" name="asOf" type="date" min="2000-01-01"
+                max=latest.map(|d| d.to_string())
                 value=as_of.get_untracked()
                 prop:value=move || as_of.get()
                 on:input=move |ev| as_of.set(event_target_value(&ev))/>
-            <p class="help">"Analyse as if it were this day. Empty: the last day in the data."</p>
+            <p class="help" data-testid="as-of-help">
+                "Analyse as if it were this day. Empty: "
+                {move || match end() {
+                    Some(d) => format!("{d}, the last day of {}'s data.", symbol.get().trim()),
+                    None => match latest {
+                        Some(d) => format!("the last day of the symbol's data ({d} for most)."),
+                        None => "the latest day the market data has.".into(),
+                    },
+                }}
+            </p>
             <FieldErrorText error/>
         </div>
     }

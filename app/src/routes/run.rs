@@ -1,7 +1,11 @@
 //! `/runs/:id`: a run's progress, then its result. The page is rendered on the server from the
 //! URL alone (reloads and second tabs work); the live part is an island that polls while the
-//! run is active. When the run completes under the user's eyes, the page reloads itself to get
-//! the server-rendered result.
+//! run is active. When the run completes under the user's eyes, the page reloads itself, at its
+//! top, to get the server-rendered result. A completed run's page opens on the verdict: its
+//! header, the result (rating, plan, summary, chart, reports, debate), and the steps folded.
+//!
+//! The header says the day the run is as of from the first second: the day asked for, or the
+//! last day of the symbol's data.
 //!
 //! Without WASM the page still works: Cancel and Retry are forms posting to
 //! `/runs/:id/cancel` and `/runs/:id/retry` (answered with `303 See Other`), and an active
@@ -47,16 +51,28 @@ pub fn RunPage() -> impl IntoView {
                         let duration = p.run.duration;
                         let active = !p.run.status.is_terminal();
                         let id = p.run.run_id.to_string();
-                        view! {
-                            {active.then(|| view! {
-                                <noscript><meta http-equiv="refresh" content="2"/></noscript>
-                                <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
-                            })}
-                            <RunLive initial=p.run transport=transport()/>
-                            {p.result.map(|result| view! { <ResultView result duration/> })}
-                            <crate::routes::share::ShareLinks run_id=id/>
+                        match p.result {
+                            // The verdict first; the steps that led to it folded under it.
+                            Some(result) if p.run.status == JobStatus::Completed => {
+                                let markdown = format!("/runs/{id}/report.md");
+                                view! {
+                                    <RunHeading run=p.run.clone()/>
+                                    <ResultView result duration markdown/>
+                                    <RunLive initial=p.run transport=transport() folded=true/>
+                                    <crate::routes::share::ShareLinks run_id=id/>
+                                }
+                                .into_any()
+                            }
+                            _ => view! {
+                                {active.then(|| view! {
+                                    <noscript><meta http-equiv="refresh" content="2"/></noscript>
+                                    <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
+                                })}
+                                <RunLive initial=p.run transport=transport() folded=false/>
+                                <crate::routes::share::ShareLinks run_id=id/>
+                            }
+                            .into_any(),
                         }
-                        .into_any()
                     }
                     Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
                 }
@@ -65,10 +81,34 @@ pub fn RunPage() -> impl IntoView {
     }
 }
 
+/// What a run is: its analysts, depth and the day it is as of.
+fn run_line(p: &RunState) -> String {
+    let analysts: Vec<&str> = p.analysts.iter().map(|a| a.step_name()).collect();
+    format!(
+        "{} · {} · as of {}{}",
+        analysts.join(", "),
+        p.depth.id(),
+        p.as_of.map(|d| d.to_string()).unwrap_or_else(|| "the provider's latest data".into()),
+        p.retry_of.map(|r| format!(" · retry of {}", &r.to_string()[..8])).unwrap_or_default()
+    )
+}
+
+/// A finished run's heading, rendered on the server above its result.
+#[component]
+fn RunHeading(run: RunState) -> impl IntoView {
+    view! {
+        <section class="card run-header">
+            <h1>{run.symbol.to_string()} <span class="muted">" · " {run.model_id.to_string()}</span></h1>
+            <p class="muted" data-testid="run-line">{run_line(&run)}</p>
+        </section>
+    }
+}
+
 /// The live part of a run's page: header with Cancel/Retry, the progress view, and the error
-/// or cancellation notice.
+/// or cancellation notice. `folded`: the run completed before the page was rendered, and its
+/// heading and result are above — only the steps are shown, folded.
 #[island]
-pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView {
+pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) -> impl IntoView {
     crate::mark_hydrated();
     let run_id = initial.run_id.to_string();
     let completed_at_load = initial.status == JobStatus::Completed;
@@ -103,6 +143,15 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView
         }
     });
 
+    if folded {
+        return view! {
+            <details class="card steps-folded" data-testid="steps-folded">
+                <summary>{move || format!("How it was reached: {} steps", progress.read().steps.len())}</summary>
+                <ProgressView progress connection now=clock last_seen mode/>
+            </details>
+        }
+        .into_any();
+    }
     let status = move || progress.read().status;
     let (id_cancel, id_retry) = (run_id.clone(), run_id.clone());
     view! {
@@ -111,18 +160,7 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView
                 {move || progress.read().symbol.to_string()}
                 <span class="muted">" · " {move || progress.read().model_id.to_string()}</span>
             </h1>
-            <p class="muted">
-                {move || {
-                    let p = progress.read();
-                    let analysts: Vec<&str> = p.analysts.iter().map(|a| a.step_name()).collect();
-                    format!(
-                        "{} · as of {}{}",
-                        analysts.join(", "),
-                        p.as_of.map(|d| d.to_string()).unwrap_or_else(|| "the latest data".into()),
-                        p.retry_of.map(|r| format!(" · retry of {}", &r.to_string()[..8])).unwrap_or_default()
-                    )
-                }}
-            </p>
+            <p class="muted" data-testid="run-line">{move || run_line(&progress.read())}</p>
             <div class="actions">
                 {move || (!status().is_terminal()).then(|| {
                     let id = id_cancel.clone();
@@ -171,6 +209,7 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport) -> impl IntoView
             }
         }}
     }
+    .into_any()
 }
 
 /// Loads another page (islands have no client-side router).
@@ -183,9 +222,12 @@ pub fn go_to(path: &str) {
     let _ = path;
 }
 
+/// Reloads the page at its top, where the verdict will be (a plain reload would put the reader
+/// back among the steps).
 fn reload() {
     #[cfg(feature = "hydrate")]
     {
+        window().scroll_to_with_x_and_y(0.0, 0.0);
         let _ = window().location().reload();
     }
 }

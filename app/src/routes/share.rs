@@ -14,15 +14,17 @@ use crate::components::progress::ProgressView;
 use crate::components::result::ResultView;
 use crate::poll::{Connection, Mode};
 
-/// The progress of the run a share link opens.
+/// The progress of the run a share link opens, and whether the one opening it is the run's
+/// owner (who has just made the link, or keeps it).
 #[server]
-pub async fn shared_progress(secret: String) -> Result<Progress, AppError> {
+pub async fn shared_progress(secret: String) -> Result<(Progress, bool), AppError> {
     use crate::api::ssr::{fail, internal};
     let ctx = use_context::<crate::api::ssr::AppContext>().ok_or_else(|| internal("no app context"))?;
     let (run, owner) =
         ctx.access.shared(&secret).await.map_err(fail)?.ok_or_else(|| fail(application::Error::NotFound))?;
     let (progress, _) = ctx.runs.progress(&owner.0, run).await.map_err(fail)?;
-    Ok(progress)
+    let viewer = crate::api::ssr::context().ok().map(|(_, user)| user);
+    Ok((progress, viewer.is_some_and(|v| v == owner)))
 }
 
 #[component]
@@ -35,8 +37,10 @@ pub fn SharePage() -> impl IntoView {
         <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
             {move || Suspend::new(async move {
                 match progress.await {
-                    Ok(p) => {
+                    Ok((p, owner)) => {
                         let duration = p.run.duration;
+                        let address = format!("/share/{}", secret.get_untracked());
+                        let run_page = format!("/runs/{}", p.run.run_id);
                         let active = !p.run.status.is_terminal();
                         let error = p.run.error.clone().filter(|_| matches!(p.run.status, JobStatus::Failed | JobStatus::Timeout));
                         let heading = format!("{} · shared analysis", p.run.symbol);
@@ -47,7 +51,19 @@ pub fn SharePage() -> impl IntoView {
                             })}
                             <section class="card run-header" data-testid="shared">
                                 <h1>{heading}</h1>
-                                <p class="muted">"A read-only view its owner shared with you."</p>
+                                {if owner {
+                                    view! {
+                                        <p data-testid="share-owner">
+                                            "This is the read-only link you made. Anyone who has its address can follow this run and read its result, but not cancel or retry it, until you revoke it on "
+                                            <a href=run_page>"the run's page"</a> "."
+                                        </p>
+                                        <label for="share-address">"The address to pass on (shown only here, never again)"</label>
+                                        <input id="share-address" class="share-address" readonly value=address/>
+                                    }
+                                    .into_any()
+                                } else {
+                                    view! { <p class="muted">"A read-only view its owner shared with you."</p> }.into_any()
+                                }}
                             </section>
                             <ProgressView
                                 progress=RwSignal::new(p.run)

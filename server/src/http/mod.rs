@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
     // and the download a page links to.
     let forms = Router::new()
         .route("/", post(pages::start))
+        .route("/runs/{run_id}/report.md", get(pages::report_md))
         .route("/runs/{run_id}/cancel", post(pages::cancel))
         .route("/runs/{run_id}/retry", post(pages::retry))
         .route("/runs/{run_id}/share", post(shares::create_form))

@@ -92,7 +92,15 @@ pub fn answer(e: &Error) -> (Problem, Option<u64>) {
             errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "),
             None,
         ),
-        Error::NotFound => (404, "not-found", "Run not found", "There is no such run.".to_string(), None),
+        Error::NotFound => (
+            404,
+            "not-found",
+            "Run not found",
+            "There is no such run, or it is not yours: a run is private to whoever started it. To show one to \
+             someone else, its owner makes a read-only link on its page."
+                .to_string(),
+            None,
+        ),
         Error::NotRetryable(status) => (
             409,
             "not-retryable",
