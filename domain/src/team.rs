@@ -330,6 +330,24 @@ mod tests {
         assert_eq!(standard.expected_calls(2), 2 + 2 + 3 + 1 + 2);
         assert_eq!(deep.expected_calls(1), 1 + 3 * (2 + 3) + 2 + 1);
         assert_eq!(serde_json::to_string(&RunOptions::default()).unwrap(), "{}");
+        assert!(RunOptions::default().is_default());
+        assert!(!deep.is_default());
+        assert!(!RunOptions { max_tokens: Some(100), ..RunOptions::default() }.is_default());
+    }
+
+    #[test]
+    fn depths_and_teams_are_named_for_people() {
+        for d in [Depth::Quick, Depth::Standard, Depth::Deep] {
+            assert_eq!(d.to_string(), d.id());
+            assert_eq!(d.to_string().parse::<Depth>().unwrap(), d);
+        }
+        assert_eq!(Depth::Standard.label(), "Standard — the whole team, one round of debate");
+        assert!(Depth::Deep.label().starts_with("Deep — "));
+        let teams: Vec<&str> = [Team::Analysts, Team::Research, Team::Trading, Team::Risk, Team::Portfolio]
+            .iter()
+            .map(|t| t.label())
+            .collect();
+        assert_eq!(teams, ["Analysts", "Research", "Trading", "Risk", "Portfolio"]);
     }
 
     #[test]
