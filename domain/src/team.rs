@@ -348,6 +348,18 @@ mod tests {
             .map(|t| t.label())
             .collect();
         assert_eq!(teams, ["Analysts", "Research", "Trading", "Risk", "Portfolio"]);
+        assert_eq!(TeamRole::PortfolioManager.title(), "Portfolio Manager");
+        assert_eq!(TeamRole::Trader.title(), "Trader");
+    }
+
+    #[test]
+    fn actions_read_back_what_they_write_and_score_their_direction() {
+        for (a, word, score) in [(Action::Buy, "Buy", 1.0), (Action::Hold, "Hold", 0.0), (Action::Sell, "Sell", -1.0)] {
+            assert_eq!(a.as_str(), word);
+            assert_eq!(Action::parse(&format!(" {} ", word.to_lowercase())), Some(a));
+            assert_eq!(a.score(), score);
+        }
+        assert_eq!(Action::parse("short"), None);
     }
 
     #[test]
