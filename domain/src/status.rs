@@ -127,4 +127,35 @@ mod tests {
         assert!(JobStatus::Cancelled.is_retryable() && !JobStatus::Completed.is_retryable());
         assert!(!JobStatus::Running.is_terminal() && JobStatus::Timeout.is_terminal());
     }
+
+    #[test]
+    fn statuses_are_shown_by_their_api_names_and_labelled_for_people() {
+        let labels: Vec<&str> = JobStatus::ALL.iter().map(|s| s.label()).collect();
+        assert_eq!(labels, ["Queued", "Running", "Completed", "Failed", "Timed out", "Cancelled"]);
+        for s in JobStatus::ALL {
+            assert_eq!(s.to_string(), s.as_str());
+        }
+        let steps = [
+            StepStatus::Pending,
+            StepStatus::InProgress,
+            StepStatus::Completed,
+            StepStatus::Failed,
+            StepStatus::Skipped,
+        ];
+        let shown: Vec<(String, &str, bool)> =
+            steps.iter().map(|s| (s.to_string(), s.label(), s.is_finished())).collect();
+        assert_eq!(
+            shown,
+            [
+                ("pending".to_string(), "Waiting", false),
+                ("in-progress".to_string(), "In progress", false),
+                ("completed".to_string(), "Done", true),
+                ("failed".to_string(), "Failed", true),
+                ("skipped".to_string(), "Skipped", true),
+            ]
+        );
+        for s in steps {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }

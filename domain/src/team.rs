@@ -319,6 +319,36 @@ mod tests {
         assert_eq!(standard.expected_calls(2), 2 + 2 + 3 + 1 + 2);
         assert_eq!(deep.expected_calls(1), 1 + 3 * (2 + 3) + 2 + 1);
         assert_eq!(serde_json::to_string(&RunOptions::default()).unwrap(), "{}");
+        assert!(RunOptions::default().is_default());
+        assert!(!deep.is_default());
+        assert!(!RunOptions { max_tokens: Some(100), ..RunOptions::default() }.is_default());
+    }
+
+    #[test]
+    fn depths_and_teams_are_named_for_people() {
+        for d in [Depth::Quick, Depth::Standard, Depth::Deep] {
+            assert_eq!(d.to_string(), d.id());
+            assert_eq!(d.to_string().parse::<Depth>().unwrap(), d);
+        }
+        assert_eq!(Depth::Standard.label(), "Standard — the whole team, one round of debate");
+        assert!(Depth::Deep.label().starts_with("Deep — "));
+        let teams: Vec<&str> = [Team::Analysts, Team::Research, Team::Trading, Team::Risk, Team::Portfolio]
+            .iter()
+            .map(|t| t.label())
+            .collect();
+        assert_eq!(teams, ["Analysts", "Research", "Trading", "Risk", "Portfolio"]);
+        assert_eq!(TeamRole::PortfolioManager.title(), "Portfolio Manager");
+        assert_eq!(TeamRole::Trader.title(), "Trader");
+    }
+
+    #[test]
+    fn actions_read_back_what_they_write_and_score_their_direction() {
+        for (a, word, score) in [(Action::Buy, "Buy", 1.0), (Action::Hold, "Hold", 0.0), (Action::Sell, "Sell", -1.0)] {
+            assert_eq!(a.as_str(), word);
+            assert_eq!(Action::parse(&format!(" {} ", word.to_lowercase())), Some(a));
+            assert_eq!(a.score(), score);
+        }
+        assert_eq!(Action::parse("short"), None);
     }
 
     #[test]
