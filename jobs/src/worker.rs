@@ -400,6 +400,10 @@ async fn finish(s: &Shared, ctx: &JobContext, outcome: Outcome) -> RunEnd {
                         return end;
                     }
                 }
+                // Its end may free a slot the producer found full (an owner's or a family's
+                // cap: the producer claims again as soon as the handler is done, before this
+                // write lands) or wake its parent: look for work now, not at the next poll.
+                s.events.send_local(Event::JobAvailable);
                 let now = s.clock.now();
                 telemetry::job_finished(
                     &job.kind,

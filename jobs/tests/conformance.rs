@@ -626,6 +626,33 @@ async fn children_behind_top_level_and_capped(h: Harness) {
     assert_eq!(h.job(family.children[100].job_id).await.state, State::Cancelled);
 }
 
+/// A family capped at one running child goes through a pool that never polls: each child's
+/// end frees the slot and wakes the producer, which claims the next child at once (a claim
+/// made while the child's end was still on its way to the database found the cap full).
+async fn capped_children_follow_each_other_without_polling(h: Harness) {
+    let family = new_family("f", 6, 1);
+    h.store.insert(&family).await.unwrap();
+    let config = WorkerConfig {
+        workers: 2,
+        lease: Duration::from_secs(30),
+        poll_every: Duration::from_secs(3600),
+        check_every: Duration::from_millis(100),
+        ..WorkerConfig::default()
+    };
+    let pool = h.pool_with(Arc::new(ScriptedHandler::new()), config);
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pool.run(stop.clone()));
+    let parent = h
+        .wait_for(family.job.job_id, "the parent to run after its six children", |j| j.state == State::Completed)
+        .await;
+    stop.cancel();
+    running.await.unwrap();
+    assert_eq!(parent.state, State::Completed);
+    for child in &family.children {
+        assert_eq!(h.job(child.job_id).await.state, State::Completed);
+    }
+}
+
 /// When its last child ends — finished by its worker, cancelled, or settled by the rescuer — a
 /// waiting parent becomes pending and runs.
 async fn parents_wake_when_children_end(h: Harness) {
@@ -729,6 +756,7 @@ jobs::both_backends!(
     families,
     children_behind_top_level_and_capped,
     parents_wake_when_children_end,
+    capped_children_follow_each_other_without_polling,
     fair_claims,
     idempotency,
 );
