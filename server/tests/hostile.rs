@@ -478,6 +478,9 @@ async fn oversized_server_function_bodies_are_413_problems() {
     for (what, resp) in [("declared length", declared), ("chunked", chunked)] {
         assert_eq!(resp.status(), 413, "{what}");
         assert_eq!(resp.headers()["content-type"], "application/problem+json", "{what}");
+        // The rest of the body was not read: the client must not send another request down
+        // this connection (it did, now and then, and met the server closing it).
+        assert_eq!(resp.headers()["connection"], "close", "{what}");
         let problem: Value = resp.json().await.unwrap();
         assert_eq!((problem["status"].as_u64(), problem["type"].as_str()), (Some(413), Some("/problems/too-large")));
     }

@@ -79,7 +79,13 @@ pub async fn server_fn_body(State(paths): State<ServerFnPaths>, req: Request, ne
     let (parts, body) = req.into_parts();
     match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => too_large().into_response(),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            // The rest of the body is left unread, so the connection cannot carry another
+            // request: say so, or a client may send its next one down a closing connection.
+            let mut resp = too_large().into_response();
+            resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            resp
+        }
         Err(e) => {
             ApiError::new(e.status(), "unreadable-body", "Unreadable request body", e.body_text()).into_response()
         }
