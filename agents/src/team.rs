@@ -11,7 +11,9 @@
 //!   position sized so that a 20 %-volatility stock gets 10 % of the portfolio (inverse to
 //!   volatility, between 2 % and 15 %).
 //! - The risk analysts argue size and stop from drawdown, VaR and trend; in later rounds each
-//!   moves part of the way towards the others' last proposals.
+//!   moves part of the way towards the others' last proposals, leading with a reason it has
+//!   not led with before. Once each has led with all its reasons (or the proposals agree, or
+//!   the plan has no position to size) they say so and rest, which ends the debate early.
 //! - The portfolio manager combines the analysts' weighted score, the verdict and the risk
 //!   debate's final size into the five-level rating.
 
@@ -322,17 +324,33 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
     let d = brief.data;
     let mut text = format!("**{}, {}**\n\n", role.step_name(), round_label(brief));
     let Some(levels) = plan.levels else {
-        text.push_str(&format!("The trader proposes no position.\n\n- {}", flat_view(role, d)));
-        return Argument { role, round: brief.round, text, position_size: None, stop_loss: None, rests: false };
+        // A plan with no position has no size or stop to argue over: each view is said once,
+        // and the debate ends after its first round.
+        text.push_str(&format!(
+            "The trader proposes no position.\n\n- {}\n\nWith no position to size there is nothing new to argue; I rest.",
+            flat_view(role, d)
+        ));
+        return Argument { role, round: brief.round, text, position_size: None, stop_loss: None, rests: true };
     };
     let atr = atr(d);
     let (mult, atrs, mut reasons) = risk_stance(role, d, plan);
+    let previous: Vec<&Argument> = brief.risk_debate.iter().filter(|a| a.round + 1 == brief.round).collect();
+    if let Some(why) = out_of_arguments(&previous, reasons.len(), brief.round, levels.entry) {
+        // Nothing new to say: the last proposal stands, and the debate ends with this round.
+        let mine = previous.iter().find(|a| a.role == role);
+        let (size, stop) = (mine.and_then(|a| a.position_size), mine.and_then(|a| a.stop_loss));
+        text.push_str(&format!("{why} I have nothing new to add and rest: my last proposal stands"));
+        if let (Some(size), Some(stop)) = (size, stop) {
+            text.push_str(&format!(", {} of the portfolio with a stop-loss at {}", pct(size), level(stop)));
+        }
+        text.push('.');
+        return Argument { role, round: brief.round, text, position_size: size, stop_loss: stop, rests: true };
+    }
     let lead = (brief.round as usize - 1) % reasons.len();
     reasons.rotate_left(lead);
     let trader_size = plan.size_pct / 100.0;
     let mut size = (trader_size * mult).clamp(0.0, POSITION_MAX * 1.5);
     let mut stop = levels.entry - plan.direction.sign() * atrs * atr;
-    let previous: Vec<&Argument> = brief.risk_debate.iter().filter(|a| a.round + 1 == brief.round).collect();
     if !previous.is_empty() {
         let n = previous.len() as f64;
         let mean_size = previous.iter().filter_map(|a| a.position_size).sum::<f64>() / n;
@@ -381,6 +399,28 @@ pub fn risk(role: TeamRole, brief: &Brief<'_>, plan: &TradePlan) -> Argument {
         stop_loss: Some(stop),
         rests: false,
     }
+}
+
+/// Why the risk desk has run out of arguments in this round, if it has: every analyst has
+/// led with each of its `reasons` already, or the last round's proposals agree to the
+/// precision they are shown at (size to a tenth of a percent, stop within 0.1 % of the entry).
+fn out_of_arguments(previous: &[&Argument], reasons: usize, round: u32, entry: f64) -> Option<String> {
+    if round as usize > reasons {
+        return Some(format!("Each of us has made all {reasons} of our points in the rounds before."));
+    }
+    let spread = |v: Vec<f64>| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        hi - lo
+    };
+    let sizes: Vec<f64> = previous.iter().filter_map(|a| a.position_size).collect();
+    let stops: Vec<f64> = previous.iter().filter_map(|a| a.stop_loss).collect();
+    let agreed = previous.len() > 1
+        && sizes.len() == previous.len()
+        && stops.len() == previous.len()
+        && spread(sizes) < 0.0005
+        && spread(stops) < 0.001 * entry;
+    agreed.then(|| "Last round the desk's proposals agreed.".to_string())
 }
 
 /// The portfolio manager's decision: the analysts' weighted score, the verdict, and the risk

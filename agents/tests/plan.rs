@@ -244,8 +244,10 @@ async fn the_debates_move_on_and_argue_from_the_trade() {
                 let texts: Vec<&str> =
                     team.risk_debate.iter().filter(|a| a.role == role).map(|a| a.text.as_str()).collect();
                 assert_eq!(texts.len(), risk_rounds.len());
-                let firsts: BTreeSet<&str> = texts.iter().map(|t| bullets(t)[0]).collect();
-                assert_eq!(firsts.len(), texts.len(), "{what}: {role:?} leads each round with another reason");
+                // A turn that rests brings no reason; every other leads with a new one.
+                let leads: Vec<&str> = texts.iter().filter_map(|t| bullets(t).first().copied()).collect();
+                let firsts: BTreeSet<&str> = leads.iter().copied().collect();
+                assert_eq!(firsts.len(), leads.len(), "{what}: {role:?} leads each round with another reason");
             }
         }
 
@@ -257,4 +259,52 @@ async fn the_debates_move_on_and_argue_from_the_trade() {
     }
     assert!(full > 0 && early > 0, "some debates run all three rounds ({full}), some end early ({early})");
     assert!(shorts > 0, "some trades are shorts, argued as shorts");
+}
+
+/// Deep offline runs of every bundled symbol with five rounds asked for: the risk analysts
+/// have three reasons each, so after three rounds (or one, on a plan with no position) they
+/// have nothing new; they say so in the round after and rest, their last proposals standing,
+/// and the debate stops there rather than repeat itself.
+#[tokio::test]
+async fn the_risk_debate_ends_when_it_runs_out_of_arguments() {
+    let market = market();
+    let models = Models::new(Catalog::builtin(), &|_| None, reqwest::Client::new(), ModelsConfig::default());
+    let pipeline = Pipeline::new(market.clone(), Arc::new(models));
+    let (mut positions, mut flats) = (0, 0);
+    for series in market.all_series().into_iter().filter(|s| s.bars.len() > 300) {
+        let spec = ValidStart {
+            symbol: series.symbol.parse().unwrap(),
+            model_id: "offline".parse().unwrap(),
+            analysts: AnalystKind::ALL.to_vec(),
+            as_of: None,
+            options: RunOptions { depth: Depth::Deep, rounds: Some(5), ..RunOptions::default() },
+        };
+        let r = pipeline.run(&spec, &Checkpoints::default()).await.unwrap();
+        let what = &series.symbol;
+        let team = r.team.as_ref().unwrap();
+        let plan = r.trade.as_ref().unwrap().proposed.clone().unwrap();
+        let last = team.risk_debate.iter().map(|a| a.round).max().unwrap();
+        let flat = plan.direction == Direction::Flat;
+        if flat {
+            flats += 1;
+            assert_eq!(last, 1, "{what}: a plan with no position is argued once");
+        } else {
+            positions += 1;
+            assert!(last <= 4, "{what}: three reasons each, rested by round four, not {last}");
+        }
+        for a in &team.risk_debate {
+            assert_eq!(a.rests, a.round == last, "{what}: {:?} round {} rests only in the last round", a.role, a.round);
+            if a.rests {
+                assert!(a.text.contains("nothing new"), "{what}: a resting turn says why: {}", a.text);
+                assert!(bullets(&a.text).is_empty() || flat, "{what}: a resting turn brings no new reason");
+            }
+            if a.rests && !flat {
+                // The proposal stands as the same analyst last made it.
+                let before = team.risk_debate.iter().find(|b| b.role == a.role && b.round + 1 == a.round).unwrap();
+                assert_eq!((a.position_size, a.stop_loss), (before.position_size, before.stop_loss), "{what}");
+            }
+        }
+        check_result(&r, what);
+    }
+    assert!(positions > 0 && flats > 0, "both kinds of plan are argued: {positions} with a position, {flats} flat");
 }
