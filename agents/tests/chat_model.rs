@@ -232,3 +232,114 @@ async fn a_provider_that_does_not_answer_the_probe_is_listed_unavailable() {
     assert!(!down.available);
     assert!(down.reason.as_deref().unwrap().contains("could not be reached at start"), "{down:?}");
 }
+
+/// The trader's plan and the risk analysts' stops are checked against the plan's direction: a
+/// model that contradicts it is asked again once, with the reason; one that then follows the
+/// plan is taken as it answered, one that still contradicts it is kept with the contradiction
+/// shown under its answer; one that follows it at once is asked once.
+#[tokio::test]
+async fn answers_that_contradict_the_plan_are_asked_again_once_then_shown() {
+    use agents::assessment::Brief;
+    use domain::plan::PlanWhy;
+    use domain::{Action, Direction, Levels, TradePlan, Verdict};
+    use serde_json::json;
+    let d = data().await;
+    let verdict = Verdict { action: Action::Sell, confidence: 0.7, reasoning: "The bear's case is stronger.".into() };
+    let brief = Brief {
+        data: &d,
+        reports: &[],
+        debate: &[],
+        verdict: Some(&verdict),
+        plan: None,
+        risk_debate: &[],
+        round: 1,
+        rounds: 1,
+    };
+    let plan_answer = |action: &str, stop: f64| {
+        json!({ "action": action, "entry": 28.0, "stopLoss": stop, "positionSize": 0.05, "reasoning": "My plan." })
+            .to_string()
+    };
+    let (long, short) = (plan_answer("Buy", 26.5), plan_answer("Sell", 29.5));
+    let trader = "You are the Trader";
+    let shown =
+        "**Contradicts the plan:** the research verdict is Sell, which makes the plan short, but this plan is long";
+
+    // A long against a Sell, then a short: the short is taken.
+    let fake = FakeLlm::start().await;
+    fake.queue(trader, Behaviour::Content(long.clone()));
+    fake.queue(trader, Behaviour::Content(short.clone()));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (plan, usage) = model.plan(&brief, &Recorder::default()).await.unwrap();
+    assert_eq!(plan.direction, Direction::Short);
+    assert!(!plan.reasoning.contains("Contradicts"), "{}", plan.reasoning);
+    assert_eq!(usage.calls, 2);
+    let calls = fake.calls();
+    assert_eq!((calls[0].messages, calls[1].messages), (2, 4), "asked again with its answer and the reason");
+    assert!(
+        calls[1]
+            .prompt
+            .contains("contradicts the trade plan: the research verdict is Sell, which makes the plan short"),
+        "{}",
+        calls[1].prompt
+    );
+    assert!(calls[0].prompt.contains("\"researchVerdict\""), "the prompt carries the verdict as data");
+
+    // A long twice: kept, and the contradiction is shown.
+    let fake = FakeLlm::start().await;
+    fake.queue(trader, Behaviour::Content(long.clone()));
+    fake.queue(trader, Behaviour::Content(long.clone()));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (plan, usage) = model.plan(&brief, &Recorder::default()).await.unwrap();
+    assert_eq!((plan.direction, usage.calls), (Direction::Long, 2));
+    assert!(plan.reasoning.starts_with("My plan.") && plan.reasoning.contains(shown), "{}", plan.reasoning);
+    assert!(plan.reasoning.contains("asked once to correct this"), "{}", plan.reasoning);
+
+    // A long, then an answer that is not JSON: the long is kept, shown as contradicting.
+    let fake = FakeLlm::start().await;
+    fake.queue(trader, Behaviour::Content(long.clone()));
+    fake.queue(trader, Behaviour::Content("Fine, whatever you say.".into()));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (plan, _) = model.plan(&brief, &Recorder::default()).await.unwrap();
+    assert!(plan.reasoning.contains(shown), "{}", plan.reasoning);
+
+    // A short at once: one call.
+    let fake = FakeLlm::start().await;
+    fake.queue(trader, Behaviour::Content(short.clone()));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (plan, usage) = model.plan(&brief, &Recorder::default()).await.unwrap();
+    assert_eq!((plan.direction, usage.calls), (Direction::Short, 1));
+
+    // The risk debate over a short at 28.00: a stop below the entry would close it at a gain.
+    let short_plan = TradePlan::open(
+        Direction::Short,
+        Levels { entry: 28.0, stop: 29.5, target: 25.0 },
+        20,
+        0.05,
+        PlanWhy::default(),
+        "Short it.".into(),
+    )
+    .unwrap();
+    let brief = Brief { plan: Some(&short_plan), ..brief };
+    let risk = "You are the Conservative Risk Analyst";
+    let turn = |stop: f64| json!({ "argument": "Keep it tight.", "positionSize": 0.03, "stopLoss": stop }).to_string();
+    let fake = FakeLlm::start().await;
+    fake.queue(risk, Behaviour::Content(turn(27.0)));
+    fake.queue(risk, Behaviour::Content(turn(29.0)));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (a, usage) = model.argue(domain::TeamRole::ConservativeRisk, &brief, &Recorder::default()).await.unwrap();
+    assert_eq!((a.stop_loss, usage.calls, a.text.as_str()), (Some(29.0), 2, "Keep it tight."));
+    assert!(fake.calls()[1].prompt.contains("so a stop-loss must be above the entry, but 27.00 is not"));
+    assert!(fake.calls()[0].prompt.contains("\"traderPlan\""), "the prompt carries the plan as data");
+
+    let fake = FakeLlm::start().await;
+    fake.queue(risk, Behaviour::Content(turn(27.0)));
+    fake.queue(risk, Behaviour::Content(turn(27.5)));
+    let model = models(&fake, "ok", false, quick_retries(), Duration::from_secs(10)).get("fake").unwrap();
+    let (a, _) = model.argue(domain::TeamRole::ConservativeRisk, &brief, &Recorder::default()).await.unwrap();
+    assert_eq!(a.stop_loss, Some(27.5));
+    assert!(
+        a.text.contains("**Contradicts the plan:** the plan is a short at 28.00, so a stop-loss must be above the entry, but 27.50 is not"),
+        "{}",
+        a.text
+    );
+}

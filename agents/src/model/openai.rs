@@ -22,7 +22,10 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
-use super::team_prompt::{parse_argument, parse_decision, parse_plan, parse_verdict, team_messages};
+use super::team_prompt::{
+    contradiction_message, contradiction_note, parse_argument, parse_decision, parse_plan, parse_verdict,
+    plan_contradiction, risk_contradiction, team_messages,
+};
 use super::{CallProgress, CatalogEntry, Model, ModelError, ModelsConfig, Usage};
 use crate::assessment::{AnalystView, Brief, Decision};
 use crate::plan::settle;
@@ -228,30 +231,60 @@ impl ChatModel {
     /// Asks, checks, and asks once more with the reason if the answer is unusable.
     async fn ask<T>(
         &self,
-        mut messages: Vec<Value>,
+        messages: Vec<Value>,
         parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
         progress: &dyn CallProgress,
     ) -> Result<(T, Usage), ModelError> {
+        let (v, _, usage) = self.ask_checked(messages, parse, |_: &T| None, progress).await?;
+        Ok((v, usage))
+    }
+
+    /// Asks and checks the answer's form, then whether it `contradicts` the plan; asks once
+    /// more with the reason if it fails either. An answer that still contradicts the plan (or
+    /// whose second try is unusable after a first that only contradicted it) is kept, with the
+    /// contradiction returned for the caller to show.
+    async fn ask_checked<T>(
+        &self,
+        mut messages: Vec<Value>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
+        contradicts: impl Fn(&T) -> Option<String> + Send + Sync,
+        progress: &dyn CallProgress,
+    ) -> Result<(T, Option<String>, Usage), ModelError> {
         let mut usage = Usage::default();
         progress.report(5, "Waiting for the model").await;
         let first = self.call(&messages, progress, 10, 80).await?;
         usage.calls += 1;
         usage.tokens.add(first.tokens);
-        match parse(&first.text) {
-            Ok(v) => return Ok((v, usage)),
+        let kept = match parse(&first.text) {
+            Ok(v) => match contradicts(&v) {
+                None => return Ok((v, None, usage)),
+                Some(reason) => {
+                    tracing::warn!(model = %self.entry.id, %reason, "answer contradicts the plan; asking again");
+                    progress.report(80, "Asking the model to follow the plan").await;
+                    messages.push(json!({ "role": "assistant", "content": first.text }));
+                    messages.push(contradiction_message(&reason));
+                    Some((v, reason))
+                }
+            },
             Err(reason) => {
                 tracing::warn!(model = %self.entry.id, %reason, "answer rejected; asking for a repair");
                 progress.report(80, "Asking the model to correct its answer").await;
                 messages.push(json!({ "role": "assistant", "content": first.text }));
                 messages.push(repair_message(&reason));
+                None
             }
-        }
+        };
         let second = self.call(&messages, progress, 80, 95).await?;
         usage.calls += 1;
         usage.tokens.add(second.tokens);
-        parse(&second.text)
-            .map(|v| (v, usage))
-            .map_err(|reason| ModelError::InvalidAnswer(format!("{reason} (also after one correction)")))
+        match (parse(&second.text), kept) {
+            (Ok(v), _) => {
+                let contradiction = contradicts(&v);
+                Ok((v, contradiction, usage))
+            }
+            (Err(_), Some((v, reason))) => Ok((v, Some(reason), usage)),
+            (Err(reason), None) => Err(ModelError::InvalidAnswer(format!("{reason} (also after one correction)"))),
+        }
     }
 }
 
@@ -320,7 +353,19 @@ impl Model for ChatModel {
         progress: &dyn CallProgress,
     ) -> Result<(Argument, Usage), ModelError> {
         let round = brief.round;
-        self.ask(team_messages(role, brief), move |a: &str| parse_argument(role, round, a), progress).await
+        let plan = brief.plan;
+        let (mut argument, contradiction, usage) = self
+            .ask_checked(
+                team_messages(role, brief),
+                move |a: &str| parse_argument(role, round, a),
+                move |a: &Argument| risk_contradiction(a, plan),
+                progress,
+            )
+            .await?;
+        if let Some(reason) = contradiction {
+            argument.text.push_str(&contradiction_note(&reason));
+        }
+        Ok((argument, usage))
     }
 
     async fn judge(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Verdict, Usage), ModelError> {
@@ -328,7 +373,19 @@ impl Model for ChatModel {
     }
 
     async fn plan(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(TradePlan, Usage), ModelError> {
-        self.ask(team_messages(TeamRole::Trader, brief), parse_plan, progress).await
+        let verdict = brief.verdict;
+        let (mut plan, contradiction, usage) = self
+            .ask_checked(
+                team_messages(TeamRole::Trader, brief),
+                parse_plan,
+                move |p: &TradePlan| plan_contradiction(p, verdict),
+                progress,
+            )
+            .await?;
+        if let Some(reason) = contradiction {
+            plan.reasoning.push_str(&contradiction_note(&reason));
+        }
+        Ok((plan, usage))
     }
 
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {

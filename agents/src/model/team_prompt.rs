@@ -3,7 +3,10 @@
 //! Every prompt carries what the role needs to read, as TradingAgents hands it on: the
 //! analysts' reports, the debate so far (every earlier turn, in order), the research manager's
 //! verdict and the trader's plan once they exist. Answers are one JSON object, checked like the
-//! analysts' (see [`super::prompt`]).
+//! analysts' (see [`super::prompt`]), and then against the plan: a trader's plan must go the
+//! research verdict's way, a risk analyst's stop must lie on the plan's losing side. A model
+//! that contradicts the plan is asked again once; if it still does, its answer is kept with the
+//! contradiction shown under it ([`contradiction_note`]).
 
 use domain::plan::{Direction, Levels, PlanWhy};
 use domain::{Action, Argument, TeamRole, TradePlan, Verdict};
@@ -237,6 +240,54 @@ pub fn parse_plan(answer: &str) -> Result<TradePlan, String> {
         reasoning,
     )
     .map_err(|e| e.0)
+}
+
+/// Why a trader's plan contradicts the research verdict it turns into a trade: a Buy is a long,
+/// a Sell a short, a Hold no position.
+pub fn plan_contradiction(plan: &TradePlan, verdict: Option<&Verdict>) -> Option<String> {
+    let v = verdict?;
+    let want = Direction::of_action(v.action);
+    (plan.direction != want).then(|| {
+        format!(
+            "the research verdict is {}, which makes the plan {want}, but this plan is {}",
+            v.action.as_str(),
+            plan.direction
+        )
+    })
+}
+
+/// Why a risk analyst's proposal contradicts the trader's plan: a stop-loss that is not on the
+/// losing side of the entry (below it for a long, above it for a short).
+pub fn risk_contradiction(argument: &Argument, plan: Option<&TradePlan>) -> Option<String> {
+    let (plan, stop) = (plan?, argument.stop_loss?);
+    let levels = plan.levels?;
+    let (wrong, side) = match plan.direction {
+        Direction::Long => (stop >= levels.entry, "below"),
+        Direction::Short => (stop <= levels.entry, "above"),
+        Direction::Flat => return None,
+    };
+    wrong.then(|| {
+        format!(
+            "the plan is a {} at {:.2}, so a stop-loss must be {side} the entry, but {stop:.2} is not",
+            plan.direction, levels.entry
+        )
+    })
+}
+
+/// The message asking a model once more for an answer that follows the plan.
+pub fn contradiction_message(reason: &str) -> Value {
+    json!({
+        "role": "user",
+        "content": format!(
+            "That answer contradicts the trade plan: {reason}. Reply again with only the JSON object, exactly as \
+             specified, keeping to the plan's direction."
+        )
+    })
+}
+
+/// What is shown under an answer that still contradicts the plan after it was asked again.
+pub fn contradiction_note(reason: &str) -> String {
+    format!("\n\n**Contradicts the plan:** {reason}. The model was asked once to correct this and did not.")
 }
 
 /// The portfolio manager's assessment and reasoning; the trade is settled from its rating.
