@@ -9,6 +9,7 @@
 //! - [`request`]: `StartRequest` as it arrives over the wire, and its validation.
 //! - [`progress`]: the body of `GET /api/trading/progress/:runId`.
 //! - [`result`]: `AnalysisResult`, the final assessment.
+//! - [`countdown`]: the remaining time a page shows, kept honest as estimates change.
 //! - [`export`]: a finished analysis as one Markdown document.
 //! - [`plan`]: the trade a run ends on — the trader's proposal, the final plan, what changed.
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
@@ -19,6 +20,7 @@ pub mod access;
 pub mod analyst;
 pub mod api;
 pub mod backtest;
+pub mod countdown;
 pub mod export;
 pub mod ids;
 pub mod plan;

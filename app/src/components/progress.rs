@@ -1,6 +1,7 @@
 //! The live view of a run: overall bar, current step, times, and each step.
 
 use chrono::{DateTime, Utc};
+use domain::countdown::Countdown;
 use domain::{JobStatus, RunState, StepProgress, StepStatus, Team};
 use leptos::prelude::*;
 
@@ -29,6 +30,14 @@ pub fn ProgressView(
             None => (now.get() - s).num_milliseconds().max(0) as u64,
         })
     };
+    // The end the page counts down to: the server's estimates, of which a later one moves the
+    // shown end by its error band at most (see `domain::countdown`). It follows each new body
+    // (read at the clock's time then), not the ticking clock.
+    let countdown = Memo::new(move |previous: Option<&Option<Countdown>>| {
+        let p = progress.read();
+        let estimate = if p.status.is_terminal() { None } else { p.estimated_completion_at };
+        Countdown::follow(previous.copied().flatten(), estimate, now.get_untracked())
+    });
     view! {
         <section class="progress-card" aria-labelledby="progress-heading" data-status=move || status().as_str()>
             <div class="progress-head">
@@ -84,11 +93,10 @@ pub fn ProgressView(
                         {move || {
                             let p = progress.read();
                             if active() {
-                                // Counts down to the server's estimate between its writes; past
+                                // Counts down to the shown end between the server's writes; past
                                 // it, the run is late, and the page says so rather than "1 s".
-                                match p.estimated_completion_at.map(|at| (at - now.get()).num_seconds()) {
-                                    Some(left) if left <= 0 => "taking longer than usual".to_string(),
-                                    Some(left) => estimate(left as u64),
+                                match countdown.get() {
+                                    Some(c) => c.left(now.get()).map(estimate).unwrap_or_else(|| "taking longer than usual".into()),
                                     None => p.estimated_time_remaining.map(estimate).unwrap_or_else(|| "—".into()),
                                 }
                             } else {
