@@ -239,3 +239,69 @@ async fn every_page_sends_the_content_security_policy() {
         assert!(html.contains(r#"<nav aria-label="Main">"#), "{path}: the site's frame");
     }
 }
+
+/// A run finished before the trade plan existed: its stored result has no `trade`, and its
+/// team report carries the trader's plan in the old shape (`team.plan`, action and size as a
+/// fraction). Its page, its Markdown report and its progress body still answer, with the
+/// rating and the debate and no plan card (nothing is made up for it).
+#[tokio::test]
+async fn a_run_stored_before_the_plan_existed_still_renders() {
+    use jobs::job::{Finish, Outcome};
+    let db = TestDb::sqlite();
+    let records = common::Records::open(&db).await;
+    // No worker: the test ends the run itself, as the old build's worker did.
+    let server = Server::start_on(&db.url, &["serve"], &[("WORKERS", "0")]).await;
+    let c = common::visitor(&server).await;
+    let body = serde_json::json!({ "symbol": "AAPL", "modelId": "offline", "analysts": ["risk"] });
+    let started: serde_json::Value =
+        c.post(server.url("/api/trading/run")).json(&body).send().await.unwrap().json().await.unwrap();
+    let run_id = started["runId"].as_str().expect("a run id").to_string();
+    let job = records
+        .queue()
+        .claim("old-build", chrono::Duration::seconds(60), 1, &[application::run::KIND.to_string()])
+        .await
+        .unwrap()
+        .pop()
+        .expect("the run waits for a worker");
+    let old = serde_json::json!({
+        "symbol": "AAPL", "asOf": "2023-09-21", "modelId": "offline", "rating": "Underweight",
+        "confidence": 0.62, "summary": "AAPL as of 2023-09-21: Underweight (an old summary).",
+        "keyRisks": ["A risk from the old build."],
+        "reports": [{ "analyst": "risk", "stance": "bearish", "confidence": 0.6,
+                      "keyFigures": [{ "label": "ATR", "value": 3.1, "display": "3.10" }],
+                      "report": "The old risk report." }],
+        "figures": [], "chart": [], "llmCalls": 9, "tokens": { "prompt": 0, "completion": 0 },
+        "ruleBased": true,
+        "team": { "depth": "standard", "rounds": 1,
+                  "debate": [{ "role": "bullResearcher", "round": 1, "text": "An old bull case." },
+                             { "role": "bearResearcher", "round": 1, "text": "An old bear case." }],
+                  "verdict": { "action": "Sell", "confidence": 0.6, "reasoning": "The old verdict." },
+                  "plan": { "action": "Sell", "entry": 174.79, "stopLoss": 183.2, "positionSize": 0.036,
+                            "reasoning": "Sell (or go short) at 174.79." },
+                  "riskDebate": [], "decision": "The old decision." }
+    });
+    let finish = Finish {
+        fence: job.fence().unwrap(),
+        outcome: Outcome::Completed(old),
+        progress: job.progress.clone(),
+        checkpoints: Default::default(),
+    };
+    assert_eq!(records.queue().finish(&[finish]).await.unwrap(), vec![true]);
+
+    let (status, headers, run) = page(&c, &server, &format!("/runs/{run_id}")).await;
+    assert_eq!(status, 200, "{run}");
+    assert_whole(&run, &headers);
+    assert!(run.contains(r#"<span class="rating-value">Underweight</span>"#), "{run}");
+    assert!(run.contains("An old bear case."), "the old debate is shown: {run}");
+    assert!(!run.contains(r#"data-testid="plan-line""#), "no plan card for a run without a plan: {run}");
+    assert!(!run.contains("plan-size"), "{run}");
+    let md = c.get(server.url(&format!("/runs/{run_id}/report.md"))).send().await.unwrap();
+    assert_eq!(md.status(), 200);
+    let md = md.text().await.unwrap();
+    assert!(md.contains("Underweight") && md.contains("The old risk report."), "{md}");
+    let progress = c.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.unwrap();
+    assert_eq!(progress.status(), 200);
+    let progress: serde_json::Value = progress.json().await.unwrap();
+    assert_eq!(progress["status"], "completed");
+    assert!(progress["result"].get("trade").is_none(), "{progress}");
+}
