@@ -82,14 +82,21 @@ async fn share_links(db: TestDb) {
     let second = resp.url().path().to_string();
     // Its maker lands on it and is told what it is: the link, who can open it, how to revoke it.
     let made = resp.text().await.unwrap();
-    assert!(made.contains("data-testid=\"share-owner\"") && made.contains("until you revoke it"), "{made}");
+    assert!(made.contains("data-testid=\"share-owner\"") && made.contains("shown only here, never again"), "{made}");
     assert!(made.contains(&format!("value=\"{second}\"")), "the address to pass on: {made}");
+    assert!(made.contains("data-testid=\"copy-link\""), "with a button to copy it: {made}");
+    assert!(made.contains("Anyone who has the address, without signing in."), "who can open it: {made}");
+    assert!(made.contains("You revoke it, on "), "and until when: {made}");
     let listed: Value =
         owner.get(server.url(&format!("/api/trading/runs/{id}/shares"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
     assert!(!listed.to_string().contains("ts_"), "listed without secrets");
     let run_page = owner.get(server.url(&format!("/runs/{id}"))).send().await.unwrap().text().await.unwrap();
     assert_eq!(run_page.matches("data-share=").count(), 2);
+    assert!(
+        run_page.contains("2 live links") && run_page.contains("read-only, for anyone with its address"),
+        "{run_page}"
+    );
 
     // Revoked, a link opens nothing; the other still works.
     let resp = owner.delete(server.url(&format!("/api/trading/shares/{link_id}"))).send().await.unwrap();

@@ -53,12 +53,23 @@ pub fn SharePage() -> impl IntoView {
                                 <h1>{heading}</h1>
                                 {if owner {
                                     view! {
-                                        <p data-testid="share-owner">
-                                            "This is the read-only link you made. Anyone who has its address can follow this run and read its result, but not cancel or retry it, until you revoke it on "
-                                            <a href=run_page>"the run's page"</a> "."
-                                        </p>
-                                        <label for="share-address">"The address to pass on (shown only here, never again)"</label>
-                                        <input id="share-address" class="share-address" readonly value=address/>
+                                        <p data-testid="share-owner">"This is the read-only link you made. Copy its address now: it is shown only here, never again."</p>
+                                        <label for="share-address">"The address to pass on"</label>
+                                        <CopyLink path=address/>
+                                        <dl class="share-facts" data-testid="share-who">
+                                            <div>
+                                                <dt>"Who can open it"</dt>
+                                                <dd>"Anyone who has the address, without signing in."</dd>
+                                            </div>
+                                            <div>
+                                                <dt>"What they can do"</dt>
+                                                <dd>"Follow this run and read its result; not cancel or retry it, nor see your other runs."</dd>
+                                            </div>
+                                            <div>
+                                                <dt>"Until"</dt>
+                                                <dd>"You revoke it, on " <a href=run_page>"the run's page"</a> ", where your live links are listed."</dd>
+                                            </div>
+                                        </dl>
                                     }
                                     .into_any()
                                 } else {
@@ -84,6 +95,47 @@ pub fn SharePage() -> impl IntoView {
     }
 }
 
+/// The new link's address with a button that copies it. Rendered on the server (and without
+/// scripts) the field holds the path, to select and copy by hand; once the island runs it holds
+/// the whole address, and the button puts that on the clipboard (or, where the page may not
+/// write the clipboard, selects it for the reader to copy).
+#[island]
+pub fn CopyLink(path: String) -> impl IntoView {
+    let address = RwSignal::new(path.clone());
+    let said = RwSignal::new("");
+    #[cfg(feature = "hydrate")]
+    if let Some(origin) = web_sys::window().and_then(|w| w.location().origin().ok()) {
+        address.set(format!("{origin}{path}"));
+    }
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let Some(window) = web_sys::window() else { return };
+            let navigator = window.navigator();
+            let writable = js_sys::Reflect::get(&navigator, &"clipboard".into()).is_ok_and(|c| !c.is_undefined());
+            if writable {
+                let _ = navigator.clipboard().write_text(&address.get_untracked());
+                said.set("Copied.");
+            } else if let Some(input) = window
+                .document()
+                .and_then(|d| d.get_element_by_id("share-address"))
+                .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+            {
+                input.select();
+                said.set("Selected: press Ctrl+C (⌘C on a Mac) to copy it.");
+            }
+        }
+    };
+    view! {
+        <div class="copy-link">
+            <input id="share-address" class="share-address" data-testid="share-address" readonly value=path prop:value=move || address.get()/>
+            <button type="button" class="secondary" data-testid="copy-link" on:click=copy>"Copy link"</button>
+            <span class="muted" role="status" data-testid="copy-status">{move || said.get()}</span>
+        </div>
+    }
+}
+
 /// The share links of one of your runs (never their secrets).
 #[server]
 pub async fn list_shares(run_id: String) -> Result<Vec<domain::ShareLink>, AppError> {
@@ -106,7 +158,7 @@ pub fn ShareLinks(run_id: String) -> impl IntoView {
     view! {
         <section class="card share-links" aria-labelledby="share-heading">
             <h2 id="share-heading">"Share"</h2>
-            <p class="muted">"Anyone with a link can follow this run and read its result, but not cancel or retry it. The link is shown once, on the page it opens."</p>
+            <p class="muted">"Anyone with a link can follow this run and read its result, but not cancel or retry it. A link's address is shown once, with a button to copy it, on the page making it opens: only a fingerprint of it is kept, so a copy of the database opens nothing. Lost one? Revoke it and make another."</p>
             <form method="post" action=make>
                 <button type="submit" class="secondary">"Make a read-only link"</button>
             </form>
@@ -114,12 +166,13 @@ pub fn ShareLinks(run_id: String) -> impl IntoView {
                 {move || Suspend::new(async move {
                     let list = links.await.unwrap_or_default();
                     (!list.is_empty()).then(|| view! {
-                        <ul class="share-list">
+                        <h3 class="share-list-heading">{match list.len() { 1 => "1 live link".to_string(), n => format!("{n} live links") }}</h3>
+                        <ul class="share-list" data-testid="share-list">
                             {list.into_iter().map(|l| {
                                 let revoke = format!("/runs/{}/shares/{}/revoke", l.run_id, l.id);
                                 view! {
                                     <li data-share=l.id.clone()>
-                                        {format!("Link made {}", crate::format::timestamp(l.created_at))}
+                                        {format!("Made {}: opens this run, read-only, for anyone with its address", crate::format::timestamp(l.created_at))}
                                         " "
                                         <form method="post" action=revoke class="inline">
                                             <button type="submit" class="secondary">"Revoke"</button>
