@@ -29,6 +29,7 @@ pub fn BacktestHeader(backtest: BacktestView) -> impl IntoView {
         BacktestStatus::Completed => ("completed", "Completed"),
         BacktestStatus::Cancelled => ("cancelled", "Cancelled"),
     };
+    let finished = b.cells.iter().filter(|c| c.status.is_terminal()).count();
     let what = format!(
         "{} to {}, every {} trading days; horizons {horizons} trading days; model {}.",
         s.from, s.to, s.every_days, s.model_id
@@ -44,7 +45,7 @@ pub fn BacktestHeader(backtest: BacktestView) -> impl IntoView {
         <section class="card">
             <h1>{format!("Backtest: {}", s.symbols.join(", "))}</h1>
             <p class="muted">{what}</p>
-            <p class="backtest-status" data-status=status>{format!("{label} · {}% of {} cells", b.progress, b.cells.len())}</p>
+            <p class="backtest-status" data-status=status>{format!("{label} · {finished} of {} cells finished ({}%)", b.cells.len(), b.progress)}</p>
             <p><progress max="100" value=b.progress>{format!("{}%", b.progress)}</progress></p>
             <p><a href=format!("/backtests/{}/cells.csv", b.backtest_id) download>"Download the cells (CSV)"</a></p>
             {cancel}
@@ -63,7 +64,7 @@ pub fn CellGrid(symbols: Vec<String>, cells: Vec<BacktestCell>) -> impl IntoView
             Some(r) => (r.as_str(), rating_class(r)),
             None => (c.status.label(), "muted".into()),
         };
-        view! { <td class=format!("cell {class}") data-status=c.status.as_str()><a href=format!("/runs/{}", c.run_id)>{text}</a></td> }
+        view! { <td class=format!("cell {class}") data-label=c.symbol.clone() data-status=c.status.as_str()><a href=format!("/runs/{}", c.run_id)>{text}</a></td> }
             .into_any()
     };
     let rows = dates.iter().map(|d| {
@@ -142,8 +143,15 @@ pub fn ScorecardView(scorecard: Scorecard) -> impl IntoView {
         <section class="card scorecard">
             <h2>"Scorecard"</h2>
             <p class="muted">{benchmark}</p>
-            <Table class="by-rating" heads=&["Rating", "Horizon", "Count", "Hit rate", "Mean return", "Alpha of the call"]
-                rows=by_rating.collect() head_classes=scored.iter().map(|s| rating_class(s.rating)).collect()/>
+            {if scored.is_empty() {
+                view! { <p class="muted" data-testid="by-rating-none">"None scored yet: no cell has finished with a rating."</p> }.into_any()
+            } else {
+                view! {
+                    <Table class="by-rating" heads=&["Rating", "Horizon", "Count", "Hit rate", "Mean return", "Alpha of the call"]
+                        rows=by_rating.collect() head_classes=scored.iter().map(|s| rating_class(s.rating)).collect()/>
+                }
+                .into_any()
+            }}
             {strategy}
         </section>
     }

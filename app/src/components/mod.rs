@@ -43,7 +43,8 @@ pub fn step_icon(status: StepStatus) -> &'static str {
 }
 
 /// A table of text under its column headings, each row headed by its first cell (given
-/// `head_classes`, of that class: a rating's colour).
+/// `head_classes`, of that class: a rating's colour). Each cell carries its heading as
+/// `data-label`, for the narrow screens where the style sheet turns a row into a card.
 #[component]
 pub fn Table(
     class: &'static str,
@@ -57,7 +58,9 @@ pub fn Table(
             Some(class) => view! { <th scope="row" class=class.clone()>{cells.next()}</th> }.into_any(),
             None => view! { <th scope="row">{cells.next()}</th> }.into_any(),
         };
-        view! { <tr>{head}{cells.map(|c| view! { <td>{c}</td> }).collect_view()}</tr> }
+        // Each cell names its column, for the narrow screens where a row is a card.
+        let cells = cells.zip(heads.iter().skip(1)).map(|(c, h)| view! { <td data-label=*h>{c}</td> });
+        view! { <tr>{head}{cells.collect_view()}</tr> }
     });
     view! {
         <div class="table-wrap">
