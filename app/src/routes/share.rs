@@ -145,6 +145,12 @@ pub async fn list_shares(run_id: String) -> Result<Vec<domain::ShareLink>, AppEr
 }
 
 /// On the owner's run page: make a read-only link, and revoke the ones made. Plain forms.
+///
+/// A link's address is shown once, on the page making it leads to, and never listed again:
+/// only a SHA-256 of its secret is stored (like an API token's), so neither a copy of the
+/// database nor a look over the owner's shoulder at this list opens the run. The list names
+/// each live link by when it was made instead; an owner who lost an address revokes that link
+/// and makes another, which costs nothing.
 #[component]
 pub fn ShareLinks(run_id: String) -> impl IntoView {
     let links = Resource::new(
