@@ -88,7 +88,10 @@ async fn stats_figures_match_the_runs_and_need_locality_or_the_token() {
     let html = page.text().await.unwrap();
     assert_eq!(html.matches("<svg").count(), 2, "runs per hour and duration percentiles");
     assert_eq!(html.matches("class=\"column failed\"").count(), 1, "one hour with a failure");
-    assert!(html.contains("Failure rate</th><td>33.3%</td><td>33.3%</td>"), "{html}");
+    assert!(
+        html.contains(r#"Failure rate</th><td data-label="Last hour">33.3%</td><td data-label="Last day">33.3%</td>"#),
+        "{html}"
+    );
     let error = done[2]["error"].as_str().unwrap();
     // Text is escaped where it could open markup.
     let escaped = error.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
