@@ -1,5 +1,5 @@
 import { test, expect } from '@playwright/test';
-import { shot } from './helpers';
+import { VIEWPORTS, expectNoClipping, shot } from './helpers';
 
 // A small backtest from the form to its scorecard: the grid fills in as the cell runs finish,
 // then the per-rating table, the strategy against its baselines, and the equity chart. The
@@ -54,6 +54,16 @@ test('a small backtest from the form to the scorecard and its chart', async ({ p
   // The cells as CSV: a header and a line per cell.
   const csv = await (await page.request.get(`/backtests/${id}/cells.csv`)).text();
   expect(csv.trim().split('\n')).toHaveLength(view.cells.length + 1);
+
+  // The grid and the scorecard fit a desktop and a phone: nothing clipped, nothing to scroll
+  // sideways (on a phone each row is a card of labelled fields).
+  for (const [name, viewport] of VIEWPORTS) {
+    await page.setViewportSize(viewport);
+    await expectNoClipping(page);
+    await expect(page.getByTestId('strategy-verdict')).toContainText(/Following the ratings returned .* against Buy & Hold's/);
+    await page.screenshot({ path: testInfo.outputPath(`backtest-${name}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   // A cell's link opens its run.
   await page.locator('table.backtest-grid td.cell a').first().click();

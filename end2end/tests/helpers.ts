@@ -47,3 +47,16 @@ export async function expectStatus(page: Page, status: string, timeout = 60_000)
 export async function shot(page: Page, testInfo: TestInfo, name = 'final') {
   await page.screenshot({ path: testInfo.outputPath(`${name}.png`), fullPage: true });
 }
+
+/** No table, nor the box around one, nor the page, is wider than the room it has: nothing
+ *  is clipped or scrolled sideways. */
+export async function expectNoClipping(page: Page) {
+  const wide = await page.evaluate(() =>
+    [...document.querySelectorAll('table, .table-wrap, body')]
+      .filter((e) => e.scrollWidth > e.clientWidth + 1)
+      .map((e) => `${e.tagName.toLowerCase()}.${[...e.classList].join('.')}: ${e.scrollWidth} > ${e.clientWidth}`),
+  );
+  expect(wide, 'elements wider than their room').toEqual([]);
+}
+
+export const VIEWPORTS = [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]] as const;

@@ -1,5 +1,5 @@
 import { test, expect, Page } from '@playwright/test';
-import { RATINGS, expectStatus, startRun } from './helpers';
+import { RATINGS, VIEWPORTS, expectNoClipping, expectStatus, startRun } from './helpers';
 
 /** The element's bottom edge lies within the first screen (no scrolling needed). */
 async function inFirstScreen(page: Page, testId: string) {
@@ -9,7 +9,7 @@ async function inFirstScreen(page: Page, testId: string) {
   expect(box!.y + box!.height, `${testId} ends within the first ${height}px`).toBeLessThanOrEqual(height);
 }
 
-for (const [name, viewport] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]] as const) {
+for (const [name, viewport] of VIEWPORTS) {
   test(`a finished run opens on its verdict and plan (${name})`, async ({ page }, testInfo) => {
     await page.setViewportSize(viewport);
     await startRun(page, { symbol: 'AAPL' });
@@ -31,6 +31,8 @@ for (const [name, viewport] of [['desktop', { width: 1280, height: 800 }], ['pho
     // The steps are folded under the result; the rule-based note is said once.
     await expect(page.locator('[data-testid="steps-folded"]')).not.toHaveAttribute('open', /.*/);
     await expect(page.getByText('Rule-based analysis by the offline model')).toHaveCount(1);
+    // No table of the result is clipped or scrolls sideways.
+    await expectNoClipping(page);
     await page.screenshot({ path: testInfo.outputPath(`first-screen-${name}.png`) });
     await page.screenshot({ path: testInfo.outputPath(`whole-${name}.png`), fullPage: true });
   });
