@@ -200,14 +200,14 @@ pub async fn retry_run(run_id: String) -> Result<StartResponse, AppError> {
     Ok(StartResponse { run_id: started.run_id, status: started.status, message: "Retry queued".into() })
 }
 
+/// A page of the caller's history: `filters` are the `/runs` page's query parameters, read as
+/// `GET /api/trading/runs` reads them (a bad one is a `400` naming it).
 #[server]
-pub async fn list_runs(status: Option<String>, page: u32) -> Result<RunsPage, AppError> {
+pub async fn list_runs(filters: std::collections::BTreeMap<String, String>) -> Result<RunsPage, AppError> {
     let (ctx, user) = ssr::context()?;
-    let status = match status.as_deref() {
-        None | Some("") | Some("all") => None,
-        Some(s) => Some(s.parse().map_err(|e: String| ssr::fail(application::Error::field("status", e)))?),
-    };
-    ctx.runs.list(&user.0, status, page, 20).await.map_err(ssr::fail)
+    let query = domain::RunsQuery::parse(filters.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|errors| ssr::fail(application::Error::Invalid(errors)))?;
+    ctx.runs.list(&user.0, &query).await.map_err(ssr::fail)
 }
 
 /// What the new-analysis form offers.

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{
-    FieldError, JobStatus, ModelId, Progress, RunId, RunState, RunSummary, RunsPage, StartRequest, ValidStart,
+    Cursor, Depth, FieldError, JobStatus, ModelId, Progress, Rating, RunId, RunState, RunSummary, RunsPage, RunsQuery,
+    StartRequest, ValidStart,
 };
 use jobs::job::{Count, Filter, Order};
 use jobs::{Clock, Database, Event, Events, Insert, InsertOutcome, JobStore, NewJob, State};
@@ -21,7 +22,7 @@ use crate::checks::Checks;
 use crate::error::{Error, Result};
 use crate::eta::{self, StepDurations};
 use crate::run::{KIND, Run, RunArgs, RunProgress, job_id, run_id};
-use crate::store::Store;
+use crate::store::{HistoryRow, Store};
 use crate::telemetry;
 
 pub const MAX_ACTIVE_PER_USER_DEFAULT: u32 = 3;
@@ -29,8 +30,7 @@ pub const MAX_ATTEMPTS_DEFAULT: u32 = 3;
 pub const JOB_TIMEOUT_DEFAULT: Duration = Duration::from_secs(600);
 pub const POLL_AFTER_DEFAULT: Duration = Duration::from_secs(2);
 pub const MAX_QUEUED_DEFAULT: u32 = 1000;
-pub const PER_PAGE_DEFAULT: u32 = 20;
-pub const PER_PAGE_MAX: u32 = 100;
+pub use domain::history::{PER_PAGE_DEFAULT, PER_PAGE_MAX};
 pub const STANDARD_ROUNDS_DEFAULT: u32 = 1;
 /// More rounds than this would only burn money: each round is a model call per debater.
 pub const MAX_ROUNDS: u32 = 10;
@@ -403,28 +403,50 @@ impl RunService {
         Ok(crate::stats::Stats::compute(&runs, &counts, now))
     }
 
-    /// A page of the user's runs, newest first, archived ones included. `page` counts from 1.
-    pub async fn list(&self, user_id: &str, status: Option<JobStatus>, page: u32, per_page: u32) -> Result<RunsPage> {
-        let page = page.max(1);
-        let per_page = per_page.clamp(1, PER_PAGE_MAX);
-        let filter = Filter {
-            kind: Some(KIND.into()),
-            owner: Some(user_id.into()),
-            parent: Some(None),
-            states: status.map(|s| vec![state_of(s)]).unwrap_or_default(),
-            archived: true,
-            count: true,
-            limit: per_page,
-            offset: u64::from(page - 1) * u64::from(per_page),
-            ..Filter::default()
-        };
-        let found = self.queue.list(&filter).await?;
-        let mut runs: Vec<RunSummary> =
-            found.jobs.into_iter().map(|j| Run::from_job(j).map(|r| summary(&r))).collect::<Result<_>>()?;
-        for r in runs.iter_mut().filter(|r| r.as_of.is_none()) {
-            r.as_of = self.checks.data_end(&r.symbol);
+    /// A page of the user's runs that `query` matches, newest first, archived ones included:
+    /// after the query's cursor, or at its page (from 1), with the cursor of the next page.
+    pub async fn list(&self, user_id: &str, query: &RunsQuery) -> Result<RunsPage> {
+        let per_page = query.per_page.clamp(1, PER_PAGE_MAX);
+        let page = query.page.max(1);
+        // One more than the page, to know whether another follows.
+        let offset = u64::from(page - 1) * u64::from(per_page);
+        let (mut rows, total) = self.store.search_runs(user_id, query, per_page + 1, offset, true).await?;
+        let next = (rows.len() > per_page as usize).then(|| {
+            rows.truncate(per_page as usize);
+            rows.last().map(|r| Cursor { created_ms: r.created_at, id: r.id }.encode())
+        });
+        let ids: Vec<RunId> = rows.iter().map(|r| r.run_id).collect();
+        let mut tags: HashMap<RunId, Vec<String>> = HashMap::new();
+        for (run, tag) in self.store.tags_of(user_id, &ids).await? {
+            tags.entry(run).or_default().push(tag);
         }
-        Ok(RunsPage { runs, page, per_page, total: found.total.unwrap_or(0) })
+        let runs = rows
+            .into_iter()
+            .map(|r| {
+                let mut s = history_summary(r)?;
+                s.tags = tags.remove(&s.run_id).unwrap_or_default();
+                if s.as_of.is_none() {
+                    s.as_of = self.checks.data_end(&s.symbol);
+                }
+                Ok(s)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunsPage { runs, page, per_page, total: total.unwrap_or(0), next: next.flatten() })
+    }
+
+    /// The tags the owner put on a run.
+    pub async fn tags(&self, user_id: &str, run_id: RunId) -> Result<Vec<String>> {
+        self.owned(user_id, run_id).await?;
+        Ok(self.store.tags_of(user_id, &[run_id]).await?.into_iter().map(|(_, t)| t).collect())
+    }
+
+    /// Replaces the tags of one of the user's runs with `tags` (short labels, checked and
+    /// lower-cased, duplicates dropped); what is stored.
+    pub async fn set_tags(&self, user_id: &str, run_id: RunId, tags: &[String]) -> Result<Vec<String>> {
+        let tags = domain::history::check_tags(tags).map_err(Error::Invalid)?;
+        self.owned(user_id, run_id).await?;
+        self.store.set_tags(user_id, run_id, &tags).await?;
+        Ok(tags)
     }
 
     async fn durations(&self, model_id: &str) -> Arc<StepDurations> {
@@ -516,35 +538,43 @@ fn finished_step_label(run: &Run) -> Option<String> {
     }
 }
 
-fn summary(run: &Run) -> RunSummary {
-    RunSummary {
-        run_id: run.run_id,
-        symbol: run.start.symbol.to_string(),
-        model_id: run.start.model_id.to_string(),
-        analysts: run.start.analysts.clone(),
-        depth: run.start.options.depth,
-        as_of: run.result.as_ref().map(|r| r.as_of).or(run.start.as_of),
-        status: run.status,
-        progress: run.progress.percent,
-        rating: run.result.as_ref().map(|r| r.rating),
-        created_at: run.created_at,
-        started_at: run.started_at,
-        completed_at: run.completed_at,
-        duration: run.duration_ms(),
-        archived: run.archived,
-    }
-}
-
-/// The queue state a run status filter asks for.
-fn state_of(status: JobStatus) -> State {
-    match status {
-        JobStatus::Pending => State::Pending,
-        JobStatus::Running => State::Running,
-        JobStatus::Completed => State::Completed,
-        JobStatus::Failed => State::Failed,
-        JobStatus::Timeout => State::Timeout,
-        JobStatus::Cancelled => State::Cancelled,
-    }
+/// A row of the history as the API lists it.
+fn history_summary(r: HistoryRow) -> Result<RunSummary> {
+    let bad = |what: &str, e: String| Error::Internal(format!("run {}: {what}: {e}", r.run_id));
+    let status: JobStatus = match r.status.as_str() {
+        "waiting" => JobStatus::Pending,
+        s => s.parse().map_err(|e| bad("status", e))?,
+    };
+    let depth = match r.depth.as_deref() {
+        None => Depth::Quick,
+        Some(d) => d.parse().map_err(|e: domain::IdError| bad("depth", e.0))?,
+    };
+    let duration = match (r.started_at, r.completed_at) {
+        (Some(s), Some(c)) => Some((c - s).max(0) as u64),
+        _ => None,
+    };
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms).ok_or_else(|| bad("time", format!("{ms} is out of range")))
+    };
+    Ok(RunSummary {
+        run_id: r.run_id,
+        analysts: serde_json::from_str(&r.analysts).map_err(|e| bad("analysts", e.to_string()))?,
+        depth,
+        as_of: r.as_of.as_deref().and_then(|d| d.parse().ok()),
+        status,
+        progress: r.progress.clamp(0, 100) as u8,
+        rating: r.rating.as_deref().and_then(Rating::parse),
+        confidence: r.confidence,
+        cost_usd: r.cost_usd,
+        created_at: time(r.created_at)?,
+        started_at: r.started_at.map(time).transpose()?,
+        completed_at: r.completed_at.map(time).transpose()?,
+        duration,
+        archived: r.archived,
+        tags: Vec::new(),
+        symbol: r.symbol,
+        model_id: r.model_id,
+    })
 }
 
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {

@@ -7,7 +7,7 @@
 //! runs on whichever pool the database has. The queue's own SQL stays in `jobs`.
 
 use chrono::{DateTime, Utc};
-use domain::{ApiToken, RunId, ShareLink, StepProgress, TokenUsage};
+use domain::{ApiToken, RunId, RunsQuery, ShareLink, StepProgress, TokenUsage};
 use jobs::{Database, Pools, StoreError};
 
 use crate::error::Result;
@@ -54,6 +54,106 @@ pub struct UserUsage {
     pub cost_usd: f64,
     /// The earliest last update among those runs: when it leaves the window, the usage drops.
     pub oldest: Option<DateTime<Utc>>,
+}
+
+/// One row of the history as the store reads it (see [`Store::search_runs`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// The row number: with `created_at`, the keyset order.
+    pub id: i64,
+    pub run_id: RunId,
+    pub symbol: String,
+    pub model_id: String,
+    /// The analysts, as stored (a JSON array).
+    pub analysts: String,
+    pub depth: Option<String>,
+    pub as_of: Option<String>,
+    pub status: String,
+    pub progress: i64,
+    pub rating: Option<String>,
+    pub confidence: Option<f64>,
+    pub cost_usd: f64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub archived: bool,
+}
+
+/// A value bound to a numbered parameter of a statement built at run time.
+#[derive(Debug, Clone)]
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The `where` clause of a history search, with its parameters, for either table of runs.
+fn history_where(owner: &str, query: &RunsQuery) -> (String, Vec<Param>) {
+    let mut params = vec![Param::Text(owner.to_string())];
+    let mut clauses = vec!["user_id = $1".to_string(), "backtest_id is null".to_string()];
+    let bind = |params: &mut Vec<Param>, p: Param| {
+        params.push(p);
+        format!("${}", params.len())
+    };
+    if let Some(s) = &query.symbol {
+        clauses.push(format!("symbol = {}", bind(&mut params, Param::Text(s.to_string()))));
+    }
+    if let Some(m) = &query.model_id {
+        clauses.push(format!("model_id = {}", bind(&mut params, Param::Text(m.to_string()))));
+    }
+    if let Some(r) = query.rating {
+        clauses.push(format!("result ->> 'rating' = {}", bind(&mut params, Param::Text(r.as_str().into()))));
+    }
+    if let Some(s) = query.status {
+        clauses.push(format!("status = {}", bind(&mut params, Param::Text(s.as_str().into()))));
+    }
+    if let Some(d) = query.depth {
+        let p = bind(&mut params, Param::Text(d.id().into()));
+        clauses.push(format!("coalesce(options ->> 'depth', 'quick') = {p}"));
+    }
+    let day_ms = |d: chrono::NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_millis();
+    if let Some(d) = query.from {
+        clauses.push(format!("created_at >= {}", bind(&mut params, Param::Int(day_ms(d)))));
+    }
+    if let Some(d) = query.to {
+        let next = d.succ_opt().unwrap_or(d);
+        clauses.push(format!("created_at < {}", bind(&mut params, Param::Int(day_ms(next)))));
+    }
+    const AS_OF: &str = "coalesce(result ->> 'asOf', cast(as_of as text))";
+    if let Some(d) = query.as_of_from {
+        clauses.push(format!("{AS_OF} >= {}", bind(&mut params, Param::Text(d.to_string()))));
+    }
+    if let Some(d) = query.as_of_to {
+        clauses.push(format!("{AS_OF} <= {}", bind(&mut params, Param::Text(d.to_string()))));
+    }
+    if let Some(t) = &query.tag {
+        let p = bind(&mut params, Param::Text(t.clone()));
+        clauses.push(format!(
+            "cast(run_id as text) in (select t.run_id from trading_agent_tags t where t.user_id = $1 and t.tag = {p})"
+        ));
+    }
+    for w in &query.words {
+        let escaped = w.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let p = bind(&mut params, Param::Text(format!("%{escaped}%")));
+        clauses.push(format!(
+            "lower(coalesce(result ->> 'summary', '') || ' ' || coalesce(cast(result -> 'reports' as text), '') || ' ' \
+             || coalesce(cast(result -> 'team' as text), '')) like {p} escape '\\'"
+        ));
+    }
+    (clauses.join(" and "), params)
+}
+
+/// Binds `params` in order to a query built at run time.
+macro_rules! bind_all {
+    ($q:expr, $params:expr) => {{
+        let mut q = $q;
+        for p in $params {
+            q = match p {
+                Param::Text(s) => q.bind(s.clone()),
+                Param::Int(n) => q.bind(*n),
+            };
+        }
+        q
+    }};
 }
 
 #[derive(Clone)]
@@ -266,5 +366,155 @@ impl Store {
             Ok((run, user))
         })
         .transpose()
+    }
+
+    // The history: its search, and the tags owners put on their runs.
+
+    /// One page of the runs of `owner` that `query` matches (archived ones included), newest
+    /// first: at most `limit` after its cursor, or without one after skipping `offset`; with
+    /// the count of every match when `count`.
+    pub async fn search_runs(
+        &self,
+        owner: &str,
+        query: &RunsQuery,
+        limit: u32,
+        offset: u64,
+        count: bool,
+    ) -> Result<(Vec<HistoryRow>, Option<u64>)> {
+        let (filter, mut params) = history_where(owner, query);
+        let total = if count {
+            let sql = format!(
+                "select (select count(*) from trading_agent_jobs where {filter})
+                      + (select count(*) from trading_agent_jobs_archive where {filter})"
+            );
+            let n: i64 = on_reader!(self, |pool| {
+                bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)), &params)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(StoreError::from)?
+            });
+            Some(n.max(0) as u64)
+        } else {
+            None
+        };
+        let mut page = filter;
+        let mut skip = String::new();
+        match query.cursor {
+            Some(c) => {
+                params.push(Param::Int(c.created_ms));
+                let at = params.len();
+                params.push(Param::Int(c.id));
+                page.push_str(&format!(" and (created_at < ${at} or (created_at = ${at} and id < ${}))", at + 1));
+            }
+            None => skip = format!(" offset {offset}"),
+        }
+        let columns = "id, cast(run_id as text) as run_id, symbol, model_id, cast(analysts as text) as analysts,
+                       cast(options ->> 'depth' as text) as depth,
+                       cast(coalesce(result ->> 'asOf', cast(as_of as text)) as text) as as_of, status,
+                       cast(progress_percent as bigint) as progress, cast(result ->> 'rating' as text) as rating,
+                       cast(result ->> 'confidence' as double precision) as confidence,
+                       cast(cost_usd as double precision) as cost_usd, created_at, started_at, completed_at";
+        let sql = format!(
+            "select {columns}, cast(0 as bigint) as archived from trading_agent_jobs where {page}
+             union all
+             select {columns}, cast(1 as bigint) as archived from trading_agent_jobs_archive where {page}
+             order by created_at desc, id desc limit {limit}{skip}"
+        );
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+            Option<String>,
+            Option<f64>,
+            f64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            i64,
+        );
+        let rows: Vec<Row> = on_reader!(self, |pool| {
+            bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &params)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        let rows = rows
+            .into_iter()
+            .map(|r| {
+                let run_id = r.1.parse().map_err(|e: domain::IdError| crate::Error::Internal(e.0))?;
+                Ok(HistoryRow {
+                    id: r.0,
+                    run_id,
+                    symbol: r.2,
+                    model_id: r.3,
+                    analysts: r.4,
+                    depth: r.5,
+                    as_of: r.6,
+                    status: r.7,
+                    progress: r.8,
+                    rating: r.9,
+                    confidence: r.10,
+                    cost_usd: r.11,
+                    created_at: r.12,
+                    started_at: r.13,
+                    completed_at: r.14,
+                    archived: r.15 != 0,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((rows, total))
+    }
+
+    /// The tags of each of `runs` that `owner` put on them, in the order given.
+    pub async fn tags_of(&self, owner: &str, runs: &[RunId]) -> Result<Vec<(RunId, String)>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "select run_id, tag from trading_agent_tags where user_id = $1 and run_id in ({})
+             order by run_id, ordinal",
+            list.join(", ")
+        );
+        let rows: Vec<(String, String)> = on_reader!(self, |pool| {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
+            for r in runs {
+                q = q.bind(r.to_string());
+            }
+            q.fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        rows.into_iter()
+            .map(|(run, tag)| Ok((run.parse().map_err(|e: domain::IdError| crate::Error::Internal(e.0))?, tag)))
+            .collect()
+    }
+
+    /// Replaces the tags `owner` put on a run.
+    pub async fn set_tags(&self, owner: &str, run_id: RunId, tags: &[String]) -> Result<()> {
+        on_writer!(self, |pool| {
+            let mut tx = pool.begin().await.map_err(StoreError::from)?;
+            sqlx::query("delete from trading_agent_tags where run_id = $1")
+                .bind(run_id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            for (i, tag) in tags.iter().enumerate() {
+                sqlx::query("insert into trading_agent_tags (run_id, user_id, tag, ordinal) values ($1, $2, $3, $4)")
+                    .bind(run_id.to_string())
+                    .bind(owner)
+                    .bind(tag)
+                    .bind(i as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+        });
+        Ok(())
     }
 }

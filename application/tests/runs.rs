@@ -131,7 +131,7 @@ async fn start_settles_depth_and_budget(h: Harness) {
     assert_eq!(job.progress.steps.len(), 10, "data, one analyst, seven team steps, final");
     let (progress, _) = svc.progress("gina", job.run_id).await.unwrap();
     assert_eq!(progress.run.depth, Depth::Deep);
-    let listed = svc.list("gina", None, 1, 10).await.unwrap();
+    let listed = svc.list("gina", &domain::RunsQuery::newest(10)).await.unwrap();
     assert_eq!(listed.runs[0].depth, Depth::Deep);
 
     let own = StartRequest {
@@ -174,7 +174,7 @@ async fn per_user_limit(h: Harness) {
         }
     }
     assert_eq!((created, limited), (3, 47));
-    let listed = svc.list("carol", None, 1, 100).await.unwrap();
+    let listed = svc.list("carol", &domain::RunsQuery::newest(100)).await.unwrap();
     assert_eq!((listed.runs.len(), listed.total), (3, 3));
     assert!(svc.start("dave", &request("aapl"), None).await.is_ok(), "other users are not limited");
     // A finished run frees a slot.
@@ -198,7 +198,7 @@ async fn idempotency(h: Harness) {
     let c = svc.start("frank", &request("aapl"), Some("key-1")).await.unwrap();
     assert!(c.created && c.run_id != a.run_id);
     assert!(matches!(svc.start("erin", &request("aapl"), Some("bad key")).await, Err(Error::Invalid(_))));
-    assert_eq!(svc.list("erin", None, 1, 10).await.unwrap().total, 1);
+    assert_eq!(svc.list("erin", &domain::RunsQuery::newest(10)).await.unwrap().total, 1);
 }
 
 /// The stats read the runs that ended in the last day, latest first, and count them right.
@@ -271,7 +271,7 @@ async fn daily_usage(h: Harness) {
     };
     let count = |user: &'static str| {
         let svc = service(&h, 100);
-        async move { svc.list(user, None, 1, 100).await.unwrap().total }
+        async move { svc.list(user, &domain::RunsQuery::newest(100)).await.unwrap().total }
     };
     assert!(budget(Some(476), None).start("ann", &request("aapl"), None).await.unwrap().created);
     assert_eq!(count("ann").await, 4);
@@ -308,11 +308,126 @@ async fn spend(h: &Harness, prompt: u64, completion: u64, cost_usd: f64) -> Job 
     job
 }
 
+/// Completes the oldest pending run with `result` after a second of work.
+async fn complete(h: &Harness, result: serde_json::Value) {
+    let job = h.claim("w").await.expect("a pending run");
+    h.clock.advance(ChronoDuration::seconds(1));
+    h.finish(&job, Outcome::Completed(result)).await;
+}
+
+/// The history's filters combine and return exactly the runs that match, the user's only; the
+/// keyset cursor pages through them newest first, and a run started between two pages shifts
+/// nothing; tags are the owner's, checked, and filter the history; bad filters are named.
+async fn history_search(h: Harness) {
+    let svc = service(&h, 100);
+    let q = |pairs: &[(&str, &str)]| domain::RunsQuery::parse(pairs.iter().copied()).unwrap();
+    let ids = |page: &domain::RunsPage| page.runs.iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let with = |symbol: &str, rating: &str, confidence: f64, summary: &str| {
+        let mut r = result(symbol);
+        r["rating"] = rating.into();
+        r["confidence"] = confidence.into();
+        r["summary"] = summary.into();
+        r["reports"] = serde_json::json!([{"analyst": "risk", "stance": "neutral", "confidence": 0.5,
+            "keyFigures": [], "report": "Volatility 50% above its mean."}]);
+        let _: AnalysisResult = serde_json::from_value(r.clone()).expect("a result");
+        r
+    };
+    let buy = svc.start("hana", &request("aapl"), None).await.unwrap().run_id;
+    complete(&h, with("AAPL", "Buy", 0.8, "Strong momentum in services.")).await;
+    h.clock.advance(ChronoDuration::minutes(1));
+    let sell = svc.start("hana", &request("msft"), None).await.unwrap().run_id;
+    complete(&h, with("MSFT", "Sell", 0.6, "Cloud slowdown.")).await;
+    h.clock.advance(ChronoDuration::minutes(1));
+    svc.start("ivan", &request("aapl"), None).await.unwrap();
+    complete(&h, with("AAPL", "Buy", 0.9, "Strong momentum elsewhere.")).await;
+    let failed = svc.start("hana", &request("aapl"), None).await.unwrap().run_id;
+    let job = h.claim("w").await.unwrap();
+    h.finish(&job, Outcome::Failed("boom".into())).await;
+    // Two runs created in the same millisecond: the cursor tells them apart by their row.
+    let deep = StartRequest { depth: Some("standard".into()), ..request("nvda") };
+    let nvda = svc.start("hana", &deep, None).await.unwrap().run_id;
+    let nvda2 = svc.start("hana", &request("nvda"), None).await.unwrap().run_id;
+
+    let all = svc.list("hana", &q(&[])).await.unwrap();
+    assert_eq!(ids(&all), vec![nvda2, nvda, failed, sell, buy]);
+    assert_eq!((all.total, all.next.as_deref()), (5, None));
+    let first = &all.runs[4];
+    assert_eq!((first.rating, first.confidence, first.symbol.as_str()), (Some(domain::Rating::Buy), Some(0.8), "AAPL"));
+    assert_eq!(first.as_of, chrono::NaiveDate::from_ymd_opt(2023, 9, 21));
+
+    for (pairs, expected) in [
+        (vec![("symbol", "aapl")], vec![failed, buy]),
+        (vec![("rating", "buy")], vec![buy]),
+        (vec![("rating", "Buy"), ("symbol", "MSFT")], vec![]),
+        (vec![("status", "failed")], vec![failed]),
+        (vec![("status", "pending"), ("depth", "standard")], vec![nvda]),
+        (vec![("depth", "quick"), ("symbol", "NVDA")], vec![nvda2]),
+        (vec![("modelId", "offline"), ("rating", "Sell")], vec![sell]),
+        (vec![("q", "MOMENTUM services")], vec![buy]),
+        (vec![("q", "momentum cloud")], vec![]),
+        (vec![("q", "volatility")], vec![sell, buy]),
+        (vec![("q", "50%")], vec![sell, buy]),
+        // `%` and `_` are themselves, not wildcards.
+        (vec![("q", "5_%")], vec![]),
+        (vec![("asOfFrom", "2023-09-21"), ("asOfTo", "2023-09-21")], vec![sell, buy]),
+        (vec![("asOfTo", "2023-09-20")], vec![]),
+    ] {
+        let page = svc.list("hana", &q(&pairs)).await.unwrap();
+        assert_eq!(ids(&page), expected, "{pairs:?}");
+        assert_eq!(page.total, expected.len() as u64, "{pairs:?}");
+    }
+    let today = h.clock_now().date_naive();
+    let (yesterday, tomorrow) = (today.pred_opt().unwrap().to_string(), today.succ_opt().unwrap().to_string());
+    assert_eq!(svc.list("hana", &q(&[("from", &today.to_string())])).await.unwrap().total, 5);
+    assert_eq!(svc.list("hana", &q(&[("to", &yesterday)])).await.unwrap().total, 0);
+    assert_eq!(svc.list("hana", &q(&[("from", &tomorrow)])).await.unwrap().total, 0);
+
+    // Tags: the owner's, checked, shown and filtering.
+    assert_eq!(
+        svc.set_tags("hana", sell, &["Weekly".into(), "earnings week".into()]).await.unwrap(),
+        ["weekly", "earnings week"]
+    );
+    assert!(matches!(svc.set_tags("ivan", sell, &["mine".into()]).await, Err(Error::NotFound)));
+    assert!(
+        matches!(svc.set_tags("hana", sell, &["<b>".into()]).await, Err(Error::Invalid(e)) if e[0].field == "tags[0]")
+    );
+    svc.set_tags("hana", buy, &["weekly".into()]).await.unwrap();
+    svc.set_tags("hana", buy, &["monthly".into()]).await.unwrap();
+    let weekly = svc.list("hana", &q(&[("tag", "WEEKLY")])).await.unwrap();
+    assert_eq!(ids(&weekly), vec![sell]);
+    assert_eq!(weekly.runs[0].tags, ["weekly", "earnings week"]);
+    assert_eq!(ids(&svc.list("hana", &q(&[("tag", "monthly"), ("symbol", "AAPL")])).await.unwrap()), vec![buy]);
+    assert_eq!(svc.list("ivan", &q(&[("tag", "weekly")])).await.unwrap().total, 0);
+    assert_eq!(svc.tags("hana", buy).await.unwrap(), ["monthly"]);
+
+    // Keyset pages of two: a run started between pages changes none of the later ones.
+    let two = |cursor: Option<&str>| {
+        let mut pairs = vec![("perPage", "2")];
+        if let Some(c) = cursor {
+            pairs.push(("cursor", c));
+        }
+        q(&pairs)
+    };
+    let p1 = svc.list("hana", &two(None)).await.unwrap();
+    assert_eq!(ids(&p1), vec![nvda2, nvda]);
+    h.clock.advance(ChronoDuration::seconds(1));
+    let newer = svc.start("hana", &request("ibm"), None).await.unwrap().run_id;
+    let p2 = svc.list("hana", &two(p1.next.as_deref())).await.unwrap();
+    assert_eq!(ids(&p2), vec![failed, sell]);
+    let p3 = svc.list("hana", &two(p2.next.as_deref())).await.unwrap();
+    assert_eq!((ids(&p3), p3.next), (vec![buy], None));
+    assert_eq!(p3.total, 6, "the count is of every match");
+    assert_eq!(ids(&svc.list("hana", &two(None)).await.unwrap()), vec![newer, nvda2]);
+    // Offset pages stay for page numbers.
+    assert_eq!(ids(&svc.list("hana", &q(&[("perPage", "2"), ("page", "3")])).await.unwrap()), vec![sell, buy]);
+}
+
 jobs::both_backends!(
     retry,
     start_settles_depth_and_budget,
     per_user_limit,
     idempotency,
     stats_of_finished_runs,
-    daily_usage
+    daily_usage,
+    history_search
 );

@@ -50,6 +50,12 @@ pub struct RunSummary {
     pub status: JobStatus,
     pub progress: u8,
     pub rating: Option<Rating>,
+    /// The result's confidence, 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// What its model calls cost in US dollars at the catalog's prices (0 for the offline model).
+    #[serde(default)]
+    pub cost_usd: f64,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -57,6 +63,9 @@ pub struct RunSummary {
     /// Moved to the archive (finished longer ago than the retention); still readable.
     #[serde(default)]
     pub archived: bool,
+    /// Its owner's labels.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A page of history, newest first.
@@ -67,7 +76,12 @@ pub struct RunsPage {
     pub runs: Vec<RunSummary>,
     pub page: u32,
     pub per_page: u32,
+    /// Every run the filters match.
     pub total: u64,
+    /// The `cursor` of the next (older) page, while there is one: it stays valid, and its page
+    /// the same, however many runs start in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// An entry of `GET /api/trading/models`.

@@ -14,6 +14,7 @@
 //! - [`plan`]: the trade a run ends on — the trader's proposal, the final plan, what changed.
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
+//! - [`history`]: the history's filters, its keyset cursor and run tags.
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod access;
@@ -22,6 +23,7 @@ pub mod api;
 pub mod backtest;
 pub mod countdown;
 pub mod export;
+pub mod history;
 pub mod ids;
 pub mod plan;
 pub mod progress;
@@ -33,6 +35,7 @@ pub mod team;
 pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
+pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{Progress, ProgressTransport, RunState, StepProgress};

@@ -222,6 +222,26 @@ async fn contract(db: TestDb) {
         .check(M::GET, "/api/trading/runs", send(&c, &server, M::GET, "/api/trading/runs?perPage=0", None).await)
         .await;
     assert_eq!(status, 400);
+    // Tags, and the history's filters.
+    let tags = format!("/api/trading/runs/{run_id}/tags");
+    let put = |body: Value| send(&c, &server, M::PUT, &tags, Some(body));
+    let (status, stored) = api
+        .check(M::PUT, "/api/trading/runs/{runId}/tags", put(json!({"tags": [" Weekly ", "weekly", "q3"]})).await)
+        .await;
+    assert_eq!((status, stored), (200, json!({"tags": ["weekly", "q3"]})));
+    let (status, problem) =
+        api.check(M::PUT, "/api/trading/runs/{runId}/tags", put(json!({"tags": ["no<html>"]})).await).await;
+    assert_eq!((status, problem["errors"][0]["field"].as_str()), (400, Some("tags[0]")));
+    let filtered = "/api/trading/runs?symbol=aapl&tag=weekly&status=completed&modelId=offline&depth=quick&perPage=1";
+    let (status, runs) = api.check(M::GET, "/api/trading/runs", send(&c, &server, M::GET, filtered, None).await).await;
+    assert_eq!(
+        (status, runs["total"].as_u64(), runs["runs"][0]["tags"].clone()),
+        (200, Some(1), json!(["weekly", "q3"]))
+    );
+    let bad = "/api/trading/runs?rating=Great&cursor=nope";
+    let (status, problem) = api.check(M::GET, "/api/trading/runs", send(&c, &server, M::GET, bad, None).await).await;
+    let fields: Vec<_> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].clone()).collect();
+    assert_eq!((status, fields), (400, vec![json!("rating"), json!("cursor")]));
     for (path, first) in [
         ("/api/trading/models", json!("offline")),
         ("/api/trading/analysts", json!("invest")),

@@ -205,6 +205,70 @@ async fn an_active_run_refreshes_and_its_forms_post() {
     assert_eq!(resp.status(), 404);
 }
 
+/// The history searched without a line of script: the form is a plain GET form whose fields
+/// come back filled from the address, the rows are exactly the runs that match, with their
+/// rating, confidence, model, depth and cost; a run's tag form posts natively and its tag
+/// filters the history; a bad filter is a `400` page saying which.
+#[tokio::test]
+async fn history_is_searched_and_tagged_without_scripts() {
+    let server = Server::start(TestDb::sqlite(), &[]).await;
+    let c = browser();
+    page(&c, &server, "/").await;
+    let mut ids = Vec::new();
+    for symbol in ["IBM", "MSFT", "IBM"] {
+        let resp = post_form(&c, &server, "/", &format!("symbol={symbol}&model=offline&analysts=risk")).await;
+        assert_eq!(resp.status(), 303);
+        let id = location(&resp).trim_start_matches("/runs/").to_string();
+        wait_until_done(&c, &server, &id, Duration::from_secs(60)).await;
+        ids.push(id);
+    }
+    let row = |html: &str, id: &str| html.contains(&format!(r#"data-run="{id}""#));
+
+    let (status, headers, html) = page(&c, &server, "/runs?symbol=ibm&depth=quick").await;
+    assert_eq!(status, 200);
+    assert_whole(&html, &headers);
+    assert!(html.contains(r#"<form method="get" action="/runs" role="search""#), "{html}");
+    assert!(html.contains(r#"name="symbol" maxlength="10" size="8" value="ibm""#), "the field keeps its value: {html}");
+    assert!(html.contains(r#"<option value="quick" selected"#), "{html}");
+    assert!(row(&html, &ids[0]) && row(&html, &ids[2]) && !row(&html, &ids[1]), "{html}");
+    assert!(html.contains("2 runs"), "{html}");
+    for cell in [r#"class="confidence""#, r#"class="cost""#, r#"class="rating""#, "<code>offline</code>"] {
+        assert!(html.contains(cell), "{cell}: {html}");
+    }
+
+    // Tag the MSFT run from its page's form, then find it by its tag.
+    let (_, _, run) = page(&c, &server, &format!("/runs/{}", ids[1])).await;
+    assert!(run.contains(&format!(r#"action="/runs/{}/tags""#, ids[1])), "{run}");
+    let resp = post_form(&c, &server, &format!("/runs/{}/tags", ids[1]), "tags=Earnings%2C+q3").await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(location(&resp), format!("/runs/{}", ids[1]));
+    let (_, _, run) = page(&c, &server, &format!("/runs/{}", ids[1])).await;
+    assert!(run.contains(r#"value="earnings, q3""#), "{run}");
+    let (_, _, html) = page(&c, &server, "/runs?tag=earnings").await;
+    assert!(row(&html, &ids[1]) && !row(&html, &ids[0]), "{html}");
+    assert!(html.contains(r#"<span class="tag">q3</span>"#), "{html}");
+    let resp = post_form(&c, &server, &format!("/runs/{}/tags", ids[0]), "tags=%3Cb%3E").await;
+    assert_eq!(resp.status(), 400);
+
+    // The same filters as CSV: a header and one line per run, newest first.
+    assert!(html.contains(r#"href="/runs.csv?tag=earnings""#), "{html}");
+    let (status, headers, csv) = page(&c, &server, "/runs.csv?symbol=IBM").await;
+    assert_eq!((status.as_u16(), headers["content-type"].to_str().unwrap()), (200, "text/csv; charset=utf-8"));
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("run_id,created_at,symbol,as_of,model_id,depth,analysts,status,rating,confidence"));
+    assert!(lines[1].starts_with(&format!("{},", ids[2])) && lines[2].starts_with(&format!("{},", ids[0])), "{csv}");
+    assert!(lines[1].contains(",IBM,") && lines[1].contains(",offline,quick,risk,completed,"), "{csv}");
+    let (_, _, csv) = page(&c, &server, "/runs.csv?tag=q3").await;
+    assert!(csv.lines().nth(1).unwrap().contains(",earnings; q3,false"), "{csv}");
+    let (status, _, _) = page(&c, &server, "/runs.csv?from=yesterday").await;
+    assert_eq!(status, 400);
+
+    let (status, _, html) = page(&c, &server, "/runs?rating=Great").await;
+    assert_eq!(status, 400, "{html}");
+    assert!(html.contains("rating"), "{html}");
+}
+
 /// Every page is rendered under the one shell, so every page carries the pages'
 /// Content-Security-Policy — scripts from this site or with this response's nonce, and the
 /// WASM — and every inline script has that nonce: the backtest pages, the operators' stats,

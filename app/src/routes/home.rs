@@ -323,7 +323,7 @@ fn FieldErrorText(error: Signal<Option<String>>) -> impl IntoView {
 
 #[component]
 fn RecentRuns() -> impl IntoView {
-    let recent = Resource::new(|| (), |_| list_runs(None, 1));
+    let recent = Resource::new(|| (), |_| list_runs(Default::default()));
     view! {
         <section class="card">
             <h2>"Your recent runs"</h2>

@@ -59,6 +59,7 @@ pub fn RunPage() -> impl IntoView {
                                     <RunHeading run=p.run.clone()/>
                                     <ResultView result duration markdown/>
                                     <RunLive initial=p.run transport=transport() folded=true/>
+                                    <crate::routes::history::RunTags run_id=id.clone()/>
                                     <crate::routes::share::ShareLinks run_id=id/>
                                 }
                                 .into_any()
@@ -69,6 +70,7 @@ pub fn RunPage() -> impl IntoView {
                                     <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
                                 })}
                                 <RunLive initial=p.run transport=transport() folded=false/>
+                                <crate::routes::history::RunTags run_id=id.clone()/>
                                 <crate::routes::share::ShareLinks run_id=id/>
                             }
                             .into_any(),

@@ -24,6 +24,7 @@ use super::{backtests, health, live, runs, shares};
         runs::cancel,
         runs::retry,
         runs::list,
+        runs::set_tags,
         shares::create,
         shares::list,
         shares::revoke,
@@ -45,7 +46,7 @@ use super::{backtests, health, live, runs, shares};
     modifiers(&Identities, &BadTokens, &Links),
     security(("session" = []), ("token" = [])),
     tags(
-        (name = "runs", description = "Analyses: start, follow, cancel, retry, list."),
+        (name = "runs", description = "Analyses: start, follow, cancel, retry, list and search, tag."),
         (name = "shares", description = "Read-only links to a run, which anyone holding one may open."),
         (name = "catalog", description = "What a run can be made of."),
         (name = "backtests", description = "Many runs over symbols and dates, scored against the prices that followed."),

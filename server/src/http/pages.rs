@@ -134,6 +134,24 @@ pub async fn retry(State(state): State<AppState>, Path(raw): Path<String>, parts
     answer_form(&state, parts, page, result).await
 }
 
+/// `POST /runs/:id/tags` (form: `tags`, comma-separated): the run's tags replaced, back to its
+/// page; bad tags are refused on the page with why.
+pub async fn tags(State(state): State<AppState>, Path(raw): Path<String>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let result = async {
+        let id = run_id(&raw)?;
+        let body = form_body(body).await?;
+        let field = form_urlencoded::parse(&body).find(|(k, _)| k == "tags").map(|(_, v)| v.into_owned());
+        let tags: Vec<String> =
+            field.unwrap_or_default().split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect();
+        state.service.set_tags(&identity(&parts)?.0, id, &tags).await?;
+        Ok(see_other(&format!("/runs/{id}")))
+    }
+    .await;
+    let page = page_of(parts.uri.path(), 2);
+    answer_form(&state, parts, page, result).await
+}
+
 /// The page at `page` rendered as for a GET of it, in answer to a posted form (or after the
 /// stats' check), with what `extra` provides in its context (what was refused, or what was
 /// made).

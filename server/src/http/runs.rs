@@ -1,13 +1,11 @@
 //! The REST API of runs: `/api/trading/…`.
 
-use std::collections::HashMap;
-
 use application::Started;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{AnalystInfo, JobStatus, RunId, StartRequest, StartResponse};
+use domain::{AnalystInfo, JobStatus, RunId, RunsQuery, StartRequest, StartResponse};
 
 use super::AppState;
 use super::extract::{JsonBody, run_id};
@@ -176,46 +174,144 @@ pub async fn retry(
     Ok(accepted(started, &state))
 }
 
-/// `GET /api/trading/runs?status=&page=&perPage=`
+/// `GET /api/trading/runs?symbol=&rating=&status=&modelId=&depth=&from=&to=&asOfFrom=&asOfTo=&tag=&q=&cursor=&page=&perPage=`
 #[utoipa::path(
     get,
     operation_id = "listRuns",
     path = "/api/trading/runs",
     tag = "runs",
     params(
+        ("symbol" = Option<String>, Query, max_length = 10, description = "Only runs of this ticker symbol."),
+        ("rating" = Option<domain::Rating>, Query, description = "Only runs that ended with this rating."),
         ("status" = Option<JobStatus>, Query, description = "Only runs in this status."),
-        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "From 1 (the default)."),
+        ("modelId" = Option<String>, Query, max_length = 100, description = "Only runs of this model."),
+        ("depth" = Option<domain::Depth>, Query, description = "Only runs of this research depth."),
+        ("from" = Option<chrono::NaiveDate>, Query, description = "Only runs created on or after this day (UTC)."),
+        ("to" = Option<chrono::NaiveDate>, Query, description = "Only runs created on or before this day (UTC)."),
+        ("asOfFrom" = Option<chrono::NaiveDate>, Query, description = "Only runs analysed as of this day or later."),
+        ("asOfTo" = Option<chrono::NaiveDate>, Query, description = "Only runs analysed as of this day or earlier."),
+        ("tag" = Option<String>, Query, max_length = 32, description = "Only runs carrying this tag."),
+        ("q" = Option<String>, Query, max_length = 200, description = "Words (up to 8) that must all occur in the summary or the reports."),
+        ("cursor" = Option<String>, Query, description = "The `next` of the previous page: the runs after it, newest first, however many runs started since."),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "From 1 (the default); ignored with a cursor."),
         ("perPage" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Runs a page: 20 unless given."),
     ),
     responses(
-        (status = 200, description = "Your runs, newest first.", body = domain::RunsPage),
-        (status = 400, description = "A bad status, page or perPage.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Your runs that match every filter given, newest first.", body = domain::RunsPage),
+        (status = 400, description = "A bad filter, cursor, page or perPage, each named.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::responses::Unauthenticated),
     )
 )]
 pub async fn list(
     State(state): State<AppState>,
     Identity(user): Identity,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let status = match query.get("status").map(String::as_str) {
-        None | Some("") => None,
-        Some(s) => Some(s.parse::<JobStatus>().map_err(|e| ApiError::field("status", e))?),
-    };
-    let number = |name: &str, default: u32, max: u32| -> Result<u32, ApiError> {
-        match query.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| ApiError::field(name, format!("must be a whole number from 1 to {max}"))),
-        }
-    };
-    let page = number("page", 1, 1_000_000)?;
-    let per_page = number("perPage", application::runs::PER_PAGE_DEFAULT, application::runs::PER_PAGE_MAX)?;
-    let runs = state.service.list(&user.0, status, page, per_page).await?;
+    let query = RunsQuery::parse(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|errors| ApiError::from(application::Error::Invalid(errors)))?;
+    let runs = state.service.list(&user.0, &query).await?;
     Ok(Json(runs).into_response())
+}
+
+/// The most runs one CSV download of the history holds (the newest that match).
+pub const HISTORY_CSV_MAX: u32 = 10_000;
+
+/// `GET /runs.csv?<the history's filters>` — the history page's download: the runs that match,
+/// newest first (at most [`HISTORY_CSV_MAX`]), one line each.
+pub async fn history_csv(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let mut query = RunsQuery::parse(query.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|errors| ApiError::from(application::Error::Invalid(errors)))?;
+    query.per_page = application::runs::PER_PAGE_MAX;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    csv.write_record([
+        "run_id",
+        "created_at",
+        "symbol",
+        "as_of",
+        "model_id",
+        "depth",
+        "analysts",
+        "status",
+        "rating",
+        "confidence",
+        "cost_usd",
+        "duration_ms",
+        "tags",
+        "archived",
+    ])
+    .expect("writes to memory");
+    let mut written = 0;
+    loop {
+        let page = state.service.list(&user.0, &query).await?;
+        for r in &page.runs {
+            let analysts: Vec<&str> = r.analysts.iter().map(|a| a.id()).collect();
+            csv.write_record([
+                r.run_id.to_string(),
+                r.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                r.symbol.clone(),
+                r.as_of.map(|d| d.to_string()).unwrap_or_default(),
+                r.model_id.clone(),
+                r.depth.id().to_string(),
+                analysts.join(" "),
+                r.status.as_str().to_string(),
+                r.rating.map(|x| x.as_str().to_string()).unwrap_or_default(),
+                r.confidence.map(|c| format!("{c:.4}")).unwrap_or_default(),
+                format!("{:.6}", r.cost_usd),
+                r.duration.map(|d| d.to_string()).unwrap_or_default(),
+                r.tags.join("; "),
+                r.archived.to_string(),
+            ])
+            .expect("writes to memory");
+        }
+        written += page.runs.len() as u32;
+        match page.next.as_deref().and_then(domain::Cursor::decode) {
+            Some(next) if written < HISTORY_CSV_MAX => query.cursor = Some(next),
+            _ => break,
+        }
+    }
+    let mut resp = csv.into_inner().expect("writes to memory").into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"runs.csv\""));
+    Ok(resp)
+}
+
+/// Body of `PUT /api/trading/runs/:runId/tags`, and its answer.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Tags {
+    /// Short labels: at most 10, each 1–32 letters, digits, spaces, `-`, `_` or `.`; stored
+    /// trimmed and in lower case, duplicates dropped.
+    #[schema(max_items = 10)]
+    pub tags: Vec<String>,
+}
+
+/// `PUT /api/trading/runs/:runId/tags`
+#[utoipa::path(
+    put,
+    operation_id = "setTags",
+    path = "/api/trading/runs/{runId}/tags",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "Your run's id.")),
+    request_body = Tags,
+    responses(
+        (status = 200, description = "The run's tags as stored, in place of any it had.", body = Tags),
+        (status = 400, description = "A bad run id or tag, each named.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+    )
+)]
+pub async fn set_tags(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+    JsonBody(body): JsonBody<Tags>,
+) -> Result<Response, ApiError> {
+    let tags = state.service.set_tags(&user.0, run_id(&raw)?, &body.tags).await?;
+    Ok(Json(Tags { tags }).into_response())
 }
 
 /// `GET /api/trading/models`
