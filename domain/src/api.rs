@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
 use crate::ids::RunId;
+use crate::rating::Rating;
 use crate::request::FieldError;
-use crate::result::Rating;
 use crate::status::JobStatus;
 use crate::team::Depth;
 

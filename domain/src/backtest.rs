@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
-use crate::result::Rating;
+use crate::rating::Rating;
 use crate::team::RunOptions;
 
 pub use crate::ids::BacktestId;

@@ -5,8 +5,8 @@
 use chrono::NaiveDate;
 
 use crate::ids::{ModelId, Symbol};
+use crate::rating::Rating;
 use crate::request::FieldError;
-use crate::result::Rating;
 use crate::status::JobStatus;
 use crate::team::Depth;
 

@@ -27,6 +27,7 @@ pub mod history;
 pub mod ids;
 pub mod plan;
 pub mod progress;
+pub mod rating;
 pub mod request;
 pub mod result;
 pub mod status;
@@ -39,10 +40,10 @@ pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
+pub use rating::{Rating, Stance};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{
-    AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, RULE_BASED_NOTE, Rating, Stance,
-    TokenUsage, Usage,
+    AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, RULE_BASED_NOTE, TokenUsage, Usage,
 };
 pub use status::{JobStatus, StepStatus};
 pub use team::{Action, Argument, DEEP_ROUNDS_DEFAULT, Depth, RunOptions, Team, TeamReport, TeamRole, Verdict};

@@ -18,7 +18,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::result::Rating;
+use crate::rating::Rating;
 use crate::team::Action;
 
 /// Which way a plan bets.

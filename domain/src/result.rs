@@ -5,92 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::analyst::AnalystKind;
 use crate::plan::Trade;
+use crate::rating::{Rating, Stance};
 use crate::team::TeamReport;
 
 /// Said once wherever an analysis by the offline model is shown (a page, a Markdown export, the
 /// terminal), never in each of its reports.
 pub const RULE_BASED_NOTE: &str = "Rule-based analysis by the offline model: no language model was used.";
-
-/// The five-point rating scale, strongest buy first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub enum Rating {
-    Buy,
-    Overweight,
-    Hold,
-    Underweight,
-    Sell,
-}
-
-impl Rating {
-    pub const ALL: [Rating; 5] = [Self::Buy, Self::Overweight, Self::Hold, Self::Underweight, Self::Sell];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Buy => "Buy",
-            Self::Overweight => "Overweight",
-            Self::Hold => "Hold",
-            Self::Underweight => "Underweight",
-            Self::Sell => "Sell",
-        }
-    }
-
-    /// From a score in [-1, 1] (negative bearish), with fixed band edges.
-    pub fn from_score(score: f64) -> Self {
-        if score >= 0.45 {
-            Self::Buy
-        } else if score >= 0.15 {
-            Self::Overweight
-        } else if score > -0.15 {
-            Self::Hold
-        } else if score > -0.45 {
-            Self::Underweight
-        } else {
-            Self::Sell
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
-    }
-}
-
-/// One analyst's view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Stance {
-    Bullish,
-    Neutral,
-    Bearish,
-}
-
-impl Stance {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bullish => "bullish",
-            Self::Neutral => "neutral",
-            Self::Bearish => "bearish",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "bullish" => Some(Self::Bullish),
-            "neutral" => Some(Self::Neutral),
-            "bearish" => Some(Self::Bearish),
-            _ => None,
-        }
-    }
-
-    pub fn score(self) -> f64 {
-        match self {
-            Self::Bullish => 1.0,
-            Self::Neutral => 0.0,
-            Self::Bearish => -1.0,
-        }
-    }
-}
 
 /// A named figure with its display form, e.g. `{label: "RSI(14)", value: 61.2, display: "61.2"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
