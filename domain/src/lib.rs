@@ -33,7 +33,7 @@ pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
-pub use progress::{Progress, ProgressTransport, RunState, StepProgress};
+pub use progress::{Progress, ProgressTransport, RunState, StepProgress, TextDelta, Transcript, TranscriptEntry};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{
     AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, RULE_BASED_NOTE, Rating, Stance,
