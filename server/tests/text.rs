@@ -106,6 +106,16 @@ async fn text_streams_resume_and_match_the_transcript(db: TestDb) {
         running.iter().any(|s| s["text"].as_str().is_some_and(|t| !t.is_empty()) && s["lastOutputAt"].is_string()),
         "a running step shows its text so far: {poll}"
     );
+    // So does the page, as the server renders it (what a browser without scripts refreshes to).
+    let tail = running.iter().find_map(|s| s["text"].as_str()).unwrap();
+    let words = tail.split(|c: char| !c.is_alphanumeric() && c != ' ').max_by_key(|w| w.len()).unwrap();
+    assert!(words.len() >= 5, "{tail}");
+    let page = c.get(server.url(&format!("/runs/{run_id}"))).send().await.unwrap().text().await.unwrap();
+    let shown = page
+        .split("data-testid=\"step-text\"")
+        .skip(1)
+        .any(|rest| rest[..rest.find("</div>").unwrap()].contains(words));
+    assert!(shown, "the page shows the running step's text ({words:?})");
 
     // Resumed with Last-Event-ID, to the end.
     assert!(seen.read(&c, &server, &run_id, None).await, "the stream ends with the run");
