@@ -114,7 +114,7 @@ async fn text_streams_resume_and_match_the_transcript(db: TestDb) {
     let shown = page
         .split("data-testid=\"step-text\"")
         .skip(1)
-        .any(|rest| rest[..rest.find("</div>").unwrap()].contains(words));
+        .any(|rest| rest[rest.find("<p>").unwrap()..rest.find("</p>").unwrap()].contains(words));
     assert!(shown, "the page shows the running step's text ({words:?})");
 
     // Resumed with Last-Event-ID, to the end.
