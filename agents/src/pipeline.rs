@@ -54,6 +54,12 @@ pub trait Reporter: Send + Sync {
 
     async fn step_progress(&self, step: &str, percent: u8, detail: Option<&str>) -> Result<(), Self::Error>;
 
+    /// The next piece of the text a model writes for `step`, as it arrives; joined, the pieces
+    /// of a step are its text.
+    async fn step_text(&self, _step: &str, _delta: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Completes `step` with its `output` and what its calls to `model` (a catalog id) cost.
     async fn complete_step(&self, step: &str, output: Value, usage: Usage, model: &str) -> Result<(), Self::Error>;
 
@@ -139,6 +145,10 @@ impl<R: Reporter> CallProgress for StepReports<'_, R> {
     async fn report(&self, percent: u8, detail: &str) {
         // A stop request surfaces at the next start/complete; the worker also drops the run.
         let _ = self.reporter.step_progress(self.step, percent, Some(detail)).await;
+    }
+
+    async fn text(&self, delta: &str) {
+        let _ = self.reporter.step_text(self.step, delta).await;
     }
 }
 

@@ -15,14 +15,18 @@ use agents::testing::{Behaviour, FakeLlm};
 use async_trait::async_trait;
 use domain::{AnalystKind, Rating, Stance};
 
-/// Records what a model reports.
+/// Records what a model reports, and the pieces of text it passes on.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(u8, String)>>);
+struct Recorder(Mutex<Vec<(u8, String)>>, Mutex<Vec<String>>);
 
 #[async_trait]
 impl CallProgress for Recorder {
     async fn report(&self, percent: u8, detail: &str) {
         self.0.lock().unwrap().push((percent, detail.to_string()));
+    }
+
+    async fn text(&self, delta: &str) {
+        self.1.lock().unwrap().push(delta.to_string());
     }
 }
 
@@ -76,6 +80,11 @@ async fn a_streamed_answer_is_parsed_counted_and_reports_progress() {
         progress.0.lock().unwrap().iter().filter(|(_, d)| d == "Receiving the answer").map(|(p, _)| *p).collect();
     assert!(seen.len() >= 2, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]) && seen.iter().all(|p| (10..=80).contains(p)), "{seen:?}");
+    // The text was passed on as it arrived, in pieces that join to the whole answer.
+    let pieces = progress.1.lock().unwrap().clone();
+    assert!(pieces.len() >= 2, "{pieces:?}");
+    let answer: serde_json::Value = serde_json::from_str(&pieces.concat()).expect("the pieces join to the answer");
+    assert_eq!(answer["stance"], "bullish", "{answer}");
 }
 
 #[tokio::test]

@@ -5,7 +5,9 @@
 //! A step's output is stored with the document that counts its cost, in one write, so a
 //! resumed attempt finds the two together: it skips the step and its cost is counted once.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agents::{Pipeline, PipelineError, Reporter};
 use async_trait::async_trait;
@@ -26,11 +28,24 @@ pub struct AnalysisJob {
     clock: Arc<dyn Clock>,
     /// The owners' daily budget, and where their spending is read.
     daily: Option<(DailyBudget, Store)>,
+    /// Where the text the models write is kept; `None` keeps none.
+    text: Option<Store>,
 }
+
+/// A running step's text is stored at least this often while its model writes...
+pub const TEXT_FLUSH_EVERY: Duration = Duration::from_millis(250);
+/// ...and as soon as this many bytes of it are waiting.
+pub const TEXT_FLUSH_BYTES: usize = 2_048;
 
 impl AnalysisJob {
     pub fn new(pipeline: Arc<Pipeline>, clock: Arc<dyn Clock>) -> Self {
-        Self { pipeline, clock, daily: None }
+        Self { pipeline, clock, daily: None, text: None }
+    }
+
+    /// Keeps the text the models write, step by step, in `store` (see [`Store::text_after`]).
+    pub fn with_text(mut self, store: Store) -> Self {
+        self.text = Some(store);
+        self
     }
 
     /// Holds each run to what is left of its owner's `budget`, read before each model step.
@@ -62,13 +77,33 @@ impl Handler for AnalysisJob {
             worker = job.lease_owner.as_deref().unwrap_or_default(),
             "Started"
         );
+        let text = match &self.text {
+            // A resumed attempt goes on numbering the pieces of steps an earlier one began.
+            Some(store) => {
+                let parts = store
+                    .text_parts(crate::run::run_id(run_id))
+                    .await
+                    .map_err(|e| JobError::Lost(format!("reading the run's text: {e}")))?;
+                let steps = parts
+                    .into_iter()
+                    .map(|(step, n)| (step, StepText { next_part: n, ..StepText::default() }))
+                    .collect();
+                Some(TextSink { store: store.clone(), steps: Mutex::new(steps) })
+            }
+            None => None,
+        };
         let reporter = RunReporter {
             ctx: ctx.clone(),
             clock: self.clock.clone(),
             daily: self.daily.clone(),
             state: Mutex::new((Tracker::new(steps), stored.usage)),
+            text,
         };
-        match self.pipeline.run(&args.start, &reporter).await {
+        let outcome = tokio::select! {
+            outcome = self.pipeline.run(&args.start, &reporter) => outcome,
+            never = reporter.flush_text_every(TEXT_FLUSH_EVERY) => match never {},
+        };
+        match outcome {
             Ok(result) => {
                 let spent = reporter.state.lock().await.1;
                 let started = job.started_at.unwrap_or(job.created_at);
@@ -83,6 +118,7 @@ impl Handler for AnalysisJob {
                 Ok(serde_json::to_value(result).expect("plain data"))
             }
             Err(PipelineError::Failed { step, message }) => {
+                let _ = reporter.flush_text(None).await;
                 reporter.fail(step.as_deref()).await;
                 tracing::warn!(runId = %run_id, status = "failed", error = %message, "Failed");
                 Err(JobError::Failed(message))
@@ -102,9 +138,74 @@ struct RunReporter {
     clock: Arc<dyn Clock>,
     daily: Option<(DailyBudget, Store)>,
     state: Mutex<(Tracker, Usage)>,
+    text: Option<TextSink>,
+}
+
+/// Where a run's text goes: each step's pieces not yet stored, and how many it has stored.
+struct TextSink {
+    store: Store,
+    steps: Mutex<HashMap<String, StepText>>,
+}
+
+#[derive(Default)]
+struct StepText {
+    /// The number of the next piece to store.
+    next_part: u32,
+    /// Written by the model, not yet stored.
+    pending: String,
+    /// The end of what is stored, for the step object.
+    tail: String,
 }
 
 impl RunReporter {
+    /// Stores what every step has waiting, every `interval`, until dropped.
+    async fn flush_text_every(&self, interval: Duration) -> std::convert::Infallible {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // A write that fails is tried again at the next tick; the text stays waiting.
+            let _ = self.flush_text(None).await;
+        }
+    }
+
+    /// Stores the waiting text of `only` that step, or of every step, one piece per step,
+    /// then puts the stored tails in the step objects.
+    async fn flush_text(&self, only: Option<&str>) -> Result<(), JobError> {
+        let Some(sink) = &self.text else {
+            return Ok(());
+        };
+        let run_id = crate::run::run_id(self.ctx.job().job_id);
+        let mut tails = Vec::new();
+        {
+            let mut steps = sink.steps.lock().await;
+            for (name, text) in steps.iter_mut() {
+                if text.pending.is_empty() || only.is_some_and(|o| o != name) {
+                    continue;
+                }
+                sink.store
+                    .insert_text(run_id, name, text.next_part, &text.pending, self.clock.now())
+                    .await
+                    .map_err(|e| JobError::Lost(format!("storing the text of '{name}': {e}")))?;
+                text.next_part += 1;
+                text.tail.push_str(&text.pending);
+                text.pending.clear();
+                let keep = domain::progress::tail(&text.tail, domain::progress::TEXT_TAIL_MAX).len();
+                text.tail.drain(..text.tail.len() - keep);
+                tails.push((name.clone(), text.tail.clone()));
+            }
+        }
+        if tails.is_empty() {
+            return Ok(());
+        }
+        let (tracker, usage) = &mut *self.state.lock().await;
+        let changed = tails.iter().fold(false, |changed, (name, tail)| tracker.show_text(name, tail) || changed);
+        if changed {
+            self.ctx.report(Self::document(tracker, *usage), false).await?;
+        }
+        Ok(())
+    }
+
     fn document(tracker: &Tracker, usage: Usage) -> Value {
         serde_json::to_value(RunProgress::of(tracker.clone(), usage)).expect("plain data")
     }
@@ -146,7 +247,23 @@ impl Reporter for RunReporter {
         Ok(())
     }
 
+    async fn step_text(&self, step: &str, delta: &str) -> Result<(), JobError> {
+        let Some(sink) = &self.text else {
+            return Ok(());
+        };
+        let full = {
+            let mut steps = sink.steps.lock().await;
+            let text = steps.entry(step.to_string()).or_default();
+            text.pending.push_str(delta);
+            text.pending.len() >= TEXT_FLUSH_BYTES
+        };
+        self.state.lock().await.0.heard(step, self.clock.now());
+        if full { self.flush_text(Some(step)).await } else { Ok(()) }
+    }
+
     async fn complete_step(&self, step: &str, output: Value, cost: Usage, model: &str) -> Result<(), JobError> {
+        // The step's text is stored before the step is seen complete.
+        self.flush_text(Some(step)).await?;
         let (tracker, usage) = &mut *self.state.lock().await;
         if !tracker.complete(step, self.clock.now()) {
             return Err(JobError::Lost(format!("step '{step}' is not part of this run or already finished")));

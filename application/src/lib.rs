@@ -30,6 +30,7 @@ pub mod stats;
 pub mod store;
 pub mod telemetry;
 pub mod tracker;
+pub mod transcript;
 
 pub use error::{Error, Result};
 pub use runs::{RunService, ServiceConfig, Started, UserId};

@@ -517,4 +517,71 @@ impl Store {
         });
         Ok(())
     }
+
+    /// Stores the next piece (`part`, from 0 per step) of the text a run's model wrote for `step`.
+    pub async fn insert_text(
+        &self,
+        run_id: RunId,
+        step: &str,
+        part: u32,
+        delta: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = "insert into trading_agent_text (run_id, step, part, delta, created_at) values ($1, $2, $3, $4, $5)";
+        on_writer!(self, |pool| {
+            sqlx::query(sql)
+                .bind(run_id.to_string())
+                .bind(step)
+                .bind(i64::from(part))
+                .bind(delta)
+                .bind(at.timestamp_millis())
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(StoreError::from)?
+        });
+        Ok(())
+    }
+
+    /// The pieces of a run's text stored after the piece `after` (an id; `None` for all), in
+    /// the order they were written, at most `limit`.
+    pub async fn text_after(&self, run_id: RunId, after: Option<i64>, limit: u32) -> Result<Vec<TextPiece>> {
+        let sql = "select id, step, cast(part as bigint), delta, created_at from trading_agent_text
+                   where run_id = $1 and id > $2 order by id limit $3";
+        let rows: Vec<(i64, String, i64, String, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(run_id.to_string())
+                .bind(after.unwrap_or(-1))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        rows.into_iter()
+            .map(|(id, step, part, delta, at)| {
+                Ok(TextPiece { id, step, part: part.max(0) as u32, delta, at: time(at)? })
+            })
+            .collect()
+    }
+
+    /// How many pieces of text each step of a run has stored.
+    pub async fn text_parts(&self, run_id: RunId) -> Result<Vec<(String, u32)>> {
+        let sql = "select step, count(*) from trading_agent_text where run_id = $1 group by step";
+        let rows: Vec<(String, i64)> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(run_id.to_string()).fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        Ok(rows.into_iter().map(|(step, n)| (step, n.max(0) as u32)).collect())
+    }
+}
+
+/// One stored piece of a run's text ([`Store::text_after`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextPiece {
+    /// Orders the pieces of a run as they were written.
+    pub id: i64,
+    pub step: String,
+    /// The piece's place in its step's text, from 0.
+    pub part: u32,
+    pub delta: String,
+    pub at: DateTime<Utc>,
 }

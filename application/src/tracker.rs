@@ -39,6 +39,8 @@ impl Tracker {
                 s.completed_at = None;
                 s.duration_ms = None;
                 s.detail = detail;
+                s.text = None;
+                s.last_output_at = Some(now);
                 true
             }
             _ => false,
@@ -76,6 +78,26 @@ impl Tracker {
                 s.completed_at = Some(now);
                 s.duration_ms = Some((now - started).num_milliseconds().max(0) as u64);
                 s.detail = None;
+                s.text = None;
+                s.last_output_at = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Notes that a running step's model wrote something at `now`.
+    pub fn heard(&mut self, name: &str, now: DateTime<Utc>) {
+        if let Some(s) = self.step_mut(name).filter(|s| s.status == StepStatus::InProgress) {
+            s.last_output_at = Some(now);
+        }
+    }
+
+    /// Shows `tail` as the end of a running step's text. Returns whether anything changed.
+    pub fn show_text(&mut self, name: &str, tail: &str) -> bool {
+        match self.step_mut(name) {
+            Some(s) if s.status == StepStatus::InProgress && s.text.as_deref() != Some(tail) => {
+                s.text = Some(tail.to_string());
                 true
             }
             _ => false,
@@ -104,6 +126,8 @@ pub fn close_steps(steps: &[StepProgress], failed: &[&str], now: DateTime<Utc>) 
             if !s.status.is_finished() {
                 s.status = if failed.contains(&s.name.as_str()) { StepStatus::Failed } else { StepStatus::Skipped };
                 s.detail = None;
+                s.text = None;
+                s.last_output_at = None;
                 if s.started_at.is_some() {
                     s.completed_at = Some(now);
                     s.duration_ms = s.started_at.map(|t| (now - t).num_milliseconds().max(0) as u64);

@@ -28,6 +28,25 @@ pub struct StepProgress {
     /// What the step is doing right now, e.g. "Waiting for the model".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// While the step runs: the end of the text its model has written so far (at most
+    /// [`TEXT_TAIL_MAX`] bytes; the whole text is the run's transcript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// While the step runs: when its model last wrote anything (its start, before it has).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output_at: Option<DateTime<Utc>>,
+}
+
+/// The most of a running step's text its step object carries: its last bytes.
+pub const TEXT_TAIL_MAX: usize = 2_000;
+
+/// The last at most `max` bytes of `text`, cut at a character boundary.
+pub fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 impl StepProgress {
@@ -40,6 +59,8 @@ impl StepProgress {
             completed_at: None,
             duration_ms: None,
             detail: None,
+            text: None,
+            last_output_at: None,
         }
     }
 }
@@ -112,4 +133,43 @@ pub enum ProgressTransport {
     Sse,
     /// Polling every 2 s only: no stream is opened (serverless hosts, buffering proxies).
     Poll,
+}
+
+/// The `data` of an `event: text` message of the event stream: the next piece of a step's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TextDelta {
+    /// The step's name, as in `steps[]`.
+    pub step: String,
+    /// The piece's place in the step's text, from 0.
+    pub seq: u32,
+    pub delta: String,
+}
+
+/// `GET /api/trading/runs/:runId/transcript`: the whole text the run's models wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Transcript {
+    pub run_id: RunId,
+    /// One entry per step that calls a model, in the order of `steps[]`.
+    pub steps: Vec<TranscriptEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptEntry {
+    /// The step's name, as in `steps[]`.
+    pub step: String,
+    /// Who speaks in it ("Bull Researcher", "Portfolio Manager").
+    pub agent: String,
+    /// The catalog id of the model that wrote it.
+    pub model: String,
+    /// Everything written so far: the `delta`s of the step's text events, joined.
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
 }

@@ -31,6 +31,10 @@ pub use domain::Usage;
 #[async_trait]
 pub trait CallProgress: Send + Sync {
     async fn report(&self, percent: u8, detail: &str);
+
+    /// The next piece of the text the model is writing, as it arrives. The pieces of one step,
+    /// joined, are its text.
+    async fn text(&self, _delta: &str) {}
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

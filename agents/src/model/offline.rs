@@ -6,8 +6,9 @@
 //! assessment) and [`crate::team`] (the team after the analysts); this is the [`Model`] that
 //! calls them.
 //!
-//! It can wait `simulated_latency` per call, like a hosted model would, so the progress view
-//! has something to show; it reports what it is doing around that wait.
+//! It can take `simulated_latency` per call, like a hosted model would, so the progress view
+//! has something to show: it works its answer out at once, then writes its text in pieces
+//! spread over that time, as a hosted model streams its tokens.
 
 use std::time::Duration;
 
@@ -28,13 +29,56 @@ impl OfflineModel {
         Self { latency }
     }
 
-    async fn think(&self, progress: &dyn CallProgress) {
+    /// Writes `text` in pieces spread over the simulated latency (all at once without one).
+    async fn write(&self, text: &str, progress: &dyn CallProgress) {
         progress.report(30, "Weighing the signals").await;
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
+        let pieces = pieces(text, self.pieces());
+        let pause = self.latency / pieces.len().max(1) as u32;
+        for (i, piece) in pieces.iter().enumerate() {
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+            progress.text(piece).await;
+            let done = 30 + (60 * (i + 1) / pieces.len()) as u8;
+            progress.report(done, "Writing the report").await;
         }
         progress.report(90, "Writing the report").await;
     }
+
+    /// How many pieces a text is written in: one every ~200 ms of latency, 1 to 30.
+    fn pieces(&self) -> usize {
+        (self.latency.as_millis() / PIECE_EVERY_MS).clamp(1, 30) as usize
+    }
+}
+
+const PIECE_EVERY_MS: u128 = 200;
+
+/// `text` cut into at most `n` pieces of about equal length, at word ends where it can be and
+/// always at character boundaries; joined they are `text`.
+fn pieces(text: &str, n: usize) -> Vec<&str> {
+    if text.is_empty() {
+        return vec![];
+    }
+    let target = text.len().div_ceil(n.max(1));
+    let mut out = Vec::with_capacity(n);
+    let mut rest = text;
+    while !rest.is_empty() {
+        if rest.len() <= target || out.len() + 1 == n {
+            out.push(rest);
+            break;
+        }
+        let mut cut = target;
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        // Move the cut to the next space, unless there is none soon.
+        if let Some(space) = rest[cut..].find(' ').filter(|&s| s < target) {
+            cut += space + 1;
+        }
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
 }
 
 #[async_trait]
@@ -53,8 +97,9 @@ impl Model for OfflineModel {
         data: &MarketSnapshot,
         progress: &dyn CallProgress,
     ) -> Result<(AnalystView, Usage), ModelError> {
-        self.think(progress).await;
-        Ok((rules::view(kind, data), Usage { calls: 1, ..Usage::default() }))
+        let view = rules::view(kind, data);
+        self.write(&view.report, progress).await;
+        Ok((view, Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn assessment(
@@ -63,8 +108,9 @@ impl Model for OfflineModel {
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
     ) -> Result<(Decision, Usage), ModelError> {
-        self.think(progress).await;
-        Ok((rules::final_assessment(data, reports), Usage { calls: 1, ..Usage::default() }))
+        let decision = rules::final_assessment(data, reports);
+        self.write(&decision.assessment.summary, progress).await;
+        Ok((decision, Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn argue(
@@ -73,31 +119,50 @@ impl Model for OfflineModel {
         brief: &Brief<'_>,
         progress: &dyn CallProgress,
     ) -> Result<(Argument, Usage), ModelError> {
-        self.think(progress).await;
         let argument = match (role, brief.plan) {
             (TeamRole::BullResearcher | TeamRole::BearResearcher, _) => team::research(role, brief),
             (_, Some(plan)) => team::risk(role, brief, plan),
             (_, None) => return Err(ModelError::InvalidAnswer(format!("{} needs the trader's plan", role.title()))),
         };
+        self.write(&argument.text, progress).await;
         Ok((argument, Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn judge(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Verdict, Usage), ModelError> {
-        self.think(progress).await;
-        Ok((team::judge(brief), Usage { calls: 1, ..Usage::default() }))
+        let verdict = team::judge(brief);
+        self.write(&verdict.reasoning, progress).await;
+        Ok((verdict, Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn plan(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(TradePlan, Usage), ModelError> {
-        self.think(progress).await;
         let verdict = brief.verdict.ok_or_else(|| ModelError::InvalidAnswer("the trader needs a verdict".into()))?;
-        Ok((team::plan(brief, verdict), Usage { calls: 1, ..Usage::default() }))
+        let plan = team::plan(brief, verdict);
+        self.write(&plan.reasoning, progress).await;
+        Ok((plan, Usage { calls: 1, ..Usage::default() }))
     }
 
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {
-        self.think(progress).await;
         let (Some(verdict), Some(plan)) = (brief.verdict, brief.plan) else {
             return Err(ModelError::InvalidAnswer("the portfolio manager needs a verdict and a plan".into()));
         };
-        Ok((team::decide(brief, verdict, plan), Usage { calls: 1, ..Usage::default() }))
+        let decision = team::decide(brief, verdict, plan);
+        self.write(&decision.reasoning, progress).await;
+        Ok((decision, Usage { calls: 1, ..Usage::default() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn pieces_join_to_the_text_at_char_boundaries() {
+        let text = "Ünïcode — text with spaces and a verylongwordwithoutspacesatall, more words here.";
+        for n in 1..12 {
+            let p = pieces(text, n);
+            assert!(p.len() <= n && !p.is_empty(), "{n}: {p:?}");
+            assert_eq!(p.concat(), text);
+        }
+        assert!(pieces("", 3).is_empty());
     }
 }

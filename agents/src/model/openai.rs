@@ -155,6 +155,7 @@ impl ChatModel {
                     None,
                 )
             })?;
+            progress.text(&text).await;
             (text, usage_of(&body))
         };
         let tokens =
@@ -207,6 +208,9 @@ impl ChatModel {
             }
             if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
                 text.push_str(delta);
+                if !delta.is_empty() {
+                    progress.text(delta).await;
+                }
             }
             if let Some(u) = usage_of(&event) {
                 usage = Some(u);

@@ -48,6 +48,8 @@ struct RoundProgress<'a, R: Reporter> {
     step: &'a str,
     round: u32,
     rounds: u32,
+    /// Whether this turn has written any text yet.
+    wrote: std::sync::atomic::AtomicBool,
 }
 
 impl<R: Reporter> RoundProgress<'_, R> {
@@ -65,6 +67,14 @@ impl<R: Reporter> RoundProgress<'_, R> {
 impl<R: Reporter> CallProgress for RoundProgress<'_, R> {
     async fn report(&self, percent: u8, detail: &str) {
         let _ = self.reporter.step_progress(self.step, self.percent(percent), Some(&self.detail(detail))).await;
+    }
+
+    /// A later round's text follows the earlier rounds' after a blank line.
+    async fn text(&self, delta: &str) {
+        if self.round > 1 && !self.wrote.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            let _ = self.reporter.step_text(self.step, "\n\n").await;
+        }
+        let _ = self.reporter.step_text(self.step, delta).await;
     }
 }
 
@@ -181,7 +191,8 @@ impl<'a, R: Reporter> TeamRun<'a, R> {
     /// One debater's turn in one round, checkpointed when it completes.
     async fn turn(&self, role: TeamRole, round: u32, brief: &Brief<'_>) -> Result<(Argument, Usage), R::Error> {
         let step = role.step_name();
-        let progress = RoundProgress { reporter: self.reporter, step, round, rounds: self.rounds };
+        let progress =
+            RoundProgress { reporter: self.reporter, step, round, rounds: self.rounds, wrote: Default::default() };
         let first = self.started.lock().expect("not poisoned").insert(step);
         if first {
             self.reporter.start_step(step, Some(&progress.detail("waiting for the model"))).await?;

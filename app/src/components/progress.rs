@@ -174,6 +174,14 @@ fn step_row(s: StepProgress) -> impl IntoView {
             {(status == StepStatus::InProgress).then(|| view! {
                 <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>
             })}
+            // The end of what the step's model has written so far, in a box of fixed height
+            // that shows its last lines: it grows in place, and is read out politely, as a
+            // whole, when it changes.
+            {(status == StepStatus::InProgress).then(|| view! {
+                <div class="step-text" role="status" aria-live="polite" aria-label=format!("{} is writing", s.name) data-testid="step-text">
+                    <p>{s.text.clone().unwrap_or_default()}</p>
+                </div>
+            })}
         </li>
     }
 }

@@ -1,7 +1,11 @@
 //! `GET /api/trading/events/:runId`: a run's progress as Server-Sent Events (axum's `Sse`).
 //!
 //! Each event is the same JSON as the progress endpoint, with `id:` = the run's version, so a
-//! reconnecting `EventSource` sends `Last-Event-ID` and gets only what is newer. An event is
+//! reconnecting `EventSource` sends `Last-Event-ID` and gets only what is newer. Between them,
+//! `event: text` messages carry the text the models write (`{"step", "seq", "delta"}`), each
+//! piece as the worker stored it, in order, before the state in which its step completes. An
+//! id is `<version>.<piece>` once text has been sent — the last state and the last piece the
+//! client has — so a resumed stream sends neither a hole nor a repeat. An event is
 //! sent whenever the process's change feed says the run moved (on PostgreSQL that includes
 //! writes by workers in other processes); each carries the whole state, so a client that
 //! misses one loses nothing. Every 15 s of quiet a heartbeat (a comment, plus a `heartbeat`
@@ -12,7 +16,7 @@
 //! Streams are bounded per identity and per process; past either bound the client is told to
 //! poll instead (429 or 503 with `Retry-After`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -121,10 +125,10 @@ impl Drop for Slot {
     tag = "runs",
     params(
         ("runId" = uuid::Uuid, Path, description = "The run's id, a UUID."),
-        ("Last-Event-ID" = Option<String>, Header, description = "The last version seen: only newer states are sent."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The last event's id (`<version>` or `<version>.<piece>`): only newer states and later text are sent."),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: each `data` is the progress body (`Progress`), each `id` its version; the stream ends after the terminal state.", body = String, content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events: each unnamed event's `data` is the progress body (`Progress`); each `event: text` carries the next piece of a step's text (`TextDelta`), before the state that completes the step; each `id` is the version, then `.` and the last piece of text sent once there is one; the stream ends after the terminal state.", body = String, content_type = "text/event-stream"),
         (status = 204, description = "The run has ended and its last state was already sent."),
         (status = 400, response = super::responses::BadRunId),
         (status = 401, response = super::responses::Unauthenticated),
@@ -150,12 +154,13 @@ pub async fn events(
     }
     // The same 404 as the progress endpoint, for a run that is missing or not the caller's.
     let body = state.service.progress_body(&user.0, id).await?;
-    let last = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok());
+    let (last, text) =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).map(parse_event_id).unwrap_or((None, None));
     if !body.is_active() && last.is_some_and(|l| l >= body.version) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let slot = state.streams.take(&user.0)?;
-    let stream = progress_events(state.service.clone(), user.0, id, last, slot);
+    let stream = progress_events(state.service.clone(), user.0, id, (last, text), slot);
     let keep_alive =
         KeepAlive::new().interval(HEARTBEAT).event(Event::default().comment("heartbeat").event("heartbeat").data("{}"));
     let mut resp = Sse::new(stream).keep_alive(keep_alive).into_response();
@@ -166,15 +171,44 @@ pub async fn events(
     Ok(resp)
 }
 
+/// `<version>` or `<version>.<piece>`: the last state and the last piece of text a client has.
+fn parse_event_id(id: &str) -> (Option<i64>, Option<i64>) {
+    let mut parts = id.trim().splitn(2, '.');
+    let version = parts.next().and_then(|v| v.parse().ok());
+    let piece = parts.next().and_then(|p| p.parse().ok());
+    (version, piece)
+}
+
 struct Follow {
     service: Arc<RunService>,
     user: String,
     run_id: RunId,
     rx: broadcast::Receiver<Change>,
     last: Option<i64>,
+    /// The last piece of text sent.
+    text: Option<i64>,
+    /// Events read and not yet sent.
+    queue: VecDeque<Event>,
     first: bool,
     done: bool,
     _slot: Slot,
+}
+
+impl Follow {
+    fn id(&self) -> String {
+        let version = self.last.unwrap_or(0);
+        match self.text {
+            Some(piece) => format!("{version}.{piece}"),
+            None => version.to_string(),
+        }
+    }
+
+    fn send(&mut self, mut event: Event) {
+        if std::mem::take(&mut self.first) {
+            event = event.retry(RETRY);
+        }
+        self.queue.push_back(event);
+    }
 }
 
 /// The events of one run: its current state at once (unless `last` has it), then each newer
@@ -183,29 +217,55 @@ fn progress_events(
     service: Arc<RunService>,
     user: String,
     run_id: RunId,
-    last: Option<i64>,
+    (last, text): (Option<i64>, Option<i64>),
     slot: Slot,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let rx = service.progress_cache().feed().subscribe();
-    let follow = Follow { service, user, run_id, rx, last, first: true, done: false, _slot: slot };
+    let queue = VecDeque::new();
+    let follow = Follow { service, user, run_id, rx, last, text, queue, first: true, done: false, _slot: slot };
     futures::stream::unfold(follow, |mut f| async move {
         loop {
+            if let Some(event) = f.queue.pop_front() {
+                return Some((Ok(event), f));
+            }
             if f.done {
                 return None;
             }
             match f.service.progress_body(&f.user, f.run_id).await {
                 Ok(body) => {
-                    f.done = !body.is_active();
+                    // The text is read after the state: a step's text is stored before the
+                    // state that completes it, so it is sent before that state too.
+                    let pieces = match f.service.text_after(f.run_id, f.text).await {
+                        Ok(pieces) => pieces,
+                        Err(e) => {
+                            tracing::debug!(error = %e, run_id = %f.run_id, "stream could not read its text");
+                            tokio::time::sleep(RECHECK_UNTRUSTED).await;
+                            continue;
+                        }
+                    };
+                    let more_text = pieces.len() as u32 == application::transcript::TEXT_READ_MAX;
+                    for piece in pieces {
+                        f.text = Some(piece.id);
+                        let data = domain::TextDelta { step: piece.step, seq: piece.part, delta: piece.delta };
+                        let data = serde_json::to_string(&data).expect("plain data");
+                        let event = Event::default().event("text").id(f.id()).data(data);
+                        f.send(event);
+                    }
+                    if more_text {
+                        continue;
+                    }
                     if f.last.is_none_or(|l| body.version > l) {
+                        f.done = !body.is_active();
                         f.last = Some(body.version);
                         let data = String::from_utf8_lossy(&body.body).into_owned();
-                        let mut event = Event::default().id(body.version.to_string()).data(data);
-                        if std::mem::take(&mut f.first) {
-                            event = event.retry(RETRY);
-                        }
-                        return Some((Ok(event), f));
+                        let event = Event::default().id(f.id()).data(data);
+                        f.send(event);
+                        continue;
                     }
-                    if f.done {
+                    if !f.queue.is_empty() {
+                        continue;
+                    }
+                    if !body.is_active() {
                         return None;
                     }
                 }

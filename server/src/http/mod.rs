@@ -117,6 +117,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/runs/{run_id}/shares", post(shares::create).get(shares::list))
         .route("/api/trading/shares/{id}", axum::routing::delete(shares::revoke))
         .route("/api/trading/share/{secret}", get(shares::progress))
+        .route("/api/trading/runs/{run_id}/transcript", get(runs::transcript))
+        .route("/api/trading/share/{secret}/transcript", get(shares::transcript))
         .route("/api/trading/models", get(runs::models))
         .route("/api/trading/analysts", get(runs::analysts))
         .route("/api/trading/symbols", get(runs::symbols))

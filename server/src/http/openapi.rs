@@ -25,10 +25,12 @@ use super::{backtests, health, live, runs, shares};
         runs::retry,
         runs::list,
         runs::set_tags,
+        runs::transcript,
         shares::create,
         shares::list,
         shares::revoke,
         shares::progress,
+        shares::transcript,
         runs::models,
         runs::analysts,
         runs::symbols,
@@ -40,7 +42,7 @@ use super::{backtests, health, live, runs, shares};
         health::readyz,
     ),
     components(
-        schemas(domain::Problem, domain::FieldError),
+        schemas(domain::Problem, domain::FieldError, domain::TextDelta),
         responses(Unauthenticated, BadRunId, RunNotFound, InvalidToken)
     ),
     modifiers(&Identities, &BadTokens, &Links),
@@ -124,6 +126,7 @@ impl Links {
 const RUN_LINKS: &[Link] = &[
     ("progress", "getProgress", "runId", "$response.body#/runId"),
     ("events", "streamEvents", "runId", "$response.body#/runId"),
+    ("transcript", "getTranscript", "runId", "$response.body#/runId"),
     ("cancel", "cancelRun", "runId", "$response.body#/runId"),
     ("shares", "listShares", "runId", "$response.body#/runId"),
     ("share", "createShare", "runId", "$response.body#/runId"),

@@ -174,6 +174,37 @@ pub async fn retry(
     Ok(accepted(started, &state))
 }
 
+/// `GET /api/trading/runs/:runId/transcript`
+#[utoipa::path(
+    get,
+    operation_id = "getTranscript",
+    path = "/api/trading/runs/{runId}/transcript",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
+    responses(
+        (status = 200, description = "The text the run's models wrote, one entry per model step; a running step's text so far.", body = domain::Transcript),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+    )
+)]
+pub async fn transcript(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    transcript_of(&state, &user.0, id).await
+}
+
+/// The transcript of `owner`'s run, not to be cached by anyone else.
+pub async fn transcript_of(state: &AppState, owner: &str, id: RunId) -> Result<Response, ApiError> {
+    let transcript = state.service.transcript(owner, id).await?;
+    let mut resp = Json(transcript).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
 /// `GET /api/trading/runs?symbol=&rating=&status=&modelId=&depth=&from=&to=&asOfFrom=&asOfTo=&tag=&q=&cursor=&page=&perPage=`
 #[utoipa::path(
     get,

@@ -151,6 +151,26 @@ pub async fn progress(
     Ok(resp)
 }
 
+/// `GET /api/trading/share/:secret/transcript`: the run's transcript, as its owner would see it.
+#[utoipa::path(
+    get,
+    operation_id = "getSharedTranscript",
+    path = "/api/trading/share/{secret}/transcript",
+    tag = "shares",
+    security(()),
+    params(("secret" = String, Path, description = "The link's secret.")),
+    responses(
+        (status = 200, description = "The text the run's models wrote, as its owner sees it.", body = domain::Transcript),
+        (status = 404, description = "An unknown or revoked link.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn transcript(State(state): State<AppState>, Path(secret): Path<String>) -> Result<Response, ApiError> {
+    let (id, owner) = access(&state).shared(&secret).await?.ok_or_else(no_such_link)?;
+    let mut resp = super::runs::transcript_of(&state, &owner.0, id).await?;
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
+    Ok(resp)
+}
+
 /// `POST /runs/:runId/share`: the run page's form; leads to the shared page, whose address is
 /// the link.
 pub async fn create_form(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {

@@ -1,0 +1,171 @@
+//! The text the models write, as it is written: `event: text` messages on the event stream,
+//! in order and resumable with `Last-Event-ID` without a hole or a repeat; the text so far in
+//! a running step's object for pollers; and the transcript, whose text per step is the
+//! stream's deltas joined — against the real server binary on SQLite and PostgreSQL, with the
+//! offline model writing its text in pieces over its simulated latency.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Server, visitor};
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use jobs::testing::TestDb;
+use serde_json::{Value, json};
+
+/// What a stream said: the text pieces per step, as (seq, delta) in arrival order, and for
+/// each step whether a state showing it completed had already come when a piece arrived.
+#[derive(Default)]
+struct Seen {
+    pieces: BTreeMap<String, Vec<(u64, String)>>,
+    completed: Vec<String>,
+    late: Vec<String>,
+    last_id: Option<String>,
+    last_state: Option<Value>,
+}
+
+impl Seen {
+    /// Reads the stream from `last_id` until it ends, or until `cut_after` text events.
+    async fn read(&mut self, c: &reqwest::Client, s: &Server, run_id: &str, cut_after: Option<usize>) -> bool {
+        let mut req = c.get(s.url(&format!("/api/trading/events/{run_id}")));
+        if let Some(id) = &self.last_id {
+            req = req.header("last-event-id", id.clone());
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut stream = resp.bytes_stream().eventsource();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut texts = 0;
+        loop {
+            let next = tokio::time::timeout_at(deadline.into(), stream.next()).await.expect("events in time");
+            let Some(ev) = next else { return true };
+            let ev = ev.expect("well-formed events");
+            if ev.event == "heartbeat" {
+                continue;
+            }
+            self.last_id = Some(ev.id.clone());
+            let data: Value = serde_json::from_str(&ev.data).unwrap();
+            if ev.event == "text" {
+                let step = data["step"].as_str().unwrap().to_string();
+                if self.completed.contains(&step) {
+                    self.late.push(step.clone());
+                }
+                let seq = data["seq"].as_u64().unwrap();
+                self.pieces.entry(step).or_default().push((seq, data["delta"].as_str().unwrap().to_string()));
+                texts += 1;
+                if cut_after.is_some_and(|n| texts >= n) {
+                    return false;
+                }
+            } else {
+                for step in data["steps"].as_array().unwrap() {
+                    let name = step["name"].as_str().unwrap().to_string();
+                    if step["status"] == "completed" && !self.completed.contains(&name) {
+                        self.completed.push(name);
+                    }
+                }
+                self.last_state = Some(data);
+            }
+        }
+    }
+}
+
+fn contains_string(v: &Value, wanted: &str) -> bool {
+    match v {
+        Value::String(s) => s == wanted,
+        Value::Array(a) => a.iter().any(|v| contains_string(v, wanted)),
+        Value::Object(o) => o.values().any(|v| contains_string(v, wanted)),
+        _ => false,
+    }
+}
+
+async fn text_streams_resume_and_match_the_transcript(db: TestDb) {
+    let server = Server::start(db, &[("SIMULATED_LATENCY_MS", "1500")]).await;
+    let c = visitor(&server).await;
+    let resp = c
+        .post(server.url("/api/trading/run"))
+        .json(&json!({"symbol": "AAPL", "analysts": ["invest", "risk"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+
+    // Cut the stream after its third piece of text, mid-step, and poll while it is cut: a
+    // running step shows its text so far.
+    let mut seen = Seen::default();
+    assert!(!seen.read(&c, &server, &run_id, Some(3)).await, "the run is still writing");
+    let cut_at = seen.last_id.clone().unwrap();
+    assert!(cut_at.contains('.'), "a stream that sent text names its last piece: {cut_at}");
+    let poll: Value =
+        c.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.unwrap().json().await.unwrap();
+    let running: Vec<&Value> =
+        poll["steps"].as_array().unwrap().iter().filter(|s| s["status"] == "in-progress").collect();
+    assert!(
+        running.iter().any(|s| s["text"].as_str().is_some_and(|t| !t.is_empty()) && s["lastOutputAt"].is_string()),
+        "a running step shows its text so far: {poll}"
+    );
+    // So does the page, as the server renders it (what a browser without scripts refreshes to).
+    let tail = running.iter().find_map(|s| s["text"].as_str()).unwrap();
+    let words = tail.split(|c: char| !c.is_alphanumeric() && c != ' ').max_by_key(|w| w.len()).unwrap();
+    assert!(words.len() >= 5, "{tail}");
+    let page = c.get(server.url(&format!("/runs/{run_id}"))).send().await.unwrap().text().await.unwrap();
+    let shown = page
+        .split("data-testid=\"step-text\"")
+        .skip(1)
+        .any(|rest| rest[rest.find("<p>").unwrap()..rest.find("</p>").unwrap()].contains(words));
+    assert!(shown, "the page shows the running step's text ({words:?})");
+
+    // Resumed with Last-Event-ID, to the end.
+    assert!(seen.read(&c, &server, &run_id, None).await, "the stream ends with the run");
+    assert_eq!(seen.last_state.as_ref().unwrap()["status"], "completed");
+    assert!(seen.late.is_empty(), "text after its step completed: {:?}", seen.late);
+
+    let transcript: Value = c
+        .get(server.url(&format!("/api/trading/runs/{run_id}/transcript")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = transcript["steps"].as_array().unwrap();
+    let names: Vec<&str> = entries.iter().map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Invest Analyst", "Risk Analyst", "Final Assessment"]);
+    let result = &seen.last_state.as_ref().unwrap()["result"];
+    for entry in entries {
+        let step = entry["step"].as_str().unwrap();
+        let pieces = &seen.pieces[step];
+        let seqs: Vec<u64> = pieces.iter().map(|p| p.0).collect();
+        assert_eq!(seqs, (0..pieces.len() as u64).collect::<Vec<_>>(), "{step}: no hole, no repeat");
+        assert!(pieces.len() >= 3, "{step}: written in pieces over the latency, got {}", pieces.len());
+        let joined: String = pieces.iter().map(|p| p.1.as_str()).collect();
+        let text = entry["text"].as_str().unwrap();
+        assert_eq!(joined, text, "{step}: the deltas joined are the transcript's text");
+        assert!(contains_string(result, text), "{step}: the text is what the result shows");
+        assert_eq!(entry["model"], "offline");
+        assert!(entry["startedAt"].is_string() && entry["completedAt"].is_string());
+    }
+    assert_eq!(entries[0]["agent"], "Invest Analyst");
+
+    // Someone else cannot read it; a share link can.
+    let other = visitor(&server).await;
+    let resp = other.get(server.url(&format!("/api/trading/runs/{run_id}/transcript"))).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let share: Value =
+        c.post(server.url(&format!("/api/trading/runs/{run_id}/shares"))).send().await.unwrap().json().await.unwrap();
+    let api = share["apiUrl"].as_str().unwrap();
+    let shared: Value = other.get(server.url(&format!("{api}/transcript"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(shared, transcript);
+}
+
+#[tokio::test]
+async fn text_streams_resume_and_match_the_transcript_on_sqlite() {
+    text_streams_resume_and_match_the_transcript(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn text_streams_resume_and_match_the_transcript_on_postgres() {
+    text_streams_resume_and_match_the_transcript(TestDb::postgres().await).await;
+}
