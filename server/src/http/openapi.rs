@@ -240,7 +240,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(links, 13);
+        assert_eq!(links, 15);
         fn nulls(v: &serde_json::Value, at: String, found: &mut Vec<String>) {
             match v {
                 serde_json::Value::Null => found.push(at),
