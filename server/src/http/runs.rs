@@ -217,10 +217,10 @@ pub async fn transcript_of(state: &AppState, owner: &str, id: RunId) -> Result<R
         ("status" = Option<JobStatus>, Query, description = "Only runs in this status."),
         ("modelId" = Option<String>, Query, max_length = 100, description = "Only runs of this model."),
         ("depth" = Option<domain::Depth>, Query, description = "Only runs of this research depth."),
-        ("from" = Option<chrono::NaiveDate>, Query, description = "Only runs created on or after this day (UTC)."),
-        ("to" = Option<chrono::NaiveDate>, Query, description = "Only runs created on or before this day (UTC)."),
-        ("asOfFrom" = Option<chrono::NaiveDate>, Query, description = "Only runs analysed as of this day or later."),
-        ("asOfTo" = Option<chrono::NaiveDate>, Query, description = "Only runs analysed as of this day or earlier."),
+        ("from" = Option<String>, Query, description = "A day, YYYY-MM-DD (empty: no filter, as a form sends it). Only runs created on or after this day (UTC)."),
+        ("to" = Option<String>, Query, description = "A day, YYYY-MM-DD (empty: no filter, as a form sends it). Only runs created on or before this day (UTC)."),
+        ("asOfFrom" = Option<String>, Query, description = "A day, YYYY-MM-DD (empty: no filter, as a form sends it). Only runs analysed as of this day or later."),
+        ("asOfTo" = Option<String>, Query, description = "A day, YYYY-MM-DD (empty: no filter, as a form sends it). Only runs analysed as of this day or earlier."),
         ("tag" = Option<String>, Query, max_length = 32, description = "Only runs carrying this tag."),
         ("q" = Option<String>, Query, max_length = 200, description = "Words (up to 8) that must all occur in the summary or the reports."),
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page: the runs after it, newest first, however many runs started since."),
@@ -333,6 +333,7 @@ pub struct Tags {
         (status = 400, description = "A bad run id or tag, each named.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::responses::Unauthenticated),
         (status = 404, response = super::responses::RunNotFound),
+        (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn set_tags(
