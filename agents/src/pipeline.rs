@@ -60,6 +60,11 @@ pub trait Reporter: Send + Sync {
         Ok(())
     }
 
+    /// The model of `step` has produced nothing for a while (`Some`), or writes again (`None`).
+    async fn step_stalled(&self, _step: &str, _stall: Option<&domain::Stall>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
     /// Completes `step` with its `output` and what its calls to `model` (a catalog id) cost.
     async fn complete_step(&self, step: &str, output: Value, usage: Usage, model: &str) -> Result<(), Self::Error>;
 
@@ -150,6 +155,10 @@ impl<R: Reporter> CallProgress for StepReports<'_, R> {
     async fn text(&self, delta: &str) {
         let _ = self.reporter.step_text(self.step, delta).await;
     }
+
+    async fn stalled(&self, stall: Option<&domain::Stall>) {
+        let _ = self.reporter.step_stalled(self.step, stall).await;
+    }
 }
 
 fn restore<T: DeserializeOwned>(value: Option<Value>) -> Option<Stored<T>> {
@@ -166,7 +175,9 @@ fn model_failure<E>(step: &str, model: &str, e: ModelError) -> PipelineError<E> 
     let hint = match &e {
         ModelError::RateLimited(_) => " Try again in a few minutes.",
         ModelError::Unauthorized(_) => " Check the API key.",
-        ModelError::Timeout(_) | ModelError::Network(_) => " The provider may be down; try again later.",
+        ModelError::Timeout(_) | ModelError::Silent { .. } | ModelError::Network(_) => {
+            " The provider may be down; try again later."
+        }
         ModelError::Upstream { status, .. } if *status >= 500 => " The provider may be down; try again later.",
         _ => "",
     };

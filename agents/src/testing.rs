@@ -8,7 +8,8 @@
 //! `delay-MS` (MS milliseconds),
 //! `fail` (500), `fail-first-N` (500 for the first N calls, then answers), `ratelimit` (429),
 //! `unauthorized` (401), `garbage` (prose instead of JSON), `malformed` (a body that is not
-//! JSON), `hang`, `xss` (answers carrying `<script>` and `<img onerror>`). Tests can also queue
+//! JSON), `hang`, `stall` (a streamed answer's first two pieces, then silence; a plain answer
+//! never comes), `xss` (answers carrying `<script>` and `<img onerror>`). Tests can also queue
 //! one-off behaviours for the next calls whose prompt mentions a given text.
 
 use std::collections::VecDeque;
@@ -39,6 +40,9 @@ pub enum Behaviour {
     BrokenStream,
     /// Never answers.
     Hang,
+    /// Streams the first two pieces of a valid answer, then goes silent for ever (a plain
+    /// answer never comes).
+    Stall,
     /// Waits, then behaves validly.
     Delay(Duration),
 }
@@ -259,6 +263,7 @@ fn by_mode(mode: &str, step: &str) -> Behaviour {
         "garbage" => Behaviour::Content("I think it's a great buy!".into()),
         "malformed" => Behaviour::Malformed,
         "hang" => Behaviour::Hang,
+        "stall" => Behaviour::Stall,
         "slow" => Behaviour::Delay(Duration::from_secs(2)),
         "xss" => Behaviour::Content(valid_answer(step, true)),
         _ => Behaviour::Valid,
@@ -292,6 +297,21 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunk
             std::future::pending::<()>().await;
             unreachable!()
         }
+        Behaviour::Stall if !stream => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Behaviour::Stall => {
+            let events: Vec<String> = content_events(&valid_answer(step, false)).into_iter().take(2).collect();
+            let chunks = events.into_iter().map(Bytes::from);
+            let silence = futures::stream::pending::<Result<Bytes, std::convert::Infallible>>();
+            let stream = futures::StreamExt::chain(futures::stream::iter(chunks.map(Ok)), silence);
+            return Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(stream))
+                .expect("response");
+        }
         Behaviour::BrokenStream => {
             let events = vec![
                 format!("data: {}\n\n", json!({"choices": [{"delta": {"content": "{\"stance\""}}]})),
@@ -311,8 +331,19 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunk
         });
         return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     }
+    let mut events = content_events(&content);
+    events.push(format!(
+        "data: {}\n\n",
+        json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
+    ));
+    events.push("data: [DONE]\n\n".to_string());
+    sse(events, chunking)
+}
+
+/// A streamed answer's content as eight `data:` events.
+fn content_events(content: &str) -> Vec<String> {
     let chars: Vec<char> = content.chars().collect();
-    let mut events: Vec<String> = chars
+    chars
         .chunks(chars.len().div_ceil(8).max(1))
         .map(|c| {
             format!(
@@ -320,13 +351,7 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunk
                 json!({"choices": [{"index": 0, "delta": {"content": c.iter().collect::<String>()}}]})
             )
         })
-        .collect();
-    events.push(format!(
-        "data: {}\n\n",
-        json!({"choices": [], "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}})
-    ));
-    events.push("data: [DONE]\n\n".to_string());
-    sse(events, chunking)
+        .collect()
 }
 
 fn sse(events: Vec<String>, chunking: Chunking) -> Response {

@@ -1,6 +1,7 @@
 //! The OpenAI-compatible chat model against a fake provider that speaks the protocol: streamed
 //! and plain answers, 429 with Retry-After, 500, bodies that are not JSON, answers that are not
-//! the JSON asked for (one repair, then a clear failure), a rejected key, and a hang.
+//! the JSON asked for (one repair, then a clear failure), a rejected key, a hang, and a stream
+//! that goes silent.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,9 +16,9 @@ use agents::testing::{Behaviour, FakeLlm};
 use async_trait::async_trait;
 use domain::{AnalystKind, Rating, Stance};
 
-/// Records what a model reports, and the pieces of text it passes on.
+/// Records what a model reports, the pieces of text it passes on, and its stalls.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(u8, String)>>, Mutex<Vec<String>>);
+struct Recorder(Mutex<Vec<(u8, String)>>, Mutex<Vec<String>>, Mutex<Vec<Option<domain::Stall>>>);
 
 #[async_trait]
 impl CallProgress for Recorder {
@@ -27,6 +28,10 @@ impl CallProgress for Recorder {
 
     async fn text(&self, delta: &str) {
         self.1.lock().unwrap().push(delta.to_string());
+    }
+
+    async fn stalled(&self, stall: Option<&domain::Stall>) {
+        self.2.lock().unwrap().push(stall.cloned());
     }
 }
 
@@ -38,11 +43,15 @@ async fn data() -> MarketSnapshot {
 }
 
 fn models(fake: &FakeLlm, mode: &str, stream: bool, retry: RetryPolicy, call_timeout: Duration) -> Models {
+    let config = ModelsConfig { call_timeout, retry, ..ModelsConfig::default() };
+    models_with(fake, mode, stream, config)
+}
+
+fn models_with(fake: &FakeLlm, mode: &str, stream: bool, config: ModelsConfig) -> Models {
     let toml = format!(
         "[[model]]\nid = \"fake\"\nlabel = \"Fake\"\nprovider = \"openai-compatible\"\nbase_url = \"{}\"\nmodel = \"fake-1\"\napi_key_env = \"FAKE_KEY\"\nstream = {stream}\n",
         fake.base_url(mode)
     );
-    let config = ModelsConfig { call_timeout, idle_timeout: Duration::from_secs(1), retry, ..ModelsConfig::default() };
     Models::new(
         Catalog::from_toml(&toml).unwrap(),
         &|v| (v == "FAKE_KEY").then(|| "sk-secret".into()),
@@ -182,6 +191,75 @@ async fn a_hang_is_cut_by_the_timeouts() {
     assert_eq!(err, ModelError::Timeout(2));
     // Without the timeouts the fake never answers: a wide bound still tells the two apart.
     assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+}
+
+/// Two pieces of an answer, then silence: the call says it is stalled after `stall_after`,
+/// naming the model and when it gives up, and is abandoned after `stall_timeout` — here
+/// twice, the retry included — with an error that names the model and the silence.
+#[tokio::test]
+async fn a_silent_stream_is_reported_stalled_then_given_up() {
+    let fake = FakeLlm::start().await;
+    let config = ModelsConfig {
+        call_timeout: Duration::from_secs(30),
+        stall_after: Duration::from_millis(300),
+        stall_timeout: Duration::from_secs(1),
+        retry: RetryPolicy {
+            max_retries: 1,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(10),
+        },
+        ..ModelsConfig::default()
+    };
+    let model = models_with(&fake, "stall", true, config).get("fake").unwrap();
+    let recorder = Recorder::default();
+    let started = Instant::now();
+    let err = model.analyst_view(AnalystKind::Risk, &data().await, &recorder).await.unwrap_err();
+    assert_eq!(err, ModelError::Silent { model: "Fake".into(), secs: 1, tries: 2 });
+    assert_eq!(err.to_string(), "no output from Fake for 1 s (2 tries)");
+    assert_eq!(fake.calls().len(), 2);
+    // Each attempt: stalled once its 300 ms passed, then cleared when it was given up.
+    let stalls = recorder.2.lock().unwrap().clone();
+    assert_eq!(stalls.len(), 4, "{stalls:?}");
+    for pair in stalls.chunks(2) {
+        let stall = pair[0].as_ref().expect("a stall first");
+        assert_eq!(stall.model, "Fake");
+        assert_eq!((stall.gives_up_at - stall.since).num_milliseconds(), 1_000);
+        assert_eq!(pair[1], None, "then its end");
+    }
+    // The two pieces it wrote each time reached the step before it went quiet.
+    assert_eq!(recorder.1.lock().unwrap().len(), 4);
+    // Two attempts of a second each, not the 30 s call timeout.
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
+/// A call that answers within its stall limit is never reported stalled, and the overall
+/// call timeout bounds the silence when it is the shorter: the stall says so.
+#[tokio::test]
+async fn the_stall_limit_is_the_sooner_of_silence_and_the_call_timeout() {
+    let fake = FakeLlm::start().await;
+    let config = ModelsConfig {
+        call_timeout: Duration::from_millis(700),
+        stall_after: Duration::from_millis(200),
+        stall_timeout: Duration::from_secs(60),
+        retry: RetryPolicy {
+            max_retries: 0,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(10),
+        },
+        ..ModelsConfig::default()
+    };
+    let model = models_with(&fake, "hang", false, config.clone()).get("fake").unwrap();
+    let recorder = Recorder::default();
+    let err = model.analyst_view(AnalystKind::Risk, &data().await, &recorder).await.unwrap_err();
+    assert_eq!(err, ModelError::Timeout(1));
+    let stalls = recorder.2.lock().unwrap().clone();
+    let stall = stalls[0].as_ref().expect("a plain answer that never comes stalls too, counted from the request");
+    assert_eq!((stall.gives_up_at - stall.since).num_milliseconds(), 700);
+
+    let model = models_with(&fake, "ok", true, config).get("fake").unwrap();
+    let recorder = Recorder::default();
+    model.analyst_view(AnalystKind::Risk, &data().await, &recorder).await.unwrap();
+    assert!(recorder.2.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

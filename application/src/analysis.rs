@@ -261,6 +261,25 @@ impl Reporter for RunReporter {
         if full { self.flush_text(Some(step)).await } else { Ok(()) }
     }
 
+    /// A stall is written at once: it is what a watcher waits to see.
+    async fn step_stalled(&self, step: &str, stall: Option<&domain::Stall>) -> Result<(), JobError> {
+        let (tracker, usage) = &mut *self.state.lock().await;
+        if tracker.stall(step, stall) {
+            match stall {
+                Some(s) => tracing::warn!(
+                    runId = %self.ctx.job().job_id,
+                    step,
+                    model = %s.model,
+                    givesUpAt = %s.gives_up_at,
+                    "Stalled: no output from the model"
+                ),
+                None => tracing::info!(runId = %self.ctx.job().job_id, step, "Stall over"),
+            }
+            self.ctx.report(Self::document(tracker, *usage), true).await?;
+        }
+        Ok(())
+    }
+
     async fn complete_step(&self, step: &str, output: Value, cost: Usage, model: &str) -> Result<(), JobError> {
         // The step's text is stored before the step is seen complete.
         self.flush_text(Some(step)).await?;

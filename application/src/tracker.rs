@@ -41,6 +41,8 @@ impl Tracker {
                 s.detail = detail;
                 s.text = None;
                 s.last_output_at = Some(now);
+                s.stalled = false;
+                s.stall = None;
                 true
             }
             _ => false,
@@ -80,6 +82,8 @@ impl Tracker {
                 s.detail = None;
                 s.text = None;
                 s.last_output_at = None;
+                s.stalled = false;
+                s.stall = None;
                 true
             }
             _ => false,
@@ -90,6 +94,19 @@ impl Tracker {
     pub fn heard(&mut self, name: &str, now: DateTime<Utc>) {
         if let Some(s) = self.step_mut(name).filter(|s| s.status == StepStatus::InProgress) {
             s.last_output_at = Some(now);
+        }
+    }
+
+    /// Marks a running step's model stalled (`Some`) or no longer (`None`). Returns whether
+    /// anything changed.
+    pub fn stall(&mut self, name: &str, stall: Option<&domain::Stall>) -> bool {
+        match self.step_mut(name) {
+            Some(s) if s.status == StepStatus::InProgress && s.stall.as_ref() != stall => {
+                s.stalled = stall.is_some();
+                s.stall = stall.cloned();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -128,6 +145,8 @@ pub fn close_steps(steps: &[StepProgress], failed: &[&str], now: DateTime<Utc>) 
                 s.detail = None;
                 s.text = None;
                 s.last_output_at = None;
+                s.stalled = false;
+                s.stall = None;
                 if s.started_at.is_some() {
                     s.completed_at = Some(now);
                     s.duration_ms = s.started_at.map(|t| (now - t).num_milliseconds().max(0) as u64);
@@ -208,6 +227,29 @@ mod tests {
         assert!(!t.complete("Risk Analyst", now), "completing twice changes nothing");
         // 1 + 2 + 2 of 6 shares done
         assert_eq!(overall_percent(t.steps()), 83);
+    }
+
+    #[test]
+    fn a_stall_belongs_to_a_running_step_and_ends_with_it() {
+        let mut t = tracker();
+        let now = Utc::now();
+        let stall =
+            domain::Stall { model: "Grok 4".into(), since: now, gives_up_at: now + chrono::Duration::seconds(180) };
+        assert!(!t.stall("Invest Analyst", Some(&stall)), "a pending step is not stalled");
+        t.start("Invest Analyst", None, now);
+        assert!(t.stall("Invest Analyst", Some(&stall)));
+        assert!(!t.stall("Invest Analyst", Some(&stall)), "the same stall again changes nothing");
+        let s = &t.steps()[1];
+        assert!(s.stalled && s.stall.as_ref() == Some(&stall));
+        assert!(t.stall("Invest Analyst", None));
+        assert!(!t.steps()[1].stalled && t.steps()[1].stall.is_none());
+        t.stall("Invest Analyst", Some(&stall));
+        t.complete("Invest Analyst", now);
+        assert!(!t.steps()[1].stalled && t.steps()[1].stall.is_none(), "a finished step is not stalled");
+        t.start("Risk Analyst", None, now);
+        t.stall("Risk Analyst", Some(&stall));
+        let closed = close_steps(t.steps(), &["Risk Analyst"], now);
+        assert!(!closed[2].stalled && closed[2].stall.is_none(), "nor a failed one");
     }
 
     fn step(name: &str, status: StepStatus, progress: u8) -> StepProgress {

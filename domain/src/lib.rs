@@ -39,7 +39,9 @@ pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartRespon
 pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
-pub use progress::{Progress, ProgressTransport, RunState, StepProgress, TextDelta, Transcript, TranscriptEntry};
+pub use progress::{
+    Progress, ProgressTransport, RunState, Stall, StepProgress, TextDelta, Transcript, TranscriptEntry,
+};
 pub use rating::{Rating, Stance};
 pub use request::{FieldError, StartRequest, ValidStart};
 pub use result::{

@@ -35,6 +35,49 @@ pub struct StepProgress {
     /// While the step runs: when its model last wrote anything (its start, before it has).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_output_at: Option<DateTime<Utc>>,
+    /// While the step runs: its model has written nothing for a while (see [`Stall`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stalled: bool,
+    /// Whose silence it is, since when, and when the call is given up; set exactly when
+    /// `stalled` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Stall>,
+}
+
+/// A model call that has produced no output for a while: the page says "no output from
+/// `model` for 45 s — still waiting (gives up at 180 s)".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Stall {
+    /// The model's name as the catalog shows it.
+    pub model: String,
+    /// When the model last produced anything, or the call began if it has not.
+    pub since: DateTime<Utc>,
+    /// When the call is abandoned (and retried, or the step failed) if the silence goes on.
+    pub gives_up_at: DateTime<Utc>,
+}
+
+impl Stall {
+    /// Whole seconds of silence at `now`.
+    pub fn silent_secs(&self, now: DateTime<Utc>) -> i64 {
+        (now - self.since).num_seconds().max(0)
+    }
+
+    /// Whole seconds of silence after which the call is given up.
+    pub fn limit_secs(&self) -> i64 {
+        (self.gives_up_at - self.since).num_seconds().max(0)
+    }
+
+    /// "No output from Grok 4 for 45 s — still waiting (gives up at 180 s)".
+    pub fn sentence(&self, now: DateTime<Utc>) -> String {
+        format!(
+            "No output from {} for {} s — still waiting (gives up at {} s)",
+            self.model,
+            self.silent_secs(now),
+            self.limit_secs()
+        )
+    }
 }
 
 /// The most of a running step's text its step object carries: its last bytes.
@@ -61,6 +104,8 @@ impl StepProgress {
             detail: None,
             text: None,
             last_output_at: None,
+            stalled: false,
+            stall: None,
         }
     }
 }
@@ -172,4 +217,21 @@ pub struct TranscriptEntry {
     pub started_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stall_counts_whole_seconds_from_its_start() {
+        let since = DateTime::parse_from_rfc3339("2026-12-07T10:00:00Z").unwrap().with_timezone(&Utc);
+        let stall = Stall { model: "Grok 4".into(), since, gives_up_at: since + chrono::Duration::seconds(180) };
+        let now = since + chrono::Duration::milliseconds(45_900);
+        assert_eq!(stall.silent_secs(now), 45);
+        assert_eq!(stall.limit_secs(), 180);
+        assert_eq!(stall.sentence(now), "No output from Grok 4 for 45 s — still waiting (gives up at 180 s)");
+        // A clock a little behind the worker's does not count backwards.
+        assert_eq!(stall.silent_secs(since - chrono::Duration::seconds(2)), 0);
+    }
 }

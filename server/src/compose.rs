@@ -83,6 +83,8 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
     let models_config = ModelsConfig {
         simulated_latency: Duration::from_millis(common.simulated_latency_ms),
         call_timeout: Duration::from_secs(common.model_timeout_secs),
+        stall_after: Duration::from_secs(common.stall_after_secs),
+        stall_timeout: Duration::from_secs(common.stall_timeout_secs),
         ..ModelsConfig::default()
     };
     // Streams and retries have their own timeouts; the client's is only a last resort.

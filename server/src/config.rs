@@ -78,9 +78,18 @@ pub struct Common {
     #[arg(long, env = "SIMULATED_LATENCY_MS", default_value_t = 1500, global = true)]
     pub simulated_latency_ms: u64,
 
-    /// Per-call timeout for chat models.
-    #[arg(long, env = "MODEL_TIMEOUT_SECS", default_value_t = 120, global = true)]
+    /// Per-call timeout for chat models: one attempt at a call, however steadily it writes.
+    #[arg(long, env = "MODEL_TIMEOUT_SECS", default_value_t = 300, global = true)]
     pub model_timeout_secs: u64,
+
+    /// A model call that has produced nothing for this long is shown as stalled.
+    #[arg(long, env = "STALL_AFTER_SECS", default_value_t = 30, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_after_secs: u64,
+
+    /// A model call that has produced nothing for this long is abandoned and retried; when the
+    /// retries are spent the step fails, naming the model and the silence.
+    #[arg(long, env = "STALL_TIMEOUT_SECS", default_value_t = 180, global = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout_secs: u64,
 
     /// Timeout of one attempt at a job.
     #[arg(long, env = "JOB_TIMEOUT_SECS", default_value_t = 600, global = true)]

@@ -2,14 +2,15 @@
 //! in order and resumable with `Last-Event-ID` without a hole or a repeat; the text so far in
 //! a running step's object for pollers; and the transcript, whose text per step is the
 //! stream's deltas joined — against the real server binary on SQLite and PostgreSQL, with the
-//! offline model writing its text in pieces over its simulated latency.
+//! offline model writing its text in pieces over its simulated latency; and a model that goes
+//! silent mid-answer, named as stalled and then given up.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Server, visitor};
+use common::{Logs, Server, fake_catalog, visitor, wait_until_done};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use jobs::testing::TestDb;
@@ -168,4 +169,90 @@ async fn text_streams_resume_and_match_the_transcript_on_sqlite() {
 #[tokio::test]
 async fn text_streams_resume_and_match_the_transcript_on_postgres() {
     text_streams_resume_and_match_the_transcript(TestDb::postgres().await).await;
+}
+
+/// A provider that streams two pieces and then says nothing: the step shows its text so far and
+/// is marked stalled after `STALL_AFTER_SECS`, naming the model, since when, and when it gives
+/// up; each attempt is abandoned after `STALL_TIMEOUT_SECS`; with the retries spent the run
+/// fails with a message naming the model and the silence, and the log says so.
+async fn a_silent_model_is_named_stalled_then_given_up(db: TestDb) {
+    let fake = agents::testing::FakeLlm::start().await;
+    let catalog = fake_catalog(&std::env::temp_dir(), &fake.base_url("stall"));
+    let (server, logs): (Server, Logs) = Server::start_logged(
+        db,
+        &[
+            ("MODEL_CATALOG", catalog.to_str().unwrap()),
+            ("FAKE_API_KEY", "sk-test"),
+            ("STALL_AFTER_SECS", "1"),
+            ("STALL_TIMEOUT_SECS", "2"),
+        ],
+    )
+    .await;
+    let c = visitor(&server).await;
+    let resp = c
+        .post(server.url("/api/trading/run"))
+        .json(&json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+
+    // Poll until the step says it is stalled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let step = loop {
+        let poll: Value =
+            c.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.unwrap().json().await.unwrap();
+        let stalled = poll["steps"].as_array().unwrap().iter().find(|s| s["stalled"] == true).cloned();
+        if let Some(step) = stalled {
+            break step;
+        }
+        assert!(
+            matches!(poll["status"].as_str(), Some("pending" | "running")),
+            "ended before any step stalled: {poll}"
+        );
+        assert!(Instant::now() < deadline, "no step stalled within 30 s: {poll}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(step["name"], "Risk Analyst");
+    assert_eq!(step["status"], "in-progress");
+    assert_eq!(step["stall"]["model"], "Fake");
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
+    assert_eq!((at(&step["stall"]["givesUpAt"]) - at(&step["stall"]["since"])).num_milliseconds(), 2_000);
+    assert!(step["text"].as_str().is_some_and(|t| !t.is_empty()), "the two pieces it wrote are shown: {step}");
+    // The page names the silence too (a stall lasts a second here: it may be over by now).
+    let page = c.get(server.url(&format!("/runs/{run_id}"))).send().await.unwrap().text().await.unwrap();
+    if page.contains("data-testid=\"step-stall\"") {
+        assert!(page.contains("No output from Fake for ") && page.contains("gives up at 2 s"), "{page}");
+    }
+
+    let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(60)).await;
+    let _ = std::fs::remove_file(&catalog);
+    assert_eq!(done["status"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap();
+    assert!(error.contains("Risk Analyst (fake): no output from Fake for 2 s (4 tries)"), "{error}");
+    let risk = done["steps"].as_array().unwrap().iter().find(|s| s["name"] == "Risk Analyst").unwrap();
+    assert_eq!(risk["status"], "failed");
+    assert!(risk.get("stalled").is_none() && risk.get("stall").is_none(), "a failed step is not stalled: {risk}");
+    // One first try and three retries, each given up.
+    assert_eq!(fake.calls().len(), 4);
+    let lines = logs.settle(&server, "after-the-stall").await;
+    let stalled = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["fields"]["message"] == "Stalled: no output from the model" && l["fields"]["runId"] == run_id.as_str()
+        })
+        .count();
+    assert_eq!(stalled, 4, "the log says so, once an attempt");
+}
+
+#[tokio::test]
+async fn a_silent_model_is_named_stalled_then_given_up_on_sqlite() {
+    a_silent_model_is_named_stalled_then_given_up(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_silent_model_is_named_stalled_then_given_up_on_postgres() {
+    a_silent_model_is_named_stalled_then_given_up(TestDb::postgres().await).await;
 }

@@ -35,6 +35,10 @@ pub trait CallProgress: Send + Sync {
     /// The next piece of the text the model is writing, as it arrives. The pieces of one step,
     /// joined, are its text.
     async fn text(&self, _delta: &str) {}
+
+    /// The model has produced nothing for a while (`Some`), or is writing again after such a
+    /// silence, or is about to be asked again (`None`).
+    async fn stalled(&self, _stall: Option<&domain::Stall>) {}
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,6 +55,9 @@ pub enum ModelError {
     Unauthorized(u16),
     #[error("the model did not answer in time ({0} tries)")]
     Timeout(u32),
+    /// The call was given up after `secs` seconds without any output, `tries` times.
+    #[error("no output from {model} for {secs} s ({tries} tries)")]
+    Silent { model: String, secs: u64, tries: u32 },
     #[error("the model's answer could not be used: {0}")]
     InvalidAnswer(String),
     #[error("the model provider cannot be reached: {0}")]
@@ -109,8 +116,11 @@ pub struct ModelsConfig {
     pub simulated_latency: Duration,
     /// Per-call timeout when the catalog entry sets none.
     pub call_timeout: Duration,
-    /// Longest silence within a streamed answer before the call counts as hung.
-    pub idle_timeout: Duration,
+    /// A call that has produced nothing for this long is reported stalled (`STALL_AFTER_SECS`).
+    pub stall_after: Duration,
+    /// A call that has produced nothing for this long — from the request, or from its last
+    /// output — is abandoned and retried (`STALL_TIMEOUT_SECS`).
+    pub stall_timeout: Duration,
     pub retry: RetryPolicy,
 }
 
@@ -119,7 +129,8 @@ impl Default for ModelsConfig {
         Self {
             simulated_latency: Duration::ZERO,
             call_timeout: Duration::from_secs(120),
-            idle_timeout: Duration::from_secs(30),
+            stall_after: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(180),
             retry: RetryPolicy::default(),
         }
     }

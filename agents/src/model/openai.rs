@@ -5,15 +5,21 @@
 //! - 429 and 5xx are retried with exponential backoff, honouring `Retry-After`; so are
 //!   timeouts and dropped connections. 401/403 and other 4xx fail at once: retrying a
 //!   rejected key or a bad request only costs time.
-//! - A call has an overall timeout, and a streamed answer an idle timeout between chunks, so
-//!   a provider that hangs mid-answer is noticed.
+//! - A call has an overall timeout, and a limit on silence: from the request, or from the last
+//!   event of a streamed answer. After `stall_after` without output the call reports itself
+//!   stalled (the page names the model and counts); after `stall_timeout` it is abandoned — the
+//!   connection dropped — and retried like a timeout. A provider that hangs before its headers,
+//!   mid-answer or in a non-streamed body is noticed alike.
 //! - The answer must be the JSON the prompt asked for; if not, one repair request says what was
 //!   wrong; a second bad answer fails the step with that reason.
 //! - Streaming answers advance the step's progress as text arrives. Token usage comes from the
 //!   provider when it reports it, else it is estimated from the text (4 characters a token).
 //! - The API key is sent only in the `Authorization` header and never appears in errors.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TokenUsage, TradePlan, Verdict};
@@ -42,7 +48,8 @@ pub struct ChatModel {
     client: reqwest::Client,
     retry: RetryPolicy,
     call_timeout: Duration,
-    idle_timeout: Duration,
+    stall_after: Duration,
+    stall_timeout: Duration,
 }
 
 /// One answered call.
@@ -54,7 +61,15 @@ struct Answer {
 impl ChatModel {
     pub fn new(entry: CatalogEntry, key: Option<String>, client: reqwest::Client, config: &ModelsConfig) -> Self {
         let call_timeout = entry.timeout_secs.map(Duration::from_secs).unwrap_or(config.call_timeout);
-        Self { entry, key, client, retry: config.retry, call_timeout, idle_timeout: config.idle_timeout }
+        Self {
+            entry,
+            key,
+            client,
+            retry: config.retry,
+            call_timeout,
+            stall_after: config.stall_after,
+            stall_timeout: config.stall_timeout,
+        }
     }
 
     fn url(&self) -> String {
@@ -88,7 +103,11 @@ impl ChatModel {
     ) -> Result<Answer, ModelError> {
         let mut retry = 0;
         loop {
-            let attempt = tokio::time::timeout(self.call_timeout, self.call_once(messages, progress, from, to)).await;
+            let mut silence = Silence::new(self, progress);
+            let deadline = silence.deadline;
+            let attempt = tokio::time::timeout_at(deadline, self.call_once(messages, &mut silence, from, to)).await;
+            // A silence the page was told of is over, whatever comes next.
+            silence.heard().await;
             let err = match attempt {
                 Ok(Ok(answer)) => return Ok(answer),
                 Ok(Err(Failure::Fatal(e))) => return Err(e),
@@ -99,6 +118,7 @@ impl ChatModel {
                 return Err(match err.0 {
                     ModelError::RateLimited(_) => ModelError::RateLimited(retry + 1),
                     ModelError::Timeout(_) => ModelError::Timeout(retry + 1),
+                    ModelError::Silent { model, secs, .. } => ModelError::Silent { model, secs, tries: retry + 1 },
                     other => other,
                 });
             }
@@ -113,15 +133,16 @@ impl ChatModel {
     async fn call_once(
         &self,
         messages: &[Value],
-        progress: &dyn CallProgress,
+        silence: &mut Silence<'_>,
         from: u8,
         to: u8,
     ) -> Result<Answer, Failure> {
+        let progress = silence.progress;
         let mut req = self.client.post(self.url()).json(&self.body(messages));
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
         }
-        let resp = req.send().await.map_err(transport)?;
+        let resp = silence.wait(req.send()).await?.map_err(transport)?;
         let status = resp.status();
         if !status.is_success() {
             let wait = retry_after(resp.headers());
@@ -144,9 +165,9 @@ impl ChatModel {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
         let (text, usage) = if streamed {
-            self.read_stream(resp, progress, from, to).await?
+            self.read_stream(resp, silence, from, to).await?
         } else {
-            let body: Value = resp.json().await.map_err(|e| {
+            let body: Value = silence.wait(resp.json::<Value>()).await?.map_err(|e| {
                 Failure::Retryable(ModelError::InvalidAnswer(format!("unreadable response body: {e}")), None)
             })?;
             let text = body["choices"][0]["message"]["content"].as_str().map(str::to_string).ok_or_else(|| {
@@ -167,10 +188,11 @@ impl ChatModel {
     async fn read_stream(
         &self,
         resp: reqwest::Response,
-        progress: &dyn CallProgress,
+        silence: &mut Silence<'_>,
         from: u8,
         to: u8,
     ) -> Result<(String, Option<TokenUsage>), Failure> {
+        let progress = silence.progress;
         // Events are parsed over bytes by a kept SSE parser: text is decoded once a whole event
         // has arrived, so a character split across network chunks arrives intact.
         let mut stream = resp.bytes_stream().eventsource();
@@ -178,18 +200,18 @@ impl ChatModel {
         let mut usage = None;
         let mut last_report = Instant::now();
         loop {
-            let event = match tokio::time::timeout(self.idle_timeout, stream.next()).await {
-                Err(_) => return Err(Failure::Retryable(ModelError::Timeout(1), None)),
-                Ok(None) => break,
-                Ok(Some(Err(EventStreamError::Transport(e)))) => return Err(transport(e)),
-                Ok(Some(Err(e))) => {
+            let event = match silence.wait(stream.next()).await? {
+                None => break,
+                Some(Err(EventStreamError::Transport(e))) => return Err(transport(e)),
+                Some(Err(e)) => {
                     return Err(Failure::Retryable(
                         ModelError::InvalidAnswer(format!("malformed event stream ({e})")),
                         None,
                     ));
                 }
-                Ok(Some(Ok(event))) => event,
+                Some(Ok(event)) => event,
             };
+            silence.heard().await;
             let data = event.data.trim();
             if data.is_empty() {
                 continue;
@@ -295,6 +317,70 @@ impl ChatModel {
 enum Failure {
     Retryable(ModelError, Option<Duration>),
     Fatal(ModelError),
+}
+
+/// The silence of one attempt at a call: since when the model has produced nothing, and
+/// whether the step has been told it is stalled.
+struct Silence<'a> {
+    model: &'a ChatModel,
+    progress: &'a dyn CallProgress,
+    since: Instant,
+    since_wall: chrono::DateTime<chrono::Utc>,
+    /// The attempt's own end (the call timeout): the silence is given up by then at the latest.
+    deadline: Instant,
+    told: bool,
+}
+
+impl<'a> Silence<'a> {
+    /// The silence of an attempt starting now, which the call timeout ends at the latest.
+    fn new(model: &'a ChatModel, progress: &'a dyn CallProgress) -> Self {
+        let since = Instant::now();
+        let deadline = since + model.call_timeout;
+        Self { model, progress, since, since_wall: chrono::Utc::now(), deadline, told: false }
+    }
+
+    /// The model produced something: its silence starts again now.
+    async fn heard(&mut self) {
+        self.since = Instant::now();
+        self.since_wall = chrono::Utc::now();
+        if std::mem::take(&mut self.told) {
+            self.progress.stalled(None).await;
+        }
+    }
+
+    /// Waits for `fut` while the model is silent: tells the step it is stalled after
+    /// `stall_after`, and gives up after `stall_timeout` (dropping `fut`, and with it the
+    /// connection).
+    async fn wait<T>(&mut self, fut: impl Future<Output = T>) -> Result<T, Failure> {
+        let mut fut = std::pin::pin!(fut);
+        let give_up = self.since + self.model.stall_timeout;
+        let warn = self.since + self.model.stall_after;
+        if !self.told && warn < give_up && warn < self.deadline {
+            if let Ok(v) = tokio::time::timeout_at(warn, &mut fut).await {
+                return Ok(v);
+            }
+            let limit = give_up.min(self.deadline) - self.since;
+            let stall = domain::Stall {
+                model: self.model.entry.label.clone(),
+                since: self.since_wall,
+                gives_up_at: self.since_wall + chrono::Duration::from_std(limit).unwrap_or(chrono::TimeDelta::MAX),
+            };
+            tracing::warn!(model = %self.model.entry.id, silentFor = ?self.model.stall_after, "no output from the model");
+            self.progress.stalled(Some(&stall)).await;
+            self.told = true;
+        }
+        tokio::time::timeout_at(give_up, fut).await.map_err(|_| {
+            tracing::warn!(model = %self.model.entry.id, silentFor = ?self.model.stall_timeout, "no output from the model; giving up the call");
+            Failure::Retryable(
+                ModelError::Silent {
+                    model: self.model.entry.label.clone(),
+                    secs: self.model.stall_timeout.as_secs(),
+                    tries: 1,
+                },
+                None,
+            )
+        })
+    }
 }
 
 fn transport(e: reqwest::Error) -> Failure {

@@ -76,6 +76,10 @@ impl<R: Reporter> CallProgress for RoundProgress<'_, R> {
         }
         let _ = self.reporter.step_text(self.step, delta).await;
     }
+
+    async fn stalled(&self, stall: Option<&domain::Stall>) {
+        let _ = self.reporter.step_stalled(self.step, stall).await;
+    }
 }
 
 type Result<T, E> = std::result::Result<T, PipelineError<E>>;

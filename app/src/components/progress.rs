@@ -146,7 +146,7 @@ pub fn ProgressView(
                         .map(|(team, steps)| view! {
                             <section class="team" data-team=team.label()>
                                 <h3 class="team-name">{team.label()}</h3>
-                                <ol class="steps">{steps.into_iter().map(step_row).collect_view()}</ol>
+                                <ol class="steps">{steps.into_iter().map(|s| step_row(s, now)).collect_view()}</ol>
                             </section>
                         })
                         .collect_view()
@@ -156,7 +156,7 @@ pub fn ProgressView(
     }
 }
 
-fn step_row(s: StepProgress) -> impl IntoView {
+fn step_row(s: StepProgress, now: RwSignal<DateTime<Utc>>) -> impl IntoView {
     let status = s.status;
     let detail = match status {
         StepStatus::InProgress => {
@@ -173,6 +173,13 @@ fn step_row(s: StepProgress) -> impl IntoView {
             <span class="step-detail">{detail}</span>
             {(status == StepStatus::InProgress).then(|| view! {
                 <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>
+            })}
+            // A model that has gone quiet, named, with the seconds it has been quiet counting
+            // on the page's clock and when the call is given up.
+            {s.stall.clone().filter(|_| status == StepStatus::InProgress).map(|stall| view! {
+                <p class="step-stall" role="status" data-testid="step-stall">
+                    {move || stall.sentence(now.get())}
+                </p>
             })}
             // The end of what the step's model has written so far, in a box of fixed height
             // that shows its last lines: it grows in place, and is read out politely, as a
