@@ -118,3 +118,34 @@ impl Ends {
         self.0.call(finish).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A burst of requests that queue up while the writer is busy goes out in full batches of
+    /// at most `BATCH_MAX`, and every caller gets the answer to its own request.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_burst_goes_out_in_full_batches_and_each_caller_gets_its_own_answer() {
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Batcher::spawn(move |requests: Vec<u32>| {
+            seen.lock().unwrap().push(requests.len());
+            async move { Ok(requests.into_iter().map(|r| r * 10).collect()) }
+        });
+        // On one thread, every call is queued before the writer's task first runs.
+        let n = 2 * BATCH_MAX as u32 + 88;
+        let answers = futures::future::join_all((0..n).map(|r| batcher.call(r))).await;
+        assert_eq!(answers, (0..n).map(|r| Ok(r * 10)).collect::<Vec<_>>());
+        assert_eq!(*sizes.lock().unwrap(), [BATCH_MAX, BATCH_MAX, 88]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_batch_fails_every_caller_in_it() {
+        let batcher: Batcher<u32, u32> = Batcher::spawn(|_| async { Err("the database is gone".to_string()) });
+        let answers = futures::future::join_all((0..3).map(|r| batcher.call(r))).await;
+        assert_eq!(answers, vec![Err("the database is gone".to_string()); 3]);
+    }
+}

@@ -369,3 +369,61 @@ pub struct Count {
     pub child: bool,
     pub jobs: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn only_ends_are_terminal_and_states_read_back_as_written() {
+        let terminal: Vec<State> = State::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        assert_eq!(terminal, [State::Completed, State::Failed, State::Timeout, State::Cancelled]);
+        for state in State::ALL {
+            assert_eq!(state.to_string(), state.as_str());
+            assert_eq!(state.as_str().parse::<State>(), Ok(state));
+        }
+        assert_eq!("paused".parse::<State>(), Err("unknown job state 'paused'".to_string()));
+    }
+
+    #[test]
+    fn a_duration_runs_from_the_first_claim_to_the_end() {
+        let at = |ms: i64| Utc.timestamp_millis_opt(1_765_000_000_000 + ms).unwrap();
+        let job = |started: Option<i64>, completed: Option<i64>| Job {
+            id: 1,
+            job_id: JobId::new(),
+            kind: "k".into(),
+            owner: "o".into(),
+            parent: None,
+            child_limit: None,
+            args: Value::Null,
+            state: State::Completed,
+            priority: 0,
+            attempt: 1,
+            max_attempts: 3,
+            lease_owner: None,
+            lease_expires_at: None,
+            heartbeat_at: None,
+            cancel_requested: false,
+            version: 1,
+            idempotency_key: None,
+            args_hash: None,
+            timeout_ms: 1_000,
+            timeout_at: None,
+            progress: Value::Null,
+            checkpoints: BTreeMap::new(),
+            output: None,
+            error: None,
+            created_at: at(0),
+            started_at: started.map(at),
+            completed_at: completed.map(at),
+            updated_at: at(0),
+            archived: false,
+        };
+        assert_eq!(job(Some(250), Some(2_750)).duration_ms(), Some(2_500));
+        assert_eq!(job(Some(250), None).duration_ms(), None, "still running");
+        assert_eq!(job(None, Some(10)).duration_ms(), None, "cancelled before any claim");
+        assert_eq!(job(Some(900), Some(400)).duration_ms(), Some(0), "clocks that disagree never go negative");
+    }
+}

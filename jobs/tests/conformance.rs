@@ -15,8 +15,8 @@ use jobs::rescuer::{RescueReport, Rescuer, RescuerConfig};
 use jobs::testing::{SCRIPTED, ScriptedHandler, StepScript, TestDb, new_family, new_job};
 use jobs::worker::RunEnd;
 use jobs::{
-    Clock, Events, Handlers, Insert, InsertOutcome, Job, JobId, JobStore, ManualClock, NewJob, State, WorkerConfig,
-    WorkerPool,
+    Clock, Event, Events, Handlers, Insert, InsertOutcome, Job, JobId, JobStore, ManualClock, NewJob, State,
+    WorkerConfig, WorkerPool,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -219,13 +219,16 @@ async fn rescue(h: Harness) {
     };
     h.store.write(&[checkpoint]).await.unwrap();
 
+    let mut woken = h.events.subscribe();
     assert_eq!(rescuer.run_once().await.unwrap(), RescueReport::default(), "lease still valid");
+    assert!(woken.try_recv().is_err(), "a pass that rescued nothing wakes no worker");
     h.clock.advance(ChronoDuration::seconds(20));
     let other = h.claim("b").await.unwrap();
     assert_eq!(other.job_id, live);
     h.clock.advance(ChronoDuration::seconds(11));
     // `id` expired (31 s); `live` was claimed 11 s ago.
     assert_eq!(rescuer.run_once().await.unwrap(), RescueReport { requeued: 1, ..RescueReport::default() });
+    assert_eq!(woken.try_recv(), Ok(Event::JobAvailable), "a requeued job wakes the workers");
     let requeued = h.job(id).await;
     assert_eq!(requeued.state, State::Pending);
     assert_eq!(requeued.lease_owner, None);
@@ -685,6 +688,63 @@ async fn parents_wake_when_children_end(h: Harness) {
     assert_eq!(h.job(family.job.job_id).await.state, State::Pending, "a settled child wakes its parent too");
 }
 
+/// Runs `statement` on the harness's database behind the store's back: what a crash between
+/// two writes leaves.
+async fn behind_the_back(h: &Harness, statement: &str) {
+    use sqlx::Connection;
+    let statement = sqlx::AssertSqlSafe(statement.to_string());
+    if h._db.url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(&h._db.url).await.unwrap();
+        sqlx::query(statement).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::PgConnection::connect(&h._db.url).await.unwrap();
+        sqlx::query(statement).execute(&mut c).await.unwrap();
+    }
+}
+
+/// A waiting parent whose last child ended without waking it (the process crashed between the
+/// two) is woken by the rescuer, counted as woken, not requeued, and the workers are told.
+async fn rescuer_wakes_a_stranded_parent(h: Harness) {
+    let family = new_family("p", 1, 1);
+    h.store.insert(&family).await.unwrap();
+    let parent = family.job.job_id;
+    let child = h.claim("w").await.unwrap();
+    h.store.finish(&[finish(&child, Outcome::Completed(json!(1)))]).await.unwrap();
+    assert_eq!(h.job(parent).await.state, State::Pending);
+    behind_the_back(&h, &format!("update queue_jobs set state = 'waiting' where job_id = '{}'", parent.0)).await;
+    assert_eq!(h.job(parent).await.state, State::Waiting);
+
+    let mut woken = h.events.subscribe();
+    assert_eq!(h.rescuer().run_once().await.unwrap(), RescueReport { woken: 1, ..RescueReport::default() });
+    assert_eq!(woken.try_recv(), Ok(Event::JobAvailable));
+    let job = h.job(parent).await;
+    assert_eq!((job.state, job.attempt), (State::Pending, 0), "woken, not an attempt used up");
+}
+
+/// The rescuer's loop looks again every interval until it is shut down.
+async fn rescuer_runs_until_shut_down(h: Harness) {
+    let id = insert(&h, new_job("u")).await.job_id;
+    h.claim("gone").await.unwrap();
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    let config = RescuerConfig { interval: Duration::from_millis(20), ..RescuerConfig::default() };
+    let rescuer = Rescuer::new(
+        h.store.clone(),
+        Arc::new(h.clock.clone()),
+        h.events.clone(),
+        Harness::handlers(Arc::new(ScriptedHandler::new())),
+        config,
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(rescuer.run(shutdown.clone()));
+    h.wait_for(id, "the rescuer's loop to requeue the expired job", |j| j.state == State::Pending).await;
+    // Claimed and expired again: the loop is still looking.
+    h.claim("gone again").await.unwrap();
+    h.clock.advance(LEASE + ChronoDuration::seconds(1));
+    h.wait_for(id, "a later pass to requeue it again", |j| j.state == State::Pending && j.attempt == 2).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), running).await.expect("the loop ends when shut down").unwrap();
+}
+
 /// Among jobs of equal priority, the one whose owner has the fewest running goes first, then
 /// the oldest — one at a time or in one batch alike.
 async fn fair_claims(h: Harness) {
@@ -759,4 +819,6 @@ jobs::both_backends!(
     capped_children_follow_each_other_without_polling,
     fair_claims,
     idempotency,
+    rescuer_wakes_a_stranded_parent,
+    rescuer_runs_until_shut_down,
 );
