@@ -12,6 +12,7 @@ export interface RunOptions {
   symbol?: string;
   model?: string;
   analysts?: string[]; // step names to keep ticked; default all
+  depth?: 'quick' | 'standard' | 'deep';
 }
 
 /** Fills the form on `/` and starts a run; returns its id once the run page shows. */
@@ -21,6 +22,9 @@ export async function startRun(page: Page, opts: RunOptions = {}): Promise<strin
   await page.getByLabel('Symbol').fill(opts.symbol ?? 'AAPL');
   if (opts.model) {
     await page.getByLabel('Model').selectOption(opts.model);
+  }
+  if (opts.depth) {
+    await page.getByLabel('Research depth').selectOption(opts.depth);
   }
   if (opts.analysts) {
     for (const name of ['Invest Analyst', 'Risk Analyst', 'Sentiment Analyst', 'Technical Analyst']) {

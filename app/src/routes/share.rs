@@ -111,20 +111,32 @@ pub fn CopyLink(path: String) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         {
             use wasm_bindgen::JsCast;
+            // Where the clipboard may not be written, the address is selected to copy by hand.
+            let select = move || {
+                if let Some(input) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.get_element_by_id("share-address"))
+                    .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+                {
+                    input.select();
+                    said.set("Selected: press Ctrl+C (⌘C on a Mac) to copy it.");
+                }
+            };
             let Some(window) = web_sys::window() else { return };
             let navigator = window.navigator();
             let writable = js_sys::Reflect::get(&navigator, &"clipboard".into()).is_ok_and(|c| !c.is_undefined());
-            if writable {
-                let _ = navigator.clipboard().write_text(&address.get_untracked());
-                said.set("Copied.");
-            } else if let Some(input) = window
-                .document()
-                .and_then(|d| d.get_element_by_id("share-address"))
-                .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
-            {
-                input.select();
-                said.set("Selected: press Ctrl+C (⌘C on a Mac) to copy it.");
+            if !writable {
+                return select();
             }
+            // "Copied." only once the browser says it wrote the clipboard.
+            let written =
+                wasm_bindgen_futures::JsFuture::from(navigator.clipboard().write_text(&address.get_untracked()));
+            leptos::task::spawn_local(async move {
+                match written.await {
+                    Ok(_) => said.set("Copied."),
+                    Err(_) => select(),
+                }
+            });
         }
     };
     view! {

@@ -1,0 +1,76 @@
+import { test, expect, Page } from '@playwright/test';
+import { RATINGS, expectStatus, shot, startRun } from './helpers';
+
+// The offline model writes each call's text in pieces over its simulated latency (3 s here).
+
+/** Reads every running step's shown text, every 100 ms, until the run ends; returns, per step,
+ *  the distinct non-empty texts it showed while running, in the order shown. */
+async function watchTexts(page: Page, limitMs = 120_000): Promise<Map<string, string[]>> {
+  const seen = new Map<string, string[]>();
+  const end = Date.now() + limitMs;
+  for (;;) {
+    // The page reloads itself once the run ends, to show the result the server renders.
+    const read = await page.evaluate(() => ({
+      status: document.querySelector('section.progress-card')?.getAttribute('data-status') ?? '',
+      running: [...document.querySelectorAll('li.step[data-status="in-progress"]')].map((li) => [
+        li.getAttribute('data-step') ?? '',
+        li.querySelector('[data-testid="step-text"] p')?.textContent ?? '',
+      ]),
+    })).catch(() => null);
+    if (read === null) {
+      await page.waitForLoadState();
+      continue;
+    }
+    const { status, running } = read;
+    for (const [name, text] of running) {
+      const texts = seen.get(name) ?? [];
+      if (text.trim() !== '' && texts[texts.length - 1] !== text) texts.push(text);
+      seen.set(name, texts);
+    }
+    if (['completed', 'failed', 'cancelled', 'timeout'].includes(status)) return seen;
+    expect(Date.now(), 'the run ended in time').toBeLessThan(end);
+    await page.waitForTimeout(100);
+  }
+}
+
+/** The stages of a step's text that grew: each later text begins with the one before it and is
+ *  longer. Returns the longest such run of stages over all steps. */
+function growingStages(seen: Map<string, string[]>): { step: string; stages: number } {
+  let best = { step: '', stages: 0 };
+  for (const [step, texts] of seen) {
+    let stages = texts.length > 0 ? 1 : 0;
+    for (let i = 1; i < texts.length; i++) {
+      if (texts[i].length > texts[i - 1].length && texts[i].startsWith(texts[i - 1])) stages += 1;
+    }
+    if (stages > best.stages) best = { step, stages };
+  }
+  return best;
+}
+
+test('over the live stream a running step shows its text growing before it completes', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'AAPL', analysts: ['Risk Analyst'] });
+  await expect(page.getByTestId('transport')).toHaveText('Live');
+  const seen = await watchTexts(page);
+  await expectStatus(page, 'completed');
+  const best = growingStages(seen);
+  expect(best.stages, `stages seen per step: ${JSON.stringify([...seen].map(([s, t]) => [s, t.length]))}`)
+    .toBeGreaterThanOrEqual(3);
+  // The finished step shows its report, not the running text box.
+  await expect(page.getByTestId('step-text')).toHaveCount(0);
+  await expect(page.getByTestId('rating')).toContainText(RATINGS);
+  await shot(page, testInfo);
+});
+
+test('with the stream blocked, polling shows the growing text too', async ({ page }, testInfo) => {
+  await page.route('**/api/trading/events/**', (route) => route.abort('connectionrefused'));
+  // A poll every 2 s sees a 3 s call once or twice: a deep run's debates take several rounds
+  // in one step, long enough to be seen growing between polls.
+  await startRun(page, { symbol: 'MSFT', analysts: ['Risk Analyst'], depth: 'deep' });
+  await expect(page.getByTestId('transport')).toHaveText('Checking every 2 s');
+  const seen = await watchTexts(page, 180_000);
+  await expectStatus(page, 'completed');
+  const best = growingStages(seen);
+  expect(best.stages, `stages seen per step: ${JSON.stringify([...seen].map(([s, t]) => [s, t.length]))}`)
+    .toBeGreaterThanOrEqual(2);
+  await shot(page, testInfo);
+});
