@@ -72,7 +72,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let listed = parts.market.symbols().unwrap_or_default();
     let data_ends = listed.iter().map(|s| (s.symbol.clone(), s.last_date)).collect();
     let symbols = listed.into_iter().map(|s| s.symbol).collect();
-    let state = AppState {
+    let state = AppState::new(http::Shared {
         service: parts.service.clone(),
         backtests: parts.backtests.clone(),
         context: AppContext {
@@ -107,7 +107,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         access: parts.access.clone(),
         auth_proxy: http::proxy::AuthProxy::parse(args.auth_proxy_header.as_deref())?,
         limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
-    };
+    });
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
     // On stdout, for scripts and tests that start the server on port 0.

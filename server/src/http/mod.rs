@@ -43,8 +43,27 @@ pub mod tokens;
 /// Request bodies are small JSON documents; anything bigger is a mistake or an attack.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// What every handler and layer reads. Cloned for every request that reaches a handler
+/// (axum hands each its own copy), so it is one reference count: [`Shared`] holds the fields.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     pub service: Arc<RunService>,
     pub backtests: Arc<application::backtests::Backtests>,
     pub context: AppContext,
