@@ -98,6 +98,7 @@ impl Handler for AnalysisJob {
             daily: self.daily.clone(),
             state: Mutex::new((Tracker::new(steps), stored.usage)),
             text,
+            pace: std::sync::Mutex::default(),
         };
         let outcome = tokio::select! {
             outcome = self.pipeline.run(&args.start, &reporter) => outcome,
@@ -139,6 +140,8 @@ struct RunReporter {
     daily: Option<(DailyBudget, Store)>,
     state: Mutex<(Tracker, Usage)>,
     text: Option<TextSink>,
+    /// Per running step: when its model first wrote, and the completion tokens of its turns.
+    pace: std::sync::Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, u64)>>,
 }
 
 /// Where a run's text goes: each step's pieces not yet stored, and how many it has stored.
@@ -248,6 +251,7 @@ impl Reporter for RunReporter {
     }
 
     async fn step_text(&self, step: &str, delta: &str) -> Result<(), JobError> {
+        self.pace.lock().expect("not poisoned").entry(step.to_string()).or_insert((self.clock.now(), 0));
         let Some(sink) = &self.text else {
             return Ok(());
         };
@@ -292,8 +296,16 @@ impl Reporter for RunReporter {
         self.ctx.save(step, output, Self::document(tracker, spent)).await?;
         *usage = spent;
         telemetry::model_usage(model, cost);
-        if let Some(ms) = tracker.steps().iter().find(|s| s.name == step).and_then(|s| s.duration_ms) {
+        let finished = tracker.steps().iter().find(|s| s.name == step);
+        if let Some(ms) = finished.and_then(|s| s.duration_ms) {
             telemetry::step_finished(step, std::time::Duration::from_millis(ms));
+        }
+        let wrote = self.pace.lock().expect("not poisoned").remove(step);
+        if let (Some((first, tokens)), Some(started), Some(ended)) =
+            (wrote, finished.and_then(|s| s.started_at), finished.and_then(|s| s.completed_at))
+        {
+            let secs = |d: chrono::TimeDelta| d.to_std().unwrap_or_default();
+            telemetry::model_pace(model, secs(first - started), tokens + cost.tokens.completion, secs(ended - first));
         }
         let progress = crate::tracker::overall_percent(tracker.steps());
         tracing::info!(runId = %self.ctx.job().job_id, step, progress, "Progress");
@@ -309,6 +321,9 @@ impl Reporter for RunReporter {
         cost: Usage,
         model: &str,
     ) -> Result<(), JobError> {
+        if let Some((_, tokens)) = self.pace.lock().expect("not poisoned").get_mut(step) {
+            *tokens += cost.tokens.completion;
+        }
         let (tracker, usage) = &mut *self.state.lock().await;
         tracker.advance(step, percent, None);
         let mut spent = *usage;

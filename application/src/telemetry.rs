@@ -15,6 +15,11 @@ pub const MODEL_CALLS: &str = "trading_agents_model_calls_total";
 pub const MODEL_TOKENS: &str = "trading_agents_model_tokens_total";
 /// Counter: model cost in millionths of a US dollar (at the catalog's prices), by `model`.
 pub const MODEL_COST: &str = "trading_agents_model_cost_microusd_total";
+/// Histogram: seconds from a model step's start to its model's first output, by `model`.
+pub const MODEL_FIRST_OUTPUT: &str = "trading_agents_model_first_output_seconds";
+/// Histogram: completion tokens a second over a model step's writing (from its first output to
+/// its end), by `model`.
+pub const MODEL_PACE: &str = "trading_agents_model_output_tokens_per_second";
 /// Counter: retries of failed, timed-out or cancelled runs.
 pub const RETRIES: &str = "trading_agents_retries_total";
 /// Counter: cancel requests that changed an active run.
@@ -42,6 +47,14 @@ pub(crate) fn model_usage(model: &str, usage: Usage) {
         .increment(usage.tokens.completion);
     if usage.cost_usd.is_finite() && usage.cost_usd > 0.0 {
         metrics::counter!(MODEL_COST, "model" => model).increment((usage.cost_usd * 1e6).round() as u64);
+    }
+}
+
+/// How soon a step's model began to write, and how fast it wrote `tokens` in `writing`.
+pub(crate) fn model_pace(model: &str, first_output: Duration, tokens: u64, writing: Duration) {
+    metrics::histogram!(MODEL_FIRST_OUTPUT, "model" => model.to_string()).record(first_output.as_secs_f64());
+    if tokens > 0 && !writing.is_zero() {
+        metrics::histogram!(MODEL_PACE, "model" => model.to_string()).record(tokens as f64 / writing.as_secs_f64());
     }
 }
 

@@ -73,6 +73,7 @@ async fn scrape(c: &reqwest::Client, url: &str) -> Vec<Sample> {
 async fn metrics_count_every_way_in_and_every_run() {
     let db = TestDb::sqlite();
     let fake = FakeLlm::start().await;
+    fake.set_chunk_delay(Duration::from_millis(20));
     let catalog = common::fake_models(&fake, &[("fake", "ok")]);
     let env = [("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test"), ("SIMULATED_LATENCY_MS", "0")];
     let web = Server::start_on(&db.url, &["serve", "--workers", "0"], &env).await;
@@ -199,6 +200,20 @@ async fn metrics_count_every_way_in_and_every_run() {
     assert_eq!(value(&w, "trading_agents_step_duration_seconds_count", &[("step", "Technical Analyst")]), None);
     // Two analysts and the final assessment per run, as the fake provider saw them.
     assert_eq!(fake.calls().len(), 6);
+    // How soon each of those six steps' model began to write, and how fast it wrote: never
+    // sooner than the provider's first chunk (20 ms apart here), never later than the step's end.
+    let model_steps: f64 = [&a, &b]
+        .iter()
+        .flat_map(|r| r["steps"].as_array().unwrap().iter())
+        .filter(|s| s["name"] != "Data Collection")
+        .map(|s| s["durationMs"].as_f64().unwrap() / 1000.0)
+        .sum();
+    let fake_model = [("model", "fake")];
+    assert_eq!(get(&w, "trading_agents_model_first_output_seconds_count", &fake_model), 6.0);
+    let first = get(&w, "trading_agents_model_first_output_seconds_sum", &fake_model);
+    assert!(first >= 6.0 * 0.02 && first <= model_steps, "first outputs after {first} s in steps of {model_steps} s");
+    assert_eq!(get(&w, "trading_agents_model_output_tokens_per_second_count", &fake_model), 6.0);
+    assert!(get(&w, "trading_agents_model_output_tokens_per_second_sum", &fake_model) > 0.0);
     assert_eq!(get(&w, "trading_agents_model_calls_total", &[("model", "fake")]), 6.0);
     let tokens = a["tokens"].as_f64().unwrap() + b["tokens"].as_f64().unwrap();
     assert!(tokens > 0.0);

@@ -46,11 +46,14 @@ pub const POLLER_WINDOW: Duration = Duration::from_secs(10);
 const BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
-/// The process's recorder, installed on first use: one per process, shared by every role it
-/// plays.
 /// Jobs per batched store operation: powers of two up to the largest batch.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// Tokens a second, from a slow local model to a fast hosted one.
+const PACE_BUCKETS: &[f64] = &[5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0];
+
+/// The process's recorder, installed on first use: one per process, shared by every role it
+/// plays.
 pub fn recorder() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
@@ -58,6 +61,9 @@ pub fn recorder() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(jobs::telemetry::DB_BATCH.into()), BATCH_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(application::telemetry::MODEL_PACE.into()), PACE_BUCKETS)
+                })
                 .expect("buckets are not empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();
@@ -88,6 +94,11 @@ fn describe() {
     let h = |name: &'static str, help: &'static str| metrics::describe_histogram!(name, metrics::Unit::Seconds, help);
     h(t::RUN_DURATION, "Seconds from a job's first claim to its end, by kind and status.");
     h(a::STEP_DURATION, "Seconds a step took, by step.");
+    h(a::MODEL_FIRST_OUTPUT, "Seconds from a model step's start to its model's first output, by model.");
+    metrics::describe_histogram!(
+        a::MODEL_PACE,
+        "Completion tokens a second over a model step's writing, from its first output to its end, by model."
+    );
     h(t::QUEUE_WAIT, "Seconds from a job's creation to its first claim, by kind.");
     h(t::DB_STATEMENT, "Seconds one store operation took, by statement and backend.");
     metrics::describe_histogram!(
