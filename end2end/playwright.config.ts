@@ -73,6 +73,9 @@ export default defineConfig({
         // Every test's browser is 127.0.0.1: one address for the whole suite.
         RUNS_PER_MINUTE_PER_ADDRESS: '0',
         MODEL_CATALOG: 'end2end/models.e2e.toml',
+        // A quiet model is shown stalled after 3 s, and given up after a minute.
+        STALL_AFTER_SECS: '3',
+        STALL_TIMEOUT_SECS: '60',
         RUST_LOG: 'warn',
       },
     },

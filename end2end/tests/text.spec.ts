@@ -74,3 +74,25 @@ test('with the stream blocked, polling shows the growing text too', async ({ pag
     .toBeGreaterThanOrEqual(2);
   await shot(page, testInfo);
 });
+
+test('a model that goes quiet is named, its silence counted, and the run can still be cancelled', async ({ page }, testInfo) => {
+  await startRun(page, { symbol: 'AAPL', model: 'quiet', analysts: ['Risk Analyst'] });
+  // The two pieces it wrote are shown, then, 3 s into the silence, who is silent and until when.
+  const risk = page.locator('li.step[data-step="Risk Analyst"]');
+  const stall = risk.getByTestId('step-stall');
+  await expect(stall).toHaveText(/^No output from Quiet \(writes two pieces, then nothing\) for \d+ s — still waiting \(gives up at 60 s\)$/, { timeout: 20_000 });
+  await expect(risk.getByTestId('step-text')).not.toHaveText('');
+  // The seconds count on the page's own clock, between polls and events.
+  const seconds = async () => Number((await stall.textContent())!.match(/for (\d+) s/)![1]);
+  const first = await seconds();
+  await expect.poll(seconds, { timeout: 10_000 }).toBeGreaterThanOrEqual(first + 2);
+  for (const [name, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]] as const) {
+    await page.setViewportSize(size);
+    await expect(stall).toBeVisible();
+    await shot(page, testInfo, `stalled-${name}`);
+  }
+  // A stall does not hold the run: cancel ends it at once.
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await expectStatus(page, 'cancelled', 10_000);
+  await expect(page.getByTestId('step-stall')).toHaveCount(0);
+});
