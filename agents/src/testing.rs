@@ -293,24 +293,13 @@ async fn respond(behaviour: Behaviour, step: &str, stream: bool, chunking: Chunk
         Behaviour::Malformed => {
             return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"choices\": [").into_response();
         }
-        Behaviour::Hang => {
+        Behaviour::Stall if stream => {
+            let events = content_events(&valid_answer(step, false)).into_iter().take(2).collect();
+            return sse_then(events, chunking, Then::Silence);
+        }
+        Behaviour::Hang | Behaviour::Stall => {
             std::future::pending::<()>().await;
             unreachable!()
-        }
-        Behaviour::Stall if !stream => {
-            std::future::pending::<()>().await;
-            unreachable!()
-        }
-        Behaviour::Stall => {
-            let events: Vec<String> = content_events(&valid_answer(step, false)).into_iter().take(2).collect();
-            let chunks = events.into_iter().map(Bytes::from);
-            let silence = futures::stream::pending::<Result<Bytes, std::convert::Infallible>>();
-            let stream = futures::StreamExt::chain(futures::stream::iter(chunks.map(Ok)), silence);
-            return Response::builder()
-                .status(StatusCode::OK)
-                .header(header::CONTENT_TYPE, "text/event-stream")
-                .body(Body::from_stream(stream))
-                .expect("response");
         }
         Behaviour::BrokenStream => {
             let events = vec![
@@ -355,6 +344,17 @@ fn content_events(content: &str) -> Vec<String> {
 }
 
 fn sse(events: Vec<String>, chunking: Chunking) -> Response {
+    sse_then(events, chunking, Then::End)
+}
+
+/// What a stream does after its events.
+enum Then {
+    End,
+    /// Stays open, sending nothing.
+    Silence,
+}
+
+fn sse_then(events: Vec<String>, chunking: Chunking, then: Then) -> Response {
     let delay = chunking.delay;
     let chunks: Vec<Bytes> = match chunking.bytes {
         None => events.into_iter().map(Bytes::from).collect(),
@@ -367,9 +367,13 @@ fn sse(events: Vec<String>, chunking: Chunking) -> Response {
         }
         Some((Ok::<_, std::convert::Infallible>(next), it))
     });
+    let body = match then {
+        Then::End => Body::from_stream(stream),
+        Then::Silence => Body::from_stream(futures::StreamExt::chain(stream, futures::stream::pending())),
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/event-stream")
-        .body(Body::from_stream(stream))
+        .body(body)
         .expect("response")
 }

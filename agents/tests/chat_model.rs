@@ -60,6 +60,11 @@ fn models_with(fake: &FakeLlm, mode: &str, stream: bool, config: ModelsConfig) -
     )
 }
 
+/// `n` retries, 10 ms apart.
+fn retries_every_10ms(n: u32) -> RetryPolicy {
+    RetryPolicy { max_retries: n, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(10) }
+}
+
 fn quick_retries() -> RetryPolicy {
     RetryPolicy { max_retries: 3, base_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) }
 }
@@ -183,8 +188,7 @@ async fn an_unusable_answer_gets_one_repair_then_a_clear_failure() {
 #[tokio::test]
 async fn a_hang_is_cut_by_the_timeouts() {
     let fake = FakeLlm::start().await;
-    let retry =
-        RetryPolicy { max_retries: 1, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(10) };
+    let retry = retries_every_10ms(1);
     let model = models(&fake, "hang", true, retry, Duration::from_millis(300)).get("fake").unwrap();
     let started = Instant::now();
     let err = model.analyst_view(AnalystKind::Risk, &data().await, &Recorder::default()).await.unwrap_err();
@@ -203,11 +207,7 @@ async fn a_silent_stream_is_reported_stalled_then_given_up() {
         call_timeout: Duration::from_secs(30),
         stall_after: Duration::from_millis(300),
         stall_timeout: Duration::from_secs(1),
-        retry: RetryPolicy {
-            max_retries: 1,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(10),
-        },
+        retry: retries_every_10ms(1),
         ..ModelsConfig::default()
     };
     let model = models_with(&fake, "stall", true, config).get("fake").unwrap();
@@ -241,11 +241,7 @@ async fn the_stall_limit_is_the_sooner_of_silence_and_the_call_timeout() {
         call_timeout: Duration::from_millis(700),
         stall_after: Duration::from_millis(200),
         stall_timeout: Duration::from_secs(60),
-        retry: RetryPolicy {
-            max_retries: 0,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(10),
-        },
+        retry: retries_every_10ms(0),
         ..ModelsConfig::default()
     };
     let model = models_with(&fake, "hang", false, config.clone()).get("fake").unwrap();

@@ -251,7 +251,13 @@ impl Reporter for RunReporter {
     }
 
     async fn step_text(&self, step: &str, delta: &str) -> Result<(), JobError> {
-        self.pace.lock().expect("not poisoned").entry(step.to_string()).or_insert((self.clock.now(), 0));
+        {
+            // Once per step: not a key's allocation for every piece of text.
+            let mut pace = self.pace.lock().expect("not poisoned");
+            if !pace.contains_key(step) {
+                pace.insert(step.to_string(), (self.clock.now(), 0));
+            }
+        }
         let Some(sink) = &self.text else {
             return Ok(());
         };

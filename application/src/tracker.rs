@@ -41,8 +41,7 @@ impl Tracker {
                 s.detail = detail;
                 s.text = None;
                 s.last_output_at = Some(now);
-                s.stalled = false;
-                s.stall = None;
+                s.set_stall(None);
                 true
             }
             _ => false,
@@ -82,8 +81,7 @@ impl Tracker {
                 s.detail = None;
                 s.text = None;
                 s.last_output_at = None;
-                s.stalled = false;
-                s.stall = None;
+                s.set_stall(None);
                 true
             }
             _ => false,
@@ -102,8 +100,7 @@ impl Tracker {
     pub fn stall(&mut self, name: &str, stall: Option<&domain::Stall>) -> bool {
         match self.step_mut(name) {
             Some(s) if s.status == StepStatus::InProgress && s.stall.as_ref() != stall => {
-                s.stalled = stall.is_some();
-                s.stall = stall.cloned();
+                s.set_stall(stall.cloned());
                 true
             }
             _ => false,
@@ -145,8 +142,7 @@ pub fn close_steps(steps: &[StepProgress], failed: &[&str], now: DateTime<Utc>) 
                 s.detail = None;
                 s.text = None;
                 s.last_output_at = None;
-                s.stalled = false;
-                s.stall = None;
+                s.set_stall(None);
                 if s.started_at.is_some() {
                     s.completed_at = Some(now);
                     s.duration_ms = s.started_at.map(|t| (now - t).num_milliseconds().max(0) as u64);

@@ -93,6 +93,12 @@ pub fn tail(text: &str, max: usize) -> &str {
 }
 
 impl StepProgress {
+    /// Marks the step stalled by `stall`, or not stalled: `stalled` and `stall` agree.
+    pub fn set_stall(&mut self, stall: Option<Stall>) {
+        self.stalled = stall.is_some();
+        self.stall = stall;
+    }
+
     pub fn pending(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),

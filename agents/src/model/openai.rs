@@ -365,12 +365,12 @@ impl<'a> Silence<'a> {
                 since: self.since_wall,
                 gives_up_at: self.since_wall + chrono::Duration::from_std(limit).unwrap_or(chrono::TimeDelta::MAX),
             };
-            tracing::warn!(model = %self.model.entry.id, silentFor = ?self.model.stall_after, "no output from the model");
             self.progress.stalled(Some(&stall)).await;
             self.told = true;
         }
+        // The step logs the stall with its run; a call given up is logged with its retry, or with
+        // the step's failure.
         tokio::time::timeout_at(give_up, fut).await.map_err(|_| {
-            tracing::warn!(model = %self.model.entry.id, silentFor = ?self.model.stall_timeout, "no output from the model; giving up the call");
             Failure::Retryable(
                 ModelError::Silent {
                     model: self.model.entry.label.clone(),

@@ -176,7 +176,7 @@ fn step_row(s: StepProgress, now: RwSignal<DateTime<Utc>>) -> impl IntoView {
             })}
             // A model that has gone quiet, named, with the seconds it has been quiet counting
             // on the page's clock and when the call is given up.
-            {s.stall.clone().filter(|_| status == StepStatus::InProgress).map(|stall| view! {
+            {s.stall.clone().map(|stall| view! {
                 <p class="step-stall" role="status" data-testid="step-stall">
                     {move || stall.sentence(now.get())}
                 </p>
