@@ -26,8 +26,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use domain::{
-    AnalysisResult, AnalystKind, AnalystReport, Budget, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, TokenUsage,
-    ValidStart,
+    AnalysisResult, AnalystKind, AnalystReport, Budget, DATA_COLLECTION, FINAL_ASSESSMENT, Figure, LogEvent,
+    TokenUsage, ValidStart,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -62,6 +62,11 @@ pub trait Reporter: Send + Sync {
 
     /// The model of `step` has produced nothing for a while (`Some`), or writes again (`None`).
     async fn step_stalled(&self, _step: &str, _stall: Option<&domain::Stall>) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// An event for the run's log, in `step` (none for the run as a whole).
+    async fn log(&self, _step: Option<&str>, _event: domain::LogEvent) -> Result<(), Self::Error> {
         Ok(())
     }
 
@@ -158,6 +163,10 @@ impl<R: Reporter> CallProgress for StepReports<'_, R> {
 
     async fn stalled(&self, stall: Option<&domain::Stall>) {
         let _ = self.reporter.step_stalled(self.step, stall).await;
+    }
+
+    async fn log(&self, event: domain::LogEvent) {
+        let _ = self.reporter.log(Some(self.step), event).await;
     }
 }
 
@@ -382,8 +391,12 @@ impl Pipeline {
         let series = self.market.daily(spec.symbol.as_str(), spec.as_of, LOOKBACK).await.map_err(data_failure)?;
         let as_of = series.last_date().expect("non-empty");
         require_history(&series, as_of).map_err(data_failure)?;
+        reporter.log(Some(step), self.read(&series)).await?;
         reporter.step_progress(step, 40, Some("Loading the S&P 500")).await?;
         let benchmark = self.benchmark(&series, as_of).await;
+        if let Some(b) = benchmark.as_ref().filter(|b| b.symbol != series.symbol) {
+            reporter.log(Some(step), self.read(b)).await?;
+        }
         reporter.step_progress(step, 70, Some("Computing indicators")).await?;
         let mut data = snapshot::compute(&series, benchmark.as_ref(), self.market.name());
         if let (Some((news, lexicon)), None) = (&self.news, spec.as_of) {
@@ -392,12 +405,29 @@ impl Pipeline {
                 Ok(titles) => {
                     data.headlines =
                         titles.into_iter().map(|t| Headline { score: lexicon.compound(&t), title: t }).collect();
+                    let headlines = data.headlines.len() as u32;
+                    reporter.log(Some(step), LogEvent::News { headlines, error: None }).await?;
                 }
                 // Headlines are a bonus: the analysis goes on from prices alone.
-                Err(e) => tracing::warn!(symbol = %spec.symbol, error = %e, "no headlines"),
+                Err(e) => {
+                    tracing::warn!(symbol = %spec.symbol, error = %e, "no headlines");
+                    reporter.log(Some(step), LogEvent::News { headlines: 0, error: Some(e.to_string()) }).await?;
+                }
             }
         }
         Ok(data)
+    }
+
+    /// The log's note of a series read.
+    fn read(&self, series: &Series) -> LogEvent {
+        let (first, last) = (series.first_date(), series.last_date());
+        LogEvent::Data {
+            source: self.market.name().to_string(),
+            symbol: series.symbol.clone(),
+            rows: series.bars.len() as u32,
+            first: first.unwrap_or_default(),
+            last: last.unwrap_or_default(),
+        }
     }
 
     /// The S&P 500 over the same window, or its last stretch before the window when the

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use domain::{AnalystInfo, ModelInfo, Problem, Progress, RunState, RunsPage, StartRequest, StartResponse};
+use domain::{AnalystInfo, ModelInfo, Problem, Progress, RunLog, RunState, RunsPage, StartRequest, StartResponse};
 use leptos::prelude::*;
 use leptos::server_fn::codec::JsonEncoding;
 use serde::{Deserialize, Serialize};
@@ -185,6 +185,12 @@ pub async fn run_progress(run_id: String) -> Result<Progress, AppError> {
     Ok(progress)
 }
 
+#[server]
+pub async fn read_run_log(run_id: String) -> Result<RunLog, AppError> {
+    let (ctx, user) = ssr::context()?;
+    ctx.runs.log(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)
+}
+
 /// Returns the run's state without its result: a cancelled run has none, and the browser's
 /// live view never parses results (the server renders them).
 #[server]
@@ -278,4 +284,19 @@ pub async fn fetch_progress(run_id: &str, etag: Option<&str>) -> Result<Poll, Ap
             Err(AppError(problem))
         }
     }
+}
+
+/// `GET /api/trading/runs/:runId/log`.
+#[cfg(feature = "hydrate")]
+pub async fn fetch_log(run_id: &str) -> Result<RunLog, AppError> {
+    use gloo_net::http::Request;
+    let resp = Request::get(&format!("/api/trading/runs/{run_id}/log"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|_| AppError::local("Connection problem", "The server cannot be reached."))?;
+    if !resp.ok() {
+        return Err(AppError::local("Unexpected answer", format!("The log could not be read ({}).", resp.status())));
+    }
+    resp.json().await.map_err(|e| AppError::local("Unexpected answer", format!("The log could not be read: {e}")))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use agents::{Pipeline, PipelineError, Reporter};
 use async_trait::async_trait;
-use domain::{Budget, Usage};
+use domain::{Budget, JobStatus, LogEntry, LogEvent, StepStatus, Usage};
 use jobs::{Clock, Handler, JobContext, JobError};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -30,6 +30,8 @@ pub struct AnalysisJob {
     daily: Option<(DailyBudget, Store)>,
     /// Where the text the models write is kept; `None` keeps none.
     text: Option<Store>,
+    /// Where each run's log is kept; `None` keeps none (it still goes to `tracing`).
+    log: Option<Store>,
 }
 
 /// A running step's text is stored at least this often while its model writes...
@@ -39,7 +41,13 @@ pub const TEXT_FLUSH_BYTES: usize = 2_048;
 
 impl AnalysisJob {
     pub fn new(pipeline: Arc<Pipeline>, clock: Arc<dyn Clock>) -> Self {
-        Self { pipeline, clock, daily: None, text: None }
+        Self { pipeline, clock, daily: None, text: None, log: None }
+    }
+
+    /// Keeps each run's log in `store` (see [`Store::log_of`]).
+    pub fn with_log(mut self, store: Store) -> Self {
+        self.log = Some(store);
+        self
     }
 
     /// Keeps the text the models write, step by step, in `store` (see [`Store::text_after`]).
@@ -98,8 +106,15 @@ impl Handler for AnalysisJob {
             daily: self.daily.clone(),
             state: Mutex::new((Tracker::new(steps), stored.usage)),
             text,
+            log: self.log.clone(),
             pace: std::sync::Mutex::default(),
         };
+        reporter.write_log(None, LogEvent::Started { attempt: job.attempt }).await;
+        let resumed: Vec<String> =
+            stored.steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.name.clone()).collect();
+        if !resumed.is_empty() {
+            reporter.log(None, LogEvent::Resumed { steps: resumed }).await?;
+        }
         let outcome = tokio::select! {
             outcome = self.pipeline.run(&args.start, &reporter) => outcome,
             never = reporter.flush_text_every(TEXT_FLUSH_EVERY) => match never {},
@@ -116,12 +131,15 @@ impl Handler for AnalysisJob {
                     cost = spent.cost_usd,
                     "Completed"
                 );
+                reporter.write_log(None, ended(JobStatus::Completed, None, spent)).await;
                 Ok(serde_json::to_value(result).expect("plain data"))
             }
             Err(PipelineError::Failed { step, message }) => {
                 let _ = reporter.flush_text(None).await;
                 reporter.fail(step.as_deref()).await;
                 tracing::warn!(runId = %run_id, status = "failed", error = %message, "Failed");
+                let spent = reporter.state.lock().await.1;
+                reporter.write_log(step.as_deref(), ended(JobStatus::Failed, Some(message.clone()), spent)).await;
                 Err(JobError::Failed(message))
             }
             Err(PipelineError::Reporter(e)) => Err(e),
@@ -140,6 +158,7 @@ struct RunReporter {
     daily: Option<(DailyBudget, Store)>,
     state: Mutex<(Tracker, Usage)>,
     text: Option<TextSink>,
+    log: Option<Store>,
     /// Per running step: when its model first wrote, and the completion tokens of its turns.
     pace: std::sync::Mutex<HashMap<String, (chrono::DateTime<chrono::Utc>, u64)>>,
 }
@@ -207,6 +226,19 @@ impl RunReporter {
             self.ctx.report(Self::document(tracker, *usage), false).await?;
         }
         Ok(())
+    }
+
+    /// Adds an event to the run's log without tracing it (for events traced in their own words).
+    /// The log is a record, not the run: an entry that cannot be written is traced and dropped.
+    async fn write_log(&self, step: Option<&str>, event: LogEvent) {
+        let Some(store) = &self.log else {
+            return;
+        };
+        let entry = LogEntry { at: self.clock.now(), step: step.map(str::to_string), event };
+        let run_id = crate::run::run_id(self.ctx.job().job_id);
+        if let Err(e) = store.insert_log(run_id, &entry).await {
+            tracing::warn!(runId = %run_id, error = %e, kind = entry.event.kind(), "could not write the run's log");
+        }
     }
 
     fn document(tracker: &Tracker, usage: Usage) -> Value {
@@ -285,6 +317,10 @@ impl Reporter for RunReporter {
                 ),
                 None => tracing::info!(runId = %self.ctx.job().job_id, step, "Stall over"),
             }
+            if let Some(s) = stall {
+                let event = LogEvent::Stalled { model: s.model.clone(), since: s.since, gives_up_at: s.gives_up_at };
+                self.write_log(Some(step), event).await;
+            }
             self.ctx.report(Self::document(tracker, *usage), true).await?;
         }
         Ok(())
@@ -340,6 +376,12 @@ impl Reporter for RunReporter {
         Ok(())
     }
 
+    async fn log(&self, step: Option<&str>, event: LogEvent) -> Result<(), JobError> {
+        tracing::info!(runId = %self.ctx.job().job_id, step, kind = event.kind(), "{}", event.describe());
+        self.write_log(step, event).await;
+        Ok(())
+    }
+
     /// The daily budget less what the owner's runs spent in the window, read now, this run
     /// aside: the database holds what every run of the owner has spent so far (on every worker),
     /// so runs of one owner running at once share what is left.
@@ -359,4 +401,9 @@ impl Reporter for RunReporter {
         used.cost_usd = (used.cost_usd - own.cost_usd).max(0.0);
         Ok(Some(budget.remaining(&used)))
     }
+}
+
+/// The log's last word on a run that ended on its worker.
+fn ended(status: JobStatus, message: Option<String>, spent: Usage) -> LogEvent {
+    LogEvent::Ended { status, message, calls: spent.calls, tokens: spent.tokens.total(), cost_usd: spent.cost_usd }
 }

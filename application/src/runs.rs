@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{
-    Cursor, Depth, FieldError, JobStatus, ModelId, Progress, Rating, RunId, RunState, RunSummary, RunsPage, RunsQuery,
-    StartRequest, ValidStart,
+    Cursor, Depth, FieldError, JobStatus, LogEntry, LogEvent, ModelId, Progress, Rating, RunId, RunState, RunSummary,
+    RunsPage, RunsQuery, StartRequest, ValidStart,
 };
 use jobs::job::{Count, Filter, Order};
 use jobs::{Clock, Database, Event, Events, Insert, InsertOutcome, JobStore, NewJob, State};
@@ -361,6 +361,10 @@ impl RunService {
         let run = Run::from_job(job)?;
         if !was_requested {
             telemetry::cancel_requested();
+            let entry = LogEntry { at: self.clock.now(), step: None, event: LogEvent::Cancelled {} };
+            if let Err(e) = self.store().insert_log(run_id, &entry).await {
+                tracing::warn!(runId = %run_id, error = %e, "could not log the cancellation");
+            }
         }
         if run.status == JobStatus::Cancelled {
             // A pending run ends here, never having run.
@@ -400,7 +404,9 @@ impl RunService {
             .filter(|c| c.kind == KIND)
             .map(|c| (crate::run::status_of(c.state), c.jobs))
             .collect();
-        Ok(crate::stats::Stats::compute(&runs, &counts, now))
+        let mut stats = crate::stats::Stats::compute(&runs, &counts, now);
+        stats.models = self.store().model_pace(now - chrono::Duration::hours(24)).await?;
+        Ok(stats)
     }
 
     /// A page of the user's runs that `query` matches, newest first, archived ones included:

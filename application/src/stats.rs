@@ -27,6 +27,21 @@ pub struct Stats {
     pub queue: Queue,
     pub slowest_steps: Vec<StepFigure>,
     pub recent_failures: Vec<Failure>,
+    /// Per model, its answered calls of the last day: how soon it began to write, how fast.
+    pub models: Vec<ModelPace>,
+}
+
+/// One model's answered calls in a window, from the runs' logs ([`crate::store::Store::model_pace`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelPace {
+    pub model: String,
+    pub calls: u64,
+    /// The mean time from a request to its first text, in milliseconds.
+    pub first_output_ms: f64,
+    /// Completion tokens a second while writing (from the first text to the end); none when
+    /// the model reported no tokens (the offline model).
+    pub tokens_per_sec: Option<f64>,
 }
 
 /// The blueprint's figures over one window.
@@ -135,6 +150,7 @@ impl Stats {
                     error: j.error.clone(),
                 })
                 .collect(),
+            models: Vec::new(),
         }
     }
 }

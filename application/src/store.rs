@@ -7,10 +7,11 @@
 //! runs on whichever pool the database has. The queue's own SQL stays in `jobs`.
 
 use chrono::{DateTime, Utc};
-use domain::{ApiToken, RunId, RunsQuery, ShareLink, StepProgress, TokenUsage};
+use domain::{ApiToken, LogEntry, LogEvent, RunId, RunsQuery, ShareLink, StepProgress, TokenUsage};
 use jobs::{Database, Pools, StoreError};
 
 use crate::error::Result;
+use crate::stats::ModelPace;
 
 /// Runs `$body` with `$pool` bound to the database's pool for reads (SQLite's readers).
 macro_rules! on_reader {
@@ -571,6 +572,81 @@ impl Store {
             sqlx::query_as(sql).bind(run_id.to_string()).fetch_all(pool).await.map_err(StoreError::from)?
         });
         Ok(rows.into_iter().map(|(step, n)| (step, n.max(0) as u32)).collect())
+    }
+
+    /// Adds an event to a run's log.
+    pub async fn insert_log(&self, run_id: RunId, entry: &LogEntry) -> Result<()> {
+        let sql = "insert into trading_agent_log
+                     (run_id, created_at, kind, entry, model, first_output_ms, latency_ms, tokens_out)
+                   values ($1, $2, $3, $4, $5, $6, $7, $8)";
+        let (model, first, latency, tokens) = match &entry.event {
+            LogEvent::Call { model, first_output_ms, latency_ms, tokens_out, .. } => (
+                Some(model.as_str()),
+                first_output_ms.map(|ms| ms as i64),
+                Some(*latency_ms as i64),
+                Some(*tokens_out as i64),
+            ),
+            _ => (None, None, None, None),
+        };
+        let json = serde_json::to_string(entry).expect("plain data");
+        on_writer!(self, |pool| {
+            sqlx::query(sql)
+                .bind(run_id.to_string())
+                .bind(entry.at.timestamp_millis())
+                .bind(entry.event.kind())
+                .bind(&json)
+                .bind(model)
+                .bind(first)
+                .bind(latency)
+                .bind(tokens)
+                .execute(pool)
+                .await
+                .map(drop)
+                .map_err(StoreError::from)?
+        });
+        Ok(())
+    }
+
+    /// A run's log, in the order it was written; at most `limit` entries.
+    pub async fn log_of(&self, run_id: RunId, limit: u32) -> Result<Vec<LogEntry>> {
+        let sql = "select entry from trading_agent_log where run_id = $1 order by id limit $2";
+        let rows: Vec<(String,)> = on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(run_id.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        // An entry another version wrote and this one cannot read is left out.
+        Ok(rows.into_iter().filter_map(|(json,)| serde_json::from_str(&json).ok()).collect())
+    }
+
+    /// Per model, the answered calls logged since `since`: how soon they began to write and
+    /// how fast they wrote after that.
+    pub async fn model_pace(&self, since: DateTime<Utc>) -> Result<Vec<ModelPace>> {
+        let sql = "select model, count(*), cast(avg(first_output_ms) as double precision),
+                          cast(sum(tokens_out) as bigint), cast(sum(latency_ms - first_output_ms) as bigint)
+                   from trading_agent_log
+                   where kind = 'call' and created_at >= $1 and first_output_ms is not null
+                   group by model order by model";
+        type Row = (Option<String>, i64, Option<f64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = on_reader!(self, |pool| {
+            sqlx::query_as(sql).bind(since.timestamp_millis()).fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(model, calls, first, tokens, writing_ms)| {
+                let (tokens, writing_ms) = (tokens.unwrap_or(0).max(0) as u64, writing_ms.unwrap_or(0).max(0) as u64);
+                ModelPace {
+                    model: model.unwrap_or_default(),
+                    calls: calls.max(0) as u64,
+                    first_output_ms: first.unwrap_or(0.0),
+                    tokens_per_sec: (writing_ms > 0 && tokens > 0)
+                        .then(|| tokens as f64 / (writing_ms as f64 / 1000.0)),
+                }
+            })
+            .collect())
     }
 }
 

@@ -1,10 +1,11 @@
-//! The text a run's models wrote, step by step: stored in coalesced pieces by the run's
-//! worker ([`crate::analysis`]), read back whole ([`RunService::transcript`]) or piece by piece
-//! after a point ([`RunService::text_after`]) for the event stream.
+//! What a run leaves behind besides its result: the text its models wrote, step by step,
+//! stored in coalesced pieces by the run's worker ([`crate::analysis`]) and read back whole
+//! ([`RunService::transcript`]) or piece by piece after a point ([`RunService::text_after`]) for
+//! the event stream; and its log ([`RunService::log`]).
 
 use std::collections::HashMap;
 
-use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, RunId, TeamRole, Transcript, TranscriptEntry};
+use domain::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, RunId, RunLog, TeamRole, Transcript, TranscriptEntry};
 
 use crate::error::Result;
 use crate::run::Run;
@@ -13,6 +14,9 @@ use crate::store::TextPiece;
 
 /// The most pieces one read of [`RunService::text_after`] returns.
 pub const TEXT_READ_MAX: u32 = 500;
+/// The most entries of a run's log that are read (a run writes a few dozen; retries of a
+/// failing provider a few more).
+pub const LOG_READ_MAX: u32 = 2_000;
 
 impl RunService {
     /// The whole text of `user_id`'s run, one entry per model step.
@@ -33,6 +37,13 @@ impl RunService {
             }
         }
         Ok(transcript(&run, texts))
+    }
+
+    /// The log of `user_id`'s run, in the order it was written.
+    pub async fn log(&self, user_id: &str, run_id: RunId) -> Result<RunLog> {
+        self.owned(user_id, run_id).await?;
+        let entries = self.store().log_of(run_id, LOG_READ_MAX).await?;
+        Ok(RunLog { run_id, entries })
     }
 
     /// The pieces of a run's text stored after the piece `after` (all of them for `None`), in

@@ -15,6 +15,7 @@
 //! - [`team`]: research depth and the roles after the analysts (debates, trader, risk, portfolio).
 //! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
 //! - [`history`]: the history's filters, its keyset cursor and run tags.
+//! - [`log`]: a run's log — data read, model calls, retries, stalls, its end.
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod access;
@@ -25,6 +26,7 @@ pub mod countdown;
 pub mod export;
 pub mod history;
 pub mod ids;
+pub mod log;
 pub mod plan;
 pub mod progress;
 pub mod rating;
@@ -38,6 +40,7 @@ pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
+pub use log::{LogEntry, LogEvent, RunLog};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{
     Progress, ProgressTransport, RunState, Stall, StepProgress, TextDelta, Transcript, TranscriptEntry,

@@ -58,6 +58,14 @@ test('over the live stream a running step shows its text growing before it compl
   // The finished step shows its report, not the running text box.
   await expect(page.getByTestId('step-text')).toHaveCount(0);
   await expect(page.getByTestId('rating')).toContainText(RATINGS);
+  // The run's log, folded under the steps: what was read, each call, the end.
+  const log = page.getByTestId('run-log');
+  await expect(log).not.toHaveAttribute('open');
+  await log.locator('summary').click();
+  await expect(log.locator('li[data-kind="data"]').first()).toContainText(/\d+ daily prices of AAPL from bundled/);
+  await expect(log.locator('li[data-kind="call"]')).toHaveCount(2);
+  await expect(log.locator('li[data-kind="call"]').first()).toContainText(/offline answered in \d+\.\d+ s, first text after/);
+  await expect(log.locator('li[data-kind="ended"]')).toContainText(/^\+\d+\.\d s\s*Completed \(2 model calls/);
   await shot(page, testInfo);
 });
 
@@ -86,13 +94,19 @@ test('a model that goes quiet is named, its silence counted, and the run can sti
   const seconds = async () => Number((await stall.textContent())!.match(/for (\d+) s/)![1]);
   const first = await seconds();
   await expect.poll(seconds, { timeout: 10_000 }).toBeGreaterThanOrEqual(first + 2);
+  // The run's log, opened, has the stall too, read again without a reload.
+  const log = page.getByTestId('run-log');
+  await log.locator('summary').click();
+  await expect(log.locator('li[data-kind="stalled"]')).toHaveText(
+    /Risk Analyst\s*No output from Quiet .* for a while; giving up at 60 s of silence/, { timeout: 10_000 });
   for (const [name, size] of [['desktop', { width: 1280, height: 800 }], ['phone', { width: 390, height: 844 }]] as const) {
     await page.setViewportSize(size);
     await expect(stall).toBeVisible();
     await shot(page, testInfo, `stalled-${name}`);
   }
-  // A stall does not hold the run: cancel ends it at once.
+  // A stall does not hold the run: cancel ends it at once, and the log says it was cancelled.
   await page.getByRole('button', { name: 'Cancel' }).click();
   await expectStatus(page, 'cancelled', 10_000);
   await expect(page.getByTestId('step-stall')).toHaveCount(0);
+  await expect(log.locator('li[data-kind="cancelled"]')).toHaveCount(1, { timeout: 10_000 });
 });

@@ -108,6 +108,24 @@ async fn a_killed_worker_s_job_resumes_from_its_last_checkpoint_elsewhere() {
     assert_eq!(result.llm_calls, 3);
     assert!(!result.rule_based);
     assert!(fake.calls().iter().all(|c| c.authorization.as_deref() == Some("Bearer sk-test")));
+    // The run's log tells the story: two attempts, the second taking over the finished steps.
+    let log = application::store::Store::new(store.db.pools.clone()).log_of(id, 100).await.unwrap();
+    let attempts: Vec<u32> = log
+        .iter()
+        .filter_map(|e| match e.event {
+            domain::LogEvent::Started { attempt } => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    let resumed: Vec<&Vec<String>> = log
+        .iter()
+        .filter_map(|e| match &e.event {
+            domain::LogEvent::Resumed { steps } => Some(steps),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed, [&vec!["Data Collection".to_string(), "Invest Analyst".to_string()]]);
 }
 
 /// SIGTERM: the worker stops claiming, lets the running step go on for the grace period, then

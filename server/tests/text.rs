@@ -245,6 +245,25 @@ async fn a_silent_model_is_named_stalled_then_given_up(db: TestDb) {
         })
         .count();
     assert_eq!(stalled, 4, "the log says so, once an attempt");
+    // And so does the run's own log: four stalls, three retries for the silence, the failure.
+    let log: Value =
+        c.get(server.url(&format!("/api/trading/runs/{run_id}/log"))).send().await.unwrap().json().await.unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let of = |kind: &str| entries.iter().filter(|e| e["kind"] == kind).collect::<Vec<_>>();
+    let stalls = of("stalled");
+    assert_eq!(stalls.len(), 4, "{log}");
+    for s in &stalls {
+        assert_eq!((s["step"].as_str(), s["model"].as_str()), (Some("Risk Analyst"), Some("Fake")));
+        assert_eq!((at(&s["givesUpAt"]) - at(&s["since"])).num_milliseconds(), 2_000);
+    }
+    let retries = of("retry");
+    let reasons: Vec<&str> = retries.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["no output from Fake for 2 s"; 3], "{log}");
+    assert!(retries.iter().all(|r| r.get("status").is_none()), "no HTTP status for a silence: {log}");
+    let ended = of("ended");
+    assert_eq!(ended.len(), 1, "{log}");
+    assert_eq!((ended[0]["status"].as_str(), ended[0]["step"].as_str()), (Some("failed"), Some("Risk Analyst")));
+    assert!(ended[0]["message"].as_str().unwrap().contains("no output from Fake for 2 s (4 tries)"), "{log}");
 }
 
 #[tokio::test]

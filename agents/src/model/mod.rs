@@ -39,6 +39,9 @@ pub trait CallProgress: Send + Sync {
     /// The model has produced nothing for a while (`Some`), or is writing again after such a
     /// silence, or is about to be asked again (`None`).
     async fn stalled(&self, _stall: Option<&domain::Stall>) {}
+
+    /// An event for the run's log: an answered call, a retry.
+    async fn log(&self, _event: domain::LogEvent) {}
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TradePlan, Verdict};
+use domain::{AnalystKind, AnalystReport, Argument, LogEvent, TeamRole, TradePlan, Verdict};
 
 use super::{CallProgress, Model, ModelError, Usage};
 use crate::assessment::{AnalystView, Brief, Decision};
@@ -31,6 +31,8 @@ impl OfflineModel {
 
     /// Writes `text` in pieces spread over the simulated latency (all at once without one).
     async fn write(&self, text: &str, progress: &dyn CallProgress) {
+        let asked = tokio::time::Instant::now();
+        let mut first = None;
         progress.report(30, "Weighing the signals").await;
         let pieces = pieces(text, self.pieces());
         let pause = self.latency / pieces.len().max(1) as u32;
@@ -38,11 +40,23 @@ impl OfflineModel {
             if !pause.is_zero() {
                 tokio::time::sleep(pause).await;
             }
+            first.get_or_insert_with(|| asked.elapsed());
             progress.text(piece).await;
             let done = 30 + (60 * (i + 1) / pieces.len()) as u8;
             progress.report(done, "Writing the report").await;
         }
         progress.report(90, "Writing the report").await;
+        let ms = |d: Duration| d.as_millis() as u64;
+        progress
+            .log(LogEvent::Call {
+                model: self.id().to_string(),
+                tokens_in: 0,
+                tokens_out: 0,
+                cost_usd: 0.0,
+                latency_ms: ms(asked.elapsed()),
+                first_output_ms: first.map(ms),
+            })
+            .await;
     }
 
     /// How many pieces a text is written in: one every ~200 ms of latency, 1 to 30.

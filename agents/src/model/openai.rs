@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use async_trait::async_trait;
-use domain::{AnalystKind, AnalystReport, Argument, TeamRole, TokenUsage, TradePlan, Verdict};
+use domain::{AnalystKind, AnalystReport, Argument, LogEvent, TeamRole, TokenUsage, TradePlan, Verdict};
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -56,6 +56,8 @@ pub struct ChatModel {
 struct Answer {
     text: String,
     tokens: TokenUsage,
+    /// From the request to the first text.
+    first_output: Option<Duration>,
 }
 
 impl ChatModel {
@@ -105,11 +107,15 @@ impl ChatModel {
         loop {
             let mut silence = Silence::new(self, progress);
             let deadline = silence.deadline;
+            let asked = Instant::now();
             let attempt = tokio::time::timeout_at(deadline, self.call_once(messages, &mut silence, from, to)).await;
             // A silence the page was told of is over, whatever comes next.
             silence.heard().await;
             let err = match attempt {
-                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Ok(answer)) => {
+                    progress.log(self.answered(&answer, asked.elapsed())).await;
+                    return Ok(answer);
+                }
                 Ok(Err(Failure::Fatal(e))) => return Err(e),
                 Ok(Err(Failure::Retryable(e, wait))) => (e, wait),
                 Err(_) => (ModelError::Timeout(retry + 1), None),
@@ -125,8 +131,37 @@ impl ChatModel {
             let wait = self.retry.delay(retry, err.1);
             tracing::warn!(model = %self.entry.id, error = %err.0, ?wait, "model call failed; retrying");
             progress.report(from, &format!("Retrying after: {}", err.0)).await;
+            progress
+                .log(LogEvent::Retry {
+                    model: self.entry.id.clone(),
+                    retry: retry + 1,
+                    of: self.retry.max_retries,
+                    reason: retry_reason(&err.0),
+                    status: match &err.0 {
+                        ModelError::RateLimited(_) => Some(429),
+                        ModelError::Upstream { status, .. } => Some(*status),
+                        _ => None,
+                    },
+                    retry_after_ms: err.1.map(|d| d.as_millis() as u64),
+                    wait_ms: wait.as_millis() as u64,
+                })
+                .await;
             tokio::time::sleep(wait).await;
             retry += 1;
+        }
+    }
+
+    /// The log's note of an answered call, `took` from its request to its end.
+    fn answered(&self, answer: &Answer, took: Duration) -> LogEvent {
+        let e = &self.entry;
+        let (tokens_in, tokens_out) = (answer.tokens.prompt, answer.tokens.completion);
+        LogEvent::Call {
+            model: e.id.clone(),
+            tokens_in,
+            tokens_out,
+            cost_usd: (tokens_in as f64 * e.input_price_per_mtok + tokens_out as f64 * e.output_price_per_mtok) / 1e6,
+            latency_ms: took.as_millis() as u64,
+            first_output_ms: answer.first_output.map(|d| d.as_millis() as u64),
         }
     }
 
@@ -138,6 +173,7 @@ impl ChatModel {
         to: u8,
     ) -> Result<Answer, Failure> {
         let progress = silence.progress;
+        let asked = Instant::now();
         let mut req = self.client.post(self.url()).json(&self.body(messages));
         if let Some(key) = &self.key {
             req = req.bearer_auth(key);
@@ -164,8 +200,9 @@ impl ChatModel {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .is_some_and(|c| c.starts_with("text/event-stream"));
-        let (text, usage) = if streamed {
-            self.read_stream(resp, silence, from, to).await?
+        let (text, usage, first_output) = if streamed {
+            let (text, usage, first) = self.read_stream(resp, silence, from, to).await?;
+            (text, usage, first.map(|at| at - asked))
         } else {
             let body: Value = silence.wait(resp.json::<Value>()).await?.map_err(|e| {
                 Failure::Retryable(ModelError::InvalidAnswer(format!("unreadable response body: {e}")), None)
@@ -177,27 +214,30 @@ impl ChatModel {
                 )
             })?;
             progress.text(&text).await;
-            (text, usage_of(&body))
+            let usage = usage_of(&body);
+            (text, usage, Some(asked.elapsed()))
         };
         let tokens =
             usage.unwrap_or(TokenUsage { prompt: (prompt_chars / 4) as u64, completion: (text.len() / 4) as u64 });
-        Ok(Answer { text, tokens })
+        Ok(Answer { text, tokens, first_output })
     }
 
-    /// Reads a server-sent-events answer, reporting progress as text arrives.
+    /// Reads a server-sent-events answer, reporting progress as text arrives; with its text and
+    /// usage, when the first text came.
     async fn read_stream(
         &self,
         resp: reqwest::Response,
         silence: &mut Silence<'_>,
         from: u8,
         to: u8,
-    ) -> Result<(String, Option<TokenUsage>), Failure> {
+    ) -> Result<(String, Option<TokenUsage>, Option<Instant>), Failure> {
         let progress = silence.progress;
         // Events are parsed over bytes by a kept SSE parser: text is decoded once a whole event
         // has arrived, so a character split across network chunks arrives intact.
         let mut stream = resp.bytes_stream().eventsource();
         let mut text = String::new();
         let mut usage = None;
+        let mut first = None;
         let mut last_report = Instant::now();
         loop {
             let event = match silence.wait(stream.next()).await? {
@@ -217,7 +257,7 @@ impl ChatModel {
                 continue;
             }
             if data == "[DONE]" {
-                return Ok((text, usage));
+                return Ok((text, usage, first));
             }
             let event: Value = serde_json::from_str(data).map_err(|e| {
                 Failure::Retryable(ModelError::InvalidAnswer(format!("malformed stream event ({e})")), None)
@@ -231,6 +271,7 @@ impl ChatModel {
             if let Some(delta) = event["choices"][0]["delta"]["content"].as_str() {
                 text.push_str(delta);
                 if !delta.is_empty() {
+                    first.get_or_insert_with(Instant::now);
                     progress.text(delta).await;
                 }
             }
@@ -251,7 +292,7 @@ impl ChatModel {
                 None,
             ));
         }
-        Ok((text, usage))
+        Ok((text, usage, first))
     }
 
     /// Asks, checks, and asks once more with the reason if the answer is unusable.
@@ -380,6 +421,16 @@ impl<'a> Silence<'a> {
                 None,
             )
         })
+    }
+}
+
+/// Why a call is tried again, for the log: the error without its count of tries.
+fn retry_reason(e: &ModelError) -> String {
+    match e {
+        ModelError::RateLimited(_) => "rate limited by the provider".into(),
+        ModelError::Timeout(_) => "no answer within the call's time limit".into(),
+        ModelError::Silent { model, secs, .. } => format!("no output from {model} for {secs} s"),
+        other => other.to_string(),
     }
 }
 

@@ -80,6 +80,10 @@ impl<R: Reporter> CallProgress for RoundProgress<'_, R> {
     async fn stalled(&self, stall: Option<&domain::Stall>) {
         let _ = self.reporter.step_stalled(self.step, stall).await;
     }
+
+    async fn log(&self, event: domain::LogEvent) {
+        let _ = self.reporter.log(Some(self.step), event).await;
+    }
 }
 
 type Result<T, E> = std::result::Result<T, PipelineError<E>>;

@@ -7,6 +7,7 @@ use crate::api::AppError;
 
 pub mod backtest;
 pub mod chart;
+pub mod log;
 pub mod plan;
 pub mod progress;
 pub mod result;

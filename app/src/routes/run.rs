@@ -14,13 +14,14 @@
 //! on a timer. Where scripts run but the WASM does not (blocked, failed to load),
 //! `public/run-fallback.js` reloads the page the same way.
 
-use domain::{JobStatus, ProgressTransport, RunState};
+use domain::{JobStatus, ProgressTransport, RunLog, RunState};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{CancelRun, RetryRun, run_progress};
+use crate::api::{CancelRun, RetryRun, read_run_log, run_progress};
 use crate::components::ErrorPanel;
+use crate::components::log::RunLogView;
 use crate::components::progress::ProgressView;
 use crate::components::result::ResultView;
 use crate::format::now;
@@ -42,12 +43,15 @@ pub fn RunPage() -> impl IntoView {
     let params = use_params_map();
     let run_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let progress = Resource::new(move || run_id.get(), run_progress);
+    let log = Resource::new(move || run_id.get(), read_run_log);
     view! {
         <Title text="Analysis"/>
         <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
             {move || Suspend::new(async move {
                 match progress.await {
                     Ok(p) => {
+                        // A log that cannot be read leaves the page without it, not without the run.
+                        let log = log.await.unwrap_or_else(|_| RunLog { run_id: p.run.run_id, entries: vec![] });
                         let duration = p.run.duration;
                         let active = !p.run.status.is_terminal();
                         let id = p.run.run_id.to_string();
@@ -58,7 +62,7 @@ pub fn RunPage() -> impl IntoView {
                                 view! {
                                     <RunHeading run=p.run.clone()/>
                                     <ResultView result duration markdown/>
-                                    <RunLive initial=p.run transport=transport() folded=true/>
+                                    <RunLive initial=p.run initial_log=log transport=transport() folded=true/>
                                     <crate::routes::history::RunTags run_id=id.clone()/>
                                     <crate::routes::share::ShareLinks run_id=id/>
                                 }
@@ -69,7 +73,7 @@ pub fn RunPage() -> impl IntoView {
                                     <noscript><meta http-equiv="refresh" content="2"/></noscript>
                                     <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
                                 })}
-                                <RunLive initial=p.run transport=transport() folded=false/>
+                                <RunLive initial=p.run initial_log=log transport=transport() folded=false/>
                                 <crate::routes::history::RunTags run_id=id.clone()/>
                                 <crate::routes::share::ShareLinks run_id=id/>
                             }
@@ -106,11 +110,12 @@ fn RunHeading(run: RunState) -> impl IntoView {
     }
 }
 
-/// The live part of a run's page: header with Cancel/Retry, the progress view, and the error
-/// or cancellation notice. `folded`: the run completed before the page was rendered, and its
-/// heading and result are above — only the steps are shown, folded.
+/// The live part of a run's page: header with Cancel/Retry, the progress view, the error
+/// or cancellation notice, and the run's log (read again when a step or the run changes state,
+/// a stall begins or a retry is announced). `folded`: the run completed before the page was
+/// rendered, and its heading and result are above — only the steps and the log are shown, folded.
 #[island]
-pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) -> impl IntoView {
+pub fn RunLive(initial: RunState, initial_log: RunLog, transport: ProgressTransport, folded: bool) -> impl IntoView {
     crate::mark_hydrated();
     let run_id = initial.run_id.to_string();
     let completed_at_load = initial.status == JobStatus::Completed;
@@ -121,6 +126,8 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) ->
     let mode = RwSignal::new(if transport == ProgressTransport::Poll { Mode::Polling } else { Mode::Connecting });
     poll::start(run_id.clone(), transport, Signals { progress, connection, last_seen, mode });
     tick(clock, progress);
+    let log = RwSignal::new(initial_log);
+    follow_log(run_id.clone(), progress, log);
     // The result is rendered by the server: fetch it by reloading once the run completes here.
     Effect::new(move |_| {
         if progress.read().status == JobStatus::Completed && !completed_at_load {
@@ -151,6 +158,7 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) ->
                 <summary>{move || format!("How it was reached: {} steps", progress.read().steps.len())}</summary>
                 <ProgressView progress connection now=clock last_seen mode/>
             </details>
+            <RunLogView log/>
         }
         .into_any();
     }
@@ -194,6 +202,7 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) ->
             {move || retry.value().get().and_then(|r| r.err()).map(|e| view! { <ErrorPanel error=e/> })}
         </section>
         <ProgressView progress connection now=clock last_seen mode/>
+        <RunLogView log/>
         {move || {
             let p = progress.get();
             match (p.status, p.error.clone()) {
@@ -212,6 +221,36 @@ pub fn RunLive(initial: RunState, transport: ProgressTransport, folded: bool) ->
         }}
     }
     .into_any()
+}
+
+/// Reads the run's log again whenever something it records may have happened: a step or the
+/// run changed state, a stall began or ended, a retry was announced in a step's detail.
+fn follow_log(run_id: String, progress: RwSignal<RunState>, log: RwSignal<RunLog>) {
+    let moments = Memo::new(move |_| {
+        let p = progress.read();
+        let steps: Vec<_> = p
+            .steps
+            .iter()
+            .map(|s| (s.status, s.stalled, s.detail.as_deref().is_some_and(|d| d.starts_with("Retrying"))))
+            .collect();
+        (p.status, p.cancel_requested, steps)
+    });
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |previous: Option<()>| {
+        moments.track();
+        // The log came with the page: read it again only after a change.
+        if previous.is_none() {
+            return;
+        }
+        let run_id = run_id.clone();
+        leptos::task::spawn_local(async move {
+            if let Ok(fresh) = crate::api::fetch_log(&run_id).await {
+                log.set(fresh);
+            }
+        });
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (run_id, moments, log);
 }
 
 /// Loads another page (islands have no client-side router).

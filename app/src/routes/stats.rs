@@ -1,5 +1,6 @@
 //! `/stats`: the operators' figures — the last hour and day, runs and duration percentiles per
-//! hour as charts, the queue, the slowest steps and the latest failures.
+//! hour as charts, the queue, the slowest steps, each model's first-output latency and pace,
+//! and the latest failures.
 //!
 //! Only the server's own machine and holders of the admin token may read them, so the page
 //! has no server function: the server's `GET /stats` checks who asks, then renders this route
@@ -93,6 +94,14 @@ mod ssr {
             vec![f.run_id.to_string(), f.status.as_str().into(), f.symbol.clone(), f.model_id.clone(), error]
         });
         let (steps, failures): (Vec<_>, Vec<_>) = (steps.collect(), failures.collect());
+        let models: Vec<Vec<String>> = s
+            .models
+            .iter()
+            .map(|m| {
+                let pace = m.tokens_per_sec.map(|t| format!("{t:.1}"));
+                vec![m.model.clone(), m.calls.to_string(), ms(m.first_output_ms.round() as u64), or_dash(pace)]
+            })
+            .collect();
         view! {
             <div class="stats">
                 <section class="card">
@@ -114,6 +123,15 @@ mod ssr {
                         view! { <p class="muted">"No step finished in the last day."</p> }.into_any()
                     } else {
                         view! { <Table class="history" heads=&["Step", "Runs", "Average", "Longest"] rows=steps/> }.into_any()
+                    }}
+                </section>
+                <section class="card">
+                    <h2>"Models"</h2>
+                    <p class="muted">"Answered calls of the last day: how soon each model began to write, and how fast it wrote after that."</p>
+                    {if models.is_empty() {
+                        view! { <p class="muted">"No model answered in the last day."</p> }.into_any()
+                    } else {
+                        view! { <Table class="history models" heads=&["Model", "Calls", "First output (mean)", "Tokens per second"] rows=models/> }.into_any()
                     }}
                 </section>
                 <section class="card">

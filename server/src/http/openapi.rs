@@ -26,11 +26,13 @@ use super::{backtests, health, live, runs, shares};
         runs::list,
         runs::set_tags,
         runs::transcript,
+        runs::log,
         shares::create,
         shares::list,
         shares::revoke,
         shares::progress,
         shares::transcript,
+        shares::log,
         runs::models,
         runs::analysts,
         runs::symbols,
@@ -127,6 +129,7 @@ const RUN_LINKS: &[Link] = &[
     ("progress", "getProgress", "runId", "$response.body#/runId"),
     ("events", "streamEvents", "runId", "$response.body#/runId"),
     ("transcript", "getTranscript", "runId", "$response.body#/runId"),
+    ("log", "getRunLog", "runId", "$response.body#/runId"),
     ("cancel", "cancelRun", "runId", "$response.body#/runId"),
     ("shares", "listShares", "runId", "$response.body#/runId"),
     ("share", "createShare", "runId", "$response.body#/runId"),
@@ -240,7 +243,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(links, 15);
+        assert_eq!(links, 17);
         fn nulls(v: &serde_json::Value, at: String, found: &mut Vec<String>) {
             match v {
                 serde_json::Value::Null => found.push(at),

@@ -205,6 +205,37 @@ pub async fn transcript_of(state: &AppState, owner: &str, id: RunId) -> Result<R
     Ok(resp)
 }
 
+/// `GET /api/trading/runs/:runId/log`
+#[utoipa::path(
+    get,
+    operation_id = "getRunLog",
+    path = "/api/trading/runs/{runId}/log",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
+    responses(
+        (status = 200, description = "The run's log so far: data read, model calls with their tokens, cost and first-output latency, retries with the wait honoured, stalls, checkpoints taken over, cancellation, its end.", body = domain::RunLog),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+    )
+)]
+pub async fn log(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    log_of(&state, &user.0, id).await
+}
+
+/// The log of `owner`'s run, not to be cached by anyone else.
+pub async fn log_of(state: &AppState, owner: &str, id: RunId) -> Result<Response, ApiError> {
+    let log = state.service.log(owner, id).await?;
+    let mut resp = Json(log).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
 /// `GET /api/trading/runs?symbol=&rating=&status=&modelId=&depth=&from=&to=&asOfFrom=&asOfTo=&tag=&q=&cursor=&page=&perPage=`
 #[utoipa::path(
     get,

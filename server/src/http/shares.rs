@@ -171,6 +171,26 @@ pub async fn transcript(State(state): State<AppState>, Path(secret): Path<String
     Ok(resp)
 }
 
+/// `GET /api/trading/share/:secret/log`: the run's log, as its owner would see it.
+#[utoipa::path(
+    get,
+    operation_id = "getSharedRunLog",
+    path = "/api/trading/share/{secret}/log",
+    tag = "shares",
+    security(()),
+    params(("secret" = String, Path, description = "The link's secret.")),
+    responses(
+        (status = 200, description = "The run's log, as its owner sees it.", body = domain::RunLog),
+        (status = 404, description = "An unknown or revoked link.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn log(State(state): State<AppState>, Path(secret): Path<String>) -> Result<Response, ApiError> {
+    let (id, owner) = access(&state).shared(&secret).await?.ok_or_else(no_such_link)?;
+    let mut resp = super::runs::log_of(&state, &owner.0, id).await?;
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Cookie, Authorization"));
+    Ok(resp)
+}
+
 /// `POST /runs/:runId/share`: the run page's form; leads to the shared page, whose address is
 /// the link.
 pub async fn create_form(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
