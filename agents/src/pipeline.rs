@@ -170,6 +170,14 @@ impl<R: Reporter> CallProgress for StepReports<'_, R> {
     }
 }
 
+/// A checkpoint of another run, taken over by a run that reruns it: its output as it is, its
+/// cost not counted again (the run that made it paid for it). `None` for a value that is not a
+/// checkpoint this version can read.
+pub fn taken_over(checkpoint: &Value) -> Option<Value> {
+    let stored: Stored<Value> = serde_json::from_value(checkpoint.clone()).ok()?;
+    Some(self::stored(&stored.output, Usage::default()))
+}
+
 fn restore<T: DeserializeOwned>(value: Option<Value>) -> Option<Stored<T>> {
     // An output that no longer decodes (written by another version) is recomputed.
     value.and_then(|v| serde_json::from_value(v).ok())

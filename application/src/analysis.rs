@@ -110,8 +110,14 @@ impl Handler for AnalysisJob {
             pace: std::sync::Mutex::default(),
         };
         reporter.write_log(None, LogEvent::Started { attempt: job.attempt }).await;
-        let resumed: Vec<String> =
-            stored.steps.iter().filter(|s| s.status == StepStatus::Completed).map(|s| s.name.clone()).collect();
+        let done = |reused: bool| -> Vec<String> {
+            let done = stored.steps.iter().filter(|s| s.status == StepStatus::Completed && s.reused == reused);
+            done.map(|s| s.name.clone()).collect()
+        };
+        if let (Some(rerun), 1) = (&args.rerun_of, job.attempt) {
+            reporter.log(None, LogEvent::Reused { from: rerun.run_id, steps: done(true) }).await?;
+        }
+        let resumed = done(false);
         if !resumed.is_empty() {
             reporter.log(None, LogEvent::Resumed { steps: resumed }).await?;
         }

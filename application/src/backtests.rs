@@ -286,7 +286,7 @@ impl Backtests {
                 max_attempts: config.max_attempts,
                 timeout_ms: config.job_timeout.as_millis() as u64,
                 progress: to_json(&RunProgress::new(&start)),
-                ..NewJob::new(crate::run::KIND, user_id, to_json(&RunArgs { start, retry_of: None }))
+                ..NewJob::new(crate::run::KIND, user_id, to_json(&RunArgs { start, retry_of: None, rerun_of: None }))
             });
         }
         let count = cells.len();

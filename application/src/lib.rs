@@ -8,6 +8,8 @@
 //!   steps.
 //! - [`checks`]: what a start request is checked against (market data, model catalog).
 //! - [`runs`]: [`RunService`] — start, retry, cancel, read and list runs; limits and idempotency.
+//! - [`rerun`]: a run started from another's stage, its earlier stages taken over.
+//! - [`transcript`]: the text a run's models wrote, and its log.
 //! - [`analysis`]: the handler the workers run for each run: the pipeline, reporting its steps.
 //! - [`backtests`]: a parent job over a grid of runs, and its scorecard.
 //! - [`budget`]: the daily budget of model spending per identity.
@@ -24,6 +26,7 @@ pub mod cache;
 pub mod checks;
 pub mod error;
 pub mod eta;
+pub mod rerun;
 pub mod run;
 pub mod runs;
 pub mod stats;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use domain::backtest::BacktestId;
-use domain::{AnalysisResult, JobStatus, RunId, StepProgress, StepStatus, Usage, ValidStart};
+use domain::{AnalysisResult, JobStatus, RerunOf, RunId, StepProgress, StepStatus, Usage, ValidStart};
 use jobs::{Job, JobId, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +31,9 @@ pub struct RunArgs {
     pub start: ValidStart,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<RunId>,
+    /// The run whose stages before `from` this one took over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<RerunOf>,
 }
 
 /// A run's progress document: its steps, the overall percent and current step they make, and
@@ -70,6 +73,7 @@ pub struct Run {
     pub owner: String,
     pub start: ValidStart,
     pub retry_of: Option<RunId>,
+    pub rerun_of: Option<RerunOf>,
     /// The backtest this run is a cell of.
     pub backtest_id: Option<BacktestId>,
     pub status: JobStatus,
@@ -113,6 +117,7 @@ impl Run {
             owner: job.owner,
             start: args.start,
             retry_of: args.retry_of,
+            rerun_of: args.rerun_of,
             backtest_id: job.parent.map(|p| BacktestId::from_uuid(p.0)),
             status,
             progress,
@@ -229,7 +234,7 @@ mod tests {
 
     #[test]
     fn args_keep_the_request_and_the_run_retried() {
-        let args = RunArgs { start: start(), retry_of: Some(RunId::from_uuid(uuid::Uuid::nil())) };
+        let args = RunArgs { start: start(), retry_of: Some(RunId::from_uuid(uuid::Uuid::nil())), rerun_of: None };
         let json = serde_json::to_value(&args).unwrap();
         assert_eq!(json["symbol"], "AAPL");
         assert_eq!(json["retryOf"], "00000000-0000-0000-0000-000000000000");

@@ -4,7 +4,7 @@
 //! two front doors behave identically. Every method takes the caller's user id; a run of
 //! another user is reported exactly like a run that does not exist.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -129,7 +129,7 @@ pub struct RunService {
     store: Store,
     clock: Arc<dyn Clock>,
     events: Events,
-    checks: Arc<Checks>,
+    pub(crate) checks: Arc<Checks>,
     config: ServiceConfig,
     eta_cache: Mutex<HashMap<String, (Instant, Arc<StepDurations>)>>,
     progress: ProgressCache,
@@ -175,12 +175,13 @@ impl RunService {
         self.checks.check(&start).map_err(Error::Invalid)?;
         let hash = request_hash(&start);
         self.settle_options(&mut start);
-        self.insert(user_id, &start, None, key, Some(hash)).await
+        let args = RunArgs { start, retry_of: None, rerun_of: None };
+        self.insert(user_id, args, None, key, Some(hash)).await
     }
 
     /// Fixes what the server decides for a run when it is created: the rounds its depth means
     /// and the default budget. Stored with the run, so a resumed attempt does what the first did.
-    fn settle_options(&self, start: &mut ValidStart) {
+    pub(crate) fn settle_options(&self, start: &mut ValidStart) {
         let o = &mut start.options;
         o.rounds = match o.depth {
             domain::Depth::Quick => None,
@@ -203,24 +204,29 @@ impl RunService {
         }
         // The model may have become unavailable since (a key removed): say so now, not later.
         self.checks.check(&old.start).map_err(Error::Invalid)?;
-        self.insert(user_id, &old.start, Some(run_id), None, None).await
+        let args = RunArgs { start: old.start, retry_of: Some(run_id), rerun_of: None };
+        self.insert(user_id, args, None, None, None).await
     }
 
-    async fn insert(
+    /// Queues the run `args` describe: from its first step, or from `taken_over` — a progress
+    /// document with steps already done and the checkpoints that did them.
+    pub(crate) async fn insert(
         &self,
         user_id: &str,
-        start: &ValidStart,
-        retry_of: Option<RunId>,
+        args: RunArgs,
+        taken_over: Option<(RunProgress, BTreeMap<String, serde_json::Value>)>,
         idempotency_key: Option<String>,
         request_hash: Option<String>,
     ) -> Result<Started> {
-        let args = RunArgs { start: start.clone(), retry_of };
+        let retry_of = args.retry_of;
+        let (progress, checkpoints) = taken_over.unwrap_or_else(|| (RunProgress::new(&args.start), BTreeMap::new()));
         let job = NewJob {
             max_attempts: self.config.max_attempts,
             timeout_ms: self.config.job_timeout.as_millis() as u64,
             idempotency_key,
             args_hash: request_hash,
-            progress: to_json(&RunProgress::new(start)),
+            progress: to_json(&progress),
+            checkpoints,
             ..NewJob::new(KIND, user_id, to_json(&args))
         };
         self.check_daily_budget(user_id).await?;
@@ -511,6 +517,7 @@ impl RunService {
             attempt: run.attempt,
             cancel_requested: run.cancel_requested,
             retry_of: run.retry_of,
+            rerun_of: run.rerun_of,
             llm_calls: usage.calls,
             depth: run.start.options.depth,
             cost_usd: usage.cost_usd,

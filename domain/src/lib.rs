@@ -43,10 +43,10 @@ pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use log::{LogEntry, LogEvent, RunLog};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{
-    Progress, ProgressTransport, RunState, Stall, StepProgress, TextDelta, Transcript, TranscriptEntry,
+    Progress, ProgressTransport, RerunOf, RunState, Stall, StepProgress, TextDelta, Transcript, TranscriptEntry,
 };
 pub use rating::{Rating, Stance};
-pub use request::{FieldError, StartRequest, ValidStart};
+pub use request::{FieldError, RerunRequest, StartRequest, ValidStart};
 pub use result::{
     AnalysisResult, AnalystReport, Budget, Figure, FinalAssessment, PricePoint, RULE_BASED_NOTE, TokenUsage, Usage,
 };

@@ -44,6 +44,9 @@ pub enum LogEvent {
     /// not paid for again.
     #[serde(rename_all = "camelCase")]
     Resumed { steps: Vec<String> },
+    /// Steps taken over from the run this one reruns (`from`), as that run left them.
+    #[serde(rename_all = "camelCase")]
+    Reused { from: RunId, steps: Vec<String> },
     /// Daily prices read for `symbol`.
     #[serde(rename_all = "camelCase")]
     Data { source: String, symbol: String, rows: u32, first: NaiveDate, last: NaiveDate },
@@ -111,6 +114,7 @@ impl LogEvent {
         match self {
             Self::Started { .. } => "started",
             Self::Resumed { .. } => "resumed",
+            Self::Reused { .. } => "reused",
             Self::Data { .. } => "data",
             Self::News { .. } => "news",
             Self::Call { .. } => "call",
@@ -128,6 +132,9 @@ impl LogEvent {
             Self::Started { attempt } => format!("A worker took the run up again (attempt {attempt})"),
             Self::Resumed { steps } => {
                 format!("Taken over from the last attempt, not run again: {}", steps.join(", "))
+            }
+            Self::Reused { from, steps } => {
+                format!("Taken over from run {}, not run again: {}", &from.to_string()[..8], steps.join(", "))
             }
             Self::Data { source, symbol, rows, first, last } => {
                 format!("{rows} daily prices of {symbol} from {source}, {first} to {last}")

@@ -7,7 +7,18 @@ use crate::analyst::AnalystKind;
 use crate::ids::{ModelId, RunId, Symbol};
 use crate::result::AnalysisResult;
 use crate::status::{JobStatus, StepStatus};
-use crate::team::Depth;
+use crate::team::{Depth, Team};
+
+/// A run started from another's finished stages ([`crate::RerunRequest`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RerunOf {
+    pub run_id: RunId,
+    /// The first stage run anew (`analysts`, `research`, `trading`, `risk`, `portfolio`); the
+    /// steps of the stages before it were taken over.
+    pub from: Team,
+}
 
 /// One step of a run as the progress view shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +53,9 @@ pub struct StepProgress {
     /// `stalled` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<Stall>,
+    /// Taken over from the run this one reruns: not run again, not paid for again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
 }
 
 /// A model call that has produced no output for a while: the page says "no output from
@@ -112,6 +126,7 @@ impl StepProgress {
             last_output_at: None,
             stalled: false,
             stall: None,
+            reused: false,
         }
     }
 }
@@ -149,6 +164,9 @@ pub struct RunState {
     pub attempt: u32,
     pub cancel_requested: bool,
     pub retry_of: Option<RunId>,
+    /// The run this one reruns, and the stage it ran anew from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<RerunOf>,
     pub llm_calls: u32,
     #[serde(default)]
     pub depth: Depth,

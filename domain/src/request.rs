@@ -43,6 +43,40 @@ pub struct StartRequest {
     pub max_tokens: Option<u64>,
 }
 
+/// `POST /api/trading/runs/{runId}/rerun`: a new run from one of a run's stages, the stages
+/// before it taken over from the run as they are, the rest run anew — with another model or
+/// depth if given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RerunRequest {
+    /// The first stage to run anew: `analysts`, `research`, `trading`, `risk` or `portfolio`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
+    pub from: Option<String>,
+    /// Absent: the run's model.
+    #[serde(default)]
+    pub model_id: Option<String>,
+    /// Absent: the run's (none: the model above).
+    #[serde(default)]
+    pub deep_model_id: Option<String>,
+    /// Absent: the run's depth.
+    #[serde(default)]
+    pub depth: Option<String>,
+}
+
+impl RerunRequest {
+    /// The stage named by `from`, or the error naming it.
+    pub fn stage(&self) -> Result<crate::team::Team, FieldError> {
+        let ids = crate::team::Team::ALL.map(|t| t.id()).join(", ");
+        match self.from.as_deref() {
+            None | Some("") => Err(FieldError::new("from", format!("the stage to run anew is required: one of {ids}"))),
+            Some(s) => crate::team::Team::parse(s.trim())
+                .ok_or_else(|| FieldError::new("from", format!("'{s}' is not a stage: one of {ids}"))),
+        }
+    }
+}
+
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

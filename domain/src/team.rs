@@ -119,8 +119,9 @@ impl RunOptions {
 pub const DEEP_ROUNDS_DEFAULT: u32 = 3;
 
 /// The teams of TradingAgents, as the progress view groups steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
 pub enum Team {
     Analysts,
     Research,
@@ -130,6 +131,24 @@ pub enum Team {
 }
 
 impl Team {
+    /// In the order they work.
+    pub const ALL: [Team; 5] = [Team::Analysts, Team::Research, Team::Trading, Team::Risk, Team::Portfolio];
+
+    /// As the API names it: `analysts`, `research`, `trading`, `risk`, `portfolio`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::Analysts => "analysts",
+            Self::Research => "research",
+            Self::Trading => "trading",
+            Self::Risk => "risk",
+            Self::Portfolio => "portfolio",
+        }
+    }
+
+    pub fn parse(id: &str) -> Option<Team> {
+        Self::ALL.into_iter().find(|t| t.id() == id)
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Analysts => "Analysts",

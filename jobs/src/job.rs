@@ -179,6 +179,9 @@ pub struct NewJob {
     pub args_hash: Option<String>,
     /// The progress document it starts with.
     pub progress: Value,
+    /// Checkpoints it starts with, as if an earlier attempt had saved them: its handler takes
+    /// them over instead of doing their work (a run started from another's finished steps).
+    pub checkpoints: BTreeMap<String, Value>,
     /// For a parent: how many of its owner's children may run at once.
     pub child_limit: Option<u32>,
 }
@@ -197,6 +200,7 @@ impl NewJob {
             idempotency_key: None,
             args_hash: None,
             progress: Value::Object(Default::default()),
+            checkpoints: BTreeMap::new(),
             child_limit: None,
         }
     }

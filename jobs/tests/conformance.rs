@@ -4,7 +4,7 @@
 //! PostgreSQL comes from `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`);
 //! each test creates and drops a database of its own.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -289,6 +289,22 @@ async fn resume_from_checkpoint(h: Harness) {
     assert_eq!(done.checkpoints["b"]["attempt"], 1, "the first attempt's output was kept");
     assert_eq!(done.checkpoints["c"]["attempt"], 2);
     assert_eq!(done.progress, json!({"done": ["a", "b", "c"]}));
+}
+
+/// A job inserted with checkpoints (a run started from another's finished steps) hands them to
+/// its handler as an earlier attempt's: those steps are not run, and are kept as they came.
+async fn starts_from_given_checkpoints(h: Harness) {
+    let given = BTreeMap::from([("a".to_string(), json!({"from": "elsewhere"}))]);
+    let id = insert(&h, NewJob { checkpoints: given, ..new_job("u") }).await.job_id;
+    assert_eq!(h.job(id).await.checkpoints["a"], json!({"from": "elsewhere"}));
+    let handler = Arc::new(ScriptedHandler::new());
+    let (job, end) = h.pool(handler.clone()).run_once(&CancellationToken::new()).await.unwrap().unwrap();
+    assert_eq!((job.job_id, job.attempt, end), (id, 1, RunEnd::Completed));
+    let ran: Vec<_> = handler.executed().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(ran, vec!["b", "c"], "the given step was not run");
+    let done = h.job(id).await;
+    assert_eq!(done.checkpoints["a"], json!({"from": "elsewhere"}));
+    assert_eq!(done.checkpoints["c"]["attempt"], 1);
 }
 
 /// A job past its deadline is stopped by its worker; the rescuer ends one whose worker is
@@ -805,6 +821,7 @@ jobs::both_backends!(
     fencing,
     rescue,
     resume_from_checkpoint,
+    starts_from_given_checkpoints,
     timeout,
     cancel_pending,
     cancel_running,

@@ -162,14 +162,21 @@ fn step_row(s: StepProgress, now: RwSignal<DateTime<Utc>>) -> impl IntoView {
         StepStatus::InProgress => {
             format!("{}%{}", s.progress, s.detail.as_ref().map(|d| format!(" · {d}")).unwrap_or_default())
         }
+        // Taken over from the run this one reruns: it did not run here.
+        StepStatus::Completed if s.reused => s.detail.clone().unwrap_or_default(),
         StepStatus::Completed => s.duration_ms.map(duration_ms).unwrap_or_default(),
         _ => String::new(),
     };
+    let class = if s.reused {
+        format!("step step-{} step-reused", status.as_str())
+    } else {
+        format!("step step-{}", status.as_str())
+    };
     view! {
-        <li class=format!("step step-{}", status.as_str()) data-step=s.name.clone() data-status=status.as_str()>
+        <li class=class data-step=s.name.clone() data-status=status.as_str() data-reused=s.reused.then_some("true")>
             <span class="step-icon" aria-hidden="true">{step_icon(status)}</span>
             <span class="step-name">{s.name.clone()}</span>
-            <span class="step-status">{status.label()}</span>
+            <span class="step-status">{if s.reused { "Reused" } else { status.label() }}</span>
             <span class="step-detail">{detail}</span>
             {(status == StepStatus::InProgress).then(|| view! {
                 <span class="step-bar" aria-hidden="true"><span style=format!("width: {}%", s.progress)></span></span>

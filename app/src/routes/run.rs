@@ -14,7 +14,7 @@
 //! on a timer. Where scripts run but the WASM does not (blocked, failed to load),
 //! `public/run-fallback.js` reloads the page the same way.
 
-use domain::{JobStatus, ProgressTransport, RunLog, RunState};
+use domain::{Depth, JobStatus, ProgressTransport, RunLog, RunState, Team};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
@@ -62,6 +62,7 @@ pub fn RunPage() -> impl IntoView {
                                 view! {
                                     <RunHeading run=p.run.clone()/>
                                     <ResultView result duration markdown/>
+                                    <RerunForm run=p.run.clone()/>
                                     <RunLive initial=p.run initial_log=log transport=transport() folded=true/>
                                     <crate::routes::history::RunTags run_id=id.clone()/>
                                     <crate::routes::share::ShareLinks run_id=id/>
@@ -73,6 +74,7 @@ pub fn RunPage() -> impl IntoView {
                                     <noscript><meta http-equiv="refresh" content="2"/></noscript>
                                     <script src="/run-fallback.js" defer nonce=leptos::nonce::use_nonce()></script>
                                 })}
+                                {(!active).then(|| view! { <RerunForm run=p.run.clone()/> })}
                                 <RunLive initial=p.run initial_log=log transport=transport() folded=false/>
                                 <crate::routes::history::RunTags run_id=id.clone()/>
                                 <crate::routes::share::ShareLinks run_id=id/>
@@ -96,7 +98,69 @@ fn run_line(p: &RunState) -> String {
         p.depth.id(),
         p.as_of.map(|d| d.to_string()).unwrap_or_else(|| "the provider's latest data".into()),
         p.retry_of.map(|r| format!(" · retry of {}", &r.to_string()[..8])).unwrap_or_default()
+            + &p.rerun_of
+                .as_ref()
+                .map(|r| format!(" · rerun of {} from {}", &r.run_id.to_string()[..8], r.from.id()))
+                .unwrap_or_default()
     )
+}
+
+/// The plain form that reruns a finished run from one of its stages (`POST /runs/:id/rerun`):
+/// the stages before it taken over, the rest run anew, with another model or depth if chosen.
+#[component]
+fn RerunForm(run: RunState) -> impl IntoView {
+    let options = Resource::new(|| (), |_| crate::api::form_options());
+    let action = format!("/runs/{}/rerun", run.run_id);
+    // The first stage after the analysts: what one most often wants to try again.
+    let first = if run.depth.is_quick() { Team::Portfolio } else { Team::Research };
+    let stages: Vec<Team> = Team::ALL
+        .into_iter()
+        .filter(|t| run.steps.iter().any(|s| Team::of_step(&s.name) == *t) || !run.depth.is_quick())
+        .collect();
+    let (model, depth) = (run.model_id.to_string(), run.depth);
+    view! {
+        <section class="card run-rerun" aria-labelledby="rerun-heading">
+            <h2 id="rerun-heading">"Run again from a stage"</h2>
+            <p class="muted">"The stages before it are taken over as they are — no model calls, no cost — and the rest run anew."</p>
+            <Suspense fallback=|| ()>
+                {move || {
+                    let (action, stages, model) = (action.clone(), stages.clone(), model.clone());
+                    Suspend::new(async move {
+                        let models: Vec<_> = options.await.map(|o| o.models).unwrap_or_default().into_iter().filter(|m| m.available).collect();
+                        let choices = move || models.iter().map(|m| view! { <option value=m.id.clone()>{m.label.clone()}</option> }).collect_view();
+                        view! {
+                            <form method="post" action=action class="rerun-form" data-testid="rerun-form">
+                                <label>"From"
+                                    <select name="from">
+                                        {stages.into_iter().map(|t| view! { <option value=t.id() selected=t == first>{t.label()}</option> }).collect_view()}
+                                    </select>
+                                </label>
+                                <label>"Model"
+                                    <select name="model">
+                                        <option value="">{format!("Same as this run ({model})")}</option>
+                                        {choices.clone()()}
+                                    </select>
+                                </label>
+                                <label>"Managers' model"
+                                    <select name="deepModel">
+                                        <option value="">"Same as this run"</option>
+                                        {choices()}
+                                    </select>
+                                </label>
+                                <label>"Depth"
+                                    <select name="depth">
+                                        <option value="">{format!("Same as this run ({})", depth.id())}</option>
+                                        {Depth::ALL.into_iter().map(|d| view! { <option value=d.id()>{d.id()}</option> }).collect_view()}
+                                    </select>
+                                </label>
+                                <button type="submit" class="secondary">"Rerun"</button>
+                            </form>
+                        }
+                    })
+                }}
+            </Suspense>
+        </section>
+    }
 }
 
 /// A finished run's heading, rendered on the server above its result.

@@ -136,13 +136,14 @@ async fn insert_rows(
         "with {CLOCK}
          insert into queue_jobs
             (job_id, kind, owner, parent_id, child_limit, args, state, priority, max_attempts, idempotency_key,
-             args_hash, timeout_ms, progress, created_at, updated_at)
+             args_hash, timeout_ms, progress, checkpoints, created_at, updated_at)
          select n.job_id, n.kind, n.owner, $2, n.child_limit, n.args::jsonb, $3, n.priority, n.max_attempts,
-                n.idempotency_key, n.args_hash, n.timeout_ms, n.progress::jsonb, clock.now, clock.now
+                n.idempotency_key, n.args_hash, n.timeout_ms, n.progress::jsonb, n.checkpoints::jsonb,
+                clock.now, clock.now
          from clock, unnest($4::uuid[], $5::text[], $6::text[], $7::int[], $8::text[], $9::int[], $10::int[],
-                             $11::text[], $12::text[], $13::bigint[], $14::text[]) with ordinality
+                             $11::text[], $12::text[], $13::bigint[], $14::text[], $15::text[]) with ordinality
               as n(job_id, kind, owner, child_limit, args, priority, max_attempts, idempotency_key, args_hash,
-                   timeout_ms, progress, ord)
+                   timeout_ms, progress, checkpoints, ord)
          order by n.ord
          returning *"
     )))
@@ -160,6 +161,7 @@ async fn insert_rows(
     .bind(jobs.iter().map(|j| j.args_hash.clone()).collect::<Vec<Option<String>>>())
     .bind(jobs.iter().map(|j| j.timeout_ms as i64).collect::<Vec<i64>>())
     .bind(col(&|j| to_json(&j.progress)))
+    .bind(col(&|j| to_json(&j.checkpoints)))
     .fetch_all(&mut *tx)
     .await?;
     let mut jobs = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;

@@ -128,8 +128,8 @@ async fn insert_row(
     let row = sqlx::query(
         "insert into queue_jobs
             (job_id, kind, owner, parent_id, child_limit, args, state, priority, max_attempts, idempotency_key,
-             args_hash, timeout_ms, progress, created_at, updated_at)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)
+             args_hash, timeout_ms, progress, checkpoints, created_at, updated_at)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)
          returning *",
     )
     .bind(job.job_id.to_string())
@@ -145,6 +145,7 @@ async fn insert_row(
     .bind(&job.args_hash)
     .bind(job.timeout_ms as i64)
     .bind(to_json(&job.progress))
+    .bind(to_json(&job.checkpoints))
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;

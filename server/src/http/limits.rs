@@ -110,6 +110,9 @@ pub fn creates_run(method: &Method, path: &str) -> bool {
         // The forms posted natively.
         || path == "/"
         || (path.starts_with("/runs/") && path.ends_with("/retry"))
+        // Reruns from a stage, over REST and from the run page.
+        || (path.starts_with("/api/trading/runs/") && path.ends_with("/rerun"))
+        || (path.starts_with("/runs/") && path.ends_with("/rerun"))
 }
 
 pub async fn layer(State(limits): State<RunLimits>, mut req: Request, next: Next) -> Response {
@@ -141,6 +144,8 @@ mod tests {
             "/api/retry_run9",
             "/",
             "/runs/x/retry",
+            "/api/trading/runs/x/rerun",
+            "/runs/x/rerun",
             "/api/trading/backtests",
             "/backtests",
         ] {

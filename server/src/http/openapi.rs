@@ -27,6 +27,7 @@ use super::{backtests, health, live, runs, shares};
         runs::set_tags,
         runs::transcript,
         runs::log,
+        runs::rerun,
         shares::create,
         shares::list,
         shares::revoke,
@@ -113,6 +114,7 @@ impl Links {
     const LINKS: &[(&str, &str, &[Link])] = &[
         ("startRun", "202", RUN_LINKS),
         ("retryRun", "202", RUN_LINKS),
+        ("rerunRun", "202", RUN_LINKS),
         (
             "startBacktest",
             "202",
@@ -243,7 +245,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(links, 17);
+        assert_eq!(links, 24);
         fn nulls(v: &serde_json::Value, at: String, found: &mut Vec<String>) {
             match v {
                 serde_json::Value::Null => found.push(at),

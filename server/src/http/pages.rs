@@ -134,6 +134,36 @@ pub async fn retry(State(state): State<AppState>, Path(raw): Path<String>, parts
     answer_form(&state, parts, page, result).await
 }
 
+/// `POST /runs/:id/rerun` (form: `from`, `model`, `deepModel`, `depth`; an empty one keeps the
+/// run's): the new run's page, or this one with why it was refused.
+pub async fn rerun(State(state): State<AppState>, Path(raw): Path<String>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let result = async {
+        if let Some(Limited(secs)) = parts.extensions.get::<Limited>() {
+            return Err(refusal(*secs));
+        }
+        let id = run_id(&raw)?;
+        let body = form_body(body).await?;
+        let field = |name: &str| {
+            form_urlencoded::parse(&body)
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let request = domain::RerunRequest {
+            from: field("from"),
+            model_id: field("model"),
+            deep_model_id: field("deepModel"),
+            depth: field("depth"),
+        };
+        let started = state.service.rerun(&identity(&parts)?.0, id, &request).await?;
+        Ok(see_other(&format!("/runs/{}", started.run_id)))
+    }
+    .await;
+    let page = page_of(parts.uri.path(), 2);
+    answer_form(&state, parts, page, result).await
+}
+
 /// `POST /runs/:id/tags` (form: `tags`, comma-separated): the run's tags replaced, back to its
 /// page; bad tags are refused on the page with why.
 pub async fn tags(State(state): State<AppState>, Path(raw): Path<String>, req: axum::extract::Request) -> Response {

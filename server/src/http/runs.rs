@@ -174,6 +174,36 @@ pub async fn retry(
     Ok(accepted(started, &state))
 }
 
+/// `POST /api/trading/runs/:runId/rerun`
+#[utoipa::path(
+    post,
+    operation_id = "rerunRun",
+    path = "/api/trading/runs/{runId}/rerun",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "The run to take the stages before `from` over from.")),
+    request_body(content = domain::RerunRequest, content_type = "application/json"),
+    responses(
+        (status = 202, description = "A new run, with `rerunOf` set, is queued: the steps before `from` taken over (`reused`), the rest to run.", body = StartResponse, headers(
+            ("Location" = String, description = "Its progress."),
+        )),
+        (status = 400, description = "`from` is not a stage, not one of the new run's, or the run has not finished a step before it; or another field is invalid (each named in `errors`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+        (status = 429, description = "Too many active runs, too many starts a minute, or the daily budget spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rerun(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+    JsonBody(request): JsonBody<domain::RerunRequest>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let started = state.service.rerun(&user.0, id, &request).await?;
+    Ok(accepted(started, &state))
+}
+
 /// `GET /api/trading/runs/:runId/transcript`
 #[utoipa::path(
     get,
