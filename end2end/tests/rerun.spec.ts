@@ -38,4 +38,16 @@ test('a finished run is rerun from a stage, its earlier steps shown as reused', 
     `Taken over from run ${source.slice(0, 8)}, not run again: Data Collection, Risk Analyst`);
   await expect(log.locator('li[data-kind="call"]')).toHaveCount(1);
   await shot(page, testInfo);
+
+  // Printed, the page is the report: no navigation, forms or folded steps; the verdict, the
+  // plan and the chart kept.
+  await page.emulateMedia({ media: 'print' });
+  await expect(page.locator('.site-header nav')).toBeHidden();
+  await expect(page.getByTestId('rerun-form')).toBeHidden();
+  await expect(page.getByTestId('run-log')).toBeHidden();
+  for (const f of await page.locator('form').all()) await expect(f).toBeHidden();
+  await expect(page.getByTestId('rating')).toBeVisible();
+  await expect(page.getByTestId('plan-line')).toBeVisible();
+  await expect(page.locator('svg').first()).toBeVisible();
+  await shot(page, testInfo, 'printed');
 });
