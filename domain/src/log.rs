@@ -137,17 +137,25 @@ impl LogEvent {
                 format!("Taken over from run {}, not run again: {}", &from.to_string()[..8], steps.join(", "))
             }
             Self::Data { source, symbol, rows, first, last } => {
+                let source = match source.as_str() {
+                    "bundled" => "the bundled data",
+                    "yahoo" => "Yahoo Finance",
+                    "stooq" => "Stooq",
+                    other => other,
+                };
                 format!("{rows} daily prices of {symbol} from {source}, {first} to {last}")
             }
             Self::News { headlines, error: None } => format!("{headlines} headlines read"),
             Self::News { error: Some(e), .. } => format!("No headlines: {e}"),
             Self::Call { model, tokens_in, tokens_out, cost_usd, latency_ms, first_output_ms } => {
                 let first = first_output_ms.map(|ms| format!(", first text after {}", secs(ms))).unwrap_or_default();
-                let cost = if *cost_usd > 0.0 { format!(", ${cost_usd:.4}") } else { String::new() };
-                format!(
-                    "{model} answered in {}{first}: {tokens_in} tokens in, {tokens_out} out{cost}",
-                    secs(*latency_ms)
-                )
+                // The offline model counts no tokens and costs nothing: nothing to say of either.
+                let spent = match (tokens_in + tokens_out, *cost_usd > 0.0) {
+                    (0, _) => String::new(),
+                    (_, false) => format!(": {tokens_in} tokens in, {tokens_out} out"),
+                    (_, true) => format!(": {tokens_in} tokens in, {tokens_out} out, ${cost_usd:.4}"),
+                };
+                format!("{model} answered in {}{first}{spent}", secs(*latency_ms))
             }
             Self::Retry { model, retry, of, reason, status, retry_after_ms, wait_ms } => {
                 let asked = match (status, retry_after_ms) {
@@ -163,7 +171,12 @@ impl LogEvent {
             ),
             Self::Cancelled {} => "Cancelled".into(),
             Self::Ended { status, message, calls, tokens, cost_usd } => {
-                let spent = format!("{calls} model calls, {tokens} tokens, ${cost_usd:.4}");
+                let calls = if *calls == 1 { "1 model call".to_string() } else { format!("{calls} model calls") };
+                let spent = match (*tokens, *cost_usd > 0.0) {
+                    (0, _) => calls,
+                    (_, false) => format!("{calls}, {tokens} tokens"),
+                    (_, true) => format!("{calls}, {tokens} tokens, ${cost_usd:.4}"),
+                };
                 match message {
                     Some(m) => format!("{}: {m} ({spent})", status.label()),
                     None => format!("{} ({spent})", status.label()),
@@ -210,6 +223,24 @@ mod tests {
         assert_eq!(json["waitMs"], 2_000);
         assert_eq!(serde_json::from_value::<LogEntry>(json).unwrap(), entry);
         assert_eq!(entry.event.describe(), "grok: rate limited (HTTP 429, Retry-After 2 s); retry 1 of 3 after 2 s");
+        let offline = LogEvent::Call {
+            model: "offline".into(),
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            latency_ms: 3_010,
+            first_output_ms: Some(100),
+        };
+        assert_eq!(offline.describe(), "offline answered in 3.01 s, first text after 0.10 s");
+        let ended = |tokens, cost_usd| LogEvent::Ended {
+            status: JobStatus::Completed,
+            message: None,
+            calls: 2,
+            tokens,
+            cost_usd,
+        };
+        assert_eq!(ended(0, 0.0).describe(), "Completed (2 model calls)");
+        assert_eq!(ended(1_200, 0.0036).describe(), "Completed (2 model calls, 1200 tokens, $0.0036)");
         let cancelled = serde_json::to_value(LogEvent::Cancelled {}).unwrap();
         assert_eq!(cancelled, serde_json::json!({"kind": "cancelled"}));
     }
