@@ -191,6 +191,12 @@ pub async fn read_run_log(run_id: String) -> Result<RunLog, AppError> {
     ctx.runs.log(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)
 }
 
+#[server]
+pub async fn run_outcome(run_id: String) -> Result<domain::RunOutcome, AppError> {
+    let (ctx, user) = ssr::context()?;
+    ctx.runs.outcome(&user.0, ssr::run_id(&run_id)?).await.map_err(ssr::fail)
+}
+
 /// Returns the run's state without its result: a cancelled run has none, and the browser's
 /// live view never parses results (the server renders them).
 #[server]

@@ -9,6 +9,7 @@
 //! - [`checks`]: what a start request is checked against (market data, model catalog).
 //! - [`runs`]: [`RunService`] — start, retry, cancel, read and list runs; limits and idempotency.
 //! - [`rerun`]: a run started from another's stage, its earlier stages taken over.
+//! - [`outcome`]: how a completed run turned out, from the prices after its as-of day.
 //! - [`transcript`]: the text a run's models wrote, and its log.
 //! - [`analysis`]: the handler the workers run for each run: the pipeline, reporting its steps.
 //! - [`backtests`]: a parent job over a grid of runs, and its scorecard.
@@ -26,6 +27,7 @@ pub mod cache;
 pub mod checks;
 pub mod error;
 pub mod eta;
+pub mod outcome;
 pub mod rerun;
 pub mod run;
 pub mod runs;

@@ -16,6 +16,7 @@
 //! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
 //! - [`history`]: the history's filters, its keyset cursor and run tags.
 //! - [`log`]: a run's log — data read, model calls, retries, stalls, its end.
+//! - [`outcome`]: how a run turned out — the returns after its as-of day, against the index.
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
 pub mod access;
@@ -27,6 +28,7 @@ pub mod export;
 pub mod history;
 pub mod ids;
 pub mod log;
+pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod rating;
@@ -41,6 +43,7 @@ pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartRespon
 pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use log::{LogEntry, LogEvent, RunLog};
+pub use outcome::{HorizonOutcome, OUTCOME_HORIZONS, Outcome, RunOutcome};
 pub use plan::{Direction, Levels, PlanChange, PlanWhy, Trade, TradePlan};
 pub use progress::{
     Progress, ProgressTransport, RerunOf, RunState, Stall, StepProgress, TextDelta, Transcript, TranscriptEntry,

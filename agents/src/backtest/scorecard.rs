@@ -99,6 +99,53 @@ pub fn hit(rating: Rating, forward: f64) -> Option<bool> {
     }
 }
 
+/// How a run rated `rating` as of `as_of` turned out over each of `horizons` trading days:
+/// `series` the stock's prices, `benchmark` (named `index`) the index's, whose return is taken
+/// between the same two days where its prices cover both — never from a last price before
+/// them. `None` when the stock's prices do not reach back to `as_of`.
+pub fn realised(
+    series: &Series,
+    index: &str,
+    benchmark: Option<&Series>,
+    as_of: NaiveDate,
+    rating: Rating,
+    horizons: &[u32],
+) -> Option<domain::Outcome> {
+    let i = series.at_or_before(as_of)?;
+    let start = series.bars[i];
+    let horizons = horizons
+        .iter()
+        .map(|&days| {
+            let end = series.bars.get(i + days as usize);
+            let stock_return = end.map(|e| e.adj_close / start.adj_close - 1.0);
+            let covers = |b: &&Series, to: NaiveDate| {
+                b.first_date().is_some_and(|f| f <= start.date) && b.last_date().is_some_and(|l| l >= to)
+            };
+            let benchmark_return = end.and_then(|e| {
+                benchmark.filter(|b| covers(b, e.date)).and_then(|b| return_between(b, start.date, e.date))
+            });
+            domain::HorizonOutcome {
+                days,
+                date: end.map(|e| e.date),
+                close: end.map(|e| e.adj_close),
+                stock_return,
+                benchmark_return,
+                excess: stock_return.zip(benchmark_return).map(|(s, b)| s - b),
+                right: stock_return.and_then(|r| hit(rating, r)),
+            }
+        })
+        .collect();
+    Some(domain::Outcome {
+        symbol: series.symbol.clone(),
+        rating,
+        trading_day: start.date,
+        close: start.adj_close,
+        benchmark: index.to_string(),
+        data_end: series.last_date()?,
+        horizons,
+    })
+}
+
 /// Per rating (strongest buy first) and horizon: count, hit rate, mean return, mean alpha.
 /// Every rating appears, with count 0 when no cell had it.
 pub fn by_rating(outcomes: &[CellOutcome], horizons: &[u32]) -> Vec<RatingStats> {

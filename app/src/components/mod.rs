@@ -8,6 +8,7 @@ use crate::api::AppError;
 pub mod backtest;
 pub mod chart;
 pub mod log;
+pub mod outcome;
 pub mod plan;
 pub mod progress;
 pub mod result;

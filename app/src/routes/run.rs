@@ -22,6 +22,7 @@ use leptos_router::hooks::use_params_map;
 use crate::api::{CancelRun, RetryRun, read_run_log, run_progress};
 use crate::components::ErrorPanel;
 use crate::components::log::RunLogView;
+use crate::components::outcome::OutcomeView;
 use crate::components::progress::ProgressView;
 use crate::components::result::ResultView;
 use crate::format::now;
@@ -62,6 +63,7 @@ pub fn RunPage() -> impl IntoView {
                                 view! {
                                     <RunHeading run=p.run.clone()/>
                                     <ResultView result duration markdown/>
+                                    <HowItTurnedOut run_id=id.clone()/>
                                     <RerunForm run=p.run.clone()/>
                                     <RunLive initial=p.run initial_log=log transport=transport() folded=true/>
                                     <crate::routes::history::RunTags run_id=id.clone()/>
@@ -103,6 +105,20 @@ fn run_line(p: &RunState) -> String {
                 .map(|r| format!(" · rerun of {} from {}", &r.run_id.to_string()[..8], r.from.id()))
                 .unwrap_or_default()
     )
+}
+
+/// How a completed run turned out, read when the page is rendered (nothing while the prices
+/// cannot be read).
+#[component]
+fn HowItTurnedOut(run_id: String) -> impl IntoView {
+    let outcome = Resource::new(move || run_id.clone(), crate::api::run_outcome);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                outcome.await.ok().and_then(|o| o.outcome).map(|outcome| view! { <OutcomeView outcome/> })
+            })}
+        </Suspense>
+    }
 }
 
 /// The plain form that reruns a finished run from one of its stages (`POST /runs/:id/rerun`):
@@ -301,7 +317,9 @@ fn follow_log(run_id: String, progress: RwSignal<RunState>, log: RwSignal<RunLog
     });
     #[cfg(feature = "hydrate")]
     Effect::new(move |previous: Option<()>| {
-        moments.track();
+        // Read, not only tracked: a memo never read is never computed, and so never hears of
+        // the changes it is made from.
+        moments.with(|_| ());
         // The log came with the page: read it again only after a change.
         if previous.is_none() {
             return;

@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/share/{secret}/transcript", get(shares::transcript))
         .route("/api/trading/runs/{run_id}/log", get(runs::log))
         .route("/api/trading/runs/{run_id}/rerun", post(runs::rerun))
+        .route("/api/trading/runs/{run_id}/outcome", get(runs::outcome))
         .route("/runs/{run_id}/rerun", post(pages::rerun))
         .route("/api/trading/share/{secret}/log", get(shares::log))
         .route("/api/trading/models", get(runs::models))

@@ -28,6 +28,7 @@ use super::{backtests, health, live, runs, shares};
         runs::transcript,
         runs::log,
         runs::rerun,
+        runs::outcome,
         shares::create,
         shares::list,
         shares::revoke,

@@ -174,6 +174,32 @@ pub async fn retry(
     Ok(accepted(started, &state))
 }
 
+/// `GET /api/trading/runs/:runId/outcome`
+#[utoipa::path(
+    get,
+    operation_id = "getRunOutcome",
+    path = "/api/trading/runs/{runId}/outcome",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
+    responses(
+        (status = 200, description = "How the run turned out: the stock's and the index's returns 5 and 20 trading days after its as-of day, the excess and whether the rating's direction was right, from the prices its analysts read (each figure absent while the prices do not reach it); `outcome` is null before the run completed.", body = domain::RunOutcome),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+    )
+)]
+pub async fn outcome(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let outcome = state.service.outcome(&user.0, id).await?;
+    let mut resp = Json(outcome).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
 /// `POST /api/trading/runs/:runId/rerun`
 #[utoipa::path(
     post,
