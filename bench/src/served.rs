@@ -1,5 +1,5 @@
 //! The release server in a child process, on a fresh database: what the HTTP benchmarks
-//! (`polls`, `live`) measure. Included by those binaries with `#[path]`.
+//! (`polls`, `live`, `text`) measure. Included by those binaries with `#[path]`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,7 +52,7 @@ pub struct Served {
     pub base: String,
     pub pid: u32,
     child: Child,
-    _db: TestDb,
+    db: TestDb,
 }
 
 impl Served {
@@ -91,7 +91,7 @@ impl Served {
         .expect("the server did not start within 60 s");
         // Keep reading stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { base, pid, child, _db: db }
+        Self { base, pid, child, db }
     }
 
     /// The server's resident memory now and its peak so far, in MB (`/proc/<pid>/status`).
@@ -107,6 +107,21 @@ impl Served {
                 .unwrap_or(0.0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// The server's database, for reading what it wrote.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
+    /// The CPU time the server has used so far (user + system), in seconds (`/proc/<pid>/stat`).
+    pub fn cpu_secs(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The fields after the command's name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let ticks: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+        // `sysconf(_SC_CLK_TCK)` is 100 on Linux.
+        ticks.iter().sum::<f64>() / 100.0
     }
 
     /// Stops the server (SIGKILL; the database is dropped with this value).

@@ -138,10 +138,12 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
 
 /// The job kinds this program runs, each with its handler.
 pub fn handlers(parts: &Parts, common: &Common) -> Handlers {
-    let analysis = AnalysisJob::new(parts.pipeline.clone(), parts.db.clock.clone())
+    let mut analysis = AnalysisJob::new(parts.pipeline.clone(), parts.db.clock.clone())
         .with_daily_budget(common.daily_budget(), parts.service.store().clone())
-        .with_text(parts.service.store().clone())
         .with_log(parts.service.store().clone());
+    if common.stream_text {
+        analysis = analysis.with_text(parts.service.store().clone());
+    }
     Handlers::new()
         .register(application::run::KIND, Arc::new(analysis))
         .register(application::backtests::KIND, Arc::new(BacktestJob))

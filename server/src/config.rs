@@ -91,6 +91,12 @@ pub struct Common {
     #[arg(long, env = "STALL_TIMEOUT_SECS", default_value_t = 180, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout_secs: u64,
 
+    /// Keep the text the models write as they write it: `event: text` on the live stream, a
+    /// running step's text in the progress, the transcript. `false` stores none of it (the
+    /// results and reports are kept as ever), sparing the database its writes.
+    #[arg(long, env = "STREAM_TEXT", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub stream_text: bool,
+
     /// Timeout of one attempt at a job.
     #[arg(long, env = "JOB_TIMEOUT_SECS", default_value_t = 600, global = true)]
     pub job_timeout_secs: u64,

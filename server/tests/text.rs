@@ -2,8 +2,9 @@
 //! in order and resumable with `Last-Event-ID` without a hole or a repeat; the text so far in
 //! a running step's object for pollers; and the transcript, whose text per step is the
 //! stream's deltas joined — against the real server binary on SQLite and PostgreSQL, with the
-//! offline model writing its text in pieces over its simulated latency; and a model that goes
-//! silent mid-answer, named as stalled and then given up.
+//! offline model writing its text in pieces over its simulated latency; none of it with
+//! `STREAM_TEXT=false`; and a model that goes silent mid-answer, named as stalled and then
+//! given up.
 
 mod common;
 
@@ -169,6 +170,67 @@ async fn text_streams_resume_and_match_the_transcript_on_sqlite() {
 #[tokio::test]
 async fn text_streams_resume_and_match_the_transcript_on_postgres() {
     text_streams_resume_and_match_the_transcript(TestDb::postgres().await).await;
+}
+
+/// With `STREAM_TEXT=false` none of the text is kept: a running step shows none while its model
+/// writes (and its `lastOutputAt` stays at its start), the stream carries the states and no
+/// `event: text`, the transcript's texts are empty, and the run completes as ever.
+async fn with_text_streaming_off_none_is_kept(db: TestDb) {
+    let server = Server::start(db, &[("SIMULATED_LATENCY_MS", "1500"), ("STREAM_TEXT", "false")]).await;
+    let c = visitor(&server).await;
+    let resp = c
+        .post(server.url("/api/trading/run"))
+        .json(&json!({"symbol": "AAPL", "analysts": ["invest", "risk"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+
+    // Poll while the models write (a step past 30 % has written a piece): no step shows text.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut writing = 0;
+    loop {
+        let poll: Value =
+            c.get(server.url(&format!("/api/trading/progress/{run_id}"))).send().await.unwrap().json().await.unwrap();
+        for step in poll["steps"].as_array().unwrap() {
+            assert!(step.get("text").is_none(), "no text kept: {step}");
+            assert!(step.get("lastOutputAt").is_none_or(|at| *at == step["startedAt"]), "no output heard: {step}");
+            writing += usize::from(step["status"] == "in-progress" && step["progress"].as_u64().unwrap_or(0) > 30);
+        }
+        if writing > 0 || !matches!(poll["status"].as_str(), Some("pending" | "running")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no step wrote within 30 s: {poll}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(writing > 0, "a poll saw a model writing");
+
+    let mut seen = Seen::default();
+    assert!(seen.read(&c, &server, &run_id, None).await, "the stream ends with the run");
+    assert!(seen.pieces.is_empty(), "no text events: {:?}", seen.pieces.keys().collect::<Vec<_>>());
+    assert_eq!(seen.last_state.as_ref().unwrap()["status"], "completed");
+    let transcript: Value = c
+        .get(server.url(&format!("/api/trading/runs/{run_id}/transcript")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = transcript["steps"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{transcript}");
+    assert!(entries.iter().all(|e| e["text"] == ""), "{transcript}");
+}
+
+#[tokio::test]
+async fn with_text_streaming_off_none_is_kept_on_sqlite() {
+    with_text_streaming_off_none_is_kept(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn with_text_streaming_off_none_is_kept_on_postgres() {
+    with_text_streaming_off_none_is_kept(TestDb::postgres().await).await;
 }
 
 /// A provider that streams two pieces and then says nothing: the step shows its text so far and
