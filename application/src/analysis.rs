@@ -96,7 +96,7 @@ impl Handler for AnalysisJob {
                     .into_iter()
                     .map(|(step, n)| (step, StepText { next_part: n, ..StepText::default() }))
                     .collect();
-                Some(TextSink { store: store.clone(), steps: Mutex::new(steps) })
+                Some(TextSink { store: store.clone(), steps: Mutex::new(steps), flushing: Mutex::new(()) })
             }
             None => None,
         };
@@ -173,6 +173,8 @@ struct RunReporter {
 struct TextSink {
     store: Store,
     steps: Mutex<HashMap<String, StepText>>,
+    /// Held by the one flush under way.
+    flushing: Mutex<()>,
 }
 
 #[derive(Default)]
@@ -204,24 +206,41 @@ impl RunReporter {
             return Ok(());
         };
         let run_id = crate::run::run_id(self.ctx.job().job_id);
-        let mut tails = Vec::new();
-        {
+        // One flush at a time, so that pieces are stored in the order they were numbered; the
+        // steps' buffers are locked only to take the waiting text out, never across a write, so
+        // a model's next piece does not wait on the database.
+        let _one_at_a_time = sink.flushing.lock().await;
+        let taken: Vec<(String, u32, String)> = {
             let mut steps = sink.steps.lock().await;
-            for (name, text) in steps.iter_mut() {
-                if text.pending.is_empty() || only.is_some_and(|o| o != name) {
-                    continue;
+            steps
+                .iter_mut()
+                .filter(|(name, text)| !text.pending.is_empty() && only.is_none_or(|o| o == name.as_str()))
+                .map(|(name, text)| {
+                    text.next_part += 1;
+                    (name.clone(), text.next_part - 1, std::mem::take(&mut text.pending))
+                })
+                .collect()
+        };
+        let mut tails = Vec::new();
+        let mut taken = taken.into_iter();
+        while let Some((name, part, piece)) = taken.next() {
+            let stored = sink.store.insert_text(run_id, &name, part, &piece, self.clock.now()).await;
+            let mut steps = sink.steps.lock().await;
+            if let Err(e) = stored {
+                // What was not stored waits again, in front of what came since, under the same
+                // numbers: the next flush tries it again.
+                for (name, part, piece) in std::iter::once((name.clone(), part, piece)).chain(taken) {
+                    let text = steps.entry(name).or_default();
+                    text.pending.insert_str(0, &piece);
+                    text.next_part = part;
                 }
-                sink.store
-                    .insert_text(run_id, name, text.next_part, &text.pending, self.clock.now())
-                    .await
-                    .map_err(|e| JobError::Lost(format!("storing the text of '{name}': {e}")))?;
-                text.next_part += 1;
-                text.tail.push_str(&text.pending);
-                text.pending.clear();
-                let keep = domain::progress::tail(&text.tail, domain::progress::TEXT_TAIL_MAX).len();
-                text.tail.drain(..text.tail.len() - keep);
-                tails.push((name.clone(), text.tail.clone()));
+                return Err(JobError::Lost(format!("storing the text of '{name}': {e}")));
             }
+            let text = steps.entry(name.clone()).or_default();
+            text.tail.push_str(&piece);
+            let keep = domain::progress::tail(&text.tail, domain::progress::TEXT_TAIL_MAX).len();
+            text.tail.drain(..text.tail.len() - keep);
+            tails.push((name, text.tail.clone()));
         }
         if tails.is_empty() {
             return Ok(());
