@@ -432,13 +432,18 @@ async fn follow(
             stats.heartbeats += 1;
             continue;
         }
+        // The models' text between states: the text bench (`--bin text`) measures it.
+        if ev.event == "text" {
+            continue;
+        }
         if ev.event != "message" {
             break Err(format!("unexpected event '{}'", ev.event));
         }
         if rec.ended_terminal {
             break Err("an event after the terminal state".to_string());
         }
-        let id: i64 = match ev.id.parse() {
+        // Once text has been sent, an id is `<version>.<piece>`: the version is what counts.
+        let id: i64 = match ev.id.split('.').next().unwrap_or_default().parse() {
             Ok(id) => id,
             Err(_) => break Err(format!("id '{}' is not a version", ev.id)),
         };
