@@ -52,7 +52,7 @@ pub struct StartRequest {
 pub struct RerunRequest {
     /// The first stage to run anew: `analysts`, `research`, `trading`, `risk` or `portfolio`.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(required = true, value_type = String))]
+    #[cfg_attr(feature = "openapi", schema(required = true, value_type = crate::team::Team))]
     pub from: Option<String>,
     /// Absent: the run's model.
     #[serde(default)]

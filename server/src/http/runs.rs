@@ -212,9 +212,12 @@ pub async fn outcome(
         (status = 202, description = "A new run, with `rerunOf` set, is queued: the steps before `from` taken over (`reused`), the rest to run.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
         )),
-        (status = 400, description = "`from` is not a stage, not one of the new run's, or the run has not finished a step before it; or another field is invalid (each named in `errors`).", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`from` is not a stage, not one of the new run's, or the run has not finished a step before it; or another field is invalid (each named in `errors`); or the body is not JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 401, response = super::responses::Unauthenticated),
+        (status = 403, description = "A cross-site request.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 404, response = super::responses::RunNotFound),
+        (status = 413, description = "The body is larger than 64 KiB.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as JSON.", body = domain::Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many active runs, too many starts a minute, or the daily budget spent (`Retry-After`).", body = domain::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The queue is full or the database unreachable.", body = domain::Problem, content_type = "application/problem+json"),
     )
