@@ -10,15 +10,9 @@ mod common;
 use std::time::Duration;
 
 use agents::testing::FakeLlm;
-use common::{Server, fake_models, steps, visitor, wait_until_done};
+use common::{Server, fake_models, start_run, steps, visitor, wait_until_done};
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
-
-async fn start(c: &reqwest::Client, server: &Server, body: Value) -> String {
-    let resp = c.post(server.url("/api/trading/run")).json(&body).send().await.unwrap();
-    assert_eq!(resp.status(), 202);
-    resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string()
-}
 
 async fn rerun(c: &reqwest::Client, server: &Server, run_id: &str, body: Value) -> (u16, Value) {
     let resp = c.post(server.url(&format!("/api/trading/runs/{run_id}/rerun"))).json(&body).send().await.unwrap();
@@ -30,7 +24,7 @@ async fn a_rerun_from_research_takes_the_analysts_over_and_runs_the_rest(db: Tes
     let catalog = fake_models(&fake, &[("fake", "ok"), ("strong", "ok")]);
     let server = Server::start(db, &[("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test")]).await;
     let c = visitor(&server).await;
-    let source_id = start(
+    let source_id = start_run(
         &c,
         &server,
         json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["invest", "risk"], "depth": "standard"}),
@@ -123,7 +117,7 @@ async fn a_rerun_from_research_takes_the_analysts_over_and_runs_the_rest_on_post
 async fn reruns_that_cannot_be_are_refused_with_why() {
     let server = Server::start(TestDb::sqlite(), &[]).await;
     let c = visitor(&server).await;
-    let quick = start(&c, &server, json!({"symbol": "AAPL", "analysts": ["risk"]})).await;
+    let quick = start_run(&c, &server, json!({"symbol": "AAPL", "analysts": ["risk"]})).await;
     let (done, _) = wait_until_done(&c, &server, &quick, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "completed");
 

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use agents::testing::{Behaviour, FakeLlm};
-use common::{Logs, Server, fake_models, visitor, wait_until_done};
+use common::{Logs, Server, fake_models, start_run, visitor, wait_until_done};
 use jobs::testing::TestDb;
 use serde_json::{Value, json};
 
@@ -31,14 +31,9 @@ async fn a_runs_log_says_what_it_read_called_waited_for_and_spent(db: TestDb) {
     let (server, logs): (Server, Logs) =
         Server::start_logged(db, &[("MODEL_CATALOG", catalog.as_str()), ("FAKE_API_KEY", "sk-test")]).await;
     let c = visitor(&server).await;
-    let resp = c
-        .post(server.url("/api/trading/run"))
-        .json(&json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"], "depth": "quick"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+    let run_id =
+        start_run(&c, &server, json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"], "depth": "quick"}))
+            .await;
     let (done, _) = wait_until_done(&c, &server, &run_id, Duration::from_secs(60)).await;
     let _ = std::fs::remove_file(&catalog);
     assert_eq!(done["status"], "completed", "{done}");

@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Logs, Server, fake_catalog, visitor, wait_until_done};
+use common::{Logs, Server, fake_catalog, start_run, visitor, wait_until_done};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use jobs::testing::TestDb;
@@ -85,14 +85,7 @@ fn contains_string(v: &Value, wanted: &str) -> bool {
 async fn text_streams_resume_and_match_the_transcript(db: TestDb) {
     let server = Server::start(db, &[("SIMULATED_LATENCY_MS", "1500")]).await;
     let c = visitor(&server).await;
-    let resp = c
-        .post(server.url("/api/trading/run"))
-        .json(&json!({"symbol": "AAPL", "analysts": ["invest", "risk"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+    let run_id = start_run(&c, &server, json!({"symbol": "AAPL", "analysts": ["invest", "risk"]})).await;
 
     // Cut the stream after its third piece of text, mid-step, and poll while it is cut: a
     // running step shows its text so far.
@@ -178,14 +171,7 @@ async fn text_streams_resume_and_match_the_transcript_on_postgres() {
 async fn with_text_streaming_off_none_is_kept(db: TestDb) {
     let server = Server::start(db, &[("SIMULATED_LATENCY_MS", "1500"), ("STREAM_TEXT", "false")]).await;
     let c = visitor(&server).await;
-    let resp = c
-        .post(server.url("/api/trading/run"))
-        .json(&json!({"symbol": "AAPL", "analysts": ["invest", "risk"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+    let run_id = start_run(&c, &server, json!({"symbol": "AAPL", "analysts": ["invest", "risk"]})).await;
 
     // Poll while the models write (a step past 30 % has written a piece): no step shows text.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -251,14 +237,7 @@ async fn a_silent_model_is_named_stalled_then_given_up(db: TestDb) {
     )
     .await;
     let c = visitor(&server).await;
-    let resp = c
-        .post(server.url("/api/trading/run"))
-        .json(&json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 202);
-    let run_id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+    let run_id = start_run(&c, &server, json!({"symbol": "AAPL", "modelId": "fake", "analysts": ["risk"]})).await;
 
     // Poll until the step says it is stalled.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -182,6 +182,13 @@ pub async fn visitor(server: &Server) -> reqwest::Client {
     c
 }
 
+/// Starts a run with `body` over REST as `client`, and returns its id (the start must be a 202).
+pub async fn start_run(client: &reqwest::Client, server: &Server, body: Value) -> String {
+    let resp = client.post(server.url("/api/trading/run")).json(&body).send().await.expect("start");
+    assert_eq!(resp.status(), 202);
+    resp.json::<Value>().await.expect("json")["runId"].as_str().expect("a runId").to_string()
+}
+
 /// A progress body's steps as (name, status).
 pub fn steps(body: &Value) -> Vec<(String, String)> {
     body["steps"]
