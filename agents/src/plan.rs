@@ -145,6 +145,12 @@ fn adjusted(proposed: &TradePlan, risk_debate: &[Argument]) -> TradePlan {
 /// direction.
 pub fn settle(d: &MarketSnapshot, proposed: Option<&TradePlan>, risk_debate: &[Argument], rating: Rating) -> Trade {
     let want = Direction::of_rating(rating);
+    if !rating.is_on_scale() {
+        let why =
+            "the final decision could not be read into the rating scale, so no position until a person reviews it";
+        let plan = desk_plan(d, want, why.to_string());
+        return Trade::new(rating, proposed.cloned(), plan).expect("a flat plan for a decision left for review");
+    }
     let plan = match proposed {
         None => desk_plan(d, want, format!("the final assessment's {}", rating.as_str())),
         Some(p) => {

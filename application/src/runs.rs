@@ -576,7 +576,7 @@ fn history_summary(r: HistoryRow) -> Result<RunSummary> {
         as_of: r.as_of.as_deref().and_then(|d| d.parse().ok()),
         status,
         progress: r.progress.clamp(0, 100) as u8,
-        rating: r.rating.as_deref().and_then(Rating::parse),
+        rating: r.rating.as_deref().and_then(Rating::parse_any),
         confidence: r.confidence,
         cost_usd: r.cost_usd,
         created_at: time(r.created_at)?,

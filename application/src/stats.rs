@@ -6,7 +6,7 @@
 //! exact values; [`crate::RunService::stats`] reads the rows.
 
 use chrono::{DateTime, Duration, Utc};
-use domain::{JobStatus, RunId, StepStatus};
+use domain::{JobStatus, Rating, RunId, StepStatus};
 use serde::Serialize;
 
 use crate::run::Run;
@@ -50,6 +50,8 @@ pub struct ModelPace {
 pub struct Figures {
     pub finished: u64,
     pub completed: u64,
+    /// Completed runs whose final decision could not be read into the scale (rated `Review`).
+    pub review: u64,
     /// Failed and timed out.
     pub failed: u64,
     pub cancelled: u64,
@@ -184,6 +186,7 @@ fn figures(runs: &[&Run], hours: f64) -> Figures {
     Figures {
         finished,
         completed: runs.iter().filter(|j| j.status == JobStatus::Completed).count() as u64,
+        review: runs.iter().filter(|j| j.result.as_ref().is_some_and(|r| r.rating == Rating::Review)).count() as u64,
         failed,
         cancelled: runs.iter().filter(|j| j.status == JobStatus::Cancelled).count() as u64,
         average_duration_ms: (!durations.is_empty())

@@ -103,11 +103,12 @@ impl RunsQuery {
                     Ok(s) => q.symbol = Some(s),
                     Err(e) => fail(name, e.0),
                 },
-                "rating" => match Rating::parse(v) {
+                "rating" => match Rating::parse_any(v) {
                     Some(r) => q.rating = Some(r),
-                    None => {
-                        fail(name, format!("'{}' is not a rating (Buy, Overweight, Hold, Underweight, Sell)", clip(v)))
-                    }
+                    None => fail(
+                        name,
+                        format!("'{}' is not a rating (Buy, Overweight, Hold, Underweight, Sell, Review)", clip(v)),
+                    ),
                 },
                 "status" => match v.parse::<JobStatus>() {
                     Ok(s) => q.status = Some(s),

@@ -51,11 +51,12 @@ impl Direction {
         }
     }
 
-    /// Buy and Overweight are long, Hold is flat, Underweight and Sell are short.
+    /// Buy and Overweight are long, Hold is flat, Underweight and Sell are short; a decision
+    /// left for review takes no position.
     pub fn of_rating(rating: Rating) -> Self {
         match rating {
             Rating::Buy | Rating::Overweight => Self::Long,
-            Rating::Hold => Self::Flat,
+            Rating::Hold | Rating::Review => Self::Flat,
             Rating::Underweight | Rating::Sell => Self::Short,
         }
     }

@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The five-point rating scale, strongest buy first.
+/// The five-point rating scale, strongest buy first, and `Review`: a model's final decision
+/// that could not be read into the scale. A run rated `Review` keeps the model's own words
+/// and takes no position; nothing guesses a rating for it. The rule-based offline model never
+/// gives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Rating {
@@ -13,10 +16,14 @@ pub enum Rating {
     Hold,
     Underweight,
     Sell,
+    Review,
 }
 
 impl Rating {
+    /// The five-point scale a decision is read into (not `Review`).
     pub const ALL: [Rating; 5] = [Self::Buy, Self::Overweight, Self::Hold, Self::Underweight, Self::Sell];
+    /// Every rating a run can have: the scale, then `Review`.
+    pub const ANY: [Rating; 6] = [Self::Buy, Self::Overweight, Self::Hold, Self::Underweight, Self::Sell, Self::Review];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -25,7 +32,13 @@ impl Rating {
             Self::Hold => "Hold",
             Self::Underweight => "Underweight",
             Self::Sell => "Sell",
+            Self::Review => "Review",
         }
+    }
+
+    /// Whether this is a rating on the scale, not a decision left for review.
+    pub fn is_on_scale(self) -> bool {
+        self != Self::Review
     }
 
     /// From a score in [-1, 1] (negative bearish), with fixed band edges.
@@ -43,8 +56,14 @@ impl Rating {
         }
     }
 
+    /// A rating on the five-point scale, by name (any case); never `Review`.
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Any rating a run can have, `Review` included (a stored rating, a history filter).
+    pub fn parse_any(s: &str) -> Option<Self> {
+        Self::ANY.into_iter().find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
     }
 }
 

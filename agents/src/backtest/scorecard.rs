@@ -90,12 +90,13 @@ pub fn outcomes(data: &BundledData, cells: &[CellInput], horizons: &[u32], bench
     out
 }
 
-/// Whether a rating's direction was right given the forward return; None for Hold.
+/// Whether a rating's direction was right given the forward return; None for Hold and for a
+/// decision left for review.
 pub fn hit(rating: Rating, forward: f64) -> Option<bool> {
     match rating {
         Rating::Buy | Rating::Overweight => Some(forward > 0.0),
         Rating::Underweight | Rating::Sell => Some(forward < 0.0),
-        Rating::Hold => None,
+        Rating::Hold | Rating::Review => None,
     }
 }
 

@@ -27,7 +27,9 @@ use eventsource_stream::{EventStreamError, Eventsource};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::prompt::{analyst_messages, assessment_messages, parse_analyst, parse_assessment, repair_message};
+use super::prompt::{
+    analyst_messages, assessment_messages, left_for_review, parse_analyst, parse_assessment, repair_message,
+};
 use super::team_prompt::{
     contradiction_message, contradiction_note, parse_argument, parse_decision, parse_plan, parse_verdict,
     plan_contradiction, risk_contradiction, team_messages,
@@ -312,11 +314,37 @@ impl ChatModel {
     /// contradiction returned for the caller to show.
     async fn ask_checked<T>(
         &self,
-        mut messages: Vec<Value>,
+        messages: Vec<Value>,
         parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
         contradicts: impl Fn(&T) -> Option<String> + Send + Sync,
         progress: &dyn CallProgress,
     ) -> Result<(T, Option<String>, Usage), ModelError> {
+        match self.ask_read(messages, parse, contradicts, progress).await? {
+            (Read::Answer(v, contradiction), usage) => Ok((v, contradiction, usage)),
+            (Read::Unreadable { reason, .. }, _) => {
+                Err(ModelError::InvalidAnswer(format!("{reason} (also after one correction)")))
+            }
+        }
+    }
+
+    /// Asks for a final decision: an answer still unreadable after one correction is not an
+    /// error but the model's own words, for a decision left for review.
+    async fn ask_final<T>(
+        &self,
+        messages: Vec<Value>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
+        progress: &dyn CallProgress,
+    ) -> Result<(Read<T>, Usage), ModelError> {
+        self.ask_read(messages, parse, |_: &T| None, progress).await
+    }
+
+    async fn ask_read<T>(
+        &self,
+        mut messages: Vec<Value>,
+        parse: impl Fn(&str) -> Result<T, String> + Send + Sync,
+        contradicts: impl Fn(&T) -> Option<String> + Send + Sync,
+        progress: &dyn CallProgress,
+    ) -> Result<(Read<T>, Usage), ModelError> {
         let mut usage = Usage::default();
         progress.report(5, "Waiting for the model").await;
         let first = self.call(&messages, progress, 10, 80).await?;
@@ -324,7 +352,7 @@ impl ChatModel {
         usage.tokens.add(first.tokens);
         let kept = match parse(&first.text) {
             Ok(v) => match contradicts(&v) {
-                None => return Ok((v, None, usage)),
+                None => return Ok((Read::Answer(v, None), usage)),
                 Some(reason) => {
                     tracing::warn!(model = %self.entry.id, %reason, "answer contradicts the plan; asking again");
                     progress.report(80, "Asking the model to follow the plan").await;
@@ -344,15 +372,23 @@ impl ChatModel {
         let second = self.call(&messages, progress, 80, 95).await?;
         usage.calls += 1;
         usage.tokens.add(second.tokens);
-        match (parse(&second.text), kept) {
+        let read = match (parse(&second.text), kept) {
             (Ok(v), _) => {
                 let contradiction = contradicts(&v);
-                Ok((v, contradiction, usage))
+                Read::Answer(v, contradiction)
             }
-            (Err(_), Some((v, reason))) => Ok((v, Some(reason), usage)),
-            (Err(reason), None) => Err(ModelError::InvalidAnswer(format!("{reason} (also after one correction)"))),
-        }
+            (Err(_), Some((v, reason))) => Read::Answer(v, Some(reason)),
+            (Err(reason), None) => Read::Unreadable { reason, words: second.text },
+        };
+        Ok((read, usage))
     }
+}
+
+/// What came of asking: an answer (with the contradiction it kept, if any), or one that could
+/// not be read even after a correction, with the model's last words.
+enum Read<T> {
+    Answer(T, Option<String>),
+    Unreadable { reason: String, words: String },
 }
 
 enum Failure {
@@ -482,9 +518,13 @@ impl Model for ChatModel {
         reports: &[AnalystReport],
         progress: &dyn CallProgress,
     ) -> Result<(Decision, Usage), ModelError> {
-        let (assessment, usage) = self.ask(assessment_messages(data, reports), parse_assessment, progress).await?;
+        let (read, usage) = self.ask_final(assessment_messages(data, reports), parse_assessment, progress).await?;
+        let (assessment, reasoning) = match read {
+            Read::Answer(a, _) => (a, String::new()),
+            Read::Unreadable { reason, words } => left_for_review(self.entry.id.as_str(), &reason, &words),
+        };
         let trade = settle(data, None, &[], assessment.rating);
-        Ok((Decision { assessment, reasoning: String::new(), trade }, usage))
+        Ok((Decision { assessment, reasoning, trade }, usage))
     }
 
     async fn argue(
@@ -530,8 +570,12 @@ impl Model for ChatModel {
     }
 
     async fn decide(&self, brief: &Brief<'_>, progress: &dyn CallProgress) -> Result<(Decision, Usage), ModelError> {
-        let ((assessment, reasoning), usage) =
-            self.ask(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await?;
+        let (read, usage) =
+            self.ask_final(team_messages(TeamRole::PortfolioManager, brief), parse_decision, progress).await?;
+        let (assessment, reasoning) = match read {
+            Read::Answer(decision, _) => decision,
+            Read::Unreadable { reason, words } => left_for_review(self.entry.id.as_str(), &reason, &words),
+        };
         let trade = settle(brief.data, brief.plan, brief.risk_debate, assessment.rating);
         Ok((Decision { assessment, reasoning, trade }, usage))
     }

@@ -132,9 +132,50 @@ pub fn parse_assessment(answer: &str) -> Result<Assessment, String> {
     Ok(Assessment { rating, confidence: confidence(&map)?, summary: text(&map, "summary", 2_000)?, key_risks })
 }
 
+/// The most of an unreadable final answer kept as the run's summary, in characters.
+const WORDS_SUMMARY_MAX_CHARS: usize = 2_000;
+/// The most of it kept as the reasoning, in characters.
+const WORDS_REASONING_MAX_CHARS: usize = 8_000;
+
+/// A final decision that could not be read into the scale even after a correction: rated
+/// `Review` with no confidence, the model's own words as the summary (and, whole up to a
+/// bound, as the reasoning), and the reason it could not be read as the first risk. Nothing
+/// is guessed; the plan it settles on is flat.
+pub fn left_for_review(model: &str, reason: &str, words: &str) -> (Assessment, String) {
+    let words = words.trim();
+    let clip = |max: usize| {
+        let mut s: String = words.chars().take(max).collect();
+        if words.chars().count() > max {
+            s.push('…');
+        }
+        s
+    };
+    let summary =
+        if words.is_empty() { "The model answered with nothing.".to_string() } else { clip(WORDS_SUMMARY_MAX_CHARS) };
+    let risk = format!(
+        "{model}'s final decision could not be read into the rating scale ({reason}), even after one correction: \
+         no position is taken until a person has read its words"
+    );
+    let assessment = Assessment { rating: Rating::Review, confidence: 0.0, summary, key_risks: vec![risk] };
+    (assessment, clip(WORDS_REASONING_MAX_CHARS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_decision_is_left_for_review_in_the_models_words() {
+        let prose = "I would lean towards accumulating on weakness, but it depends.";
+        let reason = parse_assessment(prose).unwrap_err();
+        let (a, reasoning) = left_for_review("m", &reason, prose);
+        assert_eq!((a.rating, a.confidence), (Rating::Review, 0.0));
+        assert_eq!((a.summary.as_str(), reasoning.as_str()), (prose, prose));
+        assert!(a.key_risks[0].starts_with("m's final decision could not be read"), "{:?}", a.key_risks);
+        let long = "word ".repeat(1_000);
+        let (a, _) = left_for_review("m", "x", &long);
+        assert_eq!(a.summary.chars().count(), WORDS_SUMMARY_MAX_CHARS + 1, "clipped, with an ellipsis");
+    }
 
     #[test]
     fn accepts_fenced_answers_and_percent_confidence() {

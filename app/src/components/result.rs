@@ -19,6 +19,7 @@ fn rating_class(r: Rating) -> &'static str {
         Rating::Hold => "rating-hold",
         Rating::Underweight => "rating-underweight",
         Rating::Sell => "rating-sell",
+        Rating::Review => "rating-review",
     }
 }
 

@@ -77,6 +77,7 @@ mod ssr {
                 or_dash(day.average_duration_ms.map(ms)),
             ],
             vec!["Jobs per hour".into(), format!("{:.1}", hour.jobs_per_hour), format!("{:.1}", day.jobs_per_hour)],
+            vec!["Left for review".into(), hour.review.to_string(), day.review.to_string()],
             vec![
                 "Failure rate".into(),
                 or_dash(hour.failure_rate.map(|r| percent_to(r, 1))),
