@@ -98,6 +98,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=routes::NotFound>
                     <Route path=path!("/") view=routes::home::HomePage ssr=SsrMode::Async/>
                     <Route path=path!("/runs") view=routes::history::HistoryPage ssr=SsrMode::Async/>
+                    <Route path=path!("/compare") view=routes::compare::ComparePage ssr=SsrMode::Async/>
                     <Route path=path!("/runs/:id") view=routes::run::RunPage ssr=SsrMode::Async/>
                     <Route path=path!("/settings") view=routes::settings::SettingsPage ssr=SsrMode::Async/>
                     <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>

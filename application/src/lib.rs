@@ -10,6 +10,7 @@
 //! - [`runs`]: [`RunService`] — start, retry, cancel, read and list runs; limits and idempotency.
 //! - [`rerun`]: a run started from another's stage, its earlier stages taken over.
 //! - [`outcome`]: how a completed run turned out, from the prices after its as-of day.
+//! - [`compare`]: runs side by side.
 //! - [`transcript`]: the text a run's models wrote, and its log.
 //! - [`analysis`]: the handler the workers run for each run: the pipeline, reporting its steps.
 //! - [`backtests`]: a parent job over a grid of runs, and its scorecard.
@@ -25,6 +26,7 @@ pub mod backtests;
 pub mod budget;
 pub mod cache;
 pub mod checks;
+pub mod compare;
 pub mod error;
 pub mod eta;
 pub mod outcome;

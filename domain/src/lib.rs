@@ -16,6 +16,7 @@
 //! - [`backtest`]: a backtest's scorecard (per-rating hit rates, the strategy and baselines).
 //! - [`history`]: the history's filters, its keyset cursor and run tags.
 //! - [`log`]: a run's log — data read, model calls, retries, stalls, its end.
+//! - [`compare`]: 2–4 runs side by side, as one table of rows marked where they differ.
 //! - [`outcome`]: how a run turned out — the returns after its as-of day, against the index.
 //! - [`api`]: the other request/response bodies (runs list, models, analysts, problem details).
 
@@ -23,6 +24,7 @@ pub mod access;
 pub mod analyst;
 pub mod api;
 pub mod backtest;
+pub mod compare;
 pub mod countdown;
 pub mod export;
 pub mod history;
@@ -40,6 +42,7 @@ pub mod team;
 pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
+pub use compare::{CompareRow, ComparedRun, Comparison};
 pub use history::{Cursor, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use log::{LogEntry, LogEvent, RunLog};

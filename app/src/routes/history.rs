@@ -85,7 +85,7 @@ pub fn HistoryPage() -> impl IntoView {
                 <label>"Rating"
                     <select name="rating">
                         <option value="">"Any"</option>
-                        {Rating::ALL.map(|r| view! { <option value=r.as_str() selected=selected("rating", r.as_str())>{r.as_str()}</option> }).collect_view()}
+                        {Rating::ANY.map(|r| view! { <option value=r.as_str() selected=selected("rating", r.as_str())>{r.as_str()}</option> }).collect_view()}
                     </select>
                 </label>
                 <label>"Status"
@@ -118,15 +118,23 @@ pub fn HistoryPage() -> impl IntoView {
                             let first = !f.contains_key("cursor") && p.page <= 1;
                             let older = p.next.clone().map(|c| link(&f, None, &[("cursor", c)]));
                             view! {
+                                // The boxes of the rows belong to this form (their `form`
+                                // attribute), so ticking works without scripts.
+                                <form id="compare" class="compare-form" method="get" action="/compare">
+                                    <button type="submit" class="secondary">"Compare ticked"</button>
+                                    <span class="muted">" two to four runs, side by side"</span>
+                                </form>
                                 <div class="table-wrap">
                                     <table class="history">
                                         <thead><tr>
+                                            <th scope="col"><span class="visually-hidden">"Compare"</span></th>
                                             <th scope="col">"Symbol"</th><th scope="col">"As of"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
                                             <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Confidence"</th><th scope="col">"Cost"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th><th scope="col">"Tags"</th>
                                         </tr></thead>
                                         <tbody>
                                             {p.runs.into_iter().map(|r| view! {
                                                 <tr data-run=r.run_id.to_string()>
+                                                    <td class="pick" data-label="Compare"><input type="checkbox" name="runs" form="compare" value=r.run_id.to_string() aria-label=format!("Compare {} ({})", r.symbol, timestamp(r.created_at))/></td>
                                                     <td data-label="Symbol"><A href=format!("/runs/{}", r.run_id)>{r.symbol.clone()}</A></td>
                                                     <td class="as-of" data-label="As of">{r.as_of.map(|d| d.to_string()).unwrap_or_else(|| "latest".into())}</td>
                                                     <td class="analysts" data-label="Analysts">{r.analysts.iter().map(|a| a.id()).collect::<Vec<_>>().join(", ")}</td>

@@ -6,6 +6,7 @@ use leptos_router::components::A;
 
 pub mod backtest;
 pub mod backtests;
+pub mod compare;
 pub mod history;
 pub mod home;
 pub mod run;

@@ -29,6 +29,7 @@ use super::{backtests, health, live, runs, shares};
         runs::log,
         runs::rerun,
         runs::outcome,
+        runs::compare,
         shares::create,
         shares::list,
         shares::revoke,

@@ -85,7 +85,6 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     render_refused(&state, parts, "/", refused, move || provide_context(rejected.clone())).await
 }
 
-/// `POST /runs/:id/cancel`: cancel, then back to the run's page.
 /// `GET /runs/:runId/report.md` — the owner's finished run as one Markdown document
 /// (`domain::export::markdown`); `404` for a run that is not theirs or has no result yet.
 pub async fn report_md(
@@ -96,7 +95,8 @@ pub async fn report_md(
     let id = run_id(&raw)?;
     let (progress, _) = state.service.progress(&user.0, id).await?;
     let result = progress.result.ok_or(Error::NotFound)?;
-    let mut resp = domain::export::markdown(&result).into_response();
+    let log = state.service.log(&user.0, id).await?;
+    let mut resp = domain::export::markdown(&result, &progress.run, &log.entries).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/markdown; charset=utf-8"));
     let name = format!("inline; filename=\"{}-{}.md\"", result.symbol.replace('^', ""), result.as_of);
@@ -104,6 +104,7 @@ pub async fn report_md(
     Ok(resp)
 }
 
+/// `POST /runs/:id/cancel`: cancel, then back to the run's page.
 pub async fn cancel(State(state): State<AppState>, Path(raw): Path<String>, parts: Parts) -> Response {
     let result = async {
         let id = run_id(&raw)?;

@@ -401,6 +401,65 @@ pub async fn history_csv(
     Ok(resp)
 }
 
+/// The runs of a `runs` query parameter (listed with commas, repeated, or both).
+fn compared_ids(query: &[(String, String)]) -> Result<Vec<RunId>, ApiError> {
+    let values = query.iter().filter(|(k, _)| k == "runs").map(|(_, v)| v.as_str());
+    domain::compare::parse_ids(values).map_err(|e| ApiError::from(application::Error::Invalid(vec![e])))
+}
+
+/// `GET /api/trading/compare?runs=<id>,<id>[,…]`
+#[utoipa::path(
+    get,
+    operation_id = "compareRuns",
+    path = "/api/trading/compare",
+    tag = "runs",
+    params(
+        ("runs" = String, Query, description = "2 to 4 of your runs' ids, separated by commas (or the parameter repeated), in the order to show them."),
+    ),
+    responses(
+        (status = 200, description = "The runs side by side: settings, rating and confidence, each analyst's stance, the research verdict, the final plan, cost and duration, one row each, `differs` where the runs do not agree.", body = domain::Comparison),
+        (status = 400, description = "`runs` names fewer than 2 or more than 4 runs, or something that is not a run id.", body = domain::Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, description = "One of the runs does not exist or is not yours.", body = domain::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn compare(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let comparison = state.service.compare(&user.0, &compared_ids(&query)?).await?;
+    let mut resp = Json(comparison).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
+/// `GET /compare.csv?runs=…` — the compare page's download: the same rows, one line each, a
+/// column per run (headed by its id), and whether the runs differ.
+pub async fn compare_csv(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, ApiError> {
+    let comparison = state.service.compare(&user.0, &compared_ids(&query)?).await?;
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let mut head = vec!["section".to_string(), "field".to_string()];
+    head.extend(comparison.runs.iter().map(|r| r.run_id.to_string()));
+    head.push("differs".into());
+    csv.write_record(&head).expect("writes to memory");
+    for row in &comparison.rows {
+        let mut line = vec![row.section.clone(), row.label.clone()];
+        line.extend(row.values.iter().cloned());
+        line.push(row.differs.to_string());
+        csv.write_record(&line).expect("writes to memory");
+    }
+    let mut resp = csv.into_inner().expect("writes to memory").into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"compare.csv\""));
+    Ok(resp)
+}
+
 /// Body of `PUT /api/trading/runs/:runId/tags`, and its answer.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Tags {
