@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{
-    Cursor, Depth, FieldError, JobStatus, LogEntry, LogEvent, ModelId, Progress, Rating, RunId, RunState, RunSummary,
-    RunsPage, RunsQuery, StartRequest, ValidStart,
+    Cursor, Depth, FieldError, HistoryOrder, JobStatus, LogEntry, LogEvent, ModelId, Progress, Rating, RunId, RunState,
+    RunSummary, RunsPage, RunsQuery, StartRequest, ValidStart,
 };
 use jobs::job::{Count, Filter, Order};
 use jobs::{Clock, Database, Event, Events, Insert, InsertOutcome, JobStore, NewJob, State};
@@ -127,7 +127,7 @@ pub struct UserId(pub String);
 pub struct RunService {
     queue: Arc<dyn JobStore>,
     store: Store,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     events: Events,
     pub(crate) checks: Arc<Checks>,
     config: ServiceConfig,
@@ -422,17 +422,21 @@ impl RunService {
         let page = query.page.max(1);
         // One more than the page, to know whether another follows.
         let offset = u64::from(page - 1) * u64::from(per_page);
+        if query.outcome.is_some() || query.order != HistoryOrder::Newest {
+            self.backfill_outcomes(user_id).await?;
+        }
         let (mut rows, total) = self.store.search_runs(user_id, query, per_page + 1, offset, true).await?;
+        let keyset = query.order == HistoryOrder::Newest;
         let next = (rows.len() > per_page as usize).then(|| {
             rows.truncate(per_page as usize);
-            rows.last().map(|r| Cursor { created_ms: r.created_at, id: r.id }.encode())
+            rows.last().filter(|_| keyset).map(|r| Cursor { created_ms: r.created_at, id: r.id }.encode())
         });
         let ids: Vec<RunId> = rows.iter().map(|r| r.run_id).collect();
         let mut tags: HashMap<RunId, Vec<String>> = HashMap::new();
         for (run, tag) in self.store.tags_of(user_id, &ids).await? {
             tags.entry(run).or_default().push(tag);
         }
-        let runs = rows
+        let mut runs = rows
             .into_iter()
             .map(|r| {
                 let mut s = history_summary(r)?;
@@ -443,6 +447,7 @@ impl RunService {
                 Ok(s)
             })
             .collect::<Result<Vec<_>>>()?;
+        self.with_outcomes(user_id, &mut runs).await?;
         Ok(RunsPage { runs, page, per_page, total: total.unwrap_or(0), next: next.flatten() })
     }
 
@@ -585,6 +590,7 @@ fn history_summary(r: HistoryRow) -> Result<RunSummary> {
         duration,
         archived: r.archived,
         tags: Vec::new(),
+        outcome: Vec::new(),
         symbol: r.symbol,
         model_id: r.model_id,
     })

@@ -7,7 +7,9 @@
 //! runs on whichever pool the database has. The queue's own SQL stays in `jobs`.
 
 use chrono::{DateTime, Utc};
-use domain::{ApiToken, LogEntry, LogEvent, RunId, RunsQuery, ShareLink, StepProgress, TokenUsage};
+use domain::{
+    ApiToken, HistoryOrder, HorizonOutcome, LogEntry, LogEvent, RunId, RunsQuery, ShareLink, StepProgress, TokenUsage,
+};
 use jobs::{Database, Pools, StoreError};
 
 use crate::error::Result;
@@ -55,6 +57,16 @@ pub struct UserUsage {
     pub cost_usd: f64,
     /// The earliest last update among those runs: when it leaves the window, the usage drops.
     pub oldest: Option<DateTime<Utc>>,
+}
+
+/// How a run turned out, as kept (see [`Store::upsert_outcome`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredOutcome {
+    pub run_id: RunId,
+    pub horizons: Vec<HorizonOutcome>,
+    /// Every horizon reached: it will not change.
+    pub settled: bool,
+    pub checked_at: DateTime<Utc>,
 }
 
 /// One row of the history as the store reads it (see [`Store::search_runs`]).
@@ -140,8 +152,19 @@ fn history_where(owner: &str, query: &RunsQuery) -> (String, Vec<Param>) {
              || coalesce(cast(result -> 'team' as text), '')) like {p} escape '\\'"
         ));
     }
+    if let Some(called) = query.outcome {
+        let right = i64::from(called == domain::Called::Right);
+        let p = bind(&mut params, Param::Int(right));
+        clauses.push(format!(
+            "cast(run_id as text) in (select o.run_id from trading_agent_outcomes o where o.user_id = $1 and o.right_long = {p})"
+        ));
+    }
     (clauses.join(" and "), params)
 }
+
+/// The stored return of a row's run over the longest horizon, as the column `return_long`.
+const RETURN_LONG: &str =
+    ", (select o.return_long from trading_agent_outcomes o where o.run_id = cast(j.run_id as text)) as return_long";
 
 /// Binds `params` in order to a query built at run time.
 macro_rules! bind_all {
@@ -415,11 +438,18 @@ impl Store {
                        cast(progress_percent as bigint) as progress, cast(result ->> 'rating' as text) as rating,
                        cast(result ->> 'confidence' as double precision) as confidence,
                        cast(cost_usd as double precision) as cost_usd, created_at, started_at, completed_at";
+        // Another order than newest first sorts by the run's stored return (see
+        // `upsert_outcome`), runs without one last, then newest first.
+        let (return_column, order) = match query.order {
+            HistoryOrder::Newest => ("", "created_at desc, id desc"),
+            HistoryOrder::ReturnDesc => (RETURN_LONG, "return_long desc nulls last, created_at desc, id desc"),
+            HistoryOrder::ReturnAsc => (RETURN_LONG, "return_long asc nulls last, created_at desc, id desc"),
+        };
         let sql = format!(
-            "select {columns}, cast(0 as bigint) as archived from trading_agent_jobs where {page}
+            "select {columns}, cast(0 as bigint) as archived{return_column} from trading_agent_jobs j where {page}
              union all
-             select {columns}, cast(1 as bigint) as archived from trading_agent_jobs_archive where {page}
-             order by created_at desc, id desc limit {limit}{skip}"
+             select {columns}, cast(1 as bigint) as archived{return_column} from trading_agent_jobs_archive j where {page}
+             order by {order} limit {limit}{skip}"
         );
         type Row = (
             i64,
@@ -439,6 +469,7 @@ impl Store {
             Option<i64>,
             i64,
         );
+        // A sort key past these columns is selected only to order by.
         let rows: Vec<Row> = on_reader!(self, |pool| {
             bind_all!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), &params)
                 .fetch_all(pool)
@@ -517,6 +548,95 @@ impl Store {
             tx.commit().await.map_err(StoreError::from)?;
         });
         Ok(())
+    }
+
+    /// Keeps how `owner`'s run turned out (replacing what was kept): its `horizons`, and the
+    /// longest one's return and call for the history's filter and order.
+    pub async fn upsert_outcome(
+        &self,
+        owner: &str,
+        run_id: RunId,
+        horizons: &[HorizonOutcome],
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let longest = horizons.last();
+        let settled = !horizons.is_empty() && horizons.iter().all(|h| h.stock_return.is_some());
+        let json = serde_json::to_string(horizons).expect("plain data");
+        on_writer!(self, |pool| {
+            sqlx::query(
+                "insert into trading_agent_outcomes (run_id, user_id, horizons, return_long, right_long, settled, checked_at)
+                 values ($1, $2, $3, $4, $5, $6, $7)
+                 on conflict (run_id) do update set horizons = excluded.horizons, return_long = excluded.return_long,
+                     right_long = excluded.right_long, settled = excluded.settled, checked_at = excluded.checked_at",
+            )
+            .bind(run_id.to_string())
+            .bind(owner)
+            .bind(&json)
+            .bind(longest.and_then(|h| h.stock_return))
+            .bind(longest.and_then(|h| h.right).map(i64::from))
+            .bind(i64::from(settled))
+            .bind(at.timestamp_millis())
+            .execute(pool)
+            .await
+            .map_err(StoreError::from)?;
+        });
+        Ok(())
+    }
+
+    /// Up to `limit` of `owner`'s completed runs (newest first) of which nothing is kept of how
+    /// they turned out: id, symbol, as-of day and rating.
+    pub async fn unjudged_runs(&self, owner: &str, limit: u32) -> Result<Vec<(RunId, String, String, String)>> {
+        let part = |table: &str| {
+            format!(
+                "select cast(run_id as text) as run_id, symbol, cast(result ->> 'asOf' as text) as as_of,
+                        cast(result ->> 'rating' as text) as rating, created_at
+                 from {table} where user_id = $1 and backtest_id is null and status = 'completed'
+                 and cast(run_id as text) not in (select o.run_id from trading_agent_outcomes o where o.user_id = $1)"
+            )
+        };
+        let sql = format!(
+            "select run_id, symbol, as_of, rating from ({} union all {}) u order by created_at desc limit {limit}",
+            part("trading_agent_jobs"),
+            part("trading_agent_jobs_archive")
+        );
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = on_reader!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner).fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, symbol, as_of, rating)| Some((id.parse().ok()?, symbol, as_of?, rating?)))
+            .collect())
+    }
+
+    /// What is kept of how `owner`'s `runs` turned out: per run its horizons, whether every
+    /// horizon is reached, and when it was computed.
+    pub async fn outcomes_of(&self, owner: &str, runs: &[RunId]) -> Result<Vec<StoredOutcome>> {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "select run_id, horizons, settled, checked_at from trading_agent_outcomes where user_id = $1 and run_id in ({})",
+            list.join(", ")
+        );
+        let rows: Vec<(String, String, i64, i64)> = on_reader!(self, |pool| {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
+            for r in runs {
+                q = q.bind(r.to_string());
+            }
+            q.fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        rows.into_iter()
+            .map(|(run, horizons, settled, checked)| {
+                let internal = |e: String| crate::Error::Internal(format!("outcome of {run}: {e}"));
+                Ok(StoredOutcome {
+                    run_id: run.parse().map_err(|e: domain::IdError| internal(e.0))?,
+                    horizons: serde_json::from_str(&horizons).map_err(|e| internal(e.to_string()))?,
+                    settled: settled != 0,
+                    checked_at: DateTime::from_timestamp_millis(checked).unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// Stores the next piece (`part`, from 0 per step) of the text a run's model wrote for `step`.

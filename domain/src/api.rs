@@ -66,6 +66,11 @@ pub struct RunSummary {
     /// Its owner's labels.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// How a completed run turned out, one per horizon of [`crate::OUTCOME_HORIZONS`] (as
+    /// `GET /api/trading/runs/{runId}/outcome` gives them); empty before it completed or
+    /// where its prices cannot be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcome: Vec<crate::HorizonOutcome>,
 }
 
 /// A page of history, newest first.

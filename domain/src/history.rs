@@ -50,7 +50,48 @@ impl Cursor {
     }
 }
 
-/// What the history is asked for: every filter given must hold (they combine), newest first.
+/// Whether a run's call came true: its rating's direction against the stock's move over the
+/// longest horizon of [`crate::OUTCOME_HORIZONS`] (a Hold or a Review names no direction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Called {
+    Right,
+    Wrong,
+}
+
+impl Called {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Right => "right",
+            Self::Wrong => "wrong",
+        }
+    }
+}
+
+/// The order of the history: newest first (the default, paged by a keyset cursor), or by the
+/// stock's return over the longest horizon (paged by page number; runs without one last).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HistoryOrder {
+    #[default]
+    Newest,
+    /// `sort=-return`: the highest return first.
+    ReturnDesc,
+    /// `sort=return`: the lowest return first.
+    ReturnAsc,
+}
+
+impl HistoryOrder {
+    /// Its form in a query string (JSON:API's: a leading `-` is descending).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Newest => "newest",
+            Self::ReturnDesc => "-return",
+            Self::ReturnAsc => "return",
+        }
+    }
+}
+
+/// What the history is asked for: every filter given must hold (they combine), newest first
+/// unless another order is asked for.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunsQuery {
     pub symbol: Option<Symbol>,
@@ -69,6 +110,9 @@ pub struct RunsQuery {
     pub tag: Option<String>,
     /// Words that must all occur in the summary or the reports (lower case).
     pub words: Vec<String>,
+    /// Only runs whose call came true (or did not) over the longest horizon.
+    pub outcome: Option<Called>,
+    pub order: HistoryOrder,
     /// Continue after this run (keyset); takes precedence over `page`.
     pub cursor: Option<Cursor>,
     /// From 1 (pages by offset, for the page numbers of the `/runs` page).
@@ -84,7 +128,7 @@ impl RunsQuery {
 
     /// Reads the parameters of a query string (names as the API spells them: `symbol`,
     /// `rating`, `status`, `modelId`, `depth`, `from`, `to`, `asOfFrom`, `asOfTo`, `tag`, `q`,
-    /// `cursor`, `page`, `perPage`). An empty value is no filter; a bad one is named in the
+    /// `outcome`, `sort`, `cursor`, `page`, `perPage`). An empty value is no filter; a bad one is named in the
     /// errors. Unknown names are ignored.
     pub fn parse<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Vec<FieldError>> {
         let mut q = Self::newest(PER_PAGE_DEFAULT);
@@ -139,6 +183,17 @@ impl RunsQuery {
                     Ok(w) => q.words = w,
                     Err(e) => fail(name, e),
                 },
+                "outcome" => match v.to_ascii_lowercase().as_str() {
+                    "right" => q.outcome = Some(Called::Right),
+                    "wrong" => q.outcome = Some(Called::Wrong),
+                    _ => fail(name, format!("'{}' is not an outcome (right, wrong)", clip(v))),
+                },
+                "sort" => match v {
+                    "newest" => q.order = HistoryOrder::Newest,
+                    "-return" => q.order = HistoryOrder::ReturnDesc,
+                    "return" => q.order = HistoryOrder::ReturnAsc,
+                    _ => fail(name, format!("'{}' is not an order (newest, -return, return)", clip(v))),
+                },
                 "cursor" => match Cursor::decode(v) {
                     Some(c) => q.cursor = Some(c),
                     None => fail(name, "not a cursor this server gave (use the `next` of a page)".into()),
@@ -153,6 +208,9 @@ impl RunsQuery {
                 }
                 _ => {}
             }
+        }
+        if q.cursor.is_some() && q.order != HistoryOrder::Newest {
+            fail("cursor", "a cursor pages the newest-first order; pages of another order are numbered (page)".into());
         }
         if let (Some(a), Some(b)) = (q.from, q.to)
             && a > b
@@ -187,6 +245,7 @@ impl RunsQuery {
         put("asOfTo", self.as_of_to.map(|d| d.to_string()));
         put("tag", self.tag.clone());
         put("q", (!self.words.is_empty()).then(|| self.words.join(" ")));
+        put("outcome", self.outcome.map(|o| o.as_str().to_string()));
         out
     }
 

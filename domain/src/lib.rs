@@ -43,7 +43,7 @@ pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};
 pub use api::{AnalystInfo, ModelInfo, Problem, RunSummary, RunsPage, StartResponse};
 pub use compare::{CompareRow, ComparedRun, Comparison};
-pub use history::{Cursor, RunsQuery};
+pub use history::{Called, Cursor, HistoryOrder, RunsQuery};
 pub use ids::{BacktestId, IdError, ModelId, RunId, Symbol};
 pub use log::{LogEntry, LogEvent, RunLog};
 pub use outcome::{HorizonOutcome, OUTCOME_HORIZONS, Outcome, RunOutcome};

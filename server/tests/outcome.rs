@@ -114,3 +114,118 @@ async fn a_runs_returns_after_its_day_are_those_of_the_prices() {
     let resp = other.get(server.url(&format!("/api/trading/runs/{id}/outcome"))).send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+/// The history's ids, in order, for `query`.
+async fn history(c: &reqwest::Client, server: &Server, query: &str) -> Vec<String> {
+    let resp = c.get(server.url(&format!("/api/trading/runs?perPage=100&{query}"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{query}");
+    let page: Value = resp.json().await.unwrap();
+    page["runs"].as_array().unwrap().iter().map(|r| r["runId"].as_str().unwrap().to_string()).collect()
+}
+
+/// The history shows how each run turned out, and filters and sorts by it: the runs it finds
+/// as called right (or wrong) over 20 trading days, and its order by the 20-day return, are
+/// those of each run's own outcome — asked of the history first, so that it judges runs it
+/// has never shown.
+async fn the_history_filters_and_sorts_by_how_runs_turned_out(db: TestDb) {
+    let server = Server::start(db, &[]).await;
+    let c = visitor(&server).await;
+    let plan = [
+        ("AAPL", Some("2019-06-03")),
+        ("AAPL", Some("2020-03-02")),
+        ("NVDA", Some("2021-06-01")),
+        ("AMZN", Some("2022-01-03")),
+        ("META", Some("2022-06-01")),
+        ("NFLX", Some("2018-10-01")),
+        ("GOOG", Some("2016-06-01")),
+        ("AAPL", None),
+    ];
+    // One after the other: an identity has a limit of active runs.
+    let mut ids = Vec::new();
+    for (symbol, as_of) in plan {
+        let resp = c
+            .post(server.url("/api/trading/run"))
+            .json(&json!({"symbol": symbol, "analysts": ["technical", "risk"], "asOf": as_of}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+        let id = resp.json::<Value>().await.unwrap()["runId"].as_str().unwrap().to_string();
+        let (done, _) = wait_until_done(&c, &server, &id, Duration::from_secs(60)).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        ids.push(id);
+    }
+
+    // Asked of the history before anything else judged the runs.
+    let right = history(&c, &server, "outcome=right").await;
+    let wrong = history(&c, &server, "outcome=wrong").await;
+    let best_first = history(&c, &server, "sort=-return").await;
+    let worst_first = history(&c, &server, "sort=return").await;
+
+    // What each run's own outcome says (its figures are checked against the CSV above).
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    let mut twenty = Vec::new();
+    for id in &newest_first {
+        let o = outcome_of(&c, &server, id).await;
+        let h = &o["horizons"][1];
+        assert_eq!(h["days"], 20);
+        twenty.push((id.clone(), h["stockReturn"].as_f64(), h["right"].as_bool()));
+    }
+    let called = |want: bool| -> Vec<String> {
+        twenty.iter().filter(|(_, _, r)| *r == Some(want)).map(|(id, _, _)| id.clone()).collect()
+    };
+    assert_eq!(right, called(true), "newest first, only the runs called right");
+    assert_eq!(wrong, called(false));
+    assert!(!right.is_empty() && !wrong.is_empty(), "both kinds of call are among these runs: {twenty:?}");
+    let mut by_return: Vec<&(String, Option<f64>, Option<bool>)> = twenty.iter().filter(|t| t.1.is_some()).collect();
+    by_return.sort_by(|a, b| b.1.unwrap().total_cmp(&a.1.unwrap()));
+    let mut expected: Vec<String> = by_return.iter().map(|t| t.0.clone()).collect();
+    let unreached: Vec<String> = twenty.iter().filter(|t| t.1.is_none()).map(|t| t.0.clone()).collect();
+    assert_eq!(unreached, [ids[7].clone()], "the run as of the data's last day has no 20-day return");
+    expected.extend(unreached.iter().cloned());
+    assert_eq!(best_first, expected, "highest 20-day return first, none last");
+    expected.truncate(by_return.len());
+    expected.reverse();
+    expected.extend(unreached);
+    assert_eq!(worst_first, expected, "lowest first, none still last");
+
+    // Each row carries its outcome as the run's own endpoint gives it.
+    let resp = c.get(server.url("/api/trading/runs?perPage=100")).send().await.unwrap();
+    let page: Value = resp.json().await.unwrap();
+    for row in page["runs"].as_array().unwrap() {
+        let o = outcome_of(&c, &server, row["runId"].as_str().unwrap()).await;
+        assert_eq!(row["outcome"], o["horizons"], "{row}");
+    }
+
+    // The page filters the same way, and its CSV keeps the order and the figures.
+    let html = c.get(server.url("/runs?outcome=right")).send().await.unwrap().text().await.unwrap();
+    for (id, _, r) in &twenty {
+        assert_eq!(html.contains(&format!("data-run=\"{id}\"")), *r == Some(true), "{id}");
+    }
+    let csv = c.get(server.url("/runs.csv?sort=-return")).send().await.unwrap().text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let head = reader.headers().unwrap().clone();
+    let column = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let (id_at, ret_at) = (column("run_id"), column("return_20d"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.iter().map(|r| r[id_at].to_string()).collect::<Vec<_>>(), best_first);
+    for (row, (_, ret, _)) in rows.iter().zip(by_return) {
+        assert_eq!(row[ret_at].parse::<f64>().ok().map(|x| (x * 1e6).round()), ret.map(|x| (x * 1e6).round()));
+    }
+
+    // A cursor pages the newest-first order only.
+    let resp = c.get(server.url("/api/trading/runs?sort=-return&cursor=1-1")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = c.get(server.url("/api/trading/runs?outcome=maybe")).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn the_history_filters_and_sorts_by_how_runs_turned_out_sqlite() {
+    the_history_filters_and_sorts_by_how_runs_turned_out(TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn the_history_filters_and_sorts_by_how_runs_turned_out_postgres() {
+    the_history_filters_and_sorts_by_how_runs_turned_out(TestDb::postgres().await).await;
+}

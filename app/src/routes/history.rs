@@ -12,11 +12,26 @@ use leptos_router::params::ParamsMap;
 
 use crate::api::list_runs;
 use crate::components::{ErrorPanel, StatusBadge};
-use crate::format::{duration_ms, percent, timestamp};
+use crate::format::{duration_ms, percent, signed_percent, timestamp};
 
 /// The filters the form sends (and the status links keep), by their query names.
-const FILTERS: [&str; 11] =
-    ["symbol", "rating", "status", "modelId", "depth", "from", "to", "asOfFrom", "asOfTo", "tag", "q"];
+const FILTERS: [&str; 13] = [
+    "symbol", "rating", "status", "modelId", "depth", "from", "to", "asOfFrom", "asOfTo", "tag", "q", "outcome", "sort",
+];
+
+/// A run's return after `days` trading days and whether its call came true, as a cell:
+/// `+3.21% ✓`; `—` where the prices do not reach that far yet.
+fn after(outcome: &[domain::HorizonOutcome], days: u32) -> String {
+    let Some(h) = outcome.iter().find(|h| h.days == days) else { return "—".into() };
+    let Some(r) = h.stock_return else { return "pending".into() };
+    let call = match h.right {
+        Some(true) => " ✓",
+        Some(false) => " ✗",
+        None => "",
+    };
+    let excess = h.excess.map(|e| format!(" ({} vs ^GSPC)", signed_percent(e))).unwrap_or_default();
+    format!("{}{call}{excess}", signed_percent(r))
+}
 
 /// `/runs` with the current filters, `status` replaced by `status` when given, and `extra`.
 fn link(filters: &BTreeMap<String, String>, status: Option<&str>, extra: &[(&str, String)]) -> String {
@@ -106,6 +121,20 @@ pub fn HistoryPage() -> impl IntoView {
                 <label>"to" <input type="date" name="to" prop:value=value("to") value=value("to")/></label>
                 <label>"As of from" <input type="date" name="asOfFrom" prop:value=value("asOfFrom") value=value("asOfFrom")/></label>
                 <label>"to" <input type="date" name="asOfTo" prop:value=value("asOfTo") value=value("asOfTo")/></label>
+                <label>"Call after 20 days"
+                    <select name="outcome">
+                        <option value="">"Any"</option>
+                        <option value="right" selected=selected("outcome", "right")>"Right"</option>
+                        <option value="wrong" selected=selected("outcome", "wrong")>"Wrong"</option>
+                    </select>
+                </label>
+                <label>"Order"
+                    <select name="sort">
+                        <option value="">"Newest first"</option>
+                        <option value="-return" selected=selected("sort", "-return")>"Best 20-day return"</option>
+                        <option value="return" selected=selected("sort", "return")>"Worst 20-day return"</option>
+                    </select>
+                </label>
                 <button type="submit">"Search"</button>
                 " " <a href="/runs">"Clear"</a>
             </form>
@@ -116,7 +145,14 @@ pub fn HistoryPage() -> impl IntoView {
                         Ok(p) => {
                             let f = filters.get_untracked();
                             let first = !f.contains_key("cursor") && p.page <= 1;
-                            let older = p.next.clone().map(|c| link(&f, None, &[("cursor", c)]));
+                            // Newest first pages by cursor; another order by page number.
+                            let older = match p.next.clone() {
+                                Some(c) => Some(link(&f, None, &[("cursor", c)])),
+                                None if f.contains_key("sort") && u64::from(p.page) * u64::from(p.per_page) < p.total => {
+                                    Some(link(&f, None, &[("page", (p.page + 1).to_string())]))
+                                }
+                                None => None,
+                            };
                             view! {
                                 // The boxes of the rows belong to this form (their `form`
                                 // attribute), so ticking works without scripts.
@@ -129,7 +165,7 @@ pub fn HistoryPage() -> impl IntoView {
                                         <thead><tr>
                                             <th scope="col"><span class="visually-hidden">"Compare"</span></th>
                                             <th scope="col">"Symbol"</th><th scope="col">"As of"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
-                                            <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Confidence"</th><th scope="col">"Cost"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th><th scope="col">"Tags"</th>
+                                            <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Confidence"</th><th scope="col">"After 5 days"</th><th scope="col">"After 20 days"</th><th scope="col">"Cost"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th><th scope="col">"Tags"</th>
                                         </tr></thead>
                                         <tbody>
                                             {p.runs.into_iter().map(|r| view! {
@@ -143,6 +179,8 @@ pub fn HistoryPage() -> impl IntoView {
                                                     <td data-label="Status"><StatusBadge status=r.status/>{r.archived.then(|| view! { " " <span class="archived" title="Finished long ago and archived; still readable">"archived"</span> })}</td>
                                                     <td class="rating" data-label="Rating">{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
                                                     <td class="confidence" data-label="Confidence">{r.confidence.map(percent).unwrap_or_else(|| "—".into())}</td>
+                                                    <td class="after-5" data-label="After 5 days">{after(&r.outcome, 5)}</td>
+                                                    <td class="after-20" data-label="After 20 days">{after(&r.outcome, 20)}</td>
                                                     <td class="cost" data-label="Cost">{format!("${:.4}", r.cost_usd)}</td>
                                                     <td data-label="Duration">{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
                                                     <td data-label="Started">{timestamp(r.started_at.unwrap_or(r.created_at))}</td>

@@ -313,6 +313,8 @@ pub async fn log_of(state: &AppState, owner: &str, id: RunId) -> Result<Response
         ("asOfTo" = Option<String>, Query, description = "A day, YYYY-MM-DD (empty: no filter, as a form sends it). Only runs analysed as of this day or earlier."),
         ("tag" = Option<String>, Query, max_length = 32, description = "Only runs carrying this tag."),
         ("q" = Option<String>, Query, max_length = 200, description = "Words (up to 8) that must all occur in the summary or the reports."),
+        ("outcome" = Option<String>, Query, description = "`right` or `wrong`: only completed runs whose rating's direction the stock's move over 20 trading days after the as-of day proved right (or wrong); a Hold or Review names no direction and matches neither."),
+        ("sort" = Option<String>, Query, description = "`newest` (the default), `-return` (highest 20-day return first) or `return` (lowest first); runs without a 20-day return come last. Another order than `newest` pages by `page`, not `cursor`, and gives no `next`."),
         ("cursor" = Option<String>, Query, description = "The `next` of the previous page: the runs after it, newest first, however many runs started since."),
         ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "From 1 (the default); ignored with a cursor."),
         ("perPage" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Runs a page: 20 unless given."),
@@ -363,6 +365,10 @@ pub async fn history_csv(
         "duration_ms",
         "tags",
         "archived",
+        "return_5d",
+        "return_20d",
+        "excess_20d",
+        "right_20d",
     ])
     .expect("writes to memory");
     let mut written = 0;
@@ -370,6 +376,9 @@ pub async fn history_csv(
         let page = state.service.list(&user.0, &query).await?;
         for r in &page.runs {
             let analysts: Vec<&str> = r.analysts.iter().map(|a| a.id()).collect();
+            let after = |days: u32, f: fn(&domain::HorizonOutcome) -> Option<String>| {
+                r.outcome.iter().find(|h| h.days == days).and_then(f).unwrap_or_default()
+            };
             csv.write_record([
                 r.run_id.to_string(),
                 r.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -385,12 +394,24 @@ pub async fn history_csv(
                 r.duration.map(|d| d.to_string()).unwrap_or_default(),
                 r.tags.join("; "),
                 r.archived.to_string(),
+                after(5, |h| h.stock_return.map(|x| format!("{x:.6}"))),
+                after(20, |h| h.stock_return.map(|x| format!("{x:.6}"))),
+                after(20, |h| h.excess.map(|x| format!("{x:.6}"))),
+                after(20, |h| h.right.map(|x| x.to_string())),
             ])
             .expect("writes to memory");
         }
         written += page.runs.len() as u32;
         match page.next.as_deref().and_then(domain::Cursor::decode) {
             Some(next) if written < HISTORY_CSV_MAX => query.cursor = Some(next),
+            // Another order than newest first pages by number.
+            None if query.order != domain::HistoryOrder::Newest
+                && !page.runs.is_empty()
+                && u64::from(written) < page.total
+                && written < HISTORY_CSV_MAX =>
+            {
+                query.page += 1
+            }
             _ => break,
         }
     }
