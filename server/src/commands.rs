@@ -72,6 +72,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let listed = parts.market.symbols().unwrap_or_default();
     let data_ends = listed.iter().map(|s| (s.symbol.clone(), s.last_date)).collect();
     let symbols = listed.into_iter().map(|s| s.symbol).collect();
+    let shutdown = shutdown_signal();
     let state = AppState::new(http::Shared {
         service: parts.service.clone(),
         backtests: parts.backtests.clone(),
@@ -107,6 +108,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         access: parts.access.clone(),
         auth_proxy: http::proxy::AuthProxy::parse(args.auth_proxy_header.as_deref())?,
         limits: http::limits::RunLimits::new(args.runs_per_minute_per_address, args.runs_per_minute_per_user),
+        shutdown: shutdown.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.addr).await?;
     let addr = listener.local_addr()?;
@@ -115,7 +117,6 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, backend = parts.db.backend(), workers = args.workers.workers, "serving");
 
-    let shutdown = shutdown_signal();
     // The peer's address is the client's for the rate limits (unless a trusted proxy names
     // another) and tells the stats whether a request comes from this machine.
     let web = http::connections::serve(

@@ -286,14 +286,20 @@ fn progress_events(
 /// Returns when the run may have changed: the feed names it, resynchronises or overflowed, or
 /// the recheck interval passed.
 async fn wait_for_change(f: &mut Follow) {
-    let feed = f.service.progress_cache().feed().clone();
+    run_may_have_changed(&f.service, &mut f.rx, f.run_id).await
+}
+
+/// Returns when `run_id` may have changed, as `rx` (a subscription to the service's feed)
+/// hears it: the feed names it, resynchronises or overflowed, or the recheck interval passed.
+pub(crate) async fn run_may_have_changed(service: &RunService, rx: &mut broadcast::Receiver<Change>, run_id: RunId) {
+    let feed = service.progress_cache().feed().clone();
     let recheck = if feed.is_live() { RECHECK } else { RECHECK_UNTRUSTED };
     let deadline = tokio::time::sleep(recheck);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            change = f.rx.recv() => match change {
-                Ok(Change::Job { job_id, .. }) if job_id.0 == f.run_id.as_uuid() => return,
+            change = rx.recv() => match change {
+                Ok(Change::Job { job_id, .. }) if job_id.0 == run_id.as_uuid() => return,
                 Ok(Change::Job { .. }) => {}
                 Ok(Change::Resync) | Err(RecvError::Lagged(_)) => return,
                 Err(RecvError::Closed) => {

@@ -95,6 +95,8 @@ pub struct Shared {
     pub access: application::access::Access,
     /// The header a trusted single sign-on proxy names the user in.
     pub auth_proxy: proxy::AuthProxy,
+    /// Fires when the process stops: held requests (`Prefer: wait`) answer at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -42,8 +42,16 @@ fn accepted(started: Started, state: &AppState) -> Response {
     path = "/api/trading/run",
     tag = "runs",
     request_body(content = StartRequest, content_type = "application/json"),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\x21-\x7E]+$", description = "Repeats with the same key return the first run: 1 to 255 visible ASCII characters.")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\x21-\x7E]+$", description = "Repeats with the same key return the first run: 1 to 255 visible ASCII characters."),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (RFC 7240): hold the request until the run ends or N seconds pass (at most 60; 0 or an unreadable value is ignored). A run that ends in time is answered `200` with its final progress; otherwise, or when the server begins to stop, the usual `202`."),
+    ),
     responses(
+        (status = 200, description = "Asked to wait (`Prefer: wait=N`), the run ended within N seconds: its final progress, as `GET /api/trading/progress/{runId}` gives it.", body = domain::Progress, headers(
+            ("Location" = String, description = "Its progress."),
+            ("ETag" = String, description = "The run's version."),
+            ("Preference-Applied" = String, description = "`wait=N`, the seconds waited at most."),
+        )),
         (status = 202, description = "The run is queued.", body = StartResponse, headers(
             ("Location" = String, description = "Its progress."),
             ("Retry-After" = u64, description = "Seconds until the next poll is useful."),
@@ -70,7 +78,63 @@ pub async fn start(
         None => None,
     };
     let started = state.service.start(&user.0, &request, key).await?;
+    if let Some(secs) = preferred_wait(&headers)
+        && let Some(done) = held_until_done(&state, &user, started.run_id, secs).await?
+    {
+        return Ok(done);
+    }
     Ok(accepted(started, &state))
+}
+
+/// The longest a start waits for its run's end when asked to (`Prefer: wait=N`).
+pub const WAIT_MAX_SECS: u64 = 60;
+
+/// The seconds of a `wait` preference (RFC 7240 `Prefer: wait=N`), at most
+/// [`WAIT_MAX_SECS`]; none without one, or with one that is zero or not a number — a
+/// preference the server cannot honour is ignored, as the RFC says. Read by hand: the
+/// header's grammar here is `token[=value]` items separated by commas, each with optional
+/// `;` parameters, which no maintained crate parses on its own.
+fn preferred_wait(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|item| {
+            let (name, value) = item.split(';').next()?.split_once('=')?;
+            let value = value.trim().trim_matches('"');
+            name.trim().eq_ignore_ascii_case("wait").then(|| value.parse::<u64>().ok()).flatten()
+        })
+        .find(|secs| *secs > 0)
+        .map(|secs| secs.min(WAIT_MAX_SECS))
+}
+
+/// Holds a start until its run ends or `secs` pass: its final progress document (`200`,
+/// `Preference-Applied: wait=N`) if it ended in time; `None` — the usual `202` — if not, or
+/// as soon as the process begins to stop.
+async fn held_until_done(
+    state: &AppState,
+    owner: &application::UserId,
+    id: RunId,
+    secs: u64,
+) -> Result<Option<Response>, ApiError> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut rx = state.service.progress_cache().feed().subscribe();
+    loop {
+        let body = state.service.progress_body(&owner.0, id).await?;
+        if !body.is_active() {
+            let mut resp = tagged_json(&HeaderMap::new(), &body.etag, body.body.clone(), None);
+            let h = resp.headers_mut();
+            h.insert(header::LOCATION, HeaderValue::from_str(&format!("/api/trading/progress/{id}")).expect("ascii"));
+            h.insert("preference-applied", HeaderValue::from_str(&format!("wait={secs}")).expect("ascii"));
+            return Ok(Some(resp));
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(until) => return Ok(None),
+            () = state.shutdown.cancelled() => return Ok(None),
+            () = super::live::run_may_have_changed(&state.service, &mut rx, id) => {}
+        }
+    }
 }
 
 /// `GET /api/trading/progress/:runId` — from the process's progress cache when it is current,
@@ -535,4 +599,29 @@ pub async fn analysts() -> Response {
     responses((status = 200, description = "Ticker symbols.", body = Vec<String>)))]
 pub async fn symbols(State(state): State<AppState>) -> Response {
     Json(state.context.symbols.as_ref().clone()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_preference_is_read_bounded_and_otherwise_ignored() {
+        let wait = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append("prefer", HeaderValue::from_str(v).unwrap());
+            }
+            preferred_wait(&h)
+        };
+        assert_eq!(wait(&["wait=10"]), Some(10));
+        assert_eq!(wait(&["respond-async, Wait=5"]), Some(5));
+        assert_eq!(wait(&["handling=lenient", "wait=\"7\"; foo=bar"]), Some(7));
+        assert_eq!(wait(&["wait=3600"]), Some(WAIT_MAX_SECS));
+        assert_eq!(wait(&["wait=0"]), None);
+        assert_eq!(wait(&["wait=-1"]), None);
+        assert_eq!(wait(&["wait"]), None);
+        assert_eq!(wait(&["waiting=5"]), None);
+        assert_eq!(wait(&[]), None);
+    }
 }
