@@ -58,6 +58,14 @@ const COLUMNS: &str = "id, job_id, kind, owner, parent_id, child_limit, args, st
 /// The statement's one instant: the test clock's when one is given (`$1`), else the database's.
 const CLOCK: &str = "clock as (select coalesce($1::bigint, queue_now()) as now)";
 
+/// Locks the rows of the jobs in `$2` in the order of their ids before a statement updates
+/// them. Two statements that update overlapping sets of running jobs — a batch of progress
+/// writes and a batch of heartbeats, say — would otherwise each lock in the order its join
+/// happens to visit them, and could wait for each other for ever (PostgreSQL then aborts one
+/// as a deadlock). Ordered locks cannot cross.
+const LOCKED_IN_ORDER: &str = "locked as materialized (
+    select id from queue_jobs where job_id = any($2::uuid[]) order by id for update)";
+
 pub struct PostgresStore {
     pool: PgPool,
     clock: Arc<dyn Clock>,
@@ -393,11 +401,11 @@ impl JobStore for PostgresStore {
             // A lost heartbeat costs nothing that the next one does not mend: no flush wait.
             Some(lease) => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "with {CLOCK}
+                    "with {CLOCK}, {LOCKED_IN_ORDER}
                  update queue_jobs j set lease_expires_at = clock.now + $5, heartbeat_at = clock.now
-                 from clock, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
+                 from clock, locked, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
                       unnest($2::uuid[], $3::text[], $4::int[]) as f(job_id, owner, attempt)
-                 where j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt
+                 where j.id = locked.id and j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt
                    and j.state = 'running'
                  returning j.job_id, f.owner, f.attempt, j.cancel_requested"
                 )))
@@ -430,14 +438,14 @@ impl JobStore for PostgresStore {
     async fn write(&self, writes: &[Write]) -> Result<Vec<Option<Control>>> {
         let (ids, owners, attempts) = fences(writes.iter().map(|w| &w.fence));
         let rows: Vec<(Uuid, String, i32, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "with {CLOCK}
+            "with {CLOCK}, {LOCKED_IN_ORDER}
              update queue_jobs j
              set progress = w.progress::jsonb, checkpoints = j.checkpoints || w.patch::jsonb,
                  version = j.version + 1, updated_at = clock.now
-             from clock, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
+             from clock, locked, (select set_config('synchronous_commit', 'off', true)) as no_flush_wait,
                   unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[])
                   as w(job_id, owner, attempt, progress, patch)
-             where j.job_id = w.job_id and j.lease_owner = w.owner and j.attempt = w.attempt and j.state = 'running'
+             where j.id = locked.id and j.job_id = w.job_id and j.lease_owner = w.owner and j.attempt = w.attempt and j.state = 'running'
              returning j.job_id, w.owner, w.attempt, j.cancel_requested"
         )))
         .bind(self.now())
@@ -466,7 +474,7 @@ impl JobStore for PostgresStore {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
         let rows: Vec<(Uuid, String, i32, Option<Uuid>, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "with {CLOCK}
+            "with {CLOCK}, {LOCKED_IN_ORDER}
              update queue_jobs j
              set state = f.state,
                  attempt = case when f.state = 'pending' then j.attempt - 1 else j.attempt end,
@@ -478,10 +486,10 @@ impl JobStore for PostgresStore {
                  checkpoints = j.checkpoints || f.patch::jsonb,
                  completed_at = case when f.state = 'pending' then null else clock.now end,
                  version = j.version + 1, updated_at = clock.now
-             from clock,
+             from clock, locked,
                   unnest($2::uuid[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
                   as f(job_id, owner, attempt, state, output, error, progress, patch)
-             where j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt and j.state = 'running'
+             where j.id = locked.id and j.job_id = f.job_id and j.lease_owner = f.owner and j.attempt = f.attempt and j.state = 'running'
              returning j.job_id, f.owner, f.attempt, j.parent_id, j.state"
         )))
         .bind(now)
