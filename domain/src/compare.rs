@@ -83,7 +83,7 @@ pub fn parse_ids<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Vec<Ru
 const NONE: &str = "—";
 
 fn pct(p: f64) -> String {
-    format!("{:.0} %", p * 100.0)
+    format!("{:.0}%", p * 100.0)
 }
 
 /// `1 min 05 s`, `42 s`, `850 ms`.
@@ -155,7 +155,7 @@ impl Comparison {
 
         type Show = fn(&TradePlan) -> String;
         let plan_rows: [(&str, Show); 7] = [
-            ("Plan", |p| p.direction.label().into()),
+            ("Direction", |p| p.direction.label().into()),
             ("Entry", |p| level(p, |l| l.entry)),
             ("Stop", |p| level(p, |l| l.stop)),
             ("Target", |p| level(p, |l| l.target)),

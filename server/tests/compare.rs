@@ -34,7 +34,7 @@ fn row_tag<'a>(page: &'a str, field: &str) -> &'a str {
 }
 
 fn pct(v: &Value) -> String {
-    format!("{:.0} %", v.as_f64().unwrap() * 100.0)
+    format!("{:.0}%", v.as_f64().unwrap() * 100.0)
 }
 
 async fn two_runs_side_by_side(db: TestDb) {
@@ -74,7 +74,7 @@ async fn two_runs_side_by_side(db: TestDb) {
         let d = r["result"]["trade"]["final"]["direction"].as_str().unwrap();
         format!("{}{}", d[..1].to_uppercase(), &d[1..])
     };
-    assert_eq!(row(&cmp, "Plan").0, [direction(&ra), direction(&rb)]);
+    assert_eq!(row(&cmp, "Direction").0, [direction(&ra), direction(&rb)]);
     assert_eq!(row(&cmp, "Model calls").0, [ra["llmCalls"].to_string(), rb["llmCalls"].to_string()]);
 
     // What the history's form sends: the parameter repeated; the same table.
