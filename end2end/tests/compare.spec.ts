@@ -47,7 +47,8 @@ test.describe('without JavaScript', () => {
     await expect(rows.first()).toHaveAttribute('data-run', goog);
     await expect(page.getByLabel('Symbol')).toHaveValue('goog');
     // Each row says how the run turned out: these are as of days whose 20 days are in the data.
-    await expect(rows.first().locator('td.after-20')).toContainText(/[+-]\d+\.\d\d%/);
+    await expect(rows.first().locator('td.outcome')).toContainText(/5 d [+-]\d+\.\d\d%/);
+    await expect(rows.first().locator('td.outcome')).toContainText(/20 d [+-]\d+\.\d\d%/);
 
     await page.getByRole('link', { name: 'Clear' }).click();
     await expect(rows).toHaveCount(3);
@@ -58,6 +59,11 @@ test.describe('without JavaScript', () => {
     const order = (await listed.json()).runs.map((r: { runId: string }) => r.runId);
     await expect(rows).toHaveCount(3);
     expect(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-run')))).toEqual(order);
+    for (const [name, size] of VIEWPORTS) {
+      await page.setViewportSize(size);
+      await shot(page, testInfo, `history-${name}`);
+    }
+    await page.setViewportSize(VIEWPORTS[0][1]);
 
     // Tick two, compare.
     await page.locator(`tr[data-run="${aapl}"] input[type=checkbox]`).check();

@@ -232,7 +232,7 @@ async fn history_is_searched_and_tagged_without_scripts() {
     assert!(html.contains(r#"<option value="quick" selected"#), "{html}");
     assert!(row(&html, &ids[0]) && row(&html, &ids[2]) && !row(&html, &ids[1]), "{html}");
     assert!(html.contains("2 runs"), "{html}");
-    for cell in [r#"class="confidence""#, r#"class="cost""#, r#"class="rating""#, "<code>offline</code>"] {
+    for cell in [r#"class="confidence""#, r#"class="cost""#, r#"class="rating-cell""#, "<code>offline</code>"] {
         assert!(html.contains(cell), "{cell}: {html}");
     }
 

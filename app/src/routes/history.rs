@@ -19,18 +19,19 @@ const FILTERS: [&str; 13] = [
     "symbol", "rating", "status", "modelId", "depth", "from", "to", "asOfFrom", "asOfTo", "tag", "q", "outcome", "sort",
 ];
 
-/// A run's return after `days` trading days and whether its call came true, as a cell:
-/// `+3.21% ✓`; `—` where the prices do not reach that far yet.
-fn after(outcome: &[domain::HorizonOutcome], days: u32) -> String {
-    let Some(h) = outcome.iter().find(|h| h.days == days) else { return "—".into() };
-    let Some(r) = h.stock_return else { return "pending".into() };
+/// A run's return after `days` trading days and whether its call came true, as a line of
+/// its outcome cell: `20 d +3.21% ✓`, with the excess over the index where its prices reach;
+/// none before the run completed or where its prices cannot be read.
+fn after(outcome: &[domain::HorizonOutcome], days: u32) -> Option<String> {
+    let h = outcome.iter().find(|h| h.days == days)?;
+    let Some(r) = h.stock_return else { return Some(format!("{days} d: not yet")) };
     let call = match h.right {
         Some(true) => " ✓",
         Some(false) => " ✗",
         None => "",
     };
-    let excess = h.excess.map(|e| format!(" ({} vs ^GSPC)", signed_percent(e))).unwrap_or_default();
-    format!("{}{call}{excess}", signed_percent(r))
+    let excess = h.excess.map(|e| format!(", {} vs ^GSPC", signed_percent(e))).unwrap_or_default();
+    Some(format!("{days} d {}{call}{excess}", signed_percent(r)))
 }
 
 /// `/runs` with the current filters, `status` replaced by `status` when given, and `extra`.
@@ -165,7 +166,7 @@ pub fn HistoryPage() -> impl IntoView {
                                         <thead><tr>
                                             <th scope="col"><span class="visually-hidden">"Compare"</span></th>
                                             <th scope="col">"Symbol"</th><th scope="col">"As of"</th><th scope="col">"Analysts"</th><th scope="col">"Depth"</th><th scope="col">"Model"</th>
-                                            <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Confidence"</th><th scope="col">"After 5 days"</th><th scope="col">"After 20 days"</th><th scope="col">"Cost"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th><th scope="col">"Tags"</th>
+                                            <th scope="col">"Status"</th><th scope="col">"Rating"</th><th scope="col">"Confidence"</th><th scope="col">"Outcome"</th><th scope="col">"Cost"</th><th scope="col">"Duration"</th><th scope="col">"Started"</th><th scope="col">"Tags"</th>
                                         </tr></thead>
                                         <tbody>
                                             {p.runs.into_iter().map(|r| view! {
@@ -177,10 +178,11 @@ pub fn HistoryPage() -> impl IntoView {
                                                     <td class="depth" data-label="Depth">{r.depth.id()}</td>
                                                     <td class="model" data-label="Model"><code>{r.model_id.clone()}</code></td>
                                                     <td data-label="Status"><StatusBadge status=r.status/>{r.archived.then(|| view! { " " <span class="archived" title="Finished long ago and archived; still readable">"archived"</span> })}</td>
-                                                    <td class="rating" data-label="Rating">{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
+                                                    <td class="rating-cell" data-label="Rating">{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
                                                     <td class="confidence" data-label="Confidence">{r.confidence.map(percent).unwrap_or_else(|| "—".into())}</td>
-                                                    <td class="after-5" data-label="After 5 days">{after(&r.outcome, 5)}</td>
-                                                    <td class="after-20" data-label="After 20 days">{after(&r.outcome, 20)}</td>
+                                                    <td class="outcome" data-label="Outcome" title="The stock's return 5 and 20 trading days after the as-of day; ✓ where the rating's direction was right">
+                                                        {[5, 20].into_iter().filter_map(|d| after(&r.outcome, d)).map(|line| view! { <span class="after">{line}</span> }).collect_view()}
+                                                    </td>
                                                     <td class="cost" data-label="Cost">{format!("${:.4}", r.cost_usd)}</td>
                                                     <td data-label="Duration">{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
                                                     <td data-label="Started">{timestamp(r.started_at.unwrap_or(r.created_at))}</td>
