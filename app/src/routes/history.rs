@@ -185,7 +185,7 @@ pub fn HistoryPage() -> impl IntoView {
                                                     </td>
                                                     <td class="cost" data-label="Cost">{format!("${:.4}", r.cost_usd)}</td>
                                                     <td data-label="Duration">{r.duration.map(duration_ms).unwrap_or_else(|| "—".into())}</td>
-                                                    <td data-label="Started">{timestamp(r.started_at.unwrap_or(r.created_at))}</td>
+                                                    <td class="started" data-label="Started">{timestamp(r.started_at.unwrap_or(r.created_at))}</td>
                                                     <td class="tags" data-label="Tags">{r.tags.into_iter().map(|t| view! { <span class="tag">{t}</span>" " }).collect_view()}</td>
                                                 </tr>
                                             }).collect_view()}
