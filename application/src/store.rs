@@ -415,11 +415,18 @@ impl Store {
                        cast(progress_percent as bigint) as progress, cast(result ->> 'rating' as text) as rating,
                        cast(result ->> 'confidence' as double precision) as confidence,
                        cast(cost_usd as double precision) as cost_usd, created_at, started_at, completed_at";
+        // Each table gives its own first rows, in keyset order, before the two are merged:
+        // PostgreSQL does not carry the order of the union into its branches, and would
+        // otherwise read (and take the JSON apart of) every match to sort them.
+        let order = "order by created_at desc, id desc";
+        let first = u64::from(limit) + if query.cursor.is_some() { 0 } else { offset };
         let sql = format!(
-            "select {columns}, cast(0 as bigint) as archived from trading_agent_jobs where {page}
+            "select * from (select {columns}, cast(0 as bigint) as archived from trading_agent_jobs where {page}
+                            {order} limit {first}) live
              union all
-             select {columns}, cast(1 as bigint) as archived from trading_agent_jobs_archive where {page}
-             order by created_at desc, id desc limit {limit}{skip}"
+             select * from (select {columns}, cast(1 as bigint) as archived from trading_agent_jobs_archive
+                            where {page} {order} limit {first}) archived
+             {order} limit {limit}{skip}"
         );
         type Row = (
             i64,
