@@ -11,7 +11,7 @@
 //! cargo build --release -p server -p bench &&
 //! target/release/history [--backend sqlite|postgres|both] [--user-runs 100000] [--total-runs 1000000]
 //!   [--archived 100000] [--requests 200] [--warmup 5] [--case-secs 40] [--concurrency 1] [--keep]
-//!   [--server PATH] [--baseline PATH]
+//!   [--server PATH] [--baseline PATH] [--cases 0,1,…]
 
 #[path = "history/seed.rs"]
 mod seed;
@@ -285,7 +285,11 @@ async fn table(client: &Client, plan: &Plan, settings: &Settings, pages: bool) {
         println!("|---|---:|---:|---:|---:|---:|");
     }
     let mut plain = None;
-    for (name, query) in cases(plan) {
+    let chosen: Vec<usize> = bench::list("--cases", &[]);
+    for (i, (name, query)) in cases(plan).into_iter().enumerate() {
+        if !chosen.is_empty() && !chosen.contains(&i) {
+            continue;
+        }
         let sep = if query.is_empty() { "" } else { "?" };
         let total = client.json(&format!("/api/trading/runs{sep}{query}")).await["total"].as_u64().expect("a total");
         let api = time(client, &format!("/api/trading/runs{sep}{query}"), settings).await;

@@ -136,7 +136,7 @@ fn runs(plan: &Plan, backend: Backend, source: &str) -> String {
 fn insert_runs(plan: &Plan, backend: Backend, templates: &[i64], lo: u64, hi: u64, archived: bool) -> String {
     let (prefix, source) = series(backend, lo, hi);
     let template = pick("r.symbol_i * 3 + r.depth_i", &templates.iter().map(|t| t.to_string()).collect::<Vec<_>>());
-    let offline = format!("r.model = 'offline'");
+    let offline = "r.model = 'offline'";
     let summary = format!("case when r.rare = 1 then ' A share {RARE_WORD} could decide it.' else '' end");
     let (args, output, slim) = match backend {
         Backend::Sqlite => (
