@@ -445,10 +445,16 @@ impl Store {
             HistoryOrder::ReturnDesc => (RETURN_LONG, "return_long desc nulls last, created_at desc, id desc"),
             HistoryOrder::ReturnAsc => (RETURN_LONG, "return_long asc nulls last, created_at desc, id desc"),
         };
+        // Each table gives its own first rows, in that order, before the two are merged:
+        // PostgreSQL does not carry the order of the union into its branches, and would
+        // otherwise read (and take the JSON apart of) every match to sort them.
+        let first = u64::from(limit) + if query.cursor.is_some() { 0 } else { offset };
         let sql = format!(
-            "select {columns}, cast(0 as bigint) as archived{return_column} from trading_agent_jobs j where {page}
+            "select * from (select {columns}, cast(0 as bigint) as archived{return_column} from trading_agent_jobs j
+                            where {page} order by {order} limit {first}) live
              union all
-             select {columns}, cast(1 as bigint) as archived{return_column} from trading_agent_jobs_archive j where {page}
+             select * from (select {columns}, cast(1 as bigint) as archived{return_column}
+                            from trading_agent_jobs_archive j where {page} order by {order} limit {first}) archived
              order by {order} limit {limit}{skip}"
         );
         type Row = (

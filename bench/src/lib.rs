@@ -21,6 +21,13 @@ pub fn list<T: FromStr + Clone>(name: &str, default: &[T]) -> Vec<T> {
     raw.split(',').map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}: cannot read '{v}'"))).collect()
 }
 
+/// p50, p99 and max of `values` (nearest rank).
+pub fn quantiles(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+    (at(0.50), at(0.99), *values.last().expect("values"))
+}
+
 /// The machine, for the record.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);

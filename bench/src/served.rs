@@ -47,12 +47,14 @@ pub fn server_binary() -> PathBuf {
     target.join("release/server")
 }
 
-/// A running server; killed (and its database dropped) when this is dropped.
+/// A running server; killed (and its database dropped, if it made it) when this is dropped.
 pub struct Served {
     pub base: String,
     pub pid: u32,
     child: Child,
-    db: TestDb,
+    url: String,
+    // Held so that the database is dropped with the server.
+    _db: Option<TestDb>,
 }
 
 impl Served {
@@ -63,10 +65,18 @@ impl Served {
             Backend::Sqlite => TestDb::sqlite(),
             Backend::Postgres => TestDb::postgres().await,
         };
+        let mut served = Self::start_on(binary, &db.url, env).await;
+        served._db = Some(db);
+        served
+    }
+
+    /// Starts `server serve` as [`Served::start`] does, on the database at `url`, which the
+    /// caller keeps (it outlives this server, e.g. to be served again).
+    pub async fn start_on(binary: &Path, url: &str, env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(binary);
         cmd.args(["serve", "--addr", "127.0.0.1:0"])
             .current_dir(workspace())
-            .env("DATABASE_URL", &db.url)
+            .env("DATABASE_URL", url)
             .env("DATA_DIR", workspace().join("data"))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -91,7 +101,7 @@ impl Served {
         .expect("the server did not start within 60 s");
         // Keep reading stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { base, pid, child, db }
+        Self { base, pid, child, url: url.to_string(), _db: None }
     }
 
     /// The server's resident memory now and its peak so far, in MB (`/proc/<pid>/status`).
@@ -111,7 +121,7 @@ impl Served {
 
     /// The server's database, for reading what it wrote.
     pub fn database_url(&self) -> &str {
-        &self.db.url
+        &self.url
     }
 
     /// The CPU time the server has used so far (user + system), in seconds (`/proc/<pid>/stat`).

@@ -46,13 +46,6 @@ async fn open(db: &TestDb) -> Database {
     database
 }
 
-/// p50, p99 and max of `values`, in milliseconds.
-fn quantiles(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let at = |p: f64| values[((p * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
-    (at(0.50), at(0.99), *values.last().expect("values"))
-}
-
 async fn wait_done(store: &Arc<dyn JobStore>, n: u64) {
     let start = Instant::now();
     loop {
@@ -190,16 +183,16 @@ async fn main() {
     println!();
     println!("| queue wait, 2 worker processes × 4 workers | runs | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---:|");
-    let steady = quantiles(queue_wait(&binary, runs, Some(Duration::from_millis(1000 / rate))).await);
+    let steady = bench::quantiles(queue_wait(&binary, runs, Some(Duration::from_millis(1000 / rate))).await);
     println!("| steady arrivals, {rate} runs/s | {runs} | {:.1} | {:.1} | {:.1} |", steady.0, steady.1, steady.2);
-    let burst = quantiles(queue_wait(&binary, runs, None).await);
+    let burst = bench::quantiles(queue_wait(&binary, runs, None).await);
     println!(
         "| back to back (one client starting runs as fast as it can) | {runs} | {:.1} | {:.1} | {:.1} |",
         burst.0, burst.1, burst.2
     );
     println!();
     let (times, size) = scrape(&binary, table, scrapes).await;
-    let (p50, p99, max) = quantiles(times);
+    let (p50, p99, max) = bench::quantiles(times);
     println!("| `/metrics` scrape | runs in the table | scrapes | p50 ms | p99 ms | max ms | body KB |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     println!(
