@@ -1,4 +1,4 @@
-//! The history at scale (issue 21): one user's 100,000 runs among 1,000,000, on each backend,
+//! The history at scale: one user's 100,000 runs among 1,000,000, on each backend,
 //! and what a page of it costs through the API (`GET /api/trading/runs`) and as the `/runs`
 //! page, with each filter and against the plain newest-first list.
 //!
