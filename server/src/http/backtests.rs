@@ -145,12 +145,7 @@ pub async fn cells_csv(
 ) -> Result<Response, ApiError> {
     let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
-    let mut resp = write_cells(&view).into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    let name = format!("attachment; filename=\"backtest-{id}.csv\"");
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&name).expect("ascii"));
-    Ok(resp)
+    Ok(super::reply::csv_download(write_cells(&view), &format!("backtest-{id}.csv")))
 }
 
 /// The cells as CSV: symbol, as-of date, run, status, rating, then the forward and benchmark

@@ -1,5 +1,5 @@
-//! Answers several handlers give alike: a `303 See Other` after a form, and a JSON body under
-//! a strong ETag that a conditional request may find unchanged.
+//! Answers several handlers give alike: a `303 See Other` after a form, a JSON body under a
+//! strong ETag that a conditional request may find unchanged, and a CSV download.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -8,6 +8,16 @@ use axum::response::{IntoResponse, Response};
 pub(crate) fn see_other(path: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
+    resp
+}
+
+/// A CSV document to download as `filename` (ASCII, no quotes).
+pub(crate) fn csv_download(body: Vec<u8>, filename: &str) -> Response {
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_str(&disposition).expect("an ASCII file name"));
     resp
 }
 

@@ -10,7 +10,7 @@ use domain::{AnalystInfo, JobStatus, RunId, RunsQuery, StartRequest, StartRespon
 use super::AppState;
 use super::extract::{JsonBody, run_id};
 use super::problem::ApiError;
-use super::reply::tagged_json;
+use super::reply::{csv_download, tagged_json};
 use super::session::Identity;
 
 fn accepted(started: Started, state: &AppState) -> Response {
@@ -479,11 +479,7 @@ pub async fn history_csv(
             _ => break,
         }
     }
-    let mut resp = csv.into_inner().expect("writes to memory").into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"runs.csv\""));
-    Ok(resp)
+    Ok(csv_download(csv.into_inner().expect("writes to memory"), "runs.csv"))
 }
 
 /// The runs of a `runs` query parameter (listed with commas, repeated, or both).
@@ -538,11 +534,7 @@ pub async fn compare_csv(
         line.push(row.differs.to_string());
         csv.write_record(&line).expect("writes to memory");
     }
-    let mut resp = csv.into_inner().expect("writes to memory").into_response();
-    let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"compare.csv\""));
-    Ok(resp)
+    Ok(csv_download(csv.into_inner().expect("writes to memory"), "compare.csv"))
 }
 
 /// Body of `PUT /api/trading/runs/:runId/tags`, and its answer.
