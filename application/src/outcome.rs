@@ -9,7 +9,7 @@ use agents::backtest::BENCHMARK_INDEX;
 use agents::backtest::scorecard::realised;
 use agents::market::{MarketData, MarketError, Series};
 use chrono::NaiveDate;
-use domain::{JobStatus, OUTCOME_HORIZONS, Outcome, Rating, RunId, RunOutcome, RunSummary};
+use domain::{HorizonOutcome, JobStatus, OUTCOME_HORIZONS, Outcome, Rating, RunId, RunOutcome, RunSummary};
 
 use crate::error::Result;
 use crate::runs::RunService;
@@ -62,8 +62,7 @@ impl RunService {
                 Some(k) if k.settled || now - k.checked_at < RECHECK_AFTER => run.outcome = k.horizons.clone(),
                 _ => {
                     let (Some(as_of), Some(rating)) = (run.as_of, run.rating) else { continue };
-                    run.outcome = self.judge(&run.symbol, as_of, rating).await.map(|o| o.horizons).unwrap_or_default();
-                    self.store().upsert_outcome(user_id, run.run_id, &run.outcome, now).await?;
+                    run.outcome = self.judge_and_keep(user_id, run.run_id, &run.symbol, as_of, rating, now).await?;
                 }
             }
         }
@@ -76,10 +75,25 @@ impl RunService {
         let now = self.clock.now();
         for (run_id, symbol, as_of, rating) in self.store().unjudged_runs(user_id, BACKFILL_MAX).await? {
             let (Ok(as_of), Some(rating)) = (as_of.parse::<NaiveDate>(), Rating::parse_any(&rating)) else { continue };
-            let horizons = self.judge(&symbol, as_of, rating).await.map(|o| o.horizons).unwrap_or_default();
-            self.store().upsert_outcome(user_id, run_id, &horizons, now).await?;
+            self.judge_and_keep(user_id, run_id, &symbol, as_of, rating, now).await?;
         }
         Ok(())
+    }
+
+    /// Judges a run of the history and keeps its horizons — none where its prices cannot be
+    /// read, so that it is not judged again before [`RECHECK_AFTER`].
+    async fn judge_and_keep(
+        &self,
+        user_id: &str,
+        run_id: RunId,
+        symbol: &str,
+        as_of: NaiveDate,
+        rating: Rating,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<HorizonOutcome>> {
+        let horizons = self.judge(symbol, as_of, rating).await.map(|o| o.horizons).unwrap_or_default();
+        self.store().upsert_outcome(user_id, run_id, &horizons, now).await?;
+        Ok(horizons)
     }
 
     /// The returns after `as_of` of `symbol` and of the index, and the call of `rating`; none

@@ -422,7 +422,10 @@ impl RunService {
         let page = query.page.max(1);
         // One more than the page, to know whether another follows.
         let offset = u64::from(page - 1) * u64::from(per_page);
-        if query.outcome.is_some() || query.order != HistoryOrder::Newest {
+        // Judged once, for a query's first page: the later pages (and every page of the CSV
+        // download) keep the order the first one was read in.
+        let by_outcome = query.outcome.is_some() || query.order != HistoryOrder::Newest;
+        if by_outcome && page == 1 && query.cursor.is_none() {
             self.backfill_outcomes(user_id).await?;
         }
         let (mut rows, total) = self.store.search_runs(user_id, query, per_page + 1, offset, true).await?;
