@@ -76,6 +76,8 @@ pub mod ssr {
 
     use application::access::Access;
     use application::backtests::Backtests;
+    use application::batches::Batches;
+    use application::schedules::Schedules;
     use application::{Error, RunService, UserId};
     use domain::{ModelInfo, Problem};
     use leptos::prelude::*;
@@ -92,6 +94,8 @@ pub mod ssr {
     pub struct AppContext {
         pub runs: Arc<RunService>,
         pub backtests: Arc<Backtests>,
+        pub batches: Arc<Batches>,
+        pub schedules: Arc<Schedules>,
         pub access: Access,
         /// The model catalog with availability, fixed at start-up (keys come from the environment).
         pub models: Arc<Vec<ModelInfo>>,

@@ -11,7 +11,7 @@
 //! - [`api`]: the server functions (thin: context → `RunService` → error mapping) and the
 //!   browser's REST client for progress polling (with ETags).
 //! - [`routes`]: one file per page — `/` (new analysis), `/runs/:id` (progress then result),
-//!   `/runs` (history), `/settings`, `/share/:secret`, `/backtests` and `/backtests/:id`,
+//!   `/runs` (history), `/settings`, `/share/:secret`, `/backtests` and `/backtests/:id`, `/batches/:id`, `/schedules`,
 //!   `/stats` (the operators').
 //! - [`components`]: the progress view, the result view, a backtest's grid and scorecard, the
 //!   one chart, small pieces (a refused form's notice among them).
@@ -84,6 +84,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Main">
                     <A href="/" exact=true>"New analysis"</A>
                     <A href="/runs" exact=true>"History"</A>
+                    <A href="/schedules" exact=true>"Schedules"</A>
                     <A href="/backtests">"Backtests"</A>
                     <A href="/settings" exact=true>"Settings"</A>
                 </nav>
@@ -104,6 +105,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/share/:secret") view=routes::share::SharePage ssr=SsrMode::Async/>
                     <Route path=path!("/backtests") view=routes::backtests::BacktestsPage ssr=SsrMode::Async/>
                     <Route path=path!("/backtests/:id") view=routes::backtest::BacktestPage ssr=SsrMode::Async/>
+                    <Route path=path!("/batches/:id") view=routes::batch::BatchPage ssr=SsrMode::Async/>
+                    <Route path=path!("/schedules") view=routes::schedules::SchedulesPage ssr=SsrMode::Async/>
                     <Route path=path!("/stats") view=routes::stats::StatsPage ssr=SsrMode::Async/>
                 </Routes>
             </main>

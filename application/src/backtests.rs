@@ -18,7 +18,6 @@ use agents::backtest::scorecard::{outcomes, scorecard};
 use agents::backtest::{CellInput, GridRequest, plan};
 use agents::market::bundled::BundledData;
 use agents::model::{Catalog, Provider};
-use async_trait::async_trait;
 use chrono::NaiveDate;
 use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
@@ -26,7 +25,7 @@ use domain::backtest::{
 };
 use domain::{FieldError, JobStatus, StartRequest, TokenUsage, ValidStart};
 use jobs::job::{Filter, Order};
-use jobs::{Event, Events, Handler, Insert, JobContext, JobError, JobId, NewJob, State};
+use jobs::{Insert, JobId, NewJob, State};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Checks;
@@ -48,21 +47,6 @@ struct BacktestArgs {
     #[serde(flatten)]
     spec: BacktestSpec,
     cells: u32,
-}
-
-/// The handler of a backtest's own job, which runs once its last cell has ended: the backtest
-/// is complete. (Its figures are computed from the cells whenever it is read.)
-pub struct BacktestJob;
-
-#[async_trait]
-impl Handler for BacktestJob {
-    async fn run(&self, _ctx: JobContext) -> std::result::Result<serde_json::Value, JobError> {
-        Ok(serde_json::json!({}))
-    }
-
-    fn noun(&self) -> &'static str {
-        "backtest"
-    }
 }
 
 fn job_id(id: BacktestId) -> JobId {
@@ -142,7 +126,6 @@ pub struct Backtests {
     catalog: Catalog,
     checks: Arc<Checks>,
     prices: Arc<BundledData>,
-    events: Events,
     config: BacktestConfig,
 }
 
@@ -151,11 +134,10 @@ impl Backtests {
         runs: Arc<RunService>,
         checks: Arc<Checks>,
         prices: Arc<BundledData>,
-        events: Events,
         catalog: Catalog,
         config: BacktestConfig,
     ) -> Self {
-        Self { runs, catalog, checks, prices, events, config }
+        Self { runs, catalog, checks, prices, config }
     }
 
     pub fn prices(&self) -> &Arc<BundledData> {
@@ -286,7 +268,11 @@ impl Backtests {
                 max_attempts: config.max_attempts,
                 timeout_ms: config.job_timeout.as_millis() as u64,
                 progress: to_json(&RunProgress::new(&start)),
-                ..NewJob::new(crate::run::KIND, user_id, to_json(&RunArgs { start, retry_of: None, rerun_of: None }))
+                ..NewJob::new(
+                    crate::run::KIND,
+                    user_id,
+                    to_json(&RunArgs { start, retry_of: None, rerun_of: None, batch_id: None }),
+                )
             });
         }
         let count = cells.len();
@@ -297,13 +283,8 @@ impl Backtests {
             child_limit: Some(self.config.max_running_cells),
             ..NewJob::new(KIND, user_id, to_json(&args))
         };
-        let queue = self.runs.queue();
-        queue.insert(&Insert { job: parent, children: cells, owner_limit: None }).await?;
-        self.events.send_local(Event::JobAvailable);
-        if let Err(e) = queue.publish(&Event::JobAvailable).await {
-            // The cells are stored; workers' polling will find them.
-            tracing::warn!(error = %e, "could not notify workers");
-        }
+        self.runs.queue().insert(&Insert { job: parent, children: cells, owner_limit: None }).await?;
+        self.runs.notify_available().await;
         Ok(BacktestStarted {
             backtest_id,
             cells: count,
@@ -395,22 +376,8 @@ impl Backtests {
     /// ones are asked to stop.
     pub async fn cancel(&self, user_id: &str, backtest_id: BacktestId) -> Result<BacktestView> {
         let (job, _) = self.owned(user_id, backtest_id).await?;
-        if let Some(cancelled) = self.runs.queue().cancel(job.job_id).await? {
-            for child in self.running_cells(cancelled.job_id).await? {
-                let event = Event::CancelRequested { job_id: child };
-                self.events.send_local(event.clone());
-                if let Err(e) = self.runs.queue().publish(&event).await {
-                    tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
-                }
-            }
-        }
+        self.runs.cancel_family(job.job_id).await?;
         self.view(user_id, backtest_id).await
-    }
-
-    async fn running_cells(&self, parent: JobId) -> Result<Vec<JobId>> {
-        let running =
-            Filter { parent: Some(Some(parent)), states: vec![State::Running], limit: u32::MAX, ..Filter::default() };
-        Ok(self.runs.queue().list(&running).await?.jobs.into_iter().map(|j| j.job_id).collect())
     }
 
     /// `user_id`'s backtests, newest first.

@@ -14,6 +14,10 @@
 //! - [`transcript`]: the text a run's models wrote, and its log.
 //! - [`analysis`]: the handler the workers run for each run: the pipeline, reporting its steps.
 //! - [`backtests`]: a parent job over a grid of runs, and its scorecard.
+//! - [`batches`]: a parent job over one ordinary run per symbol, started together.
+//! - [`parent`]: the handler that completes a parent job once its children have ended.
+//! - [`schedules`]: watchlists started as a batch on every tick of a cron, and the scheduler
+//!   that takes each tick once however many processes run it.
 //! - [`budget`]: the daily budget of model spending per identity.
 //! - [`cache`], [`eta`]: progress bodies served from memory; the estimated time remaining.
 //! - [`access`]: API tokens and share links, other ways to an identity than the session.
@@ -23,6 +27,7 @@
 pub mod access;
 pub mod analysis;
 pub mod backtests;
+pub mod batches;
 pub mod budget;
 pub mod cache;
 pub mod checks;
@@ -30,9 +35,11 @@ pub mod compare;
 pub mod error;
 pub mod eta;
 pub mod outcome;
+pub mod parent;
 pub mod rerun;
 pub mod run;
 pub mod runs;
+pub mod schedules;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

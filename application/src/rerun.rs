@@ -81,7 +81,7 @@ impl RunService {
             .filter_map(|(key, value)| agents::pipeline::taken_over(value).map(|v| (key.clone(), v)))
             .collect();
         let progress = RunProgress::of(crate::tracker::Tracker::new(progress.steps), domain::Usage::default());
-        let args = RunArgs { start, retry_of: None, rerun_of: Some(RerunOf { run_id, from }) };
+        let args = RunArgs { start, retry_of: None, rerun_of: Some(RerunOf { run_id, from }), batch_id: None };
         self.insert(user_id, args, Some((progress, checkpoints)), None, None).await
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use domain::backtest::BacktestId;
-use domain::{AnalysisResult, JobStatus, RerunOf, RunId, StepProgress, StepStatus, Usage, ValidStart};
+use domain::{AnalysisResult, BatchId, JobStatus, RerunOf, RunId, StepProgress, StepStatus, Usage, ValidStart};
 use jobs::{Job, JobId, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// The run whose stages before `from` this one took over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<RerunOf>,
+    /// The batch this run was started in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<BatchId>,
 }
 
 /// A run's progress document: its steps, the overall percent and current step they make, and
@@ -76,6 +79,8 @@ pub struct Run {
     pub rerun_of: Option<RerunOf>,
     /// The backtest this run is a cell of.
     pub backtest_id: Option<BacktestId>,
+    /// The batch this run was started in.
+    pub batch_id: Option<BatchId>,
     pub status: JobStatus,
     pub progress: RunProgress,
     pub checkpoints: BTreeMap<String, Value>,
@@ -118,7 +123,9 @@ impl Run {
             start: args.start,
             retry_of: args.retry_of,
             rerun_of: args.rerun_of,
-            backtest_id: job.parent.map(|p| BacktestId::from_uuid(p.0)),
+            // A batch's runs are its children as a backtest's cells are the backtest's.
+            backtest_id: job.parent.filter(|_| args.batch_id.is_none()).map(|p| BacktestId::from_uuid(p.0)),
+            batch_id: args.batch_id,
             status,
             progress,
             checkpoints: job.checkpoints,
@@ -234,7 +241,12 @@ mod tests {
 
     #[test]
     fn args_keep_the_request_and_the_run_retried() {
-        let args = RunArgs { start: start(), retry_of: Some(RunId::from_uuid(uuid::Uuid::nil())), rerun_of: None };
+        let args = RunArgs {
+            start: start(),
+            retry_of: Some(RunId::from_uuid(uuid::Uuid::nil())),
+            rerun_of: None,
+            batch_id: None,
+        };
         let json = serde_json::to_value(&args).unwrap();
         assert_eq!(json["symbol"], "AAPL");
         assert_eq!(json["retryOf"], "00000000-0000-0000-0000-000000000000");

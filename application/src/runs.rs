@@ -175,7 +175,7 @@ impl RunService {
         self.checks.check(&start).map_err(Error::Invalid)?;
         let hash = request_hash(&start);
         self.settle_options(&mut start);
-        let args = RunArgs { start, retry_of: None, rerun_of: None };
+        let args = RunArgs { start, retry_of: None, rerun_of: None, batch_id: None };
         self.insert(user_id, args, None, key, Some(hash)).await
     }
 
@@ -204,7 +204,7 @@ impl RunService {
         }
         // The model may have become unavailable since (a key removed): say so now, not later.
         self.checks.check(&old.start).map_err(Error::Invalid)?;
-        let args = RunArgs { start: old.start, retry_of: Some(run_id), rerun_of: None };
+        let args = RunArgs { start: old.start, retry_of: Some(run_id), rerun_of: None, batch_id: None };
         self.insert(user_id, args, None, None, None).await
     }
 
@@ -239,11 +239,7 @@ impl RunService {
         match self.queue.insert(&insert).await? {
             InsertOutcome::Created(job) => {
                 telemetry::run_started(retry_of.is_some());
-                self.events.send_local(Event::JobAvailable);
-                if let Err(e) = self.queue.publish(&Event::JobAvailable).await {
-                    // The job is stored; workers' polling will find it.
-                    tracing::warn!(error = %e, "could not notify workers");
-                }
+                self.notify_available().await;
                 Ok(Started { run_id: run_id(job.job_id), status: JobStatus::Pending, created: true })
             }
             InsertOutcome::Existing(job) => {
@@ -259,7 +255,7 @@ impl RunService {
     }
 
     /// Runs of everyone's waiting for a worker, backtest cells aside.
-    async fn queued_interactive(&self) -> Result<u64> {
+    pub(crate) async fn queued_interactive(&self) -> Result<u64> {
         let pending = Filter {
             kind: Some(KIND.into()),
             parent: Some(None),
@@ -384,6 +380,33 @@ impl RunService {
             }
         }
         Ok(self.to_progress(run).await)
+    }
+
+    /// Tells the workers, here and in other processes, that jobs were queued.
+    pub(crate) async fn notify_available(&self) {
+        self.events.send_local(Event::JobAvailable);
+        if let Err(e) = self.queue.publish(&Event::JobAvailable).await {
+            // The jobs are stored; workers' polling will find them.
+            tracing::warn!(error = %e, "could not notify workers");
+        }
+    }
+
+    /// Cancels a parent job (a backtest, a batch): no further child starts, pending children
+    /// end `cancelled` and the workers of running ones are told to stop them.
+    pub(crate) async fn cancel_family(&self, parent: jobs::JobId) -> Result<()> {
+        if self.queue.cancel(parent).await?.is_none() {
+            return Ok(());
+        }
+        let running =
+            Filter { parent: Some(Some(parent)), states: vec![State::Running], limit: u32::MAX, ..Filter::default() };
+        for child in self.queue.list(&running).await?.jobs {
+            let event = Event::CancelRequested { job_id: child.job_id };
+            self.events.send_local(event.clone());
+            if let Err(e) = self.queue.publish(&event).await {
+                tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
+            }
+        }
+        Ok(())
     }
 
     /// Live jobs per kind and state, for the metrics and the stats.
@@ -526,6 +549,7 @@ impl RunService {
             cancel_requested: run.cancel_requested,
             retry_of: run.retry_of,
             rerun_of: run.rerun_of,
+            batch_id: run.batch_id,
             llm_calls: usage.calls,
             depth: run.start.options.depth,
             cost_usd: usage.cost_usd,

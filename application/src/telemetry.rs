@@ -25,6 +25,15 @@ pub const RETRIES: &str = "trading_agents_retries_total";
 /// Counter: cancel requests that changed an active run.
 pub const CANCELS: &str = "trading_agents_cancels_total";
 
+/// Counter: ticks of schedules taken, by `outcome`: `started` (a batch) or `refused` (none,
+/// the reason recorded with the tick).
+pub const SCHEDULE_TICKS: &str = "trading_agents_schedule_ticks_total";
+
+pub(crate) fn schedule_fired(started: bool) {
+    let outcome = if started { "started" } else { "refused" };
+    metrics::counter!(SCHEDULE_TICKS, "outcome" => outcome).increment(1);
+}
+
 pub(crate) fn run_started(retry: bool) {
     metrics::counter!(RUNS_STARTED).increment(1);
     if retry {

@@ -86,6 +86,18 @@ uuid_id!(
     "backtest id"
 );
 
+uuid_id!(
+    /// The public id of one batch: runs of many symbols started at once.
+    BatchId,
+    "batch id"
+);
+
+uuid_id!(
+    /// The public id of one schedule: a watchlist started as a batch on every tick of a cron.
+    ScheduleId,
+    "schedule id"
+);
+
 /// A ticker symbol: 1–10 characters of A–Z, 0–9, `.`, `-` or `^`, stored upper-case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

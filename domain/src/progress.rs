@@ -167,6 +167,9 @@ pub struct RunState {
     /// The run this one reruns, and the stage it ran anew from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<RerunOf>,
+    /// The batch this run was started in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<crate::ids::BatchId>,
     pub llm_calls: u32,
     #[serde(default)]
     pub depth: Depth,

@@ -4,30 +4,19 @@
 
 use std::time::Duration;
 
-use domain::backtest::{BacktestRequest, BacktestStatus, BacktestView, Metrics};
-use tokio_util::sync::CancellationToken;
-
-use crate::commands::Bar;
 use crate::compose::{self, Error};
-use crate::config::{BacktestArgs, Common, WorkerArgs};
+use crate::config::{BacktestArgs, Common};
+use crate::terminal;
+use domain::backtest::{BacktestRequest, BacktestStatus, BacktestView, Metrics};
 
 pub async fn backtest(common: &Common, args: &BacktestArgs) -> Result<(), Error> {
-    let db = std::env::temp_dir().join(format!("trading-agents-backtest-{}.db", uuid::Uuid::new_v4().simple()));
-    let common = Common {
-        database_url: format!("sqlite://{}", db.display()),
-        // The terminal's user has the workers to themselves.
-        max_running_cells_per_user: args.workers.max(1) as u32,
-        ..common.clone()
-    };
-    let result = backtest_in(&common, args).await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    result
+    // The terminal's user has the workers to themselves.
+    let common = Common { max_running_cells_per_user: args.workers.max(1) as u32, ..common.clone() };
+    terminal::in_scratch_db(&common, "backtest", |common| backtest_in(common, args)).await
 }
 
-async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> {
-    let parts = compose::build(common).await?;
+async fn backtest_in(common: Common, args: &BacktestArgs) -> Result<(), Error> {
+    let parts = compose::build(&common).await?;
     let request = BacktestRequest {
         symbols: args.symbols.clone(),
         from: Some(args.from.clone()),
@@ -40,8 +29,7 @@ async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> 
         bearish: args.bearish.clone(),
         confirm_cost: args.confirm_cost,
     };
-    let user = "cli";
-    let started = match parts.backtests.start(user, &request).await {
+    let started = match parts.backtests.start(terminal::USER, &request).await {
         Ok(s) => s,
         Err(application::Error::CostNotConfirmed(e)) => {
             return Err(format!(
@@ -50,36 +38,14 @@ async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> 
             )
             .into());
         }
-        Err(application::Error::Invalid(errors)) => {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
-            return Err(format!("invalid backtest:\n{}", lines.join("\n")).into());
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(terminal::invalid(e)),
     };
-    let stop = CancellationToken::new();
-    let worker_args = WorkerArgs { workers: args.workers.max(1), shutdown_grace_secs: 0 };
-    let workers = compose::run_workers(&parts, common, &worker_args, stop.clone());
-    let watch = async {
-        let mut bar = Bar::new();
-        let outcome = loop {
-            match parts.backtests.view(user, started.backtest_id).await {
-                Ok(view) => {
-                    bar.show(progress_line(&view));
-                    if view.status != BacktestStatus::Running {
-                        break Ok(view);
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        bar.finish();
-        stop.cancel();
-        outcome
-    };
-    let (workers, outcome) = tokio::join!(workers, watch);
-    workers?;
-    let view = outcome?;
+    let view = terminal::follow(&parts, &common, args.workers, Duration::from_millis(200), async || {
+        let view = parts.backtests.view(terminal::USER, started.backtest_id).await?;
+        let line = progress_line(&view);
+        Ok((line, (view.status != BacktestStatus::Running).then_some(view)))
+    })
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
@@ -90,11 +56,9 @@ async fn backtest_in(common: &Common, args: &BacktestArgs) -> Result<(), Error> 
 
 /// Cells done out of all.
 fn progress_line(view: &BacktestView) -> String {
-    const WIDTH: usize = 30;
-    let done = view.cells.iter().filter(|c| c.status.is_terminal()).count();
-    let total = view.cells.len().max(1);
-    let filled = WIDTH * done / total;
-    format!("[{}{}] {done}/{total} cells", "#".repeat(filled), "-".repeat(WIDTH - filled))
+    let done = view.cells.iter().filter(|c| c.status.is_terminal()).count() as u32;
+    let total = view.cells.len() as u32;
+    format!("{} {done}/{total} cells", terminal::bar(done, total))
 }
 
 fn pct(x: Option<f64>) -> String {

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use app::api::ssr::AppContext;
-use domain::{JobStatus, Progress, RunState, StartRequest};
+use domain::{JobStatus, Progress, StartRequest};
 use jobs::janitor::Janitor;
 use tokio_util::sync::CancellationToken;
 
 use crate::compose::{self, Error};
-use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerArgs, WorkerRole};
+use crate::config::{AnalyzeArgs, Common, ServeArgs, WorkerRole};
 use crate::http::{self, AppState, session::Sessions};
+use crate::terminal;
 
 /// Fires on SIGTERM or Ctrl-C.
 fn shutdown_signal() -> CancellationToken {
@@ -79,6 +80,8 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
         context: AppContext {
             runs: parts.service.clone(),
             backtests: parts.backtests.clone(),
+            batches: parts.batches.clone(),
+            schedules: parts.schedules.clone(),
             access: parts.access.clone(),
             answer: http::problem::answer,
             models: Arc::new(parts.models.infos()),
@@ -204,17 +207,11 @@ pub async fn janitor(common: &Common, once: bool) -> Result<(), Error> {
 /// Runs one analysis through the engine — a run row, a worker, checkpoints — in a database of
 /// its own (a temporary SQLite file), drawing progress on the terminal.
 pub async fn analyze(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
-    let db = std::env::temp_dir().join(format!("trading-agents-analyze-{}.db", uuid::Uuid::new_v4().simple()));
-    let common = Common { database_url: format!("sqlite://{}", db.display()), ..common.clone() };
-    let result = analyze_in(&common, args).await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    result
+    terminal::in_scratch_db(common, "analyze", |common| analyze_in(common, args)).await
 }
 
-async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
-    let parts = compose::build(common).await?;
+async fn analyze_in(common: Common, args: &AnalyzeArgs) -> Result<(), Error> {
+    let parts = compose::build(&common).await?;
     let request = StartRequest {
         symbol: Some(args.symbol.clone()),
         model_id: args.model.clone(),
@@ -224,40 +221,14 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
         deep_model_id: args.deep_model.clone(),
         ..StartRequest::default()
     };
-    let user = "cli";
-    let started = match parts.service.start(user, &request, None).await {
-        Ok(s) => s,
-        Err(application::Error::Invalid(errors)) => {
-            let lines: Vec<String> = errors.iter().map(|e| format!("  {}: {}", e.field, e.message)).collect();
-            return Err(format!("invalid request:\n{}", lines.join("\n")).into());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let started = parts.service.start(terminal::USER, &request, None).await.map_err(terminal::invalid)?;
     let run_id = started.run_id;
-    let stop = CancellationToken::new();
-    let workers =
-        compose::run_workers(&parts, common, &WorkerArgs { workers: 1, shutdown_grace_secs: 0 }, stop.clone());
-    let watch = async {
-        let mut bar = Bar::new();
-        let outcome = loop {
-            match parts.service.progress(user, run_id).await {
-                Ok((p, _)) => {
-                    bar.draw(&p.run);
-                    if p.run.status.is_terminal() {
-                        break Ok(p);
-                    }
-                }
-                Err(e) => break Err(e),
-            }
-            tokio::time::sleep(Duration::from_millis(150)).await;
-        };
-        bar.finish();
-        stop.cancel();
-        outcome
-    };
-    let (workers, outcome) = tokio::join!(workers, watch);
-    workers?;
-    let progress = outcome?;
+    let progress = terminal::follow(&parts, &common, 1, Duration::from_millis(150), async || {
+        let (p, _) = parts.service.progress(terminal::USER, run_id).await?;
+        let line = terminal::run_line(&p.run);
+        Ok((line, p.run.status.is_terminal().then_some(p)))
+    })
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&progress)?);
     } else {
@@ -267,55 +238,6 @@ async fn analyze_in(common: &Common, args: &AnalyzeArgs) -> Result<(), Error> {
         return Err(format!("the analysis ended {}", progress.run.status).into());
     }
     Ok(())
-}
-
-/// A one-line progress bar on stderr (redrawn in place on a terminal, a line per change
-/// otherwise).
-pub(crate) struct Bar {
-    last: String,
-    tty: bool,
-}
-
-impl Bar {
-    pub(crate) fn new() -> Self {
-        use std::io::IsTerminal;
-        Self { last: String::new(), tty: std::io::stderr().is_terminal() }
-    }
-
-    fn draw(&mut self, p: &RunState) {
-        const WIDTH: usize = 30;
-        let filled = WIDTH * p.progress as usize / 100;
-        let eta = p.estimated_time_remaining.map(|s| format!("  ~{s}s left")).unwrap_or_default();
-        let line = format!(
-            "[{}{}] {:>3}%  {}{}",
-            "#".repeat(filled),
-            "-".repeat(WIDTH - filled),
-            p.progress,
-            p.current_step.clone().unwrap_or_else(|| p.status.label().to_string()),
-            eta
-        );
-        self.show(line);
-    }
-
-    /// Draws `line` unless it is already shown.
-    pub(crate) fn show(&mut self, line: String) {
-        if line != self.last {
-            let mut err = std::io::stderr();
-            if self.tty {
-                let _ = write!(err, "\r\x1b[2K{line}");
-            } else {
-                let _ = writeln!(err, "{line}");
-            }
-            let _ = err.flush();
-            self.last = line;
-        }
-    }
-
-    pub(crate) fn finish(&self) {
-        if self.tty {
-            eprintln!();
-        }
-    }
 }
 
 fn render(p: &Progress) -> String {

@@ -16,8 +16,11 @@ use agents::retry::RetryPolicy;
 use agents::vader::Lexicon;
 use application::access::Access;
 use application::analysis::AnalysisJob;
-use application::backtests::{BacktestConfig, BacktestJob, Backtests};
+use application::backtests::{BacktestConfig, Backtests};
+use application::batches::Batches;
 use application::checks::Checks;
+use application::parent::ParentJob;
+use application::schedules::{Scheduler, Schedules};
 use application::{RunService, ServiceConfig};
 use domain::ModelId;
 use jobs::janitor::Janitor;
@@ -38,6 +41,8 @@ pub struct Parts {
     pub models: Arc<Models>,
     pub market: Arc<dyn MarketData>,
     pub backtests: Arc<Backtests>,
+    pub batches: Arc<Batches>,
+    pub schedules: Arc<Schedules>,
     pub access: Access,
     /// Keeps the PostgreSQL notification listener alive.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -124,16 +129,29 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
     }
     let backtest_config =
         BacktestConfig { max_cells: common.max_backtest_cells, max_running_cells: common.max_running_cells_per_user };
-    let backtests = Arc::new(Backtests::new(
-        service.clone(),
-        checks,
-        bundled,
-        events.clone(),
-        models.catalog().clone(),
-        backtest_config,
+    let backtests =
+        Arc::new(Backtests::new(service.clone(), checks, bundled, models.catalog().clone(), backtest_config));
+    let batches = Arc::new(Batches::new(service.clone()));
+    let schedules = Arc::new(Schedules::new(
+        service.store().clone(),
+        batches.clone(),
+        db.clock.clone(),
+        Duration::from_secs(common.min_schedule_interval_secs),
     ));
     let access = Access::new(service.clone());
-    Ok(Parts { db, events, service, pipeline, models, market, backtests, access, _listener: listener })
+    Ok(Parts {
+        db,
+        events,
+        service,
+        pipeline,
+        models,
+        market,
+        backtests,
+        batches,
+        schedules,
+        access,
+        _listener: listener,
+    })
 }
 
 /// The job kinds this program runs, each with its handler.
@@ -146,10 +164,11 @@ pub fn handlers(parts: &Parts, common: &Common) -> Handlers {
     }
     Handlers::new()
         .register(application::run::KIND, Arc::new(analysis))
-        .register(application::backtests::KIND, Arc::new(BacktestJob))
+        .register(application::backtests::KIND, Arc::new(ParentJob("backtest")))
+        .register(application::batches::KIND, Arc::new(ParentJob("batch")))
 }
 
-/// Starts the worker pool and the maintenance loops (rescuer, janitor). Returns when
+/// Starts the worker pool and the maintenance loops (rescuer, janitor, scheduler). Returns when
 /// `shutdown` has fired and the workers have drained.
 pub async fn run_workers(
     parts: &Parts,
@@ -179,10 +198,11 @@ pub async fn run_workers(
         RescuerConfig { interval: every, ..RescuerConfig::default() },
     );
     let janitor = Janitor::new(queue, clock, common.janitor_config())?;
+    let scheduler = Scheduler::new(parts.schedules.clone());
     let maintenance = tokio::spawn({
         let s = shutdown.clone();
         async move {
-            tokio::join!(rescuer.run(s.clone()), janitor.run(s));
+            tokio::join!(rescuer.run(s.clone()), janitor.run(s.clone()), scheduler.run(s));
         }
     });
     tracing::info!(workers = args.workers, backend = parts.db.backend(), "workers started");

@@ -123,6 +123,10 @@ pub struct Common {
     )]
     pub max_running_cells_per_user: u32,
 
+    /// The shortest interval between two ticks of a schedule, in seconds.
+    #[arg(long, env = "MIN_SCHEDULE_INTERVAL_SECS", default_value_t = application::schedules::MIN_INTERVAL_DEFAULT.as_secs(), global = true)]
+    pub min_schedule_interval_secs: u64,
+
     /// Attempts a run gets when its worker dies.
     #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 3, global = true)]
     pub max_attempts: u32,
@@ -208,6 +212,8 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Run a backtest in the terminal, through the same engine, and print its scorecard.
     Backtest(BacktestArgs),
+    /// Run one analysis per symbol in the terminal, through the same engine, and print a table.
+    Batch(BatchArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -352,6 +358,31 @@ impl Common {
             ..jobs::janitor::JanitorConfig::default()
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Comma-separated tickers, e.g. AAPL,MSFT,NVDA (at most 50).
+    #[arg(value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+    /// Comma-separated analysts (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub analysts: Vec<String>,
+    /// The model id (default: the catalog's default).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Analyse as of this date (YYYY-MM-DD; default: each symbol's last day).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Research depth: quick (default), standard or deep.
+    #[arg(long)]
+    pub depth: Option<String>,
+    /// Runs at once.
+    #[arg(long, default_value_t = 3)]
+    pub workers: usize,
+    /// Print the whole batch as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -6,7 +6,7 @@
 //! - [`compose`]: builds store, market data, models, pipeline and services from them.
 //! - [`http`]: REST API, Leptos pages and server functions, sessions, problems, health.
 //! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`; [`backtest_cli`]:
-//!   `backtest`.
+//!   `backtest`; [`batch_cli`]: `batch`; [`terminal`]: what the terminal commands share.
 
 // The Leptos app's view types are deeply nested; laying them out needs more room.
 #![recursion_limit = "512"]
@@ -14,10 +14,12 @@
 use clap::Parser;
 
 pub mod backtest_cli;
+pub mod batch_cli;
 pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod http;
+pub mod terminal;
 
 use config::{Cli, Command, LogFormat};
 
@@ -45,7 +47,7 @@ pub fn run_cli() {
             (again.common, again.command.expect("serve"))
         }
     };
-    let quiet = matches!(command, Command::Analyze(_) | Command::Backtest(_));
+    let quiet = matches!(command, Command::Analyze(_) | Command::Backtest(_) | Command::Batch(_));
     init_logging(common.log_format, if quiet { "warn" } else { "info,sqlx=warn" });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -57,6 +59,7 @@ pub fn run_cli() {
             Command::Janitor { once } => commands::janitor(&common, once).await,
             Command::Analyze(args) => commands::analyze(&common, &args).await,
             Command::Backtest(args) => backtest_cli::backtest(&common, &args).await,
+            Command::Batch(args) => batch_cli::batch(&common, &args).await,
         }
     });
     if let Err(e) = result {

@@ -3,8 +3,12 @@
 use std::process::Command;
 
 fn analyze(args: &[&str]) -> std::process::Output {
+    server("analyze", args)
+}
+
+fn server(command: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_server"))
-        .arg("analyze")
+        .arg(command)
         .args(args)
         .env_clear()
         .env("DATA_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../data"))
@@ -63,6 +67,39 @@ fn analyze_as_json_and_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("analysts: 'astrology' is not an analyst"), "{stderr}");
+}
+
+/// `batch` runs one analysis per symbol and prints them as a table, most bullish first; its
+/// JSON is the batch's view; a symbol without data is named.
+#[test]
+fn batch_prints_a_table_of_its_runs() {
+    let out = server("batch", &["AAPL,NVDA,MSFT", "--analysts", "invest,technical", "--workers", "2", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["totals"]["completed"], 3);
+    let symbols: Vec<&str> = body["runs"].as_array().unwrap().iter().map(|r| r["symbol"].as_str().unwrap()).collect();
+    assert_eq!(symbols, ["AAPL", "NVDA", "MSFT"]);
+
+    let out = server("batch", &["AAPL,NVDA,MSFT", "--analysts", "invest,technical"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("3 runs: 3 completed, 0 failed"), "{stdout}");
+    // The table's rows in the order of the JSON's ratings, most bullish first.
+    let scale = ["Buy", "Overweight", "Hold", "Underweight", "Sell"];
+    let rank = |r: &serde_json::Value| scale.iter().position(|s| r["rating"] == *s).unwrap();
+    let mut runs = body["runs"].as_array().unwrap().clone();
+    runs.sort_by_key(rank);
+    let rows: Vec<&str> = stdout.lines().filter(|l| scale.iter().any(|s| l.contains(s))).collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for (row, run) in rows.iter().zip(&runs) {
+        assert!(row.contains(run["rating"].as_str().unwrap()), "{row} vs {run}");
+    }
+
+    let out = server("batch", &["AAPL,TSLA"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("symbols: TSLA: no market data"), "{stderr}");
 }
 
 /// `migrate` prepares a database; `janitor --once` archives finished runs past the retention

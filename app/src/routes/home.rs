@@ -6,6 +6,7 @@
 //! renders this page again with the submitted values and the field errors. Once hydrated, the
 //! island takes the submit over: validation as you type, the start through a server function.
 
+use domain::batch::{MAX_SYMBOLS, split_symbols};
 use domain::{AnalystKind, Depth, Problem, StartRequest, Symbol};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -72,9 +73,7 @@ pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem
     let server_error = move |field: &'static str| {
         server_errors.with(|e| e.iter().find(|e| e.field == field).map(|e| e.message.clone()))
     };
-    let symbol_error = Signal::derive(move || {
-        symbol.with(|s| s.parse::<Symbol>().err().map(|e| e.0)).or_else(|| server_error("symbol"))
-    });
+    let symbol_error = Signal::derive(move || symbol.with(|s| list_error(s)).or_else(|| server_error("symbol")));
     let model_error = Signal::derive(move || server_error("modelId"));
     let analysts_error = Signal::derive(move || server_error("analysts"));
     let as_of_error = Signal::derive(move || server_error("asOf"));
@@ -90,8 +89,14 @@ pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
+        let invalid = symbol_error.get_untracked().is_some() || chosen.with_untracked(|c| c.is_empty());
+        // A list of symbols is a batch: the form is posted as it is, and answered with the
+        // batch's page.
+        if !invalid && symbol.with_untracked(|s| split_symbols(s).len() > 1) {
+            return;
+        }
         ev.prevent_default();
-        if symbol_error.get_untracked().is_some() || chosen.with_untracked(|c| c.is_empty()) {
+        if invalid {
             return;
         }
         let model_id = model.get_untracked();
@@ -131,6 +136,19 @@ pub fn RunForm(options: RunFormOptions, submitted: Option<StartRequest>, problem
     }
 }
 
+/// What is wrong with the symbol field: one symbol, or a list of them separated by commas.
+fn list_error(field: &str) -> Option<String> {
+    let symbols = split_symbols(field);
+    if symbols.len() > MAX_SYMBOLS {
+        return Some(format!("{} symbols: a batch runs at most {MAX_SYMBOLS}", symbols.len()));
+    }
+    match symbols.as_slice() {
+        [] => field.parse::<Symbol>().err().map(|e| e.0),
+        [one] => one.parse::<Symbol>().err().map(|e| e.0),
+        many => many.iter().find_map(|s| s.parse::<Symbol>().err().map(|e| format!("{s}: {}", e.0))),
+    }
+}
+
 #[component]
 fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>, symbols: Vec<String>) -> impl IntoView {
     view! {
@@ -153,7 +171,8 @@ fn SymbolField(symbol: RwSignal<String>, error: Signal<Option<String>>, symbols:
                 {symbols.into_iter().map(|s| view! { <option value=s></option> }).collect_view()}
             </datalist>
             <p id="symbol-help" class=move || if error.get().is_some() { "help error" } else { "help" }>
-                {move || error.get().unwrap_or_else(|| "A ticker from the bundled data, e.g. AAPL, MSFT, NVDA.".into())}
+                {move || error.get().unwrap_or_else(|| "A ticker from the bundled data, e.g. AAPL — or several, separated by commas, for a batch (AAPL, MSFT, NVDA)."
+                        .into())}
             </p>
         </div>
     }

@@ -6,10 +6,12 @@ use leptos_router::components::A;
 
 pub mod backtest;
 pub mod backtests;
+pub mod batch;
 pub mod compare;
 pub mod history;
 pub mod home;
 pub mod run;
+pub mod schedules;
 pub mod settings;
 pub mod share;
 pub mod stats;

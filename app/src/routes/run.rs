@@ -107,6 +107,12 @@ fn run_line(p: &RunState) -> String {
     )
 }
 
+/// The batch a run was started in, if any: a link to it.
+#[component]
+fn BatchLink(run: RunState) -> impl IntoView {
+    run.batch_id.map(|b| view! { " · " <a href=format!("/batches/{b}") data-testid="batch-link">"in a batch"</a> })
+}
+
 /// How a completed run turned out, read when the page is rendered (nothing while the prices
 /// cannot be read).
 #[component]
@@ -185,7 +191,7 @@ fn RunHeading(run: RunState) -> impl IntoView {
     view! {
         <section class="card run-header">
             <h1>{run.symbol.to_string()} <span class="muted">" · " {run.model_id.to_string()}</span></h1>
-            <p class="muted" data-testid="run-line">{run_line(&run)}</p>
+            <p class="muted" data-testid="run-line">{run_line(&run)}<BatchLink run=run.clone()/></p>
         </section>
     }
 }
@@ -250,7 +256,10 @@ pub fn RunLive(initial: RunState, initial_log: RunLog, transport: ProgressTransp
                 {move || progress.read().symbol.to_string()}
                 <span class="muted">" · " {move || progress.read().model_id.to_string()}</span>
             </h1>
-            <p class="muted" data-testid="run-line">{move || run_line(&progress.read())}</p>
+            <p class="muted" data-testid="run-line">
+                {move || run_line(&progress.read())}
+                <BatchLink run=progress.get_untracked()/>
+            </p>
             <div class="actions">
                 {move || (!status().is_terminal()).then(|| {
                     let id = id_cancel.clone();

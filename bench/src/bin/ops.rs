@@ -118,8 +118,13 @@ async fn scrape(binary: &std::path::Path, table: usize, scrapes: usize) -> (Vec<
         let (store, start) = (store.clone(), start.clone());
         tasks.push(tokio::spawn(async move {
             for i in (t..table).step_by(16) {
-                let args =
-                    serde_json::to_value(RunArgs { start: start.clone(), retry_of: None, rerun_of: None }).unwrap();
+                let args = serde_json::to_value(RunArgs {
+                    start: start.clone(),
+                    retry_of: None,
+                    rerun_of: None,
+                    batch_id: None,
+                })
+                .unwrap();
                 let job = NewJob {
                     progress: serde_json::to_value(RunProgress::new(&start)).unwrap(),
                     ..NewJob::new(KIND, &format!("bench-{}", i % 200), args)

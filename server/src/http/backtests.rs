@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary, BacktestView};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::extract::JsonBody;
@@ -84,8 +83,7 @@ pub async fn view(
     let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
     let body = serde_json::to_vec(&view).expect("plain data");
-    let digest = Sha256::digest(&body);
-    let etag = format!("\"b{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
+    let etag = super::reply::digest_etag('b', &body);
     let running = view.status == BacktestStatus::Running;
     let retry_after = running.then(|| state.service.config().poll_after.as_secs().max(1));
     Ok(tagged_json(&headers, &etag, body, retry_after))

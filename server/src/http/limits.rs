@@ -12,7 +12,9 @@
 //! identities and addresses can come back for more.
 //!
 //! Starting a backtest counts as one start (its size is bounded by `MAX_BACKTEST_CELLS` and
-//! the pace of its cells by `MAX_RUNNING_CELLS_PER_USER`). A form posted natively is not
+//! the pace of its cells by `MAX_RUNNING_CELLS_PER_USER`), and so does starting a batch (at
+//! most 50 runs, which run no faster than the owner's limit of active runs allows; the daily
+//! budget and the queue's length count each of them). A form posted natively is not
 //! answered here: it goes on to its handler marked [`Limited`], which answers with its page —
 //! the new-analysis and backtest forms again with what was typed and why it was refused.
 
@@ -107,6 +109,8 @@ pub fn creates_run(method: &Method, path: &str) -> bool {
         // Backtests, over REST and from their form.
         || path == "/api/trading/backtests"
         || path == "/backtests"
+        // Batches, over REST and from the new-analysis form (which posts to `/`).
+        || path == "/api/trading/batches"
         // The forms posted natively.
         || path == "/"
         || (path.starts_with("/runs/") && path.ends_with("/retry"))
@@ -148,6 +152,7 @@ mod tests {
             "/runs/x/rerun",
             "/api/trading/backtests",
             "/backtests",
+            "/api/trading/batches",
         ] {
             assert!(creates_run(&Method::POST, path), "{path}");
         }

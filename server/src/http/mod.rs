@@ -20,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 pub mod backtest_forms;
 pub mod backtests;
+pub mod batches;
 pub mod connections;
 pub mod extract;
 pub mod guard;
@@ -34,6 +35,7 @@ pub mod proxy;
 pub mod reply;
 pub mod responses;
 pub mod runs;
+pub mod schedules;
 pub mod session;
 pub mod shares;
 pub mod stats;
@@ -154,6 +156,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/backtests", post(backtests::start).get(backtests::list))
         .route("/api/trading/backtests/{backtest_id}", get(backtests::view))
         .route("/api/trading/backtests/{backtest_id}/cancel", post(backtests::cancel))
+        .route("/api/trading/batches", post(batches::start).get(batches::list))
+        .route("/api/trading/batches/{batch_id}", get(batches::view))
+        .route("/api/trading/batches/{batch_id}/cancel", post(batches::cancel))
+        .route("/api/schedules", post(schedules::create).get(schedules::list))
+        .route("/api/schedules/{schedule_id}", get(schedules::get).patch(schedules::update).delete(schedules::delete))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/{*rest}", any(problem::not_found))
         .route("/healthz", get(health::healthz))
@@ -176,7 +183,12 @@ pub fn router(state: AppState) -> Router {
         .route("/settings/tokens/{id}/revoke", post(tokens::revoke))
         .route("/backtests", post(backtest_forms::start))
         .route("/backtests/{backtest_id}/cancel", post(backtest_forms::cancel))
-        .route("/backtests/{backtest_id}/cells.csv", get(backtests::cells_csv));
+        .route("/backtests/{backtest_id}/cells.csv", get(backtests::cells_csv))
+        .route("/batches/{batch_id}/cancel", post(batches::cancel_form))
+        .route("/batches/{batch_id}/runs.csv", get(batches::runs_csv))
+        .route("/schedules", post(schedules::create_form))
+        .route("/schedules/{schedule_id}", post(schedules::change_form))
+        .route("/schedules/{schedule_id}/{what}", post(schedules::change_form));
 
     // Every page is a route of the app. `/stats` is rendered by its own handler, after its
     // check of who asks.

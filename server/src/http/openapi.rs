@@ -9,7 +9,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::responses::{BadRunId, InvalidToken, RunNotFound, Unauthenticated};
-use super::{backtests, health, live, runs, shares};
+use super::{backtests, batches, health, live, runs, schedules, shares};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,15 @@ use super::{backtests, health, live, runs, shares};
         backtests::list,
         backtests::view,
         backtests::cancel,
+        batches::start,
+        batches::list,
+        batches::view,
+        batches::cancel,
+        schedules::create,
+        schedules::list,
+        schedules::get,
+        schedules::update,
+        schedules::delete,
         health::healthz,
         health::readyz,
     ),
@@ -57,6 +66,8 @@ use super::{backtests, health, live, runs, shares};
         (name = "shares", description = "Read-only links to a run, which anyone holding one may open."),
         (name = "catalog", description = "What a run can be made of."),
         (name = "backtests", description = "Many runs over symbols and dates, scored against the prices that followed."),
+        (name = "batches", description = "Runs of many symbols started together, at most your limit of active runs at once."),
+        (name = "schedules", description = "Watchlists started as a batch on every tick of a cron, in a time zone."),
         (name = "operations", description = "Liveness and readiness."),
     )
 )]
@@ -123,6 +134,23 @@ impl Links {
             &[
                 ("backtest", "getBacktest", "backtestId", "$response.body#/backtestId"),
                 ("cancel", "cancelBacktest", "backtestId", "$response.body#/backtestId"),
+            ],
+        ),
+        (
+            "startBatch",
+            "202",
+            &[
+                ("batch", "getBatch", "batchId", "$response.body#/batchId"),
+                ("cancel", "cancelBatch", "batchId", "$response.body#/batchId"),
+            ],
+        ),
+        (
+            "createSchedule",
+            "201",
+            &[
+                ("schedule", "getSchedule", "scheduleId", "$response.body#/scheduleId"),
+                ("update", "updateSchedule", "scheduleId", "$response.body#/scheduleId"),
+                ("delete", "deleteSchedule", "scheduleId", "$response.body#/scheduleId"),
             ],
         ),
         ("createShare", "201", &[("revoke", "revokeShare", "id", "$response.body#/id")]),
@@ -212,6 +240,9 @@ mod tests {
             ("/api/trading/runs", "get"),
             ("/api/trading/share/{secret}", "get"),
             ("/api/trading/backtests/{backtestId}", "get"),
+            ("/api/trading/batches", "post"),
+            ("/api/trading/batches/{batchId}", "get"),
+            ("/api/trading/batches/{batchId}/cancel", "post"),
         ] {
             assert!(paths[path][method].is_object(), "{method} {path}");
         }

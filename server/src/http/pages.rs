@@ -56,6 +56,11 @@ pub fn start_request(body: &[u8]) -> StartRequest {
     request
 }
 
+/// Whether the form's symbol field lists more than one symbol (a batch).
+fn several_symbols(request: &StartRequest) -> bool {
+    request.symbol.as_deref().is_some_and(|s| domain::batch::split_symbols(s).len() > 1)
+}
+
 /// A form's body, read whole: a form is small.
 pub(crate) async fn form_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
     to_bytes(body, BODY_LIMIT).await.map_err(|_| super::problem::too_large())
@@ -72,6 +77,26 @@ pub async fn start(State(state): State<AppState>, req: Request) -> Response {
     let refused = match (parts.extensions.get::<Limited>().copied(), identity(&parts)) {
         (Some(Limited(secs)), _) => refusal(secs),
         (None, Err(e)) => return refused(&state, parts, "/".into(), e).await,
+        // A list of symbols starts a batch of them, with the form's settings.
+        (None, Ok(user)) if several_symbols(&request) => {
+            let symbols = domain::batch::split_symbols(request.symbol.as_deref().unwrap_or_default());
+            let batch = domain::batch::BatchRequest::from_run(&request, symbols);
+            match state.context.batches.start(&user.0, &batch).await {
+                Ok(started) => return see_other(&format!("/batches/{}", started.batch_id)),
+                Err(e @ (Error::Internal(_) | Error::Unavailable(_))) => {
+                    return refused(&state, parts, "/".into(), e.into()).await;
+                }
+                // The list's problems are the symbol field's.
+                Err(Error::Invalid(errors)) => Error::Invalid(
+                    errors
+                        .into_iter()
+                        .map(|e| if e.field == "symbols" { domain::FieldError::new("symbol", e.message) } else { e })
+                        .collect(),
+                )
+                .into(),
+                Err(e) => e.into(),
+            }
+        }
         (None, Ok(user)) => match state.service.start(&user.0, &request, None).await {
             Ok(started) => return see_other(&format!("/runs/{}", started.run_id)),
             // Not the form's fault: answered as any form's refusal.

@@ -21,6 +21,14 @@ pub(crate) fn csv_download(body: Vec<u8>, filename: &str) -> Response {
     resp
 }
 
+/// A strong ETag over a body's bytes (a SHA-256 prefix), for answers computed from several rows
+/// that have no single version: `prefix` keeps different kinds of answer apart.
+pub(crate) fn digest_etag(prefix: char, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(body);
+    format!("\"{prefix}{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 /// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never
 /// reused without asking (`no-cache`), kept out of shared caches and per session; with
 /// `Retry-After` (seconds) while what it shows is still changing.

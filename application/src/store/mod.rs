@@ -35,6 +35,9 @@ macro_rules! on_writer {
     };
 }
 
+mod schedules;
+pub use schedules::{FireRow, ScheduleRow};
+
 /// Applies every migration: the queue's, then the application's (which build on them).
 pub async fn migrate(db: &Database) -> Result<()> {
     db.migrate_queue().await?;
@@ -99,10 +102,15 @@ enum Param {
     Int(i64),
 }
 
+/// The runs of the history: all but backtests' cells (a batch's runs are the user's own). The
+/// condition of the history's indexes, written exactly as they are, on the table's columns
+/// (see migration `20261209000001_batches`).
+const IN_HISTORY: &str = "(case when args ->> 'batchId' is null then parent_id end) is null";
+
 /// The `where` clause of a history search, with its parameters, for either table of runs.
 fn history_where(owner: &str, query: &RunsQuery) -> (String, Vec<Param>) {
     let mut params = vec![Param::Text(owner.to_string())];
-    let mut clauses = vec!["user_id = $1".to_string(), "backtest_id is null".to_string()];
+    let mut clauses = vec!["user_id = $1".to_string(), IN_HISTORY.to_string()];
     let bind = |params: &mut Vec<Param>, p: Param| {
         params.push(p);
         format!("${}", params.len())
@@ -596,7 +604,7 @@ impl Store {
             format!(
                 "select cast(run_id as text) as run_id, symbol, cast(result ->> 'asOf' as text) as as_of,
                         cast(result ->> 'rating' as text) as rating, created_at
-                 from {table} where user_id = $1 and backtest_id is null and status = 'completed'
+                 from {table} where user_id = $1 and {IN_HISTORY} and status = 'completed'
                  and cast(run_id as text) not in (select o.run_id from trading_agent_outcomes o where o.user_id = $1)"
             )
         };
