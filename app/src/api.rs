@@ -78,6 +78,7 @@ pub mod ssr {
     use application::backtests::Backtests;
     use application::batches::Batches;
     use application::schedules::Schedules;
+    use application::webhooks::Dispatcher;
     use application::{Error, RunService, UserId};
     use domain::{ModelInfo, Problem};
     use leptos::prelude::*;
@@ -96,6 +97,7 @@ pub mod ssr {
         pub backtests: Arc<Backtests>,
         pub batches: Arc<Batches>,
         pub schedules: Arc<Schedules>,
+        pub webhooks: Arc<Dispatcher>,
         pub access: Access,
         /// The model catalog with availability, fixed at start-up (keys come from the environment).
         pub models: Arc<Vec<ModelInfo>>,

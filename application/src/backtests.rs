@@ -271,7 +271,7 @@ impl Backtests {
                 ..NewJob::new(
                     crate::run::KIND,
                     user_id,
-                    to_json(&RunArgs { start, retry_of: None, rerun_of: None, batch_id: None }),
+                    to_json(&RunArgs { start, retry_of: None, rerun_of: None, batch_id: None, webhook: None }),
                 )
             });
         }

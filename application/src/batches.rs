@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use domain::batch::{BatchRequest, BatchRun, BatchStarted, BatchStatus, BatchSummary, BatchTotals, BatchView};
+use domain::webhook::Webhook;
 use domain::{BatchId, FieldError, JobStatus};
 use jobs::job::{Filter, Order};
 use jobs::{Insert, InsertOutcome, JobId, NewJob, State};
@@ -32,6 +33,12 @@ const LIST_LIMIT: u32 = 100;
 struct BatchArgs {
     #[serde(flatten)]
     request: BatchRequest,
+    /// Where its events are sent, checked (the request's `webhook` fields are not kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook: Option<Webhook>,
+    /// The schedule whose tick started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule_id: Option<String>,
 }
 
 fn job_id(id: BatchId) -> JobId {
@@ -83,9 +90,14 @@ impl Batches {
         if errors.is_empty() { Ok((symbols, starts)) } else { Err(Error::Invalid(errors)) }
     }
 
+    /// The problems of a request's webhook, if any.
+    pub(crate) async fn check_webhook(&self, request: &BatchRequest) -> std::result::Result<(), Vec<FieldError>> {
+        self.runs.webhooks().check(request.webhook.as_deref(), request.webhook_events.as_deref()).await.map(drop)
+    }
+
     /// Validates a request and queues the batch with all its runs.
     pub async fn start(&self, user_id: &str, request: &BatchRequest) -> Result<BatchStarted> {
-        self.start_as(user_id, request, BatchId::from_uuid(uuid::Uuid::new_v4()), None).await
+        self.start_as(user_id, request, BatchId::from_uuid(uuid::Uuid::new_v4()), None, None).await
     }
 
     /// Starts the batch `batch_id` once: with `key`, a second start with the same key (another
@@ -96,8 +108,22 @@ impl Batches {
         request: &BatchRequest,
         batch_id: BatchId,
         key: Option<String>,
+        schedule_id: Option<String>,
     ) -> Result<BatchStarted> {
-        let (symbols, starts) = self.validate(request)?;
+        let checked = self.validate(request);
+        let webhook = self.runs.webhooks().check(request.webhook.as_deref(), request.webhook_events.as_deref()).await;
+        let ((symbols, starts), webhook) = match (checked, webhook) {
+            (Ok(valid), Ok(webhook)) => (valid, webhook),
+            (checked, webhook) => {
+                let mut errors = match checked {
+                    Err(Error::Invalid(e)) => e,
+                    Err(e) => return Err(e),
+                    Ok(_) => Vec::new(),
+                };
+                errors.extend(webhook.err().unwrap_or_default());
+                return Err(Error::Invalid(errors));
+            }
+        };
         self.runs.check_daily_budget(user_id).await?;
         let queued = self.runs.queued_interactive().await?;
         if queued + starts.len() as u64 > u64::from(self.runs.config().max_queued) {
@@ -113,12 +139,19 @@ impl Batches {
                 ..NewJob::new(
                     crate::run::KIND,
                     user_id,
-                    to_json(&RunArgs { start, retry_of: None, rerun_of: None, batch_id: Some(batch_id) }),
+                    to_json(&RunArgs {
+                        start,
+                        retry_of: None,
+                        rerun_of: None,
+                        batch_id: Some(batch_id),
+                        webhook: None,
+                    }),
                 )
             })
             .collect();
         let runs = children.iter().map(|c| run_id(c.job_id)).collect();
-        let args = BatchArgs { request: BatchRequest { symbols, ..request.clone() } };
+        let stored = BatchRequest { symbols, webhook: None, webhook_events: None, ..request.clone() };
+        let args = BatchArgs { request: stored, webhook, schedule_id };
         let parent = NewJob {
             job_id: job_id(batch_id),
             child_limit: Some(config.max_active_per_user),
@@ -157,7 +190,7 @@ impl Batches {
 
     /// A batch of `user_id`'s: each run as it is now, and the totals.
     pub async fn view(&self, user_id: &str, batch_id: BatchId) -> Result<BatchView> {
-        let (batch, BatchArgs { request }) = self.owned(user_id, batch_id).await?;
+        let (batch, BatchArgs { request, .. }) = self.owned(user_id, batch_id).await?;
         let children = Filter {
             parent: Some(Some(batch.job_id)),
             archived: true,
@@ -194,6 +227,16 @@ impl Batches {
             (false, _) => BatchStatus::Completed,
         };
         Ok(BatchView { batch_id, status, request, created_at: batch.created_at, runs, totals })
+    }
+
+    /// A batch of `user_id`'s, its webhook and the schedule that started it.
+    pub(crate) async fn with_webhook(
+        &self,
+        user_id: &str,
+        batch_id: BatchId,
+    ) -> Result<(BatchView, Option<Webhook>, Option<String>)> {
+        let (_, args) = self.owned(user_id, batch_id).await?;
+        Ok((self.view(user_id, batch_id).await?, args.webhook, args.schedule_id))
     }
 
     /// Cancels a batch: no further run of it starts, pending runs end `cancelled` and running

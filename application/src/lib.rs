@@ -22,6 +22,7 @@
 //! - [`cache`], [`eta`]: progress bodies served from memory; the estimated time remaining.
 //! - [`access`]: API tokens and share links, other ways to an identity than the session.
 //! - [`stats`]: the operators' figures of the last day's runs.
+//! - [`webhooks`]: signed deliveries of runs' and batches' events, through an outbox.
 //! - [`store`]: the application's own SQL and migrations; [`telemetry`]: what it measures.
 
 pub mod access;
@@ -45,6 +46,7 @@ pub mod store;
 pub mod telemetry;
 pub mod tracker;
 pub mod transcript;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub use runs::{RunService, ServiceConfig, Started, UserId};

@@ -33,6 +33,9 @@ impl RunService {
             deep_model_id: request.deep_model_id.clone().or_else(|| o.deep_model_id.as_ref().map(|m| m.to_string())),
             max_cost_usd: o.max_cost_usd,
             max_tokens: o.max_tokens,
+            // The webhook goes with the run (below), already checked.
+            webhook: None,
+            webhook_events: None,
         };
         let mut errors: Vec<FieldError> = from.clone().err().into_iter().collect();
         let start = wanted.validate(&self.config().default_model).map_err(|mut e| {
@@ -81,7 +84,13 @@ impl RunService {
             .filter_map(|(key, value)| agents::pipeline::taken_over(value).map(|v| (key.clone(), v)))
             .collect();
         let progress = RunProgress::of(crate::tracker::Tracker::new(progress.steps), domain::Usage::default());
-        let args = RunArgs { start, retry_of: None, rerun_of: Some(RerunOf { run_id, from }), batch_id: None };
+        let args = RunArgs {
+            start,
+            retry_of: None,
+            rerun_of: Some(RerunOf { run_id, from }),
+            batch_id: None,
+            webhook: source.webhook.clone(),
+        };
         self.insert(user_id, args, Some((progress, checkpoints)), None, None).await
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use domain::backtest::BacktestId;
+use domain::webhook::Webhook;
 use domain::{AnalysisResult, BatchId, JobStatus, RerunOf, RunId, StepProgress, StepStatus, Usage, ValidStart};
 use jobs::{Job, JobId, State};
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ pub struct RunArgs {
     /// The batch this run was started in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<BatchId>,
+    /// Where its events are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
 }
 
 /// A run's progress document: its steps, the overall percent and current step they make, and
@@ -81,6 +85,8 @@ pub struct Run {
     pub backtest_id: Option<BacktestId>,
     /// The batch this run was started in.
     pub batch_id: Option<BatchId>,
+    /// Where its events are sent.
+    pub webhook: Option<Webhook>,
     pub status: JobStatus,
     pub progress: RunProgress,
     pub checkpoints: BTreeMap<String, Value>,
@@ -126,6 +132,7 @@ impl Run {
             // A batch's runs are its children as a backtest's cells are the backtest's.
             backtest_id: job.parent.filter(|_| args.batch_id.is_none()).map(|p| BacktestId::from_uuid(p.0)),
             batch_id: args.batch_id,
+            webhook: args.webhook,
             status,
             progress,
             checkpoints: job.checkpoints,
@@ -246,6 +253,7 @@ mod tests {
             retry_of: Some(RunId::from_uuid(uuid::Uuid::nil())),
             rerun_of: None,
             batch_id: None,
+            webhook: None,
         };
         let json = serde_json::to_value(&args).unwrap();
         assert_eq!(json["symbol"], "AAPL");

@@ -64,6 +64,8 @@ pub struct ServiceConfig {
     /// What one user's runs may spend in a rolling 24 hours (`DAILY_TOKENS_PER_USER`,
     /// `DAILY_COST_USD_PER_USER`); off by default.
     pub daily_budget: DailyBudget,
+    /// Signing and reach of webhooks.
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Default for ServiceConfig {
@@ -80,6 +82,11 @@ impl Default for ServiceConfig {
             default_max_tokens: None,
             max_queued: MAX_QUEUED_DEFAULT,
             daily_budget: DailyBudget::default(),
+            webhooks: crate::webhooks::WebhookConfig {
+                timeout: crate::webhooks::TIMEOUT_DEFAULT,
+                first_retry: crate::webhooks::FIRST_RETRY_DEFAULT,
+                ..Default::default()
+            },
         }
     }
 }
@@ -135,11 +142,13 @@ pub struct RunService {
     progress: ProgressCache,
     /// One read of a run's row at a time: callers that miss together wait for the first.
     loading: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
+    webhooks: crate::webhooks::WebhookPolicy,
 }
 
 impl RunService {
     pub fn new(db: &Database, events: Events, checks: Arc<Checks>, config: ServiceConfig) -> Result<Self, String> {
         config.validate()?;
+        let webhooks = crate::webhooks::WebhookPolicy::new(config.webhooks.clone())?;
         let queue = db.queue().clone();
         let progress = ProgressCache::new(queue.feed().clone());
         Ok(Self {
@@ -152,6 +161,7 @@ impl RunService {
             eta_cache: Mutex::new(HashMap::new()),
             progress,
             loading: Mutex::default(),
+            webhooks,
         })
     }
 
@@ -168,14 +178,29 @@ impl RunService {
         &self.config
     }
 
+    /// How webhooks are checked and sent.
+    pub fn webhooks(&self) -> &crate::webhooks::WebhookPolicy {
+        &self.webhooks
+    }
+
     /// Validates a request and queues a run for `user_id`.
     pub async fn start(&self, user_id: &str, request: &StartRequest, idempotency_key: Option<&str>) -> Result<Started> {
         let key = idempotency_key.map(check_idempotency_key).transpose()?;
-        let mut start = request.validate(&self.config.default_model).map_err(Error::Invalid)?;
+        // Every field's problem at once, the webhook's among them.
+        let checked = request.validate(&self.config.default_model);
+        let webhook = self.webhooks.check(request.webhook.as_deref(), request.webhook_events.as_deref()).await;
+        let (mut start, webhook) = match (checked, webhook) {
+            (Ok(start), Ok(webhook)) => (start, webhook),
+            (checked, webhook) => {
+                let mut errors = checked.err().unwrap_or_default();
+                errors.extend(webhook.err().unwrap_or_default());
+                return Err(Error::Invalid(errors));
+            }
+        };
         self.checks.check(&start).map_err(Error::Invalid)?;
         let hash = request_hash(&start);
         self.settle_options(&mut start);
-        let args = RunArgs { start, retry_of: None, rerun_of: None, batch_id: None };
+        let args = RunArgs { start, retry_of: None, rerun_of: None, batch_id: None, webhook };
         self.insert(user_id, args, None, key, Some(hash)).await
     }
 
@@ -204,7 +229,8 @@ impl RunService {
         }
         // The model may have become unavailable since (a key removed): say so now, not later.
         self.checks.check(&old.start).map_err(Error::Invalid)?;
-        let args = RunArgs { start: old.start, retry_of: Some(run_id), rerun_of: None, batch_id: None };
+        let args =
+            RunArgs { start: old.start, retry_of: Some(run_id), rerun_of: None, batch_id: None, webhook: old.webhook };
         self.insert(user_id, args, None, None, None).await
     }
 

@@ -141,7 +141,7 @@ impl Schedules {
     }
 
     /// Checks a whole schedule: its name, symbols and settings (as a batch's), cron and zone.
-    fn validate(&self, name: &str, request: &BatchRequest, cron: &str, timezone: &str) -> Result<Timetable> {
+    async fn validate(&self, name: &str, request: &BatchRequest, cron: &str, timezone: &str) -> Result<Timetable> {
         let mut errors = Vec::new();
         let name_chars = name.trim().chars().count();
         if name_chars == 0 {
@@ -150,6 +150,9 @@ impl Schedules {
             errors.push(FieldError::new("name", format!("{name_chars} characters: at most {MAX_NAME_CHARS}")));
         }
         if let Err(Error::Invalid(e)) = self.batches.validate(request) {
+            errors.extend(e);
+        }
+        if let Err(e) = self.batches.check_webhook(request).await {
             errors.extend(e);
         }
         let table = match Timetable::parse(cron, timezone) {
@@ -203,14 +206,15 @@ impl Schedules {
             next_fire_at: None,
             created_at: now.timestamp_millis(),
             updated_at: now.timestamp_millis(),
+            webhook_disabled_at: None,
         };
-        let row = self.apply(row, r)?;
+        let row = self.apply(row, r).await?;
         self.store.insert_schedule(&row).await?;
         self.view(row).await
     }
 
     /// `row` changed as `r` says, checked whole, with its next tick computed again.
-    fn apply(&self, mut row: ScheduleRow, r: &ScheduleRequest) -> Result<ScheduleRow> {
+    async fn apply(&self, mut row: ScheduleRow, r: &ScheduleRequest) -> Result<ScheduleRow> {
         let mut request: BatchRequest = serde_json::from_str(&row.request)
             .map_err(|e| Error::Internal(format!("schedule {}: request: {e}", row.schedule_id)))?;
         if let Some(symbols) = &r.symbols {
@@ -223,7 +227,15 @@ impl Schedules {
                 }
             )*};
         }
-        set!(model_id, analysts, depth, deep_model_id, max_cost_usd, max_tokens);
+        set!(model_id, analysts, depth, deep_model_id, max_cost_usd, max_tokens, webhook_events);
+        if let Some(url) = &r.webhook {
+            // Set again (or removed), a webhook given up on is tried anew.
+            request.webhook = Some(url.trim().to_string()).filter(|u| !u.is_empty());
+            row.webhook_disabled_at = None;
+            if request.webhook.is_none() {
+                request.webhook_events = None;
+            }
+        }
         if let Some(name) = &r.name {
             row.name = name.trim().to_string();
         }
@@ -236,7 +248,7 @@ impl Schedules {
         if let Some(paused) = r.paused {
             row.paused = paused;
         }
-        let table = self.validate(&row.name, &request, &row.cron, &row.timezone)?;
+        let table = self.validate(&row.name, &request, &row.cron, &row.timezone).await?;
         request.symbols = request.symbols().map_err(|e| Error::Invalid(vec![e]))?;
         let now = self.clock.now();
         row.request = serde_json::to_string(&request).map_err(|e| Error::Internal(e.to_string()))?;
@@ -251,7 +263,7 @@ impl Schedules {
 
     /// Edits, pauses or resumes a schedule of `owner`'s.
     pub async fn update(&self, owner: &str, id: ScheduleId, r: &ScheduleRequest) -> Result<Schedule> {
-        let row = self.apply(self.owned(owner, id).await?, r)?;
+        let row = self.apply(self.owned(owner, id).await?, r).await?;
         if !self.store.update_schedule(&row).await? {
             return Err(Error::NotFound);
         }
@@ -334,7 +346,12 @@ impl Schedules {
             .map_err(|e| Error::Internal(format!("schedule {}: request: {e}", schedule.schedule_id)))?;
         let batch_id: BatchId = fire.batch_id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?;
         let key = format!("schedule:{}:{}", schedule.schedule_id, fire.tick_at);
-        match self.batches.start_as(&schedule.user_id, &request, batch_id, Some(key)).await {
+        let request = match schedule.webhook_disabled_at {
+            Some(_) => BatchRequest { webhook: None, webhook_events: None, ..request },
+            None => request,
+        };
+        let id = Some(schedule.schedule_id.clone());
+        match self.batches.start_as(&schedule.user_id, &request, batch_id, Some(key), id).await {
             Ok(_) => {
                 self.store.fire_started(&schedule.schedule_id, fire.tick_at, None).await?;
                 crate::telemetry::schedule_fired(true);
@@ -383,6 +400,7 @@ fn to_schedule(row: ScheduleRow, fires: Vec<FireRow>) -> Result<Schedule> {
         paused: row.paused,
         request,
         next_fire_at: row.next_fire_at.filter(|n| *n != i64::MAX).map(time).transpose()?,
+        webhook_disabled_at: row.webhook_disabled_at.map(time).transpose()?,
         last_fires,
         created_at: time(row.created_at)?,
         updated_at: time(row.updated_at)?,

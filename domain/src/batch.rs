@@ -43,6 +43,13 @@ pub struct BatchRequest {
     /// Budget of each run in tokens; absent means the server's default (if any).
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// An https URL told of the batch's events, signed (Standard Webhooks): `start` when it is
+    /// stored, `step` when one of its runs ends, `completed` when the last has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Any of `start`, `step`, `completed` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 impl BatchRequest {
@@ -76,6 +83,9 @@ impl BatchRequest {
             deep_model_id: self.deep_model_id.clone(),
             max_cost_usd: self.max_cost_usd,
             max_tokens: self.max_tokens,
+            // The batch is told of its runs' ends.
+            webhook: None,
+            webhook_events: None,
         }
     }
 
@@ -90,6 +100,8 @@ impl BatchRequest {
             deep_model_id: run.deep_model_id.clone(),
             max_cost_usd: run.max_cost_usd,
             max_tokens: run.max_tokens,
+            webhook: run.webhook.clone(),
+            webhook_events: run.webhook_events.clone(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub mod result;
 pub mod schedule;
 pub mod status;
 pub mod team;
+pub mod webhook;
 
 pub use access::{ApiToken, ShareLink};
 pub use analyst::{AnalystKind, DATA_COLLECTION, FINAL_ASSESSMENT, step_names};

@@ -41,6 +41,13 @@ pub struct StartRequest {
     /// Budget in tokens; absent means the server's default (if any).
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// An https URL told of the run's events, signed (Standard Webhooks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Which events: any of `start`, `step`, `completed` (the default: `completed`, sent for
+    /// every way a run ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 /// `POST /api/trading/runs/{runId}/rerun`: a new run from one of a run's stages, the stages

@@ -51,6 +51,13 @@ pub struct ScheduleRequest {
     /// Budget of each run in tokens.
     #[serde(default)]
     pub max_tokens: Option<u64>,
+    /// An https URL told of each batch's events (an empty string removes it); disabled after a
+    /// day of failed deliveries, until it is set again.
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// Any of `start`, `step`, `completed` (the default).
+    #[serde(default)]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 /// One tick a schedule fired on: the batch it started, or why none was.
@@ -98,6 +105,10 @@ pub struct Schedule {
     /// The next tick, in UTC; none while paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// When its webhook was given up on after a day of failed deliveries: its batches go
+    /// without it until it is set again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_disabled_at: Option<DateTime<Utc>>,
     /// Its latest ticks, newest first (at most 10).
     pub last_fires: Vec<ScheduleFire>,
     pub created_at: DateTime<Utc>,

@@ -82,6 +82,7 @@ pub async fn serve(common: &Common, args: &ServeArgs) -> Result<(), Error> {
             backtests: parts.backtests.clone(),
             batches: parts.batches.clone(),
             schedules: parts.schedules.clone(),
+            webhooks: parts.webhooks.clone(),
             access: parts.access.clone(),
             answer: http::problem::answer,
             models: Arc::new(parts.models.infos()),

@@ -21,6 +21,7 @@ use application::batches::Batches;
 use application::checks::Checks;
 use application::parent::ParentJob;
 use application::schedules::{Scheduler, Schedules};
+use application::webhooks::{Dispatcher, WebhookConfig};
 use application::{RunService, ServiceConfig};
 use domain::ModelId;
 use jobs::janitor::Janitor;
@@ -43,6 +44,7 @@ pub struct Parts {
     pub backtests: Arc<Backtests>,
     pub batches: Arc<Batches>,
     pub schedules: Arc<Schedules>,
+    pub webhooks: Arc<Dispatcher>,
     pub access: Access,
     /// Keeps the PostgreSQL notification listener alive.
     _listener: Option<tokio::task::JoinHandle<()>>,
@@ -120,6 +122,12 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         default_max_cost_usd: common.max_cost_usd,
         default_max_tokens: common.max_tokens,
         daily_budget: common.daily_budget(),
+        webhooks: WebhookConfig {
+            secret: common.webhook_secret.as_ref().map(|s| WebhookConfig::secret_from(&s.0)).transpose()?,
+            allow_private: common.webhook_allow_private,
+            timeout: Duration::from_secs(common.webhook_timeout_secs.max(1)),
+            first_retry: Duration::from_millis(common.webhook_first_retry_ms.max(1)),
+        },
         ..ServiceConfig::default()
     };
     let checks = Arc::new(Checks { market: market.clone(), models: models.clone() });
@@ -138,6 +146,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         db.clock.clone(),
         Duration::from_secs(common.min_schedule_interval_secs),
     ));
+    let webhooks = Arc::new(Dispatcher::new(service.clone(), batches.clone(), db.clock.clone()));
     let access = Access::new(service.clone());
     Ok(Parts {
         db,
@@ -149,6 +158,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         backtests,
         batches,
         schedules,
+        webhooks,
         access,
         _listener: listener,
     })
@@ -168,7 +178,8 @@ pub fn handlers(parts: &Parts, common: &Common) -> Handlers {
         .register(application::batches::KIND, Arc::new(ParentJob("batch")))
 }
 
-/// Starts the worker pool and the maintenance loops (rescuer, janitor, scheduler). Returns when
+/// Starts the worker pool and the maintenance loops (rescuer, janitor, scheduler, webhook
+/// dispatcher). Returns when
 /// `shutdown` has fired and the workers have drained.
 pub async fn run_workers(
     parts: &Parts,
@@ -199,10 +210,11 @@ pub async fn run_workers(
     );
     let janitor = Janitor::new(queue, clock, common.janitor_config())?;
     let scheduler = Scheduler::new(parts.schedules.clone());
+    let webhooks = parts.webhooks.clone();
     let maintenance = tokio::spawn({
         let s = shutdown.clone();
         async move {
-            tokio::join!(rescuer.run(s.clone()), janitor.run(s.clone()), scheduler.run(s));
+            tokio::join!(rescuer.run(s.clone()), janitor.run(s.clone()), scheduler.run(s.clone()), webhooks.run(s));
         }
     });
     tracing::info!(workers = args.workers, backend = parts.db.backend(), "workers started");

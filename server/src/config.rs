@@ -156,6 +156,25 @@ pub struct Common {
     #[arg(long, env = "DAILY_COST_USD_PER_USER", default_value_t = 0.0, global = true)]
     pub daily_cost_usd_per_user: f64,
 
+    /// The key webhooks are signed with: `whsec_` and at least 24 bytes in base64 (Standard
+    /// Webhooks). Without it, webhooks are refused.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, global = true)]
+    pub webhook_secret: Option<Secret>,
+
+    /// Lets webhooks reach loopback and private addresses, and plain http (for a receiver on
+    /// this machine or network).
+    #[arg(long, env = "WEBHOOK_ALLOW_PRIVATE", default_value_t = false, global = true)]
+    pub webhook_allow_private: bool,
+
+    /// How long one webhook delivery may take, in seconds.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_SECS", default_value_t = application::webhooks::TIMEOUT_DEFAULT.as_secs(), global = true)]
+    pub webhook_timeout_secs: u64,
+
+    /// The wait before a failed delivery's first retry, in milliseconds; later waits are
+    /// multiples of it (5 s: 5 s, 30 s, 5 min, 30 min, 2 h, 5 h, then 10 h).
+    #[arg(long, env = "WEBHOOK_FIRST_RETRY_MS", default_value_t = application::webhooks::FIRST_RETRY_DEFAULT.as_millis() as u64, global = true)]
+    pub webhook_first_retry_ms: u64,
+
     /// How long a worker's claim lasts without a heartbeat.
     #[arg(long, env = "LEASE_SECS", default_value_t = 30, global = true)]
     pub lease_secs: u64,

@@ -19,7 +19,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::api::{CancelRun, RetryRun, read_run_log, run_progress};
+use crate::api::{AppError, CancelRun, RetryRun, read_run_log, run_progress};
 use crate::components::ErrorPanel;
 use crate::components::log::RunLogView;
 use crate::components::outcome::OutcomeView;
@@ -66,6 +66,7 @@ pub fn RunPage() -> impl IntoView {
                                     <HowItTurnedOut run_id=id.clone()/>
                                     <RerunForm run=p.run.clone()/>
                                     <RunLive initial=p.run initial_log=log transport=transport() folded=true/>
+                                    <Deliveries run_id=id.clone()/>
                                     <crate::routes::history::RunTags run_id=id.clone()/>
                                     <crate::routes::share::ShareLinks run_id=id/>
                                 }
@@ -78,6 +79,7 @@ pub fn RunPage() -> impl IntoView {
                                 })}
                                 {(!active).then(|| view! { <RerunForm run=p.run.clone()/> })}
                                 <RunLive initial=p.run initial_log=log transport=transport() folded=false/>
+                                <Deliveries run_id=id.clone()/>
                                 <crate::routes::history::RunTags run_id=id.clone()/>
                                 <crate::routes::share::ShareLinks run_id=id/>
                             }
@@ -105,6 +107,61 @@ fn run_line(p: &RunState) -> String {
                 .map(|r| format!(" · rerun of {} from {}", &r.run_id.to_string()[..8], r.from.id()))
                 .unwrap_or_default()
     )
+}
+
+/// The run's webhook deliveries, read when the page is rendered: each event, its attempts and
+/// how the last went. Nothing for a run without a webhook.
+#[server]
+pub async fn run_deliveries(run_id: String) -> Result<Vec<domain::webhook::Delivery>, AppError> {
+    use crate::api::ssr::{context, fail, run_id as parse};
+    let (ctx, user) = context()?;
+    ctx.webhooks.deliveries(&user.0, parse(&run_id)?).await.map_err(fail)
+}
+
+#[component]
+fn Deliveries(run_id: String) -> impl IntoView {
+    let deliveries = Resource::new(move || run_id.clone(), run_deliveries);
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let list = deliveries.await.unwrap_or_default();
+                (!list.is_empty()).then(|| view! {
+                    <section class="card deliveries" data-testid="deliveries">
+                        <h2>"Webhook deliveries"</h2>
+                        <p class="muted"><code>{list[0].url.clone()}</code></p>
+                        <div class="table-wrap">
+                            <table class="deliveries">
+                                <thead><tr><th scope="col">"Event"</th><th scope="col">"Attempts"</th><th scope="col">"Last answer"</th><th scope="col">"State"</th></tr></thead>
+                                <tbody>
+                                    {list.into_iter().map(|d| {
+                                        let state = match (d.delivered_at, d.failed_at, d.next_attempt_at) {
+                                            (Some(at), _, _) => format!("delivered {}", crate::format::timestamp(at)),
+                                            (_, Some(at), _) => format!("given up {}", crate::format::timestamp(at)),
+                                            (_, _, Some(at)) => format!("next try {}", crate::format::timestamp(at)),
+                                            _ => "waiting".into(),
+                                        };
+                                        let answer = match (d.last_status, d.last_error) {
+                                            (Some(s), _) => s.to_string(),
+                                            (None, Some(e)) => e,
+                                            (None, None) => "—".into(),
+                                        };
+                                        view! {
+                                            <tr data-webhook-id=d.webhook_id.clone()>
+                                                <th scope="row" data-label="Event">{d.event.as_str()}{d.step.map(|s| format!(": {s}"))}</th>
+                                                <td data-label="Attempts">{d.attempts}</td>
+                                                <td data-label="Last answer">{answer}</td>
+                                                <td data-label="State">{state}</td>
+                                            </tr>
+                                        }
+                                    }).collect_view()}
+                                </tbody>
+                            </table>
+                        </div>
+                    </section>
+                })
+            })}
+        </Suspense>
+    }
 }
 
 /// The batch a run was started in, if any: a link to it.

@@ -87,6 +87,13 @@ fn ScheduleItem(schedule: Schedule) -> impl IntoView {
             <p><strong>{r.symbols.join(", ")}</strong></p>
             <p class="muted"><code>{s.cron.clone()}</code>" in "{s.timezone.clone()}" · "{settings}</p>
             <p class="schedule-when">{when}</p>
+            {r.webhook.clone().map(|url| view! {
+                <p class="muted">"Webhook: "<code>{url}</code>
+                    {s.webhook_disabled_at.map(|at| view! {
+                        <strong class="warning">{format!(" — given up on {} after a day of failed deliveries; set it again to resume", timestamp(at))}</strong>
+                    })}
+                </p>
+            })}
             {(!fires.is_empty()).then(|| view! {
                 <ol class="fires" aria-label="Latest ticks">
                     {fires.into_iter().map(|f| {

@@ -36,7 +36,9 @@ macro_rules! on_writer {
 }
 
 mod schedules;
+mod webhooks;
 pub use schedules::{FireRow, ScheduleRow};
+pub use webhooks::DeliveryRow;
 
 /// Applies every migration: the queue's, then the application's (which build on them).
 pub async fn migrate(db: &Database) -> Result<()> {

@@ -21,6 +21,8 @@ pub struct ScheduleRow {
     pub next_fire_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When its webhook was given up on, if it was.
+    pub webhook_disabled_at: Option<i64>,
 }
 
 /// A tick as stored.
@@ -36,10 +38,10 @@ pub struct FireRow {
     pub error: Option<String>,
 }
 
-type Row = (String, String, String, String, String, String, i64, Option<i64>, i64, i64);
+type Row = (String, String, String, String, String, String, i64, Option<i64>, i64, i64, Option<i64>);
 
-const COLUMNS: &str =
-    "schedule_id, user_id, name, cron, timezone, request, paused, next_fire_at, created_at, updated_at";
+const COLUMNS: &str = "schedule_id, user_id, name, cron, timezone, request, paused, next_fire_at, created_at, \
+                       updated_at, webhook_disabled_at";
 
 fn row(r: Row) -> ScheduleRow {
     ScheduleRow {
@@ -53,6 +55,7 @@ fn row(r: Row) -> ScheduleRow {
         next_fire_at: r.7,
         created_at: r.8,
         updated_at: r.9,
+        webhook_disabled_at: r.10,
     }
 }
 
@@ -64,8 +67,9 @@ fn fire(r: Fire) -> FireRow {
 
 impl Store {
     pub async fn insert_schedule(&self, s: &ScheduleRow) -> Result<()> {
-        let sql =
-            format!("insert into trading_agent_schedules ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let sql = format!(
+            "insert into trading_agent_schedules ({COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        );
         on_writer!(self, |pool| {
             sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(&s.schedule_id)
@@ -78,6 +82,7 @@ impl Store {
                 .bind(s.next_fire_at)
                 .bind(s.created_at)
                 .bind(s.updated_at)
+                .bind(s.webhook_disabled_at)
                 .execute(pool)
                 .await
                 .map(drop)
@@ -90,7 +95,7 @@ impl Store {
     pub async fn update_schedule(&self, s: &ScheduleRow) -> Result<bool> {
         let sql = "update trading_agent_schedules
                    set name = $3, cron = $4, timezone = $5, request = $6, paused = $7, next_fire_at = $8,
-                       updated_at = $9
+                       updated_at = $9, webhook_disabled_at = $10
                    where schedule_id = $1 and user_id = $2";
         let done = on_writer!(self, |pool| {
             sqlx::query(sql)
@@ -103,6 +108,7 @@ impl Store {
                 .bind(i64::from(s.paused))
                 .bind(s.next_fire_at)
                 .bind(s.updated_at)
+                .bind(s.webhook_disabled_at)
                 .execute(pool)
                 .await
                 .map_err(StoreError::from)?

@@ -123,6 +123,7 @@ async fn scrape(binary: &std::path::Path, table: usize, scrapes: usize) -> (Vec<
                     retry_of: None,
                     rerun_of: None,
                     batch_id: None,
+                    webhook: None,
                 })
                 .unwrap();
                 let job = NewJob {

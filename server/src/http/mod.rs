@@ -143,6 +143,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/trading/runs/{run_id}/transcript", get(runs::transcript))
         .route("/api/trading/share/{secret}/transcript", get(shares::transcript))
         .route("/api/trading/runs/{run_id}/log", get(runs::log))
+        .route("/api/trading/runs/{run_id}/deliveries", get(runs::deliveries))
         .route("/api/trading/runs/{run_id}/rerun", post(runs::rerun))
         .route("/api/trading/runs/{run_id}/outcome", get(runs::outcome))
         .route("/api/trading/compare", get(runs::compare))

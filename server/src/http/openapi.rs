@@ -27,6 +27,7 @@ use super::{backtests, batches, health, live, runs, schedules, shares};
         runs::set_tags,
         runs::transcript,
         runs::log,
+        runs::deliveries,
         runs::rerun,
         runs::outcome,
         runs::compare,
@@ -162,6 +163,7 @@ const RUN_LINKS: &[Link] = &[
     ("events", "streamEvents", "runId", "$response.body#/runId"),
     ("transcript", "getTranscript", "runId", "$response.body#/runId"),
     ("log", "getRunLog", "runId", "$response.body#/runId"),
+    ("deliveries", "listDeliveries", "runId", "$response.body#/runId"),
     ("cancel", "cancelRun", "runId", "$response.body#/runId"),
     ("shares", "listShares", "runId", "$response.body#/runId"),
     ("share", "createShare", "runId", "$response.body#/runId"),
@@ -278,7 +280,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(links, 24);
+        assert_eq!(links, 32);
         fn nulls(v: &serde_json::Value, at: String, found: &mut Vec<String>) {
             match v {
                 serde_json::Value::Null => found.push(at),

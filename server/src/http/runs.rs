@@ -351,6 +351,32 @@ pub async fn log(
     log_of(&state, &user.0, id).await
 }
 
+/// `GET /api/trading/runs/:runId/deliveries`
+#[utoipa::path(
+    get,
+    operation_id = "listDeliveries",
+    path = "/api/trading/runs/{runId}/deliveries",
+    tag = "runs",
+    params(("runId" = uuid::Uuid, Path, description = "The run's id, a UUID.")),
+    responses(
+        (status = 200, description = "The deliveries of the run's events to its webhook, oldest first: each event's `webhook-id`, attempts, the receiver's last status, and whether it was delivered, given up on, or when it is tried next.", body = domain::webhook::DeliveryList),
+        (status = 400, response = super::responses::BadRunId),
+        (status = 401, response = super::responses::Unauthenticated),
+        (status = 404, response = super::responses::RunNotFound),
+    )
+)]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    Identity(user): Identity,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = run_id(&raw)?;
+    let deliveries = state.context.webhooks.deliveries(&user.0, id).await?;
+    let mut resp = Json(domain::webhook::DeliveryList { deliveries }).into_response();
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    Ok(resp)
+}
+
 /// The log of `owner`'s run, not to be cached by anyone else.
 pub async fn log_of(state: &AppState, owner: &str, id: RunId) -> Result<Response, ApiError> {
     let log = state.service.log(owner, id).await?;

@@ -290,9 +290,14 @@ impl Records {
 
     pub async fn insert_start(&self, owner: &str, start: &domain::ValidStart, timeout_ms: u64) -> domain::RunId {
         use application::run::{KIND, RunArgs, RunProgress};
-        let args =
-            serde_json::to_value(RunArgs { start: start.clone(), retry_of: None, rerun_of: None, batch_id: None })
-                .unwrap();
+        let args = serde_json::to_value(RunArgs {
+            start: start.clone(),
+            retry_of: None,
+            rerun_of: None,
+            batch_id: None,
+            webhook: None,
+        })
+        .unwrap();
         let job = jobs::NewJob {
             timeout_ms,
             progress: serde_json::to_value(RunProgress::new(start)).unwrap(),
