@@ -392,6 +392,11 @@ fn to_schedule(row: ScheduleRow, fires: Vec<FireRow>) -> Result<Schedule> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let next_fire_at = row.next_fire_at.filter(|n| *n != i64::MAX).map(time).transpose()?;
+    let next_fire_local = match (next_fire_at, Tz::from_str(&row.timezone)) {
+        (Some(next), Ok(tz)) => Some(next.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %Z").to_string()),
+        _ => None,
+    };
     Ok(Schedule {
         schedule_id: row.schedule_id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?,
         name: row.name,
@@ -399,7 +404,8 @@ fn to_schedule(row: ScheduleRow, fires: Vec<FireRow>) -> Result<Schedule> {
         timezone: row.timezone,
         paused: row.paused,
         request,
-        next_fire_at: row.next_fire_at.filter(|n| *n != i64::MAX).map(time).transpose()?,
+        next_fire_at,
+        next_fire_local,
         webhook_disabled_at: row.webhook_disabled_at.map(time).transpose()?,
         last_fires,
         created_at: time(row.created_at)?,

@@ -105,6 +105,9 @@ pub struct Schedule {
     /// The next tick, in UTC; none while paused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The next tick on the schedule's own clock, e.g. `2026-12-08 08:30 EST`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fire_local: Option<String>,
     /// When its webhook was given up on after a day of failed deliveries: its batches go
     /// without it until it is set again.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -36,7 +36,7 @@ test('start a batch from the form and watch its table fill', async ({ page }, te
   const scale = ['Buy', 'Overweight', 'Hold', 'Underweight', 'Sell'];
 
   // Sorted by rating, most bullish first; the runs link to their pages, which link back.
-  await page.getByRole('link', { name: 'Rating' }).click();
+  await page.getByRole('link', { name: 'Rating', exact: true }).click();
   await expect(page).toHaveURL(/\?sort=rating$/);
   const sorted = await rows.locator('td.rating-cell').allInnerTexts();
   expect(sorted).toEqual([...ratings].sort((a, b) => scale.indexOf(a) - scale.indexOf(b)));

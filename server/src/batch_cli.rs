@@ -13,7 +13,7 @@ use crate::terminal;
 
 pub async fn batch(common: &Common, args: &BatchArgs) -> Result<(), Error> {
     // The terminal's user has the workers to themselves.
-    let common = Common { max_active_jobs_per_user: args.workers.max(1) as u32, ..common.clone() };
+    let common = Common { max_active_jobs_per_user: args.runs.workers.max(1) as u32, ..common.clone() };
     terminal::in_scratch_db(&common, "batch", |common| batch_in(common, args)).await
 }
 
@@ -21,14 +21,14 @@ async fn batch_in(common: Common, args: &BatchArgs) -> Result<(), Error> {
     let parts = compose::build(&common).await?;
     let request = BatchRequest {
         symbols: args.symbols.clone(),
-        model_id: args.model.clone(),
-        analysts: (!args.analysts.is_empty()).then(|| args.analysts.clone()),
+        model_id: args.runs.model.clone(),
+        analysts: (!args.runs.analysts.is_empty()).then(|| args.runs.analysts.clone()),
         as_of: args.as_of.clone(),
-        depth: args.depth.clone(),
+        depth: args.runs.depth.clone(),
         ..BatchRequest::default()
     };
     let started = parts.batches.start(terminal::USER, &request).await.map_err(terminal::invalid)?;
-    let mut view = terminal::follow(&parts, &common, args.workers, Duration::from_millis(200), async || {
+    let mut view = terminal::follow(&parts, &common, args.runs.workers, Duration::from_millis(200), async || {
         let view = parts.batches.view(terminal::USER, started.batch_id).await?;
         let t = &view.totals;
         let ended = t.completed + t.failed + t.cancelled;

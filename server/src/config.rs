@@ -233,6 +233,8 @@ pub enum Command {
     Backtest(BacktestArgs),
     /// Run one analysis per symbol in the terminal, through the same engine, and print a table.
     Batch(BatchArgs),
+    /// Run a watchlist on a cron in the terminal: each tick one batch, printed as a table.
+    Schedule(ScheduleArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -380,25 +382,51 @@ impl Common {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct BatchArgs {
+pub struct ScheduleArgs {
     /// Comma-separated tickers, e.g. AAPL,MSFT,NVDA (at most 50).
     #[arg(value_delimiter = ',', required = true)]
     pub symbols: Vec<String>,
+    /// When: 5 fields (minute hour day month weekday) or 6 (seconds first), e.g. "30 8 * * MON-FRI";
+    /// ticks at least MIN_SCHEDULE_INTERVAL_SECS apart.
+    #[arg(long)]
+    pub cron: String,
+    /// The IANA time zone the cron is read in (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Ticks to run before exiting.
+    #[arg(long, default_value_t = 1)]
+    pub ticks: usize,
+    #[command(flatten)]
+    pub runs: TerminalRuns,
+}
+
+/// What the runs of `batch` and `schedule` are made of, and how many run at once.
+#[derive(Debug, Clone, Args)]
+pub struct TerminalRuns {
     /// Comma-separated analysts (default: all).
     #[arg(long, value_delimiter = ',')]
     pub analysts: Vec<String>,
     /// The model id (default: the catalog's default).
     #[arg(long)]
     pub model: Option<String>,
-    /// Analyse as of this date (YYYY-MM-DD; default: each symbol's last day).
-    #[arg(long)]
-    pub as_of: Option<String>,
     /// Research depth: quick (default), standard or deep.
     #[arg(long)]
     pub depth: Option<String>,
     /// Runs at once.
     #[arg(long, default_value_t = 3)]
     pub workers: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BatchArgs {
+    /// Comma-separated tickers, e.g. AAPL,MSFT,NVDA (at most 50).
+    #[arg(value_delimiter = ',', required = true)]
+    pub symbols: Vec<String>,
+    /// Analyse as of this date (YYYY-MM-DD; default: each symbol's last day).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    #[command(flatten)]
+    pub runs: TerminalRuns,
     /// Print the whole batch as JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -6,7 +6,7 @@
 //! - [`compose`]: builds store, market data, models, pipeline and services from them.
 //! - [`http`]: REST API, Leptos pages and server functions, sessions, problems, health.
 //! - [`commands`]: `serve` (default), `worker`, `migrate`, `janitor`, `analyze`; [`backtest_cli`]:
-//!   `backtest`; [`batch_cli`]: `batch`; [`terminal`]: what the terminal commands share.
+//!   `backtest`; [`batch_cli`]: `batch`; [`schedule_cli`]: `schedule`; [`terminal`]: what the terminal commands share.
 
 // The Leptos app's view types are deeply nested; laying them out needs more room.
 #![recursion_limit = "512"]
@@ -19,6 +19,7 @@ pub mod commands;
 pub mod compose;
 pub mod config;
 pub mod http;
+pub mod schedule_cli;
 pub mod terminal;
 
 use config::{Cli, Command, LogFormat};
@@ -47,7 +48,8 @@ pub fn run_cli() {
             (again.common, again.command.expect("serve"))
         }
     };
-    let quiet = matches!(command, Command::Analyze(_) | Command::Backtest(_) | Command::Batch(_));
+    let quiet =
+        matches!(command, Command::Analyze(_) | Command::Backtest(_) | Command::Batch(_) | Command::Schedule(_));
     init_logging(common.log_format, if quiet { "warn" } else { "info,sqlx=warn" });
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -60,6 +62,7 @@ pub fn run_cli() {
             Command::Analyze(args) => commands::analyze(&common, &args).await,
             Command::Backtest(args) => backtest_cli::backtest(&common, &args).await,
             Command::Batch(args) => batch_cli::batch(&common, &args).await,
+            Command::Schedule(args) => schedule_cli::schedule(&common, &args).await,
         }
     });
     if let Err(e) = result {

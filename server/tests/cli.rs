@@ -102,6 +102,33 @@ fn batch_prints_a_table_of_its_runs() {
     assert!(stderr.contains("symbols: TSLA: no market data"), "{stderr}");
 }
 
+/// `schedule` runs a watchlist on its cron in the terminal: a batch a tick, each printed once it
+/// has ended, the ticks the cron's seconds apart.
+#[test]
+fn schedule_runs_a_batch_on_each_tick() {
+    let out = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["schedule", "AAPL,MSFT", "--cron", "*/2 * * * * *", "--ticks", "2", "--analysts", "invest"])
+        .env_clear()
+        .env("DATA_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/../data"))
+        .env("SIMULATED_LATENCY_MS", "0")
+        .env("MIN_SCHEDULE_INTERVAL_SECS", "1")
+        .output()
+        .expect("run the binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ticks: Vec<chrono::DateTime<chrono::Utc>> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Tick "))
+        .map(|l| l.split_whitespace().next().unwrap().trim_end_matches(':').parse().unwrap())
+        .collect();
+    assert_eq!(ticks.len(), 2, "{stdout}");
+    assert_eq!(ticks[1] - ticks[0], chrono::Duration::seconds(2), "{stdout}");
+    assert_eq!(stdout.matches("2 runs: 2 completed, 0 failed").count(), 2, "{stdout}");
+    let out = server("schedule", &["AAPL", "--cron", "* * * * * *"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the shortest interval here is 300 s"));
+}
+
 /// `migrate` prepares a database; `janitor --once` archives finished runs past the retention
 /// and leaves the rest.
 #[tokio::test]

@@ -123,8 +123,19 @@ fn BatchTable(batch: BatchView, order: BatchOrder) -> impl IntoView {
             <th scope="col" aria-sort=sort><a href=format!("{base}{}", sorted(next))>{name}{mark}</a></th>
         }
     };
+    // On a phone the headings are hidden (each row a card): the orders are links above too.
+    let orders = [
+        ("as given", BatchOrder::Given),
+        ("most bullish first", BatchOrder::Rating),
+        ("most confident first", BatchOrder::ConfidenceDesc),
+    ];
+    let bar = orders.map(|(label, o)| {
+        let current = (o == order).then_some("page");
+        view! { " " <a href=format!("{base}{}", sorted(o)) aria-current=current>{label}</a> }
+    });
     view! {
         <section class="card">
+            <p class="sort-bar">"Order:"{bar.into_iter().collect_view()}</p>
             <div class="table-wrap">
                 <table class="batch">
                     <thead><tr>

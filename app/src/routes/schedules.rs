@@ -74,10 +74,11 @@ fn ScheduleItem(schedule: Schedule) -> impl IntoView {
         or_default(&r.depth, "quick"),
         r.analysts.as_ref().map(|a| a.join(", ")).unwrap_or_else(|| "every analyst".into())
     );
-    let when = match (&s.next_fire_at, s.paused) {
-        (_, true) => "Paused".to_string(),
-        (Some(next), false) => format!("Next: {}", timestamp(*next)),
-        (None, false) => "No tick left".to_string(),
+    let when = match (&s.next_fire_at, &s.next_fire_local, s.paused) {
+        (_, _, true) => "Paused".to_string(),
+        (Some(next), Some(local), false) if s.timezone != "UTC" => format!("Next: {local} ({})", timestamp(*next)),
+        (Some(next), _, false) => format!("Next: {}", timestamp(*next)),
+        (None, _, false) => "No tick left".to_string(),
     };
     let (toggle, toggle_label) = if s.paused { ("resume", "Resume") } else { ("pause", "Pause") };
     let fires = s.last_fires.clone();
