@@ -47,7 +47,7 @@ const RETRY_STEPS: [u32; 9] = [1, 6, 60, 360, 1440, 3600, 7200, 7200, 7200];
 /// How often the dispatcher looks for events and deliveries due.
 pub const PASS_EVERY: Duration = Duration::from_millis(250);
 /// Deliveries sent at once by one process.
-const CLAIM_AT_ONCE: u32 = 32;
+const CLAIM_AT_ONCE: u32 = 64;
 
 /// What an operator sets for webhooks.
 #[derive(Clone, Default)]
@@ -266,13 +266,18 @@ impl Dispatcher {
         self.runs.webhooks()
     }
 
-    /// Records the events of runs and batches that changed lately; how many were new.
+    /// Records the events of runs and batches that changed lately; how many were new. A row is
+    /// read again for a few seconds after it changed, so what it shows is checked against what
+    /// is recorded first, and only an event not yet recorded costs its body.
     pub async fn record(&self) -> Result<u32> {
         let now = self.clock.now();
         let since = *self.since.lock().expect("not poisoned");
+        let runs = self.store.runs_with_webhooks_since(since).await?;
+        let subjects: Vec<String> = runs.iter().map(|(id, _)| id.to_string()).collect();
+        let recorded_before = self.store.recorded_events(&subjects).await?;
         let mut recorded = 0;
-        for (run_id, owner) in self.store.runs_with_webhooks_since(since).await? {
-            recorded += self.record_run(run_id, &owner, now).await?;
+        for (run_id, owner) in runs {
+            recorded += self.record_run(run_id, &owner, &recorded_before, now).await?;
         }
         for (batch_id, owner) in self.store.batches_with_webhooks_since(since).await? {
             recorded += self.record_batch(batch_id, &owner, now).await?;
@@ -281,14 +286,28 @@ impl Dispatcher {
         Ok(recorded)
     }
 
-    async fn record_run(&self, run_id: RunId, owner: &str, now: DateTime<Utc>) -> Result<u32> {
+    async fn record_run(
+        &self,
+        run_id: RunId,
+        owner: &str,
+        recorded_before: &std::collections::HashSet<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<u32> {
         let run = match self.runs.owned(owner, run_id).await {
             Ok(run) => run,
             Err(Error::NotFound) => return Ok(0),
             Err(e) => return Err(e),
         };
         let Some(webhook) = run.webhook.clone() else { return Ok(0) };
-        let due = run_events(&run, &webhook.events);
+        let subject = run_id.to_string();
+        let key = |event: WebhookEvent, step: &Option<String>| match step {
+            Some(step) => format!("step:{step}"),
+            None => event.as_str().to_string(),
+        };
+        let due: Vec<(WebhookEvent, Option<String>)> = run_events(&run, &webhook.events)
+            .into_iter()
+            .filter(|(event, step)| !recorded_before.contains(&(subject.clone(), key(*event, step))))
+            .collect();
         if due.is_empty() {
             return Ok(0);
         }
@@ -304,15 +323,8 @@ impl Dispatcher {
             if let Some(step) = &step {
                 body["step"] = step.clone().into();
             }
-            let key = match &step {
-                Some(step) => format!("step:{step}"),
-                None => event.as_str().to_string(),
-            };
-            recorded += u32::from(
-                self.store
-                    .record_delivery(&new_delivery(&run_id.to_string(), owner, &key, &webhook.url, &body, None, now))
-                    .await?,
-            );
+            let row = new_delivery(&subject, owner, &key(event, &step), &webhook.url, &body, None, now);
+            recorded += u32::from(self.store.record_delivery(&row).await?);
         }
         Ok(recorded)
     }
@@ -350,14 +362,28 @@ impl Dispatcher {
         Ok(recorded)
     }
 
-    /// Sends the deliveries due, at most [`CLAIM_AT_ONCE`] at a time; how many arrived.
+    /// Sends the deliveries due, [`CLAIM_AT_ONCE`] at a time until fewer are due; how many
+    /// arrived.
     pub async fn deliver(&self) -> Result<u32> {
+        let mut delivered = 0;
+        loop {
+            let (claimed, arrived) = self.deliver_some().await?;
+            delivered += arrived;
+            if claimed < CLAIM_AT_ONCE as usize {
+                return Ok(delivered);
+            }
+        }
+    }
+
+    /// Claims and sends one round of deliveries: how many were claimed, and how many arrived.
+    async fn deliver_some(&self) -> Result<(usize, u32)> {
         let policy = self.policy();
-        let Some(key) = policy.config.secret.clone() else { return Ok(0) };
+        let Some(key) = policy.config.secret.clone() else { return Ok((0, 0)) };
         let now = self.clock.now();
         // A delivery in flight is not claimed again before its timeout has surely passed.
         let lease = chrono::TimeDelta::from_std(policy.config.timeout * 3).unwrap_or(chrono::TimeDelta::seconds(30));
         let claimed = self.store.claim_deliveries(now, now + lease, CLAIM_AT_ONCE).await?;
+        let count = claimed.len();
         let sends = claimed.into_iter().map(|d| {
             let key = key.clone();
             async move {
@@ -388,7 +414,7 @@ impl Dispatcher {
                 },
             }
         }
-        Ok(delivered)
+        Ok((count, delivered))
     }
 
     /// One attempt: the receiver's status if it was a 2xx, else its status (if it answered)

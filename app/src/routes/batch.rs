@@ -6,6 +6,7 @@
 //! sorts by rating or confidence through links (`?sort=`), the download keeps that order, and
 //! Cancel is a plain form posted to `POST /batches/:id/cancel` (answered with `303 See Other`).
 
+use domain::JobStatus;
 use domain::batch::{BatchOrder, BatchStatus, BatchView};
 use leptos::prelude::*;
 use leptos_meta::{Meta, Title};
@@ -152,8 +153,12 @@ fn BatchTable(batch: BatchView, order: BatchOrder) -> impl IntoView {
                                 <th scope="row" data-label="Symbol"><A href=format!("/runs/{}", r.run_id)>{symbol}</A></th>
                                 <td data-label="Status"><StatusBadge status=r.status/></td>
                                 <td class="progress" data-label="Progress">
-                                    {if r.status.is_terminal() { String::new() } else { format!("{}%", r.percent) }}
-                                    {r.current_step.filter(|_| !r.status.is_terminal()).map(|s| view! { " " <span class="muted">{s}</span> })}
+                                    {match r.status {
+                                        JobStatus::Running => format!("{}%", r.percent),
+                                        JobStatus::Pending => "waiting its turn".into(),
+                                        _ => String::new(),
+                                    }}
+                                    {r.current_step.filter(|_| r.status == JobStatus::Running).map(|s| view! { " " <span class="muted">{s}</span> })}
                                 </td>
                                 <td class=format!("rating-cell {}", r.rating.map(|x| format!("rating-{}", x.as_str().to_ascii_lowercase())).unwrap_or_default()) data-label="Rating">{r.rating.map(|x| x.as_str()).unwrap_or("—")}</td>
                                 <td class="confidence" data-label="Confidence">{r.confidence.map(percent).unwrap_or_else(|| "—".into())}</td>

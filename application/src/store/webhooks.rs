@@ -97,6 +97,27 @@ impl Store {
         Ok(done > 0)
     }
 
+    /// The events already recorded of each of `subjects`: `(subject, event)`.
+    pub async fn recorded_events(&self, subjects: &[String]) -> Result<std::collections::HashSet<(String, String)>> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in subjects.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "select subject, event from trading_agent_webhook_deliveries where subject in ({})",
+                marks.join(", ")
+            );
+            let rows: Vec<(String, String)> = on_reader!(self, |pool| {
+                let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+                for s in chunk {
+                    q = q.bind(s);
+                }
+                q.fetch_all(pool).await.map_err(StoreError::from)?
+            });
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
     /// Claims up to `limit` deliveries due at `now`: each counts an attempt and is not due
     /// again before `lease_until` (a process that dies while sending leaves it to another).
     pub async fn claim_deliveries(
