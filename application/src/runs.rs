@@ -65,7 +65,7 @@ pub struct ServiceConfig {
     /// `DAILY_COST_USD_PER_USER`); off by default.
     pub daily_budget: DailyBudget,
     /// Signing and reach of webhooks.
-    pub webhooks: crate::webhooks::WebhookConfig,
+    pub webhooks: crate::webhooks::policy::WebhookConfig,
 }
 
 impl Default for ServiceConfig {
@@ -82,9 +82,9 @@ impl Default for ServiceConfig {
             default_max_tokens: None,
             max_queued: MAX_QUEUED_DEFAULT,
             daily_budget: DailyBudget::default(),
-            webhooks: crate::webhooks::WebhookConfig {
-                timeout: crate::webhooks::TIMEOUT_DEFAULT,
-                first_retry: crate::webhooks::FIRST_RETRY_DEFAULT,
+            webhooks: crate::webhooks::policy::WebhookConfig {
+                timeout: crate::webhooks::policy::TIMEOUT_DEFAULT,
+                first_retry: crate::webhooks::policy::FIRST_RETRY_DEFAULT,
                 ..Default::default()
             },
         }
@@ -142,13 +142,13 @@ pub struct RunService {
     progress: ProgressCache,
     /// One read of a run's row at a time: callers that miss together wait for the first.
     loading: Mutex<HashMap<RunId, Arc<tokio::sync::Mutex<()>>>>,
-    webhooks: crate::webhooks::WebhookPolicy,
+    webhooks: crate::webhooks::policy::WebhookPolicy,
 }
 
 impl RunService {
     pub fn new(db: &Database, events: Events, checks: Arc<Checks>, config: ServiceConfig) -> Result<Self, String> {
         config.validate()?;
-        let webhooks = crate::webhooks::WebhookPolicy::new(config.webhooks.clone())?;
+        let webhooks = crate::webhooks::policy::WebhookPolicy::new(config.webhooks.clone())?;
         let queue = db.queue().clone();
         let progress = ProgressCache::new(queue.feed().clone());
         Ok(Self {
@@ -179,7 +179,7 @@ impl RunService {
     }
 
     /// How webhooks are checked and sent.
-    pub fn webhooks(&self) -> &crate::webhooks::WebhookPolicy {
+    pub fn webhooks(&self) -> &crate::webhooks::policy::WebhookPolicy {
         &self.webhooks
     }
 
