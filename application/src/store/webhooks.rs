@@ -71,30 +71,40 @@ fn row(r: Row) -> DeliveryRow {
 }
 
 impl Store {
-    /// Records an event's delivery unless it is recorded already; whether it was new.
-    pub async fn record_delivery(&self, d: &DeliveryRow) -> Result<bool> {
+    /// Records events' deliveries, each unless it is recorded already, in one transaction; how
+    /// many were new.
+    pub async fn record_deliveries(&self, rows: &[DeliveryRow]) -> Result<u32> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
         let sql = format!(
             "insert into trading_agent_webhook_deliveries ({COLUMNS})
              values ($1, $2, $3, $4, $5, $6, $7, 0, $8, null, null, null, null, $9)
              on conflict (subject, event) do nothing"
         );
         let done = on_writer!(self, |pool| {
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(&d.webhook_id)
-                .bind(&d.subject)
-                .bind(&d.user_id)
-                .bind(&d.event)
-                .bind(&d.url)
-                .bind(&d.body)
-                .bind(&d.schedule_id)
-                .bind(d.next_attempt_at)
-                .bind(d.created_at)
-                .execute(pool)
-                .await
-                .map_err(StoreError::from)?
-                .rows_affected()
+            let mut tx = pool.begin().await.map_err(StoreError::from)?;
+            let mut done = 0;
+            for d in rows {
+                done += sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(&d.webhook_id)
+                    .bind(&d.subject)
+                    .bind(&d.user_id)
+                    .bind(&d.event)
+                    .bind(&d.url)
+                    .bind(&d.body)
+                    .bind(&d.schedule_id)
+                    .bind(d.next_attempt_at)
+                    .bind(d.created_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            done
         });
-        Ok(done > 0)
+        Ok(done as u32)
     }
 
     /// The events already recorded of each of `subjects`: `(subject, event)`.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use domain::webhook::{Delivery, WebhookEvent};
 use domain::{BatchId, RunId};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::batches::Batches;
@@ -39,6 +40,8 @@ pub use policy::{FIRST_RETRY_DEFAULT, TIMEOUT_DEFAULT, WebhookConfig, WebhookPol
 pub const PASS_EVERY: Duration = Duration::from_millis(250);
 /// Deliveries sent at once by one process.
 const CLAIM_AT_ONCE: u32 = 64;
+/// Runs read at once while their events are recorded.
+const READS_AT_ONCE: usize = 8;
 
 /// Records events into the outbox and sends what is due.
 pub struct Dispatcher {
@@ -73,30 +76,42 @@ impl Dispatcher {
         let runs = self.store.runs_with_webhooks_since(since).await?;
         let subjects: Vec<String> = runs.iter().map(|(id, _)| id.to_string()).collect();
         let recorded_before = self.store.recorded_events(&subjects).await?;
-        let mut recorded = 0;
-        for (run_id, owner) in runs {
-            recorded += self.record_run(run_id, &owner, &recorded_before, now).await?;
+        // The runs are read a few at a time, and their new events stored in one transaction.
+        let recorded_before = &recorded_before;
+        let reads: Vec<_> = runs
+            .into_iter()
+            .map(|(run_id, owner)| {
+                Box::pin(async move { self.run_deliveries(run_id, &owner, recorded_before, now).await })
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<DeliveryRow>>> + Send + '_>>
+            })
+            .collect();
+        let mut rows = Vec::new();
+        let mut reads = futures::stream::iter(reads).buffer_unordered(READS_AT_ONCE);
+        while let Some(found) = reads.next().await {
+            rows.extend(found?);
         }
+        let mut recorded = self.store.record_deliveries(&rows).await?;
         for (batch_id, owner) in self.store.batches_with_webhooks_since(since).await? {
-            recorded += self.record_batch(batch_id, &owner, now).await?;
+            recorded += self.store.record_deliveries(&self.batch_deliveries(batch_id, &owner, now).await?).await?;
         }
         *self.since.lock().expect("not poisoned") = now - SCAN_MARGIN;
         Ok(recorded)
     }
 
-    async fn record_run(
+    /// The deliveries of the events a run's row shows that are not recorded yet.
+    async fn run_deliveries(
         &self,
         run_id: RunId,
         owner: &str,
         recorded_before: &std::collections::HashSet<(String, String)>,
         now: DateTime<Utc>,
-    ) -> Result<u32> {
+    ) -> Result<Vec<DeliveryRow>> {
         let run = match self.runs.owned(owner, run_id).await {
             Ok(run) => run,
-            Err(Error::NotFound) => return Ok(0),
+            Err(Error::NotFound) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let Some(webhook) = run.webhook.clone() else { return Ok(0) };
+        let Some(webhook) = run.webhook.clone() else { return Ok(Vec::new()) };
         let subject = run_id.to_string();
         let key = |event: WebhookEvent, step: &Option<String>| match step {
             Some(step) => format!("step:{step}"),
@@ -107,33 +122,34 @@ impl Dispatcher {
             .filter(|(event, step)| !recorded_before.contains(&(subject.clone(), key(*event, step))))
             .collect();
         if due.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let progress =
             serde_json::to_value(self.runs.to_progress(run).await).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut recorded = 0;
-        for (event, step) in due {
-            let mut body = serde_json::json!({
-                "type": format!("run.{}", event.as_str()),
-                "timestamp": now,
-                "data": progress,
-            });
-            if let Some(step) = &step {
-                body["step"] = step.clone().into();
-            }
-            let row = new_delivery(&subject, owner, &key(event, &step), &webhook.url, &body, None, now);
-            recorded += u32::from(self.store.record_delivery(&row).await?);
-        }
-        Ok(recorded)
+        Ok(due
+            .into_iter()
+            .map(|(event, step)| {
+                let mut body = serde_json::json!({
+                    "type": format!("run.{}", event.as_str()),
+                    "timestamp": now,
+                    "data": progress,
+                });
+                if let Some(step) = &step {
+                    body["step"] = step.clone().into();
+                }
+                new_delivery(&subject, owner, &key(event, &step), &webhook.url, &body, None, now)
+            })
+            .collect())
     }
 
-    async fn record_batch(&self, batch_id: BatchId, owner: &str, now: DateTime<Utc>) -> Result<u32> {
+    /// The deliveries of the events a batch shows (recorded ones are left as they are).
+    async fn batch_deliveries(&self, batch_id: BatchId, owner: &str, now: DateTime<Utc>) -> Result<Vec<DeliveryRow>> {
         let (view, webhook, schedule) = match self.batches.with_webhook(owner, batch_id).await {
             Ok(found) => found,
-            Err(Error::NotFound) => return Ok(0),
+            Err(Error::NotFound) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let Some(webhook) = webhook else { return Ok(0) };
+        let Some(webhook) = webhook else { return Ok(Vec::new()) };
         let wants = |e: WebhookEvent| webhook.events.contains(&e);
         let mut due: Vec<(String, String, Option<RunId>)> = Vec::new();
         if wants(WebhookEvent::Start) {
@@ -148,16 +164,16 @@ impl Dispatcher {
             due.push(("completed".into(), "batch.completed".into(), None));
         }
         let data = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
-        let mut recorded = 0;
-        for (key, kind, run) in due {
-            let mut body = serde_json::json!({ "type": kind, "timestamp": now, "data": data });
-            if let Some(run) = run {
-                body["runId"] = run.to_string().into();
-            }
-            let row = new_delivery(&batch_id.to_string(), owner, &key, &webhook.url, &body, schedule.as_deref(), now);
-            recorded += u32::from(self.store.record_delivery(&row).await?);
-        }
-        Ok(recorded)
+        Ok(due
+            .into_iter()
+            .map(|(key, kind, run)| {
+                let mut body = serde_json::json!({ "type": kind, "timestamp": now, "data": data });
+                if let Some(run) = run {
+                    body["runId"] = run.to_string().into();
+                }
+                new_delivery(&batch_id.to_string(), owner, &key, &webhook.url, &body, schedule.as_deref(), now)
+            })
+            .collect())
     }
 
     /// Sends the deliveries due, [`CLAIM_AT_ONCE`] at a time until fewer are due; how many
