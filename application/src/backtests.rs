@@ -23,6 +23,7 @@ use domain::backtest::{
     BacktestCell, BacktestId, BacktestRequest, BacktestSpec, BacktestStarted, BacktestStatus, BacktestSummary,
     BacktestView, BearishPosition, CostEstimate, HORIZONS_DEFAULT,
 };
+use domain::webhook::Webhook;
 use domain::{FieldError, JobStatus, StartRequest, TokenUsage, ValidStart};
 use jobs::job::{Filter, Order};
 use jobs::{Insert, JobId, NewJob, State};
@@ -47,6 +48,9 @@ struct BacktestArgs {
     #[serde(flatten)]
     spec: BacktestSpec,
     cells: u32,
+    /// Where its events are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook: Option<Webhook>,
 }
 
 fn job_id(id: BacktestId) -> JobId {
@@ -240,7 +244,20 @@ impl Backtests {
     /// must have been confirmed (`confirmCost`); until it is, nothing is stored and the
     /// estimate is the answer.
     pub async fn start(&self, user_id: &str, request: &BacktestRequest) -> Result<BacktestStarted> {
-        let (spec, grid) = self.validate(request).await?;
+        let checked = self.validate(request).await;
+        let webhook = self.runs.webhooks().check(request.webhook.as_deref(), request.webhook_events.as_deref()).await;
+        let ((spec, grid), webhook) = match (checked, webhook) {
+            (Ok(valid), Ok(webhook)) => (valid, webhook),
+            (checked, webhook) => {
+                let mut errors = match checked {
+                    Err(Error::Invalid(e)) => e,
+                    Err(e) => return Err(e),
+                    Ok(_) => Vec::new(),
+                };
+                errors.extend(webhook.err().unwrap_or_default());
+                return Err(Error::Invalid(errors));
+            }
+        };
         // Its cells spend the same daily budget as runs, each held to what is left when it runs.
         self.runs.check_daily_budget(user_id).await?;
         let hosted = self.catalog.get(&spec.model_id).is_some_and(|e| e.provider != Provider::Offline);
@@ -276,7 +293,7 @@ impl Backtests {
             });
         }
         let count = cells.len();
-        let args = BacktestArgs { spec, cells: count as u32 };
+        let args = BacktestArgs { spec, cells: count as u32, webhook };
         let parent = NewJob {
             job_id: job_id(backtest_id),
             priority: CELL_PRIORITY,
@@ -370,6 +387,16 @@ impl Backtests {
             cells,
             scorecard: card,
         })
+    }
+
+    /// A backtest of `user_id`'s and its webhook.
+    pub(crate) async fn with_webhook(
+        &self,
+        user_id: &str,
+        backtest_id: BacktestId,
+    ) -> Result<(BacktestView, Option<Webhook>)> {
+        let (_, args) = self.owned(user_id, backtest_id).await?;
+        Ok((self.view(user_id, backtest_id).await?, args.webhook))
     }
 
     /// Cancels a backtest: no further cell starts, pending cells end `cancelled` and running

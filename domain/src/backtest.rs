@@ -231,6 +231,13 @@ pub struct BacktestRequest {
     /// A hosted model is only used once its expected cost has been seen and confirmed.
     #[serde(default)]
     pub confirm_cost: bool,
+    /// An https URL told of the backtest's events, signed (Standard Webhooks): `start` when it
+    /// is stored, `step` when one of its cells ends, `completed` when the last has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Any of `start`, `step`, `completed` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<String>>,
 }
 
 pub const HORIZONS_DEFAULT: [u32; 2] = [5, 20];

@@ -28,6 +28,7 @@ async fn backtest_in(common: Common, args: &BacktestArgs) -> Result<(), Error> {
         depth: args.depth.clone(),
         bearish: args.bearish.clone(),
         confirm_cost: args.confirm_cost,
+        ..BacktestRequest::default()
     };
     let started = match parts.backtests.start(terminal::USER, &request).await {
         Ok(s) => s,

@@ -146,7 +146,7 @@ pub async fn build(common: &Common) -> Result<Parts, Error> {
         db.clock.clone(),
         Duration::from_secs(common.min_schedule_interval_secs),
     ));
-    let webhooks = Arc::new(Dispatcher::new(service.clone(), batches.clone(), db.clock.clone()));
+    let webhooks = Arc::new(Dispatcher::new(service.clone(), batches.clone(), backtests.clone(), db.clock.clone()));
     let access = Access::new(service.clone());
     Ok(Parts {
         db,

@@ -192,6 +192,29 @@ async fn each_event_once_across_500s_and_a_killed_worker(db: TestDb) {
     }
 }
 
+/// Waits for `kind`'s end at the receiver; then each of its requests is signed, its start and
+/// end came once each, and one step per child named.
+async fn told_of_start_children_and_end(rx: &Receiver, kind: &str, children: BTreeSet<String>) {
+    let begun = Instant::now();
+    let end = format!("{kind}.completed");
+    loop {
+        let kinds: Vec<String> = rx.got.lock().unwrap().iter().map(|r| r.kind.clone()).collect();
+        if kinds.contains(&end) {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "the end never came: {kinds:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = rx.got.lock().unwrap().clone();
+    assert!(got.iter().all(|r| r.signed));
+    let kinds: Vec<&str> = got.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == format!("{kind}.start")).count(), 1, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == end).count(), 1, "{kinds:?}");
+    let step = format!("{kind}.step");
+    let stepped: BTreeSet<String> = got.iter().filter(|r| r.kind == step).filter_map(|r| r.about.clone()).collect();
+    assert_eq!(stepped, children, "one step per child");
+}
+
 /// A batch told of its start, each run's end and its own: one delivery each, signed.
 #[tokio::test]
 async fn a_batch_is_told_of_its_start_runs_and_end() {
@@ -209,23 +232,38 @@ async fn a_batch_is_told_of_its_start_runs_and_end() {
     let started: Value = resp.json().await.unwrap();
     let runs: BTreeSet<String> =
         started["runs"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()).collect();
+    told_of_start_children_and_end(&rx, "batch", runs).await;
+}
+
+/// A backtest, the same: its start, each cell's end, its own end.
+#[tokio::test]
+async fn a_backtest_is_told_of_its_start_cells_and_end() {
+    let (rx, url) = receiver().await;
+    let server = Server::start(TestDb::sqlite(), &ENV).await;
+    let c = visitor(&server).await;
+    let resp = c
+        .post(server.url("/api/trading/backtests"))
+        .json(&json!({"symbols": ["AAPL"], "from": "2019-01-01", "to": "2019-03-01", "everyDays": 20,
+                      "analysts": ["invest"], "webhook": url, "webhookEvents": ["start", "step", "completed"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.unwrap()["backtestId"].as_str().unwrap().to_string();
     let begun = Instant::now();
-    loop {
-        let kinds: Vec<String> = rx.got.lock().unwrap().iter().map(|r| r.kind.clone()).collect();
-        if kinds.iter().any(|k| k == "batch.completed") {
-            break;
+    let view = loop {
+        let view: Value =
+            c.get(server.url(&format!("/api/trading/backtests/{id}"))).send().await.unwrap().json().await.unwrap();
+        if view["status"] != "running" {
+            break view;
         }
-        assert!(begun.elapsed() < Duration::from_secs(60), "the batch's end never came: {kinds:?}");
+        assert!(begun.elapsed() < Duration::from_secs(60), "the backtest never ended");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let got = rx.got.lock().unwrap().clone();
-    assert!(got.iter().all(|r| r.signed));
-    let kinds: Vec<&str> = got.iter().map(|r| r.kind.as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "batch.start").count(), 1, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "batch.completed").count(), 1, "{kinds:?}");
-    let stepped: BTreeSet<String> =
-        got.iter().filter(|r| r.kind == "batch.step").filter_map(|r| r.about.clone()).collect();
-    assert_eq!(stepped, runs, "one step per run of it");
+    };
+    let cells: BTreeSet<String> =
+        view["cells"].as_array().unwrap().iter().map(|c| c["runId"].as_str().unwrap().to_string()).collect();
+    assert_eq!(cells.len(), 3);
+    told_of_start_children_and_end(&rx, "backtest", cells).await;
 }
 
 /// Where a webhook may not lead, and what it must be.

@@ -1,8 +1,8 @@
 //! The SQL of the webhook outbox (see [`crate::webhooks`]).
 
 use chrono::{DateTime, Utc};
+use domain::RunId;
 use domain::webhook::{Delivery, WebhookEvent};
-use domain::{BatchId, RunId};
 use jobs::{Pools, StoreError};
 
 use super::Store;
@@ -269,19 +269,21 @@ impl Store {
             .collect()
     }
 
-    /// Batches with a webhook whose rows, or any of whose runs' rows, changed at or after
-    /// `since`, with their owners.
-    pub async fn batches_with_webhooks_since(&self, since: DateTime<Utc>) -> Result<Vec<(BatchId, String)>> {
+    /// Parents of `kind` (batches, backtests) with a webhook whose rows, or any of whose
+    /// children's rows, changed at or after `since`, with their owners.
+    pub async fn parents_with_webhooks_since(&self, kind: &str, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {
         let sql = "select cast(p.job_id as text), p.owner from queue_jobs p
-                   where p.kind = 'batch' and p.args ->> 'webhook' is not null
+                   where p.kind = $2 and p.args ->> 'webhook' is not null
                      and (p.updated_at >= $1 or exists (select 1 from queue_jobs c
                                                       where c.parent_id = p.job_id and c.updated_at >= $1))";
-        let rows: Vec<(String, String)> = on_reader!(self, |pool| {
-            sqlx::query_as(sql).bind(since.timestamp_millis()).fetch_all(pool).await.map_err(StoreError::from)?
-        });
-        rows.into_iter()
-            .map(|(id, owner)| Ok((id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?, owner)))
-            .collect()
+        Ok(on_reader!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(since.timestamp_millis())
+                .bind(kind)
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        }))
     }
 
     async fn with_webhooks_since(&self, kind: &str, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {

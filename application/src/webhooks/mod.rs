@@ -1,4 +1,4 @@
-//! Signed webhooks: a run or a batch may name an https URL to be told of its events, sent as
+//! Signed webhooks: a run, a batch or a backtest may name an https URL to be told of its events, sent as
 //! Standard Webhooks deliveries (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,`
 //! base64 HMAC-SHA256 of `{id}.{timestamp}.{body}` under `WEBHOOK_SECRET`).
 //!
@@ -23,10 +23,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use domain::webhook::{Delivery, WebhookEvent};
-use domain::{BatchId, RunId};
+use domain::{BacktestId, BatchId, RunId};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
+use crate::backtests::Backtests;
 use crate::batches::Batches;
 use crate::error::{Error, Result};
 use crate::run::Run;
@@ -48,6 +49,7 @@ pub struct Dispatcher {
     store: Store,
     runs: Arc<RunService>,
     batches: Arc<Batches>,
+    backtests: Arc<Backtests>,
     clock: Arc<dyn jobs::Clock>,
     /// Rows changed since this are read again (a margin before the last pass).
     since: std::sync::Mutex<DateTime<Utc>>,
@@ -57,10 +59,15 @@ pub struct Dispatcher {
 const SCAN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(5);
 
 impl Dispatcher {
-    pub fn new(runs: Arc<RunService>, batches: Arc<Batches>, clock: Arc<dyn jobs::Clock>) -> Self {
+    pub fn new(
+        runs: Arc<RunService>,
+        batches: Arc<Batches>,
+        backtests: Arc<Backtests>,
+        clock: Arc<dyn jobs::Clock>,
+    ) -> Self {
         // Once started, a process looks a day back: retries last that long.
         let since = clock.now() - chrono::TimeDelta::days(1);
-        Self { store: runs.store().clone(), runs, batches, clock, since: std::sync::Mutex::new(since) }
+        Self { store: runs.store().clone(), runs, batches, backtests, clock, since: std::sync::Mutex::new(since) }
     }
 
     fn policy(&self) -> &WebhookPolicy {
@@ -91,8 +98,11 @@ impl Dispatcher {
             rows.extend(found?);
         }
         let mut recorded = self.store.record_deliveries(&rows).await?;
-        for (batch_id, owner) in self.store.batches_with_webhooks_since(since).await? {
-            recorded += self.store.record_deliveries(&self.batch_deliveries(batch_id, &owner, now).await?).await?;
+        for (id, owner) in self.store.parents_with_webhooks_since(crate::batches::KIND, since).await? {
+            recorded += self.store.record_deliveries(&self.batch_deliveries(&id, &owner, now).await?).await?;
+        }
+        for (id, owner) in self.store.parents_with_webhooks_since(crate::backtests::KIND, since).await? {
+            recorded += self.store.record_deliveries(&self.backtest_deliveries(&id, &owner, now).await?).await?;
         }
         *self.since.lock().expect("not poisoned") = now - SCAN_MARGIN;
         Ok(recorded)
@@ -143,37 +153,31 @@ impl Dispatcher {
     }
 
     /// The deliveries of the events a batch shows (recorded ones are left as they are).
-    async fn batch_deliveries(&self, batch_id: BatchId, owner: &str, now: DateTime<Utc>) -> Result<Vec<DeliveryRow>> {
+    async fn batch_deliveries(&self, id: &str, owner: &str, now: DateTime<Utc>) -> Result<Vec<DeliveryRow>> {
+        let batch_id: BatchId = id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?;
         let (view, webhook, schedule) = match self.batches.with_webhook(owner, batch_id).await {
             Ok(found) => found,
             Err(Error::NotFound) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        let Some(webhook) = webhook else { return Ok(Vec::new()) };
-        let wants = |e: WebhookEvent| webhook.events.contains(&e);
-        let mut due: Vec<(String, String, Option<RunId>)> = Vec::new();
-        if wants(WebhookEvent::Start) {
-            due.push(("start".into(), "batch.start".into(), None));
-        }
-        if wants(WebhookEvent::Step) {
-            for r in view.runs.iter().filter(|r| r.status.is_terminal()) {
-                due.push((format!("step:{}", r.run_id), "batch.step".into(), Some(r.run_id)));
-            }
-        }
-        if wants(WebhookEvent::Completed) && view.status != domain::batch::BatchStatus::Running {
-            due.push(("completed".into(), "batch.completed".into(), None));
-        }
-        let data = serde_json::to_value(&view).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(due
-            .into_iter()
-            .map(|(key, kind, run)| {
-                let mut body = serde_json::json!({ "type": kind, "timestamp": now, "data": data });
-                if let Some(run) = run {
-                    body["runId"] = run.to_string().into();
-                }
-                new_delivery(&batch_id.to_string(), owner, &key, &webhook.url, &body, schedule.as_deref(), now)
-            })
-            .collect())
+        let ended = view.runs.iter().filter(|r| r.status.is_terminal()).map(|r| r.run_id).collect();
+        let parent =
+            Parent { kind: "batch", id, owner, running: view.status == domain::batch::BatchStatus::Running, ended };
+        parent_deliveries(&parent, webhook, &view, schedule.as_deref(), now)
+    }
+
+    /// The deliveries of the events a backtest shows.
+    async fn backtest_deliveries(&self, id: &str, owner: &str, now: DateTime<Utc>) -> Result<Vec<DeliveryRow>> {
+        let backtest_id: BacktestId = id.parse().map_err(|e: domain::IdError| Error::Internal(e.0))?;
+        let (view, webhook) = match self.backtests.with_webhook(owner, backtest_id).await {
+            Ok(found) => found,
+            Err(Error::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let ended = view.cells.iter().filter(|c| c.status.is_terminal()).map(|c| c.run_id).collect();
+        let running = view.status == domain::backtest::BacktestStatus::Running;
+        let parent = Parent { kind: "backtest", id, owner, running, ended };
+        parent_deliveries(&parent, webhook, &view, None, now)
     }
 
     /// Sends the deliveries due, [`CLAIM_AT_ONCE`] at a time until fewer are due; how many
@@ -297,6 +301,56 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// A parent job — a batch or a backtest — as its events are read: whether it still runs, and
+/// its children that have ended.
+struct Parent<'a> {
+    kind: &'static str,
+    id: &'a str,
+    owner: &'a str,
+    running: bool,
+    ended: Vec<RunId>,
+}
+
+/// The deliveries of the events a parent shows, of those its webhook wants: `start`, a `step`
+/// per child ended (with its `runId`), `completed`; each with the parent's view as its data.
+fn parent_deliveries(
+    parent: &Parent<'_>,
+    webhook: Option<domain::webhook::Webhook>,
+    view: &impl serde::Serialize,
+    schedule: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Vec<DeliveryRow>> {
+    let Some(webhook) = webhook else { return Ok(Vec::new()) };
+    let wants = |e: WebhookEvent| webhook.events.contains(&e);
+    let kind = parent.kind;
+    let mut due: Vec<(String, String, Option<RunId>)> = Vec::new();
+    if wants(WebhookEvent::Start) {
+        due.push(("start".into(), format!("{kind}.start"), None));
+    }
+    if wants(WebhookEvent::Step) {
+        for run in &parent.ended {
+            due.push((format!("step:{run}"), format!("{kind}.step"), Some(*run)));
+        }
+    }
+    if wants(WebhookEvent::Completed) && !parent.running {
+        due.push(("completed".into(), format!("{kind}.completed"), None));
+    }
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = serde_json::to_value(view).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(due
+        .into_iter()
+        .map(|(key, kind, run)| {
+            let mut body = serde_json::json!({ "type": kind, "timestamp": now, "data": data });
+            if let Some(run) = run {
+                body["runId"] = run.to_string().into();
+            }
+            new_delivery(parent.id, parent.owner, &key, &webhook.url, &body, schedule, now)
+        })
+        .collect())
 }
 
 /// The events a run's row shows, of those wanted: `(event, step)`.
