@@ -25,13 +25,12 @@ use domain::backtest::{
 };
 use domain::webhook::Webhook;
 use domain::{FieldError, JobStatus, StartRequest, TokenUsage, ValidStart};
-use jobs::job::{Filter, Order};
 use jobs::{Insert, JobId, NewJob, State};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::Checks;
 use crate::error::{Error, Result};
-use crate::run::{Run, RunArgs, RunProgress};
+use crate::run::{RunArgs, RunProgress};
 use crate::runs::{RunService, to_json};
 
 /// The job kind of a backtest.
@@ -311,14 +310,7 @@ impl Backtests {
 
     /// The backtest's job, if it is `user_id`'s.
     async fn owned(&self, user_id: &str, backtest_id: BacktestId) -> Result<(jobs::Job, BacktestArgs)> {
-        match self.runs.queue().get(job_id(backtest_id)).await? {
-            Some(job) if job.owner == user_id && job.kind == KIND => {
-                let args = serde_json::from_value(job.args.clone())
-                    .map_err(|e| Error::Internal(format!("backtest {backtest_id}: args do not decode: {e}")))?;
-                Ok((job, args))
-            }
-            _ => Err(Error::NotFound),
-        }
+        self.runs.owned_parent(KIND, user_id, job_id(backtest_id)).await
     }
 
     /// A backtest of `user_id`'s with its cells so far and the scorecard they make.
@@ -327,15 +319,7 @@ impl Backtests {
         // The live cells and those the janitor has archived, in the order they were given,
         // without their checkpoints: the step outputs are most of a finished cell's bytes, and
         // a backtest's view, read again and again while it runs, never shows them.
-        let cells = Filter {
-            parent: Some(Some(backtest.job_id)),
-            archived: true,
-            order: Order::Inserted,
-            limit: u32::MAX,
-            ..Filter::default()
-        };
-        let runs: Vec<Run> =
-            self.runs.queue().list(&cells).await?.jobs.into_iter().map(Run::from_job).collect::<Result<_>>()?;
+        let runs = self.runs.children(backtest.job_id).await?;
         let inputs: Vec<CellInput> = runs
             .iter()
             .filter_map(|r| {
@@ -409,27 +393,17 @@ impl Backtests {
 
     /// `user_id`'s backtests, newest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<BacktestSummary>> {
-        let mine = Filter {
-            kind: Some(KIND.into()),
-            owner: Some(user_id.into()),
-            archived: true,
-            limit: LIST_LIMIT,
-            ..Filter::default()
-        };
-        let jobs = self.runs.queue().list(&mine).await?.jobs;
-        jobs.into_iter()
-            .map(|job| {
-                let args: BacktestArgs = serde_json::from_value(job.args)
-                    .map_err(|e| Error::Internal(format!("backtest {}: args do not decode: {e}", job.job_id)))?;
-                Ok(BacktestSummary {
-                    backtest_id: BacktestId::from_uuid(job.job_id.0),
-                    spec: args.spec,
-                    cells: args.cells,
-                    cancelled: job.state == State::Cancelled,
-                    created_at: job.created_at,
-                })
+        let parents = self.runs.parents::<BacktestArgs>(KIND, user_id, LIST_LIMIT).await?;
+        Ok(parents
+            .into_iter()
+            .map(|(job, args)| BacktestSummary {
+                backtest_id: BacktestId::from_uuid(job.job_id.0),
+                spec: args.spec,
+                cells: args.cells,
+                cancelled: job.state == State::Cancelled,
+                created_at: job.created_at,
             })
-            .collect()
+            .collect())
     }
 }
 

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use domain::batch::{BatchRequest, BatchRun, BatchStarted, BatchStatus, BatchSummary, BatchTotals, BatchView};
 use domain::webhook::Webhook;
 use domain::{BatchId, FieldError, JobStatus};
-use jobs::job::{Filter, Order};
 use jobs::{Insert, InsertOutcome, JobId, NewJob, State};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::run::{Run, RunArgs, RunProgress, run_id};
+use crate::run::{RunArgs, RunProgress, run_id};
 use crate::runs::{RunService, to_json};
 
 /// The job kind of a batch.
@@ -178,35 +177,18 @@ impl Batches {
 
     /// The batch's job, if it is `user_id`'s.
     async fn owned(&self, user_id: &str, batch_id: BatchId) -> Result<(jobs::Job, BatchArgs)> {
-        match self.runs.queue().get(job_id(batch_id)).await? {
-            Some(job) if job.owner == user_id && job.kind == KIND => {
-                let args = serde_json::from_value(job.args.clone())
-                    .map_err(|e| Error::Internal(format!("batch {batch_id}: args do not decode: {e}")))?;
-                Ok((job, args))
-            }
-            _ => Err(Error::NotFound),
-        }
+        self.runs.owned_parent(KIND, user_id, job_id(batch_id)).await
     }
 
     /// A batch of `user_id`'s: each run as it is now, and the totals.
     pub async fn view(&self, user_id: &str, batch_id: BatchId) -> Result<BatchView> {
         let (batch, BatchArgs { request, .. }) = self.owned(user_id, batch_id).await?;
-        let children = Filter {
-            parent: Some(Some(batch.job_id)),
-            archived: true,
-            order: Order::Inserted,
-            limit: u32::MAX,
-            ..Filter::default()
-        };
         let runs: Vec<BatchRun> = self
             .runs
-            .queue()
-            .list(&children)
+            .children(batch.job_id)
             .await?
-            .jobs
             .into_iter()
-            .map(|job| {
-                let run = Run::from_job(job)?;
+            .map(|run| {
                 let result = run.result.as_ref().filter(|_| run.status == JobStatus::Completed);
                 Ok(BatchRun {
                     run_id: run.run_id,
@@ -249,25 +231,15 @@ impl Batches {
 
     /// `user_id`'s batches, newest first.
     pub async fn list(&self, user_id: &str) -> Result<Vec<BatchSummary>> {
-        let mine = Filter {
-            kind: Some(KIND.into()),
-            owner: Some(user_id.into()),
-            archived: true,
-            limit: LIST_LIMIT,
-            ..Filter::default()
-        };
-        let jobs = self.runs.queue().list(&mine).await?.jobs;
-        jobs.into_iter()
-            .map(|job| {
-                let args: BatchArgs = serde_json::from_value(job.args)
-                    .map_err(|e| Error::Internal(format!("batch {}: args do not decode: {e}", job.job_id)))?;
-                Ok(BatchSummary {
-                    batch_id: BatchId::from_uuid(job.job_id.0),
-                    symbols: args.request.symbols,
-                    cancelled: job.state == State::Cancelled,
-                    created_at: job.created_at,
-                })
+        let parents = self.runs.parents::<BatchArgs>(KIND, user_id, LIST_LIMIT).await?;
+        Ok(parents
+            .into_iter()
+            .map(|(job, args)| BatchSummary {
+                batch_id: BatchId::from_uuid(job.job_id.0),
+                symbols: args.request.symbols,
+                cancelled: job.state == State::Cancelled,
+                created_at: job.created_at,
             })
-            .collect()
+            .collect())
     }
 }

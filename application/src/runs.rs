@@ -417,6 +417,53 @@ impl RunService {
         }
     }
 
+    /// One of `user_id`'s parent jobs of `kind` (a backtest, a batch) with its args; another
+    /// user's or another kind's is not found.
+    pub(crate) async fn owned_parent<A: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        user_id: &str,
+        id: jobs::JobId,
+    ) -> Result<(jobs::Job, A)> {
+        match self.queue.get(id).await? {
+            Some(job) if job.owner == user_id && job.kind == kind => {
+                let args = parent_args(&job)?;
+                Ok((job, args))
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// `owner`'s parent jobs of `kind`, archived ones too, newest first, each with its args.
+    pub(crate) async fn parents<A: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        owner: &str,
+        limit: u32,
+    ) -> Result<Vec<(jobs::Job, A)>> {
+        let mine =
+            Filter { kind: Some(kind.into()), owner: Some(owner.into()), archived: true, limit, ..Filter::default() };
+        let jobs = self.queue.list(&mine).await?.jobs;
+        jobs.into_iter()
+            .map(|job| {
+                let args = parent_args(&job)?;
+                Ok((job, args))
+            })
+            .collect()
+    }
+
+    /// A parent job's children, archived ones too, in the order they were given, as runs.
+    pub(crate) async fn children(&self, parent: jobs::JobId) -> Result<Vec<Run>> {
+        let children = Filter {
+            parent: Some(Some(parent)),
+            archived: true,
+            order: Order::Inserted,
+            limit: u32::MAX,
+            ..Filter::default()
+        };
+        self.queue.list(&children).await?.jobs.into_iter().map(Run::from_job).collect()
+    }
+
     /// Cancels a parent job (a backtest, a batch): no further child starts, pending children
     /// end `cancelled` and the workers of running ones are told to stop them.
     pub(crate) async fn cancel_family(&self, parent: jobs::JobId) -> Result<()> {
@@ -583,6 +630,12 @@ impl RunService {
         };
         Progress { run: state, result: run.result }
     }
+}
+
+/// A parent job's args; ones that do not decode are an internal error.
+fn parent_args<A: serde::de::DeserializeOwned>(job: &jobs::Job) -> Result<A> {
+    serde_json::from_value(job.args.clone())
+        .map_err(|e| Error::Internal(format!("{} {}: args do not decode: {e}", job.kind, job.job_id)))
 }
 
 /// The strong ETag of a progress body: its version, and the estimate it carries (which can
