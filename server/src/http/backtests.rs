@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::backtest::{BacktestId, BacktestRequest, BacktestStatus, BacktestSummary, BacktestView};
 use serde::Serialize;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::AppState;
 use super::extract::JsonBody;
 use super::problem::ApiError;
-use super::reply::tagged_json;
+use super::reply::{digest_json, made_at};
 use super::session::Identity;
 
 pub(crate) fn backtest_id(raw: &str) -> Result<BacktestId, ApiError> {
@@ -42,15 +42,8 @@ pub async fn start(
     Identity(user): Identity,
     JsonBody(request): JsonBody<BacktestRequest>,
 ) -> Result<Response, ApiError> {
-    let started = match state.backtests.start(&user.0, &request).await {
-        Ok(started) => started,
-        Err(e) => return Err(e.into()),
-    };
-    let mut resp = (StatusCode::ACCEPTED, Json(&started)).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/backtests/{}", started.backtest_id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    let started = state.backtests.start(&user.0, &request).await?;
+    Ok(made_at(StatusCode::ACCEPTED, &format!("/api/trading/backtests/{}", started.backtest_id), &started))
 }
 
 /// `GET /api/trading/backtests/:id` — the cells so far and their scorecard, with a strong
@@ -82,11 +75,9 @@ pub async fn view(
 ) -> Result<Response, ApiError> {
     let id = backtest_id(&raw)?;
     let view = state.backtests.view(&user.0, id).await?;
-    let body = serde_json::to_vec(&view).expect("plain data");
-    let etag = super::reply::digest_etag('b', &body);
     let running = view.status == BacktestStatus::Running;
     let retry_after = running.then(|| state.service.config().poll_after.as_secs().max(1));
-    Ok(tagged_json(&headers, &etag, body, retry_after))
+    Ok(digest_json(&headers, 'b', &view, retry_after))
 }
 
 /// `POST /api/trading/backtests/:id/cancel` — the backtest as it is afterwards.

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::BatchId;
 use domain::batch::{BatchOrder, BatchRequest, BatchStatus, BatchSummary, BatchView};
@@ -14,7 +14,7 @@ use super::AppState;
 use super::extract::JsonBody;
 use super::pages::{answer_form, page_of};
 use super::problem::ApiError;
-use super::reply::{digest_etag, see_other, tagged_json};
+use super::reply::{digest_json, made_at, see_other};
 use super::session::{Identity, identity};
 
 pub(crate) fn batch_id(raw: &str) -> Result<BatchId, ApiError> {
@@ -45,11 +45,7 @@ pub async fn start(
     JsonBody(request): JsonBody<BatchRequest>,
 ) -> Result<Response, ApiError> {
     let started = state.context.batches.start(&user.0, &request).await?;
-    let mut resp = (StatusCode::ACCEPTED, Json(&started)).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/batches/{}", started.batch_id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(made_at(StatusCode::ACCEPTED, &format!("/api/trading/batches/{}", started.batch_id), &started))
 }
 
 /// `GET /api/trading/batches/:id` — each run's status, rating and confidence, and the totals,
@@ -81,11 +77,9 @@ pub async fn view(
 ) -> Result<Response, ApiError> {
     let id = batch_id(&raw)?;
     let view = state.context.batches.view(&user.0, id).await?;
-    let body = serde_json::to_vec(&view).expect("plain data");
-    let etag = digest_etag('B', &body);
     let running = view.status == BatchStatus::Running;
     let retry_after = running.then(|| state.service.config().poll_after.as_secs().max(1));
-    Ok(tagged_json(&headers, &etag, body, retry_after))
+    Ok(digest_json(&headers, 'B', &view, retry_after))
 }
 
 /// `POST /api/trading/batches/:id/cancel` — the batch as it is afterwards.

@@ -1,5 +1,6 @@
-//! Answers several handlers give alike: a `303 See Other` after a form, a JSON body under a
-//! strong ETag that a conditional request may find unchanged, and a CSV download.
+//! Answers several handlers give alike: a `303 See Other` after a form, a JSON body with the
+//! `Location` of what a request made, a JSON body under a strong ETag that a conditional request
+//! may find unchanged, and a CSV download.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -7,6 +8,14 @@ use axum::response::{IntoResponse, Response};
 /// `303 See Other` to `path`.
 pub(crate) fn see_other(path: &str) -> Response {
     let mut resp = StatusCode::SEE_OTHER.into_response();
+    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
+    resp
+}
+
+/// `status` (`201`, `202`) with `body` as JSON and `Location: path`, where what the request
+/// made can be read.
+pub(crate) fn made_at(status: StatusCode, path: &str, body: impl serde::Serialize) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(path).expect("a path is a valid header"));
     resp
 }
@@ -21,12 +30,20 @@ pub(crate) fn csv_download(body: Vec<u8>, filename: &str) -> Response {
     resp
 }
 
-/// A strong ETag over a body's bytes (a SHA-256 prefix), for answers computed from several rows
-/// that have no single version: `prefix` keeps different kinds of answer apart.
-pub(crate) fn digest_etag(prefix: char, body: &[u8]) -> String {
+/// `value` as JSON under a strong ETag over its bytes (a SHA-256 prefix), for answers computed
+/// from several rows that have no single version (`prefix` keeps different kinds of answer
+/// apart); see [`tagged_json`].
+pub(crate) fn digest_json(
+    headers: &HeaderMap,
+    prefix: char,
+    value: &impl serde::Serialize,
+    retry_after: Option<u64>,
+) -> Response {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(body);
-    format!("\"{prefix}{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
+    let body = serde_json::to_vec(value).expect("plain data");
+    let digest = Sha256::digest(&body);
+    let etag = format!("\"{prefix}{}\"", digest.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
+    tagged_json(headers, &etag, body, retry_after)
 }
 
 /// A JSON body under a strong `etag`: `304` with no body when `If-None-Match` names it; never

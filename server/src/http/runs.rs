@@ -10,7 +10,7 @@ use domain::{AnalystInfo, JobStatus, RunId, RunsQuery, StartRequest, StartRespon
 use super::AppState;
 use super::extract::{JsonBody, run_id};
 use super::problem::ApiError;
-use super::reply::{csv_download, tagged_json};
+use super::reply::{csv_download, made_at, tagged_json};
 use super::session::Identity;
 
 fn accepted(started: Started, state: &AppState) -> Response {
@@ -23,11 +23,8 @@ fn accepted(started: Started, state: &AppState) -> Response {
             "This request was already received; here is its run.".into()
         },
     };
-    let mut resp = (StatusCode::ACCEPTED, Json(body)).into_response();
+    let mut resp = made_at(StatusCode::ACCEPTED, &format!("/api/trading/progress/{}", started.run_id), body);
     let h = resp.headers_mut();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/trading/progress/{}", started.run_id)) {
-        h.insert(header::LOCATION, loc);
-    }
     h.insert(header::RETRY_AFTER, HeaderValue::from(state.service.config().poll_after.as_secs().max(1)));
     if !started.created {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));

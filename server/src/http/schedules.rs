@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::ScheduleId;
 use domain::batch::split_symbols;
@@ -15,7 +15,7 @@ use super::AppState;
 use super::extract::JsonBody;
 use super::pages::{answer_form, form_body, refused, render_refused};
 use super::problem::ApiError;
-use super::reply::see_other;
+use super::reply::{made_at, see_other};
 use super::session::{Identity, identity};
 
 fn schedule_id(raw: &str) -> Result<ScheduleId, ApiError> {
@@ -44,11 +44,7 @@ pub async fn create(
     JsonBody(request): JsonBody<ScheduleRequest>,
 ) -> Result<Response, ApiError> {
     let schedule = state.context.schedules.create(&user.0, &request).await?;
-    let mut resp = (StatusCode::CREATED, Json(&schedule)).into_response();
-    if let Ok(loc) = HeaderValue::from_str(&format!("/api/schedules/{}", schedule.schedule_id)) {
-        resp.headers_mut().insert(header::LOCATION, loc);
-    }
-    Ok(resp)
+    Ok(made_at(StatusCode::CREATED, &format!("/api/schedules/{}", schedule.schedule_id), &schedule))
 }
 
 /// `GET /api/schedules` — yours, oldest first, each with its next tick and latest batches.

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::extract::run_id;
 use super::problem::ApiError;
-use super::reply::see_other;
+use super::reply::{made_at, see_other};
 use super::runs::progress_of;
 use super::session::{Identity, identity};
 use super::{AppState, pages};
@@ -62,10 +62,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let (link, secret) = access(&state).create_share(&user, run_id(&raw)?).await?;
     let body = CreatedShare { link, url: format!("/share/{secret}"), api_url: format!("/api/trading/share/{secret}") };
-    let mut resp = (StatusCode::CREATED, Json(&body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&body.url) {
-        resp.headers_mut().insert(header::LOCATION, v);
-    }
+    let mut resp = made_at(StatusCode::CREATED, &body.url, &body);
     resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }
