@@ -254,15 +254,10 @@ impl RunReporter {
     }
 
     /// Adds an event to the run's log without tracing it (for events traced in their own words).
-    /// The log is a record, not the run: an entry that cannot be written is traced and dropped.
     async fn write_log(&self, step: Option<&str>, event: LogEvent) {
-        let Some(store) = &self.log else {
-            return;
-        };
-        let entry = LogEntry { at: self.clock.now(), step: step.map(str::to_string), event };
-        let run_id = crate::run::run_id(self.ctx.job().job_id);
-        if let Err(e) = store.insert_log(run_id, &entry).await {
-            tracing::warn!(runId = %run_id, error = %e, kind = entry.event.kind(), "could not write the run's log");
+        if let Some(store) = &self.log {
+            let entry = LogEntry { at: self.clock.now(), step: step.map(str::to_string), event };
+            store.append_log(crate::run::run_id(self.ctx.job().job_id), &entry).await;
         }
     }
 

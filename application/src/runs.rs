@@ -390,22 +390,25 @@ impl RunService {
         if !was_requested {
             telemetry::cancel_requested();
             let entry = LogEntry { at: self.clock.now(), step: None, event: LogEvent::Cancelled {} };
-            if let Err(e) = self.store().insert_log(run_id, &entry).await {
-                tracing::warn!(runId = %run_id, error = %e, "could not log the cancellation");
-            }
+            self.store().append_log(run_id, &entry).await;
         }
         if run.status == JobStatus::Cancelled {
             // A pending run ends here, never having run.
             jobs::telemetry::job_finished(KIND, State::Cancelled, None);
         }
         if run.status == JobStatus::Running {
-            let event = Event::CancelRequested { job_id: job_id(run_id) };
-            self.events.send_local(event.clone());
-            if let Err(e) = self.queue.publish(&event).await {
-                tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
-            }
+            self.ask_to_stop(job_id(run_id)).await;
         }
         Ok(self.to_progress(run).await)
+    }
+
+    /// Tells the worker of a running job, in this process or another, to stop it.
+    async fn ask_to_stop(&self, job_id: jobs::JobId) {
+        let event = Event::CancelRequested { job_id };
+        self.events.send_local(event.clone());
+        if let Err(e) = self.queue.publish(&event).await {
+            tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
+        }
     }
 
     /// Tells the workers, here and in other processes, that jobs were queued.
@@ -473,11 +476,7 @@ impl RunService {
         let running =
             Filter { parent: Some(Some(parent)), states: vec![State::Running], limit: u32::MAX, ..Filter::default() };
         for child in self.queue.list(&running).await?.jobs {
-            let event = Event::CancelRequested { job_id: child.job_id };
-            self.events.send_local(event.clone());
-            if let Err(e) = self.queue.publish(&event).await {
-                tracing::warn!(error = %e, "could not notify the worker; it will notice by polling");
-            }
+            self.ask_to_stop(child.job_id).await;
         }
         Ok(())
     }

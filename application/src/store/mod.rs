@@ -710,8 +710,15 @@ impl Store {
         Ok(rows.into_iter().map(|(step, n)| (step, n.max(0) as u32)).collect())
     }
 
-    /// Adds an event to a run's log.
-    pub async fn insert_log(&self, run_id: RunId, entry: &LogEntry) -> Result<()> {
+    /// Adds an event to a run's log. The log is a record, not the run: an entry that cannot be
+    /// written is traced and dropped.
+    pub async fn append_log(&self, run_id: RunId, entry: &LogEntry) {
+        if let Err(e) = self.insert_log(run_id, entry).await {
+            tracing::warn!(runId = %run_id, error = %e, kind = entry.event.kind(), "could not write the run's log");
+        }
+    }
+
+    async fn insert_log(&self, run_id: RunId, entry: &LogEntry) -> Result<()> {
         let sql = "insert into trading_agent_log
                      (run_id, created_at, kind, entry, model, first_output_ms, latency_ms, tokens_out)
                    values ($1, $2, $3, $4, $5, $6, $7, $8)";
