@@ -2,19 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-/// `42 s`, `3 min 05 s`, `1 h 02 min`.
-pub fn duration_ms(ms: u64) -> String {
-    let s = ms / 1000;
-    if ms < 1000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else if s < 60 {
-        format!("{s} s")
-    } else if s < 3600 {
-        format!("{} min {:02} s", s / 60, s % 60)
-    } else {
-        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
-    }
-}
+pub use domain::progress::duration_ms;
 
 /// `about 40 s`, `about 3 min`: estimates are not precise, and should not look precise.
 pub fn estimate(seconds: u64) -> String {
@@ -76,10 +64,6 @@ mod tests {
 
     #[test]
     fn human_forms() {
-        assert_eq!(duration_ms(420), "0.4 s");
-        assert_eq!(duration_ms(42_000), "42 s");
-        assert_eq!(duration_ms(185_000), "3 min 05 s");
-        assert_eq!(duration_ms(3_720_000), "1 h 02 min");
         assert_eq!(estimate(0), "about 1 s");
         assert_eq!(estimate(200), "about 3 min");
         assert_eq!(estimate(230), "about 4 min");

@@ -86,15 +86,6 @@ fn pct(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
-/// `1 min 05 s`, `42 s`, `850 ms`.
-fn duration(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms} ms"),
-        1_000..60_000 => format!("{} s", ms / 1_000),
-        _ => format!("{} min {:02} s", ms / 60_000, ms / 1_000 % 60),
-    }
-}
-
 fn level(p: &TradePlan, f: fn(&crate::plan::Levels) -> f64) -> String {
     p.levels.as_ref().map(|l| price(f(l))).unwrap_or_else(|| NONE.into())
 }
@@ -175,7 +166,7 @@ impl Comparison {
             }),
         );
         row("cost", "Model calls", each(&|p| Some(p.run.llm_calls.to_string())));
-        row("cost", "Duration", each(&|p| p.run.duration.map(duration)));
+        row("cost", "Duration", each(&|p| p.run.duration.map(crate::progress::duration_ms)));
 
         let runs = runs
             .iter()
@@ -209,13 +200,5 @@ mod tests {
         let five: Vec<String> = (10..15).map(|n| id(n).to_string()).collect();
         assert!(parse_ids(five.iter().map(String::as_str)).unwrap_err().message.contains("at most 4"));
         assert!(parse_ids(["nope", b_s.as_str()]).unwrap_err().message.contains("'nope' is not a run id"));
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(
-            (duration(850), duration(42_300), duration(65_000)),
-            ("850 ms".into(), "42 s".into(), "1 min 05 s".into())
-        );
     }
 }

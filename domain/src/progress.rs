@@ -246,9 +246,31 @@ pub struct TranscriptEntry {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
+/// A duration for people: `0.4 s`, `42 s`, `3 min 05 s`, `1 h 02 min`.
+pub fn duration_ms(ms: u64) -> String {
+    let s = ms / 1000;
+    if ms < 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else if s < 60 {
+        format!("{s} s")
+    } else if s < 3600 {
+        format!("{} min {:02} s", s / 60, s % 60)
+    } else {
+        format!("{} h {:02} min", s / 3600, (s % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration_ms(420), "0.4 s");
+        assert_eq!(duration_ms(42_300), "42 s");
+        assert_eq!(duration_ms(185_000), "3 min 05 s");
+        assert_eq!(duration_ms(3_720_000), "1 h 02 min");
+    }
 
     #[test]
     fn a_stall_counts_whole_seconds_from_its_start() {
