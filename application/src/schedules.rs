@@ -37,6 +37,8 @@ pub const MIN_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
 pub const PASS_EVERY: Duration = Duration::from_secs(1);
 /// Ticks listed with a schedule.
 const FIRES_LISTED: u32 = 10;
+/// Schedules one identity may keep: each starts batches on its own, without its owner.
+pub const SCHEDULES_PER_USER_MAX: usize = 20;
 /// Missed ticks counted at most, when a schedule catches up after a long stop.
 const MISSED_COUNTED_AT_MOST: u32 = 10_000;
 /// Upcoming ticks checked against the interval floor.
@@ -193,6 +195,10 @@ impl Schedules {
         }
         if !missing.is_empty() {
             return Err(Error::Invalid(missing));
+        }
+        if self.store.schedules_of(owner).await?.len() >= SCHEDULES_PER_USER_MAX {
+            let message = format!("you already have {SCHEDULES_PER_USER_MAX} schedules; delete one first");
+            return Err(Error::field("name", message));
         }
         let now = self.clock.now();
         let row = ScheduleRow {

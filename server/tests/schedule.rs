@@ -79,7 +79,24 @@ async fn schedules_are_made_paused_edited_and_deleted() {
     assert_eq!(stranger.delete(api(&format!("/api/schedules/{id}"))).send().await.unwrap().status(), 404);
     let list: Value = c.get(api("/api/schedules")).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["schedules"].as_array().unwrap().len(), 1);
+
+    // At most 20 a person: the 21st is refused until one is deleted.
+    for n in 2..=20 {
+        let more = json!({"name": format!("Watchlist {n}"), "symbols": ["AAPL"], "cron": "0 9 * * *"});
+        assert_eq!(send(c.post(api("/api/schedules")).json(&more)).await.0, 201, "schedule {n}");
+    }
+    let one_more = json!({"name": "One more", "symbols": ["AAPL"], "cron": "0 9 * * *"});
+    let (status, p) = send(c.post(api("/api/schedules")).json(&one_more)).await;
+    assert_eq!((status, fields(&p)), (400, ["name".to_string()].into()), "{p}");
+    assert!(p["errors"][0]["message"].as_str().unwrap().contains("already have 20 schedules"), "{p}");
+    assert_eq!(send(c.post(api("/api/schedules")).json(&one_more)).await.0, 400, "nothing was made");
+    let list: Value = c.get(api("/api/schedules")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = list["schedules"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 20, "{names:?}");
+    assert_eq!((names[0], names[19]), ("Morning tech", "Watchlist 20"), "oldest first");
+    assert_eq!(stranger.post(api("/api/schedules")).json(&one_more).send().await.unwrap().status(), 201, "per person");
     assert_eq!(c.delete(api(&format!("/api/schedules/{id}"))).send().await.unwrap().status(), 204);
+    assert_eq!(send(c.post(api("/api/schedules")).json(&one_more)).await.0, 201, "room again");
     assert_eq!(c.get(api(&format!("/api/schedules/{id}"))).send().await.unwrap().status(), 404);
     assert_eq!(c.get(api("/api/schedules/nope")).send().await.unwrap().status(), 400);
 }

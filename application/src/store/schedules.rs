@@ -244,36 +244,47 @@ impl Store {
         let fires: Vec<Fire> = on_writer!(self, |pool| {
             sqlx::query_as(sql).bind(since.timestamp_millis()).fetch_all(pool).await.map_err(StoreError::from)?
         });
-        let mut out = Vec::new();
-        for f in fires.into_iter().map(fire) {
-            let sql = format!("select {COLUMNS} from trading_agent_schedules where schedule_id = $1");
-            let s: Option<Row> = on_writer!(self, |pool| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                    .bind(&f.schedule_id)
-                    .fetch_optional(pool)
-                    .await
-                    .map_err(StoreError::from)?
-            });
-            if let Some(s) = s {
-                out.push((row(s), f));
-            }
+        if fires.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let sql = format!(
+            "select {COLUMNS} from trading_agent_schedules where schedule_id in
+               (select schedule_id from trading_agent_schedule_fires where started = 0 and fired_at >= $1)"
+        );
+        let schedules: Vec<Row> = on_writer!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(since.timestamp_millis())
+                .fetch_all(pool)
+                .await
+                .map_err(StoreError::from)?
+        });
+        let schedules: Vec<ScheduleRow> = schedules.into_iter().map(row).collect();
+        Ok(fires
+            .into_iter()
+            .map(fire)
+            .filter_map(|f| Some((schedules.iter().find(|s| s.schedule_id == f.schedule_id)?.clone(), f)))
+            .collect())
     }
 
     /// The latest `per` ticks of each of `schedules`, newest first.
     pub async fn fires_of(&self, schedules: &[String], per: u32) -> Result<Vec<FireRow>> {
-        let mut out = Vec::new();
-        for id in schedules {
-            let sql = format!(
-                "select schedule_id, tick_at, fired_at, batch_id, missed, started, error
-                 from trading_agent_schedule_fires where schedule_id = $1 order by tick_at desc limit {per}"
-            );
-            let rows: Vec<Fire> = on_reader!(self, |pool| {
-                sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(pool).await.map_err(StoreError::from)?
-            });
-            out.extend(rows.into_iter().map(fire));
+        if schedules.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let ids = schedules.iter().enumerate().map(|(i, _)| format!("${}", i + 1)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "select schedule_id, tick_at, fired_at, batch_id, missed, started, error from (
+                 select *, row_number() over (partition by schedule_id order by tick_at desc) as nth
+                 from trading_agent_schedule_fires where schedule_id in ({ids})) latest
+             where nth <= {per} order by schedule_id, tick_at desc"
+        );
+        let rows: Vec<Fire> = on_reader!(self, |pool| {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in schedules {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await.map_err(StoreError::from)?
+        });
+        Ok(rows.into_iter().map(fire).collect())
     }
 }
