@@ -369,3 +369,25 @@ async fn a_run_stored_before_the_plan_existed_still_renders() {
     assert_eq!(progress["status"], "completed");
     assert!(progress["result"].get("trade").is_none(), "{progress}");
 }
+
+/// A stranger opening someone's run page gets the 404 that explains why, and the server logs no
+/// error: nothing the page asked for is left running once it has been answered (such a call
+/// would run without the request and fail as an internal error).
+#[tokio::test]
+async fn a_strangers_run_page_leaves_nothing_running_and_logs_no_error() {
+    let (server, logs) = Server::start_logged(TestDb::sqlite(), &[("WORKERS", "0")]).await;
+    let owner = common::visitor(&server).await;
+    let id = common::start_run(&owner, &server, serde_json::json!({"symbol": "AAPL", "analysts": ["risk"]})).await;
+    let stranger = common::visitor(&server).await;
+    // Many at once: a call left running is then the more likely to start after its page ended.
+    let path = format!("/runs/{id}");
+    for _ in 0..5 {
+        let pages = futures::future::join_all((0..40).map(|_| page(&stranger, &server, &path))).await;
+        for (status, _, html) in pages {
+            assert_eq!(status, 404);
+            assert!(html.contains("a run is private to whoever started it"), "{html}");
+        }
+    }
+    let lines = logs.settle(&server, "after-the-strangers").await;
+    assert_eq!(common::Logs::errors(&lines), Vec::<&String>::new());
+}

@@ -86,7 +86,12 @@ pub fn RunPage() -> impl IntoView {
                             .into_any(),
                         }
                     }
-                    Err(e) => view! { <section class="card"><ErrorPanel error=e/></section> }.into_any(),
+                    Err(e) => {
+                        // The log was asked for beside the run: waited for here too, so that its
+                        // call never outlives the render (it would run without the request).
+                        let _ = log.await;
+                        view! { <section class="card"><ErrorPanel error=e/></section> }.into_any()
+                    }
                 }
             })}
         </Suspense>
