@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod offline;
 pub mod openai;
 pub mod prompt;
+pub mod readable;
 pub mod team_prompt;
 
 pub use catalog::{Catalog, CatalogEntry, Provider};

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use super::prompt::{
     analyst_messages, assessment_messages, left_for_review, parse_analyst, parse_assessment, repair_message,
 };
+use super::readable;
 use super::team_prompt::{
     contradiction_message, contradiction_note, parse_argument, parse_decision, parse_plan, parse_verdict,
     plan_contradiction, risk_contradiction, team_messages,
@@ -215,7 +216,7 @@ impl ChatModel {
                     None,
                 )
             })?;
-            progress.text(&text).await;
+            progress.text(&readable::Readable::whole(&text)).await;
             let usage = usage_of(&body);
             (text, usage, Some(asked.elapsed()))
         };
@@ -238,6 +239,7 @@ impl ChatModel {
         // has arrived, so a character split across network chunks arrives intact.
         let mut stream = resp.bytes_stream().eventsource();
         let mut text = String::new();
+        let mut readable = readable::Readable::default();
         let mut usage = None;
         let mut first = None;
         let mut last_report = Instant::now();
@@ -274,7 +276,10 @@ impl ChatModel {
                 text.push_str(delta);
                 if !delta.is_empty() {
                     first.get_or_insert_with(Instant::now);
-                    progress.text(delta).await;
+                    let shown = readable.push(delta);
+                    if !shown.is_empty() {
+                        progress.text(&shown).await;
+                    }
                 }
             }
             if let Some(u) = usage_of(&event) {
