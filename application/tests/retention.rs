@@ -7,8 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use application::store::Store;
 use application::store::DeliveryRow;
+use application::store::Store;
 use chrono::Duration;
 use domain::{LogEntry, LogEvent, RunId, ShareLink};
 use jobs::janitor::{Janitor, JanitorConfig};
