@@ -56,6 +56,11 @@ async fn share_links(db: TestDb) {
         assert!(html.contains("shared analysis") && html.contains("data-testid=\"result\""), "{html}");
         assert!(!html.contains("/cancel\"") && !html.contains("/retry\"") && !html.contains("/share\""), "read-only");
         assert!(html.contains("A read-only view its owner shared with you") && !html.contains("share-owner"));
+        // Its log too, as the owner's page has it: the prices read, the call, the end.
+        let log = html.split("data-testid=\"run-log\"").nth(1).expect("the run's log is on the page");
+        for kind in ["data", "call", "ended"] {
+            assert!(log.contains(&format!("data-kind=\"{kind}\"")), "{kind}: {log}");
+        }
     }
     // A stranger who has only the run's own address is told why it does not open, and how to.
     let page = stranger.get(server.url(&format!("/runs/{id}"))).send().await.unwrap();

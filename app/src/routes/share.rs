@@ -1,30 +1,32 @@
 //! `/share/:secret`: a run opened through its owner's share link — read-only: its progress,
-//! then its result, with no Cancel or Retry. Rendered on the server; while the run is active
+//! then its result and its log, with no Cancel or Retry. Rendered on the server; while the run is active
 //! the page refreshes itself as a run page without its WASM does.
 
 use chrono::Utc;
-use domain::{JobStatus, Progress};
+use domain::{JobStatus, Progress, RunLog};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
 use crate::api::AppError;
 use crate::components::ErrorPanel;
+use crate::components::log::RunLogView;
 use crate::components::progress::ProgressView;
 use crate::components::result::ResultView;
 use crate::poll::{Connection, Mode};
 
-/// The progress of the run a share link opens, and whether the one opening it is the run's
-/// owner (who has just made the link, or keeps it).
+/// The progress of the run a share link opens, its log, and whether the one opening it is the
+/// run's owner (who has just made the link, or keeps it).
 #[server]
-pub async fn shared_progress(secret: String) -> Result<(Progress, bool), AppError> {
+pub async fn shared_progress(secret: String) -> Result<(Progress, RunLog, bool), AppError> {
     use crate::api::ssr::{fail, internal};
     let ctx = use_context::<crate::api::ssr::AppContext>().ok_or_else(|| internal("no app context"))?;
     let (run, owner) =
         ctx.access.shared(&secret).await.map_err(fail)?.ok_or_else(|| fail(application::Error::NotFound))?;
     let (progress, _) = ctx.runs.progress(&owner.0, run).await.map_err(fail)?;
+    let log = ctx.runs.log(&owner.0, run).await.map_err(fail)?;
     let viewer = crate::api::ssr::context().ok().map(|(_, user)| user);
-    Ok((progress, viewer.is_some_and(|v| v == owner)))
+    Ok((progress, log, viewer.is_some_and(|v| v == owner)))
 }
 
 #[component]
@@ -37,7 +39,7 @@ pub fn SharePage() -> impl IntoView {
         <Suspense fallback=|| view! { <section class="card"><p>"Loading the run…"</p></section> }>
             {move || Suspend::new(async move {
                 match progress.await {
-                    Ok((p, owner)) => {
+                    Ok((p, log, owner)) => {
                         let duration = p.run.duration;
                         let address = format!("/share/{}", secret.get_untracked());
                         let run_page = format!("/runs/{}", p.run.run_id);
@@ -85,6 +87,7 @@ pub fn SharePage() -> impl IntoView {
                             />
                             {error.map(|e| view! { <section class="card error-panel" role="alert"><p>{e}</p></section> })}
                             {p.result.map(|result| view! { <ResultView result duration/> })}
+                            <RunLogView log=Signal::stored(log)/>
                         }
                         .into_any()
                     }
