@@ -1,13 +1,16 @@
 //! Signed webhooks against a real receiver on this machine: every delivery's signature checked
 //! as a Standard Webhooks receiver checks it, each event of a run seen once by id across a
 //! receiver that answers 500 twice and a worker killed while a delivery was in flight, on
-//! both backends; a batch's start and end; and the webhooks a server refuses.
+//! both backends; a batch's start and end; a schedule's webhook given up on and disabled until
+//! it is set again; and the webhooks a server refuses.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -29,6 +32,8 @@ struct Received {
     id: String,
     kind: String,
     about: Option<String>,
+    /// The batch a batch's event is about.
+    batch: Option<String>,
     signed: bool,
 }
 
@@ -63,8 +68,9 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let kind = parsed["type"].as_str().unwrap_or_default().to_string();
     let about = parsed["step"].as_str().or(parsed["runId"].as_str()).map(String::from);
+    let batch = parsed["data"]["batchId"].as_str().map(String::from);
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    r.got.lock().unwrap().push(Received { id, kind: kind.clone(), about, signed: verify(&headers, &body) });
+    r.got.lock().unwrap().push(Received { id, kind: kind.clone(), about, batch, signed: verify(&headers, &body) });
     let hold = r.hold.lock().unwrap().take_if(|(k, _)| *k == kind);
     if let Some((_, wait)) = hold {
         tokio::time::sleep(wait).await;
@@ -306,4 +312,82 @@ async fn webhooks_to_private_addresses_and_without_a_secret_are_refused() {
     assert_eq!(resp.status(), 400);
     let p: Value = resp.json().await.unwrap();
     assert!(p["errors"][0]["message"].as_str().unwrap().contains("no WEBHOOK_SECRET"), "{p}");
+}
+
+/// A schedule as `GET /api/schedules/{id}` gives it.
+async fn schedule_of(c: &reqwest::Client, url: &str) -> Value {
+    c.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The first batch the schedule at `url` fired after `since`, as `GET /api/trading/batches/{id}`
+/// gives it.
+async fn batch_fired_after(c: &reqwest::Client, server: &Server, url: &str, since: DateTime<Utc>) -> Value {
+    let begun = Instant::now();
+    loop {
+        let fires = schedule_of(c, url).await["lastFires"].as_array().unwrap().clone();
+        let after = fires.iter().find(|f| f["firedAt"].as_str().unwrap().parse::<DateTime<Utc>>().unwrap() > since);
+        // A tick is recorded just before its batch is stored.
+        if let Some(f) = after {
+            let batch = c.get(server.url(&format!("/api/trading/batches/{}", f["batchId"].as_str().unwrap())));
+            let resp = batch.send().await.unwrap();
+            if resp.status() == 200 {
+                return resp.json().await.unwrap();
+            }
+        }
+        assert!(begun.elapsed() < Duration::from_secs(30), "no tick after {since}: {fires:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A schedule whose receiver always fails: the first batch's end is sent ten times (the first
+/// try and nine retries, one id), then given up; the schedule's webhook is then disabled, and
+/// its batches after that go without one, until the webhook is set again.
+#[tokio::test]
+async fn a_schedules_webhook_given_up_on_is_disabled_until_set_again() {
+    let (rx, url) = receiver().await;
+    *rx.fail_first.lock().unwrap() = u32::MAX;
+    let mut env = ENV.to_vec();
+    env[2] = ("WEBHOOK_FIRST_RETRY_MS", "1");
+    env.extend([("MIN_SCHEDULE_INTERVAL_SECS", "1"), ("SIMULATED_LATENCY_MS", "0"), ("WORKERS", "2")]);
+    let server = Server::start(TestDb::sqlite(), &env).await;
+    let c = visitor(&server).await;
+    let body = json!({"name": "Failing hook", "symbols": ["AAPL"], "cron": "*/10 * * * * *", "analysts": ["risk"],
+                      "webhook": url, "webhookEvents": ["completed"]});
+    let created: Value = c.post(server.url("/api/schedules")).json(&body).send().await.unwrap().json().await.unwrap();
+    let schedule = server.url(&format!("/api/schedules/{}", created["scheduleId"].as_str().unwrap()));
+
+    let begun = Instant::now();
+    // A tick read before the disable committed may still carry the webhook: what follows is
+    // measured from when the disable was seen.
+    let seen_disabled = loop {
+        if schedule_of(&c, &schedule).await["webhookDisabledAt"].is_string() {
+            break Utc::now();
+        }
+        assert!(begun.elapsed() < Duration::from_secs(120), "never disabled: {:?}", rx.got.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let got = rx.got.lock().unwrap().clone();
+    assert!(got.iter().all(|r| r.signed && r.kind == "batch.completed"), "{got:?}");
+    let first = &got[0];
+    let tries: Vec<&Received> = got.iter().filter(|r| r.id == first.id).collect();
+    assert_eq!(tries.len(), 10, "the first try and nine retries, under one id: {got:?}");
+    assert!(tries.iter().all(|r| r.batch.is_some() && r.batch == first.batch), "{tries:?}");
+
+    // A batch fired after the webhook was disabled is told to no one. Set again, the next
+    // batch's end is sent (and fails, as ever), and still nothing about that one: it ended
+    // first, and a batch's events are sent in the order they happen. The earlier batches'
+    // deliveries that give up after the webhook was set again do not disable it again.
+    let without = batch_fired_after(&c, &server, &schedule, seen_disabled).await;
+    let without = without["batchId"].as_str().unwrap().to_string();
+    let again: Value = c.patch(&schedule).json(&json!({"webhook": url})).send().await.unwrap().json().await.unwrap();
+    assert!(again.get("webhookDisabledAt").is_none(), "{again}");
+    let with = batch_fired_after(&c, &server, &schedule, Utc::now()).await;
+    let with = with["batchId"].as_str().unwrap().to_string();
+    let begun = Instant::now();
+    while !rx.got.lock().unwrap().iter().any(|r| r.batch.as_deref() == Some(with.as_str())) {
+        assert!(begun.elapsed() < Duration::from_secs(30), "the end of batch {with} was never sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = rx.got.lock().unwrap().clone();
+    assert!(!got.iter().any(|r| r.batch.as_deref() == Some(without.as_str())), "{without} was told: {got:?}");
 }

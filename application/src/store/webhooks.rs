@@ -203,15 +203,18 @@ impl Store {
         Ok(())
     }
 
-    /// A schedule's webhook failed a day of retries: its batches go without it until it is
-    /// set again.
-    pub async fn disable_schedule_webhook(&self, schedule_id: &str, now: DateTime<Utc>) -> Result<()> {
+    /// A schedule's webhook failed a day of retries with a delivery made at `made_at` (epoch
+    /// ms): its batches go without it until it is set again. Unless the schedule was changed
+    /// since that delivery was made: an owner who set the webhook again is not overruled by a
+    /// delivery older than that.
+    pub async fn disable_schedule_webhook(&self, schedule_id: &str, made_at: i64, now: DateTime<Utc>) -> Result<()> {
         let sql = "update trading_agent_schedules set webhook_disabled_at = $2
-                   where schedule_id = $1 and webhook_disabled_at is null";
+                   where schedule_id = $1 and webhook_disabled_at is null and updated_at <= $3";
         on_writer!(self, |pool| {
             sqlx::query(sql)
                 .bind(schedule_id)
                 .bind(now.timestamp_millis())
+                .bind(made_at)
                 .execute(pool)
                 .await
                 .map(drop)

@@ -226,7 +226,7 @@ impl Dispatcher {
                         tracing::warn!(webhookId = %d.webhook_id, url = %d.url, error = %why, "webhook given up after its retries");
                         self.store.delivery_failed(&d.webhook_id, status, &why, None, now).await?;
                         if let Some(schedule) = &d.schedule_id {
-                            self.store.disable_schedule_webhook(schedule, now).await?;
+                            self.store.disable_schedule_webhook(schedule, d.created_at, now).await?;
                         }
                     }
                 },
