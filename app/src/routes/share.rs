@@ -1,6 +1,6 @@
 //! `/share/:secret`: a run opened through its owner's share link — read-only: its progress,
-//! then its result and its log, with no Cancel or Retry. Rendered on the server; while the run is active
-//! the page refreshes itself as a run page without its WASM does.
+//! then its result and its log, with no Cancel or Retry. Rendered on the server; while the run
+//! is active the page refreshes itself as a run page without its WASM does.
 
 use chrono::Utc;
 use domain::{JobStatus, Progress, RunLog};
