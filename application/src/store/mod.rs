@@ -195,6 +195,11 @@ pub struct Store {
     pools: Pools,
 }
 
+/// `$first, $first+1, …`: `n` bind markers for an `in (…)` list.
+fn markers(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
 fn time(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms).ok_or_else(|| crate::Error::Internal(format!("a time out of range: {ms}")))
 }
@@ -524,11 +529,10 @@ impl Store {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "select run_id, tag from trading_agent_tags where user_id = $1 and run_id in ({})
              order by run_id, ordinal",
-            list.join(", ")
+            markers(2, runs.len())
         );
         let rows: Vec<(String, String)> = on_reader!(self, |pool| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);
@@ -630,10 +634,9 @@ impl Store {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let list: Vec<String> = (0..runs.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "select run_id, horizons, settled, checked_at from trading_agent_outcomes where user_id = $1 and run_id in ({})",
-            list.join(", ")
+            markers(2, runs.len())
         );
         let rows: Vec<(String, String, i64, i64)> = on_reader!(self, |pool| {
             let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(owner);

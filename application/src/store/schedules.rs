@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use jobs::{Pools, StoreError};
 
-use super::Store;
+use super::{Store, markers};
 use crate::error::Result;
 
 /// A schedule as stored: its request as JSON, its times as epoch milliseconds.
@@ -244,19 +244,20 @@ impl Store {
         let fires: Vec<Fire> = on_writer!(self, |pool| {
             sqlx::query_as(sql).bind(since.timestamp_millis()).fetch_all(pool).await.map_err(StoreError::from)?
         });
-        if fires.is_empty() {
+        let mut ids: Vec<&str> = fires.iter().map(|f| f.0.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!(
-            "select {COLUMNS} from trading_agent_schedules where schedule_id in
-               (select schedule_id from trading_agent_schedule_fires where started = 0 and fired_at >= $1)"
-        );
+        let sql =
+            format!("select {COLUMNS} from trading_agent_schedules where schedule_id in ({})", markers(1, ids.len()));
         let schedules: Vec<Row> = on_writer!(self, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(since.timestamp_millis())
-                .fetch_all(pool)
-                .await
-                .map_err(StoreError::from)?
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for id in &ids {
+                query = query.bind(*id);
+            }
+            query.fetch_all(pool).await.map_err(StoreError::from)?
         });
         let schedules: Vec<ScheduleRow> = schedules.into_iter().map(row).collect();
         Ok(fires
@@ -271,7 +272,7 @@ impl Store {
         if schedules.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = schedules.iter().enumerate().map(|(i, _)| format!("${}", i + 1)).collect::<Vec<_>>().join(", ");
+        let ids = markers(1, schedules.len());
         let sql = format!(
             "select schedule_id, tick_at, fired_at, batch_id, missed, started, error from (
                  select *, row_number() over (partition by schedule_id order by tick_at desc) as nth
